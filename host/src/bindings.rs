@@ -1,0 +1,52 @@
+//! The one place where Rust bindings for the WIT contract in `wit/` are generated.
+//!
+//! Both plugin worlds import the same host interfaces, so the `ai-provider` bindings reuse the
+//! `connector` bindings' import traits and shared types: one `Host` implementation per capability
+//! serves both worlds.
+
+#![allow(missing_docs)]
+
+mod connector_world {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugboard:connector/connector",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+mod provider_world {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugboard:connector/ai-provider",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "plugboard:connector/types": super::connector_world::plugboard::connector::types,
+            "plugboard:connector/ai-types": super::connector_world::plugboard::connector::ai_types,
+            "plugboard:connector/http": super::connector_world::plugboard::connector::http,
+            "plugboard:connector/kv": super::connector_world::plugboard::connector::kv,
+            "plugboard:connector/log": super::connector_world::plugboard::connector::log,
+            "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
+            "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
+            "plugboard:connector/config": super::connector_world::plugboard::connector::config,
+        },
+    });
+}
+
+pub(crate) use connector_world::plugboard::connector::{ai, config, emit, http, kv, log};
+pub(crate) use connector_world::plugboard::connector::{ai_types as ai_types_host, types as types_host};
+pub(crate) use connector_world::{Connector, ConnectorPre};
+pub(crate) use provider_world::exports::plugboard::connector::provider::ProviderMetadata;
+pub(crate) use provider_world::AiProviderPre;
+
+/// The contract's shared types, as the host sees them.
+pub mod types {
+    pub use super::connector_world::plugboard::connector::ai_types::{
+        ChatRequest, ChatResponse, FinishReason, Message, ResponseFormat, Role, Usage,
+    };
+    pub use super::connector_world::plugboard::connector::types::{
+        Action, Capability, ConnectorMetadata, Error, Event, HttpRequest, HttpResponse, NewEvent,
+        UpstreamFailure, VerificationScheme, WebhookReply, WebhookRequest,
+    };
+}

@@ -1,0 +1,78 @@
+//! The `emit` capability: a plugin publishes new events. The host validates them, gives each an
+//! id and records the instance as its source; the invocation's outcome carries them to the router.
+
+use crate::bindings::emit::Host;
+use crate::bindings::types::{Error, Event, NewEvent};
+use crate::capabilities::Capability;
+use crate::runtime::InstanceState;
+
+/// The longest event kind accepted.
+const MAX_KIND_LEN: usize = 128;
+
+/// Checks a plugin-made event and turns it into a stored-shape [`Event`] from `source`.
+///
+/// The same rules apply to events a plugin emits, returns from `handle` or makes from a webhook,
+/// so a plugin cannot smuggle a malformed event through any door.
+pub(crate) fn accept(source: &str, max_bytes: u32, event: NewEvent) -> Result<Event, String> {
+    let kind_ok = !event.kind.is_empty()
+        && event.kind.len() <= MAX_KIND_LEN
+        && event.kind.bytes().all(|b| b.is_ascii_graphic());
+    if !kind_ok {
+        return Err(format!(
+            "event kind {:?} must be 1 to {MAX_KIND_LEN} printable ASCII characters without spaces",
+            event.kind.chars().take(MAX_KIND_LEN).collect::<String>()
+        ));
+    }
+    if event.content_type.is_empty() || event.content_type.len() > 255 {
+        return Err(format!("event `{}` needs a content type of at most 255 bytes", event.kind));
+    }
+    if event.payload.len() > max_bytes as usize {
+        return Err(format!(
+            "event `{}` payload is {} bytes, over the limit of {max_bytes}",
+            event.kind,
+            event.payload.len()
+        ));
+    }
+    if event.attributes.len() > 64 {
+        return Err(format!("event `{}` has more than 64 attributes", event.kind));
+    }
+    Ok(Event {
+        id: new_event_id(),
+        source: source.to_owned(),
+        kind: event.kind,
+        occurred_at_ms: event.occurred_at_ms.unwrap_or_else(now_ms),
+        content_type: event.content_type,
+        payload: event.payload,
+        attributes: event.attributes,
+    })
+}
+
+/// A new, time-ordered event id (UUIDv7), so ids sort by creation time in the event log.
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Host for InstanceState {
+    async fn publish(&mut self, event: NewEvent) -> Result<String, Error> {
+        self.require(Capability::Emit)?;
+        if self.emitted.len() >= self.plugin.limits.max_events as usize {
+            return Err(Error::InvalidInput(format!(
+                "an invocation may emit at most {} events",
+                self.plugin.limits.max_events
+            )));
+        }
+        let event = accept(&self.plugin.id, self.plugin.limits.max_event_bytes, event)
+            .map_err(Error::InvalidInput)?;
+        let id = event.id.clone();
+        self.emitted.push(event);
+        Ok(id)
+    }
+}

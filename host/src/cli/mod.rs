@@ -1,0 +1,40 @@
+//! Command-line parsing and the subcommands.
+
+mod demo;
+mod plugin;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// plugboard: a host for integration plugins written as WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "plugboard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Cache compiled plugins here, so that the next start skips compilation.
+    #[arg(long, global = true, env = "PLUGBOARD_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect or call plugin components.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Load a connector with every capability, send it a sample event, and show what happened.
+    Demo(demo::DemoArgs),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut builder = plugboard::Host::builder();
+    if let Some(dir) = &cli.cache_dir {
+        builder = builder.compile_cache_dir(dir);
+    }
+    let host = builder.build()?;
+    match cli.command {
+        Command::Plugin(cmd) => plugin::run(&host, cmd).await,
+        Command::Demo(args) => demo::run(&host, args).await,
+    }
+}

@@ -1,0 +1,179 @@
+//! `plugboard plugin ...`: look at a component before installing it, and call it by hand.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use plugboard::{Capability, Grants, Host, Limits, PluginInfo, PluginKind, PluginSpec};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show what a component is and what it asks for, like a permission prompt.
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a component with the given grants and limits and call one of its exports.
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The component file.
+    file: PathBuf,
+    /// Instance id (default: the file name).
+    #[arg(long)]
+    id: Option<String>,
+    /// Grant a capability (repeatable): http, kv, log, emit, ai, config.
+    #[arg(long = "grant", value_name = "CAPABILITY")]
+    grants: Vec<Capability>,
+    /// Allow outbound HTTP to scheme://host[:port] (repeatable; grants http).
+    #[arg(long = "allow-http", value_name = "PATTERN")]
+    allow_http: Vec<String>,
+    /// A config value KEY=VALUE (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// An AI provider component to serve the `ai` capability.
+    #[arg(long)]
+    ai_provider: Option<PathBuf>,
+    /// Memory limit in MiB.
+    #[arg(long, default_value_t = Limits::default().memory_mib)]
+    memory_mib: u32,
+    /// Deadline in milliseconds.
+    #[arg(long, default_value_t = Limits::default().timeout_ms)]
+    timeout_ms: u64,
+    #[command(subcommand)]
+    call: Call,
+}
+
+#[derive(Debug, Subcommand)]
+enum Call {
+    /// Deliver an event to `handle`.
+    Handle {
+        /// The event kind.
+        #[arg(long)]
+        kind: String,
+        /// The JSON payload.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+    },
+    /// Run an action through `invoke`.
+    Invoke {
+        /// The action.
+        action: String,
+        /// The JSON input.
+        #[arg(long, default_value = "{}")]
+        input: String,
+    },
+}
+
+pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
+    match cmd {
+        PluginCommand::Inspect { file, json } => {
+            let info = host.inspect(&file).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                print!("{}", permission_prompt(&info));
+            }
+            Ok(())
+        }
+        PluginCommand::Call(args) => call(host, args).await,
+    }
+}
+
+/// Renders what a plugin is and what it asks for, for an operator deciding whether to install it.
+pub fn permission_prompt(info: &PluginInfo) -> String {
+    let mut out = String::new();
+    let kind = info.kind.name();
+    out += &format!("{} {} ({kind})\n  {}\n", info.name, info.version, info.description);
+    out += &format!("  component: {} bytes, sha256 {}\n", info.size_bytes, info.sha256);
+    if info.kind == PluginKind::Connector {
+        if let Some(scheme) = &info.webhook_verification {
+            out += &format!("  receives webhooks, verified with: {scheme}\n");
+        }
+        if !info.produces.is_empty() {
+            out += &format!("  produces events: {}\n", info.produces.join(", "));
+        }
+        for a in &info.actions {
+            out += &format!("  action {}: {}\n", a.name, a.description);
+        }
+    }
+    if let Some(model) = &info.default_model {
+        out += &format!("  default model: {model}\n");
+    }
+    if info.requested.is_empty() {
+        out += "  requests no capabilities\n";
+    } else {
+        out += "  requests permission to:\n";
+        for c in &info.requested {
+            out += &format!("    - {:<6} {}\n", c.name(), c.describe());
+        }
+    }
+    out
+}
+
+fn parse_config(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("config `{p}` is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+async fn load_provider(host: &Host, file: &Path) -> anyhow::Result<String> {
+    let spec = PluginSpec::new("ai", file).with_grants(Grants::none().with(Capability::Log));
+    let info = host.load(spec).await?;
+    host.set_default_ai_provider(Some(&info.id));
+    Ok(info.id)
+}
+
+async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
+    let id = args
+        .id
+        .clone()
+        .or_else(|| args.file.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "plugin".into());
+    let mut grants = Grants::none();
+    for c in &args.grants {
+        grants = grants.with(*c);
+    }
+    for p in &args.allow_http {
+        grants = grants.allow_http(p);
+    }
+    if let Some(provider) = &args.ai_provider {
+        load_provider(host, provider).await?;
+    }
+    let mut spec = PluginSpec::new(&id, &args.file).with_grants(grants).with_limits(Limits {
+        memory_mib: args.memory_mib,
+        timeout_ms: args.timeout_ms,
+        ..Limits::default()
+    });
+    for (k, v) in parse_config(&args.config)? {
+        spec = spec.with_config(&k, &v);
+    }
+    let info = host.load(spec).await?;
+    match args.call {
+        Call::Handle { kind, payload } => {
+            let payload: serde_json::Value = serde_json::from_str(&payload).context("--payload is not JSON")?;
+            let event = plugboard::Event::json(&kind, "cli", &payload)?;
+            let done = host.handle(&info.id, event).await?;
+            crate::cli::demo::print_events("returned", &done.output);
+            crate::cli::demo::print_events("emitted", &done.emitted);
+            crate::cli::demo::print_logs(&done.logs);
+        }
+        Call::Invoke { action, input } => {
+            let input: serde_json::Value = serde_json::from_str(&input).context("--input is not JSON")?;
+            let done = host.invoke(&info.id, &action, &input).await?;
+            println!("{}", serde_json::to_string_pretty(&done.output)?);
+            crate::cli::demo::print_logs(&done.logs);
+        }
+    }
+    Ok(())
+}

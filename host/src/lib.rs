@@ -1,0 +1,79 @@
+//! plugboard: a host for integration plugins written as WebAssembly components.
+//!
+//! Each integration (Shopify, Slack, OpenAI, ...) is a component implementing the WIT contract in
+//! `wit/`. The host loads it sandboxed, gives it only the capabilities and limits its operator
+//! granted, and invokes it once per event, each time in a fresh instance.
+//!
+//! Where things are:
+//! - [`runtime`]: loading components and running invocations within their limits.
+//! - [`capabilities`]: one module per host interface a plugin may import, each checking the
+//!   instance's grant first.
+//! - [`limits`]: the per-instance resource limits.
+//!
+//! Embedding the host in another program:
+//!
+//! ```no_run
+//! use plugboard::{Capability, Grants, Host, Limits, PluginSpec};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = Host::builder().compile_cache_dir("/var/cache/plugboard").build()?;
+//! let info = host
+//!     .load(
+//!         PluginSpec::new("echo", "echo.wasm")
+//!             .with_grants(Grants::none().with(Capability::Log).with(Capability::Kv))
+//!             .with_limits(Limits::default().with_memory_mib(16).with_timeout(std::time::Duration::from_secs(2)))
+//!             .with_config("greeting", "hi"),
+//!     )
+//!     .await?;
+//! println!("loaded {} {} with {:?}", info.name, info.version, info.effective);
+//! let done = host.handle("echo", plugboard::Event::json("demo/ping", "cli", &serde_json::json!({"n": 1}))?).await?;
+//! for event in done.output {
+//!     println!("{} {}", event.kind, String::from_utf8_lossy(&event.payload));
+//! }
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+pub mod capabilities;
+mod error;
+pub mod limits;
+pub mod runtime;
+
+pub use bindings::types;
+pub use capabilities::{Capability, Grants, HttpGrant};
+pub use error::{InvokeError, LoadError};
+pub use limits::Limits;
+pub use runtime::{Host, HostBuilder, Invocation, PluginInfo, PluginKind, PluginSpec, Session, WebhookOutcome};
+pub use types::{Event, NewEvent};
+
+/// Why the host itself could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot set up the wasm engine: {0}")]
+    Engine(String),
+    /// A file or thread could not be set up.
+    #[error("cannot set up {what}: {source}")]
+    Io {
+        /// What was being set up.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Event {
+    /// A new event with a JSON payload, a fresh id and the current time, as if `source` had
+    /// produced it. For embedders and tests that feed events in by hand.
+    pub fn json(kind: &str, source: &str, payload: &serde_json::Value) -> Result<Event, serde_json::Error> {
+        Ok(Event {
+            id: capabilities::emit::new_event_id(),
+            source: source.to_owned(),
+            kind: kind.to_owned(),
+            occurred_at_ms: capabilities::emit::now_ms(),
+            content_type: "application/json".into(),
+            payload: serde_json::to_vec(payload)?,
+            attributes: Vec::new(),
+        })
+    }
+}

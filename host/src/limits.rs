@@ -1,0 +1,169 @@
+//! The resource limits an operator sets per plugin instance, and the store limiter that enforces
+//! the memory and table limits inside wasmtime.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Limits for one plugin instance. Every field has a safe default; unknown keys are refused.
+///
+/// ```
+/// let limits: plugboard::Limits = serde_json::from_str(r#"{"memory_mib": 32, "timeout_ms": 500}"#).unwrap();
+/// assert_eq!(limits.memory_mib, 32);
+/// assert!(serde_json::from_str::<plugboard::Limits>(r#"{"memroy_mib": 32}"#).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The most linear memory one invocation may use, in MiB. Growing past it fails the
+    /// invocation with `out of memory`.
+    pub memory_mib: u32,
+    /// The wall-clock deadline of one invocation, host calls included, in milliseconds.
+    pub timeout_ms: u64,
+    /// An optional budget of wasm instructions ("fuel") per invocation; needs fuel metering
+    /// enabled on the host (`HostBuilder::fuel_metering`).
+    pub fuel: Option<u64>,
+    /// How many invocations of this instance may run at once; others wait, within their deadline.
+    pub max_concurrency: u32,
+    /// The most elements all tables of one invocation may hold.
+    pub max_table_elements: u32,
+    /// The most core wasm instances one invocation may create.
+    pub max_instances: u32,
+    /// The most tables one invocation may create.
+    pub max_tables: u32,
+    /// The most linear memories one invocation may create.
+    pub max_memories: u32,
+    /// The most events one invocation may emit or return.
+    pub max_events: u32,
+    /// The largest payload of one event, in bytes.
+    pub max_event_bytes: u32,
+    /// The most log lines one invocation keeps (later lines are counted, not kept).
+    pub max_log_lines: u32,
+    /// The most outbound HTTP requests one invocation may send.
+    pub max_http_requests: u32,
+    /// The largest outbound HTTP response body, in bytes.
+    pub max_http_response_bytes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mib: 64,
+            timeout_ms: 10_000,
+            fuel: None,
+            max_concurrency: 32,
+            max_table_elements: 100_000,
+            max_instances: 32,
+            max_tables: 32,
+            max_memories: 4,
+            max_events: 1_000,
+            max_event_bytes: 1 << 20,
+            max_log_lines: 1_000,
+            max_http_requests: 32,
+            max_http_response_bytes: 8 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The memory cap in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        (self.memory_mib as usize) << 20
+    }
+
+    /// The deadline as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Sets the memory cap.
+    pub fn with_memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Sets the deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Sets the fuel budget.
+    pub fn with_fuel(mut self, fuel: u64) -> Self {
+        self.fuel = Some(fuel);
+        self
+    }
+
+    /// Sets how many invocations may run at once.
+    pub fn with_max_concurrency(mut self, n: u32) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+}
+
+/// Enforces [`Limits`] on one store, and remembers whether a memory limit was hit so that the
+/// resulting trap can be reported as "out of memory" rather than as a plugin bug.
+pub(crate) struct StoreLimiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    instances: usize,
+    tables: usize,
+    memories: usize,
+    pub(crate) memory_exhausted: bool,
+}
+
+/// The error a denied memory growth raises inside wasmtime.
+#[derive(Debug, thiserror::Error)]
+#[error("linear memory limit of {0} bytes exceeded")]
+pub(crate) struct MemoryLimitExceeded(pub usize);
+
+impl StoreLimiter {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        StoreLimiter {
+            memory_bytes: limits.memory_bytes(),
+            table_elements: limits.max_table_elements as usize,
+            instances: limits.max_instances as usize,
+            tables: limits.max_tables as usize,
+            memories: limits.max_memories as usize,
+            memory_exhausted: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for StoreLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_exhausted = true;
+            // Trap at once: a guest allocator that sees a failed grow usually aborts with a
+            // message nobody reads; the trap keeps the real cause and a backtrace to it.
+            return Err(MemoryLimitExceeded(self.memory_bytes).into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}

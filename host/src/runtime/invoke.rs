@@ -1,0 +1,379 @@
+//! Running one invocation: a concurrency slot, a fresh store with the instance's limits, a
+//! deadline enforced both inside wasm (epochs) and around host calls (a timer), and the
+//! translation of every failure into an [`InvokeError`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::{Store, Trap, WasmBacktrace};
+
+use crate::bindings::types::{ChatRequest, ChatResponse, Event, WebhookRequest};
+use crate::bindings::Connector;
+use crate::capabilities::emit;
+use crate::capabilities::log::LogRecord;
+use crate::error::InvokeError;
+use crate::limits::MemoryLimitExceeded;
+use crate::runtime::plugin::{Described, PluginPre};
+use crate::runtime::{Host, InstanceState, Plugin, PluginKind};
+
+/// What one invocation produced, besides its result.
+#[derive(Debug, Clone)]
+pub struct Invocation<T> {
+    /// The instance that ran.
+    pub instance: String,
+    /// The call's result.
+    pub output: T,
+    /// Events the plugin published through the `emit` capability, ids and source assigned.
+    pub emitted: Vec<Event>,
+    /// Lines the plugin logged (up to its limit).
+    pub logs: Vec<LogRecord>,
+    /// Lines past the limit, counted but not kept.
+    pub logs_dropped: u32,
+    /// Wall-clock time, from asking for a slot to the answer.
+    pub elapsed: Duration,
+}
+
+/// What a connector made of a webhook.
+#[derive(Debug, Clone)]
+pub struct WebhookOutcome {
+    /// The HTTP status to answer with.
+    pub status: u16,
+    /// Reply headers.
+    pub headers: Vec<(String, String)>,
+    /// Reply body.
+    pub body: Vec<u8>,
+    /// Events to store, ids and source assigned.
+    pub events: Vec<Event>,
+}
+
+type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
+
+/// Pins down the higher-ranked signature of a call closure, which inference cannot find alone.
+fn call<T, F>(f: F) -> F
+where
+    F: for<'a> FnOnce(&'a mut Store<InstanceState>, &'a PluginPre) -> CallFuture<'a, T>,
+{
+    f
+}
+
+/// Marks a failure to instantiate (as opposed to a failure inside the plugin's code).
+#[derive(Debug, thiserror::Error)]
+#[error("could not instantiate: {0}")]
+struct InstantiateFailed(String);
+
+fn instantiate_failed(e: wasmtime::Error) -> wasmtime::Error {
+    wasmtime::Error::new(InstantiateFailed(format!("{e:#}")))
+}
+
+/// Bytes of guest stderr kept for trap reports (a Rust panic message lands there).
+const STDERR_CAPTURE_BYTES: usize = 4 << 10;
+
+fn new_store(host: &Host, plugin: &Arc<Plugin>, event_id: Option<String>, deadline: tokio::time::Instant) -> Store<InstanceState> {
+    let state = InstanceState::new(plugin.clone(), host.inner.clone(), event_id, deadline, STDERR_CAPTURE_BYTES);
+    let mut store = Store::new(host.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_trap();
+    arm(host, plugin, &mut store);
+    store
+}
+
+/// Resets the store's epoch deadline and fuel for one call.
+fn arm(host: &Host, plugin: &Plugin, store: &mut Store<InstanceState>) {
+    let tick = host.inner.settings.epoch_tick.as_nanos().max(1);
+    let ticks = plugin.limits.timeout().as_nanos() / tick + 1;
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    if host.inner.settings.fuel_metering {
+        // Only fails when fuel metering is off, which the branch rules out.
+        let _ = store.set_fuel(plugin.limits.fuel.unwrap_or(u64::MAX));
+    }
+}
+
+async fn acquire(plugin: &Plugin, deadline: tokio::time::Instant) -> Result<OwnedSemaphorePermit, InvokeError> {
+    match tokio::time::timeout_at(deadline, plugin.slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(InvokeError::Internal("the instance was shut down".into())),
+        Err(_) => Err(InvokeError::Timeout(plugin.limits.timeout())),
+    }
+}
+
+/// Turns a failed call into the error an operator can act on.
+fn classify(e: wasmtime::Error, store: &Store<InstanceState>, plugin: &Plugin) -> InvokeError {
+    let state = store.data();
+    let backtrace = e.downcast_ref::<WasmBacktrace>().map(|b| b.to_string()).unwrap_or_default();
+    if state.limiter.memory_exhausted || e.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        return InvokeError::OutOfMemory { limit_mib: plugin.limits.memory_mib };
+    }
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => InvokeError::Timeout(plugin.limits.timeout()),
+            Trap::OutOfFuel => InvokeError::OutOfFuel(plugin.limits.fuel.unwrap_or(u64::MAX)),
+            Trap::StackOverflow => InvokeError::StackOverflow { backtrace },
+            other => {
+                let stderr = state.captured_stderr();
+                let message = if stderr.is_empty() {
+                    other.to_string()
+                } else {
+                    format!("{other}; the plugin wrote: {}", stderr.trim_end())
+                };
+                InvokeError::Trap { message, backtrace }
+            }
+        };
+    }
+    if let Some(failed) = e.downcast_ref::<InstantiateFailed>() {
+        return InvokeError::Internal(failed.to_string());
+    }
+    // What remains comes from lifting the plugin's answer: invalid UTF-8, bad discriminants,
+    // out-of-bounds pointers.
+    InvokeError::InvalidOutput(format!("{e:#}"))
+}
+
+/// Runs `f` on a fresh instance of `plugin` within its limits.
+async fn run<T: Send>(
+    host: &Host,
+    plugin: Arc<Plugin>,
+    event_id: Option<String>,
+    f: impl for<'a> FnOnce(&'a mut Store<InstanceState>, &'a PluginPre) -> CallFuture<'a, T>,
+) -> Result<Invocation<T>, InvokeError> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
+    let _permit = acquire(&plugin, deadline).await?;
+    let mut store = new_store(host, &plugin, event_id, deadline);
+    let result = tokio::time::timeout_at(deadline, f(&mut store, &plugin.pre)).await;
+    let output = match result {
+        Err(_) => return Err(InvokeError::Timeout(plugin.limits.timeout())),
+        Ok(Err(e)) => return Err(classify(e, &store, &plugin)),
+        Ok(Ok(output)) => output,
+    };
+    let state = store.into_data();
+    Ok(Invocation {
+        instance: plugin.id.clone(),
+        output,
+        emitted: state.emitted,
+        logs: state.logs,
+        logs_dropped: state.logs_dropped,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn wrong_kind(plugin: &Plugin, expected: PluginKind) -> InvokeError {
+    InvokeError::WrongKind { id: plugin.id.clone(), expected: expected.name(), actual: plugin.kind.name() }
+}
+
+fn connector_pre(pre: &PluginPre) -> wasmtime::Result<&crate::bindings::ConnectorPre<InstanceState>> {
+    match pre {
+        PluginPre::Connector(pre) => Ok(pre),
+        PluginPre::AiProvider(_) => Err(wasmtime::format_err!("not a connector")),
+    }
+}
+
+/// Calls `metadata()` on a fresh instance.
+pub(crate) async fn describe(host: &Host, plugin: Arc<Plugin>) -> Result<Invocation<Described>, InvokeError> {
+    run(
+        host,
+        plugin,
+        None,
+        call(|store, pre| {
+            Box::pin(async move {
+                match pre {
+                    PluginPre::Connector(pre) => {
+                        let c = pre.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                        Ok(Described::Connector(c.plugboard_connector_plugin().call_metadata(&mut *store).await?))
+                    }
+                    PluginPre::AiProvider(pre) => {
+                        let p = pre.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                        Ok(Described::AiProvider(p.plugboard_connector_provider().call_metadata(&mut *store).await?))
+                    }
+                }
+            })
+        }),
+    )
+    .await
+}
+
+/// Checks and converts the events a plugin returned, as `emit` does for published ones.
+fn accept_all(plugin: &Plugin, already: usize, events: Vec<crate::bindings::types::NewEvent>) -> Result<Vec<Event>, InvokeError> {
+    if already + events.len() > plugin.limits.max_events as usize {
+        return Err(InvokeError::InvalidOutput(format!(
+            "{} events, over the limit of {}",
+            already + events.len(),
+            plugin.limits.max_events
+        )));
+    }
+    events
+        .into_iter()
+        .map(|e| emit::accept(&plugin.id, plugin.limits.max_event_bytes, e).map_err(InvokeError::InvalidOutput))
+        .collect()
+}
+
+fn plugin_result<T>(r: Result<T, crate::bindings::types::Error>) -> Result<T, InvokeError> {
+    r.map_err(InvokeError::Plugin)
+}
+
+impl Host {
+    /// Delivers `event` to connector `id`'s `handle` and returns the events it produced.
+    pub async fn handle(&self, id: &str, event: Event) -> Result<Invocation<Vec<Event>>, InvokeError> {
+        let plugin = self.get(id)?;
+        if plugin.kind != PluginKind::Connector {
+            return Err(wrong_kind(&plugin, PluginKind::Connector));
+        }
+        let event_id = Some(event.id.clone());
+        let done = run(
+            self,
+            plugin.clone(),
+            event_id,
+            call(move |store, pre| {
+                Box::pin(async move {
+                    let c = connector_pre(pre)?.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                    c.plugboard_connector_plugin().call_handle(&mut *store, &event).await
+                })
+            }),
+        )
+        .await?;
+        let (returned, done) = done.split();
+        let returned = plugin_result(returned)?;
+        let events = accept_all(&plugin, done.emitted.len(), returned)?;
+        Ok(done.with_output(events))
+    }
+
+    /// Hands a verified webhook request to connector `id`.
+    pub async fn on_webhook(&self, id: &str, request: WebhookRequest) -> Result<Invocation<WebhookOutcome>, InvokeError> {
+        let plugin = self.get(id)?;
+        if plugin.kind != PluginKind::Connector {
+            return Err(wrong_kind(&plugin, PluginKind::Connector));
+        }
+        let done = run(
+            self,
+            plugin.clone(),
+            None,
+            call(move |store, pre| {
+                Box::pin(async move {
+                    let c = connector_pre(pre)?.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                    c.plugboard_connector_plugin().call_on_webhook(&mut *store, &request).await
+                })
+            }),
+        )
+        .await?;
+        let (reply, done) = done.split();
+        let reply = plugin_result(reply)?;
+        if !(100..=599).contains(&reply.status) {
+            return Err(InvokeError::InvalidOutput(format!("HTTP status {} is out of range", reply.status)));
+        }
+        let events = accept_all(&plugin, done.emitted.len(), reply.events)?;
+        let outcome = WebhookOutcome { status: reply.status, headers: reply.headers, body: reply.body, events };
+        Ok(done.with_output(outcome))
+    }
+
+    /// Runs connector `id`'s action with a JSON input and returns its JSON output.
+    pub async fn invoke(&self, id: &str, action: &str, input: &serde_json::Value) -> Result<Invocation<serde_json::Value>, InvokeError> {
+        let plugin = self.get(id)?;
+        if plugin.kind != PluginKind::Connector {
+            return Err(wrong_kind(&plugin, PluginKind::Connector));
+        }
+        let action = action.to_owned();
+        let input = input.to_string();
+        let done = run(
+            self,
+            plugin,
+            None,
+            call(move |store, pre| {
+                Box::pin(async move {
+                    let c = connector_pre(pre)?.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                    c.plugboard_connector_plugin().call_invoke(&mut *store, &action, &input).await
+                })
+            }),
+        )
+        .await?;
+        let (text, done) = done.split();
+        let text = plugin_result(text)?;
+        let value = serde_json::from_str(&text)
+            .map_err(|e| InvokeError::InvalidOutput(format!("action output is not JSON: {e}")))?;
+        Ok(done.with_output(value))
+    }
+
+    /// Runs a chat completion on AI provider `id`.
+    pub async fn complete(&self, id: &str, request: ChatRequest) -> Result<Invocation<ChatResponse>, InvokeError> {
+        let plugin = self.get(id)?;
+        if plugin.kind != PluginKind::AiProvider {
+            return Err(wrong_kind(&plugin, PluginKind::AiProvider));
+        }
+        let done = run(
+            self,
+            plugin,
+            None,
+            call(move |store, pre| {
+                Box::pin(async move {
+                    let PluginPre::AiProvider(pre) = pre else {
+                        return Err(wasmtime::format_err!("not an AI provider"));
+                    };
+                    let p = pre.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                    p.plugboard_connector_provider().call_complete(&mut *store, &request).await
+                })
+            }),
+        )
+        .await?;
+        let (response, done) = done.split();
+        let response = plugin_result(response)?;
+        Ok(done.with_output(response))
+    }
+
+    /// Instantiates connector `id` once for many calls. Unlike every other call, state in the
+    /// plugin's memory survives from one call to the next: meant for benchmarks and for
+    /// embedders who own that trade-off. Each call still has the instance's deadline and fuel.
+    pub async fn session(&self, id: &str) -> Result<Session, InvokeError> {
+        let plugin = self.get(id)?;
+        let PluginPre::Connector(pre) = &plugin.pre else {
+            return Err(wrong_kind(&plugin, PluginKind::Connector));
+        };
+        let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
+        let permit = acquire(&plugin, deadline).await?;
+        let mut store = new_store(self, &plugin, None, deadline);
+        let bindings = match pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => return Err(classify(e, &store, &plugin)),
+        };
+        Ok(Session { host: self.clone(), plugin, store, bindings, _permit: permit })
+    }
+}
+
+impl<T> Invocation<T> {
+    /// Separates the result from the by-products, to check it before it becomes an output.
+    fn split(self) -> (T, Invocation<()>) {
+        let Invocation { instance, output, emitted, logs, logs_dropped, elapsed } = self;
+        (output, Invocation { instance, output: (), emitted, logs, logs_dropped, elapsed })
+    }
+}
+
+impl Invocation<()> {
+    fn with_output<U>(self, output: U) -> Invocation<U> {
+        let Invocation { instance, emitted, logs, logs_dropped, elapsed, .. } = self;
+        Invocation { instance, output, emitted, logs, logs_dropped, elapsed }
+    }
+}
+
+/// A connector instance kept alive across calls; see [`Host::session`].
+pub struct Session {
+    host: Host,
+    plugin: Arc<Plugin>,
+    store: Store<InstanceState>,
+    bindings: Connector,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Session {
+    /// Runs `action` with `input_json` on the live instance and returns its output as JSON text.
+    pub async fn invoke(&mut self, action: &str, input_json: &str) -> Result<String, InvokeError> {
+        arm(&self.host, &self.plugin, &mut self.store);
+        let deadline = tokio::time::Instant::now() + self.plugin.limits.timeout();
+        self.store.data_mut().deadline = deadline;
+        let plugin = self.bindings.plugboard_connector_plugin();
+        let result = tokio::time::timeout_at(deadline, plugin.call_invoke(&mut self.store, action, input_json)).await;
+        match result {
+            Err(_) => Err(InvokeError::Timeout(self.plugin.limits.timeout())),
+            Ok(Err(e)) => Err(classify(e, &self.store, &self.plugin)),
+            Ok(Ok(r)) => plugin_result(r),
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The plugin runtime: loading components, and running each invocation in a fresh, limited
+//! sandbox.
+//!
+//! - [`Host`] owns the one [`wasmtime::Engine`], the linker with every host capability, and the
+//!   loaded plugin instances.
+//! - Each plugin is compiled once (or loaded from the [`compile_cache`]) and pre-linked into an
+//!   `InstancePre`; every invocation instantiates it into a new [`wasmtime::Store`] drawn from the
+//!   pooling allocator, so no state leaks from one event to the next.
+//! - [`invoke`] applies the operator's limits to that store and turns every way a plugin can fail
+//!   into an [`InvokeError`](crate::InvokeError).
+
+pub mod compile_cache;
+mod engine;
+mod invoke;
+mod plugin;
+mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::Connector;
+use crate::capabilities::kv::{KvStore, MemoryKv};
+use crate::error::{InvokeError, LoadError};
+use compile_cache::CompileCache;
+use engine::{EngineSettings, EpochTicker};
+
+pub use invoke::{Invocation, Session, WebhookOutcome};
+pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec};
+pub(crate) use plugin::Plugin;
+pub(crate) use state::InstanceState;
+
+/// Builds a [`Host`].
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let host = plugboard::Host::builder()
+///     .max_memory_mib(256)
+///     .compile_cache_dir(std::env::temp_dir().join("plugboard-doc-cache"))
+///     .build()
+///     .unwrap();
+/// assert!(host.plugins().is_empty());
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct HostBuilder {
+    settings: EngineSettings,
+    compile_cache_dir: Option<PathBuf>,
+    kv: Option<Arc<dyn KvStore>>,
+    http: Option<reqwest::Client>,
+    default_ai_provider: Option<String>,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        HostBuilder {
+            settings: EngineSettings {
+                max_memory_mib: 512,
+                max_live_instances: 512,
+                fuel_metering: false,
+                epoch_tick: Duration::from_millis(5),
+            },
+            compile_cache_dir: None,
+            kv: None,
+            http: None,
+            default_ai_provider: None,
+        }
+    }
+}
+
+impl HostBuilder {
+    /// Caches compiled plugins in `dir`, so that restarts skip compilation.
+    pub fn compile_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.compile_cache_dir = Some(dir.into());
+        self
+    }
+
+    /// The largest memory limit any plugin may be given, in MiB (default 512).
+    pub fn max_memory_mib(mut self, mib: u32) -> Self {
+        self.settings.max_memory_mib = mib;
+        self
+    }
+
+    /// How many plugin invocations may be alive at once across the host (default 512).
+    pub fn max_live_instances(mut self, n: u32) -> Self {
+        self.settings.max_live_instances = n;
+        self
+    }
+
+    /// Counts wasm instructions so that [`crate::Limits::fuel`] budgets are enforced. Off by
+    /// default: it slows every plugin a little.
+    pub fn fuel_metering(mut self, on: bool) -> Self {
+        self.settings.fuel_metering = on;
+        self
+    }
+
+    /// The granularity of invocation deadlines (default 5 ms).
+    pub fn epoch_tick(mut self, tick: Duration) -> Self {
+        self.settings.epoch_tick = tick;
+        self
+    }
+
+    /// Where the `kv` capability stores data (default: in memory).
+    pub fn kv_store(mut self, kv: Arc<dyn KvStore>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
+    /// The HTTP client behind the `http` capability (default: one shared pool, no redirects).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The AI provider instance that serves `ai` calls of plugins whose grant names none.
+    pub fn default_ai_provider(mut self, id: &str) -> Self {
+        self.default_ai_provider = Some(id.to_owned());
+        self
+    }
+
+    /// Creates the engine, the linker and the epoch thread.
+    pub fn build(self) -> Result<Host, crate::Error> {
+        let engine = engine::build_engine(&self.settings).map_err(|e| crate::Error::Engine(e.to_string()))?;
+        let mut linker: Linker<InstanceState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| crate::Error::Engine(e.to_string()))?;
+        // Both worlds import the same interfaces, so the connector world's linker serves both.
+        Connector::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)
+            .map_err(|e| crate::Error::Engine(e.to_string()))?;
+        let cache = match &self.compile_cache_dir {
+            Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|e| crate::Error::Io {
+                what: format!("compile cache directory {}", dir.display()),
+                source: e,
+            })?),
+            None => None,
+        };
+        let http = match self.http {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| crate::Error::Engine(format!("HTTP client: {e}")))?,
+        };
+        let ticker = EpochTicker::start(engine.clone(), self.settings.epoch_tick)
+            .map_err(|e| crate::Error::Io { what: "epoch thread".into(), source: e })?;
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                cache,
+                settings: self.settings,
+                plugins: RwLock::new(HashMap::new()),
+                kv: self.kv.unwrap_or_else(|| Arc::new(MemoryKv::default())),
+                http,
+                default_ai_provider: RwLock::new(self.default_ai_provider),
+                _ticker: ticker,
+            }),
+        })
+    }
+}
+
+/// A plugin host: loads plugin components with the limits and grants their operator chose, and
+/// invokes them, each invocation in its own sandbox.
+///
+/// Cloning a `Host` is cheap and shares everything.
+///
+/// ```no_run
+/// use plugboard::{Grants, Host, Limits, PluginSpec};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let host = Host::builder().build()?;
+/// host.load(
+///     PluginSpec::new("echo", "plugins/echo.wasm")
+///         .with_grants(Grants::none().with(plugboard::Capability::Log))
+///         .with_limits(Limits::default().with_memory_mib(32)),
+/// )
+/// .await?;
+/// let answer = host.invoke("echo", "ping", &serde_json::json!({})).await?;
+/// println!("{} in {:?}", answer.output, answer.elapsed);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+pub(crate) struct HostInner {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    cache: Option<CompileCache>,
+    settings: EngineSettings,
+    plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) http: reqwest::Client,
+    default_ai_provider: RwLock<Option<String>>,
+    _ticker: EpochTicker,
+}
+
+impl HostInner {
+    pub(crate) fn default_ai_provider(&self) -> Option<String> {
+        self.default_ai_provider.read().ok().and_then(|p| p.clone())
+    }
+}
+
+impl Host {
+    /// Starts building a host.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<HostInner>) -> Self {
+        Host { inner }
+    }
+
+    /// Loads the plugin file named by `spec`, replacing any instance with the same id.
+    pub async fn load(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
+        let bytes = tokio::fs::read(&spec.wasm)
+            .await
+            .map_err(|source| LoadError::Read { path: spec.wasm.display().to_string(), source })?;
+        self.load_bytes(spec, &bytes).await
+    }
+
+    /// Loads a plugin from its component bytes, replacing any instance with the same id.
+    pub async fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
+        let plugin = Arc::new(plugin::load(self, spec, bytes).await?);
+        let info = plugin.info();
+        let mut plugins = self.inner.plugins.write().map_err(|_| LoadError::Spec {
+            id: info.id.clone(),
+            reason: "plugin table lock poisoned".into(),
+        })?;
+        plugins.insert(info.id.clone(), plugin);
+        Ok(info)
+    }
+
+    /// Compiles a component and reads its metadata without installing it and without granting
+    /// it anything: what `plugboard plugin inspect` shows before an operator installs a plugin.
+    pub async fn inspect(&self, path: &Path) -> Result<PluginInfo, LoadError> {
+        let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+        let spec = PluginSpec::new(&id, path);
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        Ok(plugin::load(self, spec, &bytes).await?.info())
+    }
+
+    /// Removes an instance; invocations already running finish on it.
+    pub fn unload(&self, id: &str) -> bool {
+        self.inner.plugins.write().map(|mut p| p.remove(id).is_some()).unwrap_or(false)
+    }
+
+    /// Every loaded instance, sorted by id.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        let plugins = match self.inner.plugins.read() {
+            Ok(p) => p,
+            Err(_) => return Vec::new(),
+        };
+        let mut infos: Vec<PluginInfo> = plugins.values().map(|p| p.info()).collect();
+        infos.sort_by(|a, b| a.id.cmp(&b.id));
+        infos
+    }
+
+    /// The instance `id`, if loaded.
+    pub fn plugin(&self, id: &str) -> Option<PluginInfo> {
+        self.get(id).ok().map(|p| p.info())
+    }
+
+    /// Sets the AI provider instance that serves plugins whose grant names none.
+    pub fn set_default_ai_provider(&self, id: Option<&str>) {
+        if let Ok(mut p) = self.inner.default_ai_provider.write() {
+            *p = id.map(str::to_owned);
+        }
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Result<Arc<Plugin>, InvokeError> {
+        self.inner
+            .plugins
+            .read()
+            .map_err(|_| InvokeError::Internal("plugin table lock poisoned".into()))?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| InvokeError::UnknownInstance(id.to_owned()))
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+}

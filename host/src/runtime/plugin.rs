@@ -1,0 +1,353 @@
+//! Loading a plugin: compile (or take from the cache), pre-link, read its metadata in a sandbox
+//! with no grants, check it, and work out its effective capabilities.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::bindings::types::{ConnectorMetadata, VerificationScheme};
+use crate::bindings::{AiProviderPre, ConnectorPre, ProviderMetadata};
+use crate::capabilities::{Capability, Grants};
+use crate::error::LoadError;
+use crate::limits::Limits;
+use crate::runtime::compile_cache::CacheOutcome;
+use crate::runtime::{Host, InstanceState};
+
+/// How an operator declares one plugin instance. Unknown keys are refused.
+///
+/// ```
+/// let spec: plugboard::PluginSpec = serde_json::from_str(r#"{
+///     "id": "shop-eu",
+///     "wasm": "plugins/shopify.wasm",
+///     "grants": { "capabilities": ["http"], "http": { "allow": ["https://*.myshopify.com"] } },
+///     "limits": { "memory_mib": 32 },
+///     "config": { "api_version": "2025-07" }
+/// }"#).unwrap();
+/// assert_eq!(spec.limits.memory_mib, 32);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// The instance id: unique in the host, used in routes, logs and `/hooks/{id}`.
+    pub id: String,
+    /// The component file.
+    pub wasm: PathBuf,
+    /// What the operator grants it.
+    #[serde(default)]
+    pub grants: Grants,
+    /// The limits it runs under.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Values the plugin reads through the `config` capability.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl PluginSpec {
+    /// An instance with no grants, default limits and no config.
+    pub fn new(id: &str, wasm: impl AsRef<Path>) -> Self {
+        PluginSpec {
+            id: id.to_owned(),
+            wasm: wasm.as_ref().to_owned(),
+            grants: Grants::none(),
+            limits: Limits::default(),
+            config: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the grants.
+    pub fn with_grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// Sets the limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Adds a config value.
+    pub fn with_config(mut self, key: &str, value: &str) -> Self {
+        self.config.insert(key.to_owned(), value.to_owned());
+        self
+    }
+}
+
+/// Which world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// The `connector` world.
+    Connector,
+    /// The `ai-provider` world.
+    AiProvider,
+}
+
+impl PluginKind {
+    /// The world's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PluginKind::Connector => "connector",
+            PluginKind::AiProvider => "ai-provider",
+        }
+    }
+}
+
+/// An action a connector offers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionInfo {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its input.
+    pub input_schema: serde_json::Value,
+}
+
+/// What a loaded (or inspected) plugin is and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginInfo {
+    /// The instance id.
+    pub id: String,
+    /// Which world it implements.
+    pub kind: PluginKind,
+    /// Its name, from its metadata.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its description.
+    pub description: String,
+    /// Event kinds it produces (connectors).
+    pub produces: Vec<String>,
+    /// Actions it offers (connectors).
+    pub actions: Vec<ActionInfo>,
+    /// The webhook verification scheme it expects (connectors).
+    pub webhook_verification: Option<String>,
+    /// The model used when a request names none (AI providers).
+    pub default_model: Option<String>,
+    /// The capabilities it requests.
+    pub requested: Vec<Capability>,
+    /// Requested and granted: what it may actually use.
+    pub effective: Vec<Capability>,
+    /// The SHA-256 of the component, hex.
+    pub sha256: String,
+    /// The component's size in bytes.
+    pub size_bytes: usize,
+    /// Whether its compiled code came from the compile cache.
+    pub compiled_from_cache: bool,
+    /// The limits it runs under.
+    pub limits: Limits,
+}
+
+pub(crate) enum PluginPre {
+    Connector(ConnectorPre<InstanceState>),
+    AiProvider(AiProviderPre<InstanceState>),
+}
+
+/// A loaded plugin instance: its pre-linked component, its operator's settings and what it is.
+pub(crate) struct Plugin {
+    pub(crate) id: String,
+    pub(crate) kind: PluginKind,
+    pub(crate) pre: PluginPre,
+    pub(crate) grants: Grants,
+    pub(crate) limits: Limits,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) effective: BTreeSet<Capability>,
+    pub(crate) slots: Arc<Semaphore>,
+    info: PluginInfo,
+}
+
+impl Plugin {
+    pub(crate) fn info(&self) -> PluginInfo {
+        self.info.clone()
+    }
+}
+
+fn scheme_name(s: VerificationScheme) -> &'static str {
+    match s {
+        VerificationScheme::None => "none",
+        VerificationScheme::Shopify => "shopify",
+        VerificationScheme::Slack => "slack",
+        VerificationScheme::Stripe => "stripe",
+        VerificationScheme::Github => "github",
+        VerificationScheme::StandardWebhooks => "standard-webhooks",
+        VerificationScheme::Hmac => "hmac",
+    }
+}
+
+fn check_spec(host: &Host, spec: &PluginSpec) -> Result<(), String> {
+    let id_ok = !spec.id.is_empty()
+        && spec.id.len() <= 64
+        && spec.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !id_ok {
+        return Err(format!("instance id {:?} must be 1 to 64 of [A-Za-z0-9_-]", spec.id));
+    }
+    let max = host.inner.settings.max_memory_mib;
+    if spec.limits.memory_mib == 0 || spec.limits.memory_mib > max {
+        return Err(format!("limits.memory_mib must be between 1 and the host's maximum of {max}"));
+    }
+    if spec.limits.timeout_ms == 0 {
+        return Err("limits.timeout_ms must be at least 1".into());
+    }
+    if spec.limits.max_concurrency == 0 {
+        return Err("limits.max_concurrency must be at least 1".into());
+    }
+    if spec.limits.fuel.is_some() && !host.inner.settings.fuel_metering {
+        return Err("limits.fuel is set but the host runs without fuel metering".into());
+    }
+    spec.grants.http.validate()
+}
+
+fn check_name_and_version(name: &str, version: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+        return Err(format!("metadata name {name:?} must be 1 to 64 of [A-Za-z0-9_-]"));
+    }
+    if version.is_empty() || version.len() > 64 {
+        return Err("metadata version must be 1 to 64 characters".into());
+    }
+    Ok(())
+}
+
+fn parse_actions(m: &ConnectorMetadata) -> Result<Vec<ActionInfo>, String> {
+    m.actions
+        .iter()
+        .map(|a| {
+            let schema: serde_json::Value = serde_json::from_str(&a.input_schema)
+                .map_err(|e| format!("action `{}` input schema is not JSON: {e}", a.name))?;
+            if !schema.is_object() && !schema.is_boolean() {
+                return Err(format!("action `{}` input schema must be a JSON Schema object", a.name));
+            }
+            Ok(ActionInfo { name: a.name.clone(), description: a.description.clone(), input_schema: schema })
+        })
+        .collect()
+}
+
+pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<Plugin, LoadError> {
+    let id = spec.id.clone();
+    let invalid = |reason: String| LoadError::Invalid { id: id.clone(), reason };
+    check_spec(host, &spec).map_err(|reason| LoadError::Spec { id: id.clone(), reason })?;
+
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    let engine = host.engine().clone();
+    let inner = host.inner.clone();
+    let digest = sha256.clone();
+    let owned = bytes.to_vec();
+    // Compiling is CPU-bound for seconds on large components: keep it off the async workers.
+    let (component, outcome) = tokio::task::spawn_blocking(move || match &inner.cache {
+        Some(cache) => cache.load_or_compile(&engine, &digest, &owned),
+        None => wasmtime::component::Component::new(&engine, &owned).map(|c| (c, CacheOutcome::Miss)),
+    })
+    .await
+    .map_err(|e| invalid(format!("compiler task failed: {e}")))?
+    .map_err(|e| invalid(format!("{e:#}")))?;
+
+    let instance_pre = host.inner.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
+    let pre = if let Ok(pre) = ConnectorPre::new(instance_pre.clone()) {
+        PluginPre::Connector(pre)
+    } else if let Ok(pre) = AiProviderPre::new(instance_pre) {
+        PluginPre::AiProvider(pre)
+    } else {
+        return Err(invalid(
+            "it exports neither plugboard:connector/plugin@0.1.0 (a connector) nor \
+             plugboard:connector/provider@0.1.0 (an AI provider)"
+                .into(),
+        ));
+    };
+    let kind = match pre {
+        PluginPre::Connector(_) => PluginKind::Connector,
+        PluginPre::AiProvider(_) => PluginKind::AiProvider,
+    };
+
+    // Read the metadata in a sandbox with no grants: describing itself needs no capability.
+    let probe = Arc::new(Plugin {
+        id: id.clone(),
+        kind,
+        pre,
+        grants: Grants::none(),
+        limits: spec.limits.clone(),
+        config: BTreeMap::new(),
+        effective: BTreeSet::new(),
+        slots: Arc::new(Semaphore::new(1)),
+        info: placeholder_info(&id, kind),
+    });
+    let described = crate::runtime::invoke::describe(host, probe.clone())
+        .await
+        .map_err(|source| LoadError::Metadata { id: id.clone(), source })?;
+    let Ok(probe) = Arc::try_unwrap(probe) else {
+        return Err(invalid("the metadata sandbox outlived its call".into()));
+    };
+
+    let mut info = placeholder_info(&id, kind);
+    match described.output {
+        Described::Connector(m) => {
+            check_name_and_version(&m.name, &m.version).map_err(invalid)?;
+            info.actions = parse_actions(&m).map_err(invalid)?;
+            info.name = m.name;
+            info.version = m.version;
+            info.description = m.description;
+            info.produces = m.produces;
+            info.webhook_verification = m.webhook_verification.map(|s| scheme_name(s).to_owned());
+            info.requested = m.capabilities.into_iter().map(Capability::from).collect();
+        }
+        Described::AiProvider(m) => {
+            check_name_and_version(&m.name, &m.version).map_err(invalid)?;
+            info.name = m.name;
+            info.version = m.version;
+            info.description = m.description;
+            info.default_model = Some(m.default_model);
+            info.requested = m.capabilities.into_iter().map(Capability::from).collect();
+        }
+    }
+    info.requested.sort();
+    info.requested.dedup();
+    let effective: BTreeSet<Capability> =
+        info.requested.iter().copied().filter(|c| spec.grants.capabilities.contains(c)).collect();
+    info.effective = effective.iter().copied().collect();
+    info.sha256 = sha256;
+    info.size_bytes = bytes.len();
+    info.compiled_from_cache = outcome == CacheOutcome::Hit;
+    info.limits = spec.limits.clone();
+
+    Ok(Plugin {
+        id,
+        kind,
+        pre: probe.pre,
+        slots: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
+        grants: spec.grants,
+        limits: spec.limits,
+        config: spec.config,
+        effective,
+        info,
+    })
+}
+
+/// What `metadata()` answered, per world.
+pub(crate) enum Described {
+    Connector(ConnectorMetadata),
+    AiProvider(ProviderMetadata),
+}
+
+fn placeholder_info(id: &str, kind: PluginKind) -> PluginInfo {
+    PluginInfo {
+        id: id.to_owned(),
+        kind,
+        name: String::new(),
+        version: String::new(),
+        description: String::new(),
+        produces: Vec::new(),
+        actions: Vec::new(),
+        webhook_verification: None,
+        default_model: None,
+        requested: Vec::new(),
+        effective: Vec::new(),
+        sha256: String::new(),
+        size_bytes: 0,
+        compiled_from_cache: false,
+        limits: Limits::default(),
+    }
+}

@@ -1,0 +1,106 @@
+//! `echo`: answers every event with an `echo/replied` event and uses every host capability on the
+//! way, so that it shows (and tests) what a plugin can do and what the host refuses.
+//!
+//! - `handle`: logs the event, counts it in kv, reads the `greeting` config value, emits an
+//!   `echo/seen` event and returns `echo/replied` with the original payload.
+//! - `on-webhook`: turns the body into one `echo/received` event and answers 200 with
+//!   `{"received": <bytes>}`.
+//! - `invoke`: `ping` returns `{}`; `fetch` GETs `input.url` through the host; `ask` runs a chat
+//!   completion through the configured AI provider; `kv-roundtrip` sets, reads and deletes a key;
+//!   `config` returns every config value.
+
+use plugboard_sdk::ai::Chat;
+use plugboard_sdk::http::Request;
+use plugboard_sdk::{
+    Capability, Connector, Error, Event, Metadata, NewEvent, VerificationScheme, WebhookReply,
+    WebhookRequest, config, emit, kv,
+};
+use serde_json::{Value, json};
+
+struct Echo;
+
+impl Connector for Echo {
+    fn metadata() -> Metadata {
+        Metadata::new("echo", env!("CARGO_PKG_VERSION"), "Echoes events and exercises every capability")
+            .produces("echo/replied")
+            .produces("echo/seen")
+            .produces("echo/received")
+            .action("ping", "Answers {} at once", json!({"type": "object"}))
+            .action(
+                "fetch",
+                "GETs a URL through the host",
+                json!({"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}}),
+            )
+            .action(
+                "ask",
+                "Asks the configured AI provider",
+                json!({"type": "object", "required": ["prompt"], "properties": {"prompt": {"type": "string"}}}),
+            )
+            .action("kv-roundtrip", "Sets, reads and deletes a key", json!({"type": "object"}))
+            .action("config", "Returns every config value", json!({"type": "object"}))
+            .requests(Capability::Log)
+            .requests(Capability::Kv)
+            .requests(Capability::Emit)
+            .requests(Capability::Config)
+            .requests(Capability::Http)
+            .requests(Capability::Ai)
+            .verifies_with(VerificationScheme::None)
+    }
+
+    fn on_webhook(request: WebhookRequest) -> Result<WebhookReply, Error> {
+        let event = NewEvent {
+            kind: "echo/received".into(),
+            occurred_at_ms: None,
+            content_type: request.header("content-type").unwrap_or("application/octet-stream").into(),
+            payload: request.body.clone(),
+            attributes: vec![("path".into(), request.path.clone())],
+        };
+        WebhookReply::ok(vec![event]).with_json_body(&json!({ "received": request.body.len() }))
+    }
+
+    fn handle(event: Event) -> Result<Vec<NewEvent>, Error> {
+        plugboard_sdk::info!("echoing {}", event.kind; "event" => event.id, "source" => event.source);
+        let count = kv::increment("events-seen", 1)?;
+        let greeting = config::get("greeting")?.unwrap_or_else(|| "hello".into());
+        emit::publish(NewEvent::json("echo/seen", &json!({ "id": event.id, "count": count }))?)?;
+        let reply = NewEvent {
+            kind: "echo/replied".into(),
+            occurred_at_ms: None,
+            content_type: event.content_type.clone(),
+            payload: event.payload.clone(),
+            attributes: vec![("greeting".into(), greeting), ("count".into(), count.to_string())],
+        };
+        Ok(vec![reply])
+    }
+
+    fn invoke(action: &str, input: Value) -> Result<Value, Error> {
+        match action {
+            "ping" => Ok(json!({})),
+            "fetch" => {
+                let url = input["url"].as_str().ok_or_else(|| Error::InvalidInput("`url` is required".into()))?;
+                let reply = Request::get(url).send()?;
+                Ok(json!({ "status": reply.status, "body": String::from_utf8_lossy(&reply.body) }))
+            }
+            "ask" => {
+                let prompt =
+                    input["prompt"].as_str().ok_or_else(|| Error::InvalidInput("`prompt` is required".into()))?;
+                let answer = Chat::new().user(prompt).temperature(0.0).send()?;
+                Ok(json!({ "content": answer.content, "model": answer.model }))
+            }
+            "kv-roundtrip" => {
+                kv::set("roundtrip", &input, None)?;
+                let back: Option<Value> = kv::get("roundtrip")?;
+                let existed = kv::delete("roundtrip")?;
+                Ok(json!({ "read": back, "deleted": existed }))
+            }
+            "config" => {
+                let all: serde_json::Map<String, Value> =
+                    config::all()?.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                Ok(Value::Object(all))
+            }
+            other => Err(Error::NotFound(format!("unknown action `{other}`"))),
+        }
+    }
+}
+
+plugboard_sdk::export_connector!(Echo);

@@ -1,0 +1,113 @@
+//! Outbound HTTP through the host.
+//!
+//! The host checks every request against the instance's grant and fills `{{secret:NAME}}`
+//! placeholders in header values on the way out, so a secret never enters the plugin.
+//!
+//! ```no_run
+//! use plugboard_sdk::http::Request;
+//!
+//! # fn run() -> Result<(), plugboard_sdk::Error> {
+//! let reply = Request::post("https://api.example.com/v1/things")
+//!     .bearer("{{secret:example_token}}")
+//!     .json(&serde_json::json!({ "name": "widget" }))?
+//!     .send()?;
+//! let created: serde_json::Value = reply.json()?;
+//! # let _ = created; Ok(()) }
+//! ```
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::Error;
+use crate::wit::plugboard::connector::{http as raw, types};
+
+/// An outbound request under construction.
+#[derive(Debug, Clone)]
+pub struct Request {
+    inner: types::HttpRequest,
+}
+
+/// The answer to a [`Request`]. Any HTTP status is an answer; check [`Response::status`].
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The HTTP status code.
+    pub status: u16,
+    /// Response headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A request with any method.
+    pub fn new(method: &str, url: impl Into<String>) -> Self {
+        Request {
+            inner: types::HttpRequest {
+                method: method.into(),
+                url: url.into(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+        }
+    }
+
+    /// A `GET` request.
+    pub fn get(url: impl Into<String>) -> Self {
+        Self::new("GET", url)
+    }
+
+    /// A `POST` request.
+    pub fn post(url: impl Into<String>) -> Self {
+        Self::new("POST", url)
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.inner.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds `Authorization: Bearer <token>`; `token` is usually a `{{secret:NAME}}` placeholder.
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    /// Sets a raw body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.inner.body = body.into();
+        self
+    }
+
+    /// Sets a JSON body and its content type.
+    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Result<Self, Error> {
+        self.inner.body = serde_json::to_vec(body).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(self.header("content-type", "application/json"))
+    }
+
+    /// Sends the request through the host and waits for the answer.
+    pub fn send(self) -> Result<Response, Error> {
+        let r = raw::send(&self.inner)?;
+        Ok(Response { status: r.status, headers: r.headers, body: r.body })
+    }
+}
+
+impl Response {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Returns the first header named `name`, compared without case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Parses the body as JSON; [`Error::Upstream`] when it is not JSON of that shape.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::Upstream(types::UpstreamFailure {
+                status: self.status,
+                message: format!("response body is not the expected JSON: {e}"),
+            })
+        })
+    }
+}
