@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::{Store, Trap, WasmBacktrace};
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::bindings::types::{ChatRequest, ChatResponse, Event, WebhookRequest};
 use crate::bindings::Connector;
@@ -75,16 +75,23 @@ fn new_store(host: &Host, plugin: &Arc<Plugin>, event_id: Option<String>, deadli
     let state = InstanceState::new(plugin.clone(), host.inner.clone(), event_id, deadline, STDERR_CAPTURE_BYTES);
     let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_trap();
+    // At every epoch tick a running plugin yields to the async executor, so a plugin that
+    // spins cannot hold a worker thread (and stall other plugins) for its whole deadline; once
+    // the deadline has passed, the next tick interrupts it.
+    store.epoch_deadline_callback(|ctx| {
+        if tokio::time::Instant::now() >= ctx.data().deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
     arm(host, plugin, &mut store);
     store
 }
 
 /// Resets the store's epoch deadline and fuel for one call.
 fn arm(host: &Host, plugin: &Plugin, store: &mut Store<InstanceState>) {
-    let tick = host.inner.settings.epoch_tick.as_nanos().max(1);
-    let ticks = plugin.limits.timeout().as_nanos() / tick + 1;
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    store.set_epoch_deadline(1);
     if host.inner.settings.fuel_metering {
         // Only fails when fuel metering is off, which the branch rules out.
         let _ = store.set_fuel(plugin.limits.fuel.unwrap_or(u64::MAX));

@@ -7,7 +7,7 @@
 //!   `{"received": <bytes>}`.
 //! - `invoke`: `ping` returns `{}`; `fetch` GETs `input.url` through the host; `ask` runs a chat
 //!   completion through the configured AI provider; `kv-roundtrip` sets, reads and deletes a key;
-//!   `config` returns every config value.
+//!   `config` returns every config value; `calls` counts calls in the instance's own memory.
 
 use plugboard_sdk::ai::Chat;
 use plugboard_sdk::http::Request;
@@ -16,8 +16,12 @@ use plugboard_sdk::{
     WebhookRequest, config, emit, kv,
 };
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Echo;
+
+/// Counts `calls` actions in this instance's memory: 1 every time on fresh instances.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl Connector for Echo {
     fn metadata() -> Metadata {
@@ -38,6 +42,7 @@ impl Connector for Echo {
             )
             .action("kv-roundtrip", "Sets, reads and deletes a key", json!({"type": "object"}))
             .action("config", "Returns every config value", json!({"type": "object"}))
+            .action("calls", "Counts calls in this instance's memory", json!({"type": "object"}))
             .requests(Capability::Log)
             .requests(Capability::Kv)
             .requests(Capability::Emit)
@@ -76,6 +81,7 @@ impl Connector for Echo {
     fn invoke(action: &str, input: Value) -> Result<Value, Error> {
         match action {
             "ping" => Ok(json!({})),
+            "calls" => Ok(json!(CALLS.fetch_add(1, Ordering::Relaxed) + 1)),
             "fetch" => {
                 let url = input["url"].as_str().ok_or_else(|| Error::InvalidInput("`url` is required".into()))?;
                 let reply = Request::get(url).send()?;

@@ -1,0 +1,39 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use plugboard::{Grants, Host, Limits, PluginSpec};
+
+/// A host with a short epoch tick, so deadline tests finish quickly.
+pub fn host() -> Host {
+    Host::builder().epoch_tick(Duration::from_millis(2)).build().expect("host builds")
+}
+
+/// Loads `wasm` as `id` with `grants` and `limits`.
+pub async fn load(host: &Host, id: &str, wasm: &str, grants: Grants, limits: Limits) -> plugboard::PluginInfo {
+    host.load(PluginSpec::new(id, wasm).with_grants(grants).with_limits(limits))
+        .await
+        .unwrap_or_else(|e| panic!("loading {id}: {e}"))
+}
+
+/// Starts a real HTTP server on loopback that answers `GET /hello` with `hi` and
+/// `GET /redirect` with a redirect to `/hello`.
+pub async fn http_server() -> SocketAddr {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/hello", get(|| async { "hi" }))
+        .route(
+            "/redirect",
+            get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://example.com/")], "") }),
+        )
+        .route("/big", get(|| async { vec![b'x'; 64 << 10] }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}

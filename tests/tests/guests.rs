@@ -1,0 +1,309 @@
+//! One test per guest component (the build fails if a guest has none), each driving it through
+//! the real host: the first plugin, the hostile guests, and the test AI provider.
+
+mod common;
+
+use std::time::Duration;
+
+use plugboard::types::Error as WitError;
+use plugboard::{Capability, Event, Grants, InvokeError, Limits, PluginSpec};
+use plugboard_tests::*;
+use serde_json::json;
+
+use common::{host, load};
+
+macro_rules! assert_guest_tested {
+    ($name:ident) => {
+        const _: fn() = $name;
+    };
+}
+foreach_guest!(assert_guest_tested);
+
+#[tokio::test]
+async fn echo() {
+    let host = host();
+    let info = host
+        .load(
+            PluginSpec::new("echo", ECHO)
+                .with_grants(Grants::all())
+                .with_config("greeting", "hej")
+                .with_config("team", "ops"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.name, "echo");
+    assert_eq!(info.effective, Capability::ALL.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+
+    // handle: returns a reply, emits an event, logs, counts in kv, reads config.
+    let event = Event::json("orders/create", "shop", &json!({"order": 7})).unwrap();
+    let done = host.handle("echo", event.clone()).await.unwrap();
+    assert_eq!(done.output.len(), 1);
+    let reply = &done.output[0];
+    assert_eq!(reply.kind, "echo/replied");
+    assert_eq!(reply.source, "echo", "the host, not the plugin, names the source");
+    assert_ne!(reply.id, event.id);
+    assert_eq!(reply.payload, event.payload);
+    assert!(reply.attributes.contains(&("greeting".into(), "hej".into())));
+    assert!(reply.attributes.contains(&("count".into(), "1".into())));
+    assert_eq!(done.emitted.len(), 1);
+    assert_eq!(done.emitted[0].kind, "echo/seen");
+    assert_eq!(done.logs.len(), 1);
+    assert_eq!(done.logs[0].level, "info");
+    assert!(done.logs[0].fields.contains(&("event".into(), event.id.clone())));
+
+    let again = host.handle("echo", event).await.unwrap();
+    assert!(again.output[0].attributes.contains(&("count".into(), "2".into())), "kv persists across instances");
+
+    // on-webhook: the body becomes an event; the reply is the plugin's.
+    let request = plugboard::types::WebhookRequest {
+        method: "POST".into(),
+        path: "/orders".into(),
+        query: String::new(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"id":1}"#.to_vec(),
+    };
+    let hook = host.on_webhook("echo", request).await.unwrap();
+    assert_eq!(hook.output.status, 200);
+    assert_eq!(hook.output.body, br#"{"received":8}"#);
+    assert_eq!(hook.output.events[0].kind, "echo/received");
+    assert_eq!(hook.output.events[0].content_type, "application/json");
+
+    // invoke: kv round trip and config.
+    let kv = host.invoke("echo", "kv-roundtrip", &json!({"a": [1, 2]})).await.unwrap();
+    assert_eq!(kv.output, json!({"read": {"a": [1, 2]}, "deleted": true}));
+    let config = host.invoke("echo", "config", &json!({})).await.unwrap();
+    assert_eq!(config.output, json!({"greeting": "hej", "team": "ops"}));
+    let unknown = host.invoke("echo", "nope", &json!({})).await.unwrap_err();
+    assert!(matches!(unknown, InvokeError::Plugin(WitError::NotFound(_))), "{unknown}");
+
+    // Every invocation is a fresh instance: memory does not carry over...
+    for _ in 0..3 {
+        assert_eq!(host.invoke("echo", "calls", &json!({})).await.unwrap().output, json!(1));
+    }
+    // ...unless an embedder asks for a session.
+    let mut session = host.session("echo").await.unwrap();
+    for n in 1..=3 {
+        assert_eq!(session.invoke("calls", "{}").await.unwrap(), n.to_string());
+    }
+}
+
+#[tokio::test]
+async fn echo_http_goes_only_where_granted() {
+    let addr = common::http_server().await;
+    let host = host();
+    let origin = format!("http://127.0.0.1:{}", addr.port());
+    load(&host, "echo", ECHO, Grants::none().allow_http(&origin), Limits::default()).await;
+
+    let ok = host.invoke("echo", "fetch", &json!({"url": format!("{origin}/hello")})).await.unwrap();
+    assert_eq!(ok.output, json!({"status": 200, "body": "hi"}));
+
+    // Redirects are not followed: the plugin sees the 3xx, and a new request would be checked.
+    let redirect = host.invoke("echo", "fetch", &json!({"url": format!("{origin}/redirect")})).await.unwrap();
+    assert_eq!(redirect.output["status"], 302);
+
+    for url in [
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://localhost:{}/hello", addr.port()),
+        format!("http://127.0.0.1:{}/hello", addr.port() + 1),
+        format!("https://127.0.0.1:{}/hello", addr.port()),
+    ] {
+        let err = host.invoke("echo", "fetch", &json!({ "url": url })).await.unwrap_err();
+        assert!(matches!(&err, InvokeError::Plugin(WitError::Denied(m)) if m.contains("allow-list")), "{url}: {err}");
+    }
+
+    // A response larger than the limit is refused, not buffered.
+    let small = Limits { max_http_response_bytes: 1024, ..Limits::default() };
+    load(&host, "echo-small", ECHO, Grants::none().allow_http(&origin), small).await;
+    let err = host.invoke("echo-small", "fetch", &json!({"url": format!("{origin}/big")})).await.unwrap_err();
+    assert!(matches!(&err, InvokeError::Plugin(WitError::Upstream(u)) if u.message.contains("limit")), "{err}");
+}
+
+#[tokio::test]
+async fn panicker() {
+    let host = host();
+    load(&host, "panicker", PANICKER, Grants::none(), Limits::default()).await;
+    load(&host, "echo", ECHO, Grants::none(), Limits::default()).await;
+    let event = Event::json("orders/create", "t", &json!({})).unwrap();
+    let err = host.handle("panicker", event.clone()).await.unwrap_err();
+    match &err {
+        InvokeError::Trap { message, backtrace } => {
+            assert!(message.contains("boom while handling orders/create"), "{message}");
+            assert!(backtrace.contains("panicker"), "backtrace names the guest: {backtrace}");
+        }
+        other => panic!("expected a trap, got {other}"),
+    }
+    assert!(!err.is_retryable());
+    // The host serves the next invocation, of this plugin and of others.
+    assert!(host.handle("panicker", event).await.is_err());
+    assert_eq!(host.invoke("echo", "ping", &json!({})).await.unwrap().output, json!({}));
+}
+
+// Two worker threads, as on the 2-core machines this runs on: spinning plugins must not take them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looper() {
+    let host = host();
+    let limits = Limits::default().with_timeout(Duration::from_millis(300)).with_max_concurrency(4);
+    load(&host, "looper", LOOPER, Grants::none(), limits).await;
+    load(&host, "echo", ECHO, Grants::none(), Limits::default()).await;
+
+    // Four loopers spin, more than there are worker threads, while echo keeps answering.
+    let spinning: Vec<_> = (0..4)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.invoke("looper", "spin", &json!({})).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut answered = 0;
+    for _ in 0..20 {
+        assert_eq!(host.invoke("echo", "ping", &json!({})).await.unwrap().output, json!({}));
+        answered += 1;
+    }
+    assert_eq!(answered, 20);
+    assert!(spinning.iter().all(|t| !t.is_finished()), "echo answered while the loopers still spun");
+    for task in spinning {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, InvokeError::Timeout(d) if d == Duration::from_millis(300)), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looper_with_fuel_and_a_full_house() {
+    let host = plugboard::Host::builder().fuel_metering(true).build().unwrap();
+    let limits = Limits::default().with_fuel(5_000_000);
+    load(&host, "looper", LOOPER, Grants::none(), limits).await;
+    let err = host.invoke("looper", "spin", &json!({})).await.unwrap_err();
+    assert!(matches!(err, InvokeError::OutOfFuel(5_000_000)), "{err}");
+
+    // With the only slot taken (here by a session, which holds it), a call waits for a slot
+    // within its own deadline, then fails with a timeout rather than queueing forever.
+    let host = common::host();
+    let limits = Limits::default().with_timeout(Duration::from_millis(200)).with_max_concurrency(1);
+    load(&host, "looper", LOOPER, Grants::none(), limits).await;
+    let session = host.session("looper").await.unwrap();
+    let waited = host.invoke("looper", "ping", &json!({})).await.unwrap_err();
+    assert!(matches!(waited, InvokeError::Timeout(_)), "{waited}");
+    drop(session);
+    assert_eq!(host.invoke("looper", "ping", &json!({})).await.unwrap().output, json!({"n": 0}));
+}
+
+#[tokio::test]
+async fn hog() {
+    let host = host();
+    load(&host, "hog", HOG, Grants::none(), Limits::default().with_memory_mib(16)).await;
+    let err = host.invoke("hog", "eat", &json!({})).await.unwrap_err();
+    assert!(matches!(err, InvokeError::OutOfMemory { limit_mib: 16 }), "{err}");
+    // Memory goes back to the pool: the next hungry call fails the same way, not worse.
+    let err = host.invoke("hog", "eat", &json!({})).await.unwrap_err();
+    assert!(matches!(err, InvokeError::OutOfMemory { .. }), "{err}");
+    load(&host, "echo", ECHO, Grants::none(), Limits::default()).await;
+    assert!(host.invoke("echo", "ping", &json!({})).await.is_ok());
+}
+
+#[tokio::test]
+async fn recurser() {
+    let host = host();
+    load(&host, "recurser", RECURSER, Grants::none(), Limits::default()).await;
+    let err = host.invoke("recurser", "dive", &json!({})).await.unwrap_err();
+    match err {
+        InvokeError::StackOverflow { backtrace } => assert!(backtrace.contains("recurser"), "{backtrace}"),
+        other => panic!("expected a stack overflow, got {other}"),
+    }
+    // Overflowing Rust's shadow stack in linear memory is a memory fault inside the sandbox.
+    let err = host.invoke("recurser", "dive-with-frames", &json!({})).await.unwrap_err();
+    match err {
+        InvokeError::Trap { message, backtrace } => {
+            assert!(message.contains("out of bounds"), "{message}");
+            assert!(backtrace.contains("dive_with_frames"), "{backtrace}");
+        }
+        other => panic!("expected a trap, got {other}"),
+    }
+    load(&host, "echo", ECHO, Grants::none(), Limits::default()).await;
+    assert!(host.invoke("echo", "ping", &json!({})).await.is_ok());
+}
+
+#[tokio::test]
+async fn liar() {
+    let host = host();
+    load(&host, "liar", LIAR, Grants::none(), Limits::default().with_memory_mib(64)).await;
+    let invalid = |e: &InvokeError, what: &str| match e {
+        InvokeError::InvalidOutput(m) => assert!(m.contains(what), "{what}: {m}"),
+        other => panic!("expected invalid output about {what}, got {other}"),
+    };
+    invalid(&host.invoke("liar", "bad-utf8", &json!({})).await.unwrap_err(), "utf-8");
+    invalid(&host.invoke("liar", "not-json", &json!({})).await.unwrap_err(), "not JSON");
+    for (kind, what) in [("bad-kind", "printable"), ("too-big", "over the limit"), ("too-many", "over the limit")] {
+        let event = Event::json(kind, "t", &json!({})).unwrap();
+        invalid(&host.handle("liar", event).await.unwrap_err(), what);
+    }
+    let request = plugboard::types::WebhookRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: vec![],
+        body: vec![],
+    };
+    invalid(&host.on_webhook("liar", request).await.unwrap_err(), "status");
+    // A well-formed call still works after all that.
+    assert_eq!(host.invoke("liar", "fine", &json!({})).await.unwrap().output, json!({}));
+}
+
+#[tokio::test]
+async fn snoop() {
+    let addr = common::http_server().await;
+    let url = format!("http://127.0.0.1:{}/hello", addr.port());
+    let host = host();
+    load(&host, "canned", CANNED_AI, Grants::none(), Limits::default()).await;
+    host.set_default_ai_provider(Some("canned"));
+    // Granted nothing; then granted everything but requesting nothing: both must be denied.
+    let everything = Grants::all().allow_http(&format!("http://127.0.0.1:{}", addr.port())).with_ai_provider("canned");
+    for (id, grants) in [("snoop", Grants::none()), ("snoop-granted", everything)] {
+        let info = load(&host, id, SNOOP, grants, Limits::default()).await;
+        assert!(info.effective.is_empty(), "requested nothing, so nothing is effective");
+        let report = host.invoke(id, "probe", &json!({ "url": url })).await.unwrap().output;
+        for capability in ["http", "kv", "log", "emit", "ai", "config"] {
+            let denied = report[capability]["denied"].as_str().unwrap_or_else(|| panic!("{id} {capability}: {report}"));
+            assert!(denied.contains(capability), "{denied}");
+        }
+        let wasi = &report["wasi"];
+        assert_eq!(wasi["env"], 0, "no environment");
+        assert!(wasi["read_dir"].as_str().unwrap().starts_with("Err"), "no filesystem: {wasi}");
+        assert!(wasi["read_file"].as_str().unwrap().starts_with("Err"), "no filesystem: {wasi}");
+    }
+}
+
+#[tokio::test]
+async fn canned_ai() {
+    let host = host();
+    let info = load(&host, "canned", CANNED_AI, Grants::none(), Limits::default()).await;
+    assert_eq!(info.kind, plugboard::PluginKind::AiProvider);
+    assert_eq!(info.default_model.as_deref(), Some("canned-1"));
+
+    let request = plugboard::types::ChatRequest {
+        model: None,
+        messages: vec![plugboard::types::Message { role: plugboard::types::Role::User, content: "two words".into() }],
+        temperature: Some(0.0),
+        max_tokens: None,
+        response_format: plugboard::types::ResponseFormat::Text,
+        stop: vec![],
+    };
+    let answer = host.complete("canned", request).await.unwrap().output;
+    assert_eq!(answer.content, "canned: two words");
+    assert_eq!(answer.usage.prompt_tokens, 2);
+
+    // The `ai` capability routes a connector's call to the provider its grant names.
+    load(&host, "echo", ECHO, Grants::none().with_ai_provider("canned"), Limits::default()).await;
+    let asked = host.invoke("echo", "ask", &json!({"prompt": "risky?"})).await.unwrap();
+    assert_eq!(asked.output, json!({"content": "canned: risky?", "model": "canned-1"}));
+
+    // Without the grant, or with no provider configured, the call is denied.
+    load(&host, "echo-no-ai", ECHO, Grants::none(), Limits::default()).await;
+    let err = host.invoke("echo-no-ai", "ask", &json!({"prompt": "x"})).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Plugin(WitError::Denied(_))), "{err}");
+    load(&host, "echo-no-provider", ECHO, Grants::none().with(Capability::Ai), Limits::default()).await;
+    let err = host.invoke("echo-no-provider", "ask", &json!({"prompt": "x"})).await.unwrap_err();
+    assert!(matches!(&err, InvokeError::Plugin(WitError::Denied(m)) if m.contains("no AI provider")), "{err}");
+
+    // A provider is not a connector, and the reverse.
+    assert!(matches!(host.invoke("canned", "ping", &json!({})).await, Err(InvokeError::WrongKind { .. })));
+}
