@@ -86,11 +86,16 @@ fn main() {
         let file = out_dir.join(format!("{}.wasm", name.replace('-', "_")));
         assert!(file.exists(), "guest `{name}` built but {} is missing", file.display());
         let constant = name.replace('-', "_").to_uppercase();
-        writeln!(code, "/// The `{name}` {kind} component, built from source by this crate's build script.").unwrap();
+        writeln!(code, "/// The `{name}` {kind} component, built from source by this crate's build script.")
+            .unwrap();
         writeln!(code, "pub const {constant}: &str = {:?};", file.display().to_string()).unwrap();
         write!(all, "$m!({});", name.replace('-', "_")).unwrap();
     }
-    writeln!(code, "/// Calls `$m!(guest_name)` for every guest, so that a guest without a test fails the build.").unwrap();
+    writeln!(
+        code,
+        "/// Calls `$m!(guest_name)` for every guest, so that a guest without a test fails the build."
+    )
+    .unwrap();
     writeln!(code, "#[macro_export]\nmacro_rules! foreach_guest {{ ($m:ident) => {{ {all} }}; }}").unwrap();
     let dest = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests.rs");
     std::fs::write(&dest, code).unwrap_or_else(|e| panic!("cannot write {}: {e}", dest.display()));
@@ -124,9 +129,9 @@ fn pick_toolchain() -> Toolchain {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let has_std = libdir
-        .and_then(|d| std::fs::read_dir(d).ok())
-        .is_some_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))));
+    let has_std = libdir.and_then(|d| std::fs::read_dir(d).ok()).is_some_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
+    });
     if has_std {
         return Toolchain::Native;
     }

@@ -37,8 +37,8 @@ mod provider_world {
 pub(crate) use connector_world::plugboard::connector::{ai, config, emit, http, kv, log};
 pub(crate) use connector_world::plugboard::connector::{ai_types as ai_types_host, types as types_host};
 pub(crate) use connector_world::{Connector, ConnectorPre};
-pub(crate) use provider_world::exports::plugboard::connector::provider::ProviderMetadata;
 pub(crate) use provider_world::AiProviderPre;
+pub(crate) use provider_world::exports::plugboard::connector::provider::ProviderMetadata;
 
 /// The contract's shared types, as the host sees them.
 pub mod types {

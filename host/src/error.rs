@@ -100,7 +100,10 @@ impl InvokeError {
         match self {
             InvokeError::Plugin(e) => matches!(
                 e,
-                WitError::RateLimited(_) | WitError::Timeout(_) | WitError::Upstream(_) | WitError::Internal(_)
+                WitError::RateLimited(_)
+                    | WitError::Timeout(_)
+                    | WitError::Upstream(_)
+                    | WitError::Internal(_)
             ),
             InvokeError::Timeout(_) | InvokeError::Internal(_) => true,
             _ => false,

@@ -43,7 +43,9 @@ pub use bindings::types;
 pub use capabilities::{Capability, Grants, HttpGrant};
 pub use error::{InvokeError, LoadError};
 pub use limits::Limits;
-pub use runtime::{Host, HostBuilder, Invocation, PluginInfo, PluginKind, PluginSpec, Session, WebhookOutcome};
+pub use runtime::{
+    Host, HostBuilder, Invocation, PluginInfo, PluginKind, PluginSpec, Session, WebhookOutcome,
+};
 pub use types::{Event, NewEvent};
 
 /// Why the host itself could not be built.

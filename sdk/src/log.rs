@@ -1,7 +1,7 @@
 //! Structured logs into the host's log, tagged with the instance and the event.
 //!
 //! ```no_run
-//! plugboard_sdk::info!("order assessed"; "order" => "1001", "risk" => "0.12");
+//! plugboard_sdk::info!("order assessed"; "order" => 1001, "risk" => 0.12);
 //! plugboard_sdk::warn!("no customer email");
 //! ```
 //!
@@ -21,16 +21,24 @@ pub fn write(level: Level, message: &str, fields: &[(&str, &str)]) -> Result<(),
 }
 
 #[doc(hidden)]
+pub fn __write_owned(level: Level, message: &str, fields: &[(&str, String)]) -> Result<(), Error> {
+    let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    raw::write(level, message, &fields)
+}
+
+#[doc(hidden)]
 #[macro_export]
 macro_rules! __log {
     ($level:expr, $fmt:literal $(, $arg:expr)* $(; $($key:literal => $value:expr),+ $(,)?)?) => {{
-        let message = ::std::format!($fmt $(, $arg)*);
-        let fields: &[(&str, &str)] = &[$($(($key, ::core::convert::AsRef::<str>::as_ref(&$value))),+)?];
-        let _ = $crate::log::write($level, &message, fields);
+        let _ = $crate::log::__write_owned(
+            $level,
+            &::std::format!($fmt $(, $arg)*),
+            &[$($(($key, ::std::string::ToString::to_string(&$value))),+)?],
+        );
     }};
 }
 
-/// Logs at `info`: `info!("text {}", x; "key" => value, ...)`.
+/// Logs at `info`: `info!("text {}", x; "key" => value, ...)`; values are anything `Display`.
 #[macro_export]
 macro_rules! info {
     ($($t:tt)*) => { $crate::__log!($crate::log::Level::Info, $($t)*) };

@@ -5,8 +5,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::wit::plugboard::connector::types as raw;
 
 pub use raw::{
-    Action, Capability, ConnectorMetadata as Metadata, Error, Event, NewEvent, UpstreamFailure, VerificationScheme,
-    WebhookReply, WebhookRequest,
+    Action, Capability, ConnectorMetadata as Metadata, Error, Event, NewEvent, UpstreamFailure,
+    VerificationScheme, WebhookReply, WebhookRequest,
 };
 
 /// What an AI provider is and what it asks for.
@@ -142,8 +142,7 @@ impl WebhookRequest {
 
     /// Parses the body as JSON into `T`; [`Error::InvalidInput`] otherwise.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::InvalidInput(format!("webhook body: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| Error::InvalidInput(format!("webhook body: {e}")))
     }
 }
 

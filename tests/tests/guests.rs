@@ -32,7 +32,15 @@ async fn echo() {
         .await
         .unwrap();
     assert_eq!(info.name, "echo");
-    assert_eq!(info.effective, Capability::ALL.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        info.effective,
+        Capability::ALL
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
 
     // handle: returns a reply, emits an event, logs, counts in kv, reads config.
     let event = Event::json("orders/create", "shop", &json!({"order": 7})).unwrap();
@@ -52,7 +60,10 @@ async fn echo() {
     assert!(done.logs[0].fields.contains(&("event".into(), event.id.clone())));
 
     let again = host.handle("echo", event).await.unwrap();
-    assert!(again.output[0].attributes.contains(&("count".into(), "2".into())), "kv persists across instances");
+    assert!(
+        again.output[0].attributes.contains(&("count".into(), "2".into())),
+        "kv persists across instances"
+    );
 
     // on-webhook: the body becomes an event; the reply is the plugin's.
     let request = plugboard::types::WebhookRequest {
@@ -108,14 +119,20 @@ async fn echo_http_goes_only_where_granted() {
         format!("https://127.0.0.1:{}/hello", addr.port()),
     ] {
         let err = host.invoke("echo", "fetch", &json!({ "url": url })).await.unwrap_err();
-        assert!(matches!(&err, InvokeError::Plugin(WitError::Denied(m)) if m.contains("allow-list")), "{url}: {err}");
+        assert!(
+            matches!(&err, InvokeError::Plugin(WitError::Denied(m)) if m.contains("allow-list")),
+            "{url}: {err}"
+        );
     }
 
     // A response larger than the limit is refused, not buffered.
     let small = Limits { max_http_response_bytes: 1024, ..Limits::default() };
     load(&host, "echo-small", ECHO, Grants::none().allow_http(&origin), small).await;
     let err = host.invoke("echo-small", "fetch", &json!({"url": format!("{origin}/big")})).await.unwrap_err();
-    assert!(matches!(&err, InvokeError::Plugin(WitError::Upstream(u)) if u.message.contains("limit")), "{err}");
+    assert!(
+        matches!(&err, InvokeError::Plugin(WitError::Upstream(u)) if u.message.contains("limit")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -232,7 +249,9 @@ async fn liar() {
     };
     invalid(&host.invoke("liar", "bad-utf8", &json!({})).await.unwrap_err(), "utf-8");
     invalid(&host.invoke("liar", "not-json", &json!({})).await.unwrap_err(), "not JSON");
-    for (kind, what) in [("bad-kind", "printable"), ("too-big", "over the limit"), ("too-many", "over the limit")] {
+    for (kind, what) in
+        [("bad-kind", "printable"), ("too-big", "over the limit"), ("too-many", "over the limit")]
+    {
         let event = Event::json(kind, "t", &json!({})).unwrap();
         invalid(&host.handle("liar", event).await.unwrap_err(), what);
     }
@@ -256,13 +275,16 @@ async fn snoop() {
     load(&host, "canned", CANNED_AI, Grants::none(), Limits::default()).await;
     host.set_default_ai_provider(Some("canned"));
     // Granted nothing; then granted everything but requesting nothing: both must be denied.
-    let everything = Grants::all().allow_http(&format!("http://127.0.0.1:{}", addr.port())).with_ai_provider("canned");
+    let everything =
+        Grants::all().allow_http(&format!("http://127.0.0.1:{}", addr.port())).with_ai_provider("canned");
     for (id, grants) in [("snoop", Grants::none()), ("snoop-granted", everything)] {
         let info = load(&host, id, SNOOP, grants, Limits::default()).await;
         assert!(info.effective.is_empty(), "requested nothing, so nothing is effective");
         let report = host.invoke(id, "probe", &json!({ "url": url })).await.unwrap().output;
         for capability in ["http", "kv", "log", "emit", "ai", "config"] {
-            let denied = report[capability]["denied"].as_str().unwrap_or_else(|| panic!("{id} {capability}: {report}"));
+            let denied = report[capability]["denied"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id} {capability}: {report}"));
             assert!(denied.contains(capability), "{denied}");
         }
         let wasi = &report["wasi"];
@@ -281,7 +303,10 @@ async fn canned_ai() {
 
     let request = plugboard::types::ChatRequest {
         model: None,
-        messages: vec![plugboard::types::Message { role: plugboard::types::Role::User, content: "two words".into() }],
+        messages: vec![plugboard::types::Message {
+            role: plugboard::types::Role::User,
+            content: "two words".into(),
+        }],
         temperature: Some(0.0),
         max_tokens: None,
         response_format: plugboard::types::ResponseFormat::Text,
@@ -302,7 +327,10 @@ async fn canned_ai() {
     assert!(matches!(err, InvokeError::Plugin(WitError::Denied(_))), "{err}");
     load(&host, "echo-no-provider", ECHO, Grants::none().with(Capability::Ai), Limits::default()).await;
     let err = host.invoke("echo-no-provider", "ask", &json!({"prompt": "x"})).await.unwrap_err();
-    assert!(matches!(&err, InvokeError::Plugin(WitError::Denied(m)) if m.contains("no AI provider")), "{err}");
+    assert!(
+        matches!(&err, InvokeError::Plugin(WitError::Denied(m)) if m.contains("no AI provider")),
+        "{err}"
+    );
 
     // A provider is not a connector, and the reverse.
     assert!(matches!(host.invoke("canned", "ping", &json!({})).await, Err(InvokeError::WrongKind { .. })));

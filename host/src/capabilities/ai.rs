@@ -13,13 +13,10 @@ impl Host for InstanceState {
             // A provider calling a provider could loop forever, and bills twice.
             return Err(Error::Denied("an AI provider cannot call the `ai` capability".into()));
         }
-        let provider = self
-            .plugin
-            .grants
-            .ai_provider
-            .clone()
-            .or_else(|| self.host.default_ai_provider())
-            .ok_or_else(|| Error::Denied(format!("no AI provider is configured for `{}`", self.plugin.id)))?;
+        let provider =
+            self.plugin.grants.ai_provider.clone().or_else(|| self.host.default_ai_provider()).ok_or_else(
+                || Error::Denied(format!("no AI provider is configured for `{}`", self.plugin.id)),
+            )?;
         let remaining = self.deadline.saturating_duration_since(tokio::time::Instant::now());
         let host = crate::Host::from_inner(self.host.clone());
         match tokio::time::timeout(remaining, host.complete(&provider, request)).await {

@@ -123,15 +123,19 @@ impl Host for InstanceState {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let remaining = self.deadline.saturating_duration_since(tokio::time::Instant::now());
-        let mut response = builder.timeout(remaining.max(Duration::from_millis(1))).send().await.map_err(|e| {
-            if e.is_timeout() {
-                Error::Timeout(format!("no answer from {} in time", e.url().map(|u| u.as_str()).unwrap_or("")))
-            } else if e.is_builder() {
-                Error::InvalidInput(format!("bad request: {e}"))
-            } else {
-                upstream(format!("request failed: {e}"))
-            }
-        })?;
+        let mut response =
+            builder.timeout(remaining.max(Duration::from_millis(1))).send().await.map_err(|e| {
+                if e.is_timeout() {
+                    Error::Timeout(format!(
+                        "no answer from {} in time",
+                        e.url().map(|u| u.as_str()).unwrap_or("")
+                    ))
+                } else if e.is_builder() {
+                    Error::InvalidInput(format!("bad request: {e}"))
+                } else {
+                    upstream(format!("request failed: {e}"))
+                }
+            })?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -140,7 +144,9 @@ impl Host for InstanceState {
             .collect();
         let cap = limits.max_http_response_bytes as usize;
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| upstream(format!("reading the body: {e}")))? {
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| upstream(format!("reading the body: {e}")))?
+        {
             if body.len() + chunk.len() > cap {
                 return Err(upstream(format!("response body larger than the limit of {cap} bytes")));
             }

@@ -53,7 +53,13 @@ pub async fn run(host: &Host, args: DemoArgs) -> anyhow::Result<()> {
         let p = host
             .load(PluginSpec::new("canned-ai", provider).with_grants(Grants::none().with(Capability::Log)))
             .await?;
-        println!("  AI provider `{}`: {} {} (default model {})", p.id, p.name, p.version, p.default_model.unwrap_or_default());
+        println!(
+            "  AI provider `{}`: {} {} (default model {})",
+            p.id,
+            p.name,
+            p.version,
+            p.default_model.unwrap_or_default()
+        );
         grants = grants.with_ai_provider(&p.id);
     }
 
@@ -67,7 +73,8 @@ pub async fn run(host: &Host, args: DemoArgs) -> anyhow::Result<()> {
     println!("  loaded `{}`; effective capabilities: {}", info.id, effective.join(", "));
 
     println!("\n== 3. send it a sample event");
-    let event = Event::json("orders/create", "demo", &json!({"order": 1001, "total": "49.90", "currency": "EUR"}))?;
+    let event =
+        Event::json("orders/create", "demo", &json!({"order": 1001, "total": "49.90", "currency": "EUR"}))?;
     println!("  sent      {} {} {}", event.kind, event.id, String::from_utf8_lossy(&event.payload));
     let done = host.handle("echo", event.clone()).await?;
     print_logs(&done.logs);
@@ -75,8 +82,15 @@ pub async fn run(host: &Host, args: DemoArgs) -> anyhow::Result<()> {
     print_events("returned", &done.output);
     println!("  handled in {:?} on a fresh instance", done.elapsed);
     let again = host.handle("echo", event).await?;
-    let count = again.output.first().and_then(|e| e.attributes.iter().find(|(k, _)| k == "count")).map(|(_, v)| v.clone());
-    println!("  sent again: kv counter is now {} (kv outlives instances; memory does not)", count.unwrap_or_default());
+    let count = again
+        .output
+        .first()
+        .and_then(|e| e.attributes.iter().find(|(k, _)| k == "count"))
+        .map(|(_, v)| v.clone());
+    println!(
+        "  sent again: kv counter is now {} (kv outlives instances; memory does not)",
+        count.unwrap_or_default()
+    );
 
     if args.ai_provider.is_some() {
         println!("\n== 4. ask the AI provider through the `ai` capability");
@@ -85,14 +99,18 @@ pub async fn run(host: &Host, args: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!("\n== 5. the same plugin with only `log` granted: every other capability is denied");
-    let spec = PluginSpec::new("echo-locked", &args.connector).with_grants(Grants::none().with(Capability::Log));
+    let spec =
+        PluginSpec::new("echo-locked", &args.connector).with_grants(Grants::none().with(Capability::Log));
     host.load(spec).await?;
     let event = Event::json("orders/create", "demo", &json!({"order": 1002}))?;
     match host.handle("echo-locked", event).await {
         Ok(done) => println!("  unexpectedly succeeded: {:?}", done.output),
         Err(e) => println!("  refused: {e}"),
     }
-    match host.invoke("echo-locked", "fetch", &json!({"url": "http://169.254.169.254/latest/meta-data"})).await {
+    match host
+        .invoke("echo-locked", "fetch", &json!({"url": "http://169.254.169.254/latest/meta-data"}))
+        .await
+    {
         Ok(done) => println!("  unexpectedly fetched: {}", done.output),
         Err(e) => println!("  refused: {e}"),
     }

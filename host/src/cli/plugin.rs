@@ -161,7 +161,8 @@ async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
     let info = host.load(spec).await?;
     match args.call {
         Call::Handle { kind, payload } => {
-            let payload: serde_json::Value = serde_json::from_str(&payload).context("--payload is not JSON")?;
+            let payload: serde_json::Value =
+                serde_json::from_str(&payload).context("--payload is not JSON")?;
             let event = plugboard::Event::json(&kind, "cli", &payload)?;
             let done = host.handle(&info.id, event).await?;
             crate::cli::demo::print_events("returned", &done.output);

@@ -47,7 +47,9 @@ impl CompileCache {
         if path.exists() {
             match deserialize(engine, &path) {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable compile cache entry: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable compile cache entry: {e}")
+                }
             }
         }
         let component = Component::new(engine, bytes)?;
@@ -69,10 +71,13 @@ impl CompileCache {
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: wasmtime requires that the file holds code that wasmtime itself serialized, because
-    // it is mapped and run without re-validation. Entries are written only by `store` above into
-    // the operator's cache directory, under a name that binds the component's digest and this
-    // engine's settings; wasmtime checks its own header and version before use, and a truncated
-    // or foreign file fails that check instead of running.
-    unsafe { Component::deserialize_file(engine, path) }
+    // Read, not mapped: a mapped file that someone truncates later would crash the process
+    // with SIGBUS; a copy in memory cannot be changed under the host's feet.
+    let bytes = std::fs::read(path)?;
+    // SAFETY: wasmtime requires bytes that wasmtime itself serialized, because the code in them
+    // runs without re-validation. Entries are written only by `store` above into the operator's
+    // cache directory, under a name that binds the component's digest and this engine's
+    // settings; wasmtime checks its own header and version before use, and a truncated or
+    // foreign file fails that check instead of running.
+    unsafe { Component::deserialize(engine, &bytes) }
 }

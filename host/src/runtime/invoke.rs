@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
-use crate::bindings::types::{ChatRequest, ChatResponse, Event, WebhookRequest};
 use crate::bindings::Connector;
+use crate::bindings::types::{ChatRequest, ChatResponse, Event, WebhookRequest};
 use crate::capabilities::emit;
 use crate::capabilities::log::LogRecord;
 use crate::error::InvokeError;
@@ -71,8 +71,14 @@ fn instantiate_failed(e: wasmtime::Error) -> wasmtime::Error {
 /// Bytes of guest stderr kept for trap reports (a Rust panic message lands there).
 const STDERR_CAPTURE_BYTES: usize = 4 << 10;
 
-fn new_store(host: &Host, plugin: &Arc<Plugin>, event_id: Option<String>, deadline: tokio::time::Instant) -> Store<InstanceState> {
-    let state = InstanceState::new(plugin.clone(), host.inner.clone(), event_id, deadline, STDERR_CAPTURE_BYTES);
+fn new_store(
+    host: &Host,
+    plugin: &Arc<Plugin>,
+    event_id: Option<String>,
+    deadline: tokio::time::Instant,
+) -> Store<InstanceState> {
+    let state =
+        InstanceState::new(plugin.clone(), host.inner.clone(), event_id, deadline, STDERR_CAPTURE_BYTES);
     let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
     // At every epoch tick a running plugin yields to the async executor, so a plugin that
@@ -98,7 +104,10 @@ fn arm(host: &Host, plugin: &Plugin, store: &mut Store<InstanceState>) {
     }
 }
 
-async fn acquire(plugin: &Plugin, deadline: tokio::time::Instant) -> Result<OwnedSemaphorePermit, InvokeError> {
+async fn acquire(
+    plugin: &Plugin,
+    deadline: tokio::time::Instant,
+) -> Result<OwnedSemaphorePermit, InvokeError> {
     match tokio::time::timeout_at(deadline, plugin.slots.clone().acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
         Ok(Err(_)) => Err(InvokeError::Internal("the instance was shut down".into())),
@@ -187,11 +196,15 @@ pub(crate) async fn describe(host: &Host, plugin: Arc<Plugin>) -> Result<Invocat
                 match pre {
                     PluginPre::Connector(pre) => {
                         let c = pre.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
-                        Ok(Described::Connector(c.plugboard_connector_plugin().call_metadata(&mut *store).await?))
+                        Ok(Described::Connector(
+                            c.plugboard_connector_plugin().call_metadata(&mut *store).await?,
+                        ))
                     }
                     PluginPre::AiProvider(pre) => {
                         let p = pre.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
-                        Ok(Described::AiProvider(p.plugboard_connector_provider().call_metadata(&mut *store).await?))
+                        Ok(Described::AiProvider(
+                            p.plugboard_connector_provider().call_metadata(&mut *store).await?,
+                        ))
                     }
                 }
             })
@@ -201,7 +214,11 @@ pub(crate) async fn describe(host: &Host, plugin: Arc<Plugin>) -> Result<Invocat
 }
 
 /// Checks and converts the events a plugin returned, as `emit` does for published ones.
-fn accept_all(plugin: &Plugin, already: usize, events: Vec<crate::bindings::types::NewEvent>) -> Result<Vec<Event>, InvokeError> {
+fn accept_all(
+    plugin: &Plugin,
+    already: usize,
+    events: Vec<crate::bindings::types::NewEvent>,
+) -> Result<Vec<Event>, InvokeError> {
     if already + events.len() > plugin.limits.max_events as usize {
         return Err(InvokeError::InvalidOutput(format!(
             "{} events, over the limit of {}",
@@ -211,7 +228,9 @@ fn accept_all(plugin: &Plugin, already: usize, events: Vec<crate::bindings::type
     }
     events
         .into_iter()
-        .map(|e| emit::accept(&plugin.id, plugin.limits.max_event_bytes, e).map_err(InvokeError::InvalidOutput))
+        .map(|e| {
+            emit::accept(&plugin.id, plugin.limits.max_event_bytes, e).map_err(InvokeError::InvalidOutput)
+        })
         .collect()
 }
 
@@ -233,7 +252,10 @@ impl Host {
             event_id,
             call(move |store, pre| {
                 Box::pin(async move {
-                    let c = connector_pre(pre)?.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                    let c = connector_pre(pre)?
+                        .instantiate_async(&mut *store)
+                        .await
+                        .map_err(instantiate_failed)?;
                     c.plugboard_connector_plugin().call_handle(&mut *store, &event).await
                 })
             }),
@@ -246,7 +268,11 @@ impl Host {
     }
 
     /// Hands a verified webhook request to connector `id`.
-    pub async fn on_webhook(&self, id: &str, request: WebhookRequest) -> Result<Invocation<WebhookOutcome>, InvokeError> {
+    pub async fn on_webhook(
+        &self,
+        id: &str,
+        request: WebhookRequest,
+    ) -> Result<Invocation<WebhookOutcome>, InvokeError> {
         let plugin = self.get(id)?;
         if plugin.kind != PluginKind::Connector {
             return Err(wrong_kind(&plugin, PluginKind::Connector));
@@ -257,7 +283,10 @@ impl Host {
             None,
             call(move |store, pre| {
                 Box::pin(async move {
-                    let c = connector_pre(pre)?.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                    let c = connector_pre(pre)?
+                        .instantiate_async(&mut *store)
+                        .await
+                        .map_err(instantiate_failed)?;
                     c.plugboard_connector_plugin().call_on_webhook(&mut *store, &request).await
                 })
             }),
@@ -269,12 +298,18 @@ impl Host {
             return Err(InvokeError::InvalidOutput(format!("HTTP status {} is out of range", reply.status)));
         }
         let events = accept_all(&plugin, done.emitted.len(), reply.events)?;
-        let outcome = WebhookOutcome { status: reply.status, headers: reply.headers, body: reply.body, events };
+        let outcome =
+            WebhookOutcome { status: reply.status, headers: reply.headers, body: reply.body, events };
         Ok(done.with_output(outcome))
     }
 
     /// Runs connector `id`'s action with a JSON input and returns its JSON output.
-    pub async fn invoke(&self, id: &str, action: &str, input: &serde_json::Value) -> Result<Invocation<serde_json::Value>, InvokeError> {
+    pub async fn invoke(
+        &self,
+        id: &str,
+        action: &str,
+        input: &serde_json::Value,
+    ) -> Result<Invocation<serde_json::Value>, InvokeError> {
         let plugin = self.get(id)?;
         if plugin.kind != PluginKind::Connector {
             return Err(wrong_kind(&plugin, PluginKind::Connector));
@@ -287,7 +322,10 @@ impl Host {
             None,
             call(move |store, pre| {
                 Box::pin(async move {
-                    let c = connector_pre(pre)?.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
+                    let c = connector_pre(pre)?
+                        .instantiate_async(&mut *store)
+                        .await
+                        .map_err(instantiate_failed)?;
                     c.plugboard_connector_plugin().call_invoke(&mut *store, &action, &input).await
                 })
             }),
@@ -301,7 +339,11 @@ impl Host {
     }
 
     /// Runs a chat completion on AI provider `id`.
-    pub async fn complete(&self, id: &str, request: ChatRequest) -> Result<Invocation<ChatResponse>, InvokeError> {
+    pub async fn complete(
+        &self,
+        id: &str,
+        request: ChatRequest,
+    ) -> Result<Invocation<ChatResponse>, InvokeError> {
         let plugin = self.get(id)?;
         if plugin.kind != PluginKind::AiProvider {
             return Err(wrong_kind(&plugin, PluginKind::AiProvider));
@@ -376,7 +418,8 @@ impl Session {
         let deadline = tokio::time::Instant::now() + self.plugin.limits.timeout();
         self.store.data_mut().deadline = deadline;
         let plugin = self.bindings.plugboard_connector_plugin();
-        let result = tokio::time::timeout_at(deadline, plugin.call_invoke(&mut self.store, action, input_json)).await;
+        let result =
+            tokio::time::timeout_at(deadline, plugin.call_invoke(&mut self.store, action, input_json)).await;
         match result {
             Err(_) => Err(InvokeError::Timeout(self.plugin.limits.timeout())),
             Ok(Err(e)) => Err(classify(e, &self.store, &self.plugin)),

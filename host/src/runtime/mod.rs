@@ -30,8 +30,8 @@ use compile_cache::CompileCache;
 use engine::{EngineSettings, EpochTicker};
 
 pub use invoke::{Invocation, Session, WebhookOutcome};
-pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec};
 pub(crate) use plugin::Plugin;
+pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec};
 pub(crate) use state::InstanceState;
 
 /// Builds a [`Host`].
@@ -126,7 +126,8 @@ impl HostBuilder {
     pub fn build(self) -> Result<Host, crate::Error> {
         let engine = engine::build_engine(&self.settings).map_err(|e| crate::Error::Engine(e.to_string()))?;
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| crate::Error::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| crate::Error::Engine(e.to_string()))?;
         // Both worlds import the same interfaces, so the connector world's linker serves both.
         Connector::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)
             .map_err(|e| crate::Error::Engine(e.to_string()))?;
@@ -238,7 +239,8 @@ impl Host {
     /// Compiles a component and reads its metadata without installing it and without granting
     /// it anything: what `plugboard plugin inspect` shows before an operator installs a plugin.
     pub async fn inspect(&self, path: &Path) -> Result<PluginInfo, LoadError> {
-        let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+        let id =
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
         let spec = PluginSpec::new(&id, path);
         let bytes = tokio::fs::read(path)
             .await

@@ -204,7 +204,10 @@ fn check_spec(host: &Host, spec: &PluginSpec) -> Result<(), String> {
 }
 
 fn check_name_and_version(name: &str, version: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
         return Err(format!("metadata name {name:?} must be 1 to 64 of [A-Za-z0-9_-]"));
     }
     if version.is_empty() || version.len() > 64 {
@@ -246,7 +249,8 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     .map_err(|e| invalid(format!("compiler task failed: {e}")))?
     .map_err(|e| invalid(format!("{e:#}")))?;
 
-    let instance_pre = host.inner.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
+    let instance_pre =
+        host.inner.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
     let pre = if let Ok(pre) = ConnectorPre::new(instance_pre.clone()) {
         PluginPre::Connector(pre)
     } else if let Ok(pre) = AiProviderPre::new(instance_pre) {

@@ -83,13 +83,15 @@ impl Connector for Echo {
             "ping" => Ok(json!({})),
             "calls" => Ok(json!(CALLS.fetch_add(1, Ordering::Relaxed) + 1)),
             "fetch" => {
-                let url = input["url"].as_str().ok_or_else(|| Error::InvalidInput("`url` is required".into()))?;
+                let url =
+                    input["url"].as_str().ok_or_else(|| Error::InvalidInput("`url` is required".into()))?;
                 let reply = Request::get(url).send()?;
                 Ok(json!({ "status": reply.status, "body": String::from_utf8_lossy(&reply.body) }))
             }
             "ask" => {
-                let prompt =
-                    input["prompt"].as_str().ok_or_else(|| Error::InvalidInput("`prompt` is required".into()))?;
+                let prompt = input["prompt"]
+                    .as_str()
+                    .ok_or_else(|| Error::InvalidInput("`prompt` is required".into()))?;
                 let answer = Chat::new().user(prompt).temperature(0.0).send()?;
                 Ok(json!({ "content": answer.content, "model": answer.model }))
             }

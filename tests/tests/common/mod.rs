@@ -13,7 +13,13 @@ pub fn host() -> Host {
 }
 
 /// Loads `wasm` as `id` with `grants` and `limits`.
-pub async fn load(host: &Host, id: &str, wasm: &str, grants: Grants, limits: Limits) -> plugboard::PluginInfo {
+pub async fn load(
+    host: &Host,
+    id: &str,
+    wasm: &str,
+    grants: Grants,
+    limits: Limits,
+) -> plugboard::PluginInfo {
     host.load(PluginSpec::new(id, wasm).with_grants(grants).with_limits(limits))
         .await
         .unwrap_or_else(|e| panic!("loading {id}: {e}"))

@@ -28,7 +28,8 @@ impl AiProvider for CannedAi {
             ResponseFormat::Text => format!("canned: {}", last.content),
             _ => serde_json::json!({ "echo": last.content }).to_string(),
         };
-        let prompt_tokens: usize = request.messages.iter().map(|m| m.content.split_whitespace().count()).sum();
+        let prompt_tokens: usize =
+            request.messages.iter().map(|m| m.content.split_whitespace().count()).sum();
         Ok(ChatResponse {
             usage: Usage {
                 prompt_tokens: prompt_tokens as u32,

@@ -13,9 +13,7 @@ wit_bindgen::generate!({
 });
 
 use exports::plugboard::connector::plugin::Guest;
-use plugboard::connector::types::{
-    ConnectorMetadata, Error, Event, NewEvent, WebhookReply, WebhookRequest,
-};
+use plugboard::connector::types::{ConnectorMetadata, Error, Event, NewEvent, WebhookReply, WebhookRequest};
 
 struct Liar;
 

@@ -1,5 +1,8 @@
 //! Recurses without end in `invoke("dive")`: the stack limit must stop it with a clear error.
 
+// Unbounded recursion is the point of this guest.
+#![allow(unconditional_recursion)]
+
 use plugboard_sdk::{Connector, Error, Metadata};
 use serde_json::{Value, json};
 

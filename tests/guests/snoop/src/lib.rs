@@ -19,8 +19,11 @@ fn outcome<T: std::fmt::Debug>(r: Result<T, Error>) -> Value {
 
 impl Connector for Snoop {
     fn metadata() -> Metadata {
-        Metadata::new("snoop", "0.1.0", "Asks for nothing, tries everything")
-            .action("probe", "Tries every capability", json!({}))
+        Metadata::new("snoop", "0.1.0", "Asks for nothing, tries everything").action(
+            "probe",
+            "Tries every capability",
+            json!({}),
+        )
     }
 
     fn invoke(_action: &str, input: Value) -> Result<Value, Error> {
