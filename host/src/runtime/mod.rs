@@ -154,6 +154,7 @@ impl HostBuilder {
                 cache,
                 settings: self.settings,
                 plugins: RwLock::new(HashMap::new()),
+                compiled: std::sync::Mutex::new(HashMap::new()),
                 kv: self.kv.unwrap_or_else(|| Arc::new(MemoryKv::default())),
                 http,
                 default_ai_provider: RwLock::new(self.default_ai_provider),
@@ -168,20 +169,27 @@ impl HostBuilder {
 ///
 /// Cloning a `Host` is cheap and shares everything.
 ///
-/// ```no_run
-/// use plugboard::{Grants, Host, Limits, PluginSpec};
+/// ```
+/// use plugboard::{Capability, Grants, Host, Limits, PluginSpec};
+/// # let echo_wasm = plugboard_tests::ECHO; // the echo plugin, built from plugins/echo
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let host = Host::builder().build()?;
 /// host.load(
-///     PluginSpec::new("echo", "plugins/echo.wasm")
-///         .with_grants(Grants::none().with(plugboard::Capability::Log))
-///         .with_limits(Limits::default().with_memory_mib(32)),
+///     PluginSpec::new("echo", echo_wasm)
+///         .with_grants(Grants::none().with(Capability::Kv).with(Capability::Config))
+///         .with_limits(Limits::default().with_memory_mib(32))
+///         .with_config("team", "ops"),
 /// )
 /// .await?;
-/// let answer = host.invoke("echo", "ping", &serde_json::json!({})).await?;
-/// println!("{} in {:?}", answer.output, answer.elapsed);
-/// # Ok(()) }
+/// let answer = host.invoke("echo", "config", &serde_json::json!({})).await?;
+/// assert_eq!(answer.output, serde_json::json!({ "team": "ops" }));
+///
+/// // Not granted, so refused with a contract error the plugin (and you) can act on.
+/// let refused = host.invoke("echo", "fetch", &serde_json::json!({ "url": "https://example.com" })).await;
+/// assert!(refused.unwrap_err().to_string().contains("denied"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct Host {
@@ -194,6 +202,9 @@ pub(crate) struct HostInner {
     cache: Option<CompileCache>,
     settings: EngineSettings,
     plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    /// Components compiled by this process, by SHA-256: a second instance of the same plugin
+    /// (or a re-load) shares the compiled code instead of compiling it again.
+    pub(crate) compiled: std::sync::Mutex<HashMap<String, wasmtime::component::Component>>,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) http: reqwest::Client,
     default_ai_provider: RwLock<Option<String>>,

@@ -236,18 +236,28 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     check_spec(host, &spec).map_err(|reason| LoadError::Spec { id: id.clone(), reason })?;
 
     let sha256 = hex::encode(Sha256::digest(bytes));
-    let engine = host.engine().clone();
-    let inner = host.inner.clone();
-    let digest = sha256.clone();
-    let owned = bytes.to_vec();
-    // Compiling is CPU-bound for seconds on large components: keep it off the async workers.
-    let (component, outcome) = tokio::task::spawn_blocking(move || match &inner.cache {
-        Some(cache) => cache.load_or_compile(&engine, &digest, &owned),
-        None => wasmtime::component::Component::new(&engine, &owned).map(|c| (c, CacheOutcome::Miss)),
-    })
-    .await
-    .map_err(|e| invalid(format!("compiler task failed: {e}")))?
-    .map_err(|e| invalid(format!("{e:#}")))?;
+    let known = host.inner.compiled.lock().ok().and_then(|c| c.get(&sha256).cloned());
+    let (component, outcome) = match known {
+        Some(component) => (component, CacheOutcome::Hit),
+        None => {
+            let engine = host.engine().clone();
+            let inner = host.inner.clone();
+            let digest = sha256.clone();
+            let owned = bytes.to_vec();
+            // Compiling is CPU-bound for seconds on large components: keep it off the async workers.
+            let compiled = tokio::task::spawn_blocking(move || match &inner.cache {
+                Some(cache) => cache.load_or_compile(&engine, &digest, &owned),
+                None => wasmtime::component::Component::new(&engine, &owned).map(|c| (c, CacheOutcome::Miss)),
+            })
+            .await
+            .map_err(|e| invalid(format!("compiler task failed: {e}")))?
+            .map_err(|e| invalid(format!("{e:#}")))?;
+            if let Ok(mut cache) = host.inner.compiled.lock() {
+                cache.insert(sha256.clone(), compiled.0.clone());
+            }
+            compiled
+        }
+    };
 
     let instance_pre =
         host.inner.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
