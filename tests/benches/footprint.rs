@@ -3,8 +3,8 @@
 //! 1. Resident memory of 100 small, distinct plugins loaded (compiled, pre-linked, idle),
 //!    against the same process before loading them (the baseline).
 //! 2. Loading a large component on a restart with a warm compile cache, against compiling it
-//!    (the baseline). The large component is `$PLUGBOARD_LARGE_COMPONENT` (`./dev bench` builds a
-//!    Python one with componentize-py), else the echo plugin.
+//!    (the baseline). The large component is `$PLUGBOARD_LARGE_COMPONENT`, else the Python test
+//!    connector built with componentize-py (about 18 MB).
 //!
 //! Prints one line per figure; `./dev bench` runs it.
 
@@ -42,13 +42,40 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// In a child process (so that nothing from compiling inflates it): resident memory before and
+/// after loading the 100 plugins from a warm compile cache, as after a restart.
+async fn load_from_cache(dir: &str) {
+    let echo = std::fs::read(ECHO).unwrap();
+    let host = Host::builder().compile_cache_dir(dir).build().unwrap();
+    host.load_bytes(PluginSpec::new("warmup", ECHO), &distinct(&echo, 1000)).await.unwrap();
+    let before = rss_mib();
+    for n in 0..100 {
+        let info = host.load_bytes(PluginSpec::new(&format!("p{n}"), ECHO), &distinct(&echo, n)).await.unwrap();
+        assert!(info.compiled_from_cache);
+    }
+    let after = rss_mib();
+    println!(
+        "footprint: 100 distinct {} KB plugins loaded from a warm cache (a restart): {after:.1} MiB resident \
+         ({before:.1} MiB with none, +{:.1} MiB, {:.2} MiB each)",
+        echo.len() / 1000,
+        after - before,
+        (after - before) / 100.0
+    );
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if let Some(i) = args.iter().position(|a| a == "--child-load-from-cache") {
+        rt.block_on(load_from_cache(&args[i + 1]));
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let host = Host::builder().build().unwrap();
+        let host = Host::builder().compile_cache_dir(cache.path()).build().unwrap();
         let echo = std::fs::read(ECHO).unwrap();
         // Warm up the allocator and the engine with one plugin, then measure 100 more.
         host.load_bytes(PluginSpec::new("warmup", ECHO), &distinct(&echo, 1000)).await.unwrap();
@@ -58,7 +85,8 @@ fn main() {
         }
         let after = rss_mib();
         println!(
-            "footprint: 100 distinct {} KB plugins loaded: {:.1} MiB resident ({before:.1} MiB before, +{:.1} MiB, {:.2} MiB each)",
+            "footprint: 100 distinct {} KB plugins compiled and loaded: {:.1} MiB resident \
+             ({before:.1} MiB before, +{:.1} MiB, {:.2} MiB each; includes what the allocator keeps after compiling)",
             echo.len() / 1000,
             after,
             after - before,
@@ -67,8 +95,22 @@ fn main() {
         for n in [0, 50, 99] {
             host.invoke(&format!("p{n}"), "ping", &serde_json::json!({})).await.unwrap();
         }
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--child-load-from-cache")
+            .arg(cache.path())
+            .status()
+            .unwrap();
+        assert!(child.success());
 
-        let large = std::env::var("PLUGBOARD_LARGE_COMPONENT").unwrap_or_else(|_| ECHO.to_owned());
+        let large = match std::env::var("PLUGBOARD_LARGE_COMPONENT") {
+            Ok(path) => path,
+            Err(_) => plugboard_tests::python_component()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|e| {
+                    eprintln!("no Python component ({e}); measuring the echo plugin instead");
+                    ECHO.to_owned()
+                }),
+        };
         let size = std::fs::metadata(&large).map(|m| m.len()).unwrap_or(0);
         let cache = tempfile::tempdir().unwrap();
         let mut cold = Vec::new();

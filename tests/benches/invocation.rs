@@ -33,7 +33,11 @@ fn bare_engine() -> Engine {
         .total_core_instances(4096)
         .total_memories(1024)
         .total_tables(4096)
-        .total_stacks(512);
+        .total_stacks(512)
+        // The same pooling settings as plugboard's engine, so the baseline differs only in the host.
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
     let mut config = Config::new();
     config.wasm_component_model(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).unwrap()

@@ -24,7 +24,12 @@ async fn compile_cache_survives_restarts_and_damage() {
     let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(entries.len(), 1, "one entry, named by digest and engine: {entries:?}");
     assert!(entries[0].file_name().unwrap().to_string_lossy().starts_with(&info.sha256));
-    std::fs::write(&entries[0], b"not compiled code").unwrap();
+    // (Damage it between runs, by replacing the file: rewriting a mapped entry in place under a
+    // running host is outside what the cache supports, and the entries are read-only.)
+    drop(second);
+    let damaged = dir.path().join("damaged");
+    std::fs::write(&damaged, b"not compiled code").unwrap();
+    std::fs::rename(&damaged, &entries[0]).unwrap();
     let third = Host::builder().compile_cache_dir(dir.path()).build().unwrap();
     let info = third.load(PluginSpec::new("echo", ECHO)).await.unwrap();
     assert!(!info.compiled_from_cache);

@@ -64,6 +64,10 @@ impl CompileCache {
         // Write then rename, so a crash never leaves a half-written entry under the real name.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, compiled)?;
+        // Read-only: nobody should rewrite an entry in place (see `deserialize`).
+        let mut permissions = std::fs::metadata(&tmp)?.permissions();
+        permissions.set_readonly(true);
+        std::fs::set_permissions(&tmp, permissions)?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
@@ -71,13 +75,13 @@ impl CompileCache {
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // Read, not mapped: a mapped file that someone truncates later would crash the process
-    // with SIGBUS; a copy in memory cannot be changed under the host's feet.
-    let bytes = std::fs::read(path)?;
-    // SAFETY: wasmtime requires bytes that wasmtime itself serialized, because the code in them
-    // runs without re-validation. Entries are written only by `store` above into the operator's
-    // cache directory, under a name that binds the component's digest and this engine's
-    // settings; wasmtime checks its own header and version before use, and a truncated or
-    // foreign file fails that check instead of running.
-    unsafe { Component::deserialize(engine, &bytes) }
+    // SAFETY: wasmtime requires a file that wasmtime itself serialized, because the code in it
+    // is mapped and runs without re-validation. Entries are written only by `store` above into
+    // the operator's cache directory, read-only, under a name that binds the component's digest
+    // and this engine's settings; wasmtime checks its own header and version before use, and a
+    // truncated or foreign file fails that check instead of running. The file is mapped, not
+    // copied (a large component loads in a few milliseconds instead of tens): entries are
+    // replaced by rename, never rewritten in place, since a mapped file truncated under a
+    // running host would crash it.
+    unsafe { Component::deserialize_file(engine, path) }
 }

@@ -235,7 +235,9 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     let invalid = |reason: String| LoadError::Invalid { id: id.clone(), reason };
     check_spec(host, &spec).map_err(|reason| LoadError::Spec { id: id.clone(), reason })?;
 
+    let started = std::time::Instant::now();
     let sha256 = hex::encode(Sha256::digest(bytes));
+    let hashed = started.elapsed();
     let known = host.inner.compiled.lock().ok().and_then(|c| c.get(&sha256).cloned());
     let (component, outcome) = match known {
         Some(component) => (component, CacheOutcome::Hit),
@@ -259,6 +261,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         }
     };
 
+    let compiled_at = started.elapsed();
     let instance_pre =
         host.inner.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
     let pre = if let Ok(pre) = ConnectorPre::new(instance_pre.clone()) {
@@ -292,6 +295,14 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     let described = crate::runtime::invoke::describe(host, probe.clone())
         .await
         .map_err(|source| LoadError::Metadata { id: id.clone(), source })?;
+    tracing::debug!(
+        instance = %id,
+        hashed_us = hashed.as_micros() as u64,
+        compiled_us = (compiled_at - hashed).as_micros() as u64,
+        described_us = (started.elapsed() - compiled_at).as_micros() as u64,
+        from_cache = outcome == CacheOutcome::Hit,
+        "loaded plugin"
+    );
     let Ok(probe) = Arc::try_unwrap(probe) else {
         return Err(invalid("the metadata sandbox outlived its call".into()));
     };
