@@ -50,7 +50,8 @@ async fn load_from_cache(dir: &str) {
     host.load_bytes(PluginSpec::new("warmup", ECHO), &distinct(&echo, 1000)).await.unwrap();
     let before = rss_mib();
     for n in 0..100 {
-        let info = host.load_bytes(PluginSpec::new(&format!("p{n}"), ECHO), &distinct(&echo, n)).await.unwrap();
+        let info =
+            host.load_bytes(PluginSpec::new(&format!("p{n}"), ECHO), &distinct(&echo, n)).await.unwrap();
         assert!(info.compiled_from_cache);
     }
     let after = rss_mib();
