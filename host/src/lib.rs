@@ -36,6 +36,7 @@
 mod bindings;
 pub mod capabilities;
 mod error;
+pub mod ingress;
 pub mod limits;
 pub mod runtime;
 
