@@ -35,10 +35,12 @@
 
 mod bindings;
 pub mod capabilities;
+pub mod config;
 mod error;
 pub mod ingress;
 pub mod limits;
 pub mod runtime;
+pub mod store;
 
 pub use bindings::types;
 pub use capabilities::{Capability, Grants, HttpGrant};

@@ -2,6 +2,7 @@
 
 mod demo;
 mod plugin;
+mod server;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,10 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Load a connector with every capability, send it a sample event, and show what happened.
     Demo(demo::DemoArgs),
+    /// Start the server with a configuration file.
+    Up(server::ConfigArgs),
+    /// Validate a configuration file and load its plugins, without starting.
+    Check(server::ConfigArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -36,5 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plugin(cmd) => plugin::run(&host, cmd).await,
         Command::Demo(args) => demo::run(&host, args).await,
+        Command::Up(args) => server::up(&host, args).await,
+        Command::Check(args) => server::check(&host, args).await,
     }
 }

@@ -1,0 +1,222 @@
+//! The operator's configuration file (`plugboard.toml`): the server, the store, and the plugin
+//! instances with their grants, limits, config values and webhook verification. Unknown keys are
+//! refused with their name and line; secrets are references (`env:NAME`, `file:PATH`), resolved
+//! at start, and a missing one is an error that names the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ingress::verify::{Scheme, Verifier};
+use crate::{Grants, Limits, PluginSpec};
+
+/// Why a configuration file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown or mistyped key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What and where.
+        message: String,
+    },
+    /// A value is wrong; `key` is its path in the file.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key's path, e.g. `plugin[shop].webhook.secrets[0]`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The event store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The plugin instances.
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<InstanceConfig>,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The largest webhook body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 1 << 20 }
+    }
+}
+
+/// The event store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The SQLite file (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// How long delivery ids are remembered to drop duplicate deliveries, in seconds.
+    pub dedup_window_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { path: PathBuf::from("plugboard.db"), dedup_window_secs: 7 * 24 * 3600 }
+    }
+}
+
+/// One plugin instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// The instance id; webhooks arrive at `/hooks/{id}`.
+    pub id: String,
+    /// The component file (relative to the config file).
+    pub wasm: PathBuf,
+    /// What the operator grants.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Values for the `config` capability.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// How its webhooks are verified; without it the instance receives no webhooks.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Webhook verification for one instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The scheme, e.g. `{ scheme = "shopify" }`.
+    pub verify: Scheme,
+    /// Secret references (`env:NAME`, `file:PATH`); several during a rotation.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// The window for timestamped schemes, in seconds.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// A configuration checked and resolved: paths absolute, secrets read, verifiers built.
+pub struct Resolved {
+    /// The file as written.
+    pub config: Config,
+    /// The store file.
+    pub store_path: PathBuf,
+    /// Each instance's spec.
+    pub specs: Vec<PluginSpec>,
+    /// Each webhook-receiving instance's verifier (`None` for scheme `none`).
+    pub verifiers: BTreeMap<String, Option<Verifier>>,
+}
+
+fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { key: key.to_owned(), reason };
+    if let Some(name) = reference.strip_prefix("env:") {
+        std::env::var(name)
+            .map(String::into_bytes)
+            .map_err(|_| invalid(format!("environment variable {name} is not set")))
+    } else if let Some(path) = reference.strip_prefix("file:") {
+        let path = base.join(path);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+    } else {
+        Err(invalid("a secret must be a reference: env:NAME or file:PATH".into()))
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Resolved, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        config.resolve(&base)
+    }
+
+    /// Checks cross-references and resolves paths and secrets relative to `base`.
+    pub fn resolve(self, base: &Path) -> Result<Resolved, ConfigError> {
+        let mut specs = Vec::new();
+        let mut verifiers = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.plugins {
+            let key = format!("plugin[{}]", p.id);
+            if !seen.insert(p.id.clone()) {
+                return Err(ConfigError::Invalid { key, reason: "the id is used twice".into() });
+            }
+            if let Some(provider) = &p.grants.ai_provider
+                && !self.plugins.iter().any(|q| &q.id == provider)
+            {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.grants.ai_provider"),
+                    reason: format!("no instance named `{provider}`"),
+                });
+            }
+            if let Some(hook) = &p.webhook {
+                let secrets = hook
+                    .secrets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| resolve_secret(&format!("{key}.webhook.secrets[{i}]"), s, base))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let verifier = if hook.verify == Scheme::None {
+                    None
+                } else {
+                    if secrets.is_empty() {
+                        return Err(ConfigError::Invalid {
+                            key: format!("{key}.webhook.secrets"),
+                            reason: "at least one secret is needed to verify webhooks".into(),
+                        });
+                    }
+                    let v = Verifier::new(hook.verify.clone(), secrets).map_err(|e| {
+                        ConfigError::Invalid { key: format!("{key}.webhook.secrets"), reason: e.to_string() }
+                    })?;
+                    Some(v.with_tolerance(std::time::Duration::from_secs(hook.tolerance_secs)))
+                };
+                verifiers.insert(p.id.clone(), verifier);
+            }
+            specs.push(PluginSpec {
+                id: p.id.clone(),
+                wasm: base.join(&p.wasm),
+                grants: p.grants.clone(),
+                limits: p.limits.clone(),
+                config: p.config.clone(),
+            });
+        }
+        let store_path = base.join(&self.store.path);
+        Ok(Resolved { config: self, store_path, specs, verifiers })
+    }
+}

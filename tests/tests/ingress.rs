@@ -1,0 +1,149 @@
+//! The webhook endpoint on a real server on loopback: a signed delivery is verified, handled by
+//! the connector and stored before the 200; forged, duplicate, oversized and misaddressed
+//! requests get a clear 4xx and store nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use plugboard::config::{Config, ConfigError};
+use plugboard::ingress::server::{Ingress, router};
+use plugboard::store::SqliteStore;
+use plugboard_tests::ECHO;
+
+fn shopify_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("shopify.secret"), "shpss_test_secret\n").unwrap();
+    let path = dir.join("plugboard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 4096
+
+[store]
+path = "events.db"
+
+[[plugin]]
+id = "shop"
+wasm = {ECHO:?}
+grants = {{ capabilities = ["log", "kv", "emit"] }}
+
+[plugin.webhook]
+verify = {{ scheme = "shopify" }}
+secrets = ["file:shopify.secret"]
+{extra}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn start(dir: &Path) -> (String, Arc<SqliteStore>) {
+    let resolved = Config::load(&write_config(dir, "")).unwrap();
+    let host = plugboard::Host::builder().build().unwrap();
+    for spec in resolved.specs {
+        host.load(spec).await.unwrap();
+    }
+    let store = Arc::new(SqliteStore::open(&resolved.store_path).unwrap());
+    let ingress = Arc::new(Ingress {
+        host,
+        store: store.clone(),
+        verifiers: resolved.verifiers,
+        dedup_window_ms: 60_000,
+        max_body_bytes: resolved.config.server.max_body_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router(ingress)).await;
+    });
+    (base, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_are_stored_and_everything_else_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, store) = start(dir.path()).await;
+    let client = reqwest::Client::new();
+    let body = br#"{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00"}"#;
+    let post = |path: &str, body: &[u8], sig: &str, id: &str| {
+        client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .header("x-shopify-topic", "orders/create")
+            .header("x-shopify-hmac-sha256", sig)
+            .header("x-shopify-webhook-id", id)
+            .body(body.to_vec())
+            .send()
+    };
+    let good = shopify_signature("shpss_test_secret", body);
+
+    let ok = post("/hooks/shop/orders", body, &good, "d-1").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), format!(r#"{{"received":{}}}"#, body.len()));
+    let stored = store.recent(10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].kind, "echo/received");
+    assert_eq!(stored[0].source, "shop");
+    assert_eq!(stored[0].payload, body);
+    assert!(stored[0].attributes.contains(&("path".into(), "/orders".into())));
+
+    // The same delivery again (a provider retry): acknowledged, not stored twice.
+    let dup = post("/hooks/shop/orders", body, &good, "d-1").await.unwrap();
+    assert_eq!(dup.status(), 200);
+    assert_eq!(store.count().unwrap(), 1);
+
+    // Forged: wrong secret, tampered body, no signature.
+    let forged = shopify_signature("guessed", body);
+    assert_eq!(post("/hooks/shop", body, &forged, "d-2").await.unwrap().status(), 401);
+    assert_eq!(post("/hooks/shop", b"{\"total_price\":\"0.00\"}", &good, "d-3").await.unwrap().status(), 401);
+    let unsigned = client.post(format!("{base}/hooks/shop")).body("{}").send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    assert!(unsigned.text().await.unwrap().contains("missing header x-shopify-hmac-sha256"));
+    let garbage = post("/hooks/shop", body, "%%%not-base64%%%", "d-4").await.unwrap();
+    assert_eq!(garbage.status(), 401);
+
+    // Oversized, and addressed to nobody.
+    let big = vec![b'x'; 5000];
+    let sig = shopify_signature("shpss_test_secret", &big);
+    assert_eq!(post("/hooks/shop", &big, &sig, "d-5").await.unwrap().status(), 413);
+    assert_eq!(post("/hooks/nobody", body, &good, "d-6").await.unwrap().status(), 404);
+
+    assert_eq!(store.count().unwrap(), 1, "nothing refused was stored");
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = |extra: &str| match Config::load(&write_config(dir.path(), extra)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted: {extra}"),
+    };
+    let typo = err("tolerance_sec = 5");
+    assert!(typo.contains("tolerance_sec"), "{typo}");
+    let missing = err(
+        "[[plugin]]\nid = \"slack\"\nwasm = \"x.wasm\"\n[plugin.webhook]\nverify = { scheme = \"slack\" }\nsecrets = [\"env:PLUGBOARD_TEST_UNSET_SECRET\"]",
+    );
+    assert!(
+        missing.contains("plugin[slack].webhook.secrets[0]")
+            && missing.contains("PLUGBOARD_TEST_UNSET_SECRET"),
+        "{missing}"
+    );
+    let inline = err(
+        "[[plugin]]\nid = \"gh\"\nwasm = \"x.wasm\"\n[plugin.webhook]\nverify = { scheme = \"github\" }\nsecrets = [\"hunter2\"]",
+    );
+    assert!(inline.contains("a secret must be a reference") && !inline.contains("hunter2"), "{inline}");
+    let provider = err("[[plugin]]\nid = \"a\"\nwasm = \"x.wasm\"\ngrants = { ai_provider = \"openai\" }");
+    assert!(provider.contains("plugin[a].grants.ai_provider") && provider.contains("openai"), "{provider}");
+    assert!(matches!(Config::load(&dir.path().join("absent.toml")), Err(ConfigError::Read { .. })));
+}
