@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::ingress::verify::{Scheme, Verifier};
+use crate::pipeline::{RetryPolicy, Route};
 use crate::{Grants, Limits, PluginSpec};
 
 /// Why a configuration file is refused.
@@ -54,6 +55,19 @@ pub struct Config {
     /// The plugin instances.
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<InstanceConfig>,
+    /// Where events go.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    /// How failed deliveries are retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// How many deliveries run at once.
+    #[serde(default = "default_concurrency")]
+    pub delivery_concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    64
 }
 
 /// The HTTP server.
@@ -215,6 +229,30 @@ impl Config {
                 limits: p.limits.clone(),
                 config: p.config.clone(),
             });
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("route[{i}]");
+            if !names.insert(r.name.clone()) {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.name"),
+                    reason: format!("`{}` is used twice", r.name),
+                });
+            }
+            for (field, id) in [("from", &r.from), ("to", &r.to)] {
+                if !id.contains('*') && !seen.contains(id) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.{field}"),
+                        reason: format!("no instance named `{id}`"),
+                    });
+                }
+            }
+            if r.to.contains('*') {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.to"),
+                    reason: "must name one instance".into(),
+                });
+            }
         }
         let store_path = base.join(&self.store.path);
         Ok(Resolved { config: self, store_path, specs, verifiers })

@@ -39,6 +39,7 @@ pub mod config;
 mod error;
 pub mod ingress;
 pub mod limits;
+pub mod pipeline;
 pub mod runtime;
 pub mod store;
 

@@ -58,6 +58,8 @@ async fn start(dir: &Path) -> (String, Arc<SqliteStore>) {
     let ingress = Arc::new(Ingress {
         host,
         store: store.clone(),
+        routes: Arc::default(),
+        dispatcher: None,
         verifiers: resolved.verifiers,
         dedup_window_ms: 60_000,
         max_body_bytes: resolved.config.server.max_body_bytes,

@@ -8,6 +8,7 @@ use clap::Args;
 use plugboard::Host;
 use plugboard::config::Config;
 use plugboard::ingress::server::{Ingress, router};
+use plugboard::pipeline::{Dispatcher, Routes};
 use plugboard::store::SqliteStore;
 
 #[derive(Debug, Args)]
@@ -39,9 +40,19 @@ pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
         SqliteStore::open(&resolved.store_path)
             .with_context(|| format!("opening the event store {}", resolved.store_path.display()))?,
     );
+    let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
+    let dispatcher = Dispatcher::spawn(
+        host.clone(),
+        store.clone(),
+        routes.clone(),
+        resolved.config.retry.clone(),
+        resolved.config.delivery_concurrency,
+    );
     let ingress = Arc::new(Ingress {
         host: host.clone(),
         store,
+        routes,
+        dispatcher: Some(dispatcher.notifier()),
         verifiers: resolved.verifiers,
         dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),
         max_body_bytes: resolved.config.server.max_body_bytes,

@@ -15,6 +15,7 @@ use axum::routing::{any, get};
 
 use crate::bindings::types::{Error as WitError, WebhookRequest};
 use crate::ingress::verify::Verifier;
+use crate::pipeline::Routes;
 use crate::store::{Append, Appended, SqliteStore};
 use crate::{Host, InvokeError};
 
@@ -30,6 +31,10 @@ pub struct Ingress {
     pub dedup_window_ms: u64,
     /// The largest body accepted.
     pub max_body_bytes: usize,
+    /// Where stored events go next.
+    pub routes: Arc<Routes>,
+    /// Woken when new deliveries are queued.
+    pub dispatcher: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The errors the endpoint answers with; client errors say what was wrong, server errors say
@@ -133,10 +138,14 @@ async fn hook(
             instance: instance.clone(),
             delivery_id,
             dedup_window_ms: ingress.dedup_window_ms,
+            deliveries: ingress.routes.deliveries(&events),
             events,
         })
         .await
         .map_err(|_| ApiError::Store)?;
+    if let Some(notify) = &ingress.dispatcher {
+        notify.notify_one();
+    }
     if appended == Appended::Duplicate {
         return Ok((StatusCode::OK, axum::Json(serde_json::json!({ "duplicate": true }))).into_response());
     }

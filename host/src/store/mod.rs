@@ -37,6 +37,81 @@ pub struct Append {
     pub dedup_window_ms: u64,
     /// The events to store.
     pub events: Vec<Event>,
+    /// Their deliveries, as the routes decided.
+    pub deliveries: Vec<QueuedDelivery>,
+}
+
+/// A delivery of a stored event to a route's target, queued with the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedDelivery {
+    /// The event to deliver.
+    pub event_id: String,
+    /// The route that matched, by name.
+    pub route: String,
+    /// The target instance.
+    pub target: String,
+    /// The action to invoke with the payload; `handle` when absent.
+    pub action: Option<String>,
+}
+
+/// A delivery that is due, with its event.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event.
+    pub event: Event,
+    /// The route's name.
+    pub route: String,
+    /// The target instance.
+    pub target: String,
+    /// The action, or `handle` when absent.
+    pub action: Option<String>,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Delivered. Its output events are stored, with their own queued deliveries.
+    Delivered {
+        /// Events the target produced.
+        events: Vec<Event>,
+        /// Deliveries of those events.
+        deliveries: Vec<QueuedDelivery>,
+    },
+    /// Failed; try again at `next_at_ms`.
+    Retry {
+        /// When.
+        next_at_ms: u64,
+        /// Why it failed.
+        error: String,
+    },
+    /// Failed for good: a dead letter.
+    Dead {
+        /// Why.
+        error: String,
+    },
+}
+
+/// A delivery in the queue, as listed for operators.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryRecord {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: String,
+    /// The route's name.
+    pub route: String,
+    /// The target instance.
+    pub target: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error, if any.
+    pub last_error: Option<String>,
 }
 
 /// What an append did.
@@ -48,10 +123,24 @@ pub enum Appended {
     Duplicate,
 }
 
+enum Work {
+    Append(Append, oneshot::Sender<Result<Appended, StoreError>>),
+    Outcome {
+        delivery: i64,
+        attempt: u32,
+        duration_us: u64,
+        outcome: Outcome,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Replay {
+        delivery: Option<i64>,
+        done: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
 struct Job {
-    append: Append,
+    work: Work,
     now_ms: u64,
-    done: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
 /// The embedded event log.
@@ -74,11 +163,32 @@ const SCHEMA: &str = "
         attributes TEXT NOT NULL,
         stored_at_ms INTEGER NOT NULL
     );
-    CREATE TABLE IF NOT EXISTS deliveries (
+    CREATE TABLE IF NOT EXISTS webhook_deliveries (
         instance TEXT NOT NULL,
         delivery_id TEXT NOT NULL,
         expires_at_ms INTEGER NOT NULL,
         PRIMARY KEY (instance, delivery_id)
+    );
+    CREATE TABLE IF NOT EXISTS delivery_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL REFERENCES events(id),
+        route TEXT NOT NULL,
+        target TEXT NOT NULL,
+        action TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at_ms INTEGER NOT NULL,
+        last_error TEXT,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS delivery_due ON delivery_queue (status, next_at_ms);
+    CREATE TABLE IF NOT EXISTS attempts (
+        delivery INTEGER NOT NULL REFERENCES delivery_queue(id),
+        attempt INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT
     );
 ";
 
@@ -102,15 +212,89 @@ impl SqliteStore {
         Ok(SqliteStore { writer: Mutex::new(Some(tx)), reader: Mutex::new(reader) })
     }
 
-    /// Stores `append` durably, or reports it as a duplicate delivery.
+    fn submit(&self, work: Work) -> Result<(), StoreError> {
+        let job = Job { work, now_ms: crate::capabilities::emit::now_ms() };
+        let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
+        writer.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)
+    }
+
+    /// Stores `append` (events and their deliveries) durably, or reports it as a duplicate.
     pub async fn append(&self, append: Append) -> Result<Appended, StoreError> {
         let (done, wait) = oneshot::channel();
-        let job = Job { append, now_ms: crate::capabilities::emit::now_ms(), done };
-        {
-            let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
-            writer.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)?;
-        }
+        self.submit(Work::Append(append, done))?;
         wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Records the outcome of attempt number `attempt` of `delivery`, durably.
+    pub async fn record(
+        &self,
+        delivery: i64,
+        attempt: u32,
+        duration_us: u64,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Work::Outcome { delivery, attempt, duration_us, outcome, done })?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Puts dead letters back in the queue (one, or all with `None`), keeping their event ids;
+    /// answers how many.
+    pub async fn replay(&self, delivery: Option<i64>) -> Result<u64, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Work::Replay { delivery, done })?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Up to `limit` pending deliveries due at `now_ms`, oldest first, skipping `busy` ones.
+    pub fn due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        busy: &std::collections::HashSet<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT q.id, q.route, q.target, q.action, q.attempts, \
+                    e.id, e.source, e.kind, e.occurred_at_ms, e.content_type, e.payload, e.attributes \
+             FROM delivery_queue q JOIN events e ON e.id = q.event_id \
+             WHERE q.status = 'pending' AND q.next_at_ms <= ?1 ORDER BY q.next_at_ms, q.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now_ms as i64, (limit + busy.len()) as i64], |r| {
+            Ok(DueDelivery {
+                id: r.get(0)?,
+                route: r.get(1)?,
+                target: r.get(2)?,
+                action: r.get(3)?,
+                attempts: r.get::<_, i64>(4)? as u32,
+                event: event_from_row(r, 5)?,
+            })
+        })?;
+        let mut due: Vec<DueDelivery> = rows.collect::<Result<_, _>>()?;
+        due.retain(|d| !busy.contains(&d.id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    /// Deliveries with `status` (`pending`, `delivered`, `dead`), newest first.
+    pub fn deliveries(&self, status: &str, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, event_id, route, target, status, attempts, last_error FROM delivery_queue \
+             WHERE status = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![status, limit as i64], |r| {
+            Ok(DeliveryRecord {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                route: r.get(2)?,
+                target: r.get(3)?,
+                status: r.get(4)?,
+                attempts: r.get::<_, i64>(5)? as u32,
+                last_error: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Whether `delivery_id` of `instance` is already stored and not expired.
@@ -119,7 +303,7 @@ impl SqliteStore {
         let now = crate::capabilities::emit::now_ms() as i64;
         let found: Option<i64> = conn
             .query_row(
-                "SELECT 1 FROM deliveries WHERE instance = ?1 AND delivery_id = ?2 AND expires_at_ms > ?3",
+                "SELECT 1 FROM webhook_deliveries WHERE instance = ?1 AND delivery_id = ?2 AND expires_at_ms > ?3",
                 params![instance, delivery_id, now],
                 |r| r.get(0),
             )
@@ -134,18 +318,7 @@ impl SqliteStore {
             "SELECT id, source, kind, occurred_at_ms, content_type, payload, attributes \
              FROM events ORDER BY seq DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map(params![limit as i64], |r| {
-            let attributes: String = r.get(6)?;
-            Ok(Event {
-                id: r.get(0)?,
-                source: r.get(1)?,
-                kind: r.get(2)?,
-                occurred_at_ms: r.get::<_, i64>(3)? as u64,
-                content_type: r.get(4)?,
-                payload: r.get(5)?,
-                attributes: serde_json::from_str(&attributes).unwrap_or_default(),
-            })
-        })?;
+        let rows = stmt.query_map(params![limit as i64], |r| event_from_row(r, 0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -165,6 +338,26 @@ impl Drop for SqliteStore {
     }
 }
 
+fn event_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Event> {
+    let attributes: String = r.get(at + 6)?;
+    Ok(Event {
+        id: r.get(at)?,
+        source: r.get(at + 1)?,
+        kind: r.get(at + 2)?,
+        occurred_at_ms: r.get::<_, i64>(at + 3)? as u64,
+        content_type: r.get(at + 4)?,
+        payload: r.get(at + 5)?,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+    })
+}
+
+/// What one job's part of a transaction answered, before the commit decides.
+enum Answer {
+    Append(Appended),
+    Outcome,
+    Replay(u64),
+}
+
 /// Takes every job waiting, writes them in one transaction, then answers each.
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
@@ -172,62 +365,116 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        match write_batch(&mut conn, &batch) {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = job.done.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for job in batch {
-                    let _ = job.done.send(Err(StoreError::Sqlite(rusqlite::Error::InvalidParameterName(
-                        message.clone(),
-                    ))));
-                }
+        let result = write_batch(&mut conn, &batch);
+        for (i, job) in batch.into_iter().enumerate() {
+            let failed = || {
+                StoreError::Sqlite(rusqlite::Error::InvalidParameterName(
+                    result.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
+                ))
+            };
+            let answer = result.as_ref().ok().and_then(|a| a.get(i));
+            match (job.work, answer) {
+                (Work::Append(_, done), Some(Answer::Append(a))) => drop(done.send(Ok(*a))),
+                (Work::Append(_, done), _) => drop(done.send(Err(failed()))),
+                (Work::Outcome { done, .. }, Some(Answer::Outcome)) => drop(done.send(Ok(()))),
+                (Work::Outcome { done, .. }, _) => drop(done.send(Err(failed()))),
+                (Work::Replay { done, .. }, Some(Answer::Replay(n))) => drop(done.send(Ok(*n))),
+                (Work::Replay { done, .. }, _) => drop(done.send(Err(failed()))),
             }
         }
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlite::Error> {
+fn insert_events(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[Event],
+    deliveries: &[QueuedDelivery],
+    now_ms: u64,
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (id, source, kind, occurred_at_ms, content_type, payload, attributes, stored_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for e in events {
+        let attributes = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "[]".into());
+        insert.execute(params![
+            e.id,
+            e.source,
+            e.kind,
+            e.occurred_at_ms as i64,
+            e.content_type,
+            e.payload,
+            attributes,
+            now_ms as i64
+        ])?;
+    }
+    let mut queue = tx.prepare_cached(
+        "INSERT INTO delivery_queue (event_id, route, target, action, status, attempts, next_at_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+    )?;
+    for d in deliveries {
+        queue.execute(params![d.event_id, d.route, d.target, d.action, now_ms as i64])?;
+    }
+    Ok(())
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusqlite::Error> {
     let tx = conn.transaction()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    {
-        let mut dedup = tx.prepare_cached(
-            "INSERT INTO deliveries (instance, delivery_id, expires_at_ms) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (instance, delivery_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
-             WHERE deliveries.expires_at_ms <= ?4",
-        )?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO events (id, source, kind, occurred_at_ms, content_type, payload, attributes, stored_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for job in batch {
-            let a = &job.append;
-            if let Some(delivery) = &a.delivery_id {
-                let expires = job.now_ms.saturating_add(a.dedup_window_ms) as i64;
-                if dedup.execute(params![a.instance, delivery, expires, job.now_ms as i64])? == 0 {
-                    outcomes.push(Appended::Duplicate);
-                    continue;
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in batch {
+        let now = job.now_ms as i64;
+        match &job.work {
+            Work::Append(a, _) => {
+                if let Some(delivery) = &a.delivery_id {
+                    let expires = job.now_ms.saturating_add(a.dedup_window_ms) as i64;
+                    let fresh = tx
+                        .prepare_cached(
+                            "INSERT INTO webhook_deliveries (instance, delivery_id, expires_at_ms) VALUES (?1, ?2, ?3) \
+                             ON CONFLICT (instance, delivery_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
+                             WHERE webhook_deliveries.expires_at_ms <= ?4",
+                        )?
+                        .execute(params![a.instance, delivery, expires, now])?;
+                    if fresh == 0 {
+                        answers.push(Answer::Append(Appended::Duplicate));
+                        continue;
+                    }
                 }
+                insert_events(&tx, &a.events, &a.deliveries, job.now_ms)?;
+                answers.push(Answer::Append(Appended::Stored));
             }
-            for e in &a.events {
-                let attributes = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "[]".into());
-                insert.execute(params![
-                    e.id,
-                    e.source,
-                    e.kind,
-                    e.occurred_at_ms as i64,
-                    e.content_type,
-                    e.payload,
-                    attributes,
-                    job.now_ms as i64
-                ])?;
+            Work::Outcome { delivery, attempt, duration_us, outcome, .. } => {
+                let (status, next_at, error, kind) = match outcome {
+                    Outcome::Delivered { events, deliveries } => {
+                        insert_events(&tx, events, deliveries, job.now_ms)?;
+                        ("delivered", now, None, "delivered")
+                    }
+                    Outcome::Retry { next_at_ms, error } => {
+                        ("pending", *next_at_ms as i64, Some(error.as_str()), "retry")
+                    }
+                    Outcome::Dead { error } => ("dead", now, Some(error.as_str()), "dead"),
+                };
+                tx.prepare_cached(
+                    "UPDATE delivery_queue SET status = ?2, attempts = ?3, next_at_ms = ?4, last_error = ?5, updated_at_ms = ?6 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![delivery, status, attempt, next_at, error, now])?;
+                tx.prepare_cached(
+                    "INSERT INTO attempts (delivery, attempt, at_ms, duration_us, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![delivery, attempt, now, *duration_us as i64, kind, error])?;
+                answers.push(Answer::Outcome);
             }
-            outcomes.push(Appended::Stored);
+            Work::Replay { delivery, .. } => {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE delivery_queue SET status = 'pending', attempts = 0, next_at_ms = ?1, updated_at_ms = ?1 \
+                         WHERE status = 'dead' AND (?2 IS NULL OR id = ?2)",
+                    )?
+                    .execute(params![now, delivery])?;
+                answers.push(Answer::Replay(n as u64));
+            }
         }
     }
     tx.commit()?;
-    Ok(outcomes)
+    Ok(answers)
 }

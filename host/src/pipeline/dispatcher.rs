@@ -1,0 +1,158 @@
+//! The dispatcher: takes due deliveries from the store, runs them on their target instances,
+//! and records each attempt's outcome durably. At-least-once: a delivery is marked done only
+//! after its target answered and its output events were stored, so a crash in between means it
+//! runs again (targets get the event id to make that harmless).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::bindings::types::{Error as WitError, Event};
+use crate::capabilities::emit::now_ms;
+use crate::pipeline::Routes;
+use crate::store::{DueDelivery, Outcome, SqliteStore};
+use crate::{Host, InvokeError};
+
+/// When to try a failed delivery again.
+///
+/// Attempt `n` (from 1) that fails with a retryable error is retried after a delay drawn
+/// uniformly from `0..=schedule_ms[n-1]` (full jitter), or after the target's own
+/// `rate-limited(retry-after)` when it gave one. After `schedule_ms.len() + 1` attempts, or on an
+/// error that cannot succeed on retry (`invalid-input`, `unauthorized`, `denied`, traps), the
+/// delivery becomes a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Upper bounds of the delays between attempts, in ms.
+    pub schedule_ms: Vec<u64>,
+}
+
+impl Default for RetryPolicy {
+    /// Modelled on Standard Webhooks: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
+    fn default() -> Self {
+        RetryPolicy { schedule_ms: vec![5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000] }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after failed attempt `attempt` (from 1), or `None` when attempts are used up.
+    pub fn delay(&self, attempt: u32) -> Option<Duration> {
+        let bound = *self.schedule_ms.get(attempt.checked_sub(1)? as usize)?;
+        Some(Duration::from_millis(fastrand::u64(0..=bound)))
+    }
+}
+
+/// Runs deliveries in the background until dropped.
+pub struct Dispatcher {
+    notify: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Dispatcher {
+    /// Starts dispatching with at most `concurrency` deliveries at once.
+    pub fn spawn(
+        host: Host,
+        store: Arc<SqliteStore>,
+        routes: Arc<Routes>,
+        policy: RetryPolicy,
+        concurrency: usize,
+    ) -> Self {
+        let notify = Arc::new(Notify::new());
+        let wake = notify.clone();
+        let task = tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+            let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
+            loop {
+                let free = slots.available_permits();
+                let due = if free == 0 {
+                    Vec::new()
+                } else {
+                    let taken = busy.lock().map(|b| b.clone()).unwrap_or_default();
+                    store.due(now_ms(), free, &taken).unwrap_or_else(|e| {
+                        tracing::error!("reading due deliveries: {e}");
+                        Vec::new()
+                    })
+                };
+                if due.is_empty() {
+                    // New work wakes us; retries come due on their own, so look again soon.
+                    let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
+                    continue;
+                }
+                for delivery in due {
+                    let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                    if let Ok(mut b) = busy.lock() {
+                        b.insert(delivery.id);
+                    }
+                    let (host, store, routes, policy, busy, wake) = (
+                        host.clone(),
+                        store.clone(),
+                        routes.clone(),
+                        policy.clone(),
+                        busy.clone(),
+                        wake.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let id = delivery.id;
+                        deliver(&host, &store, &routes, &policy, delivery).await;
+                        if let Ok(mut b) = busy.lock() {
+                            b.remove(&id);
+                        }
+                        drop(permit);
+                        wake.notify_one();
+                    });
+                }
+            }
+        });
+        Dispatcher { notify, task }
+    }
+
+    /// Wakes the dispatcher when new deliveries are queued.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+}
+
+async fn deliver(host: &Host, store: &SqliteStore, routes: &Routes, policy: &RetryPolicy, d: DueDelivery) {
+    let attempt = d.attempts + 1;
+    let started = Instant::now();
+    let result: Result<Vec<Event>, InvokeError> = match &d.action {
+        None => host.handle(&d.target, d.event.clone()).await.map(|inv| {
+            let mut events = inv.output;
+            events.extend(inv.emitted);
+            events
+        }),
+        Some(action) => match serde_json::from_slice::<serde_json::Value>(&d.event.payload) {
+            Ok(input) => host.invoke(&d.target, action, &input).await.map(|inv| inv.emitted),
+            Err(e) => Err(InvokeError::Plugin(WitError::InvalidInput(format!("payload is not JSON: {e}")))),
+        },
+    };
+    let outcome = match result {
+        Ok(events) => Outcome::Delivered { deliveries: routes.deliveries(&events), events },
+        Err(e) if !e.is_retryable() => Outcome::Dead { error: e.to_string() },
+        Err(e) => match policy.delay(attempt) {
+            None => Outcome::Dead { error: format!("gave up after {attempt} attempts: {e}") },
+            Some(delay) => {
+                let wait = match &e {
+                    InvokeError::Plugin(WitError::RateLimited(Some(ms))) => Duration::from_millis(*ms),
+                    _ => delay,
+                };
+                Outcome::Retry { next_at_ms: now_ms() + wait.as_millis() as u64, error: e.to_string() }
+            }
+        },
+    };
+    if let Outcome::Dead { error } = &outcome {
+        tracing::warn!(event = %d.event.id, route = %d.route, target = %d.target, "dead letter: {error}");
+    }
+    let took = started.elapsed().as_micros() as u64;
+    if let Err(e) = store.record(d.id, attempt, took, outcome).await {
+        tracing::error!(delivery = d.id, "recording a delivery outcome: {e}");
+    }
+}

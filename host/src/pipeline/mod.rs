@@ -1,0 +1,8 @@
+//! Where stored events go next: routes match events to target instances, and the dispatcher
+//! delivers them at least once, with retries, backoff and dead letters.
+
+mod dispatcher;
+mod routes;
+
+pub use dispatcher::{Dispatcher, RetryPolicy};
+pub use routes::{Route, Routes};

@@ -1,0 +1,112 @@
+//! Routing and delivery: events reach their routes' targets at least once; failures are retried
+//! with backoff until they succeed or become dead letters; dead letters can be replayed with
+//! their original event ids.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plugboard::pipeline::{Dispatcher, RetryPolicy, Route, Routes};
+use plugboard::store::{Append, DeliveryRecord, SqliteStore};
+use plugboard::{Event, Grants, Limits};
+use plugboard_tests::*;
+use serde_json::json;
+
+fn route(name: &str, from: &str, kind: &str, to: &str, action: Option<&str>) -> Route {
+    Route {
+        name: name.into(),
+        from: from.into(),
+        kind: kind.into(),
+        to: to.into(),
+        action: action.map(Into::into),
+    }
+}
+
+async fn wait_for(store: &SqliteStore, status: &str, n: usize) -> Vec<DeliveryRecord> {
+    for _ in 0..400 {
+        let found = store.deliveries(status, 100).unwrap();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} `{status}` deliveries after 10 s: {:?}", store.deliveries(status, 100));
+}
+
+async fn append(store: &SqliteStore, routes: &Routes, event: Event) {
+    let deliveries = routes.deliveries(std::slice::from_ref(&event));
+    store
+        .append(Append {
+            instance: event.source.clone(),
+            delivery_id: None,
+            dedup_window_ms: 0,
+            events: vec![event],
+            deliveries,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flow_along_routes_and_failures_become_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+    let host = common::host();
+    common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
+    let short = Limits::default().with_timeout(Duration::from_millis(50));
+    common::load(&host, "slow", LOOPER, Grants::none(), short).await;
+    common::load(&host, "crash", PANICKER, Grants::none(), Limits::default()).await;
+    let routes = Arc::new(Routes::new(vec![
+        route("to-sink", "shop", "orders/*", "sink", None),
+        route("to-slow", "shop", "orders/paid", "slow", Some("spin")),
+        route("to-crash", "shop", "refunds/*", "crash", None),
+    ]));
+    let policy = RetryPolicy { schedule_ms: vec![5, 5] };
+    let dispatcher = Dispatcher::spawn(host.clone(), store.clone(), routes.clone(), policy, 8);
+
+    // An order reaches the sink; the sink's own output is stored too.
+    let order = Event::json("orders/create", "shop", &json!({"order": 1})).unwrap();
+    append(&store, &routes, order.clone()).await;
+    dispatcher.notifier().notify_one();
+    let delivered = wait_for(&store, "delivered", 1).await;
+    assert_eq!(delivered[0].event_id, order.id);
+    assert_eq!(delivered[0].target, "sink");
+    assert_eq!(delivered[0].attempts, 1);
+    let kinds: Vec<String> = store.recent(10).unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(
+        kinds.contains(&"echo/replied".to_string()) && kinds.contains(&"echo/seen".to_string()),
+        "{kinds:?}"
+    );
+
+    // A delivery that keeps timing out is retried, then dead-lettered; a trap is dead at once.
+    let paid = Event::json("orders/paid", "shop", &json!({"order": 2})).unwrap();
+    append(&store, &routes, paid.clone()).await;
+    let refund = Event::json("refunds/create", "shop", &json!({"order": 3})).unwrap();
+    append(&store, &routes, refund.clone()).await;
+    let dead = wait_for(&store, "dead", 2).await;
+    let slow = dead.iter().find(|d| d.target == "slow").unwrap();
+    assert_eq!(slow.attempts, 3, "one attempt and two retries");
+    assert!(slow.last_error.as_deref().unwrap().contains("gave up after 3 attempts"), "{slow:?}");
+    assert_eq!(slow.event_id, paid.id);
+    let crash = dead.iter().find(|d| d.target == "crash").unwrap();
+    assert_eq!(crash.attempts, 1, "a trap is not retried");
+    assert!(crash.last_error.as_deref().unwrap().contains("boom"), "{crash:?}");
+
+    // Replaying a dead letter runs it again with the same event id.
+    assert_eq!(store.replay(Some(crash.id)).await.unwrap(), 1);
+    assert_eq!(store.replay(Some(crash.id)).await.unwrap(), 0, "only dead letters replay");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = wait_for(&store, "dead", 2).await;
+    let crash_again = again.iter().find(|d| d.id == crash.id).unwrap();
+    assert_eq!(crash_again.event_id, refund.id);
+    assert_eq!(crash_again.attempts, 1);
+    // The sink got each order exactly once (`orders/paid` also matches `orders/*`).
+    let to_sink = store.deliveries("delivered", 100).unwrap();
+    let mut ids: Vec<&str> = to_sink.iter().map(|d| d.event_id.as_str()).collect();
+    ids.sort();
+    let mut expected = vec![order.id.as_str(), paid.id.as_str()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(to_sink.iter().all(|d| d.target == "sink" && d.attempts == 1));
+}
