@@ -171,14 +171,23 @@ fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, Co
 }
 
 impl Config {
-    /// Reads and checks `path`.
+    /// Reads and checks `path`, resolving secrets.
     pub fn load(path: &Path) -> Result<Resolved, ConfigError> {
+        let config = Self::parse(path)?;
+        config.resolve(&Self::base(path))
+    }
+
+    /// Reads `path` without resolving anything (for tools that only need the store).
+    pub fn parse(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        let config: Config = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
-        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        config.resolve(&base)
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// The directory relative paths in `path` are resolved against.
+    pub fn base(path: &Path) -> PathBuf {
+        path.parent().unwrap_or(Path::new(".")).to_owned()
     }
 
     /// Checks cross-references and resolves paths and secrets relative to `base`.

@@ -30,6 +30,9 @@ enum Command {
     Up(server::ConfigArgs),
     /// Validate a configuration file and load its plugins, without starting.
     Check(server::ConfigArgs),
+    /// Dead letters: list and replay.
+    #[command(subcommand)]
+    Dlq(server::DlqCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,5 +46,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&host, args).await,
         Command::Up(args) => server::up(&host, args).await,
         Command::Check(args) => server::check(&host, args).await,
+        Command::Dlq(cmd) => server::dlq(cmd).await,
     }
 }

@@ -68,3 +68,63 @@ pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in the queue (they keep their event ids).
+    Replay {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The delivery to replay; every dead letter with --all.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<i64>,
+        /// Replay every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn open_store(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
+    let config = Config::parse(&args.config)?;
+    let path = Config::base(&args.config).join(&config.store.path);
+    Ok(SqliteStore::open(&path).with_context(|| format!("opening the event store {}", path.display()))?)
+}
+
+/// `plugboard dlq ...`, against the store a running server uses (SQLite allows both).
+pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
+    match cmd {
+        DlqCommand::List { config, json } => {
+            let dead = open_store(&config)?.deliveries("dead", 1000)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&dead)?);
+            } else if dead.is_empty() {
+                println!("no dead letters");
+            } else {
+                for d in dead {
+                    println!(
+                        "{:>6}  event {}  route {} -> {}  after {} attempts: {}",
+                        d.id,
+                        d.event_id,
+                        d.route,
+                        d.target,
+                        d.attempts,
+                        d.last_error.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        DlqCommand::Replay { config, id, all } => {
+            let n = open_store(&config)?.replay(if all { None } else { id }).await?;
+            println!("replayed {n} dead letter(s)");
+        }
+    }
+    Ok(())
+}

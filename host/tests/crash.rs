@@ -1,0 +1,172 @@
+//! `kill -9` under load loses no acknowledged webhook, and deliveries that were in flight resume
+//! after a restart: the real `plugboard up` process, real HTTP on loopback, a real SQLite file.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use plugboard::store::SqliteStore;
+use plugboard_tests::ECHO;
+use tokio::sync::Mutex;
+
+const SECRET: &str = "shpss_crash_test";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn config(dir: &Path, port: u16) -> std::path::PathBuf {
+    std::fs::write(dir.join("secret"), SECRET).unwrap();
+    let path = dir.join("plugboard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[store]
+path = "events.db"
+
+[retry]
+schedule_ms = [10, 10, 10]
+
+[[plugin]]
+id = "shop"
+wasm = {ECHO:?}
+[plugin.webhook]
+verify = {{ scheme = "shopify" }}
+secrets = ["file:secret"]
+
+[[plugin]]
+id = "sink"
+wasm = {ECHO:?}
+grants = {{ capabilities = ["kv", "emit", "config", "log"] }}
+
+[[route]]
+name = "received-to-sink"
+from = "shop"
+kind = "echo/received"
+to = "sink"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn start(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        .args(["up", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("plugboard starts")
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    for _ in 0..600 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("plugboard did not become healthy");
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_acknowledged_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+
+    let mut server = start(&config);
+    wait_healthy(&client, &base).await;
+
+    // Eight senders post signed webhooks until the server dies under them.
+    let acked = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..8u32)
+        .map(|s| {
+            let (client, base, acked, stop) = (client.clone(), base.clone(), acked.clone(), stop.clone());
+            tokio::spawn(async move {
+                for i in 0..10_000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let n = s * 10_000 + i;
+                    let body = format!(r#"{{"n":{n}}}"#);
+                    let sent = client
+                        .post(format!("{base}/hooks/shop"))
+                        .header("x-shopify-hmac-sha256", sign(body.as_bytes()))
+                        .header("x-shopify-webhook-id", format!("d-{n}"))
+                        .body(body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 200 => acked.lock().await.push(n),
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked.lock().await.len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+    server.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().await.clone();
+
+    // Restart: in-flight deliveries resume.
+    let mut server = start(&config);
+    wait_healthy(&client, &base).await;
+    let store = SqliteStore::open(&dir.path().join("events.db")).unwrap();
+    let mut settled = false;
+    for _ in 0..600 {
+        if store.deliveries("pending", 1).unwrap().is_empty() {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(settled, "deliveries still pending after the restart");
+
+    let events = store.recent(1_000_000).unwrap();
+    let received: std::collections::HashSet<u32> = events
+        .iter()
+        .filter(|e| e.kind == "echo/received")
+        .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&e.payload).ok()?["n"].as_u64())
+        .map(|n| n as u32)
+        .collect();
+    let lost: Vec<u32> = acked.iter().copied().filter(|n| !received.contains(n)).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    let delivered = store.deliveries("delivered", 1_000_000).unwrap();
+    assert!(store.deliveries("dead", 10).unwrap().is_empty());
+    assert_eq!(delivered.len(), received.len(), "every stored webhook event was delivered to the sink");
+    eprintln!(
+        "acknowledged {} before kill -9; {} stored (some stored but unacknowledged); {} delivered after restart",
+        acked.len(),
+        received.len(),
+        delivered.len()
+    );
+}
