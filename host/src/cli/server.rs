@@ -95,7 +95,7 @@ pub enum DlqCommand {
 fn open_store(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
     let config = Config::parse(&args.config)?;
     let path = Config::base(&args.config).join(&config.store.path);
-    Ok(SqliteStore::open(&path).with_context(|| format!("opening the event store {}", path.display()))?)
+    SqliteStore::open(&path).with_context(|| format!("opening the event store {}", path.display()))
 }
 
 /// `plugboard dlq ...`, against the store a running server uses (SQLite allows both).
