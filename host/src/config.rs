@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::ingress::guard::{Bucket, Cidr, RateLimit};
+use crate::ingress::server::Endpoint;
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::{RetryPolicy, Route};
 use crate::{Grants, Limits, PluginSpec};
@@ -78,11 +80,17 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The largest webhook body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The longest a webhook request may take before it is answered 503.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 1 << 20 }
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1 << 20,
+            request_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -136,6 +144,15 @@ pub struct WebhookConfig {
     /// The window for timestamped schemes, in seconds.
     #[serde(default = "default_tolerance")]
     pub tolerance_secs: u64,
+    /// Only these source addresses (CIDR blocks) may deliver; any when empty. Others get 403.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// A rate limit for this instance's webhooks; over it, 429 with `Retry-After`.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// A header carrying the provider's delivery id, for providers the scheme does not know.
+    #[serde(default)]
+    pub delivery_id_header: Option<String>,
 }
 
 fn default_tolerance() -> u64 {
@@ -150,8 +167,8 @@ pub struct Resolved {
     pub store_path: PathBuf,
     /// Each instance's spec.
     pub specs: Vec<PluginSpec>,
-    /// Each webhook-receiving instance's verifier (`None` for scheme `none`).
-    pub verifiers: BTreeMap<String, Option<Verifier>>,
+    /// Each webhook-receiving instance's checks.
+    pub endpoints: BTreeMap<String, Endpoint>,
 }
 
 fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -193,7 +210,7 @@ impl Config {
     /// Checks cross-references and resolves paths and secrets relative to `base`.
     pub fn resolve(self, base: &Path) -> Result<Resolved, ConfigError> {
         let mut specs = Vec::new();
-        let mut verifiers = BTreeMap::new();
+        let mut endpoints = BTreeMap::new();
         let mut seen = std::collections::BTreeSet::new();
         for p in &self.plugins {
             let key = format!("plugin[{}]", p.id);
@@ -229,7 +246,34 @@ impl Config {
                     })?;
                     Some(v.with_tolerance(std::time::Duration::from_secs(hook.tolerance_secs)))
                 };
-                verifiers.insert(p.id.clone(), verifier);
+                let allow_ips = hook
+                    .allow_ips
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        c.parse::<Cidr>().map_err(|reason| ConfigError::Invalid {
+                            key: format!("{key}.webhook.allow_ips[{i}]"),
+                            reason,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(r) = hook.rate_limit
+                    && !(r.per_second > 0.0 && r.burst >= 1.0)
+                {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.webhook.rate_limit"),
+                        reason: "per_second must be positive and burst at least 1".into(),
+                    });
+                }
+                endpoints.insert(
+                    p.id.clone(),
+                    Endpoint {
+                        verifier,
+                        allow_ips,
+                        rate: hook.rate_limit.map(Bucket::new),
+                        delivery_id_header: hook.delivery_id_header.as_ref().map(|h| h.to_ascii_lowercase()),
+                    },
+                );
             }
             specs.push(PluginSpec {
                 id: p.id.clone(),
@@ -264,6 +308,6 @@ impl Config {
             }
         }
         let store_path = base.join(&self.store.path);
-        Ok(Resolved { config: self, store_path, specs, verifiers })
+        Ok(Resolved { config: self, store_path, specs, endpoints })
     }
 }

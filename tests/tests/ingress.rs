@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use plugboard::config::{Config, ConfigError};
-use plugboard::ingress::server::{Ingress, router};
+use plugboard::ingress::server::{Ingress, serve};
 use plugboard::store::SqliteStore;
 use plugboard_tests::ECHO;
 
@@ -48,8 +48,8 @@ secrets = ["file:shopify.secret"]
     path
 }
 
-async fn start(dir: &Path) -> (String, Arc<SqliteStore>) {
-    let resolved = Config::load(&write_config(dir, "")).unwrap();
+async fn start(dir: &Path, extra: &str) -> (String, Arc<SqliteStore>) {
+    let resolved = Config::load(&write_config(dir, extra)).unwrap();
     let host = plugboard::Host::builder().build().unwrap();
     for spec in resolved.specs {
         host.load(spec).await.unwrap();
@@ -60,14 +60,15 @@ async fn start(dir: &Path) -> (String, Arc<SqliteStore>) {
         store: store.clone(),
         routes: Arc::default(),
         dispatcher: None,
-        verifiers: resolved.verifiers,
+        endpoints: resolved.endpoints,
+        request_timeout: std::time::Duration::from_secs(10),
         dedup_window_ms: 60_000,
         max_body_bytes: resolved.config.server.max_body_bytes,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router(ingress)).await;
+        let _ = serve(listener, ingress, std::future::pending()).await;
     });
     (base, store)
 }
@@ -75,7 +76,7 @@ async fn start(dir: &Path) -> (String, Arc<SqliteStore>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_are_stored_and_everything_else_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (base, store) = start(dir.path()).await;
+    let (base, store) = start(dir.path(), "").await;
     let client = reqwest::Client::new();
     let body = br#"{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00"}"#;
     let post = |path: &str, body: &[u8], sig: &str, id: &str| {
@@ -148,4 +149,53 @@ fn config_errors_name_the_key() {
     let provider = err("[[plugin]]\nid = \"a\"\nwasm = \"x.wasm\"\ngrants = { ai_provider = \"openai\" }");
     assert!(provider.contains("plugin[a].grants.ai_provider") && provider.contains("openai"), "{provider}");
     assert!(matches!(Config::load(&dir.path().join("absent.toml")), Err(ConfigError::Read { .. })));
+}
+
+async fn post_signed(base: &str, body: &[u8], id: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/hooks/shop"))
+        .header("x-shopify-hmac-sha256", shopify_signature("shpss_test_secret", body))
+        .body(body.to_vec());
+    if let Some(id) = id {
+        request = request.header("x-request-id", id);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, store) = start(dir.path(), "rate_limit = { per_second = 0.5, burst = 2 }").await;
+    assert_eq!(post_signed(&base, b"{}", None).await.status(), 200);
+    assert_eq!(post_signed(&base, b"{}", None).await.status(), 200);
+    let limited = post_signed(&base, b"{}", None).await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(store.count().unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_addresses_outside_the_allow_list_get_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, store) = start(dir.path(), "allow_ips = [\"10.0.0.0/8\", \"2001:db8::/32\"]").await;
+    let refused = post_signed(&base, b"{}", None).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("127.0.0.1"));
+    assert_eq!(store.count().unwrap(), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = start(dir.path(), "allow_ips = [\"127.0.0.0/8\"]").await;
+    assert_eq!(post_signed(&base, b"{}", None).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_delivery_id_header_deduplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, store) = start(dir.path(), "delivery_id_header = \"X-Request-Id\"").await;
+    for _ in 0..3 {
+        assert_eq!(post_signed(&base, b"{\"a\":1}", Some("req-7")).await.status(), 200);
+    }
+    assert_eq!(post_signed(&base, b"{\"a\":1}", Some("req-8")).await.status(), 200);
+    assert_eq!(store.count().unwrap(), 2);
 }

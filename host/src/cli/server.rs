@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use plugboard::Host;
 use plugboard::config::Config;
-use plugboard::ingress::server::{Ingress, router};
+use plugboard::ingress::server::{Ingress, serve};
 use plugboard::pipeline::{Dispatcher, Routes};
 use plugboard::store::SqliteStore;
 
@@ -53,7 +53,8 @@ pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
         store,
         routes,
         dispatcher: Some(dispatcher.notifier()),
-        verifiers: resolved.verifiers,
+        endpoints: resolved.endpoints,
+        request_timeout: std::time::Duration::from_millis(resolved.config.server.request_timeout_ms),
         dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),
         max_body_bytes: resolved.config.server.max_body_bytes,
     });
@@ -61,11 +62,10 @@ pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     eprintln!("plugboard listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(ingress))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    serve(listener, ingress, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 

@@ -8,16 +8,32 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
 use crate::bindings::types::{Error as WitError, WebhookRequest};
-use crate::ingress::verify::Verifier;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::ingress::guard::{Bucket, Cidr};
+use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::Routes;
 use crate::store::{Append, Appended, SqliteStore};
 use crate::{Host, InvokeError};
+
+/// One instance's webhook checks.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The signature check (`None`: scheme `none`).
+    pub verifier: Option<Verifier>,
+    /// Source addresses allowed; any when empty.
+    pub allow_ips: Vec<Cidr>,
+    /// The rate limit.
+    pub rate: Option<Bucket>,
+    /// A header with the delivery id, lower case.
+    pub delivery_id_header: Option<String>,
+}
 
 /// Everything the endpoint needs.
 pub struct Ingress {
@@ -25,8 +41,10 @@ pub struct Ingress {
     pub host: Host,
     /// The event log.
     pub store: Arc<SqliteStore>,
-    /// The instances that receive webhooks, with their verifier (`None`: scheme `none`).
-    pub verifiers: BTreeMap<String, Option<Verifier>>,
+    /// The instances that receive webhooks, with their checks.
+    pub endpoints: BTreeMap<String, Endpoint>,
+    /// The longest a webhook request may take.
+    pub request_timeout: std::time::Duration,
     /// How long delivery ids are remembered.
     pub dedup_window_ms: u64,
     /// The largest body accepted.
@@ -45,6 +63,12 @@ enum ApiError {
     UnknownInstance(String),
     #[error("webhook refused: {0}")]
     Unverified(String),
+    #[error("source address {0} is not allowed to deliver to this instance")]
+    Forbidden(IpAddr),
+    #[error("too many webhooks for this instance; retry after {0} s")]
+    RateLimited(u64),
+    #[error("the webhook took too long to process")]
+    TimedOut,
     #[error("{0}")]
     Plugin(String, StatusCode),
     #[error("the event store is unavailable")]
@@ -56,13 +80,21 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::UnknownInstance(_) => StatusCode::NOT_FOUND,
             ApiError::Unverified(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(_, status) => *status,
             ApiError::Store => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status.is_server_error() {
             tracing::error!(%status, "webhook failed: {self}");
         }
-        (status, axum::Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        let mut response =
+            (status, axum::Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        if let ApiError::RateLimited(secs) = self {
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -93,25 +125,77 @@ fn plugin_failure(e: InvokeError) -> ApiError {
     ApiError::Plugin(message, status)
 }
 
+/// Serves `ingress` on `listener` until `shutdown` completes, with source addresses available
+/// to the allow-lists.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ingress: Arc<Ingress>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(ingress).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The provider's delivery id from the body, for schemes that carry it there (after the
+/// signature check, so the body is the provider's).
+fn delivery_id_in_body(scheme: &Scheme, body: &[u8]) -> Option<String> {
+    let key = match scheme {
+        Scheme::Slack => "event_id",
+        Scheme::Stripe => "id",
+        _ => return None,
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get(key)?.as_str().map(str::to_owned)
+}
+
 async fn hook(
     State(ingress): State<Arc<Ingress>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(params): Path<BTreeMap<String, String>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let timeout = ingress.request_timeout;
+    let request = IncomingHook { peer, params, method, uri, headers, body };
+    tokio::time::timeout(timeout, handle_hook(ingress, request)).await.unwrap_or(Err(ApiError::TimedOut))
+}
+
+/// One webhook request, as extracted.
+struct IncomingHook {
+    peer: SocketAddr,
+    params: BTreeMap<String, String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn handle_hook(ingress: Arc<Ingress>, hook: IncomingHook) -> Result<Response, ApiError> {
+    let IncomingHook { peer, params, method, uri, headers, body } = hook;
     let instance = params.get("instance").cloned().unwrap_or_default();
-    let verifier =
-        ingress.verifiers.get(&instance).ok_or_else(|| ApiError::UnknownInstance(instance.clone()))?;
-    let delivery_id = match verifier {
+    let endpoint =
+        ingress.endpoints.get(&instance).ok_or_else(|| ApiError::UnknownInstance(instance.clone()))?;
+    if !endpoint.allow_ips.is_empty() && !endpoint.allow_ips.iter().any(|c| c.contains(peer.ip())) {
+        return Err(ApiError::Forbidden(peer.ip()));
+    }
+    if let Some(bucket) = &endpoint.rate {
+        bucket.take().map_err(|wait| ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))?;
+    }
+    let mut delivery_id = match &endpoint.verifier {
         Some(v) => {
-            v.verify(&headers, &body, SystemTime::now())
-                .map_err(|e| ApiError::Unverified(e.to_string()))?
-                .delivery_id
+            let verified = v
+                .verify(&headers, &body, SystemTime::now())
+                .map_err(|e| ApiError::Unverified(e.to_string()))?;
+            verified.delivery_id.or_else(|| delivery_id_in_body(v.scheme(), &body))
         }
         None => None,
     };
+    if let Some(name) = &endpoint.delivery_id_header {
+        delivery_id = headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned).or(delivery_id);
+    }
     if let Some(id) = &delivery_id
         && ingress.store.is_duplicate(&instance, id).map_err(|_| ApiError::Store)?
     {
@@ -159,4 +243,22 @@ async fn hook(
         }
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_and_stripe_delivery_ids_come_from_the_body() {
+        let slack = br#"{"type":"event_callback","event_id":"Ev08MFMKH6","event":{}}"#;
+        assert_eq!(delivery_id_in_body(&Scheme::Slack, slack).as_deref(), Some("Ev08MFMKH6"));
+        let stripe = br#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event"}"#;
+        assert_eq!(
+            delivery_id_in_body(&Scheme::Stripe, stripe).as_deref(),
+            Some("evt_1NG8Du2eZvKYlo2CUI79vXWy")
+        );
+        assert_eq!(delivery_id_in_body(&Scheme::Slack, b"command=%2Fhelp"), None, "slash commands have none");
+        assert_eq!(delivery_id_in_body(&Scheme::Github, slack), None, "GitHub's is a header");
+    }
 }

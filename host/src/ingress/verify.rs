@@ -184,6 +184,11 @@ impl Verifier {
         Ok(Verifier { scheme, secrets, tolerance: DEFAULT_TOLERANCE })
     }
 
+    /// The scheme this verifier checks.
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
     /// Sets the window for timestamped schemes.
     pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = tolerance;
