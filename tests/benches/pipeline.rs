@@ -46,6 +46,9 @@ fn main() {
             kind: "*".into(),
             to: "target".into(),
             action: Some("ping".into()),
+            filter: None,
+            ordering_key: None,
+            concurrency: None,
         }]));
         for batch in 0..EVENTS / 500 {
             let events: Vec<Event> =

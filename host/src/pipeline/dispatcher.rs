@@ -3,7 +3,7 @@
 //! after its target answered and its output events were stored, so a crash in between means it
 //! runs again (targets get the event id to make that harmless).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,16 +70,31 @@ impl Dispatcher {
         let task = tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(concurrency.max(1)));
             let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
+            let per_route: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
             loop {
                 let free = slots.available_permits();
                 let due = if free == 0 {
                     Vec::new()
                 } else {
                     let taken = busy.lock().map(|b| b.clone()).unwrap_or_default();
-                    store.due(now_ms(), free, &taken).unwrap_or_else(|e| {
+                    let mut due = store.due(now_ms(), free * 4, &taken).unwrap_or_else(|e| {
                         tracing::error!("reading due deliveries: {e}");
                         Vec::new()
-                    })
+                    });
+                    // Respect each route's own concurrency limit.
+                    if let Ok(running) = per_route.lock() {
+                        let mut counted = running.clone();
+                        due.retain(|d| {
+                            let n = counted.entry(d.route.clone()).or_default();
+                            let ok = routes.concurrency(&d.route).is_none_or(|limit| *n < limit);
+                            if ok {
+                                *n += 1;
+                            }
+                            ok
+                        });
+                    }
+                    due.truncate(free);
+                    due
                 };
                 if due.is_empty() {
                     // New work wakes us; retries come due on their own, so look again soon.
@@ -91,19 +106,28 @@ impl Dispatcher {
                     if let Ok(mut b) = busy.lock() {
                         b.insert(delivery.id);
                     }
-                    let (host, store, routes, policy, busy, wake) = (
+                    if let Ok(mut r) = per_route.lock() {
+                        *r.entry(delivery.route.clone()).or_default() += 1;
+                    }
+                    let (host, store, routes, policy, busy, per_route, wake) = (
                         host.clone(),
                         store.clone(),
                         routes.clone(),
                         policy.clone(),
                         busy.clone(),
+                        per_route.clone(),
                         wake.clone(),
                     );
                     tokio::spawn(async move {
-                        let id = delivery.id;
+                        let (id, route) = (delivery.id, delivery.route.clone());
                         deliver(&host, &store, &routes, &policy, delivery).await;
                         if let Ok(mut b) = busy.lock() {
                             b.remove(&id);
+                        }
+                        if let Ok(mut r) = per_route.lock()
+                            && let Some(n) = r.get_mut(&route)
+                        {
+                            *n = n.saturating_sub(1);
                         }
                         drop(permit);
                         wake.notify_one();

@@ -27,6 +27,26 @@ pub struct Route {
     /// Invoke this action with the payload as input, instead of `handle`.
     #[serde(default)]
     pub action: Option<String>,
+    /// Only events whose JSON payload has this value at this JSON Pointer take the route.
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// A JSON Pointer into the payload: events with the same value there are delivered one at a
+    /// time, in order (FIFO per key, e.g. per customer).
+    #[serde(default)]
+    pub ordering_key: Option<String>,
+    /// The most deliveries of this route running at once.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
+
+/// A condition on an event's JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// A JSON Pointer, e.g. `/customer/country`.
+    pub pointer: String,
+    /// The value it must equal.
+    pub equals: serde_json::Value,
 }
 
 fn any() -> String {
@@ -47,7 +67,23 @@ fn glob(pattern: &str, text: &str) -> bool {
 impl Route {
     /// Whether `event` takes this route.
     pub fn matches(&self, event: &Event) -> bool {
-        glob(&self.from, &event.source) && glob(&self.kind, &event.kind)
+        if !(glob(&self.from, &event.source) && glob(&self.kind, &event.kind)) {
+            return false;
+        }
+        match &self.filter {
+            None => true,
+            Some(f) => serde_json::from_slice::<serde_json::Value>(&event.payload)
+                .ok()
+                .is_some_and(|v| v.pointer(&f.pointer) == Some(&f.equals)),
+        }
+    }
+
+    /// The event's ordering key on this route, if the route orders.
+    fn order_key(&self, event: &Event) -> Option<String> {
+        let pointer = self.ordering_key.as_ref()?;
+        let payload: serde_json::Value = serde_json::from_slice(&event.payload).ok()?;
+        // A missing key orders with the other missing ones rather than not at all.
+        Some(payload.pointer(pointer).map(|v| v.to_string()).unwrap_or_default())
     }
 }
 
@@ -63,6 +99,11 @@ impl Routes {
         Routes { routes }
     }
 
+    /// The concurrency limit of the route named `name`, if it has one.
+    pub fn concurrency(&self, name: &str) -> Option<usize> {
+        self.routes.iter().find(|r| r.name == name).and_then(|r| r.concurrency)
+    }
+
     /// The deliveries the routes make of `events`. An event never goes back to its own source
     /// (a loop no one wants).
     pub fn deliveries(&self, events: &[Event]) -> Vec<QueuedDelivery> {
@@ -75,6 +116,7 @@ impl Routes {
                         route: r.name.clone(),
                         target: r.to.clone(),
                         action: r.action.clone(),
+                        order_key: r.order_key(e),
                     }
                 })
             })
@@ -85,6 +127,29 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_and_ordering_keys_read_the_payload() {
+        let route: Route = toml::from_str(
+            "name = \"nl\"\nfrom = \"*\"\nto = \"t\"\nordering_key = \"/customer\"\nfilter = { pointer = \"/country\", equals = \"NL\" }",
+        )
+        .unwrap();
+        let event = |payload: &str| Event {
+            id: "e".into(),
+            source: "s".into(),
+            kind: "k".into(),
+            occurred_at_ms: 0,
+            content_type: "application/json".into(),
+            payload: payload.as_bytes().to_vec(),
+            attributes: vec![],
+        };
+        assert!(route.matches(&event(r#"{"country":"NL","customer":7}"#)));
+        assert!(!route.matches(&event(r#"{"country":"DE"}"#)));
+        assert!(!route.matches(&event("not json")));
+        let routes = Routes::new(vec![route]);
+        let d = routes.deliveries(&[event(r#"{"country":"NL","customer":7}"#)]);
+        assert_eq!(d[0].order_key.as_deref(), Some("7"));
+    }
 
     #[test]
     fn globs() {

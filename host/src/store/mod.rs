@@ -52,6 +52,8 @@ pub struct QueuedDelivery {
     pub target: String,
     /// The action to invoke with the payload; `handle` when absent.
     pub action: Option<String>,
+    /// Deliveries of one route with the same key run one at a time, in order.
+    pub order_key: Option<String>,
 }
 
 /// A delivery that is due, with its event.
@@ -175,6 +177,7 @@ const SCHEMA: &str = "
         route TEXT NOT NULL,
         target TEXT NOT NULL,
         action TEXT,
+        order_key TEXT,
         status TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_at_ms INTEGER NOT NULL,
@@ -182,6 +185,7 @@ const SCHEMA: &str = "
         updated_at_ms INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS delivery_due ON delivery_queue (status, next_at_ms);
+    CREATE INDEX IF NOT EXISTS delivery_order ON delivery_queue (route, order_key, status, id);
     CREATE TABLE IF NOT EXISTS attempts (
         delivery INTEGER NOT NULL REFERENCES delivery_queue(id),
         attempt INTEGER NOT NULL,
@@ -258,7 +262,10 @@ impl SqliteStore {
             "SELECT q.id, q.route, q.target, q.action, q.attempts, \
                     e.id, e.source, e.kind, e.occurred_at_ms, e.content_type, e.payload, e.attributes \
              FROM delivery_queue q JOIN events e ON e.id = q.event_id \
-             WHERE q.status = 'pending' AND q.next_at_ms <= ?1 ORDER BY q.next_at_ms, q.id LIMIT ?2",
+             WHERE q.status = 'pending' AND q.next_at_ms <= ?1 \
+               AND (q.order_key IS NULL OR q.id = (SELECT MIN(p.id) FROM delivery_queue p \
+                    WHERE p.status = 'pending' AND p.route = q.route AND p.order_key = q.order_key)) \
+             ORDER BY q.next_at_ms, q.id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![now_ms as i64, (limit + busy.len()) as i64], |r| {
             Ok(DueDelivery {
@@ -409,11 +416,11 @@ fn insert_events(
         ])?;
     }
     let mut queue = tx.prepare_cached(
-        "INSERT INTO delivery_queue (event_id, route, target, action, status, attempts, next_at_ms, updated_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+        "INSERT INTO delivery_queue (event_id, route, target, action, order_key, status, attempts, next_at_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
     )?;
     for d in deliveries {
-        queue.execute(params![d.event_id, d.route, d.target, d.action, now_ms as i64])?;
+        queue.execute(params![d.event_id, d.route, d.target, d.action, d.order_key, now_ms as i64])?;
     }
     Ok(())
 }
