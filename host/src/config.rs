@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::ingress::guard::{Bucket, Cidr, RateLimit};
 use crate::ingress::server::Endpoint;
 use crate::ingress::verify::{Scheme, Verifier};
-use crate::pipeline::{RetryPolicy, Route};
+use crate::pipeline::{RetryPolicy, Route, Schedule};
 use crate::{Grants, Limits, PluginSpec};
 
 /// Why a configuration file is refused.
@@ -60,6 +60,9 @@ pub struct Config {
     /// Where events go.
     #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
+    /// Cron-style triggers.
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<Schedule>,
     /// How failed deliveries are retried.
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -304,6 +307,16 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: format!("{key}.to"),
                     reason: "must name one instance".into(),
+                });
+            }
+        }
+        for (i, sch) in self.schedules.iter().enumerate() {
+            let key = format!("schedule[{i}]");
+            sch.parse().map_err(|reason| ConfigError::Invalid { key: format!("{key}.cron"), reason })?;
+            if !seen.contains(&sch.to) {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.to"),
+                    reason: format!("no instance named `{}`", sch.to),
                 });
             }
         }

@@ -170,3 +170,30 @@ async fn ordering_keys_keep_per_key_order_and_route_concurrency_is_respected() {
     wait_for(&store, "dead", 4).await;
     assert!(started.elapsed() >= deadline * 4, "ran concurrently: {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_invoke_actions_through_the_durable_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+    let host = common::host();
+    common::load(&host, "reviews", ECHO, Grants::all(), Limits::default()).await;
+    let routes = Arc::new(Routes::default());
+    let dispatcher = Dispatcher::spawn(host.clone(), store.clone(), routes, RetryPolicy::default(), 4);
+    let every_second = plugboard::pipeline::Schedule {
+        name: "tick".into(),
+        cron: "* * * * * *".into(),
+        to: "reviews".into(),
+        action: "kv-roundtrip".into(),
+        input: json!({"summary": true}),
+    };
+    let _scheduler =
+        plugboard::pipeline::Scheduler::spawn(store.clone(), vec![every_second], dispatcher.notifier())
+            .unwrap();
+    let delivered = wait_for(&store, "delivered", 2).await;
+    assert!(delivered.iter().all(|d| d.route == "schedule:tick" && d.target == "reviews"));
+    let fired = store.recent(10).unwrap();
+    assert!(fired.iter().any(|e| e.kind == "schedule/tick" && e.source == "schedule"));
+
+    let bad = plugboard::pipeline::Schedule { cron: "every tuesday".into(), ..Default::default() };
+    assert!(bad.parse().unwrap_err().contains("every tuesday"));
+}

@@ -8,7 +8,7 @@ use clap::Args;
 use plugboard::Host;
 use plugboard::config::Config;
 use plugboard::ingress::server::{Ingress, serve};
-use plugboard::pipeline::{Dispatcher, Routes};
+use plugboard::pipeline::{Dispatcher, Routes, Scheduler};
 use plugboard::store::SqliteStore;
 
 #[derive(Debug, Args)]
@@ -48,6 +48,9 @@ pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
         resolved.config.retry.clone(),
         resolved.config.delivery_concurrency,
     );
+    let _scheduler =
+        Scheduler::spawn(store.clone(), resolved.config.schedules.clone(), dispatcher.notifier())
+            .map_err(|e| anyhow::anyhow!(e))?;
     let ingress = Arc::new(Ingress {
         host: host.clone(),
         store,

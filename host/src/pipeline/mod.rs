@@ -3,6 +3,8 @@
 
 mod dispatcher;
 mod routes;
+mod schedule;
 
 pub use dispatcher::{Dispatcher, RetryPolicy};
-pub use routes::{Route, Routes};
+pub use routes::{Filter, Route, Routes};
+pub use schedule::{Schedule, Scheduler};
