@@ -60,6 +60,9 @@ pub struct Config {
     /// Where events go.
     #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
+    /// The async jobs API.
+    #[serde(default)]
+    pub jobs: Option<JobsConfig>,
     /// Cron-style triggers.
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<Schedule>,
@@ -95,6 +98,17 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
         }
     }
+}
+
+/// The async jobs API (`POST /v1/jobs`, `GET /v1/jobs/{id}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// A reference to the bearer token callers must send.
+    pub token: String,
+    /// A reference to the `whsec_` secret that signs completion callbacks (Standard Webhooks).
+    #[serde(default)]
+    pub callback_secret: Option<String>,
 }
 
 /// The event store.
@@ -172,6 +186,10 @@ pub struct Resolved {
     pub specs: Vec<PluginSpec>,
     /// Each webhook-receiving instance's checks.
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The jobs API's token, when it is on.
+    pub jobs_token: Option<Vec<u8>>,
+    /// The key that signs job callbacks (decoded from `whsec_`).
+    pub callback_key: Option<Vec<u8>>,
 }
 
 fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -320,7 +338,23 @@ impl Config {
                 });
             }
         }
+        let (mut jobs_token, mut callback_key) = (None, None);
+        if let Some(jobs) = &self.jobs {
+            jobs_token = Some(resolve_secret("jobs.token", &jobs.token, base)?);
+            if let Some(reference) = &jobs.callback_secret {
+                let raw = resolve_secret("jobs.callback_secret", reference, base)?;
+                let text = String::from_utf8_lossy(&raw);
+                use base64::Engine as _;
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(text.trim().strip_prefix("whsec_").unwrap_or(text.trim()))
+                    .map_err(|e| ConfigError::Invalid {
+                        key: "jobs.callback_secret".into(),
+                        reason: format!("not a whsec_ secret: {e}"),
+                    })?;
+                callback_key = Some(key);
+            }
+        }
         let store_path = base.join(&self.store.path);
-        Ok(Resolved { config: self, store_path, specs, endpoints })
+        Ok(Resolved { config: self, store_path, specs, endpoints, jobs_token, callback_key })
     }
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use plugboard::Host;
 use plugboard::config::Config;
 use plugboard::ingress::server::{Ingress, serve};
-use plugboard::pipeline::{Dispatcher, Routes, Scheduler};
+use plugboard::pipeline::{Callbacks, Dispatcher, Routes, Scheduler};
 use plugboard::store::SqliteStore;
 
 #[derive(Debug, Args)]
@@ -41,12 +41,15 @@ pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the event store {}", resolved.store_path.display()))?,
     );
     let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
-    let dispatcher = Dispatcher::spawn(
+    let callbacks =
+        resolved.callback_key.clone().map(|secret| Callbacks { secret, client: reqwest::Client::new() });
+    let dispatcher = Dispatcher::spawn_with_callbacks(
         host.clone(),
         store.clone(),
         routes.clone(),
         resolved.config.retry.clone(),
         resolved.config.delivery_concurrency,
+        callbacks,
     );
     let _scheduler =
         Scheduler::spawn(store.clone(), resolved.config.schedules.clone(), dispatcher.notifier())
@@ -56,6 +59,7 @@ pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
         store,
         routes,
         dispatcher: Some(dispatcher.notifier()),
+        jobs_token: resolved.jobs_token.clone(),
         endpoints: resolved.endpoints,
         request_timeout: std::time::Duration::from_millis(resolved.config.server.request_timeout_ms),
         dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),

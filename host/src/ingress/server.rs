@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 
 use crate::bindings::types::{Error as WitError, WebhookRequest};
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +53,8 @@ pub struct Ingress {
     pub routes: Arc<Routes>,
     /// Woken when new deliveries are queued.
     pub dispatcher: Option<Arc<tokio::sync::Notify>>,
+    /// The bearer token of the async jobs API; the API is off without one.
+    pub jobs_token: Option<Vec<u8>>,
 }
 
 /// The errors the endpoint answers with; client errors say what was wrong, server errors say
@@ -73,6 +75,12 @@ enum ApiError {
     Plugin(String, StatusCode),
     #[error("the event store is unavailable")]
     Store,
+    #[error("the jobs API needs `Authorization: Bearer <token>`")]
+    JobsUnauthorized,
+    #[error("{0}")]
+    BadJob(String),
+    #[error("no job `{0}`")]
+    UnknownJob(String),
 }
 
 impl IntoResponse for ApiError {
@@ -85,6 +93,9 @@ impl IntoResponse for ApiError {
             ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(_, status) => *status,
             ApiError::Store => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::JobsUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadJob(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
         };
         if status.is_server_error() {
             tracing::error!(%status, "webhook failed: {self}");
@@ -104,6 +115,8 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
     Router::new()
         .route("/hooks/{instance}", any(hook))
         .route("/hooks/{instance}/{*rest}", any(hook))
+        .route("/v1/jobs", post(create_job))
+        .route("/v1/jobs/{id}", get(job_status))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ingress)
@@ -261,4 +274,99 @@ mod tests {
         assert_eq!(delivery_id_in_body(&Scheme::Slack, b"command=%2Fhelp"), None, "slash commands have none");
         assert_eq!(delivery_id_in_body(&Scheme::Github, slack), None, "GitHub's is a header");
     }
+}
+
+/// A request for an async job.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobRequest {
+    instance: String,
+    action: String,
+    #[serde(default)]
+    input: serde_json::Value,
+    #[serde(default)]
+    callback_url: Option<String>,
+}
+
+fn authorize_jobs(ingress: &Ingress, headers: &HeaderMap) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
+    let Some(token) = &ingress.jobs_token else {
+        return Err(ApiError::UnknownJob("(the jobs API is off)".into()));
+    };
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token)) { Ok(()) } else { Err(ApiError::JobsUnauthorized) }
+}
+
+/// `POST /v1/jobs`: queue an action for long work; 202 with the job id at once.
+async fn create_job(
+    State(ingress): State<Arc<Ingress>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize_jobs(&ingress, &headers)?;
+    let job: JobRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadJob(format!("bad job request: {e}")))?;
+    let info = ingress
+        .host
+        .plugin(&job.instance)
+        .ok_or_else(|| ApiError::BadJob(format!("no instance `{}`", job.instance)))?;
+    if !info.actions.iter().any(|a| a.name == job.action) {
+        return Err(ApiError::BadJob(format!(
+            "instance `{}` offers no action `{}`",
+            job.instance, job.action
+        )));
+    }
+    let mut event = crate::Event::json("job/requested", "jobs", &job.input)
+        .map_err(|e| ApiError::BadJob(e.to_string()))?;
+    if let Some(url) = &job.callback_url {
+        let parsed = url::Url::parse(url).map_err(|e| ApiError::BadJob(format!("callback_url: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ApiError::BadJob("callback_url must be http or https".into()));
+        }
+        event.attributes.push(("callback_url".into(), url.clone()));
+    }
+    let id = event.id.clone();
+    let delivery = crate::store::QueuedDelivery {
+        event_id: id.clone(),
+        route: crate::pipeline::JOB_ROUTE.into(),
+        target: job.instance,
+        action: Some(job.action),
+        order_key: None,
+    };
+    ingress
+        .store
+        .append(Append {
+            instance: "jobs".into(),
+            delivery_id: None,
+            dedup_window_ms: 0,
+            events: vec![event],
+            deliveries: vec![delivery],
+        })
+        .await
+        .map_err(|_| ApiError::Store)?;
+    if let Some(notify) = &ingress.dispatcher {
+        notify.notify_one();
+    }
+    let mut response =
+        (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "id": id, "status": "pending" })))
+            .into_response();
+    if let Ok(location) = http::HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
+        response.headers_mut().insert(http::header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/jobs/{id}`: a job's status and, once done, its output or error.
+async fn job_status(
+    State(ingress): State<Arc<Ingress>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_jobs(&ingress, &headers)?;
+    let job = ingress.store.job(&id).map_err(|_| ApiError::Store)?.ok_or(ApiError::UnknownJob(id))?;
+    Ok(axum::Json(job).into_response())
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::bindings::types::{Error as WitError, Event};
 use crate::capabilities::emit::now_ms;
 use crate::pipeline::Routes;
-use crate::store::{DueDelivery, Outcome, SqliteStore};
+use crate::store::{DueDelivery, Outcome, QueuedDelivery, SqliteStore};
 use crate::{Host, InvokeError};
 
 /// When to try a failed delivery again.
@@ -65,6 +65,19 @@ impl Dispatcher {
         policy: RetryPolicy,
         concurrency: usize,
     ) -> Self {
+        Self::spawn_with_callbacks(host, store, routes, policy, concurrency, None)
+    }
+
+    /// Like [`Dispatcher::spawn`], also sending async jobs' completion callbacks.
+    pub fn spawn_with_callbacks(
+        host: Host,
+        store: Arc<SqliteStore>,
+        routes: Arc<Routes>,
+        policy: RetryPolicy,
+        concurrency: usize,
+        callbacks: Option<Callbacks>,
+    ) -> Self {
+        let callbacks = Arc::new(callbacks);
         let notify = Arc::new(Notify::new());
         let wake = notify.clone();
         let task = tokio::spawn(async move {
@@ -109,6 +122,7 @@ impl Dispatcher {
                     if let Ok(mut r) = per_route.lock() {
                         *r.entry(delivery.route.clone()).or_default() += 1;
                     }
+                    let callbacks = callbacks.clone();
                     let (host, store, routes, policy, busy, per_route, wake) = (
                         host.clone(),
                         store.clone(),
@@ -120,7 +134,7 @@ impl Dispatcher {
                     );
                     tokio::spawn(async move {
                         let (id, route) = (delivery.id, delivery.route.clone());
-                        deliver(&host, &store, &routes, &policy, delivery).await;
+                        deliver(&host, &store, &routes, &policy, callbacks.as_ref().as_ref(), delivery).await;
                         if let Ok(mut b) = busy.lock() {
                             b.remove(&id);
                         }
@@ -144,25 +158,129 @@ impl Dispatcher {
     }
 }
 
-async fn deliver(host: &Host, store: &SqliteStore, routes: &Routes, policy: &RetryPolicy, d: DueDelivery) {
+/// The route name of async jobs, and of their completion callbacks.
+pub const JOB_ROUTE: &str = "job";
+/// See [`JOB_ROUTE`].
+pub const CALLBACK_ROUTE: &str = "job-callback";
+
+/// How job completion callbacks are sent: signed per Standard Webhooks with `secret`.
+#[derive(Clone)]
+pub struct Callbacks {
+    /// The signing key (the decoded bytes of a `whsec_` secret).
+    pub secret: Vec<u8>,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+}
+
+/// Signs and POSTs a job's completion notice to its callback URL.
+async fn send_callback(callbacks: Option<&Callbacks>, url: &str, event: &Event) -> Result<(), InvokeError> {
+    let callbacks = callbacks
+        .ok_or_else(|| InvokeError::Plugin(WitError::Denied("no callback secret configured".into())))?;
+    let timestamp = (now_ms() / 1000).to_string();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&callbacks.secret)
+        .map_err(|e| InvokeError::Internal(e.to_string()))?;
+    for part in [event.id.as_bytes(), b".", timestamp.as_bytes(), b".", &event.payload] {
+        hmac::Mac::update(&mut mac, part);
+    }
+    use base64::Engine as _;
+    let signature = base64::engine::general_purpose::STANDARD.encode(hmac::Mac::finalize(mac).into_bytes());
+    let upstream = |status: u16, message: String| {
+        InvokeError::Plugin(WitError::Upstream(crate::types::UpstreamFailure { status, message }))
+    };
+    let response = callbacks
+        .client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &event.id)
+        .header("webhook-timestamp", &timestamp)
+        .header("webhook-signature", format!("v1,{signature}"))
+        .body(event.payload.clone())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| upstream(0, format!("callback to {url} failed: {e}")))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(upstream(response.status().as_u16(), format!("callback to {url} answered {}", response.status())))
+    }
+}
+
+/// A job's completion notice and its callback delivery, when the job asked for one.
+fn completion(
+    d: &DueDelivery,
+    status: &str,
+    output: Option<&str>,
+    error: Option<&str>,
+) -> (Vec<Event>, Vec<QueuedDelivery>) {
+    let Some(url) = d.event.attributes.iter().find(|(k, _)| k == "callback_url").map(|(_, v)| v.clone())
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let output: serde_json::Value =
+        output.and_then(|o| serde_json::from_str(o).ok()).unwrap_or(serde_json::Value::Null);
+    let payload = serde_json::json!({ "id": d.event.id, "status": status, "output": output, "error": error });
+    let Ok(event) = Event::json("job/completed", "jobs", &payload) else { return (Vec::new(), Vec::new()) };
+    let delivery = QueuedDelivery {
+        event_id: event.id.clone(),
+        route: CALLBACK_ROUTE.into(),
+        target: "callback".into(),
+        action: Some(url),
+        order_key: None,
+    };
+    (vec![event], vec![delivery])
+}
+
+async fn deliver(
+    host: &Host,
+    store: &SqliteStore,
+    routes: &Routes,
+    policy: &RetryPolicy,
+    callbacks: Option<&Callbacks>,
+    d: DueDelivery,
+) {
     let attempt = d.attempts + 1;
     let started = Instant::now();
-    let result: Result<Vec<Event>, InvokeError> = match &d.action {
-        None => host.handle(&d.target, d.event.clone()).await.map(|inv| {
-            let mut events = inv.output;
-            events.extend(inv.emitted);
-            events
-        }),
-        Some(action) => match serde_json::from_slice::<serde_json::Value>(&d.event.payload) {
-            Ok(input) => host.invoke(&d.target, action, &input).await.map(|inv| inv.emitted),
-            Err(e) => Err(InvokeError::Plugin(WitError::InvalidInput(format!("payload is not JSON: {e}")))),
-        },
+    let result: Result<(Vec<Event>, Option<String>), InvokeError> = if d.route == CALLBACK_ROUTE {
+        let url = d.action.clone().unwrap_or_default();
+        send_callback(callbacks, &url, &d.event).await.map(|()| (Vec::new(), None))
+    } else {
+        match &d.action {
+            None => host.handle(&d.target, d.event.clone()).await.map(|inv| {
+                let mut events = inv.output;
+                events.extend(inv.emitted);
+                (events, None)
+            }),
+            Some(action) => match serde_json::from_slice::<serde_json::Value>(&d.event.payload) {
+                Ok(input) => host
+                    .invoke(&d.target, action, &input)
+                    .await
+                    .map(|inv| (inv.emitted, Some(inv.output.to_string()))),
+                Err(e) => {
+                    Err(InvokeError::Plugin(WitError::InvalidInput(format!("payload is not JSON: {e}"))))
+                }
+            },
+        }
+    };
+    let is_job = d.route == JOB_ROUTE;
+    let dead = |error: String| {
+        let (events, deliveries) =
+            if is_job { completion(&d, "failed", None, Some(&error)) } else { Default::default() };
+        Outcome::Dead { error, events, deliveries }
     };
     let outcome = match result {
-        Ok(events) => Outcome::Delivered { deliveries: routes.deliveries(&events), events },
-        Err(e) if !e.is_retryable() => Outcome::Dead { error: e.to_string() },
+        Ok((mut events, output)) => {
+            let mut deliveries = routes.deliveries(&events);
+            if is_job {
+                let (notice, callback) = completion(&d, "succeeded", output.as_deref(), None);
+                events.extend(notice);
+                deliveries.extend(callback);
+            }
+            Outcome::Delivered { deliveries, events, output }
+        }
+        Err(e) if !e.is_retryable() => dead(e.to_string()),
         Err(e) => match policy.delay(attempt) {
-            None => Outcome::Dead { error: format!("gave up after {attempt} attempts: {e}") },
+            None => dead(format!("gave up after {attempt} attempts: {e}")),
             Some(delay) => {
                 let wait = match &e {
                     InvokeError::Plugin(WitError::RateLimited(Some(ms))) => Duration::from_millis(*ms),
@@ -172,7 +290,7 @@ async fn deliver(host: &Host, store: &SqliteStore, routes: &Routes, policy: &Ret
             }
         },
     };
-    if let Outcome::Dead { error } = &outcome {
+    if let Outcome::Dead { error, .. } = &outcome {
         tracing::warn!(event = %d.event.id, route = %d.route, target = %d.target, "dead letter: {error}");
     }
     let took = started.elapsed().as_micros() as u64;

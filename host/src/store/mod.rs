@@ -82,6 +82,8 @@ pub enum Outcome {
         events: Vec<Event>,
         /// Deliveries of those events.
         deliveries: Vec<QueuedDelivery>,
+        /// An action's JSON output.
+        output: Option<String>,
     },
     /// Failed; try again at `next_at_ms`.
     Retry {
@@ -94,6 +96,10 @@ pub enum Outcome {
     Dead {
         /// Why.
         error: String,
+        /// Events to store all the same (a job's completion notice).
+        events: Vec<Event>,
+        /// Their deliveries.
+        deliveries: Vec<QueuedDelivery>,
     },
 }
 
@@ -114,6 +120,21 @@ pub struct DeliveryRecord {
     pub attempts: u32,
     /// The last error, if any.
     pub last_error: Option<String>,
+}
+
+/// An async job's state, as `GET /v1/jobs/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: &'static str,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The action's output, once succeeded.
+    pub output: Option<serde_json::Value>,
+    /// Why it failed, once failed.
+    pub error: Option<String>,
 }
 
 /// What an append did.
@@ -178,6 +199,7 @@ const SCHEMA: &str = "
         target TEXT NOT NULL,
         action TEXT,
         order_key TEXT,
+        output TEXT,
         status TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_at_ms INTEGER NOT NULL,
@@ -281,6 +303,31 @@ impl SqliteStore {
         due.retain(|d| !busy.contains(&d.id));
         due.truncate(limit);
         Ok(due)
+    }
+
+    /// The async job whose id is `id` (the id of its `job/requested` event).
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        Ok(conn
+            .query_row(
+                "SELECT status, attempts, output, last_error FROM delivery_queue WHERE event_id = ?1 AND route = 'job'",
+                params![id],
+                |r| {
+                    let status: String = r.get(0)?;
+                    Ok(JobRecord {
+                        id: id.to_owned(),
+                        status: match status.as_str() {
+                            "delivered" => "succeeded",
+                            "dead" => "failed",
+                            _ => "pending",
+                        },
+                        attempts: r.get::<_, i64>(1)? as u32,
+                        output: r.get::<_, Option<String>>(2)?.and_then(|o| serde_json::from_str(&o).ok()),
+                        error: if status == "dead" { r.get(3)? } else { None },
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Deliveries with `status` (`pending`, `delivered`, `dead`), newest first.
@@ -450,21 +497,26 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
                 answers.push(Answer::Append(Appended::Stored));
             }
             Work::Outcome { delivery, attempt, duration_us, outcome, .. } => {
+                let mut output_text = None;
                 let (status, next_at, error, kind) = match outcome {
-                    Outcome::Delivered { events, deliveries } => {
+                    Outcome::Delivered { events, deliveries, output } => {
                         insert_events(&tx, events, deliveries, job.now_ms)?;
+                        output_text = output.as_deref();
                         ("delivered", now, None, "delivered")
                     }
                     Outcome::Retry { next_at_ms, error } => {
                         ("pending", *next_at_ms as i64, Some(error.as_str()), "retry")
                     }
-                    Outcome::Dead { error } => ("dead", now, Some(error.as_str()), "dead"),
+                    Outcome::Dead { error, events, deliveries } => {
+                        insert_events(&tx, events, deliveries, job.now_ms)?;
+                        ("dead", now, Some(error.as_str()), "dead")
+                    }
                 };
                 tx.prepare_cached(
-                    "UPDATE delivery_queue SET status = ?2, attempts = ?3, next_at_ms = ?4, last_error = ?5, updated_at_ms = ?6 \
-                     WHERE id = ?1",
+                    "UPDATE delivery_queue SET status = ?2, attempts = ?3, next_at_ms = ?4, last_error = ?5, updated_at_ms = ?6, \
+                     output = ?7 WHERE id = ?1",
                 )?
-                .execute(params![delivery, status, attempt, next_at, error, now])?;
+                .execute(params![delivery, status, attempt, next_at, error, now, output_text])?;
                 tx.prepare_cached(
                     "INSERT INTO attempts (delivery, attempt, at_ms, duration_us, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?

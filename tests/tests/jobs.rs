@@ -1,0 +1,152 @@
+//! Async jobs: `POST /v1/jobs` answers 202 at once, `GET /v1/jobs/{id}` shows the outcome, and a
+//! completion callback signed per Standard Webhooks reaches the caller, retried like any delivery.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use plugboard::ingress::server::{Ingress, serve};
+use plugboard::ingress::verify::{Scheme, Verifier};
+use plugboard::pipeline::{Callbacks, Dispatcher, RetryPolicy, Routes};
+use plugboard::store::SqliteStore;
+use plugboard::{Grants, Limits};
+use plugboard_tests::{ECHO, LOOPER};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+const KEY: &[u8] = b"job-callback-signing-key-32bytes";
+const TOKEN: &str = "jobs-token";
+
+/// A callback receiver on loopback that hands each request's headers and body to the test.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<(http::HeaderMap, Vec<u8>)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/done",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body.to_vec()));
+                "thanks"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/done", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_in_the_background_and_call_back_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+    let host = common::host();
+    common::load(&host, "echo", ECHO, Grants::all(), Limits::default()).await;
+    common::load(
+        &host,
+        "slow",
+        LOOPER,
+        Grants::none(),
+        Limits::default().with_timeout(Duration::from_millis(50)),
+    )
+    .await;
+    let callbacks = Callbacks { secret: KEY.to_vec(), client: reqwest::Client::new() };
+    let routes = Arc::new(Routes::default());
+    let policy = RetryPolicy { schedule_ms: vec![5] };
+    let dispatcher = Dispatcher::spawn_with_callbacks(
+        host.clone(),
+        store.clone(),
+        routes.clone(),
+        policy,
+        8,
+        Some(callbacks),
+    );
+    let ingress = Arc::new(Ingress {
+        host,
+        store: store.clone(),
+        endpoints: Default::default(),
+        request_timeout: Duration::from_secs(10),
+        dedup_window_ms: 0,
+        max_body_bytes: 1 << 20,
+        routes,
+        dispatcher: Some(dispatcher.notifier()),
+        jobs_token: Some(TOKEN.as_bytes().to_vec()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(listener, ingress, std::future::pending()));
+    let (callback_url, mut callbacks) = receiver().await;
+    let client = reqwest::Client::new();
+    let submit = |body: Value, token: &str| {
+        client.post(format!("{base}/v1/jobs")).bearer_auth(token).json(&body).send()
+    };
+
+    let job = json!({"instance": "echo", "action": "kv-roundtrip", "input": {"x": 1}, "callback_url": callback_url});
+    assert_eq!(submit(job.clone(), "wrong").await.unwrap().status(), 401);
+    let unknown = submit(json!({"instance": "echo", "action": "nope"}), TOKEN).await.unwrap();
+    assert_eq!(unknown.status(), 400);
+    assert!(unknown.text().await.unwrap().contains("no action `nope`"));
+
+    let accepted = submit(job, TOKEN).await.unwrap();
+    assert_eq!(accepted.status(), 202);
+    let id = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = client
+            .get(format!("{base}/v1/jobs/{id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["output"], json!({"read": {"x": 1}, "deleted": true}));
+
+    // The callback is signed per Standard Webhooks with the configured secret.
+    let (headers, body) =
+        tokio::time::timeout(Duration::from_secs(10), callbacks.recv()).await.unwrap().unwrap();
+    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(KEY));
+    let verifier = Verifier::new(Scheme::StandardWebhooks, vec![secret.into_bytes()]).unwrap();
+    verifier.verify(&headers, &body, std::time::SystemTime::now()).expect("a valid signature");
+    let notice: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(notice["id"], id.as_str());
+    assert_eq!(notice["status"], "succeeded");
+    assert_eq!(notice["output"]["read"], json!({"x": 1}));
+
+    // A job that keeps failing ends as failed, and says so in its callback too.
+    let failing = json!({"instance": "slow", "action": "spin", "callback_url": callback_url});
+    let id = submit(failing, TOKEN).await.unwrap().json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, body) = tokio::time::timeout(Duration::from_secs(10), callbacks.recv()).await.unwrap().unwrap();
+    let notice: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(notice["id"], id.as_str());
+    assert_eq!(notice["status"], "failed");
+    assert!(notice["error"].as_str().unwrap().contains("gave up after 2 attempts"), "{notice}");
+    let status: Value = client
+        .get(format!("{base}/v1/jobs/{id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "failed");
+    assert_eq!(
+        client.get(format!("{base}/v1/jobs/missing")).bearer_auth(TOKEN).send().await.unwrap().status(),
+        404
+    );
+}
