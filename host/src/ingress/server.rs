@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::ingress::guard::{Bucket, Cidr};
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::Routes;
-use crate::store::{Append, Appended, SqliteStore};
+use crate::store::{Append, Appended, EventStore};
 use crate::{Host, InvokeError};
 
 /// One instance's webhook checks.
@@ -40,7 +40,7 @@ pub struct Ingress {
     /// The plugin host.
     pub host: Host,
     /// The event log.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn EventStore>,
     /// The instances that receive webhooks, with their checks.
     pub endpoints: BTreeMap<String, Endpoint>,
     /// The longest a webhook request may take.
@@ -210,7 +210,7 @@ async fn handle_hook(ingress: Arc<Ingress>, hook: IncomingHook) -> Result<Respon
         delivery_id = headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned).or(delivery_id);
     }
     if let Some(id) = &delivery_id
-        && ingress.store.is_duplicate(&instance, id).map_err(|_| ApiError::Store)?
+        && ingress.store.is_duplicate(&instance, id).await.map_err(|_| ApiError::Store)?
     {
         return Ok((StatusCode::OK, axum::Json(serde_json::json!({ "duplicate": true }))).into_response());
     }
@@ -367,6 +367,6 @@ async fn job_status(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize_jobs(&ingress, &headers)?;
-    let job = ingress.store.job(&id).map_err(|_| ApiError::Store)?.ok_or(ApiError::UnknownJob(id))?;
+    let job = ingress.store.job(&id).await.map_err(|_| ApiError::Store)?.ok_or(ApiError::UnknownJob(id))?;
     Ok(axum::Json(job).into_response())
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::bindings::types::{Error as WitError, Event};
 use crate::capabilities::emit::now_ms;
 use crate::pipeline::Routes;
-use crate::store::{DueDelivery, Outcome, QueuedDelivery, SqliteStore};
+use crate::store::{DueDelivery, EventStore, Outcome, QueuedDelivery};
 use crate::{Host, InvokeError};
 
 /// When to try a failed delivery again.
@@ -60,7 +60,7 @@ impl Dispatcher {
     /// Starts dispatching with at most `concurrency` deliveries at once.
     pub fn spawn(
         host: Host,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn EventStore>,
         routes: Arc<Routes>,
         policy: RetryPolicy,
         concurrency: usize,
@@ -71,7 +71,7 @@ impl Dispatcher {
     /// Like [`Dispatcher::spawn`], also sending async jobs' completion callbacks.
     pub fn spawn_with_callbacks(
         host: Host,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn EventStore>,
         routes: Arc<Routes>,
         policy: RetryPolicy,
         concurrency: usize,
@@ -90,7 +90,7 @@ impl Dispatcher {
                     Vec::new()
                 } else {
                     let taken = busy.lock().map(|b| b.clone()).unwrap_or_default();
-                    let mut due = store.due(now_ms(), free * 4, &taken).unwrap_or_else(|e| {
+                    let mut due = store.due(now_ms(), free * 4, &taken).await.unwrap_or_else(|e| {
                         tracing::error!("reading due deliveries: {e}");
                         Vec::new()
                     });
@@ -134,7 +134,15 @@ impl Dispatcher {
                     );
                     tokio::spawn(async move {
                         let (id, route) = (delivery.id, delivery.route.clone());
-                        deliver(&host, &store, &routes, &policy, callbacks.as_ref().as_ref(), delivery).await;
+                        deliver(
+                            &host,
+                            store.as_ref(),
+                            &routes,
+                            &policy,
+                            callbacks.as_ref().as_ref(),
+                            delivery,
+                        )
+                        .await;
                         if let Ok(mut b) = busy.lock() {
                             b.remove(&id);
                         }
@@ -233,7 +241,7 @@ fn completion(
 
 async fn deliver(
     host: &Host,
-    store: &SqliteStore,
+    store: &dyn EventStore,
     routes: &Routes,
     policy: &RetryPolicy,
     callbacks: Option<&Callbacks>,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::Event;
-use crate::store::{Append, QueuedDelivery, SqliteStore};
+use crate::store::{Append, EventStore, QueuedDelivery};
 
 /// One schedule, as configured.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -55,7 +55,7 @@ impl Drop for Scheduler {
 impl Scheduler {
     /// Starts one timer per schedule. Firings missed while the host was down are not made up.
     pub fn spawn(
-        store: Arc<SqliteStore>,
+        store: Arc<dyn EventStore>,
         schedules: Vec<Schedule>,
         wake: Arc<Notify>,
     ) -> Result<Self, String> {
@@ -67,7 +67,7 @@ impl Scheduler {
                 for next in cron.upcoming(chrono::Utc) {
                     let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
                     tokio::time::sleep(wait).await;
-                    if let Err(e) = fire(&store, &s).await {
+                    if let Err(e) = fire(store.as_ref(), &s).await {
                         tracing::error!(schedule = %s.name, "could not store a schedule firing: {e}");
                     }
                     wake.notify_one();
@@ -78,7 +78,7 @@ impl Scheduler {
     }
 }
 
-async fn fire(store: &SqliteStore, s: &Schedule) -> Result<(), String> {
+async fn fire(store: &dyn EventStore, s: &Schedule) -> Result<(), String> {
     let event =
         Event::json(&format!("schedule/{}", s.name), "schedule", &s.input).map_err(|e| e.to_string())?;
     let delivery = QueuedDelivery {

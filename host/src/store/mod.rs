@@ -5,7 +5,10 @@
 //! webhooks share one fsync. An append returns only after its transaction is durable: the
 //! ingress acknowledges nothing before that.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::mpsc;
 
@@ -166,6 +169,76 @@ struct Job {
     now_ms: u64,
 }
 
+/// What an [`EventStore`] method returns: a boxed future, so that the trait is object safe.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The event log as the ingress, the dispatcher, schedules and jobs use it.
+///
+/// Every method is asynchronous and fallible, and an append is acknowledged only when its future
+/// completes, so that a log that is remote, partitioned and acknowledges asynchronously (NATS
+/// JetStream is planned) can implement it without pretending to be local. Deliveries are claimed
+/// by whoever calls [`EventStore::due`] and settled by [`EventStore::record`]; a crash between
+/// the two leaves them pending, which is what makes delivery at-least-once.
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores events and their queued deliveries atomically, unless the delivery id is a
+    /// duplicate.
+    fn append(&self, append: Append) -> StoreFuture<'_, Appended>;
+    /// Settles attempt `attempt` of `delivery`, storing what it produced.
+    fn record(&self, delivery: i64, attempt: u32, duration_us: u64, outcome: Outcome) -> StoreFuture<'_, ()>;
+    /// Puts dead letters back in the queue (one, or all).
+    fn replay(&self, delivery: Option<i64>) -> StoreFuture<'_, u64>;
+    /// Pending deliveries due at `now_ms`, in order, skipping `busy` ones and respecting ordering keys.
+    fn due<'a>(
+        &'a self,
+        now_ms: u64,
+        limit: usize,
+        busy: &'a HashSet<i64>,
+    ) -> StoreFuture<'a, Vec<DueDelivery>>;
+    /// An async job's state.
+    fn job<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<JobRecord>>;
+    /// Deliveries with a status, newest first.
+    fn deliveries<'a>(&'a self, status: &'a str, limit: usize) -> StoreFuture<'a, Vec<DeliveryRecord>>;
+    /// Whether a webhook delivery id was already stored within its window.
+    fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool>;
+}
+
+// SQLite reads are answered inline: with WAL they do not wait for the writer, and they take
+// microseconds, less than handing them to another thread would.
+impl EventStore for SqliteStore {
+    fn append(&self, append: Append) -> StoreFuture<'_, Appended> {
+        Box::pin(SqliteStore::append(self, append))
+    }
+
+    fn record(&self, delivery: i64, attempt: u32, duration_us: u64, outcome: Outcome) -> StoreFuture<'_, ()> {
+        Box::pin(SqliteStore::record(self, delivery, attempt, duration_us, outcome))
+    }
+
+    fn replay(&self, delivery: Option<i64>) -> StoreFuture<'_, u64> {
+        Box::pin(SqliteStore::replay(self, delivery))
+    }
+
+    fn due<'a>(
+        &'a self,
+        now_ms: u64,
+        limit: usize,
+        busy: &'a HashSet<i64>,
+    ) -> StoreFuture<'a, Vec<DueDelivery>> {
+        Box::pin(std::future::ready(SqliteStore::due(self, now_ms, limit, busy)))
+    }
+
+    fn job<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
+        Box::pin(std::future::ready(SqliteStore::job(self, id)))
+    }
+
+    fn deliveries<'a>(&'a self, status: &'a str, limit: usize) -> StoreFuture<'a, Vec<DeliveryRecord>> {
+        Box::pin(std::future::ready(SqliteStore::deliveries(self, status, limit)))
+    }
+
+    fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(SqliteStore::is_duplicate(self, instance, delivery_id)))
+    }
+}
+
 /// The embedded event log.
 pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
@@ -277,7 +350,7 @@ impl SqliteStore {
         &self,
         now_ms: u64,
         limit: usize,
-        busy: &std::collections::HashSet<i64>,
+        busy: &HashSet<i64>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let mut stmt = conn.prepare_cached(
