@@ -63,6 +63,9 @@ pub struct Config {
     /// The async jobs API.
     #[serde(default)]
     pub jobs: Option<JobsConfig>,
+    /// The admin API (dead letters, for now).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Cron-style triggers.
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<Schedule>,
@@ -98,6 +101,14 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
         }
     }
+}
+
+/// The admin API (`/v1/dlq...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A reference to the bearer token operators must send.
+    pub token: String,
 }
 
 /// The async jobs API (`POST /v1/jobs`, `GET /v1/jobs/{id}`).
@@ -190,6 +201,8 @@ pub struct Resolved {
     pub jobs_token: Option<Vec<u8>>,
     /// The key that signs job callbacks (decoded from `whsec_`).
     pub callback_key: Option<Vec<u8>>,
+    /// The admin API's token, when it is on.
+    pub admin_token: Option<Vec<u8>>,
 }
 
 fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -354,7 +367,11 @@ impl Config {
                 callback_key = Some(key);
             }
         }
+        let admin_token = match &self.admin {
+            Some(admin) => Some(resolve_secret("admin.token", &admin.token, base)?),
+            None => None,
+        };
         let store_path = base.join(&self.store.path);
-        Ok(Resolved { config: self, store_path, specs, endpoints, jobs_token, callback_key })
+        Ok(Resolved { config: self, store_path, specs, endpoints, jobs_token, callback_key, admin_token })
     }
 }

@@ -61,6 +61,7 @@ async fn start(dir: &Path, extra: &str) -> (String, Arc<SqliteStore>) {
         routes: Arc::default(),
         dispatcher: None,
         jobs_token: None,
+        admin_token: None,
         endpoints: resolved.endpoints,
         request_timeout: std::time::Duration::from_secs(10),
         dedup_window_ms: 60_000,

@@ -75,6 +75,7 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
         routes,
         dispatcher: Some(dispatcher.notifier()),
         jobs_token: Some(TOKEN.as_bytes().to_vec()),
+        admin_token: Some(b"admin-token".to_vec()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -60,6 +60,7 @@ pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
         routes,
         dispatcher: Some(dispatcher.notifier()),
         jobs_token: resolved.jobs_token.clone(),
+        admin_token: resolved.admin_token.clone(),
         endpoints: resolved.endpoints,
         request_timeout: std::time::Duration::from_millis(resolved.config.server.request_timeout_ms),
         dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),
@@ -85,6 +86,13 @@ pub enum DlqCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Show one delivery: its event, and every attempt with its error.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The delivery's id (from `dlq list`).
+        id: i64,
     },
     /// Put dead letters back in the queue (they keep their event ids).
     Replay {
@@ -127,6 +135,10 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        DlqCommand::Show { config, id } => {
+            let detail = open_store(&config)?.delivery(id)?.with_context(|| format!("no delivery {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&detail)?);
         }
         DlqCommand::Replay { config, id, all } => {
             let n = open_store(&config)?.replay(if all { None } else { id }).await?;

@@ -55,6 +55,8 @@ pub struct Ingress {
     pub dispatcher: Option<Arc<tokio::sync::Notify>>,
     /// The bearer token of the async jobs API; the API is off without one.
     pub jobs_token: Option<Vec<u8>>,
+    /// The bearer token of the admin API (dead letters); the API is off without one.
+    pub admin_token: Option<Vec<u8>>,
 }
 
 /// The errors the endpoint answers with; client errors say what was wrong, server errors say
@@ -75,11 +77,11 @@ enum ApiError {
     Plugin(String, StatusCode),
     #[error("the event store is unavailable")]
     Store,
-    #[error("the jobs API needs `Authorization: Bearer <token>`")]
-    JobsUnauthorized,
+    #[error("this API needs `Authorization: Bearer <token>`")]
+    Unauthorized,
     #[error("{0}")]
     BadJob(String),
-    #[error("no job `{0}`")]
+    #[error("not found: {0}")]
     UnknownJob(String),
 }
 
@@ -93,7 +95,7 @@ impl IntoResponse for ApiError {
             ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(_, status) => *status,
             ApiError::Store => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::JobsUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadJob(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
         };
@@ -115,6 +117,10 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
     Router::new()
         .route("/hooks/{instance}", any(hook))
         .route("/hooks/{instance}/{*rest}", any(hook))
+        .route("/v1/dlq", get(dlq_list))
+        .route("/v1/dlq/replay", post(dlq_replay_all))
+        .route("/v1/dlq/{id}", get(dlq_show))
+        .route("/v1/dlq/{id}/replay", post(dlq_replay_one))
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(job_status))
         .route("/healthz", get(|| async { "ok" }))
@@ -289,16 +295,28 @@ struct JobRequest {
 }
 
 fn authorize_jobs(ingress: &Ingress, headers: &HeaderMap) -> Result<(), ApiError> {
-    use subtle::ConstantTimeEq;
     let Some(token) = &ingress.jobs_token else {
         return Err(ApiError::UnknownJob("(the jobs API is off)".into()));
     };
+    check_bearer(token, headers)
+}
+
+fn authorize_admin(ingress: &Ingress, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &ingress.admin_token else {
+        return Err(ApiError::UnknownJob("(the admin API is off)".into()));
+    };
+    check_bearer(token, headers)
+}
+
+/// Compares a bearer token in constant time.
+fn check_bearer(token: &[u8], headers: &HeaderMap) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
     let given = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(token)) { Ok(()) } else { Err(ApiError::JobsUnauthorized) }
+    if bool::from(given.as_bytes().ct_eq(token)) { Ok(()) } else { Err(ApiError::Unauthorized) }
 }
 
 /// `POST /v1/jobs`: queue an action for long work; 202 with the job id at once.
@@ -369,4 +387,50 @@ async fn job_status(
     authorize_jobs(&ingress, &headers)?;
     let job = ingress.store.job(&id).await.map_err(|_| ApiError::Store)?.ok_or(ApiError::UnknownJob(id))?;
     Ok(axum::Json(job).into_response())
+}
+
+/// `GET /v1/dlq`: dead letters, newest first.
+async fn dlq_list(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let dead = ingress.store.deliveries("dead", 1000).await.map_err(|_| ApiError::Store)?;
+    Ok(axum::Json(dead).into_response())
+}
+
+/// `GET /v1/dlq/{id}`: one delivery with its event and attempts.
+async fn dlq_show(
+    State(ingress): State<Arc<Ingress>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let detail = ingress.store.delivery(id).await.map_err(|_| ApiError::Store)?;
+    let detail = detail.ok_or_else(|| ApiError::UnknownJob(format!("delivery {id}")))?;
+    Ok(axum::Json(detail).into_response())
+}
+
+async fn replay(ingress: &Ingress, id: Option<i64>) -> Result<Response, ApiError> {
+    let n = ingress.store.replay(id).await.map_err(|_| ApiError::Store)?;
+    if let Some(notify) = &ingress.dispatcher {
+        notify.notify_one();
+    }
+    Ok(axum::Json(serde_json::json!({ "replayed": n })).into_response())
+}
+
+/// `POST /v1/dlq/{id}/replay`: put one dead letter back in the queue, same event id.
+async fn dlq_replay_one(
+    State(ingress): State<Arc<Ingress>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    replay(&ingress, Some(id)).await
+}
+
+/// `POST /v1/dlq/replay`: put every dead letter back in the queue.
+async fn dlq_replay_all(
+    State(ingress): State<Arc<Ingress>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    replay(&ingress, None).await
 }

@@ -140,6 +140,36 @@ pub struct JobRecord {
     pub error: Option<String>,
 }
 
+/// One attempt at a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttemptRecord {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// When it ended, ms since the epoch.
+    pub at_ms: u64,
+    /// How long it took.
+    pub duration_us: u64,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: String,
+    /// The error, if any.
+    pub detail: Option<String>,
+}
+
+/// A delivery with its event and every attempt: what `plugboard dlq show` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryDetail {
+    /// The delivery.
+    pub delivery: DeliveryRecord,
+    /// Its event (payload as text, lossily).
+    pub event_kind: String,
+    /// The event's source.
+    pub event_source: String,
+    /// The event's payload.
+    pub payload: String,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -200,6 +230,8 @@ pub trait EventStore: Send + Sync + 'static {
     fn deliveries<'a>(&'a self, status: &'a str, limit: usize) -> StoreFuture<'a, Vec<DeliveryRecord>>;
     /// Whether a webhook delivery id was already stored within its window.
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool>;
+    /// One delivery with its event and attempts.
+    fn delivery(&self, id: i64) -> StoreFuture<'_, Option<DeliveryDetail>>;
 }
 
 // SQLite reads are answered inline: with WAL they do not wait for the writer, and they take
@@ -236,6 +268,10 @@ impl EventStore for SqliteStore {
 
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(std::future::ready(SqliteStore::is_duplicate(self, instance, delivery_id)))
+    }
+
+    fn delivery(&self, id: i64) -> StoreFuture<'_, Option<DeliveryDetail>> {
+        Box::pin(std::future::ready(SqliteStore::delivery(self, id)))
     }
 }
 
@@ -376,6 +412,50 @@ impl SqliteStore {
         due.retain(|d| !busy.contains(&d.id));
         due.truncate(limit);
         Ok(due)
+    }
+
+    /// One delivery with its event and every attempt.
+    pub fn delivery(&self, id: i64) -> Result<Option<DeliveryDetail>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let head = conn
+            .query_row(
+                "SELECT q.id, q.event_id, q.route, q.target, q.status, q.attempts, q.last_error, e.kind, e.source, e.payload \
+                 FROM delivery_queue q JOIN events e ON e.id = q.event_id WHERE q.id = ?1",
+                params![id],
+                |r| {
+                    Ok(DeliveryDetail {
+                        delivery: DeliveryRecord {
+                            id: r.get(0)?,
+                            event_id: r.get(1)?,
+                            route: r.get(2)?,
+                            target: r.get(3)?,
+                            status: r.get(4)?,
+                            attempts: r.get::<_, i64>(5)? as u32,
+                            last_error: r.get(6)?,
+                        },
+                        event_kind: r.get(7)?,
+                        event_source: r.get(8)?,
+                        payload: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(9)?).into_owned(),
+                        attempts: Vec::new(),
+                    })
+                },
+            )
+            .optional()?;
+        let Some(mut detail) = head else { return Ok(None) };
+        let mut stmt = conn.prepare_cached(
+            "SELECT attempt, at_ms, duration_us, outcome, detail FROM attempts WHERE delivery = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map(params![id], |r| {
+            Ok(AttemptRecord {
+                attempt: r.get::<_, i64>(0)? as u32,
+                at_ms: r.get::<_, i64>(1)? as u64,
+                duration_us: r.get::<_, i64>(2)? as u64,
+                outcome: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
+        detail.attempts = rows.collect::<Result<_, _>>()?;
+        Ok(Some(detail))
     }
 
     /// The async job whose id is `id` (the id of its `job/requested` event).
