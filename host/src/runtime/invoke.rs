@@ -238,13 +238,27 @@ fn plugin_result<T>(r: Result<T, crate::bindings::types::Error>) -> Result<T, In
     r.map_err(InvokeError::Plugin)
 }
 
+/// A fresh connector instance in `store`.
+async fn instantiate_connector(
+    store: &mut Store<InstanceState>,
+    pre: &PluginPre,
+) -> wasmtime::Result<Connector> {
+    connector_pre(pre)?.instantiate_async(&mut *store).await.map_err(instantiate_failed)
+}
+
 impl Host {
+    /// The loaded instance `id`, if it implements `kind`.
+    fn get_kind(&self, id: &str, kind: PluginKind) -> Result<Arc<Plugin>, InvokeError> {
+        let plugin = self.get(id)?;
+        if plugin.kind != kind {
+            return Err(wrong_kind(&plugin, kind));
+        }
+        Ok(plugin)
+    }
+
     /// Delivers `event` to connector `id`'s `handle` and returns the events it produced.
     pub async fn handle(&self, id: &str, event: Event) -> Result<Invocation<Vec<Event>>, InvokeError> {
-        let plugin = self.get(id)?;
-        if plugin.kind != PluginKind::Connector {
-            return Err(wrong_kind(&plugin, PluginKind::Connector));
-        }
+        let plugin = self.get_kind(id, PluginKind::Connector)?;
         let event_id = Some(event.id.clone());
         let done = run(
             self,
@@ -252,10 +266,7 @@ impl Host {
             event_id,
             call(move |store, pre| {
                 Box::pin(async move {
-                    let c = connector_pre(pre)?
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(instantiate_failed)?;
+                    let c = instantiate_connector(store, pre).await?;
                     c.plugboard_connector_plugin().call_handle(&mut *store, &event).await
                 })
             }),
@@ -273,20 +284,14 @@ impl Host {
         id: &str,
         request: WebhookRequest,
     ) -> Result<Invocation<WebhookOutcome>, InvokeError> {
-        let plugin = self.get(id)?;
-        if plugin.kind != PluginKind::Connector {
-            return Err(wrong_kind(&plugin, PluginKind::Connector));
-        }
+        let plugin = self.get_kind(id, PluginKind::Connector)?;
         let done = run(
             self,
             plugin.clone(),
             None,
             call(move |store, pre| {
                 Box::pin(async move {
-                    let c = connector_pre(pre)?
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(instantiate_failed)?;
+                    let c = instantiate_connector(store, pre).await?;
                     c.plugboard_connector_plugin().call_on_webhook(&mut *store, &request).await
                 })
             }),
@@ -310,10 +315,7 @@ impl Host {
         action: &str,
         input: &serde_json::Value,
     ) -> Result<Invocation<serde_json::Value>, InvokeError> {
-        let plugin = self.get(id)?;
-        if plugin.kind != PluginKind::Connector {
-            return Err(wrong_kind(&plugin, PluginKind::Connector));
-        }
+        let plugin = self.get_kind(id, PluginKind::Connector)?;
         let action = action.to_owned();
         let input = input.to_string();
         let done = run(
@@ -322,10 +324,7 @@ impl Host {
             None,
             call(move |store, pre| {
                 Box::pin(async move {
-                    let c = connector_pre(pre)?
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(instantiate_failed)?;
+                    let c = instantiate_connector(store, pre).await?;
                     c.plugboard_connector_plugin().call_invoke(&mut *store, &action, &input).await
                 })
             }),
@@ -344,10 +343,7 @@ impl Host {
         id: &str,
         request: ChatRequest,
     ) -> Result<Invocation<ChatResponse>, InvokeError> {
-        let plugin = self.get(id)?;
-        if plugin.kind != PluginKind::AiProvider {
-            return Err(wrong_kind(&plugin, PluginKind::AiProvider));
-        }
+        let plugin = self.get_kind(id, PluginKind::AiProvider)?;
         let done = run(
             self,
             plugin,
