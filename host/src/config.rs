@@ -60,6 +60,9 @@ pub struct Config {
     /// Where events go.
     #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
+    /// Secrets the host fills into outbound requests, by name.
+    #[serde(default, rename = "secret")]
+    pub secrets: BTreeMap<String, SecretConfig>,
     /// The async jobs API.
     #[serde(default)]
     pub jobs: Option<JobsConfig>,
@@ -101,6 +104,16 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
         }
     }
+}
+
+/// One secret: a reference to its value, and where it may be sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// `env:NAME` or `file:PATH`.
+    pub value: String,
+    /// Destinations (`scheme://host[:port]`) the secret may be sent to.
+    pub hosts: Vec<String>,
 }
 
 /// The admin API (`/v1/dlq...`).
@@ -203,6 +216,8 @@ pub struct Resolved {
     pub callback_key: Option<Vec<u8>>,
     /// The admin API's token, when it is on.
     pub admin_token: Option<Vec<u8>>,
+    /// The secrets, resolved.
+    pub secrets: BTreeMap<String, crate::capabilities::secrets::Secret>,
 }
 
 fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -367,11 +382,41 @@ impl Config {
                 callback_key = Some(key);
             }
         }
+        let mut secrets = BTreeMap::new();
+        for (name, sc) in &self.secrets {
+            let key = format!("secret[{name}]");
+            let raw = resolve_secret(&format!("{key}.value"), &sc.value, base)?;
+            let value = String::from_utf8(raw).map_err(|_| ConfigError::Invalid {
+                key: format!("{key}.value"),
+                reason: "not UTF-8".into(),
+            })?;
+            let hosts: Vec<&str> = sc.hosts.iter().map(String::as_str).collect();
+            let secret = crate::capabilities::secrets::Secret::new(value, &hosts)
+                .map_err(|reason| ConfigError::Invalid { key: format!("{key}.hosts"), reason })?;
+            secrets.insert(name.clone(), secret);
+        }
+        for p in &self.plugins {
+            if let Some(missing) = p.grants.secrets.iter().find(|s| !self.secrets.contains_key(*s)) {
+                return Err(ConfigError::Invalid {
+                    key: format!("plugin[{}].grants.secrets", p.id),
+                    reason: format!("no [secret.{missing}] is configured"),
+                });
+            }
+        }
         let admin_token = match &self.admin {
             Some(admin) => Some(resolve_secret("admin.token", &admin.token, base)?),
             None => None,
         };
         let store_path = base.join(&self.store.path);
-        Ok(Resolved { config: self, store_path, specs, endpoints, jobs_token, callback_key, admin_token })
+        Ok(Resolved {
+            config: self,
+            store_path,
+            specs,
+            endpoints,
+            jobs_token,
+            callback_key,
+            admin_token,
+            secrets,
+        })
     }
 }

@@ -335,3 +335,44 @@ async fn canned_ai() {
     // A provider is not a connector, and the reverse.
     assert!(matches!(host.invoke("canned", "ping", &json!({})).await, Err(InvokeError::WrongKind { .. })));
 }
+
+#[tokio::test]
+async fn echo_secrets_are_filled_in_only_where_bound() {
+    let addr = common::http_server().await;
+    let host = host();
+    let bound = format!("http://127.0.0.1:{}", addr.port());
+    let other = format!("http://localhost:{}", addr.port());
+    host.set_secret(
+        "api",
+        plugboard::capabilities::secrets::Secret::new("s3cr3t-value", &[bound.as_str()]).unwrap(),
+    );
+    let grants =
+        Grants::none().allow_http(&bound).allow_http(&other).with_secret("api").with(Capability::Log);
+    load(&host, "echo", ECHO, grants.clone(), Limits::default()).await;
+    let fetch = |url: String| json!({ "url": url, "headers": { "authorization": "Bearer {{secret:api}}" } });
+
+    let ok = host.invoke("echo", "fetch", &fetch(format!("{bound}/auth"))).await.unwrap();
+    assert_eq!(ok.output["body"], "authorized", "the host filled the secret in");
+
+    let mut refusals = Vec::new();
+    // Granted and allowed, but the secret is not bound to that destination.
+    refusals.push(host.invoke("echo", "fetch", &fetch(format!("{other}/auth"))).await.unwrap_err());
+    // Not granted the secret.
+    load(
+        &host,
+        "echo-no-secret",
+        ECHO,
+        Grants { secrets: Default::default(), ..grants.clone() },
+        Limits::default(),
+    )
+    .await;
+    refusals.push(host.invoke("echo-no-secret", "fetch", &fetch(format!("{bound}/auth"))).await.unwrap_err());
+    // A secret that does not exist.
+    let unknown = json!({ "url": format!("{bound}/auth"), "headers": { "x": "{{secret:nope}}" } });
+    load(&host, "echo-nope", ECHO, grants.with_secret("nope"), Limits::default()).await;
+    refusals.push(host.invoke("echo-nope", "fetch", &unknown).await.unwrap_err());
+    for err in refusals {
+        assert!(matches!(err, InvokeError::Plugin(WitError::Denied(_))), "{err}");
+        assert!(!format!("{err} {err:?}").contains("s3cr3t"), "the value leaked: {err:?}");
+    }
+}

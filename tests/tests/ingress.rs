@@ -148,6 +148,8 @@ fn config_errors_name_the_key() {
         "[[plugin]]\nid = \"gh\"\nwasm = \"x.wasm\"\n[plugin.webhook]\nverify = { scheme = \"github\" }\nsecrets = [\"hunter2\"]",
     );
     assert!(inline.contains("a secret must be a reference") && !inline.contains("hunter2"), "{inline}");
+    let secret = err("[[plugin]]\nid = \"b\"\nwasm = \"x.wasm\"\ngrants = { secrets = [\"openai_key\"] }");
+    assert!(secret.contains("plugin[b].grants.secrets") && secret.contains("openai_key"), "{secret}");
     let provider = err("[[plugin]]\nid = \"a\"\nwasm = \"x.wasm\"\ngrants = { ai_provider = \"openai\" }");
     assert!(provider.contains("plugin[a].grants.ai_provider") && provider.contains("openai"), "{provider}");
     assert!(matches!(Config::load(&dir.path().join("absent.toml")), Err(ConfigError::Read { .. })));

@@ -118,9 +118,16 @@ impl Host for InstanceState {
             .map_err(|_| Error::InvalidInput(format!("bad method {:?}", request.method)))?;
         self.http_requests += 1;
 
-        let mut builder = self.host.http.request(method, url).body(request.body);
+        let mut headers = Vec::with_capacity(request.headers.len());
         for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+            let value =
+                super::secrets::fill(value, &url, &self.plugin.grants.secrets, |n| self.host.secret(n))
+                    .map_err(Error::Denied)?;
+            headers.push((name.as_str(), value));
+        }
+        let mut builder = self.host.http.request(method, url).body(request.body);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
         }
         let remaining = self.deadline.saturating_duration_since(tokio::time::Instant::now());
         let mut response =

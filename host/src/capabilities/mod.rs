@@ -11,6 +11,7 @@ pub mod emit;
 pub(crate) mod http;
 pub mod kv;
 pub mod log;
+pub mod secrets;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -128,6 +129,9 @@ pub struct Grants {
     /// The AI provider instance that serves this plugin's `ai` calls; the host's default when
     /// absent.
     pub ai_provider: Option<String>,
+    /// Secrets the host may fill into this plugin's outbound requests (`{{secret:NAME}}`), each
+    /// only towards the destinations it is bound to.
+    pub secrets: BTreeSet<String>,
     /// Let the plugin write to stdout and stderr (into the host's own streams). Off by default:
     /// use the `log` capability instead.
     pub stdio: bool,
@@ -154,6 +158,12 @@ impl Grants {
     pub fn allow_http(mut self, pattern: &str) -> Self {
         self.capabilities.insert(Capability::Http);
         self.http.allow.push(pattern.to_owned());
+        self
+    }
+
+    /// Lets the host fill secret `name` into this plugin's requests.
+    pub fn with_secret(mut self, name: &str) -> Self {
+        self.secrets.insert(name.to_owned());
         self
     }
 

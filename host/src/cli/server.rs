@@ -21,6 +21,9 @@ pub struct ConfigArgs {
 /// Validates the file, loads every plugin (compiling it), and stops.
 pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
     let resolved = Config::load(&args.config)?;
+    for (name, secret) in &resolved.secrets {
+        host.set_secret(name, secret.clone());
+    }
     for spec in resolved.specs {
         let info = host.load(spec).await?;
         let effective: Vec<&str> = info.effective.iter().map(|c| c.name()).collect();
@@ -33,6 +36,9 @@ pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
 /// Starts the server and runs until interrupted.
 pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
     let resolved = Config::load(&args.config)?;
+    for (name, secret) in &resolved.secrets {
+        host.set_secret(name, secret.clone());
+    }
     for spec in resolved.specs {
         host.load(spec).await?;
     }

@@ -158,6 +158,7 @@ impl HostBuilder {
                 kv: self.kv.unwrap_or_else(|| Arc::new(MemoryKv::default())),
                 http,
                 default_ai_provider: RwLock::new(self.default_ai_provider),
+                secrets: RwLock::new(HashMap::new()),
                 _ticker: ticker,
             }),
         })
@@ -208,12 +209,17 @@ pub(crate) struct HostInner {
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) http: reqwest::Client,
     default_ai_provider: RwLock<Option<String>>,
+    secrets: RwLock<HashMap<String, crate::capabilities::secrets::Secret>>,
     _ticker: EpochTicker,
 }
 
 impl HostInner {
     pub(crate) fn default_ai_provider(&self) -> Option<String> {
         self.default_ai_provider.read().ok().and_then(|p| p.clone())
+    }
+
+    pub(crate) fn secret(&self, name: &str) -> Option<crate::capabilities::secrets::Secret> {
+        self.secrets.read().ok().and_then(|s| s.get(name).cloned())
     }
 }
 
@@ -278,6 +284,13 @@ impl Host {
     /// The instance `id`, if loaded.
     pub fn plugin(&self, id: &str) -> Option<PluginInfo> {
         self.get(id).ok().map(|p| p.info())
+    }
+
+    /// Holds secret `name` for plugins granted it; replaces any secret of that name.
+    pub fn set_secret(&self, name: &str, secret: crate::capabilities::secrets::Secret) {
+        if let Ok(mut s) = self.inner.secrets.write() {
+            s.insert(name.to_owned(), secret);
+        }
     }
 
     /// Sets the AI provider instance that serves plugins whose grant names none.

@@ -5,7 +5,8 @@
 //!   `echo/seen` event and returns `echo/replied` with the original payload.
 //! - `on-webhook`: turns the body into one `echo/received` event and answers 200 with
 //!   `{"received": <bytes>}`.
-//! - `invoke`: `ping` returns `{}`; `fetch` GETs `input.url` through the host; `ask` runs a chat
+//! - `invoke`: `ping` returns `{}`; `fetch` GETs `input.url` through the host (with `input.headers`, which may hold
+//!   `{{secret:NAME}}` placeholders); `ask` runs a chat
 //!   completion through the configured AI provider; `kv-roundtrip` sets, reads and deletes a key;
 //!   `config` returns every config value; `calls` counts calls in the instance's own memory.
 
@@ -85,7 +86,13 @@ impl Connector for Echo {
             "fetch" => {
                 let url =
                     input["url"].as_str().ok_or_else(|| Error::InvalidInput("`url` is required".into()))?;
-                let reply = Request::get(url).send()?;
+                let mut request = Request::get(url);
+                if let Some(headers) = input["headers"].as_object() {
+                    for (name, value) in headers {
+                        request = request.header(name.as_str(), value.as_str().unwrap_or_default());
+                    }
+                }
+                let reply = request.send()?;
                 Ok(json!({ "status": reply.status, "body": String::from_utf8_lossy(&reply.body) }))
             }
             "ask" => {

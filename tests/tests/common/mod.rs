@@ -35,7 +35,16 @@ pub async fn http_server() -> SocketAddr {
             "/redirect",
             get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://example.com/")], "") }),
         )
-        .route("/big", get(|| async { vec![b'x'; 64 << 10] }));
+        .route("/big", get(|| async { vec![b'x'; 64 << 10] }))
+        // Says whether the caller sent the test secret, without echoing it.
+        .route(
+            "/auth",
+            get(|headers: axum::http::HeaderMap| async move {
+                let sent =
+                    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer s3cr3t-value");
+                if sent { "authorized" } else { "anonymous" }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
