@@ -152,6 +152,9 @@ impl Default for StoreConfig {
 }
 
 /// One plugin instance.
+///
+/// It repeats the fields of [`PluginSpec`] rather than flattening one into it: serde cannot
+/// refuse unknown keys through `#[serde(flatten)]`, and refusing them is the point.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceConfig {

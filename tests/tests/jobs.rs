@@ -40,6 +40,11 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<(http::HeaderMap, Vec<u8
     (url, rx)
 }
 
+/// GETs `url` with a bearer token and parses the JSON answer.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_in_the_background_and_call_back_signed() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,15 +102,7 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
     let id = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let mut status = Value::Null;
     for _ in 0..200 {
-        status = client
-            .get(format!("{base}/v1/jobs/{id}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        status = get_json(&client, &format!("{base}/v1/jobs/{id}"), TOKEN).await;
         if status["status"] != "pending" {
             break;
         }
@@ -136,15 +133,7 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
     assert_eq!(notice["id"], id.as_str());
     assert_eq!(notice["status"], "failed");
     assert!(notice["error"].as_str().unwrap().contains("gave up after 2 attempts"), "{notice}");
-    let status: Value = client
-        .get(format!("{base}/v1/jobs/{id}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&client, &format!("{base}/v1/jobs/{id}"), TOKEN).await;
     assert_eq!(status["status"], "failed");
     assert_eq!(
         client.get(format!("{base}/v1/jobs/missing")).bearer_auth(TOKEN).send().await.unwrap().status(),

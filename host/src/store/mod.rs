@@ -424,15 +424,7 @@ impl SqliteStore {
                 params![id],
                 |r| {
                     Ok(DeliveryDetail {
-                        delivery: DeliveryRecord {
-                            id: r.get(0)?,
-                            event_id: r.get(1)?,
-                            route: r.get(2)?,
-                            target: r.get(3)?,
-                            status: r.get(4)?,
-                            attempts: r.get::<_, i64>(5)? as u32,
-                            last_error: r.get(6)?,
-                        },
+                        delivery: delivery_from_row(r)?,
                         event_kind: r.get(7)?,
                         event_source: r.get(8)?,
                         payload: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(9)?).into_owned(),
@@ -490,17 +482,7 @@ impl SqliteStore {
             "SELECT id, event_id, route, target, status, attempts, last_error FROM delivery_queue \
              WHERE status = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![status, limit as i64], |r| {
-            Ok(DeliveryRecord {
-                id: r.get(0)?,
-                event_id: r.get(1)?,
-                route: r.get(2)?,
-                target: r.get(3)?,
-                status: r.get(4)?,
-                attempts: r.get::<_, i64>(5)? as u32,
-                last_error: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![status, limit as i64], delivery_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -543,6 +525,19 @@ impl Drop for SqliteStore {
             w.take();
         }
     }
+}
+
+/// Reads `id, event_id, route, target, status, attempts, last_error` from the first columns.
+fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        route: r.get(2)?,
+        target: r.get(3)?,
+        status: r.get(4)?,
+        attempts: r.get::<_, i64>(5)? as u32,
+        last_error: r.get(6)?,
+    })
 }
 
 fn event_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Event> {
