@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::egress::ai::AiSettings;
+use crate::egress::oauth::{ClientAuth, OAuthClient};
 use crate::ingress::guard::{Bucket, Cidr, RateLimit};
 use crate::ingress::server::Endpoint;
 use crate::ingress::verify::{Scheme, Verifier};
@@ -63,6 +65,15 @@ pub struct Config {
     /// Secrets the host fills into outbound requests, by name.
     #[serde(default, rename = "secret")]
     pub secrets: BTreeMap<String, SecretConfig>,
+    /// OAuth2 clients the host runs for plugins, by name (`{{oauth:NAME}}`).
+    #[serde(default, rename = "oauth")]
+    pub oauth: BTreeMap<String, OAuthConfig>,
+    /// How AI answers are cached.
+    #[serde(default)]
+    pub ai: AiSettings,
+    /// The outbound call log.
+    #[serde(default)]
+    pub calls: CallsConfig,
     /// The async jobs API.
     #[serde(default)]
     pub jobs: Option<JobsConfig>,
@@ -114,6 +125,43 @@ pub struct SecretConfig {
     pub value: String,
     /// Destinations (`scheme://host[:port]`) the secret may be sent to.
     pub hosts: Vec<String>,
+}
+
+/// One OAuth2 client (client credentials, or a refresh token when given).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// A reference to the client secret (`env:NAME` or `file:PATH`).
+    pub client_secret: String,
+    /// A reference to a refresh token; the refresh-token grant is used when set.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Scopes to ask for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// How the client authenticates to the token endpoint: `basic` (default) or `post`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Destinations (`scheme://host[:port]`) the tokens may be sent to.
+    pub hosts: Vec<String>,
+}
+
+/// The outbound call log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// How many of the newest records are kept.
+    pub retain: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig { retain: 100_000 }
+    }
 }
 
 /// The admin API (`/v1/dlq...`).
@@ -220,7 +268,9 @@ pub struct Resolved {
     /// The admin API's token, when it is on.
     pub admin_token: Option<Vec<u8>>,
     /// The secrets, resolved.
-    pub secrets: BTreeMap<String, crate::capabilities::secrets::Secret>,
+    pub secrets: BTreeMap<String, crate::egress::secrets::Secret>,
+    /// The OAuth2 clients, resolved.
+    pub oauth: BTreeMap<String, OAuthClient>,
 }
 
 fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -394,15 +444,46 @@ impl Config {
                 reason: "not UTF-8".into(),
             })?;
             let hosts: Vec<&str> = sc.hosts.iter().map(String::as_str).collect();
-            let secret = crate::capabilities::secrets::Secret::new(value, &hosts)
+            let secret = crate::egress::secrets::Secret::new(value, &hosts)
                 .map_err(|reason| ConfigError::Invalid { key: format!("{key}.hosts"), reason })?;
             secrets.insert(name.clone(), secret);
+        }
+        let mut oauth = BTreeMap::new();
+        for (name, oc) in &self.oauth {
+            let key = format!("oauth[{name}]");
+            let text = |field: &str, reference: &str| -> Result<String, ConfigError> {
+                let raw = resolve_secret(&format!("{key}.{field}"), reference, base)?;
+                String::from_utf8(raw).map_err(|_| ConfigError::Invalid {
+                    key: format!("{key}.{field}"),
+                    reason: "not UTF-8".into(),
+                })
+            };
+            let hosts: Vec<&str> = oc.hosts.iter().map(String::as_str).collect();
+            let mut client = OAuthClient::new(
+                &oc.token_url,
+                &oc.client_id,
+                text("client_secret", &oc.client_secret)?,
+                &hosts,
+            )
+            .map_err(|reason| ConfigError::Invalid { key: key.clone(), reason })?
+            .with_scopes(oc.scopes.clone())
+            .with_client_auth(oc.client_auth);
+            if let Some(reference) = &oc.refresh_token {
+                client = client.with_refresh_token(text("refresh_token", reference)?);
+            }
+            oauth.insert(name.clone(), client);
         }
         for p in &self.plugins {
             if let Some(missing) = p.grants.secrets.iter().find(|s| !self.secrets.contains_key(*s)) {
                 return Err(ConfigError::Invalid {
                     key: format!("plugin[{}].grants.secrets", p.id),
                     reason: format!("no [secret.{missing}] is configured"),
+                });
+            }
+            if let Some(missing) = p.grants.oauth.iter().find(|s| !self.oauth.contains_key(*s)) {
+                return Err(ConfigError::Invalid {
+                    key: format!("plugin[{}].grants.oauth", p.id),
+                    reason: format!("no [oauth.{missing}] is configured"),
                 });
             }
         }
@@ -420,6 +501,7 @@ impl Config {
             callback_key,
             admin_token,
             secrets,
+            oauth,
         })
     }
 }

@@ -133,5 +133,6 @@ pub fn describe(e: &WitError) -> String {
         WitError::Timeout(m) => format!("timeout: {m}"),
         WitError::Upstream(u) => format!("upstream answered {}: {}", u.status, u.message),
         WitError::Internal(m) => format!("internal: {m}"),
+        WitError::QuotaExceeded(m) => format!("quota exceeded: {m}"),
     }
 }

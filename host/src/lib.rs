@@ -8,6 +8,11 @@
 //! - [`runtime`]: loading components and running invocations within their limits.
 //! - [`capabilities`]: one module per host interface a plugin may import, each checking the
 //!   instance's grant first.
+//! - [`egress`]: outbound HTTP on plugins' behalf (allow-lists, address policy, secrets, OAuth2,
+//!   rate limits, retries, the call log) and AI routing (cache, token budgets).
+//! - [`ingress`]: where webhooks enter: verification, deduplication, the HTTP server.
+//! - [`store`]: where events, deliveries, key-value data and the call log are stored.
+//! - [`pipeline`]: routes, the dispatcher with retries and dead letters, schedules.
 //! - [`limits`]: the per-instance resource limits.
 //!
 //! Embedding the host in another program:
@@ -36,9 +41,11 @@
 mod bindings;
 pub mod capabilities;
 pub mod config;
+pub mod egress;
 mod error;
 pub mod ingress;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod runtime;
 pub mod store;

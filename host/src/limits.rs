@@ -43,6 +43,25 @@ pub struct Limits {
     pub max_http_requests: u32,
     /// The largest outbound HTTP response body, in bytes.
     pub max_http_response_bytes: u32,
+    /// The largest outbound HTTP request body, in bytes.
+    pub max_http_request_bytes: u32,
+    /// How many outbound requests the instance may have in flight at once, across its
+    /// invocations; more wait, within their deadline.
+    pub max_http_concurrency: u32,
+    /// How long connecting to a destination may take, in milliseconds.
+    pub http_connect_timeout_ms: u64,
+    /// How long one outbound attempt may take in total, in milliseconds (never past the
+    /// invocation's deadline).
+    pub http_timeout_ms: u64,
+    /// The most attempts the host makes for one request, retries included.
+    pub http_max_attempts: u32,
+    /// The most redirects the host follows for one request (each hop checked against the
+    /// grant); 0 hands every 3xx to the plugin.
+    pub http_max_redirects: u32,
+    /// The most keys the instance may keep in its key-value namespace.
+    pub kv_max_keys: u64,
+    /// The most bytes (keys and values) the instance may keep in its key-value namespace.
+    pub kv_max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -61,6 +80,14 @@ impl Default for Limits {
             max_log_lines: 1_000,
             max_http_requests: 32,
             max_http_response_bytes: 8 << 20,
+            max_http_request_bytes: 8 << 20,
+            max_http_concurrency: 16,
+            http_connect_timeout_ms: 5_000,
+            http_timeout_ms: 30_000,
+            http_max_attempts: 3,
+            http_max_redirects: 5,
+            kv_max_keys: 100_000,
+            kv_max_bytes: 64 << 20,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Outbound HTTP through the host.
 //!
-//! The host checks every request against the instance's grant and fills `{{secret:NAME}}`
-//! placeholders in header values on the way out, so a secret never enters the plugin.
+//! The host checks every request against the instance's grant and fills `{{secret:NAME}}`,
+//! `{{basic:NAME}}` and `{{oauth:NAME}}` placeholders in header values on the way out, so a
+//! secret never enters the plugin.
 //!
 //! ```no_run
 //! use plugboard_sdk::http::Request;
@@ -46,6 +47,7 @@ impl Request {
                 url: url.into(),
                 headers: Vec::new(),
                 body: Vec::new(),
+                retry: false,
             },
         }
     }
@@ -69,6 +71,26 @@ impl Request {
     /// Adds `Authorization: Bearer <token>`; `token` is usually a `{{secret:NAME}}` placeholder.
     pub fn bearer(self, token: &str) -> Self {
         self.header("authorization", format!("Bearer {token}"))
+    }
+
+    /// Adds `Authorization: Bearer <token>` with an OAuth2 access token that the host obtains,
+    /// caches and refreshes for the client the operator configured as `name`.
+    pub fn oauth(self, name: &str) -> Self {
+        self.header("authorization", format!("Bearer {{{{oauth:{name}}}}}"))
+    }
+
+    /// Adds `Authorization: Basic ...` from the secret `name`, which holds `user:password`.
+    pub fn basic_auth(self, secret: &str) -> Self {
+        self.header("authorization", format!("{{{{basic:{secret}}}}}"))
+    }
+
+    /// Lets the host retry this request on `429` and `5xx` answers, honouring `Retry-After`, and
+    /// on connection failures. Only for requests that are safe to repeat (an idempotency key, a
+    /// read). When the retries cannot fit, a `429` comes back as [`Error::RateLimited`] so the
+    /// pipeline reschedules the event.
+    pub fn retry(mut self) -> Self {
+        self.inner.retry = true;
+        self
     }
 
     /// Sets a raw body.

@@ -147,7 +147,8 @@ impl WebhookRequest {
 }
 
 impl Error {
-    /// Whether the host should retry the operation that failed with this error.
+    /// Whether the host should retry the operation that failed with this error
+    /// (`quota-exceeded`, `denied`, `invalid-input` and `unauthorized` never succeed on retry).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::RateLimited(_) | Error::Timeout(_) | Error::Upstream(_))
     }

@@ -103,14 +103,24 @@ async fn echo_http_goes_only_where_granted() {
     let addr = common::http_server().await;
     let host = host();
     let origin = format!("http://127.0.0.1:{}", addr.port());
-    load(&host, "echo", ECHO, Grants::none().allow_http(&origin), Limits::default()).await;
+    load(
+        &host,
+        "echo",
+        ECHO,
+        Grants::none().allow_http(&origin).allow_internal("127.0.0.1"),
+        Limits::default(),
+    )
+    .await;
 
     let ok = host.invoke("echo", "fetch", &json!({"url": format!("{origin}/hello")})).await.unwrap();
     assert_eq!(ok.output, json!({"status": 200, "body": "hi"}));
 
-    // Redirects are not followed: the plugin sees the 3xx, and a new request would be checked.
-    let redirect = host.invoke("echo", "fetch", &json!({"url": format!("{origin}/redirect")})).await.unwrap();
-    assert_eq!(redirect.output["status"], 302);
+    // A redirect is followed only where the grant allows: this one leaves the allow-list.
+    let err = host.invoke("echo", "fetch", &json!({"url": format!("{origin}/redirect")})).await.unwrap_err();
+    assert!(
+        matches!(&err, InvokeError::Plugin(WitError::Denied(m)) if m.contains("redirect") && m.contains("allow-list")),
+        "{err}"
+    );
 
     for url in [
         "http://169.254.169.254/latest/meta-data/".to_string(),
@@ -127,7 +137,8 @@ async fn echo_http_goes_only_where_granted() {
 
     // A response larger than the limit is refused, not buffered.
     let small = Limits { max_http_response_bytes: 1024, ..Limits::default() };
-    load(&host, "echo-small", ECHO, Grants::none().allow_http(&origin), small).await;
+    load(&host, "echo-small", ECHO, Grants::none().allow_http(&origin).allow_internal("127.0.0.1"), small)
+        .await;
     let err = host.invoke("echo-small", "fetch", &json!({"url": format!("{origin}/big")})).await.unwrap_err();
     assert!(
         matches!(&err, InvokeError::Plugin(WitError::Upstream(u)) if u.message.contains("limit")),
@@ -275,8 +286,10 @@ async fn snoop() {
     load(&host, "canned", CANNED_AI, Grants::none(), Limits::default()).await;
     host.set_default_ai_provider(Some("canned"));
     // Granted nothing; then granted everything but requesting nothing: both must be denied.
-    let everything =
-        Grants::all().allow_http(&format!("http://127.0.0.1:{}", addr.port())).with_ai_provider("canned");
+    let everything = Grants::all()
+        .allow_http(&format!("http://127.0.0.1:{}", addr.port()))
+        .allow_internal("127.0.0.1")
+        .with_ai_provider("canned");
     for (id, grants) in [("snoop", Grants::none()), ("snoop-granted", everything)] {
         let info = load(&host, id, SNOOP, grants, Limits::default()).await;
         assert!(info.effective.is_empty(), "requested nothing, so nothing is effective");
@@ -344,10 +357,14 @@ async fn echo_secrets_are_filled_in_only_where_bound() {
     let other = format!("http://localhost:{}", addr.port());
     host.set_secret(
         "api",
-        plugboard::capabilities::secrets::Secret::new("s3cr3t-value", &[bound.as_str()]).unwrap(),
+        plugboard::egress::secrets::Secret::new("s3cr3t-value", &[bound.as_str()]).unwrap(),
     );
-    let grants =
-        Grants::none().allow_http(&bound).allow_http(&other).with_secret("api").with(Capability::Log);
+    let grants = Grants::none()
+        .allow_http(&bound)
+        .allow_http(&other)
+        .allow_internal("127.0.0.1")
+        .with_secret("api")
+        .with(Capability::Log);
     load(&host, "echo", ECHO, grants.clone(), Limits::default()).await;
     let fetch = |url: String| json!({ "url": url, "headers": { "authorization": "Bearer {{secret:api}}" } });
 

@@ -51,7 +51,7 @@ async fn bad_specs_are_refused_with_the_reason() {
         (PluginSpec::new("fuel", ECHO).with_limits(Limits::default().with_fuel(10)), "fuel metering"),
         (
             PluginSpec::new("pattern", ECHO).with_grants(Grants {
-                http: HttpGrant { allow: vec!["ftp://x.io".into()], methods: vec![] },
+                http: HttpGrant { allow: vec!["ftp://x.io".into()], ..HttpGrant::default() },
                 ..Grants::none()
             }),
             "ftp://x.io",

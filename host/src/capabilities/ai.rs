@@ -1,9 +1,12 @@
 //! The `ai` capability: a chat completion routed to the AI provider instance the operator chose
 //! for this plugin (or the host's default), which runs in its own sandbox with its own grants.
+//! The host answers from its response cache when it can and refuses calls past the plugin's
+//! daily token budget ([`crate::egress::ai`]).
 
 use crate::bindings::ai::Host;
 use crate::bindings::types::{ChatRequest, ChatResponse, Error};
 use crate::capabilities::Capability;
+use crate::capabilities::emit::now_ms;
 use crate::runtime::{InstanceState, PluginKind};
 
 impl Host for InstanceState {
@@ -17,12 +20,26 @@ impl Host for InstanceState {
             self.plugin.grants.ai_provider.clone().or_else(|| self.host.default_ai_provider()).ok_or_else(
                 || Error::Denied(format!("no AI provider is configured for `{}`", self.plugin.id)),
             )?;
+        let router = &self.host.ai;
+        let plugin = self.plugin.id.as_str();
+        let key = router.cache_key(&provider, &request);
+        if let Some(key) = &key
+            && let Some(answer) = router.cached(plugin, &provider, key)
+        {
+            return Ok(answer);
+        }
+        router.check_budget(self.host.kv.as_ref(), plugin, self.plugin.grants.ai_daily_tokens, now_ms())?;
         let remaining = self.deadline.saturating_duration_since(tokio::time::Instant::now());
         let host = crate::Host::from_inner(self.host.clone());
-        match tokio::time::timeout(remaining, host.complete(&provider, request)).await {
-            Ok(Ok(invocation)) => Ok(invocation.output),
-            Ok(Err(e)) => Err(e.into_wit_error()),
-            Err(_) => Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time"))),
+        let answer = match tokio::time::timeout(remaining, host.complete(&provider, request)).await {
+            Ok(Ok(invocation)) => invocation.output,
+            Ok(Err(e)) => return Err(e.into_wit_error()),
+            Err(_) => return Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time"))),
+        };
+        router.charge(self.host.kv.as_ref(), plugin, &provider, &answer, now_ms());
+        if let Some(key) = key {
+            router.store(key, &answer);
         }
+        Ok(answer)
     }
 }

@@ -27,21 +27,77 @@ pub enum KvError {
     /// Adding the delta would overflow the counter.
     #[error("counter `{0}` would overflow")]
     Overflow(String),
+    /// The write would take the namespace past its quota.
+    #[error("key-value quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// The backing store failed.
     #[error("key-value store failed: {0}")]
     Backend(String),
 }
 
-/// Where instances' keys live. Implementations must keep namespaces apart.
+/// How much one namespace may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    /// The most keys.
+    pub max_keys: u64,
+    /// The most bytes, keys and values together.
+    pub max_bytes: u64,
+}
+
+impl KvQuota {
+    /// No practical limit.
+    pub const UNLIMITED: KvQuota = KvQuota { max_keys: u64::MAX, max_bytes: u64::MAX };
+
+    /// Checks a namespace's usage after a write; expired entries the store could not yet
+    /// purge count too.
+    pub fn check(&self, keys: u64, bytes: u64) -> Result<(), KvError> {
+        if keys > self.max_keys {
+            return Err(KvError::QuotaExceeded(format!(
+                "the namespace may hold at most {} keys",
+                self.max_keys
+            )));
+        }
+        if bytes > self.max_bytes {
+            return Err(KvError::QuotaExceeded(format!(
+                "the namespace may hold at most {} bytes",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where instances' keys live. Implementations must keep namespaces apart and enforce the
+/// quota they are given on every write.
 pub trait KvStore: Send + Sync + 'static {
     /// The value under `key`, unless absent or expired.
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     /// Stores `value`, expiring after `ttl` when given.
-    fn set(&self, namespace: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), KvError>;
+    fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> Result<(), KvError>;
     /// Removes `key`; answers whether it existed (and had not expired).
     fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError>;
     /// Adds `delta` to the counter under `key` and returns the new value; absent counts as 0.
-    fn increment(&self, namespace: &str, key: &str, delta: i64) -> Result<i64, KvError>;
+    /// A live counter keeps its expiry.
+    fn increment(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError>;
+}
+
+/// The new value of a counter holding `current` (absent: 0) after adding `delta`.
+pub fn add_to_counter(key: &str, current: Option<&[u8]>, delta: i64) -> Result<i64, KvError> {
+    let current: i64 = match current {
+        None => 0,
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| KvError::NotACounter(key.to_owned()))?,
+    };
+    current.checked_add(delta).ok_or_else(|| KvError::Overflow(key.to_owned()))
 }
 
 struct Entry {
@@ -55,54 +111,92 @@ impl Entry {
     }
 }
 
+#[derive(Default)]
+struct Namespace {
+    entries: HashMap<String, Entry>,
+    bytes: u64,
+}
+
+fn size(key: &str, value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
+impl Namespace {
+    fn live(&self, key: &str, now: Instant) -> Option<&Entry> {
+        self.entries.get(key).filter(|e| e.live(now))
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.bytes -= size(key, &entry.value);
+        Some(entry)
+    }
+
+    /// Inserts within `quota`, purging expired entries first when that makes room.
+    fn put(&mut self, key: &str, entry: Entry, quota: KvQuota, now: Instant) -> Result<(), KvError> {
+        let fits = |ns: &Namespace| {
+            let old = ns.entries.get(key).map(|e| size(key, &e.value));
+            let keys = ns.entries.len() as u64 + u64::from(old.is_none());
+            quota.check(keys, ns.bytes - old.unwrap_or(0) + size(key, &entry.value))
+        };
+        if fits(self).is_err() {
+            let expired: Vec<String> =
+                self.entries.iter().filter(|(_, e)| !e.live(now)).map(|(k, _)| k.clone()).collect();
+            for k in expired {
+                self.remove(&k);
+            }
+        }
+        fits(self)?;
+        self.remove(key);
+        self.bytes += size(key, &entry.value);
+        self.entries.insert(key.to_owned(), entry);
+        Ok(())
+    }
+}
+
 /// An in-memory [`KvStore`]: fast, and gone when the process ends.
 #[derive(Default)]
 pub struct MemoryKv {
-    entries: Mutex<HashMap<(String, String), Entry>>,
+    namespaces: Mutex<HashMap<String, Namespace>>,
 }
 
 impl MemoryKv {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<(String, String), Entry>) -> R) -> Result<R, KvError> {
-        let mut map = self.entries.lock().map_err(|_| KvError::Backend("lock poisoned".into()))?;
-        Ok(f(&mut map))
+    fn with<R>(&self, namespace: &str, f: impl FnOnce(&mut Namespace) -> R) -> Result<R, KvError> {
+        let mut map = self.namespaces.lock().map_err(|_| KvError::Backend("lock poisoned".into()))?;
+        Ok(f(map.entry(namespace.to_owned()).or_default()))
     }
 }
 
 impl KvStore for MemoryKv {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let now = Instant::now();
-        self.with(|m| {
-            m.get(&(namespace.to_owned(), key.to_owned())).filter(|e| e.live(now)).map(|e| e.value.clone())
-        })
+        self.with(namespace, |ns| ns.live(key, now).map(|e| e.value.clone()))
     }
 
-    fn set(&self, namespace: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), KvError> {
-        let expires = ttl.map(|d| Instant::now() + d);
-        self.with(|m| {
-            m.insert((namespace.to_owned(), key.to_owned()), Entry { value, expires });
-        })
+    fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> Result<(), KvError> {
+        let now = Instant::now();
+        self.with(namespace, |ns| ns.put(key, Entry { value, expires: ttl.map(|d| now + d) }, quota, now))?
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
         let now = Instant::now();
-        self.with(|m| m.remove(&(namespace.to_owned(), key.to_owned())).is_some_and(|e| e.live(now)))
+        self.with(namespace, |ns| ns.remove(key).is_some_and(|e| e.live(now)))
     }
 
-    fn increment(&self, namespace: &str, key: &str, delta: i64) -> Result<i64, KvError> {
+    fn increment(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError> {
         let now = Instant::now();
-        self.with(|m| {
-            let entry = m
-                .entry((namespace.to_owned(), key.to_owned()))
-                .or_insert(Entry { value: b"0".to_vec(), expires: None });
-            if !entry.live(now) {
-                *entry = Entry { value: b"0".to_vec(), expires: None };
-            }
-            let current: i64 = std::str::from_utf8(&entry.value)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| KvError::NotACounter(key.to_owned()))?;
-            let next = current.checked_add(delta).ok_or_else(|| KvError::Overflow(key.to_owned()))?;
-            entry.value = next.to_string().into_bytes();
+        self.with(namespace, |ns| {
+            let live = ns.live(key, now);
+            let next = add_to_counter(key, live.map(|e| e.value.as_slice()), delta)?;
+            let expires = live.and_then(|e| e.expires);
+            ns.put(key, Entry { value: next.to_string().into_bytes(), expires }, quota, now)?;
             Ok(next)
         })?
     }
@@ -119,6 +213,7 @@ impl From<KvError> for Error {
     fn from(e: KvError) -> Self {
         match e {
             KvError::NotACounter(_) | KvError::Overflow(_) => Error::InvalidInput(e.to_string()),
+            KvError::QuotaExceeded(_) => Error::QuotaExceeded(e.to_string()),
             KvError::Backend(_) => Error::Internal(e.to_string()),
         }
     }
@@ -137,7 +232,13 @@ impl Host for InstanceState {
         if value.len() > MAX_VALUE_BYTES {
             return Err(Error::InvalidInput(format!("a value may be at most {MAX_VALUE_BYTES} bytes")));
         }
-        Ok(self.host.kv.set(&self.plugin.id, &key, value, ttl_ms.map(Duration::from_millis))?)
+        Ok(self.host.kv.set(
+            &self.plugin.id,
+            &key,
+            value,
+            ttl_ms.map(Duration::from_millis),
+            self.kv_quota(),
+        )?)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
@@ -149,7 +250,13 @@ impl Host for InstanceState {
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, Error> {
         self.require(Capability::Kv)?;
         check_key(&key)?;
-        Ok(self.host.kv.increment(&self.plugin.id, &key, delta)?)
+        Ok(self.host.kv.increment(&self.plugin.id, &key, delta, self.kv_quota())?)
+    }
+}
+
+impl InstanceState {
+    fn kv_quota(&self) -> KvQuota {
+        KvQuota { max_keys: self.plugin.limits.kv_max_keys, max_bytes: self.plugin.limits.kv_max_bytes }
     }
 }
 
@@ -157,12 +264,14 @@ impl Host for InstanceState {
 mod tests {
     use super::*;
 
+    const U: KvQuota = KvQuota::UNLIMITED;
+
     #[test]
     fn namespaces_are_apart_and_ttls_expire() {
         let kv = MemoryKv::default();
-        kv.set("a", "k", b"1".to_vec(), None).unwrap();
+        kv.set("a", "k", b"1".to_vec(), None, U).unwrap();
         assert_eq!(kv.get("b", "k").unwrap(), None);
-        kv.set("a", "short", b"x".to_vec(), Some(Duration::from_millis(1))).unwrap();
+        kv.set("a", "short", b"x".to_vec(), Some(Duration::from_millis(1)), U).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(kv.get("a", "short").unwrap(), None);
         assert!(!kv.delete("a", "short").unwrap());
@@ -172,11 +281,31 @@ mod tests {
     #[test]
     fn counters_refuse_non_numbers_and_overflow() {
         let kv = MemoryKv::default();
-        assert_eq!(kv.increment("a", "n", 5).unwrap(), 5);
-        assert_eq!(kv.increment("a", "n", -7).unwrap(), -2);
-        kv.set("a", "s", b"text".to_vec(), None).unwrap();
-        assert_eq!(kv.increment("a", "s", 1), Err(KvError::NotACounter("s".into())));
-        kv.set("a", "max", i64::MAX.to_string().into_bytes(), None).unwrap();
-        assert_eq!(kv.increment("a", "max", 1), Err(KvError::Overflow("max".into())));
+        assert_eq!(kv.increment("a", "n", 5, U).unwrap(), 5);
+        assert_eq!(kv.increment("a", "n", -7, U).unwrap(), -2);
+        kv.set("a", "s", b"text".to_vec(), None, U).unwrap();
+        assert_eq!(kv.increment("a", "s", 1, U), Err(KvError::NotACounter("s".into())));
+        kv.set("a", "max", i64::MAX.to_string().into_bytes(), None, U).unwrap();
+        assert_eq!(kv.increment("a", "max", 1, U), Err(KvError::Overflow("max".into())));
+    }
+
+    #[test]
+    fn quotas_count_keys_and_bytes_and_make_room_from_expired_entries() {
+        let kv = MemoryKv::default();
+        let quota = KvQuota { max_keys: 2, max_bytes: 10 };
+        kv.set("a", "k1", b"12".to_vec(), None, quota).unwrap();
+        kv.set("a", "k2", b"12".to_vec(), Some(Duration::from_millis(1)), quota).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        // k2 expired: its room is reclaimed.
+        kv.set("a", "k3", b"12".to_vec(), None, quota).unwrap();
+        assert!(matches!(kv.set("a", "k4", b"1".to_vec(), None, quota), Err(KvError::QuotaExceeded(_))));
+        assert!(matches!(
+            kv.set("a", "k1", b"1234567".to_vec(), None, quota),
+            Err(KvError::QuotaExceeded(_))
+        ));
+        // Overwriting in place within the quota, and other namespaces, are fine.
+        kv.set("a", "k1", b"1234".to_vec(), None, quota).unwrap();
+        kv.set("b", "k4", b"1".to_vec(), None, quota).unwrap();
+        assert_eq!(kv.get("a", "k1").unwrap(), Some(b"1234".to_vec()));
     }
 }

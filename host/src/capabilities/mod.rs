@@ -11,7 +11,6 @@ pub mod emit;
 pub(crate) mod http;
 pub mod kv;
 pub mod log;
-pub mod secrets;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -21,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::bindings::types::{Capability as WitCapability, Error as WitError};
 use crate::runtime::InstanceState;
 
-pub use http::HttpGrant;
+pub use crate::egress::policy::HttpGrant;
 
 /// A host capability, as operators name it in grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,7 +118,7 @@ impl From<WitCapability> for Capability {
 /// }"#).unwrap();
 /// assert!(grants.capabilities.contains(&plugboard::Capability::Http));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Grants {
     /// The capabilities granted.
@@ -132,6 +131,12 @@ pub struct Grants {
     /// Secrets the host may fill into this plugin's outbound requests (`{{secret:NAME}}`), each
     /// only towards the destinations it is bound to.
     pub secrets: BTreeSet<String>,
+    /// OAuth2 clients whose access tokens the host fills into this plugin's requests
+    /// (`{{oauth:NAME}}`), each only towards the destinations it is bound to.
+    pub oauth: BTreeSet<String>,
+    /// The most AI tokens (prompt and completion) this plugin may use per UTC day; further
+    /// `ai` calls fail with `quota-exceeded`. No budget when absent.
+    pub ai_daily_tokens: Option<u64>,
     /// Let the plugin write to stdout and stderr (into the host's own streams). Off by default:
     /// use the `log` capability instead.
     pub stdio: bool,
@@ -164,6 +169,18 @@ impl Grants {
     /// Lets the host fill secret `name` into this plugin's requests.
     pub fn with_secret(mut self, name: &str) -> Self {
         self.secrets.insert(name.to_owned());
+        self
+    }
+
+    /// Lets the host fill tokens of OAuth2 client `name` into this plugin's requests.
+    pub fn with_oauth(mut self, name: &str) -> Self {
+        self.oauth.insert(name.to_owned());
+        self
+    }
+
+    /// Allows requests to these internal addresses or CIDR blocks (loopback, private, ...).
+    pub fn allow_internal(mut self, block: &str) -> Self {
+        self.http.allow_internal.push(block.to_owned());
         self
     }
 

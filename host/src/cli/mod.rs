@@ -33,6 +33,8 @@ enum Command {
     /// Dead letters: list and replay.
     #[command(subcommand)]
     Dlq(server::DlqCommand),
+    /// The outbound call log: what plugins called, and how it went.
+    Calls(server::CallsArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,12 +42,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(dir) = &cli.cache_dir {
         builder = builder.compile_cache_dir(dir);
     }
-    let host = builder.build()?;
     match cli.command {
-        Command::Plugin(cmd) => plugin::run(&host, cmd).await,
-        Command::Demo(args) => demo::run(&host, args).await,
-        Command::Up(args) => server::up(&host, args).await,
-        Command::Check(args) => server::check(&host, args).await,
+        Command::Plugin(cmd) => plugin::run(&builder.build()?, cmd).await,
+        Command::Demo(args) => demo::run(&builder.build()?, args).await,
+        Command::Up(args) => server::up(builder, args).await,
+        Command::Check(args) => server::check(&builder.build()?, args).await,
         Command::Dlq(cmd) => server::dlq(cmd).await,
+        Command::Calls(args) => server::calls(args).await,
     }
 }

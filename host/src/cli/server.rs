@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use plugboard::Host;
-use plugboard::config::Config;
+use plugboard::config::{Config, Resolved};
+use plugboard::egress::calls::{CallFilter, CallLog};
 use plugboard::ingress::server::{Ingress, serve};
 use plugboard::pipeline::{Callbacks, Dispatcher, Routes, Scheduler};
-use plugboard::store::SqliteStore;
+use plugboard::store::{SqliteCallLog, SqliteKv, SqliteStore};
+use plugboard::{Host, HostBuilder};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -18,13 +19,22 @@ pub struct ConfigArgs {
     config: PathBuf,
 }
 
-/// Validates the file, loads every plugin (compiling it), and stops.
-pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
-    let resolved = Config::load(&args.config)?;
+/// Hands the configuration's secrets, OAuth2 clients and AI settings to the host.
+fn configure(host: &Host, resolved: &Resolved) {
     for (name, secret) in &resolved.secrets {
         host.set_secret(name, secret.clone());
     }
-    for spec in resolved.specs {
+    for (name, client) in &resolved.oauth {
+        host.set_oauth_client(name, client.clone());
+    }
+    host.set_ai_settings(resolved.config.ai.clone());
+}
+
+/// Validates the file, loads every plugin (compiling it), and stops.
+pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
+    let resolved = Config::load(&args.config)?;
+    configure(host, &resolved);
+    for spec in resolved.specs.clone() {
         let info = host.load(spec).await?;
         let effective: Vec<&str> = info.effective.iter().map(|c| c.name()).collect();
         println!("{}: {} {} ok, may use: {}", info.id, info.name, info.version, effective.join(", "));
@@ -33,13 +43,17 @@ pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the server and runs until interrupted.
-pub async fn up(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
+/// Starts the server and runs until interrupted. Plugins' key-value data and the outbound call
+/// log live in the same database file as the events.
+pub async fn up(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
     let resolved = Config::load(&args.config)?;
-    for (name, secret) in &resolved.secrets {
-        host.set_secret(name, secret.clone());
-    }
-    for spec in resolved.specs {
+    let path = &resolved.store_path;
+    let kv = SqliteKv::open(path).with_context(|| format!("opening key-value data in {}", path.display()))?;
+    let calls = SqliteCallLog::open(path, resolved.config.calls.retain)
+        .with_context(|| format!("opening the call log in {}", path.display()))?;
+    let host = &builder.kv_store(Arc::new(kv)).call_log(Arc::new(calls)).build()?;
+    configure(host, &resolved);
+    for spec in resolved.specs.clone() {
         host.load(spec).await?;
     }
     let store = Arc::new(
@@ -150,6 +164,71 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             let n = open_store(&config)?.replay(if all { None } else { id }).await?;
             println!("replayed {n} dead letter(s)");
         }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct CallsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only this instance's calls.
+    #[arg(long)]
+    instance: Option<String>,
+    /// Only calls to this host name.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only answers with this status.
+    #[arg(long)]
+    status: Option<u16>,
+    /// Only this outcome: ok, denied, rate-limited, timeout or failed.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `plugboard calls`: the outbound call log of the store a server uses.
+pub async fn calls(args: CallsArgs) -> anyhow::Result<()> {
+    let config = Config::parse(&args.config.config)?;
+    let path = Config::base(&args.config.config).join(&config.store.path);
+    let log = SqliteCallLog::open(&path, config.calls.retain)
+        .with_context(|| format!("opening the call log in {}", path.display()))?;
+    let filter = CallFilter {
+        instance: args.instance,
+        host: args.host,
+        status: args.status,
+        outcome: args.outcome,
+        limit: Some(args.limit),
+    };
+    let calls = log.query(&filter);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&calls)?);
+        return Ok(());
+    }
+    if calls.is_empty() {
+        println!("no outbound calls recorded");
+    }
+    for c in calls {
+        let when = chrono::DateTime::from_timestamp_millis(c.at_ms as i64)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+            .unwrap_or_default();
+        let status = c.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{when}  {:<16} {:<6} {}{}  {status} {:<12} {:>8.1} ms  attempt {}{}",
+            c.instance,
+            c.method,
+            c.destination,
+            c.path,
+            c.outcome,
+            c.latency_us as f64 / 1000.0,
+            c.attempt,
+            c.error.map(|e| format!("  ({e})")).unwrap_or_default()
+        );
     }
     Ok(())
 }

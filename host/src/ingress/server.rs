@@ -123,6 +123,9 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         .route("/v1/dlq/{id}/replay", post(dlq_replay_one))
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(job_status))
+        .route("/v1/calls", get(calls_list))
+        .route("/v1/ai/usage", get(ai_usage))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ingress)
@@ -433,4 +436,41 @@ async fn dlq_replay_all(
 ) -> Result<Response, ApiError> {
     authorize_admin(&ingress, &headers)?;
     replay(&ingress, None).await
+}
+
+/// `GET /v1/calls?instance=&host=&status=&outcome=&limit=`: the outbound call log, newest first.
+async fn calls_list(
+    State(ingress): State<Arc<Ingress>>,
+    headers: HeaderMap,
+    axum::extract::Query(filter): axum::extract::Query<crate::egress::calls::CallFilter>,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let host = ingress.host.clone();
+    let calls = tokio::task::spawn_blocking(move || host.calls().query(&filter))
+        .await
+        .map_err(|_| ApiError::Store)?;
+    Ok(axum::Json(calls).into_response())
+}
+
+/// `GET /v1/ai/usage`: AI tokens used since start, by plugin and provider.
+async fn ai_usage(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let usage: Vec<serde_json::Value> = ingress
+        .host
+        .ai_usage()
+        .into_iter()
+        .map(
+            |(plugin, provider, u)| serde_json::json!({ "plugin": plugin, "provider": provider, "usage": u }),
+        )
+        .collect();
+    Ok(axum::Json(usage).into_response())
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(ingress): State<Arc<Ingress>>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        ingress.host.metrics().render(),
+    )
+        .into_response()
 }

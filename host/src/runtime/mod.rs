@@ -16,6 +16,7 @@ mod plugin;
 mod state;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -24,8 +25,17 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::Connector;
+use crate::bindings::types::{Error as WitError, HttpRequest, HttpResponse};
+use crate::capabilities::Capability;
 use crate::capabilities::kv::{KvStore, MemoryKv};
+use crate::egress::Caller;
+use crate::egress::Egress;
+use crate::egress::ai::{AiRouter, AiSettings, TokenUsage};
+use crate::egress::calls::{CallLog, MemoryCallLog};
+use crate::egress::oauth::OAuthClient;
+use crate::egress::secrets::Secret;
 use crate::error::{InvokeError, LoadError};
+use crate::metrics::Metrics;
 use compile_cache::CompileCache;
 use engine::{EngineSettings, EpochTicker};
 
@@ -51,7 +61,8 @@ pub struct HostBuilder {
     settings: EngineSettings,
     compile_cache_dir: Option<PathBuf>,
     kv: Option<Arc<dyn KvStore>>,
-    http: Option<reqwest::Client>,
+    calls: Option<Arc<dyn CallLog>>,
+    pinned: Vec<(String, Vec<IpAddr>)>,
     default_ai_provider: Option<String>,
 }
 
@@ -66,7 +77,8 @@ impl Default for HostBuilder {
             },
             compile_cache_dir: None,
             kv: None,
-            http: None,
+            calls: None,
+            pinned: Vec::new(),
             default_ai_provider: None,
         }
     }
@@ -110,9 +122,17 @@ impl HostBuilder {
         self
     }
 
-    /// The HTTP client behind the `http` capability (default: one shared pool, no redirects).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+    /// Where outbound calls are recorded (default: the last 10,000, in memory).
+    pub fn call_log(mut self, calls: Arc<dyn CallLog>) -> Self {
+        self.calls = Some(calls);
+        self
+    }
+
+    /// Answers `name` with `addrs` instead of asking DNS, for plugins' outbound requests. The
+    /// address policy still applies: pinning a name to an internal address does not let a
+    /// plugin reach it unless its grant allows that address.
+    pub fn pin_dns(mut self, name: &str, addrs: &[IpAddr]) -> Self {
+        self.pinned.push((name.to_owned(), addrs.to_vec()));
         self
     }
 
@@ -138,13 +158,13 @@ impl HostBuilder {
             })?),
             None => None,
         };
-        let http = match self.http {
-            Some(c) => c,
-            None => reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| crate::Error::Engine(format!("HTTP client: {e}")))?,
-        };
+        let metrics = Arc::new(Metrics::default());
+        let calls = self.calls.unwrap_or_else(|| Arc::new(MemoryCallLog::new(10_000)));
+        let egress = Egress::new(calls, metrics.clone())
+            .map_err(|e| crate::Error::Engine(format!("HTTP client: {e}")))?;
+        for (name, addrs) in self.pinned {
+            egress.pin(&name, addrs);
+        }
         let ticker = EpochTicker::start(engine.clone(), self.settings.epoch_tick)
             .map_err(|e| crate::Error::Io { what: "epoch thread".into(), source: e })?;
         Ok(Host {
@@ -156,9 +176,10 @@ impl HostBuilder {
                 plugins: RwLock::new(HashMap::new()),
                 compiled: std::sync::Mutex::new(HashMap::new()),
                 kv: self.kv.unwrap_or_else(|| Arc::new(MemoryKv::default())),
-                http,
+                egress,
+                ai: AiRouter::new(metrics.clone()),
+                metrics,
                 default_ai_provider: RwLock::new(self.default_ai_provider),
-                secrets: RwLock::new(HashMap::new()),
                 _ticker: ticker,
             }),
         })
@@ -207,19 +228,16 @@ pub(crate) struct HostInner {
     /// (or a re-load) shares the compiled code instead of compiling it again.
     pub(crate) compiled: std::sync::Mutex<HashMap<String, wasmtime::component::Component>>,
     pub(crate) kv: Arc<dyn KvStore>,
-    pub(crate) http: reqwest::Client,
+    pub(crate) egress: Egress,
+    pub(crate) ai: AiRouter,
+    pub(crate) metrics: Arc<Metrics>,
     default_ai_provider: RwLock<Option<String>>,
-    secrets: RwLock<HashMap<String, crate::capabilities::secrets::Secret>>,
     _ticker: EpochTicker,
 }
 
 impl HostInner {
     pub(crate) fn default_ai_provider(&self) -> Option<String> {
         self.default_ai_provider.read().ok().and_then(|p| p.clone())
-    }
-
-    pub(crate) fn secret(&self, name: &str) -> Option<crate::capabilities::secrets::Secret> {
-        self.secrets.read().ok().and_then(|s| s.get(name).cloned())
     }
 }
 
@@ -287,10 +305,52 @@ impl Host {
     }
 
     /// Holds secret `name` for plugins granted it; replaces any secret of that name.
-    pub fn set_secret(&self, name: &str, secret: crate::capabilities::secrets::Secret) {
-        if let Ok(mut s) = self.inner.secrets.write() {
-            s.insert(name.to_owned(), secret);
+    pub fn set_secret(&self, name: &str, secret: Secret) {
+        self.inner.egress.set_secret(name, secret);
+    }
+
+    /// Runs OAuth2 client `name` for plugins granted it; replaces any client of that name.
+    pub fn set_oauth_client(&self, name: &str, client: OAuthClient) {
+        self.inner.egress.set_oauth(name, client);
+    }
+
+    /// Sets how AI answers are cached (and empties the cache).
+    pub fn set_ai_settings(&self, settings: AiSettings) {
+        self.inner.ai.configure(settings);
+    }
+
+    /// AI token usage so far, by plugin and provider.
+    pub fn ai_usage(&self) -> Vec<(String, String, TokenUsage)> {
+        self.inner.ai.usage()
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The outbound call log.
+    pub fn calls(&self) -> &Arc<dyn CallLog> {
+        self.inner.egress.calls()
+    }
+
+    /// Sends `request` as instance `id` would through its `http` capability: same grant,
+    /// secrets, limits, rate limits, retries and call log, with the instance's deadline. For
+    /// embedders that call APIs on a plugin's behalf, and for measuring the mediation itself.
+    pub async fn send_as(&self, id: &str, request: HttpRequest) -> Result<HttpResponse, WitError> {
+        let plugin = self.get(id).map_err(InvokeError::into_wit_error)?;
+        if !plugin.effective.contains(&Capability::Http) {
+            return Err(crate::capabilities::denied(Capability::Http, id));
         }
+        let caller = Caller {
+            instance: &plugin.id,
+            event_id: None,
+            grants: &plugin.grants,
+            limits: &plugin.limits,
+            state: &plugin.egress,
+            deadline: tokio::time::Instant::now() + plugin.limits.timeout(),
+        };
+        self.inner.egress.send(&caller, request).await
     }
 
     /// Sets the AI provider instance that serves plugins whose grant names none.

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use crate::bindings::types::{ConnectorMetadata, VerificationScheme};
 use crate::bindings::{AiProviderPre, ConnectorPre, ProviderMetadata};
 use crate::capabilities::{Capability, Grants};
+use crate::egress::InstanceEgress;
 use crate::error::LoadError;
 use crate::limits::Limits;
 use crate::runtime::compile_cache::CacheOutcome;
@@ -159,6 +160,8 @@ pub(crate) struct Plugin {
     pub(crate) config: BTreeMap<String, String>,
     pub(crate) effective: BTreeSet<Capability>,
     pub(crate) slots: Arc<Semaphore>,
+    /// Outbound request slots and token buckets, shared by the instance's invocations.
+    pub(crate) egress: InstanceEgress,
     info: PluginInfo,
 }
 
@@ -199,6 +202,9 @@ fn check_spec(host: &Host, spec: &PluginSpec) -> Result<(), String> {
     }
     if spec.limits.fuel.is_some() && !host.inner.settings.fuel_metering {
         return Err("limits.fuel is set but the host runs without fuel metering".into());
+    }
+    if spec.limits.http_max_attempts == 0 || spec.limits.max_http_concurrency == 0 {
+        return Err("limits.http_max_attempts and limits.max_http_concurrency must be at least 1".into());
     }
     spec.grants.http.validate()
 }
@@ -290,6 +296,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         config: BTreeMap::new(),
         effective: BTreeSet::new(),
         slots: Arc::new(Semaphore::new(1)),
+        egress: InstanceEgress::new(&Grants::none(), &spec.limits),
         info: placeholder_info(&id, kind),
     });
     let described = crate::runtime::invoke::describe(host, probe.clone())
@@ -343,6 +350,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         kind,
         pre: probe.pre,
         slots: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
+        egress: InstanceEgress::new(&spec.grants, &spec.limits),
         grants: spec.grants,
         limits: spec.limits,
         config: spec.config,

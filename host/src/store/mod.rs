@@ -4,6 +4,15 @@
 //! commits every append waiting at that moment in one transaction (group commit), so concurrent
 //! webhooks share one fsync. An append returns only after its transaction is durable: the
 //! ingress acknowledges nothing before that.
+//!
+//! The same database file holds the plugins' key-value data ([`SqliteKv`]) and the outbound
+//! call log ([`SqliteCallLog`]), each on its own connection.
+
+mod calls;
+mod kv;
+
+pub use calls::SqliteCallLog;
+pub use kv::SqliteKv;
 
 use std::collections::HashSet;
 use std::future::Future;

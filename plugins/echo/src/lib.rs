@@ -5,8 +5,9 @@
 //!   `echo/seen` event and returns `echo/replied` with the original payload.
 //! - `on-webhook`: turns the body into one `echo/received` event and answers 200 with
 //!   `{"received": <bytes>}`.
-//! - `invoke`: `ping` returns `{}`; `fetch` GETs `input.url` through the host (with `input.headers`, which may hold
-//!   `{{secret:NAME}}` placeholders); `ask` runs a chat
+//! - `invoke`: `ping` returns `{}`; `fetch` sends `input.method` (default `GET`) to `input.url`
+//!   through the host, with `input.headers` (which may hold `{{secret:NAME}}` placeholders),
+//!   `input.body` and `input.retry`; `ask` runs a chat
 //!   completion through the configured AI provider; `kv-roundtrip` sets, reads and deletes a key;
 //!   `config` returns every config value; `calls` counts calls in the instance's own memory.
 
@@ -33,8 +34,11 @@ impl Connector for Echo {
             .action("ping", "Answers {} at once", json!({"type": "object"}))
             .action(
                 "fetch",
-                "GETs a URL through the host",
-                json!({"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}}),
+                "Sends a request through the host",
+                json!({"type": "object", "required": ["url"], "properties": {
+                    "url": {"type": "string"}, "method": {"type": "string"}, "headers": {"type": "object"},
+                    "body": {"type": "string"}, "retry": {"type": "boolean"}
+                }}),
             )
             .action(
                 "ask",
@@ -86,11 +90,17 @@ impl Connector for Echo {
             "fetch" => {
                 let url =
                     input["url"].as_str().ok_or_else(|| Error::InvalidInput("`url` is required".into()))?;
-                let mut request = Request::get(url);
+                let mut request = Request::new(input["method"].as_str().unwrap_or("GET"), url);
                 if let Some(headers) = input["headers"].as_object() {
                     for (name, value) in headers {
                         request = request.header(name.as_str(), value.as_str().unwrap_or_default());
                     }
+                }
+                if let Some(body) = input["body"].as_str() {
+                    request = request.body(body);
+                }
+                if input["retry"].as_bool() == Some(true) {
+                    request = request.retry();
                 }
                 let reply = request.send()?;
                 Ok(json!({ "status": reply.status, "body": String::from_utf8_lossy(&reply.body) }))

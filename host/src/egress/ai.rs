@@ -1,0 +1,276 @@
+//! AI routing, host side: a response cache in front of the provider instances, and token
+//! accounting with optional daily budgets per plugin.
+//!
+//! The cache key is a SHA-256 over the provider instance and the normalised request (model,
+//! messages, temperature, token limit, response format, stop sequences). By default only
+//! requests with temperature 0 are cached: those are the ones that ask for the same answer to
+//! the same question. Usage is counted per plugin and provider; a plugin's daily budget is kept
+//! in the host's key-value store, so it survives restarts when the store is durable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bindings::types::{ChatRequest, ChatResponse, Error, ResponseFormat, Role};
+use crate::capabilities::kv::KvStore;
+use crate::metrics::Metrics;
+
+/// The key-value namespace of the host's own counters (instance ids cannot contain `:`).
+const USAGE_NAMESPACE: &str = "plugboard:ai-usage";
+
+/// Which completions the cache answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheMode {
+    /// Only requests with temperature 0 (the default).
+    #[default]
+    TemperatureZero,
+    /// Every request.
+    Always,
+    /// None.
+    Off,
+}
+
+/// How AI calls are cached. Unknown keys are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AiSettings {
+    /// Which requests are cached.
+    pub cache: CacheMode,
+    /// How long a cached answer is served, in seconds.
+    pub cache_ttl_secs: u64,
+    /// The most answers kept; the oldest go first.
+    pub cache_max_entries: usize,
+}
+
+impl Default for AiSettings {
+    fn default() -> Self {
+        AiSettings { cache: CacheMode::TemperatureZero, cache_ttl_secs: 3600, cache_max_entries: 10_000 }
+    }
+}
+
+/// Tokens one plugin used through one provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TokenUsage {
+    /// Completions sent to the provider (cache hits excluded).
+    pub calls: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Completions answered from the cache.
+    pub cache_hits: u64,
+}
+
+pub(crate) struct AiRouter {
+    settings: Mutex<AiSettings>,
+    cache: Mutex<HashMap<[u8; 32], (Instant, ChatResponse)>>,
+    usage: Mutex<HashMap<(String, String), TokenUsage>>,
+    metrics: Arc<Metrics>,
+}
+
+fn day(now_ms: u64) -> u64 {
+    now_ms / 86_400_000
+}
+
+impl AiRouter {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        AiRouter {
+            settings: Mutex::new(AiSettings::default()),
+            cache: Mutex::new(HashMap::new()),
+            usage: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    pub(crate) fn configure(&self, settings: AiSettings) {
+        if let Ok(mut s) = self.settings.lock() {
+            *s = settings;
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+
+    fn settings(&self) -> AiSettings {
+        self.settings.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The cache key of `request` for `provider`, when the request may be cached.
+    pub(crate) fn cache_key(&self, provider: &str, request: &ChatRequest) -> Option<[u8; 32]> {
+        let cacheable = match self.settings().cache {
+            CacheMode::Off => false,
+            CacheMode::Always => true,
+            CacheMode::TemperatureZero => request.temperature == Some(0.0),
+        };
+        cacheable.then(|| key(provider, request))
+    }
+
+    /// A cached answer, counted as a hit for `plugin`; a miss is counted otherwise.
+    pub(crate) fn cached(&self, plugin: &str, provider: &str, key: &[u8; 32]) -> Option<ChatResponse> {
+        let ttl = Duration::from_secs(self.settings().cache_ttl_secs);
+        let hit =
+            self.cache.lock().ok().and_then(|c| {
+                c.get(key).filter(|(at, _)| at.elapsed() < ttl).map(|(_, answer)| answer.clone())
+            });
+        let labels = [("plugin", plugin), ("provider", provider)];
+        match hit {
+            Some(_) => {
+                self.metrics.add("plugboard_ai_cache_hits_total", &labels, 1);
+                self.account(plugin, provider, |u| u.cache_hits += 1);
+            }
+            None => self.metrics.add("plugboard_ai_cache_misses_total", &labels, 1),
+        }
+        hit
+    }
+
+    pub(crate) fn store(&self, key: [u8; 32], answer: &ChatResponse) {
+        let max = self.settings().cache_max_entries;
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= max
+                && let Some(oldest) = c.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k)
+            {
+                c.remove(&oldest);
+            }
+            if max > 0 {
+                c.insert(key, (Instant::now(), answer.clone()));
+            }
+        }
+    }
+
+    /// Refuses the call when `plugin` already spent its daily budget.
+    pub(crate) fn check_budget(
+        &self,
+        kv: &dyn KvStore,
+        plugin: &str,
+        budget: Option<u64>,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let Some(budget) = budget else { return Ok(()) };
+        let spent = kv
+            .get(USAGE_NAMESPACE, &format!("{}/{plugin}", day(now_ms)))
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if spent >= budget {
+            return Err(Error::QuotaExceeded(format!(
+                "`{plugin}` spent its daily AI budget of {budget} tokens ({spent} used today, UTC)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts the tokens of one answer from `provider` for `plugin`.
+    pub(crate) fn charge(
+        &self,
+        kv: &dyn KvStore,
+        plugin: &str,
+        provider: &str,
+        answer: &ChatResponse,
+        now_ms: u64,
+    ) {
+        let (prompt, completion) =
+            (u64::from(answer.usage.prompt_tokens), u64::from(answer.usage.completion_tokens));
+        self.account(plugin, provider, |u| {
+            u.calls += 1;
+            u.prompt_tokens += prompt;
+            u.completion_tokens += completion;
+        });
+        for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+            self.metrics.add(
+                "plugboard_ai_tokens_total",
+                &[("plugin", plugin), ("provider", provider), ("kind", kind)],
+                n,
+            );
+        }
+        let total = i64::try_from(prompt + completion).unwrap_or(i64::MAX);
+        // Best effort: a failing counter must not fail a completion that was already paid for.
+        let key = format!("{}/{plugin}", day(now_ms));
+        let _ = kv.increment(USAGE_NAMESPACE, &key, total, crate::capabilities::kv::KvQuota::UNLIMITED);
+    }
+
+    fn account(&self, plugin: &str, provider: &str, f: impl FnOnce(&mut TokenUsage)) {
+        if let Ok(mut u) = self.usage.lock() {
+            f(u.entry((plugin.to_owned(), provider.to_owned())).or_default());
+        }
+    }
+
+    /// Usage so far, by plugin and provider.
+    pub(crate) fn usage(&self) -> Vec<(String, String, TokenUsage)> {
+        let Ok(u) = self.usage.lock() else { return Vec::new() };
+        let mut all: Vec<_> = u.iter().map(|((p, v), u)| (p.clone(), v.clone(), *u)).collect();
+        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        all
+    }
+}
+
+/// SHA-256 over the provider and every field of the request, each length-prefixed so that no
+/// two different requests share an encoding.
+fn key(provider: &str, request: &ChatRequest) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut put = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    put(provider.as_bytes());
+    put(request.model.as_deref().unwrap_or("\0default").as_bytes());
+    for m in &request.messages {
+        let role: &[u8] = match m.role {
+            Role::System => b"system",
+            Role::User => b"user",
+            Role::Assistant => b"assistant",
+        };
+        put(role);
+        put(m.content.as_bytes());
+    }
+    put(b"\0end-of-messages");
+    put(&request.temperature.map(f32::to_bits).map(u32::to_le_bytes).unwrap_or_default());
+    put(&request.max_tokens.map(u32::to_le_bytes).unwrap_or_default());
+    match &request.response_format {
+        ResponseFormat::Text => put(b"text"),
+        ResponseFormat::JsonObject => put(b"json-object"),
+        ResponseFormat::JsonSchema(schema) => {
+            put(b"json-schema");
+            // Normalised, so that key order and whitespace do not split the cache.
+            let normal = serde_json::from_str::<serde_json::Value>(schema).map(|v| v.to_string());
+            put(normal.as_deref().unwrap_or(schema).as_bytes());
+        }
+    }
+    for s in &request.stop {
+        put(s.as_bytes());
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::Message;
+
+    fn request(temperature: Option<f32>, text: &str) -> ChatRequest {
+        ChatRequest {
+            model: None,
+            messages: vec![Message { role: Role::User, content: text.into() }],
+            temperature,
+            max_tokens: None,
+            response_format: ResponseFormat::JsonSchema(r#"{"type": "object"}"#.into()),
+            stop: vec![],
+        }
+    }
+
+    #[test]
+    fn only_temperature_zero_is_cached_by_default_and_keys_differ() {
+        let router = AiRouter::new(Arc::new(Metrics::default()));
+        assert!(router.cache_key("p", &request(None, "hi")).is_none());
+        assert!(router.cache_key("p", &request(Some(0.7), "hi")).is_none());
+        let a = router.cache_key("p", &request(Some(0.0), "hi")).unwrap();
+        assert_ne!(Some(a), router.cache_key("q", &request(Some(0.0), "hi")));
+        assert_ne!(Some(a), router.cache_key("p", &request(Some(0.0), "hi!")));
+        let mut reordered = request(Some(0.0), "hi");
+        reordered.response_format = ResponseFormat::JsonSchema(r#"{ "type":"object" }"#.into());
+        assert_eq!(Some(a), router.cache_key("p", &reordered));
+    }
+}

@@ -1,0 +1,633 @@
+//! Outbound HTTP on a plugin's behalf. Every request a plugin sends through the `http`
+//! capability passes here, in this order:
+//!
+//! 1. [`policy`]: the destination and method against the instance's allow-list (and again on
+//!    every redirect hop); an address written in the URL against the address policy.
+//! 2. The instance's concurrent-request slots, then its per-destination token bucket.
+//! 3. [`secrets`] and [`oauth`]: placeholders filled in, only for granted secrets bound to the
+//!    destination.
+//! 4. The request itself, through a pooled client whose resolver ([`dns`]) applies the address
+//!    policy to every name it resolves.
+//! 5. [`retry`]: connection failures of idempotent requests, and `429`/`5xx` answers when the
+//!    plugin opted in, are retried within the invocation's deadline.
+//! 6. [`calls`]: every attempt and every refusal is recorded, with metrics.
+
+pub mod ai;
+pub mod calls;
+mod dns;
+pub mod oauth;
+pub mod policy;
+mod retry;
+pub mod secrets;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
+
+use crate::bindings::types::{Error, HttpRequest, HttpResponse, UpstreamFailure};
+use crate::capabilities::Grants;
+use crate::capabilities::emit::now_ms;
+use crate::ingress::guard::{Bucket, RateLimit};
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use calls::{CallLog, CallRecord};
+use policy::{Pattern, address_allowed, destination};
+use secrets::{Kind, Secret};
+
+/// Headers the host sets itself: a plugin that could set them could reach another virtual host
+/// than the one it was granted, or smuggle a second request.
+const RESERVED_HEADERS: [&str; 7] =
+    ["host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "proxy-authorization"];
+
+/// Headers dropped when a redirect leaves the original origin, besides those that carried a
+/// placeholder.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// The host's side of outbound HTTP: clients, secrets, OAuth2 tokens, the call log, metrics.
+pub struct Egress {
+    /// One pooled client per set of address exceptions and connect timeout.
+    clients: Mutex<HashMap<(Vec<String>, u64), reqwest::Client>>,
+    overrides: dns::Overrides,
+    /// For operator-configured endpoints (OAuth2 token URLs), not plugin requests.
+    operator_http: reqwest::Client,
+    secrets: RwLock<HashMap<String, Secret>>,
+    tokens: oauth::Tokens,
+    calls: Arc<dyn CallLog>,
+    metrics: Arc<Metrics>,
+}
+
+/// What one instance holds for its outbound requests: its request slots and token buckets.
+pub(crate) struct InstanceEgress {
+    slots: Semaphore,
+    buckets: Vec<(Pattern, Bucket, Duration)>,
+}
+
+impl InstanceEgress {
+    pub(crate) fn new(grants: &Grants, limits: &Limits) -> Self {
+        let buckets = grants
+            .http
+            .rate_limits
+            .iter()
+            .filter_map(|l| {
+                let limit = RateLimit { per_second: l.per_second, burst: l.burst };
+                Some((
+                    Pattern::parse(&l.destination).ok()?,
+                    Bucket::new(limit),
+                    Duration::from_millis(l.max_wait_ms),
+                ))
+            })
+            .collect();
+        InstanceEgress { slots: Semaphore::new(limits.max_http_concurrency.max(1) as usize), buckets }
+    }
+}
+
+/// Who is sending: the instance, its grants and limits, and the invocation's deadline.
+pub(crate) struct Caller<'a> {
+    pub(crate) instance: &'a str,
+    pub(crate) event_id: Option<&'a str>,
+    pub(crate) grants: &'a Grants,
+    pub(crate) limits: &'a Limits,
+    pub(crate) state: &'a InstanceEgress,
+    pub(crate) deadline: tokio::time::Instant,
+}
+
+/// An attempt that got no usable answer.
+struct Failure {
+    error: Error,
+    /// The request may not have reached the server's application (connect failure, reset).
+    transport: bool,
+}
+
+fn upstream(status: u16, message: String) -> Error {
+    Error::Upstream(UpstreamFailure { status, message })
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Egress {
+    pub(crate) fn new(calls: Arc<dyn CallLog>, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        Ok(Egress {
+            clients: Mutex::new(HashMap::new()),
+            overrides: Arc::new(RwLock::new(HashMap::new())),
+            operator_http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?,
+            secrets: RwLock::new(HashMap::new()),
+            tokens: oauth::Tokens::default(),
+            calls,
+            metrics,
+        })
+    }
+
+    pub(crate) fn set_secret(&self, name: &str, secret: Secret) {
+        if let Ok(mut s) = self.secrets.write() {
+            s.insert(name.to_owned(), secret);
+        }
+    }
+
+    pub(crate) fn set_oauth(&self, name: &str, client: oauth::OAuthClient) {
+        self.tokens.insert(name, client);
+    }
+
+    pub(crate) fn pin(&self, name: &str, addrs: Vec<IpAddr>) {
+        if let Ok(mut o) = self.overrides.write() {
+            o.insert(name.to_ascii_lowercase(), addrs);
+        }
+    }
+
+    /// The call log.
+    pub fn calls(&self) -> &Arc<dyn CallLog> {
+        &self.calls
+    }
+
+    fn secret(&self, name: &str) -> Option<Secret> {
+        self.secrets.read().ok()?.get(name).cloned()
+    }
+
+    fn client(&self, grants: &Grants, limits: &Limits) -> Result<reqwest::Client, Error> {
+        let mut exceptions = grants.http.allow_internal.clone();
+        exceptions.sort();
+        let key = (exceptions, limits.http_connect_timeout_ms);
+        let mut clients = self.clients.lock().map_err(|_| Error::Internal("client table poisoned".into()))?;
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let resolver = dns::GuardedResolver {
+            internal_names: grants.http.internal_names(),
+            overrides: self.overrides.clone(),
+        };
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(resolver))
+            .connect_timeout(Duration::from_millis(limits.http_connect_timeout_ms))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Sends `request` for `caller`, or says why not.
+    pub(crate) async fn send(
+        &self,
+        caller: &Caller<'_>,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, Error> {
+        let url = url::Url::parse(&request.url)
+            .map_err(|e| Error::InvalidInput(format!("bad URL {:?}: {e}", request.url)))?;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| Error::InvalidInput(format!("bad method {:?}", request.method)))?;
+        if let Some((name, _)) =
+            request.headers.iter().find(|(n, _)| RESERVED_HEADERS.iter().any(|r| n.eq_ignore_ascii_case(r)))
+        {
+            return Err(Error::InvalidInput(format!("the `{name}` header is set by the host")));
+        }
+        let cap = caller.limits.max_http_request_bytes as usize;
+        if request.body.len() > cap {
+            return Err(Error::InvalidInput(format!("request body larger than the limit of {cap} bytes")));
+        }
+        if let Err(why) = self.admit(caller, &method, &url) {
+            return Err(self.refuse(caller, &method, &url, why));
+        }
+        let _slot = tokio::time::timeout_at(caller.deadline, caller.state.slots.acquire())
+            .await
+            .map_err(|_| {
+                Error::Timeout(format!(
+                    "all {} outbound request slots stayed busy until the deadline",
+                    caller.limits.max_http_concurrency
+                ))
+            })?
+            .map_err(|_| Error::Internal("request slots closed".into()))?;
+        let client = self.client(caller.grants, caller.limits)?;
+        let mut refreshed_oauth = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.take_token(caller, &method, &url, attempt).await?;
+            let (response, headers, oauth_used) =
+                match self.follow(caller, &client, method.clone(), url.clone(), &request, attempt).await {
+                    Ok(answer) => answer,
+                    Err(failure) => {
+                        let retry = failure.transport
+                            && (retry::is_idempotent(&method) || request.retry)
+                            && attempt < caller.limits.http_max_attempts;
+                        let wait = retry::backoff(attempt);
+                        if retry && self.fits(caller, wait) {
+                            self.retrying(caller, &url, wait).await;
+                            continue;
+                        }
+                        return Err(failure.error);
+                    }
+                };
+            if response.status == 401 && !oauth_used.is_empty() && !refreshed_oauth {
+                // The API refused a cached token (revoked, rotated): fetch a new one, once.
+                for (name, token) in &oauth_used {
+                    self.tokens.invalidate(name, token).await;
+                }
+                refreshed_oauth = true;
+                attempt -= 1;
+                continue;
+            }
+            if !request.retry {
+                return Ok(response);
+            }
+            let retryable = match retry::should_retry(&headers) {
+                Some(verdict) => verdict,
+                None => retry::is_retryable_status(response.status),
+            };
+            let asked = retry::retry_after(&headers, SystemTime::now());
+            let rate_limited = response.status == 429;
+            if !retryable || attempt >= caller.limits.http_max_attempts {
+                return if rate_limited && retryable {
+                    Err(Error::RateLimited(asked.map(ms)))
+                } else {
+                    Ok(response)
+                };
+            }
+            let wait = asked.unwrap_or_else(|| retry::backoff(attempt));
+            if !self.fits(caller, wait) {
+                // Waiting would hold a worker past the deadline: hand the wait to the pipeline.
+                return if rate_limited { Err(Error::RateLimited(Some(ms(wait)))) } else { Ok(response) };
+            }
+            self.retrying(caller, &url, wait).await;
+        }
+    }
+
+    /// Whether waiting `wait` still leaves time for another attempt before the deadline.
+    fn fits(&self, caller: &Caller<'_>, wait: Duration) -> bool {
+        tokio::time::Instant::now() + wait + Duration::from_millis(10) < caller.deadline
+    }
+
+    async fn retrying(&self, caller: &Caller<'_>, url: &url::Url, wait: Duration) {
+        let host = url.host_str().unwrap_or("");
+        self.metrics.add("plugboard_http_retries_total", &[("instance", caller.instance), ("host", host)], 1);
+        tokio::time::sleep(wait).await;
+    }
+
+    /// The allow-list and, for an address written in the URL, the address policy.
+    fn admit(&self, caller: &Caller<'_>, method: &reqwest::Method, url: &url::Url) -> Result<(), String> {
+        caller.grants.http.check(method.as_str(), url)?;
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        match literal {
+            Some(ip) if !address_allowed(ip, &caller.grants.http.internal_addresses()) => {
+                Err(format!("{ip} is an internal address this instance may not reach"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a refusal and builds the `denied` answer.
+    fn refuse(&self, caller: &Caller<'_>, method: &reqwest::Method, url: &url::Url, why: String) -> Error {
+        self.metrics.add("plugboard_http_denied_total", &[("instance", caller.instance)], 1);
+        self.record(caller, method, url, 0, Instant::now(), None, "denied", Some(why.clone()), (0, 0));
+        Error::Denied(why)
+    }
+
+    /// Takes a token from the bucket of the first rate limit matching `url`, waiting for one
+    /// when the wait is short enough.
+    async fn take_token(
+        &self,
+        caller: &Caller<'_>,
+        method: &reqwest::Method,
+        url: &url::Url,
+        attempt: u32,
+    ) -> Result<(), Error> {
+        let Some((_, bucket, max_wait)) = caller.state.buckets.iter().find(|(p, _, _)| p.matches_url(url))
+        else {
+            return Ok(());
+        };
+        let mut waited = false;
+        loop {
+            match bucket.take() {
+                Ok(()) => return Ok(()),
+                Err(wait) if wait <= *max_wait && self.fits(caller, wait) => {
+                    if !waited {
+                        self.metrics.add(
+                            "plugboard_rate_limit_waits_total",
+                            &[("instance", caller.instance)],
+                            1,
+                        );
+                        waited = true;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Err(wait) => {
+                    let host = url.host_str().unwrap_or("");
+                    self.metrics.add(
+                        "plugboard_rate_limited_total",
+                        &[("instance", caller.instance), ("host", host)],
+                        1,
+                    );
+                    let why =
+                        format!("the rate limit for {host} needs {} ms before the next request", ms(wait));
+                    self.record(
+                        caller,
+                        method,
+                        url,
+                        attempt,
+                        Instant::now(),
+                        None,
+                        "rate-limited",
+                        Some(why),
+                        (0, 0),
+                    );
+                    return Err(Error::RateLimited(Some(ms(wait).max(1))));
+                }
+            }
+        }
+    }
+
+    /// Fills the placeholders of every header for a request to `url`. Headers that carried a
+    /// placeholder, and credentials, are dropped when `url` left the first request's origin.
+    async fn headers(
+        &self,
+        caller: &Caller<'_>,
+        templates: &[(String, String)],
+        url: &url::Url,
+        same_origin: bool,
+    ) -> Result<(Vec<(String, String)>, Vec<(String, String)>), Error> {
+        let mut tokens: Vec<(String, String)> = Vec::new();
+        let mut headers = Vec::with_capacity(templates.len());
+        for (name, template) in templates {
+            let found = secrets::placeholders(template).map_err(Error::InvalidInput)?;
+            if !same_origin
+                && (!found.is_empty() || CREDENTIAL_HEADERS.iter().any(|c| name.eq_ignore_ascii_case(c)))
+            {
+                continue;
+            }
+            for (kind, client) in &found {
+                if *kind == Kind::OAuth && !tokens.iter().any(|(n, _)| n == client) {
+                    let token = self.oauth_token(caller.grants, client, url).await?;
+                    tokens.push(((*client).to_owned(), token));
+                }
+            }
+            let value = secrets::fill(template, |kind, secret| match kind {
+                Kind::OAuth => {
+                    Ok(tokens.iter().find(|(n, _)| n == secret).map(|(_, t)| t.clone()).unwrap_or_default())
+                }
+                Kind::Secret | Kind::Basic => {
+                    let s = self.granted_secret(&caller.grants.secrets, secret, url)?;
+                    Ok(if kind == Kind::Basic { s.basic() } else { s.value().to_owned() })
+                }
+            })
+            .map_err(Error::Denied)?;
+            headers.push((name.clone(), value));
+        }
+        Ok((headers, tokens))
+    }
+
+    fn granted_secret(
+        &self,
+        granted: &BTreeSet<String>,
+        name: &str,
+        url: &url::Url,
+    ) -> Result<Secret, String> {
+        if !granted.contains(name) {
+            return Err(format!("secret `{name}` is not granted to this instance"));
+        }
+        let secret = self.secret(name).ok_or_else(|| format!("secret `{name}` is not configured"))?;
+        if !secret.may_go_to(url) {
+            return Err(format!("secret `{name}` may not be sent to {}", origin(url)));
+        }
+        Ok(secret)
+    }
+
+    async fn oauth_token(&self, grants: &Grants, name: &str, url: &url::Url) -> Result<String, Error> {
+        let denied = |why: String| Error::Denied(why);
+        if !grants.oauth.contains(name) {
+            return Err(denied(format!("OAuth2 client `{name}` is not granted to this instance")));
+        }
+        let client = self
+            .tokens
+            .client(name)
+            .ok_or_else(|| denied(format!("OAuth2 client `{name}` is not configured")))?;
+        if !client.may_go_to(url) {
+            return Err(denied(format!(
+                "tokens of OAuth2 client `{name}` may not be sent to {}",
+                origin(url)
+            )));
+        }
+        self.tokens.token(&self.operator_http, name).await
+    }
+
+    /// One attempt: the request and any redirects it is answered with, each hop checked.
+    async fn follow(
+        &self,
+        caller: &Caller<'_>,
+        client: &reqwest::Client,
+        mut method: reqwest::Method,
+        mut url: url::Url,
+        request: &HttpRequest,
+        attempt: u32,
+    ) -> Result<(HttpResponse, reqwest::header::HeaderMap, Vec<(String, String)>), Failure> {
+        let first = url.origin();
+        let mut body = request.body.clone();
+        let mut hops = 0;
+        loop {
+            let (headers, tokens) = self
+                .headers(caller, &request.headers, &url, url.origin() == first)
+                .await
+                .map_err(|error| {
+                    let outcome = if matches!(error, Error::Denied(_)) {
+                        self.metrics.add("plugboard_http_denied_total", &[("instance", caller.instance)], 1);
+                        "denied"
+                    } else {
+                        "failed"
+                    };
+                    let why = Some(crate::error::describe(&error));
+                    self.record(caller, &method, &url, attempt, Instant::now(), None, outcome, why, (0, 0));
+                    Failure { error, transport: false }
+                })?;
+            let (status, response_headers, response_body) =
+                self.exchange(caller, client, &method, &url, headers, body.clone(), attempt).await?;
+            let location = response_headers.get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok());
+            let next = match (status, location) {
+                (301 | 302 | 303 | 307 | 308, Some(location)) if hops < caller.limits.http_max_redirects => {
+                    url.join(location).ok()
+                }
+                _ => None,
+            };
+            let Some(next) = next else {
+                let headers = response_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect();
+                return Ok((HttpResponse { status, headers, body: response_body }, response_headers, tokens));
+            };
+            if status == 303 || (matches!(status, 301 | 302) && method == reqwest::Method::POST) {
+                if method != reqwest::Method::HEAD {
+                    method = reqwest::Method::GET;
+                }
+                body.clear();
+            }
+            if let Err(why) = self.admit(caller, &method, &next) {
+                let why = format!("redirect from {} to {}: {why}", origin(&url), origin(&next));
+                return Err(Failure { error: self.refuse(caller, &method, &next, why), transport: false });
+            }
+            url = next;
+            hops += 1;
+        }
+    }
+
+    /// One HTTP exchange, recorded.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        caller: &Caller<'_>,
+        client: &reqwest::Client,
+        method: &reqwest::Method,
+        url: &url::Url,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        attempt: u32,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), Failure> {
+        let started = Instant::now();
+        let sent = body.len() as u64;
+        let remaining = caller.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let timeout =
+            remaining.min(Duration::from_millis(caller.limits.http_timeout_ms)).max(Duration::from_millis(1));
+        let mut builder = client.request(method.clone(), url.clone()).body(body).timeout(timeout);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let fail = |outcome: &str, error: Error, transport: bool| {
+            self.record(
+                caller,
+                method,
+                url,
+                attempt,
+                started,
+                None,
+                outcome,
+                Some(crate::error::describe(&error)),
+                (sent, 0),
+            );
+            Failure { error, transport }
+        };
+        let mut response = match builder.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(if let Some(why) = dns::blocked_cause(&e) {
+                    self.metrics.add("plugboard_http_denied_total", &[("instance", caller.instance)], 1);
+                    fail("denied", Error::Denied(why), false)
+                } else if e.is_timeout() {
+                    fail(
+                        "timeout",
+                        Error::Timeout(format!("no answer from {} within {timeout:?}", origin(url))),
+                        false,
+                    )
+                } else if e.is_builder() {
+                    fail("failed", Error::InvalidInput(format!("bad request: {}", e.without_url())), false)
+                } else {
+                    let transport = e.is_connect() || e.is_request();
+                    let why = format!("request to {} failed: {}", origin(url), chain(&e));
+                    fail("failed", upstream(0, why), transport)
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let cap = caller.limits.max_http_response_bytes as usize;
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > cap => {
+                    let why = format!("response body larger than the limit of {cap} bytes");
+                    return Err(fail("failed", upstream(status, why), false));
+                }
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(fail(
+                        "timeout",
+                        Error::Timeout(format!("reading the answer of {}", origin(url))),
+                        false,
+                    ));
+                }
+                Err(e) => {
+                    return Err(fail(
+                        "failed",
+                        upstream(status, format!("reading the body: {}", chain(&e))),
+                        false,
+                    ));
+                }
+            }
+        }
+        let headers = std::mem::take(response.headers_mut());
+        self.record(
+            caller,
+            method,
+            url,
+            attempt,
+            started,
+            Some(status),
+            "ok",
+            None,
+            (sent, body.len() as u64),
+        );
+        Ok((status, headers, body))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        caller: &Caller<'_>,
+        method: &reqwest::Method,
+        url: &url::Url,
+        attempt: u32,
+        started: Instant,
+        status: Option<u16>,
+        outcome: &str,
+        error: Option<String>,
+        (request_bytes, response_bytes): (u64, u64),
+    ) {
+        let elapsed = started.elapsed();
+        let host = url.host_str().unwrap_or("");
+        if attempt > 0 {
+            let code = status.map(|s| s.to_string()).unwrap_or_else(|| "0".into());
+            self.metrics.add(
+                "plugboard_http_calls_total",
+                &[("instance", caller.instance), ("host", host), ("status", &code)],
+                1,
+            );
+            self.metrics.observe("plugboard_http_call_seconds", &[("host", host)], elapsed.as_secs_f64());
+        }
+        self.calls.record(CallRecord {
+            at_ms: now_ms().saturating_sub(ms(elapsed)),
+            instance: caller.instance.to_owned(),
+            event_id: caller.event_id.map(str::to_owned),
+            method: method.as_str().to_owned(),
+            destination: destination(url).map(|(s, h, p)| format!("{s}://{h}:{p}")).unwrap_or_default(),
+            path: calls::redacted_path(url),
+            status,
+            outcome: outcome.to_owned(),
+            error,
+            latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            request_bytes,
+            response_bytes,
+            attempt,
+        });
+    }
+}
+
+fn origin(url: &url::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// An error and its causes on one line (reqwest's own message is terse), without the URL.
+fn chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,302 @@
+//! What an instance's outbound requests may reach: the operator's allow-list of destinations and
+//! methods, checked on every request and every redirect hop, and the address policy checked after
+//! DNS resolution, which refuses loopback, private, link-local and cloud-metadata addresses
+//! unless the operator lets the instance reach them.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ingress::guard::Cidr;
+
+/// Where an instance's outbound HTTP may go.
+///
+/// ```
+/// let grant: plugboard::HttpGrant = toml::from_str(r#"
+///     allow = ["https://*.myshopify.com", "http://127.0.0.1:9000"]
+///     allow_internal = ["127.0.0.1"]
+///     rate_limits = [{ destination = "https://*.myshopify.com", per_second = 2, burst = 40 }]
+/// "#).unwrap();
+/// assert!(grant.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpGrant {
+    /// Allowed destinations as `scheme://host[:port]`. `*.` at the start of the host matches any
+    /// subdomain (not the bare domain); a missing port means the scheme's default port.
+    pub allow: Vec<String>,
+    /// Allowed methods, upper case; empty allows every method.
+    pub methods: Vec<String>,
+    /// Internal destinations (loopback, private, link-local, metadata) this instance may reach
+    /// anyway, each named explicitly: an address or CIDR block lets URLs that spell such an
+    /// address through (`http://127.0.0.1:9000`); a host name lets that name resolve to internal
+    /// addresses (`crm.corp.local`). Empty by default, and an address exception never extends
+    /// to names: a granted name that resolves to an internal address is refused unless listed.
+    pub allow_internal: Vec<String>,
+    /// Token buckets per destination that keep this instance within the operator's quotas.
+    pub rate_limits: Vec<DestinationLimit>,
+}
+
+/// A token bucket for requests to one destination pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationLimit {
+    /// The destination, as an allow-list pattern.
+    pub destination: String,
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet period.
+    pub burst: f64,
+    /// How long a request may wait for a token before it fails with `rate-limited`, in ms.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+}
+
+fn default_max_wait_ms() -> u64 {
+    1_000
+}
+
+impl HttpGrant {
+    /// Checks that every pattern and address block is well formed, naming the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        self.allow.iter().try_for_each(|p| Pattern::parse(p).map(|_| ()))?;
+        for entry in &self.allow_internal {
+            if entry.parse::<Cidr>().is_err() && !is_host_name(entry) {
+                return Err(format!(
+                    "allow_internal `{entry}`: neither an address, a CIDR block nor a host name"
+                ));
+            }
+        }
+        for limit in &self.rate_limits {
+            Pattern::parse(&limit.destination)?;
+            if !(limit.per_second > 0.0 && limit.burst >= 1.0) {
+                return Err(format!(
+                    "rate limit for `{}`: per_second must be > 0 and burst >= 1",
+                    limit.destination
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a request with `method` to `url` is allowed; the reason when not.
+    pub fn check(&self, method: &str, url: &url::Url) -> Result<(), String> {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+            return Err(format!("method {method} is not allowed"));
+        }
+        let (scheme, host, port) = destination(url)?;
+        if self.allow.iter().filter_map(|p| Pattern::parse(p).ok()).any(|p| p.matches(scheme, host, port)) {
+            Ok(())
+        } else {
+            Err(format!("{scheme}://{host}:{port} is not in the allow-list"))
+        }
+    }
+
+    /// The `allow_internal` address blocks (invalid entries were refused at load).
+    pub(crate) fn internal_addresses(&self) -> Vec<Cidr> {
+        self.allow_internal.iter().filter_map(|c| c.parse().ok()).collect()
+    }
+
+    /// The `allow_internal` host names, lower case.
+    pub(crate) fn internal_names(&self) -> Vec<String> {
+        self.allow_internal
+            .iter()
+            .filter(|e| e.parse::<Cidr>().is_err())
+            .map(|e| e.to_ascii_lowercase())
+            .collect()
+    }
+}
+
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// A URL's scheme, host and port, or why it has none.
+pub(crate) fn destination(url: &url::Url) -> Result<(&str, &str, u16), String> {
+    let host = url.host_str().ok_or("the URL has no host")?;
+    let port = url.port_or_known_default().ok_or("the URL has no port")?;
+    Ok((url.scheme(), host, port))
+}
+
+/// One parsed allow-list entry.
+pub(crate) struct Pattern {
+    scheme: String,
+    host: String,
+    wildcard: bool,
+    port: u16,
+}
+
+impl Pattern {
+    pub(crate) fn parse(pattern: &str) -> Result<Pattern, String> {
+        let bad = |why: &str| format!("http allow pattern `{pattern}`: {why}");
+        let (scheme, rest) = pattern.split_once("://").ok_or_else(|| bad("expected scheme://host[:port]"))?;
+        let default_port = match scheme {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
+        if rest.contains(['/', '?', '#', '@']) {
+            return Err(bad("only scheme, host and port are allowed"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => {
+                (h, p.parse().map_err(|_| bad("the port is not a number"))?)
+            }
+            _ => (rest, default_port),
+        };
+        let (wildcard, host) = match host.strip_prefix("*.") {
+            Some(h) => (true, h),
+            None => (false, host),
+        };
+        if host.is_empty() || host.contains('*') {
+            return Err(bad("`*` is only allowed as the first label, as in *.example.com"));
+        }
+        Ok(Pattern { scheme: scheme.into(), host: host.to_ascii_lowercase(), wildcard, port })
+    }
+
+    pub(crate) fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_ok = if self.wildcard {
+            host.strip_suffix(&self.host).is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
+        } else {
+            host == self.host
+        };
+        scheme == self.scheme && port == self.port && host_ok
+    }
+
+    pub(crate) fn matches_url(&self, url: &url::Url) -> bool {
+        destination(url).is_ok_and(|(s, h, p)| self.matches(s, h, p))
+    }
+}
+
+/// Address ranges no plugin reaches unless its operator says so: "this network", private,
+/// carrier-grade NAT (Alibaba's metadata service lives there), loopback, link-local (AWS, GCP
+/// and Azure metadata at 169.254.169.254), IETF protocol assignments, benchmarking,
+/// documentation, multicast and reserved; for IPv6 the unspecified and loopback addresses,
+/// NAT64, unique-local (AWS's IPv6 metadata address), link-local and multicast. IPv4-mapped
+/// IPv6 addresses are checked as IPv4.
+static INTERNAL: LazyLock<Vec<Cidr>> = LazyLock::new(|| {
+    [
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "64:ff9b::/96",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    ]
+    .into_iter()
+    .filter_map(|c| c.parse().ok())
+    .collect()
+});
+
+/// Whether an instance whose exceptions are `allowed` may connect to `ip`.
+pub(crate) fn address_allowed(ip: IpAddr, allowed: &[Cidr]) -> bool {
+    !INTERNAL.iter().any(|net| net.contains(ip)) || allowed.iter().any(|net| net.contains(ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(allow: &[&str]) -> HttpGrant {
+        HttpGrant { allow: allow.iter().map(|s| s.to_string()).collect(), ..HttpGrant::default() }
+    }
+
+    fn check(g: &HttpGrant, url: &str) -> bool {
+        g.check("GET", &url::Url::parse(url).unwrap()).is_ok()
+    }
+
+    #[test]
+    fn wildcards_match_subdomains_only() {
+        let g = grant(&["https://*.myshopify.com"]);
+        assert!(check(&g, "https://shop.myshopify.com/admin"));
+        assert!(!check(&g, "https://myshopify.com/"));
+        assert!(!check(&g, "https://evilmyshopify.com/"));
+        assert!(!check(&g, "https://shop.myshopify.com.evil.io/"));
+        assert!(!check(&g, "http://shop.myshopify.com/"));
+        assert!(!check(&g, "https://shop.myshopify.com:8443/"));
+    }
+
+    #[test]
+    fn ports_and_schemes_are_exact() {
+        let g = grant(&["http://127.0.0.1:8080", "https://api.openai.com"]);
+        assert!(check(&g, "http://127.0.0.1:8080/x"));
+        assert!(!check(&g, "http://127.0.0.1:8081/x"));
+        assert!(check(&g, "https://api.openai.com/v1/chat/completions"));
+        assert!(check(&g, "https://API.openai.com:443/"));
+        assert!(!check(&g, "https://user@evil.com/"));
+    }
+
+    #[test]
+    fn methods_can_be_restricted() {
+        let g = HttpGrant { methods: vec!["GET".into()], ..grant(&["https://a.io"]) };
+        let url = url::Url::parse("https://a.io/").unwrap();
+        assert!(g.check("get", &url).is_ok());
+        assert!(g.check("POST", &url).is_err());
+    }
+
+    #[test]
+    fn bad_patterns_are_named() {
+        for p in ["a.io", "ftp://a.io", "https://a.io/path", "https://a.*.io", "https://a.io:x"] {
+            let err = grant(&[p]).validate().unwrap_err();
+            assert!(err.contains(p), "{err}");
+        }
+        let bad_block = HttpGrant { allow_internal: vec!["10.0.0.0/33".into()], ..HttpGrant::default() };
+        assert!(bad_block.validate().unwrap_err().contains("10.0.0.0/33"));
+        let good = HttpGrant {
+            allow_internal: vec!["10.0.0.0/8".into(), "crm.corp.local".into()],
+            ..HttpGrant::default()
+        };
+        assert!(good.validate().is_ok());
+        assert_eq!(good.internal_names(), vec!["crm.corp.local".to_string()]);
+    }
+
+    #[test]
+    fn internal_addresses_are_refused_unless_excepted() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!address_allowed(ip(internal), &[]), "{internal} should be internal");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(address_allowed(ip(public), &[]), "{public} should be public");
+        }
+        let loopback: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap()];
+        assert!(address_allowed(ip("127.0.0.1"), &loopback));
+        assert!(!address_allowed(ip("127.0.0.2"), &loopback));
+        assert!(!address_allowed(ip("169.254.169.254"), &loopback));
+    }
+}

@@ -1,0 +1,145 @@
+//! Secrets that never enter a plugin: a plugin writes a placeholder in a header value and the
+//! host fills it in on the way out, only when the secret is granted to the instance and the
+//! request goes to one of the destinations the secret is bound to.
+//!
+//! - `{{secret:NAME}}`: the secret's value (`Authorization: Bearer {{secret:openai}}`).
+//! - `{{basic:NAME}}`: `Basic ` and the base64 of the secret, which holds `user:password`.
+//! - `{{oauth:NAME}}`: a current access token of the OAuth2 client `NAME` (see [`super::oauth`]).
+//!
+//! Neither a value nor a hint of it appears in errors or in `Debug` output.
+
+use std::fmt;
+
+use base64::Engine as _;
+
+use crate::egress::policy::HttpGrant;
+
+/// A secret's value and the destinations it may be sent to.
+#[derive(Clone)]
+pub struct Secret {
+    value: String,
+    hosts: HttpGrant,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secret").field("value", &"<redacted>").field("hosts", &self.hosts.allow).finish()
+    }
+}
+
+impl Secret {
+    /// A secret that may only be sent to `hosts` (`scheme://host[:port]` patterns, as in grants).
+    pub fn new(value: impl Into<String>, hosts: &[&str]) -> Result<Self, String> {
+        Ok(Secret { value: value.into(), hosts: bound_to(hosts)? })
+    }
+
+    /// Whether the secret may travel to `url`.
+    pub(crate) fn may_go_to(&self, url: &url::Url) -> bool {
+        self.hosts.check("GET", url).is_ok()
+    }
+
+    pub(crate) fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The value in `Authorization: Basic` form.
+    pub(crate) fn basic(&self) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&self.value))
+    }
+}
+
+/// The destinations a secret (or an OAuth2 client's tokens) may be sent to.
+pub(crate) fn bound_to(hosts: &[&str]) -> Result<HttpGrant, String> {
+    let hosts = HttpGrant { allow: hosts.iter().map(|h| (*h).to_owned()).collect(), ..HttpGrant::default() };
+    hosts.validate()?;
+    Ok(hosts)
+}
+
+/// Which kind of placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    /// `{{secret:NAME}}`
+    Secret,
+    /// `{{basic:NAME}}`
+    Basic,
+    /// `{{oauth:NAME}}`
+    OAuth,
+}
+
+const KINDS: [(&str, Kind); 3] =
+    [("{{secret:", Kind::Secret), ("{{basic:", Kind::Basic), ("{{oauth:", Kind::OAuth)];
+
+/// One placeholder found in a header value.
+struct Hit<'a> {
+    start: usize,
+    kind: Kind,
+    name: &'a str,
+    end: usize,
+}
+
+/// The next placeholder in `s`.
+fn next(s: &str) -> Option<Result<Hit<'_>, String>> {
+    let (start, open, kind) =
+        KINDS.iter().filter_map(|(open, kind)| Some((s.find(open)?, *open, *kind))).min()?;
+    let after = start + open.len();
+    Some(match s[after..].find("}}") {
+        Some(len) => Ok(Hit { start, kind, name: &s[after..after + len], end: after + len + 2 }),
+        None => Err(format!("an unclosed {open}...}} placeholder")),
+    })
+}
+
+/// The placeholders in `value`, in order.
+pub(crate) fn placeholders(value: &str) -> Result<Vec<(Kind, &str)>, String> {
+    let mut found = Vec::new();
+    let mut rest = value;
+    while let Some(hit) = next(rest) {
+        let hit = hit?;
+        found.push((hit.kind, hit.name));
+        rest = &rest[hit.end..];
+    }
+    Ok(found)
+}
+
+/// Replaces every placeholder in `value` with what `lookup` answers for it, or says why not.
+pub(crate) fn fill(
+    value: &str,
+    mut lookup: impl FnMut(Kind, &str) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(hit) = next(rest) {
+        let hit = hit?;
+        out.push_str(&rest[..hit.start]);
+        out.push_str(&lookup(hit.kind, hit.name)?);
+        rest = &rest[hit.end..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_found_and_filled_in_order() {
+        let header = "a {{secret:one}} b {{oauth:two}} c {{basic:three}}";
+        assert_eq!(
+            placeholders(header).unwrap(),
+            vec![(Kind::Secret, "one"), (Kind::OAuth, "two"), (Kind::Basic, "three")]
+        );
+        let filled = fill(header, |kind, name| Ok(format!("<{kind:?}:{name}>"))).unwrap();
+        assert_eq!(filled, "a <Secret:one> b <OAuth:two> c <Basic:three>");
+        assert_eq!(fill("plain", |_, _| Err("unused".into())).unwrap(), "plain");
+        assert!(fill("{{secret:open", |_, _| Ok(String::new())).unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn secrets_know_their_destinations_and_hide_their_value() {
+        let s = Secret::new("user:pa55", &["https://api.example.com"]).unwrap();
+        assert!(s.may_go_to(&url::Url::parse("https://api.example.com/x").unwrap()));
+        assert!(!s.may_go_to(&url::Url::parse("https://evil.example/x").unwrap()));
+        assert_eq!(s.basic(), "Basic dXNlcjpwYTU1");
+        assert!(!format!("{s:?}").contains("pa55"));
+    }
+}

@@ -1,0 +1,229 @@
+//! The `kv` capability's data in the embedded store: one table keyed by (namespace, key), and a
+//! usage row per namespace kept in the same transaction as every write, so that quota checks do
+//! not scan the namespace. Expired entries are invisible at once and purged when their room is
+//! needed.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::capabilities::emit::now_ms;
+use crate::capabilities::kv::{KvError, KvQuota, KvStore, add_to_counter};
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE IF NOT EXISTS kv (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        expires_at_ms INTEGER,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS kv_usage (
+        namespace TEXT PRIMARY KEY,
+        keys INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    ) WITHOUT ROWID;
+";
+
+/// A [`KvStore`] in SQLite. Writes are durable against a crash of the process (WAL,
+/// `synchronous = NORMAL`); a power loss may take the last writes.
+pub struct SqliteKv {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> KvError {
+    KvError::Backend(e.to_string())
+}
+
+fn live(expires: Option<i64>, now: i64) -> bool {
+    expires.is_none_or(|t| t > now)
+}
+
+/// `(value, expires_at_ms)` of the entry under `key`, expired or not.
+fn entry(tx: &Transaction<'_>, ns: &str, key: &str) -> rusqlite::Result<Option<(Vec<u8>, Option<i64>)>> {
+    tx.query_row(
+        "SELECT value, expires_at_ms FROM kv WHERE namespace = ?1 AND key = ?2",
+        params![ns, key],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+fn usage(tx: &Transaction<'_>, ns: &str) -> rusqlite::Result<(u64, u64)> {
+    Ok(tx
+        .query_row("SELECT keys, bytes FROM kv_usage WHERE namespace = ?1", [ns], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, 0)))
+}
+
+fn add_usage(tx: &Transaction<'_>, ns: &str, keys: i64, bytes: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO kv_usage (namespace, keys, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (namespace) DO UPDATE SET keys = keys + ?2, bytes = bytes + ?3",
+        params![ns, keys, bytes],
+    )?;
+    Ok(())
+}
+
+fn size(key: &str, value: &[u8]) -> i64 {
+    (key.len() + value.len()) as i64
+}
+
+/// Writes `value` under `key` within `quota`, purging the namespace's expired entries first
+/// when that makes room.
+fn put(
+    tx: &Transaction<'_>,
+    ns: &str,
+    key: &str,
+    value: &[u8],
+    expires: Option<i64>,
+    quota: KvQuota,
+    now: i64,
+) -> Result<(), KvError> {
+    let fits = |tx: &Transaction<'_>| -> Result<Result<(), KvError>, rusqlite::Error> {
+        let old = entry(tx, ns, key)?.map(|(v, _)| size(key, &v));
+        let (keys, bytes) = usage(tx, ns)?;
+        let keys = keys + u64::from(old.is_none());
+        let bytes = (bytes as i64 - old.unwrap_or(0) + size(key, value)).max(0) as u64;
+        Ok(quota.check(keys, bytes))
+    };
+    if fits(tx).map_err(backend)?.is_err() {
+        let (count, bytes): (i64, i64) = tx
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv
+                 WHERE namespace = ?1 AND expires_at_ms <= ?2",
+                params![ns, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)?;
+        tx.execute("DELETE FROM kv WHERE namespace = ?1 AND expires_at_ms <= ?2", params![ns, now])
+            .map_err(backend)?;
+        add_usage(tx, ns, -count, -bytes).map_err(backend)?;
+    }
+    fits(tx).map_err(backend)??;
+    let old = entry(tx, ns, key).map_err(backend)?.map(|(v, _)| size(key, &v));
+    tx.execute(
+        "INSERT INTO kv (namespace, key, value, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (namespace, key) DO UPDATE SET value = ?3, expires_at_ms = ?4",
+        params![ns, key, value, expires],
+    )
+    .map_err(backend)?;
+    add_usage(tx, ns, i64::from(old.is_none()), size(key, value) - old.unwrap_or(0)).map_err(backend)
+}
+
+impl SqliteKv {
+    /// Opens (or creates) the key-value tables in the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(SqliteKv { conn: Mutex::new(conn) })
+    }
+
+    fn transaction<R>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<R, KvError>) -> Result<R, KvError> {
+        let mut conn = self.conn.lock().map_err(|_| KvError::Backend("lock poisoned".into()))?;
+        // IMMEDIATE takes the write lock up front (waiting up to the busy timeout): a deferred
+        // transaction that reads and then writes fails at once in WAL mode when another
+        // connection (the event writer) committed in between.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let answer = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(answer)
+    }
+}
+
+fn now() -> i64 {
+    i64::try_from(now_ms()).unwrap_or(i64::MAX)
+}
+
+impl KvStore for SqliteKv {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let now = now();
+        let conn = self.conn.lock().map_err(|_| KvError::Backend("lock poisoned".into()))?;
+        let found: Option<(Vec<u8>, Option<i64>)> = conn
+            .prepare_cached("SELECT value, expires_at_ms FROM kv WHERE namespace = ?1 AND key = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![namespace, key], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+            })
+            .map_err(backend)?;
+        Ok(found.filter(|(_, exp)| live(*exp, now)).map(|(v, _)| v))
+    }
+
+    fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> Result<(), KvError> {
+        let now = now();
+        let expires = ttl.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
+        self.transaction(|tx| put(tx, namespace, key, &value, expires, quota, now))
+    }
+
+    fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
+        let now = now();
+        self.transaction(|tx| {
+            let Some((value, expires)) = entry(tx, namespace, key).map_err(backend)? else {
+                return Ok(false);
+            };
+            tx.execute("DELETE FROM kv WHERE namespace = ?1 AND key = ?2", params![namespace, key])
+                .map_err(backend)?;
+            add_usage(tx, namespace, -1, -size(key, &value)).map_err(backend)?;
+            Ok(live(expires, now))
+        })
+    }
+
+    fn increment(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError> {
+        let now = now();
+        self.transaction(|tx| {
+            let current = entry(tx, namespace, key).map_err(backend)?.filter(|(_, exp)| live(*exp, now));
+            let next = add_to_counter(key, current.as_ref().map(|(v, _)| v.as_slice()), delta)?;
+            let expires = current.and_then(|(_, exp)| exp);
+            put(tx, namespace, key, next.to_string().as_bytes(), expires, quota, now)?;
+            Ok(next)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_reopening_and_enforces_quotas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let quota = KvQuota { max_keys: 2, max_bytes: 100 };
+        {
+            let kv = SqliteKv::open(&path).unwrap();
+            kv.set("a", "k", b"v".to_vec(), None, quota).unwrap();
+            assert_eq!(kv.increment("a", "n", 41, quota).unwrap(), 41);
+            assert!(matches!(
+                kv.set("a", "third", b"v".to_vec(), None, quota),
+                Err(KvError::QuotaExceeded(_))
+            ));
+            kv.set("a", "gone", b"v".to_vec(), None, KvQuota::UNLIMITED).unwrap();
+            assert!(kv.delete("a", "gone").unwrap());
+        }
+        let kv = SqliteKv::open(&path).unwrap();
+        assert_eq!(kv.get("a", "k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(kv.increment("a", "n", 1, quota).unwrap(), 42);
+        assert_eq!(kv.get("b", "k").unwrap(), None);
+        kv.set("a", "n", b"x".repeat(98), None, quota).unwrap_err();
+        kv.set("a", "k", b"short".to_vec(), Some(Duration::from_millis(1)), quota).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(kv.get("a", "k").unwrap(), None);
+        // The expired key's room is reclaimed for a new key.
+        kv.set("a", "new", b"v".to_vec(), None, quota).unwrap();
+        assert!(!kv.delete("a", "k").unwrap());
+        assert_eq!(kv.increment("a", "new", 1, quota), Err(KvError::NotACounter("new".into())));
+    }
+}
