@@ -30,7 +30,7 @@ enum Toolchain {
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest.parent().expect("tests/ lives in the workspace root").to_owned();
-    for dir in ["wit", "sdk", "plugins", "tests/guests"] {
+    for dir in ["wit", "sdk", "plugins", "tests/guests", "examples"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
@@ -101,19 +101,31 @@ fn main() {
     std::fs::write(&dest, code).unwrap_or_else(|e| panic!("cannot write {}: {e}", dest.display()));
 }
 
-/// Every crate under `plugins/` and `tests/guests/`: name -> "plugin" or "test guest".
+/// Every crate under `plugins/` and `tests/guests/`, and each example flow's `plugin/`:
+/// package name -> "plugin", "test guest" or "example flow plugin".
 fn find_guests(root: &Path) -> BTreeMap<String, &'static str> {
     let mut guests = BTreeMap::new();
-    for (dir, kind) in [("plugins", "plugin"), ("tests/guests", "test guest")] {
+    for (dir, sub, kind) in [
+        ("plugins", "", "plugin"),
+        ("tests/guests", "", "test guest"),
+        ("examples", "plugin", "example flow plugin"),
+    ] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
         for entry in entries.flatten() {
-            if entry.path().join("Cargo.toml").exists() {
-                let name = entry.file_name().to_string_lossy().into_owned();
+            let manifest = entry.path().join(sub).join("Cargo.toml");
+            if let Some(name) = package_name(&manifest) {
                 guests.insert(name, kind);
             }
         }
     }
     guests
+}
+
+/// The `name` of a crate's `[package]`, read without a TOML parser (the line `name = "..."`).
+fn package_name(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let line = text.lines().find(|l| l.trim_start().starts_with("name ="))?;
+    Some(line.split('"').nth(1)?.to_owned())
 }
 
 fn pick_toolchain() -> Toolchain {

@@ -47,6 +47,7 @@ pub mod ingress;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
+pub mod run;
 pub mod runtime;
 pub mod store;
 

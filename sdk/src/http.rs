@@ -123,6 +123,28 @@ impl Response {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// How long the server asked to wait, in ms: `retry-after-ms`, or `Retry-After` in seconds.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        if let Some(ms) = self.header("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+            return Some(ms.max(0.0) as u64);
+        }
+        self.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(|s| s.saturating_mul(1000))
+    }
+
+    /// The contract error for a failed answer, by status: 400/404/409/422 -> `invalid-input` or
+    /// `not-found`, 401/403 -> `unauthorized`, 429 -> `rate-limited` (with the server's wait),
+    /// anything else -> `upstream` (retryable). `message` is what the provider said.
+    pub fn error(&self, message: &str) -> Error {
+        let message = format!("HTTP {}: {message}", self.status);
+        match self.status {
+            400 | 409 | 413 | 422 => Error::InvalidInput(message),
+            404 => Error::NotFound(message),
+            401 | 403 => Error::Unauthorized(message),
+            429 => Error::RateLimited(self.retry_after_ms()),
+            status => Error::Upstream(types::UpstreamFailure { status, message }),
+        }
+    }
+
     /// Parses the body as JSON; [`Error::Upstream`] when it is not JSON of that shape.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_slice(&self.body).map_err(|e| {

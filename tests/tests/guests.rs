@@ -2,6 +2,7 @@
 //! the real host: the first plugin, the hostile guests, and the test AI provider.
 
 mod common;
+mod connectors;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use plugboard_tests::*;
 use serde_json::json;
 
 use common::{host, load};
+use connectors::{anthropic, openai, order_risk, shopify, slack};
 
 macro_rules! assert_guest_tested {
     ($name:ident) => {

@@ -31,7 +31,12 @@ impl Host for InstanceState {
         router.check_budget(self.host.kv.as_ref(), plugin, self.plugin.grants.ai_daily_tokens, now_ms())?;
         let remaining = self.deadline.saturating_duration_since(tokio::time::Instant::now());
         let host = crate::Host::from_inner(self.host.clone());
-        let answer = match tokio::time::timeout(remaining, host.complete(&provider, request)).await {
+        let answer = match tokio::time::timeout(
+            remaining,
+            host.complete_for_event(&provider, request, self.event_id.clone()),
+        )
+        .await
+        {
             Ok(Ok(invocation)) => invocation.output,
             Ok(Err(e)) => return Err(e.into_wit_error()),
             Err(_) => return Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time"))),

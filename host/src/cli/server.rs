@@ -1,15 +1,12 @@
 //! `plugboard up` and `plugboard check`: run, or only validate, a configuration file.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use plugboard::config::{Config, Resolved};
+use plugboard::config::Config;
 use plugboard::egress::calls::{CallFilter, CallLog};
-use plugboard::ingress::server::{Ingress, serve};
-use plugboard::pipeline::{Callbacks, Dispatcher, Routes, Scheduler};
-use plugboard::store::{SqliteCallLog, SqliteKv, SqliteStore};
+use plugboard::store::{SqliteCallLog, SqliteStore};
 use plugboard::{Host, HostBuilder};
 
 #[derive(Debug, Args)]
@@ -19,21 +16,10 @@ pub struct ConfigArgs {
     config: PathBuf,
 }
 
-/// Hands the configuration's secrets, OAuth2 clients and AI settings to the host.
-fn configure(host: &Host, resolved: &Resolved) {
-    for (name, secret) in &resolved.secrets {
-        host.set_secret(name, secret.clone());
-    }
-    for (name, client) in &resolved.oauth {
-        host.set_oauth_client(name, client.clone());
-    }
-    host.set_ai_settings(resolved.config.ai.clone());
-}
-
 /// Validates the file, loads every plugin (compiling it), and stops.
 pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
     let resolved = Config::load(&args.config)?;
-    configure(host, &resolved);
+    plugboard::run::configure(host, &resolved);
     for spec in resolved.specs.clone() {
         let info = host.load(spec).await?;
         let effective: Vec<&str> = info.effective.iter().map(|c| c.name()).collect();
@@ -47,50 +33,12 @@ pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
 /// log live in the same database file as the events.
 pub async fn up(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
     let resolved = Config::load(&args.config)?;
-    let path = &resolved.store_path;
-    let kv = SqliteKv::open(path).with_context(|| format!("opening key-value data in {}", path.display()))?;
-    let calls = SqliteCallLog::open(path, resolved.config.calls.retain)
-        .with_context(|| format!("opening the call log in {}", path.display()))?;
-    let host = &builder.kv_store(Arc::new(kv)).call_log(Arc::new(calls)).build()?;
-    configure(host, &resolved);
-    for spec in resolved.specs.clone() {
-        host.load(spec).await?;
-    }
-    let store = Arc::new(
-        SqliteStore::open(&resolved.store_path)
-            .with_context(|| format!("opening the event store {}", resolved.store_path.display()))?,
-    );
-    let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
-    let callbacks =
-        resolved.callback_key.clone().map(|secret| Callbacks { secret, client: reqwest::Client::new() });
-    let dispatcher = Dispatcher::spawn_with_callbacks(
-        host.clone(),
-        store.clone(),
-        routes.clone(),
-        resolved.config.retry.clone(),
-        resolved.config.delivery_concurrency,
-        callbacks,
-    );
-    let _scheduler =
-        Scheduler::spawn(store.clone(), resolved.config.schedules.clone(), dispatcher.notifier())
-            .map_err(|e| anyhow::anyhow!(e))?;
-    let ingress = Arc::new(Ingress {
-        host: host.clone(),
-        store,
-        routes,
-        dispatcher: Some(dispatcher.notifier()),
-        jobs_token: resolved.jobs_token.clone(),
-        admin_token: resolved.admin_token.clone(),
-        endpoints: resolved.endpoints,
-        request_timeout: std::time::Duration::from_millis(resolved.config.server.request_timeout_ms),
-        dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),
-        max_body_bytes: resolved.config.server.max_body_bytes,
-    });
+    let host = plugboard::run::host_for(builder, &resolved)?;
     let listen = resolved.config.server.listen;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     eprintln!("plugboard listening on http://{}", listener.local_addr()?);
-    serve(listener, ingress, async {
+    plugboard::run::run(&host, resolved, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

@@ -241,10 +241,12 @@ impl Egress {
             let asked = retry::retry_after(&headers, SystemTime::now());
             let rate_limited = response.status == 429;
             if !retryable || attempt >= caller.limits.http_max_attempts {
-                return if rate_limited && retryable {
-                    Err(Error::RateLimited(asked.map(ms)))
-                } else {
-                    Ok(response)
+                // Out of attempts: a 429 whose wait the server named goes back as
+                // `rate-limited(wait)`; otherwise the plugin gets the answer, provider-specific
+                // headers (`x-ratelimit-reset-*`, ...) and all, to judge for itself.
+                return match asked {
+                    Some(wait) if rate_limited && retryable => Err(Error::RateLimited(Some(ms(wait)))),
+                    _ => Ok(response),
                 };
             }
             let wait = asked.unwrap_or_else(|| retry::backoff(attempt));

@@ -123,6 +123,8 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         .route("/v1/dlq/{id}/replay", post(dlq_replay_one))
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(job_status))
+        .route("/v1/events", get(events_list))
+        .route("/v1/events/{id}", get(event_trace))
         .route("/v1/calls", get(calls_list))
         .route("/v1/ai/usage", get(ai_usage))
         .route("/metrics", get(metrics))
@@ -473,4 +475,40 @@ async fn metrics(State(ingress): State<Arc<Ingress>>) -> Response {
         ingress.host.metrics().render(),
     )
         .into_response()
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    kind: Option<String>,
+    source: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?kind=&source=&limit=`: the newest events.
+async fn events_list(
+    State(ingress): State<Arc<Ingress>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let events = ingress
+        .store
+        .events(q.kind.as_deref(), q.source.as_deref(), q.limit.unwrap_or(100).min(10_000))
+        .await
+        .map_err(|_| ApiError::Store)?;
+    Ok(axum::Json(events).into_response())
+}
+
+/// `GET /v1/events/{id}`: the event, its deliveries with every attempt, and what they produced.
+async fn event_trace(
+    State(ingress): State<Arc<Ingress>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let trace = ingress.store.trace(&id).await.map_err(|_| ApiError::Store)?;
+    let trace = trace.ok_or_else(|| ApiError::UnknownJob(format!("event {id}")))?;
+    Ok(axum::Json(trace).into_response())
 }

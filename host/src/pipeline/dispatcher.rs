@@ -166,6 +166,9 @@ impl Dispatcher {
     }
 }
 
+/// The attribute that names the event whose delivery produced an event.
+pub const CAUSED_BY: &str = "caused_by";
+
 /// The route name of async jobs, and of their completion callbacks.
 pub const JOB_ROUTE: &str = "job";
 /// See [`JOB_ROUTE`].
@@ -261,7 +264,7 @@ async fn deliver(
             }),
             Some(action) => match serde_json::from_slice::<serde_json::Value>(&d.event.payload) {
                 Ok(input) => host
-                    .invoke(&d.target, action, &input)
+                    .invoke_for_event(&d.target, action, &input, Some(&d.event.id))
                     .await
                     .map(|inv| (inv.emitted, Some(inv.output.to_string()))),
                 Err(e) => {
@@ -278,6 +281,11 @@ async fn deliver(
     };
     let outcome = match result {
         Ok((mut events, output)) => {
+            // Each event a delivery produced names the event it came from: an event's timeline
+            // can then follow it through every hop.
+            for e in &mut events {
+                e.attributes.push((CAUSED_BY.into(), d.event.id.clone()));
+            }
             let mut deliveries = routes.deliveries(&events);
             if is_job {
                 let (notice, callback) = completion(&d, "succeeded", output.as_deref(), None);

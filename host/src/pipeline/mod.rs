@@ -5,6 +5,6 @@ mod dispatcher;
 mod routes;
 mod schedule;
 
-pub use dispatcher::{CALLBACK_ROUTE, Callbacks, Dispatcher, JOB_ROUTE, RetryPolicy};
+pub use dispatcher::{CALLBACK_ROUTE, CAUSED_BY, Callbacks, Dispatcher, JOB_ROUTE, RetryPolicy};
 pub use routes::{Filter, Route, Routes};
 pub use schedule::{Schedule, Scheduler};

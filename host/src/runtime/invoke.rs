@@ -315,13 +315,25 @@ impl Host {
         action: &str,
         input: &serde_json::Value,
     ) -> Result<Invocation<serde_json::Value>, InvokeError> {
+        self.invoke_for_event(id, action, input, None).await
+    }
+
+    /// [`Host::invoke`] on behalf of a stored event: its id tags the invocation's log lines and
+    /// outbound calls.
+    pub async fn invoke_for_event(
+        &self,
+        id: &str,
+        action: &str,
+        input: &serde_json::Value,
+        event_id: Option<&str>,
+    ) -> Result<Invocation<serde_json::Value>, InvokeError> {
         let plugin = self.get_kind(id, PluginKind::Connector)?;
         let action = action.to_owned();
         let input = input.to_string();
         let done = run(
             self,
             plugin,
-            None,
+            event_id.map(str::to_owned),
             call(move |store, pre| {
                 Box::pin(async move {
                     let c = instantiate_connector(store, pre).await?;
@@ -343,11 +355,21 @@ impl Host {
         id: &str,
         request: ChatRequest,
     ) -> Result<Invocation<ChatResponse>, InvokeError> {
+        self.complete_for_event(id, request, None).await
+    }
+
+    /// [`Host::complete`] on behalf of the event a plugin is handling.
+    pub(crate) async fn complete_for_event(
+        &self,
+        id: &str,
+        request: ChatRequest,
+        event_id: Option<String>,
+    ) -> Result<Invocation<ChatResponse>, InvokeError> {
         let plugin = self.get_kind(id, PluginKind::AiProvider)?;
         let done = run(
             self,
             plugin,
-            None,
+            event_id,
             call(move |store, pre| {
                 Box::pin(async move {
                     let PluginPre::AiProvider(pre) = pre else {

@@ -10,9 +10,11 @@
 
 mod calls;
 mod kv;
+mod trace;
 
 pub use calls::SqliteCallLog;
 pub use kv::SqliteKv;
+pub use trace::{EventSummary, EventTrace, TracedDelivery};
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -241,6 +243,15 @@ pub trait EventStore: Send + Sync + 'static {
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool>;
     /// One delivery with its event and attempts.
     fn delivery(&self, id: i64) -> StoreFuture<'_, Option<DeliveryDetail>>;
+    /// An event and everything that happened because of it.
+    fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>>;
+    /// The newest events, optionally of one kind (`*` wildcards) or from one source.
+    fn events<'a>(
+        &'a self,
+        kind: Option<&'a str>,
+        source: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<EventSummary>>;
 }
 
 // SQLite reads are answered inline: with WAL they do not wait for the writer, and they take
@@ -282,6 +293,19 @@ impl EventStore for SqliteStore {
     fn delivery(&self, id: i64) -> StoreFuture<'_, Option<DeliveryDetail>> {
         Box::pin(std::future::ready(SqliteStore::delivery(self, id)))
     }
+
+    fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>> {
+        Box::pin(std::future::ready(SqliteStore::trace(self, id)))
+    }
+
+    fn events<'a>(
+        &'a self,
+        kind: Option<&'a str>,
+        source: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<EventSummary>> {
+        Box::pin(std::future::ready(SqliteStore::events(self, kind, source, limit)))
+    }
 }
 
 /// The embedded event log.
@@ -302,7 +326,8 @@ const SCHEMA: &str = "
         content_type TEXT NOT NULL,
         payload BLOB NOT NULL,
         attributes TEXT NOT NULL,
-        stored_at_ms INTEGER NOT NULL
+        stored_at_ms INTEGER NOT NULL,
+        caused_by TEXT
     );
     CREATE TABLE IF NOT EXISTS webhook_deliveries (
         instance TEXT NOT NULL,
@@ -340,6 +365,13 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
+    // Stores created before events named their cause get the column now.
+    let has_cause: bool =
+        conn.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'caused_by'")?.exists([])?;
+    if !has_cause {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN caused_by TEXT")?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS events_caused_by ON events (caused_by)")?;
     Ok(conn)
 }
 
@@ -603,11 +635,12 @@ fn insert_events(
     now_ms: u64,
 ) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
-        "INSERT INTO events (id, source, kind, occurred_at_ms, content_type, payload, attributes, stored_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO events (id, source, kind, occurred_at_ms, content_type, payload, attributes, stored_at_ms, caused_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for e in events {
         let attributes = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "[]".into());
+        let caused_by = e.attributes.iter().find(|(k, _)| k == crate::pipeline::CAUSED_BY).map(|(_, v)| v);
         insert.execute(params![
             e.id,
             e.source,
@@ -616,7 +649,8 @@ fn insert_events(
             e.content_type,
             e.payload,
             attributes,
-            now_ms as i64
+            now_ms as i64,
+            caused_by
         ])?;
     }
     let mut queue = tx.prepare_cached(

@@ -1,0 +1,106 @@
+//! Running a whole configuration: what `plugboard up` does, as a library function, so that
+//! embedders, tests and the demo start exactly the same server.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::config::Resolved;
+use crate::ingress::server::{Ingress, serve};
+use crate::pipeline::{Callbacks, Dispatcher, Routes, Scheduler};
+use crate::store::{SqliteCallLog, SqliteKv, SqliteStore};
+use crate::{Host, HostBuilder};
+
+/// Why a configuration could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The database could not be opened.
+    #[error("opening the store {path}: {reason}")]
+    Store {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The host could not be built.
+    #[error(transparent)]
+    Host(#[from] crate::Error),
+    /// A plugin did not load.
+    #[error(transparent)]
+    Load(#[from] crate::LoadError),
+    /// A schedule is invalid.
+    #[error("schedules: {0}")]
+    Schedule(String),
+    /// The server failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds a host whose key-value data and call log live in the configuration's store file, and
+/// gives it the configuration's secrets, OAuth2 clients and AI settings (no plugins yet).
+pub fn host_for(builder: HostBuilder, resolved: &Resolved) -> Result<Host, RunError> {
+    let path = &resolved.store_path;
+    let failed =
+        |e: rusqlite::Error| RunError::Store { path: path.display().to_string(), reason: e.to_string() };
+    let kv = SqliteKv::open(path).map_err(failed)?;
+    let calls = SqliteCallLog::open(path, resolved.config.calls.retain).map_err(failed)?;
+    let host = builder.kv_store(Arc::new(kv)).call_log(Arc::new(calls)).build()?;
+    configure(&host, resolved);
+    Ok(host)
+}
+
+/// Hands the configuration's secrets, OAuth2 clients and AI settings to `host`.
+pub fn configure(host: &Host, resolved: &Resolved) {
+    for (name, secret) in &resolved.secrets {
+        host.set_secret(name, secret.clone());
+    }
+    for (name, client) in &resolved.oauth {
+        host.set_oauth_client(name, client.clone());
+    }
+    host.set_ai_settings(resolved.config.ai.clone());
+}
+
+/// Loads every plugin of `resolved` into `host`, opens the event store, and serves webhooks,
+/// deliveries, schedules, jobs and the admin API on `listener` until `shutdown` completes.
+pub async fn run(
+    host: &Host,
+    resolved: Resolved,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    for spec in resolved.specs.clone() {
+        host.load(spec).await?;
+    }
+    let path = resolved.store_path.display().to_string();
+    let store = Arc::new(
+        SqliteStore::open(&resolved.store_path)
+            .map_err(|e| RunError::Store { path: path.clone(), reason: e.to_string() })?,
+    );
+    let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
+    let callbacks =
+        resolved.callback_key.clone().map(|secret| Callbacks { secret, client: reqwest::Client::new() });
+    let dispatcher = Dispatcher::spawn_with_callbacks(
+        host.clone(),
+        store.clone(),
+        routes.clone(),
+        resolved.config.retry.clone(),
+        resolved.config.delivery_concurrency,
+        callbacks,
+    );
+    let _scheduler =
+        Scheduler::spawn(store.clone(), resolved.config.schedules.clone(), dispatcher.notifier())
+            .map_err(RunError::Schedule)?;
+    let ingress = Arc::new(Ingress {
+        host: host.clone(),
+        store,
+        routes,
+        dispatcher: Some(dispatcher.notifier()),
+        jobs_token: resolved.jobs_token.clone(),
+        admin_token: resolved.admin_token.clone(),
+        endpoints: resolved.endpoints,
+        request_timeout: std::time::Duration::from_millis(resolved.config.server.request_timeout_ms),
+        dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),
+        max_body_bytes: resolved.config.server.max_body_bytes,
+    });
+    serve(listener, ingress, shutdown).await?;
+    Ok(())
+}

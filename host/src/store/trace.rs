@@ -1,0 +1,154 @@
+//! Reading an event's path through the pipeline: the event, each delivery of it with every
+//! attempt, and, recursively, the events those deliveries produced (linked by their `caused_by`
+//! column). What `GET /v1/events/{id}` and the demo show.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::{AttemptRecord, SqliteStore, StoreError, delivery_from_row};
+
+/// How many hops a trace follows.
+const MAX_DEPTH: usize = 8;
+
+/// A stored event, as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventSummary {
+    /// Its id.
+    pub id: String,
+    /// The instance that produced it.
+    pub source: String,
+    /// Its kind.
+    pub kind: String,
+    /// When it was stored, ms since the Unix epoch.
+    pub stored_at_ms: u64,
+    /// Its attributes.
+    pub attributes: Vec<(String, String)>,
+    /// The event whose delivery produced it, if any.
+    pub caused_by: Option<String>,
+}
+
+/// One delivery of a traced event, with its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TracedDelivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The route.
+    pub route: String,
+    /// The target instance.
+    pub target: String,
+    /// The action invoked (`handle` when absent).
+    pub action: Option<String>,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+    /// What the action answered, when it succeeded.
+    pub output: Option<String>,
+    /// The events this delivery produced, each traced in turn.
+    pub produced: Vec<EventTrace>,
+}
+
+/// An event and everything that happened because of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventTrace {
+    /// The event.
+    pub event: EventSummary,
+    /// Its deliveries.
+    pub deliveries: Vec<TracedDelivery>,
+}
+
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
+    let attributes: String = r.get(4)?;
+    Ok(EventSummary {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        kind: r.get(2)?,
+        stored_at_ms: r.get::<_, i64>(3)? as u64,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+        caused_by: r.get(5)?,
+    })
+}
+
+const SUMMARY_COLUMNS: &str = "id, source, kind, stored_at_ms, attributes, caused_by";
+
+fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<EventTrace>> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE id = ?1");
+    let Some(event) = conn.prepare_cached(&sql)?.query_map(params![id], summary)?.next().transpose()? else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, event_id, route, target, status, attempts, last_error, action, output \
+         FROM delivery_queue WHERE event_id = ?1 ORDER BY id",
+    )?;
+    let heads: Vec<(super::DeliveryRecord, Option<String>, Option<String>)> = stmt
+        .query_map(params![id], |r| Ok((delivery_from_row(r)?, r.get(7)?, r.get(8)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut deliveries = Vec::with_capacity(heads.len());
+    for (d, action, output) in heads {
+        let attempts = conn
+            .prepare_cached(
+                "SELECT attempt, at_ms, duration_us, outcome, detail FROM attempts WHERE delivery = ?1 ORDER BY rowid",
+            )?
+            .query_map(params![d.id], |r| {
+                Ok(AttemptRecord {
+                    attempt: r.get::<_, i64>(0)? as u32,
+                    at_ms: r.get::<_, i64>(1)? as u64,
+                    duration_us: r.get::<_, i64>(2)? as u64,
+                    outcome: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        deliveries.push(TracedDelivery {
+            id: d.id,
+            route: d.route,
+            target: d.target,
+            action,
+            status: d.status,
+            attempts,
+            output,
+            produced: Vec::new(),
+        });
+    }
+    if depth < MAX_DEPTH {
+        // Produced events name the event, not the delivery; attach each to the delivery whose
+        // target produced it (its source).
+        let children: Vec<(String, String)> = conn
+            .prepare_cached("SELECT id, source FROM events WHERE caused_by = ?1 ORDER BY seq")?
+            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (child, source) in children {
+            let Some(t) = trace(conn, &child, depth + 1)? else { continue };
+            let at = deliveries.iter().position(|d| d.target == source).unwrap_or(0);
+            if let Some(d) = deliveries.get_mut(at) {
+                d.produced.push(t);
+            }
+        }
+    }
+    Ok(Some(EventTrace { event, deliveries }))
+}
+
+impl SqliteStore {
+    /// Event `id` and everything that happened because of it.
+    pub fn trace(&self, id: &str) -> Result<Option<EventTrace>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        Ok(trace(&conn, id, 0)?)
+    }
+
+    /// The newest events, optionally of one kind (`*` wildcards) or from one source.
+    pub fn events(
+        &self,
+        kind: Option<&str>,
+        source: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM events WHERE (?1 IS NULL OR kind GLOB ?1) AND (?2 IS NULL OR source = ?2) \
+             ORDER BY seq DESC LIMIT ?3"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![kind, source, limit as i64], summary)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,167 @@
+//! OpenAI as an AI provider: the host's `ai` calls become Chat Completions requests
+//! (`POST {base_url}/v1/chat/completions`).
+//!
+//! Config: `base_url` (default `https://api.openai.com`), `model` (default `gpt-4o-mini`),
+//! `api_key_secret` (the name of the host secret holding the API key, default `openai_api_key`;
+//! the key itself never enters the plugin), `organization` (optional `OpenAI-Organization`).
+//! Grants it needs: `http` to the base URL, `config`, and the secret.
+
+use plugboard_sdk::ai::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, Usage};
+use plugboard_sdk::http::{Request, Response};
+use plugboard_sdk::{AiProvider, Capability, Error, ProviderMetadata, UpstreamFailure, config};
+use serde_json::{Value, json};
+
+struct OpenAi;
+
+const DEFAULT_MODEL: &str = "gpt-4o-mini";
+
+/// Models that take `max_completion_tokens` and refuse `max_tokens` (reasoning models).
+fn needs_max_completion_tokens(model: &str) -> bool {
+    ["o1", "o3", "o4", "gpt-5"].iter().any(|p| model.starts_with(p))
+}
+
+/// The request body, as the Chat Completions API describes it.
+fn body(request: &ChatRequest, model: &str) -> Value {
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            json!({ "role": role, "content": m.content })
+        })
+        .collect();
+    let mut body = json!({ "model": model, "messages": messages });
+    if let Some(t) = request.temperature {
+        body["temperature"] = json!(t);
+    }
+    if let Some(n) = request.max_tokens {
+        let key = if needs_max_completion_tokens(model) { "max_completion_tokens" } else { "max_tokens" };
+        body[key] = json!(n);
+    }
+    match &request.response_format {
+        ResponseFormat::Text => {}
+        ResponseFormat::JsonObject => body["response_format"] = json!({ "type": "json_object" }),
+        ResponseFormat::JsonSchema(schema) => {
+            let schema: Value = serde_json::from_str(schema).unwrap_or_else(|_| json!({ "type": "object" }));
+            body["response_format"] = json!({ "type": "json_schema", "json_schema": { "name": "answer", "schema": schema, "strict": true } });
+        }
+    }
+    if !request.stop.is_empty() {
+        body["stop"] = json!(request.stop);
+    }
+    body
+}
+
+/// A duration as OpenAI writes it in `x-ratelimit-reset-*`: `1s`, `6m0s`, `20ms`, `1h2m3.5s`.
+fn reset_ms(text: &str) -> Option<u64> {
+    let mut total = 0.0;
+    let mut number = String::new();
+    let mut chars = text.trim().chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let value: f64 = number.parse().ok()?;
+        number.clear();
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => return None,
+        };
+        total += value * unit;
+        any = true;
+    }
+    (any && number.is_empty()).then(|| (total * 1000.0).round() as u64)
+}
+
+/// The contract error for a failed answer.
+fn error(response: &Response) -> Error {
+    let message = response
+        .json::<Value>()
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&response.body).chars().take(200).collect());
+    if response.status == 429 {
+        let wait = response.retry_after_ms().or_else(|| {
+            ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
+                .iter()
+                .filter_map(|h| response.header(h).and_then(reset_ms))
+                .max()
+        });
+        return Error::RateLimited(wait);
+    }
+    response.error(&message)
+}
+
+fn finish_reason(reason: Option<&str>) -> FinishReason {
+    match reason {
+        Some("stop") => FinishReason::Stop,
+        Some("length") => FinishReason::Length,
+        Some("content_filter") => FinishReason::ContentFilter,
+        Some("tool_calls") | Some("function_call") => FinishReason::ToolCalls,
+        _ => FinishReason::Other,
+    }
+}
+
+impl AiProvider for OpenAi {
+    fn metadata() -> ProviderMetadata {
+        ProviderMetadata {
+            name: "openai".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "OpenAI Chat Completions".into(),
+            default_model: DEFAULT_MODEL.into(),
+            capabilities: vec![Capability::Http, Capability::Config],
+        }
+    }
+
+    fn complete(request: ChatRequest) -> Result<ChatResponse, Error> {
+        let base = config::get("base_url")?.unwrap_or_else(|| "https://api.openai.com".into());
+        let model = request.model.clone().or(config::get("model")?).unwrap_or_else(|| DEFAULT_MODEL.into());
+        let secret = config::get("api_key_secret")?.unwrap_or_else(|| "openai_api_key".into());
+        let mut call = Request::post(format!("{}/v1/chat/completions", base.trim_end_matches('/')))
+            .bearer(&format!("{{{{secret:{secret}}}}}"))
+            .json(&body(&request, &model))?
+            // Completions are safe to repeat here: the host may retry 429s and 5xx.
+            .retry();
+        if let Some(org) = config::get("organization")? {
+            call = call.header("openai-organization", org);
+        }
+        let response = call.send()?;
+        if !response.is_success() {
+            return Err(error(&response));
+        }
+        let answer: Value = response.json()?;
+        let choice = &answer["choices"][0];
+        let content = choice["message"]["content"].as_str().ok_or_else(|| {
+            let refusal = choice["message"]["refusal"].as_str().unwrap_or("no content in the answer");
+            Error::Upstream(UpstreamFailure { status: response.status, message: refusal.into() })
+        })?;
+        let tokens = |k: &str| answer["usage"][k].as_u64().unwrap_or(0) as u32;
+        Ok(ChatResponse {
+            content: content.to_owned(),
+            finish_reason: finish_reason(choice["finish_reason"].as_str()),
+            usage: Usage {
+                prompt_tokens: tokens("prompt_tokens"),
+                completion_tokens: tokens("completion_tokens"),
+            },
+            model: answer["model"].as_str().unwrap_or(&model).to_owned(),
+            request_id: response
+                .header("x-request-id")
+                .map(str::to_owned)
+                .or_else(|| answer["id"].as_str().map(str::to_owned)),
+        })
+    }
+}
+
+plugboard_sdk::export_ai_provider!(OpenAi);

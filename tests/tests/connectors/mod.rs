@@ -1,0 +1,532 @@
+//! The first-party connectors (`plugins/`) and the example flows' plugins, each through the
+//! real host against the local stand-ins of `plugboard-demo`, which check every request against
+//! the providers' official API descriptions and answer in the providers' real shapes, error and
+//! throttling answers included.
+
+use plugboard::egress::secrets::Secret;
+use plugboard::types::{
+    ChatRequest, Error as WitError, FinishReason, Message, ResponseFormat, Role, WebhookRequest,
+};
+use plugboard::{Capability, Grants, Host, InvokeError, Limits, PluginSpec};
+use plugboard_demo::fakes::{self, Fakes, Script};
+use plugboard_demo::specs::Specs;
+use plugboard_tests::{ANTHROPIC, OPENAI, SHOPIFY, SLACK};
+use serde_json::{Value, json};
+
+async fn fakes() -> Fakes {
+    Fakes::start("127.0.0.1:0".parse().unwrap(), Specs::shared().expect("the official API descriptions load"))
+        .await
+        .unwrap()
+}
+
+/// Loads `wasm` as `id` with `http` (to the stand-ins only), `config` and `secret`, its value
+/// bound to the stand-ins' origin.
+async fn connector(host: &Host, fakes: &Fakes, id: &str, wasm: &str, secret: (&str, &str), limits: Limits) {
+    let origin = fakes.origin();
+    host.set_secret(secret.0, Secret::new(secret.1, &[origin.as_str()]).unwrap());
+    let grants = Grants::none()
+        .with(Capability::Config)
+        .allow_http(&origin)
+        .allow_internal("127.0.0.1")
+        .with_secret(secret.0);
+    let spec =
+        PluginSpec::new(id, wasm).with_grants(grants).with_limits(limits).with_config("base_url", &origin);
+    host.load(spec).await.unwrap_or_else(|e| panic!("loading {id}: {e}"));
+}
+
+fn no_violations(fakes: &Fakes) {
+    for r in fakes.state.received() {
+        assert!(
+            r.violations.is_empty(),
+            "{} {} broke the official description: {:?}\n{}",
+            r.provider,
+            r.path,
+            r.violations,
+            r.body
+        );
+    }
+}
+
+fn plugin_error<T: std::fmt::Debug>(r: Result<T, InvokeError>) -> WitError {
+    match r {
+        Err(InvokeError::Plugin(e)) => e,
+        other => panic!("expected a plugin error, got {other:?}"),
+    }
+}
+
+fn chat(model: Option<&str>, format: ResponseFormat, max_tokens: Option<u32>) -> ChatRequest {
+    ChatRequest {
+        model: model.map(str::to_owned),
+        messages: vec![
+            Message { role: Role::System, content: "You triage support messages.".into() },
+            Message { role: Role::User, content: "My package is late and I want a refund".into() },
+        ],
+        temperature: Some(0.0),
+        max_tokens,
+        response_format: format,
+        stop: vec![],
+    }
+}
+
+fn triage_schema() -> String {
+    json!({ "type": "object", "additionalProperties": false, "required": ["sentiment", "category"],
+            "properties": { "sentiment": { "type": "string" }, "category": { "type": "string" } } })
+    .to_string()
+}
+
+fn one_attempt() -> Limits {
+    Limits { http_max_attempts: 1, ..Limits::default() }
+}
+
+#[tokio::test]
+pub async fn openai() {
+    let fakes = fakes().await;
+    let host = Host::builder().build().unwrap();
+    connector(&host, &fakes, "openai", OPENAI, ("openai_api_key", fakes::OPENAI_KEY), one_attempt()).await;
+
+    // Structured output: the request is a valid CreateChatCompletionRequest, the answer parses.
+    let answer = host
+        .complete("openai", chat(None, ResponseFormat::JsonSchema(triage_schema()), Some(200)))
+        .await
+        .unwrap()
+        .output;
+    let parsed: Value = serde_json::from_str(&answer.content).unwrap();
+    assert_eq!(parsed, json!({ "sentiment": "negative", "category": "billing" }));
+    assert_eq!((answer.finish_reason, answer.model.as_str()), (FinishReason::Stop, "gpt-4o-mini"));
+    assert!(answer.usage.prompt_tokens > 0 && answer.usage.completion_tokens > 0);
+    assert!(answer.request_id.is_some_and(|id| id.starts_with("req_")));
+    let sent = fakes.state.received().last().unwrap().body.clone();
+    assert_eq!(sent["response_format"]["type"], "json_schema");
+    assert_eq!(sent["response_format"]["json_schema"]["strict"], true);
+    assert_eq!(sent["max_tokens"], 200);
+    assert_eq!(sent["messages"][0], json!({ "role": "system", "content": "You triage support messages." }));
+
+    // Reasoning models take max_completion_tokens instead.
+    host.complete("openai", chat(Some("o3-mini"), ResponseFormat::JsonObject, Some(50))).await.unwrap();
+    let sent = fakes.state.received().last().unwrap().body.clone();
+    assert_eq!((sent["max_completion_tokens"].clone(), sent.get("max_tokens")), (json!(50), None));
+    assert_eq!(sent["response_format"], json!({ "type": "json_object" }));
+    no_violations(&fakes);
+
+    // The stand-in answers in the documented CreateChatCompletionResponse shape.
+    let raw = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", fakes.origin()))
+        .bearer_auth(fakes::OPENAI_KEY)
+        .json(&json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(Specs::shared().unwrap().check_openai_response(&raw), Vec::<String>::new());
+
+    // Errors, as OpenAI sends them.
+    let text = || chat(None, ResponseFormat::Text, None);
+    fakes.state.script("openai", Script::Status(429, vec![("x-ratelimit-reset-requests", "6m0s".into())], json!({ "error": { "message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded" } })));
+    assert!(matches!(
+        plugin_error(host.complete("openai", text()).await),
+        WitError::RateLimited(Some(360_000))
+    ));
+    fakes.state.script(
+        "openai",
+        Script::Status(
+            429,
+            vec![("retry-after", "2".into())],
+            json!({ "error": { "message": "slow down", "type": "tokens", "param": null, "code": null } }),
+        ),
+    );
+    assert!(matches!(plugin_error(host.complete("openai", text()).await), WitError::RateLimited(Some(2000))));
+    fakes.state.script("openai", Script::Status(401, vec![], json!({ "error": { "message": "Incorrect API key provided", "type": "invalid_request_error", "param": null, "code": "invalid_api_key" } })));
+    assert!(
+        matches!(plugin_error(host.complete("openai", text()).await), WitError::Unauthorized(m) if m.contains("Incorrect API key"))
+    );
+    fakes.state.script("openai", Script::Status(503, vec![], json!({ "error": { "message": "overloaded", "type": "server_error", "param": null, "code": null } })));
+    assert!(
+        matches!(plugin_error(host.complete("openai", text()).await), WitError::Upstream(u) if u.status == 503)
+    );
+
+    // With retries allowed, the host retries a 5xx and the plugin only sees the success.
+    let host = Host::builder().build().unwrap();
+    connector(&host, &fakes, "openai", OPENAI, ("openai_api_key", fakes::OPENAI_KEY), Limits::default())
+        .await;
+    fakes.state.script(
+        "openai",
+        Script::Status(
+            500,
+            vec![("retry-after-ms", "10".into())],
+            json!({ "error": { "message": "boom", "type": "server_error", "param": null, "code": null } }),
+        ),
+    );
+    assert!(host.complete("openai", text()).await.is_ok());
+}
+
+#[tokio::test]
+pub async fn anthropic() {
+    let fakes = fakes().await;
+    let host = Host::builder().build().unwrap();
+    connector(
+        &host,
+        &fakes,
+        "anthropic",
+        ANTHROPIC,
+        ("anthropic_api_key", fakes::ANTHROPIC_KEY),
+        one_attempt(),
+    )
+    .await;
+    let answer = host
+        .complete("anthropic", chat(None, ResponseFormat::JsonSchema(triage_schema()), None))
+        .await
+        .unwrap()
+        .output;
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer.content).unwrap(),
+        json!({ "sentiment": "negative", "category": "billing" })
+    );
+    assert_eq!((answer.finish_reason, answer.model.as_str()), (FinishReason::Stop, "claude-sonnet-4-5"));
+    let sent = fakes.state.received().last().unwrap().body.clone();
+    assert_eq!(sent["max_tokens"], 1024, "required by the API: the connector's default");
+    assert!(sent["system"].as_str().unwrap().starts_with("You triage support messages."));
+    assert!(sent["messages"].as_array().unwrap().iter().all(|m| m["role"] != "system"));
+    no_violations(&fakes);
+
+    let text = || chat(None, ResponseFormat::Text, None);
+    fakes.state.script(
+        "anthropic",
+        Script::Status(
+            529,
+            vec![],
+            json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } }),
+        ),
+    );
+    assert!(matches!(plugin_error(host.complete("anthropic", text()).await), WitError::RateLimited(None)));
+    fakes.state.script("anthropic", Script::Status(429, vec![("retry-after", "7".into())], json!({ "type": "error", "error": { "type": "rate_limit_error", "message": "Number of requests has exceeded your rate limit" } })));
+    assert!(matches!(
+        plugin_error(host.complete("anthropic", text()).await),
+        WitError::RateLimited(Some(7000))
+    ));
+    fakes.state.script("anthropic", Script::Status(401, vec![], json!({ "type": "error", "error": { "type": "authentication_error", "message": "invalid x-api-key" } })));
+    assert!(
+        matches!(plugin_error(host.complete("anthropic", text()).await), WitError::Unauthorized(m) if m.contains("authentication_error"))
+    );
+    fakes.state.script("anthropic", Script::Status(400, vec![], json!({ "type": "error", "error": { "type": "invalid_request_error", "message": "max_tokens: too large" } })));
+    assert!(matches!(plugin_error(host.complete("anthropic", text()).await), WitError::InvalidInput(_)));
+}
+
+fn webhook(headers: Vec<(String, String)>, body: Vec<u8>) -> WebhookRequest {
+    WebhookRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        body,
+    }
+}
+
+#[tokio::test]
+pub async fn shopify() {
+    let fakes = fakes().await;
+    let host = Host::builder().build().unwrap();
+    connector(
+        &host,
+        &fakes,
+        "shopify",
+        SHOPIFY,
+        ("shopify_access_token", fakes::SHOPIFY_TOKEN),
+        Limits::default(),
+    )
+    .await;
+    fakes.state.add_order(plugboard_demo::sample_order(1001, "first order", "99.00"));
+
+    // A webhook becomes an event named by its topic, with Shopify's metadata as attributes.
+    let body = serde_json::to_vec(&plugboard_demo::sample_order(1001, "", "99.00")).unwrap();
+    let headers = plugboard_demo::shopify_headers("unused-here", "orders/paid", "wh-1", &body);
+    let reply = host.on_webhook("shopify", webhook(headers, body.clone())).await.unwrap().output;
+    assert_eq!(reply.status, 200);
+    let event = &reply.events[0];
+    assert_eq!(event.kind, "orders/paid");
+    assert_eq!(event.payload, body);
+    let attr = |k: &str| event.attributes.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(
+        (attr("shop_domain"), attr("webhook_id"), attr("order_id")),
+        (Some("plugboard-demo.myshopify.com"), Some("wh-1"), Some("1001"))
+    );
+    let missing = host.on_webhook("shopify", webhook(vec![], body)).await;
+    assert!(matches!(plugin_error(missing), WitError::InvalidInput(m) if m.contains("X-Shopify-Topic")));
+
+    // Actions through the Admin GraphQL API.
+    let order = host.invoke("shopify", "get-order", &json!({ "id": 1001 })).await.unwrap().output;
+    assert_eq!(
+        (order["id"].as_str(), order["note"].as_str()),
+        (Some("gid://shopify/Order/1001"), Some("first order"))
+    );
+    let tagged = host
+        .invoke("shopify", "add-order-tags", &json!({ "id": 1001, "tags": ["vip", "fraud-risk-high"] }))
+        .await
+        .unwrap()
+        .output;
+    assert_eq!(tagged["tags_added"], json!(["vip", "fraud-risk-high"]));
+    host.invoke(
+        "shopify",
+        "add-order-note",
+        &json!({ "id": "gid://shopify/Order/1001", "note": "checked by AI" }),
+    )
+    .await
+    .unwrap();
+    let stored = fakes.state.orders.lock().unwrap()[&1001].clone();
+    assert_eq!(
+        (stored["tags"].as_str(), stored["note"].as_str()),
+        (Some("vip, fraud-risk-high"), Some("checked by AI"))
+    );
+    let customer =
+        host.invoke("shopify", "get-customer", &json!({ "id": 115310627314723954u64 })).await.unwrap().output;
+    assert_eq!(customer["email"], "jon@example.com");
+    let sent = fakes.state.received().last().unwrap().clone();
+    assert_eq!(sent.path, "/admin/api/2025-07/graphql.json");
+    no_violations(&fakes);
+
+    // userErrors, throttling and bad credentials.
+    let missing = host.invoke("shopify", "add-order-tags", &json!({ "id": 9, "tags": ["x"] })).await;
+    assert!(matches!(plugin_error(missing), WitError::InvalidInput(m) if m.contains("does not exist")));
+    fakes.state.script("shopify", Script::ShopifyThrottled { available: 1.0, restore_rate: 50.0 });
+    let throttled = host.invoke("shopify", "get-order", &json!({ "id": 1001 })).await;
+    assert!(matches!(plugin_error(throttled), WitError::RateLimited(Some(180))), "(10 - 1) points at 50/s");
+    let bad = Host::builder().build().unwrap();
+    connector(&bad, &fakes, "shopify", SHOPIFY, ("shopify_access_token", "shpat_wrong"), Limits::default())
+        .await;
+    assert!(matches!(
+        plugin_error(bad.invoke("shopify", "get-order", &json!({ "id": 1001 })).await),
+        WitError::Unauthorized(_)
+    ));
+    assert!(matches!(
+        plugin_error(host.invoke("shopify", "add-order-tags", &json!({ "id": 1, "tags": [] })).await),
+        WitError::InvalidInput(_)
+    ));
+}
+
+#[tokio::test]
+pub async fn slack() {
+    let fakes = fakes().await;
+    let specs = Specs::shared().unwrap();
+    let host = Host::builder().build().unwrap();
+    connector(&host, &fakes, "slack", SLACK, ("slack_bot_token", fakes::SLACK_TOKEN), Limits::default())
+        .await;
+    let json_hook = |v: &Value| {
+        if v["type"] == "event_callback" {
+            assert_eq!(specs.check_slack_envelope(v), Vec::<String>::new(), "a documented envelope: {v}");
+        }
+        let body = serde_json::to_vec(v).unwrap();
+        webhook(vec![("content-type".into(), "application/json".into())], body)
+    };
+
+    // url_verification is answered with the challenge.
+    let challenge = json!({ "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification" });
+    let reply = host.on_webhook("slack", json_hook(&challenge)).await.unwrap().output;
+    assert_eq!(
+        (reply.status, reply.body.as_slice(), reply.events.len()),
+        (200, b"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".as_slice(), 0)
+    );
+
+    // A message event, and a retry of it (the host's dedup drops it by event_id).
+    let message = plugboard_demo::slack_event(
+        "Ev0MSG1",
+        json!({ "type": "message", "channel": "C0SUPPORT", "user": "U123", "text": "The app crashes", "ts": "1700000000.000200", "channel_type": "channel", "event_ts": "1700000000.000200" }),
+    );
+    let mut request = json_hook(&message);
+    request.headers.push(("x-slack-retry-num".into(), "1".into()));
+    let reply = host.on_webhook("slack", request).await.unwrap().output;
+    let event = &reply.events[0];
+    assert_eq!(event.kind, "slack/message");
+    let attr = |k: &str| event.attributes.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        (attr("event_id"), attr("channel"), attr("retry_num")),
+        (Some("Ev0MSG1".into()), Some("C0SUPPORT".into()), Some("1".into()))
+    );
+    let bot = plugboard_demo::slack_event(
+        "Ev0BOT",
+        json!({ "type": "message", "subtype": "bot_message", "bot_id": "B1", "channel": "C0SUPPORT", "text": "ours", "ts": "1.2" }),
+    );
+    assert!(
+        host.on_webhook("slack", json_hook(&bot)).await.unwrap().output.events.is_empty(),
+        "no loops on our own messages"
+    );
+    let mention = plugboard_demo::slack_event(
+        "Ev0MEN",
+        json!({ "type": "app_mention", "channel": "C0SUPPORT", "user": "U1", "text": "<@U0BOT> help", "ts": "1.3" }),
+    );
+    assert_eq!(
+        host.on_webhook("slack", json_hook(&mention)).await.unwrap().output.events[0].kind,
+        "slack/app_mention"
+    );
+
+    // Slash commands and interactivity arrive form-encoded.
+    let form = |body: &str| {
+        webhook(
+            vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
+            body.as_bytes().to_vec(),
+        )
+    };
+    let command = "token=gIkuvaNzQIHg97ATvDxqgjtO&team_id=T0001&channel_id=C0SUPPORT&user_id=U2147483697&command=%2Fticket&text=printer+on+fire&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1234%2F5678&trigger_id=13345224609.738474920.8088930838d88f008e0";
+    let reply = host.on_webhook("slack", form(command)).await.unwrap().output;
+    let payload: Value = serde_json::from_slice(&reply.events[0].payload).unwrap();
+    assert_eq!(
+        (reply.events[0].kind.as_str(), payload["command"].as_str(), payload["text"].as_str()),
+        ("slack/command", Some("/ticket"), Some("printer on fire"))
+    );
+    let interaction = format!("payload={}", url_encode(&json!({ "type": "block_actions", "user": { "id": "U1" }, "actions": [{ "action_id": "approve", "value": "1001" }] }).to_string()));
+    let reply = host.on_webhook("slack", form(&interaction)).await.unwrap().output;
+    assert_eq!(reply.events[0].kind, "slack/interaction");
+
+    // Web API actions, each request checked against the official description.
+    let posted = host
+        .invoke(
+            "slack",
+            "post-message",
+            &json!({ "channel": "C0SUPPORT", "text": "On it", "thread_ts": "1700000000.000200",
+        "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": "*On it*" } }] }),
+        )
+        .await
+        .unwrap()
+        .output;
+    let ts = posted["ts"].as_str().unwrap().to_owned();
+    host.invoke("slack", "update-message", &json!({ "channel": "C0SUPPORT", "ts": ts, "text": "Done" }))
+        .await
+        .unwrap();
+    host.invoke(
+        "slack",
+        "add-reaction",
+        &json!({ "channel": "C0SUPPORT", "timestamp": ts, "name": ":white_check_mark:" }),
+    )
+    .await
+    .unwrap();
+    let messages = fakes.state.messages.lock().unwrap().clone();
+    assert_eq!(
+        (messages[0].text.as_str(), messages[0].thread_ts.as_deref()),
+        ("Done", Some("1700000000.000200"))
+    );
+    assert_eq!(fakes.state.reactions.lock().unwrap()[0].2, "white_check_mark");
+    no_violations(&fakes);
+
+    // ok:false and HTTP 429, typed.
+    let post = |channel: &str| json!({ "channel": channel, "text": "x" });
+    assert!(
+        matches!(plugin_error(host.invoke("slack", "post-message", &post("C0NOPE")).await), WitError::InvalidInput(m) if m.contains("channel_not_found"))
+    );
+    fakes.state.script(
+        "slack",
+        Script::Status(
+            429,
+            vec![("retry-after", "30".into())],
+            json!({ "ok": false, "error": "ratelimited" }),
+        ),
+    );
+    assert!(matches!(
+        plugin_error(host.invoke("slack", "post-message", &post("C0SUPPORT")).await),
+        WitError::RateLimited(Some(30_000))
+    ));
+    fakes.state.script("slack", Script::SlackError("invalid_auth"));
+    assert!(matches!(
+        plugin_error(host.invoke("slack", "post-message", &post("C0SUPPORT")).await),
+        WitError::Unauthorized(_)
+    ));
+    fakes.state.script("slack", Script::SlackError("internal_error"));
+    assert!(matches!(
+        plugin_error(host.invoke("slack", "post-message", &post("C0SUPPORT")).await),
+        WitError::Upstream(_)
+    ));
+    assert!(matches!(
+        plugin_error(host.invoke("slack", "post-message", &json!({ "channel": "C0SUPPORT" })).await),
+        WitError::InvalidInput(_)
+    ));
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Flow 1, as `./dev demo` runs it: the example's own config, the real server, signed webhooks.
+#[tokio::test]
+pub async fn order_risk() {
+    let flow = plugboard_demo::flow::Flow::start("order-risk").await.unwrap();
+    flow.fakes.state.add_order(plugboard_demo::sample_order(1001, "", "1249.00"));
+    flow.fakes.state.add_order(plugboard_demo::sample_order(1002, "", "35.00"));
+    for (id, note) in
+        [(1001u64, "ship to a different address, card mismatch"), (1002, "Thanks, love your shop!")]
+    {
+        let body = serde_json::to_vec(&plugboard_demo::sample_order(id, note, "100.00")).unwrap();
+        let headers = plugboard_demo::shopify_headers(
+            plugboard_demo::SHOPIFY_WEBHOOK_SECRET,
+            "orders/create",
+            &format!("t-{id}"),
+            &body,
+        );
+        assert_eq!(flow.webhook("shopify", headers, body).await.unwrap().0, 200);
+    }
+    // A forged webhook is refused and stores nothing.
+    let body = serde_json::to_vec(&plugboard_demo::sample_order(1003, "", "1.00")).unwrap();
+    let forged = plugboard_demo::shopify_headers("not-the-secret", "orders/create", "t-1003", &body);
+    assert_eq!(flow.webhook("shopify", forged, body).await.unwrap().0, 401);
+
+    let state = flow.fakes.state.clone();
+    flow.wait_for("the risky order's tag", async || {
+        state.orders.lock().unwrap()[&1001]["tags"] == "fraud-risk-high"
+    })
+    .await
+    .unwrap();
+    flow.wait_for("both assessments", async || {
+        flow.admin("/v1/events?kind=orders/assessed")
+            .await
+            .is_ok_and(|e| e.as_array().is_some_and(|a| a.len() == 2))
+    })
+    .await
+    .unwrap();
+    let messages = state.messages.lock().unwrap().clone();
+    assert_eq!(messages.len(), 1, "only the risky order is announced: {messages:?}");
+    assert_eq!(messages[0].channel, "C0FRAUD");
+    assert!(
+        messages[0].text.contains("#1001") && messages[0].text.contains("high risk"),
+        "{}",
+        messages[0].text
+    );
+    assert_eq!(state.orders.lock().unwrap()[&1002]["tags"], "");
+    assert!(flow.find_event("orders/create", "order_id", "1003").await.unwrap().is_none());
+
+    // The event's path: webhook -> order-risk -> (assessed, slack alert, shopify tag), each hop
+    // delivered, with the AI call recorded against the webhook's event.
+    let created = flow.find_event("orders/create", "order_id", "1001").await.unwrap().unwrap();
+    let id = created["id"].as_str().unwrap();
+    let trace = flow.admin(&format!("/v1/events/{id}")).await.unwrap();
+    let first = &trace["deliveries"][0];
+    assert_eq!((first["target"].as_str(), first["status"].as_str()), (Some("order-risk"), Some("delivered")));
+    let mut kinds: Vec<&str> =
+        first["produced"].as_array().unwrap().iter().map(|p| p["event"]["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["alerts/shopify-tag", "alerts/slack", "orders/assessed"]);
+    for p in first["produced"].as_array().unwrap() {
+        for d in p["deliveries"].as_array().unwrap() {
+            assert_eq!(d["status"], "delivered", "{d}");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let calls = flow.admin("/v1/calls").await.unwrap();
+    assert!(
+        calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["event_id"] == id && c["instance"] == "openai" && c["status"] == 200),
+        "{calls}"
+    );
+    assert_eq!(flow.violations(), Vec::<String>::new());
+    let usage = flow.host.ai_usage();
+    assert!(
+        usage
+            .iter()
+            .any(|(plugin, provider, u)| plugin == "order-risk" && provider == "openai" && u.calls == 2)
+    );
+}
