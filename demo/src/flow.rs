@@ -33,8 +33,12 @@ pub fn guest_dir() -> PathBuf {
 /// Writes the example's config for this run: the stand-ins' origin, a free port, a store in
 /// `dir`, absolute plugin paths, and the demo credentials as files instead of environment
 /// variables. Everything else is the example as written.
-fn prepare(example: &Path, fakes: &str, dir: &Path) -> anyhow::Result<PathBuf> {
-    let text = std::fs::read_to_string(example).with_context(|| format!("reading {}", example.display()))?;
+fn prepare(example: &Path, fakes: &str, dir: &Path, edits: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+    let mut text =
+        std::fs::read_to_string(example).with_context(|| format!("reading {}", example.display()))?;
+    for (from, to) in edits {
+        text = text.replace(from, to);
+    }
     let mut text = text
         .replace("http://127.0.0.1:8788", fakes)
         .replace("127.0.0.1:8787", "127.0.0.1:0")
@@ -74,6 +78,12 @@ pub struct Flow {
 impl Flow {
     /// Starts the stand-ins and plugboard with `examples/{name}/plugboard.toml`.
     pub async fn start(name: &str) -> anyhow::Result<Flow> {
+        Flow::start_with(name, &[]).await
+    }
+
+    /// [`Flow::start`] with text replacements applied to the example's config first (a test
+    /// that cannot wait for a nightly schedule makes it fire every second).
+    pub async fn start_with(name: &str, edits: &[(&str, &str)]) -> anyhow::Result<Flow> {
         let fakes = Fakes::start("127.0.0.1:0".parse()?, Specs::shared()?).await?;
         let dir = std::env::temp_dir().join(format!(
             "plugboard-{name}-{}-{}",
@@ -81,8 +91,12 @@ impl Flow {
             fakes.addr.port()
         ));
         std::fs::create_dir_all(&dir)?;
-        let config =
-            prepare(&repo().join("examples").join(name).join("plugboard.toml"), &fakes.origin(), &dir)?;
+        let config = prepare(
+            &repo().join("examples").join(name).join("plugboard.toml"),
+            &fakes.origin(),
+            &dir,
+            edits,
+        )?;
         let resolved = Config::load(&config)?;
         let wanted = resolved.specs.len();
         let builder = Host::builder().compile_cache_dir(repo().join("target/plugboard-cache"));

@@ -327,6 +327,10 @@ impl Config {
                     reason: format!("no instance named `{provider}`"),
                 });
             }
+            p.grants
+                .http
+                .validate()
+                .map_err(|reason| ConfigError::Invalid { key: format!("{key}.grants.http"), reason })?;
             if let Some(hook) = &p.webhook {
                 let secrets = hook
                     .secrets
@@ -406,6 +410,14 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: format!("{key}.to"),
                     reason: "must name one instance".into(),
+                });
+            }
+            if r.to == r.from {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.to"),
+                    reason: "an instance's events are never delivered back to it (that could loop); \
+                             use a second instance of the component"
+                        .into(),
                 });
             }
         }

@@ -12,7 +12,7 @@ use plugboard_tests::*;
 use serde_json::json;
 
 use common::{host, load};
-use connectors::{anthropic, openai, order_risk, shopify, slack};
+use connectors::{anthropic, openai, order_risk, review_digest, shopify, slack, support_triage};
 
 macro_rules! assert_guest_tested {
     ($name:ident) => {

@@ -152,6 +152,15 @@ fn config_errors_name_the_key() {
     assert!(secret.contains("plugin[b].grants.secrets") && secret.contains("openai_key"), "{secret}");
     let provider = err("[[plugin]]\nid = \"a\"\nwasm = \"x.wasm\"\ngrants = { ai_provider = \"openai\" }");
     assert!(provider.contains("plugin[a].grants.ai_provider") && provider.contains("openai"), "{provider}");
+    let oauth = err("[[plugin]]\nid = \"c\"\nwasm = \"x.wasm\"\ngrants = { oauth = [\"crm\"] }");
+    assert!(oauth.contains("plugin[c].grants.oauth") && oauth.contains("[oauth.crm]"), "{oauth}");
+    let internal = err(
+        "[[plugin]]\nid = \"d\"\nwasm = \"x.wasm\"\ngrants = { http = { allow_internal = [\"10.0.0.0/99\"] } }",
+    );
+    assert!(internal.contains("10.0.0.0/99"), "{internal}");
+    let selfish =
+        err("[[plugin]]\nid = \"e\"\nwasm = \"x.wasm\"\n[[route]]\nname = \"r\"\nfrom = \"e\"\nto = \"e\"");
+    assert!(selfish.contains("route[0].to") && selfish.contains("never delivered back"), "{selfish}");
     assert!(matches!(Config::load(&dir.path().join("absent.toml")), Err(ConfigError::Read { .. })));
 }
 

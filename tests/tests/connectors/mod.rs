@@ -530,3 +530,124 @@ pub async fn order_risk() {
             .any(|(plugin, provider, u)| plugin == "order-risk" && provider == "openai" && u.calls == 2)
     );
 }
+
+/// Flow 2 with the example's config: a support message in Slack -> Anthropic triage -> a
+/// threaded reply and a ticket in kv for the team.
+#[tokio::test]
+pub async fn support_triage() {
+    let flow = plugboard_demo::flow::Flow::start("support-triage").await.unwrap();
+    let send = async |event_id: &str, event: Value| {
+        let body = serde_json::to_vec(&plugboard_demo::slack_event(event_id, event)).unwrap();
+        let headers =
+            plugboard_demo::slack_headers(plugboard_demo::SLACK_SIGNING_SECRET, &body, "application/json");
+        flow.webhook("slack", headers, body).await.unwrap()
+    };
+    let message = json!({ "type": "message", "channel": "C0SUPPORT", "user": "U42", "text": "My package is late, this is unacceptable", "ts": "1700000100.000100" });
+    assert_eq!(send("Ev1", message.clone()).await.0, 200);
+    // Slack retries the same event (same event_id): acknowledged, not triaged twice.
+    assert_eq!(send("Ev1", message).await.0, 200);
+    // Elsewhere, and the bot's own reply, are not triaged.
+    assert_eq!(send("Ev2", json!({ "type": "message", "channel": "C0FRAUD", "user": "U42", "text": "hi", "ts": "1700000100.000200" })).await.0, 200);
+
+    let state = flow.fakes.state.clone();
+    flow.wait_for("the threaded reply", async || !state.messages.lock().unwrap().is_empty()).await.unwrap();
+    let ticket = flow
+        .host
+        .invoke("support-triage", "ticket", &json!({ "channel": "C0SUPPORT", "ts": "1700000100.000100" }))
+        .await
+        .unwrap()
+        .output;
+    assert_eq!(
+        (
+            ticket["ticket"]["team"].as_str(),
+            ticket["ticket"]["category"].as_str(),
+            ticket["ticket"]["sentiment"].as_str()
+        ),
+        (Some("logistics"), Some("shipping"), Some("negative"))
+    );
+    assert_eq!(ticket["open_for_team"], 1);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let messages = state.messages.lock().unwrap().clone();
+    assert_eq!(messages.len(), 1, "one reply, in the thread: {messages:?}");
+    assert_eq!(
+        (messages[0].channel.as_str(), messages[0].thread_ts.as_deref()),
+        ("C0SUPPORT", Some("1700000100.000100"))
+    );
+    assert!(messages[0].text.contains("logistics team"), "{}", messages[0].text);
+    let asked: Vec<_> =
+        flow.fakes.state.received().into_iter().filter(|r| r.provider == "anthropic").collect();
+    assert_eq!(asked.len(), 1, "the provider is the config's (Anthropic), asked once");
+    assert_eq!(flow.violations(), Vec::<String>::new());
+    // A forged Slack signature is refused.
+    let body = serde_json::to_vec(&plugboard_demo::slack_event(
+        "Ev3",
+        json!({ "type": "message", "channel": "C0SUPPORT", "text": "x", "ts": "1.1" }),
+    ))
+    .unwrap();
+    let forged = plugboard_demo::slack_headers("wrong-secret", &body, "application/json");
+    assert_eq!(flow.webhook("slack", forged, body).await.unwrap().0, 401);
+}
+
+/// Flow 3 with the example's config, its nightly schedule made to fire every second: HMAC-signed
+/// reviews -> AI categorisation -> stored -> digests posted to Slack.
+#[tokio::test]
+pub async fn review_digest() {
+    let flow = plugboard_demo::flow::Flow::start_with(
+        "review-digest",
+        &[("cron = \"0 0 2 * * *\"", "cron = \"* * * * * *\"")],
+    )
+    .await
+    .unwrap();
+    let reviews = [
+        json!({ "id": "r1", "product": "Kettle", "rating": 5, "text": "Great kettle, love it" }),
+        json!({ "id": "r2", "product": "Kettle", "rating": 1, "text": "Arrived broken and the delivery was late" }),
+        json!({ "id": "r3", "product": "Toaster", "rating": 3, "text": "Does the job" }),
+    ];
+    for review in &reviews {
+        let body = serde_json::to_vec(review).unwrap();
+        let mut headers = plugboard_demo::hmac_headers(plugboard_demo::REVIEWS_HMAC_SECRET, &body);
+        headers.push(("x-review-id".into(), review["id"].as_str().unwrap().into()));
+        assert_eq!(flow.webhook("reviews", headers, body).await.unwrap().0, 200);
+    }
+    let body = serde_json::to_vec(&reviews[0]).unwrap();
+    assert_eq!(
+        flow.webhook("reviews", plugboard_demo::hmac_headers("wrong", &body), body).await.unwrap().0,
+        401
+    );
+
+    let waited = flow
+        .wait_for("three categorized reviews", async || {
+            flow.admin("/v1/events?kind=reviews/categorized")
+                .await
+                .is_ok_and(|e| e.as_array().is_some_and(|a| a.len() == 3))
+        })
+        .await;
+    if let Err(e) = waited {
+        let received = flow.admin("/v1/events?kind=reviews/received").await.unwrap();
+        let id = received[0]["id"].as_str().unwrap_or("").to_owned();
+        panic!("{e}: {received}\n{}", flow.admin(&format!("/v1/events/{id}")).await.unwrap());
+    }
+    // Every review ends up in exactly one digest, however the schedule interleaved.
+    let state = flow.fakes.state.clone();
+    let counted = || -> usize {
+        state
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.channel == "C0REVIEWS")
+            .filter_map(|m| m.text.strip_prefix("Review digest: ")?.split(' ').next()?.parse::<usize>().ok())
+            .sum()
+    };
+    flow.wait_for("the digest", async || counted() == 3).await.unwrap();
+    let categorized = flow.admin("/v1/events?kind=reviews/categorized").await.unwrap();
+    assert!(categorized.as_array().unwrap().iter().all(|e| e["source"] == "review-digest"));
+    assert!(
+        flow.admin("/v1/events?kind=schedule/nightly-digest&limit=1")
+            .await
+            .unwrap()
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    assert_eq!(flow.violations(), Vec::<String>::new());
+}
