@@ -95,6 +95,22 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
+    /// A short name for the kind of failure, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvokeError::UnknownInstance(_) => "unknown-instance",
+            InvokeError::WrongKind { .. } => "wrong-kind",
+            InvokeError::Plugin(_) => "plugin-error",
+            InvokeError::Timeout(_) => "timeout",
+            InvokeError::OutOfMemory { .. } => "out-of-memory",
+            InvokeError::OutOfFuel(_) => "out-of-fuel",
+            InvokeError::StackOverflow { .. } => "stack-overflow",
+            InvokeError::Trap { .. } => "trap",
+            InvokeError::InvalidOutput(_) => "invalid-output",
+            InvokeError::Internal(_) => "internal",
+        }
+    }
+
     /// Whether retrying the same invocation later could succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

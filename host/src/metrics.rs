@@ -9,6 +9,24 @@ use std::sync::Mutex;
 
 /// The metric families, with their type and help text.
 const FAMILIES: &[(&str, &str, &str)] = &[
+    ("plugboard_webhooks_total", "counter", "Webhook requests by instance and outcome."),
+    (
+        "plugboard_webhook_verification_failures_total",
+        "counter",
+        "Webhooks refused by signature checks, by instance.",
+    ),
+    ("plugboard_events_stored_total", "counter", "Events stored, by source instance."),
+    (
+        "plugboard_deliveries_total",
+        "counter",
+        "Delivery attempts by route and outcome (delivered, retry, dead).",
+    ),
+    (
+        "plugboard_invocations_total",
+        "counter",
+        "Plugin invocations by instance and outcome (ok, plugin-error, timeout, out-of-memory, out-of-fuel, stack-overflow, trap, invalid-output, ...).",
+    ),
+    ("plugboard_invocation_seconds", "histogram", "Plugin invocation duration by instance."),
     (
         "plugboard_http_calls_total",
         "counter",

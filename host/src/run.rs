@@ -68,7 +68,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     for spec in resolved.specs.clone() {
-        host.load(spec).await?;
+        let started = std::time::Instant::now();
+        tracing::info!(instance = %spec.id, wasm = %spec.wasm.display(), "loading plugin (compiling it unless cached)");
+        let info = host.load(spec).await?;
+        tracing::info!(
+            instance = %info.id, plugin = %info.name, version = %info.version, from_cache = info.compiled_from_cache,
+            ms = started.elapsed().as_millis() as u64, "plugin loaded"
+        );
     }
     let path = resolved.store_path.display().to_string();
     let store = Arc::new(
@@ -101,6 +107,36 @@ pub async fn run(
         dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),
         max_body_bytes: resolved.config.server.max_body_bytes,
     });
-    serve(listener, ingress, shutdown).await?;
+    let watcher = watch_plugin_files(host.clone(), resolved.specs.clone());
+    let served = serve(listener, ingress, shutdown).await;
+    watcher.abort();
+    served?;
     Ok(())
+}
+
+/// Reloads a plugin when its component file changes on disk (checked every second), with the
+/// same grants, limits and config; a file that does not load leaves the running build in place.
+fn watch_plugin_files(host: Host, specs: Vec<crate::PluginSpec>) -> tokio::task::JoinHandle<()> {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen: Vec<_> = specs.into_iter().map(|s| (modified(&s.wasm), s)).collect();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            for (stamp, spec) in &mut seen {
+                let now = modified(&spec.wasm);
+                if now.is_none() || now == *stamp {
+                    continue;
+                }
+                *stamp = now;
+                match host.load(spec.clone()).await {
+                    Ok(info) => {
+                        tracing::info!(instance = %info.id, version = %info.version, sha256 = %info.sha256, "plugin file changed: reloaded")
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %spec.id, "plugin file changed but does not load, keeping the running build: {e}")
+                    }
+                }
+            }
+        }
+    })
 }

@@ -42,9 +42,12 @@ impl Host for InstanceState {
         fields: Vec<(String, String)>,
     ) -> Result<(), Error> {
         self.require(Capability::Log)?;
-        let message = truncate(message);
+        // A plugin never holds a secret, but an upstream's answer could echo one back to it:
+        // secret values are masked before a line reaches the host's logs.
+        let redact = |s: String| self.host.egress.redact(truncate(s));
+        let message = redact(message);
         let fields: Vec<(String, String)> =
-            fields.into_iter().take(32).map(|(k, v)| (truncate(k), truncate(v))).collect();
+            fields.into_iter().take(32).map(|(k, v)| (redact(k), redact(v))).collect();
         let instance = self.plugin.id.as_str();
         let event = self.event_id.as_deref().unwrap_or("");
         let rendered = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");

@@ -1,6 +1,8 @@
 //! Command-line parsing and the subcommands.
 
 mod demo;
+mod events;
+mod new;
 mod plugin;
 mod server;
 
@@ -17,6 +19,28 @@ pub struct Cli {
     /// Cache compiled plugins here, so that the next start skips compilation.
     #[arg(long, global = true, env = "PLUGBOARD_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// How log lines are written to stderr: human or json (one object per line).
+    #[arg(long, global = true, env = "PLUGBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Cli {
+    /// What is logged without `RUST_LOG`: the server says what it does; tools only warn.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Up(_) => "info,wasmtime=warn,cranelift_codegen=warn",
+            _ => "warn",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,11 +54,20 @@ enum Command {
     Up(server::ConfigArgs),
     /// Validate a configuration file and load its plugins, without starting.
     Check(server::ConfigArgs),
-    /// Dead letters: list and replay.
+    /// Dead letters: list, show and replay.
     #[command(subcommand)]
     Dlq(server::DlqCommand),
     /// The outbound call log: what plugins called, and how it went.
     Calls(server::CallsArgs),
+    /// Stored events and each one's path through the pipeline.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Async jobs.
+    #[command(subcommand)]
+    Jobs(events::JobsCommand),
+    /// Scaffolding: `plugboard new plugin <name>`.
+    #[command(subcommand)]
+    New(new::NewCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,5 +82,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => server::check(&builder.build()?, args).await,
         Command::Dlq(cmd) => server::dlq(cmd).await,
         Command::Calls(args) => server::calls(args).await,
+        Command::Events(cmd) => events::events(cmd).await,
+        Command::Jobs(cmd) => events::jobs(cmd).await,
+        Command::New(cmd) => new::run(cmd),
     }
 }

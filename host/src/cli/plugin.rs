@@ -18,6 +18,14 @@ pub enum PluginCommand {
     },
     /// Load a component with the given grants and limits and call one of its exports.
     Call(CallArgs),
+    /// The instances a configuration declares, loaded as `plugboard up` would load them.
+    List {
+        #[command(flatten)]
+        config: super::server::ConfigArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +90,42 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PluginCommand::Call(args) => call(host, args).await,
+        PluginCommand::List { config, json } => {
+            let resolved = plugboard::config::Config::load(config.path())?;
+            plugboard::run::configure(host, &resolved);
+            let mut infos = Vec::new();
+            for spec in resolved.specs {
+                let started = std::time::Instant::now();
+                if !json {
+                    eprint!("loading {} ... ", spec.id);
+                }
+                let info = host.load(spec).await?;
+                if !json {
+                    let how = if info.compiled_from_cache { "from the compile cache" } else { "compiled" };
+                    eprintln!("{how} in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+                }
+                infos.push(info);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&infos)?);
+                return Ok(());
+            }
+            for i in infos {
+                let caps: Vec<&str> = i.effective.iter().map(|c| c.name()).collect();
+                println!(
+                    "{:<16} {} {} ({}), may use: {}; {} MiB, {} ms; sha256 {}",
+                    i.id,
+                    i.name,
+                    i.version,
+                    i.kind.name(),
+                    if caps.is_empty() { "nothing".into() } else { caps.join(", ") },
+                    i.limits.memory_mib,
+                    i.limits.timeout_ms,
+                    &i.sha256[..12]
+                );
+            }
+            Ok(())
+        }
     }
 }
 

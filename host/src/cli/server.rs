@@ -16,12 +16,23 @@ pub struct ConfigArgs {
     config: PathBuf,
 }
 
+impl ConfigArgs {
+    /// The configuration file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.config
+    }
+}
+
 /// Validates the file, loads every plugin (compiling it), and stops.
 pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
     let resolved = Config::load(&args.config)?;
     plugboard::run::configure(host, &resolved);
     for spec in resolved.specs.clone() {
+        let started = std::time::Instant::now();
+        eprint!("loading {} ... ", spec.id);
         let info = host.load(spec).await?;
+        let how = if info.compiled_from_cache { "from the compile cache" } else { "compiled" };
+        eprintln!("{how} in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
         let effective: Vec<&str> = info.effective.iter().map(|c| c.name()).collect();
         println!("{}: {} {} ok, may use: {}", info.id, info.name, info.version, effective.join(", "));
     }
@@ -75,7 +86,7 @@ pub enum DlqCommand {
     },
 }
 
-fn open_store(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
+pub(crate) fn open_store(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
     let config = Config::parse(&args.config)?;
     let path = Config::base(&args.config).join(&config.store.path);
     SqliteStore::open(&path).with_context(|| format!("opening the event store {}", path.display()))

@@ -138,6 +138,20 @@ impl Egress {
         }
     }
 
+    /// `text` with every configured secret's value (of 4 bytes or more) replaced by
+    /// `[REDACTED]`.
+    pub(crate) fn redact(&self, text: String) -> String {
+        let Ok(secrets) = self.secrets.read() else { return text };
+        let mut text = text;
+        for secret in secrets.values() {
+            let value = secret.value();
+            if value.len() >= 4 && text.contains(value) {
+                text = text.replace(value, "[REDACTED]");
+            }
+        }
+        text
+    }
+
     /// The call log.
     pub fn calls(&self) -> &Arc<dyn CallLog> {
         &self.calls

@@ -85,6 +85,22 @@ enum ApiError {
     UnknownJob(String),
 }
 
+impl ApiError {
+    /// The outcome label of a refused webhook.
+    fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::UnknownInstance(_) => "unknown-instance",
+            ApiError::Unverified(_) => "unverified",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited(_) => "rate-limited",
+            ApiError::TimedOut => "timeout",
+            ApiError::Plugin(..) => "plugin-failed",
+            ApiError::Store => "store-unavailable",
+            _ => "refused",
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -123,12 +139,22 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         .route("/v1/dlq/{id}/replay", post(dlq_replay_one))
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(job_status))
+        .route("/v1/plugins", get(plugins_list))
+        .route("/v1/plugins/{id}", get(plugin_show))
+        // Components are larger than webhooks: up to 256 MiB here.
+        .route(
+            "/v1/plugins/{id}/wasm",
+            axum::routing::put(plugin_reload).layer(DefaultBodyLimit::max(256 << 20)),
+        )
         .route("/v1/events", get(events_list))
         .route("/v1/events/{id}", get(event_trace))
         .route("/v1/calls", get(calls_list))
+        .route("/v1/stats", get(stats))
+        .route("/dashboard", get(dashboard))
         .route("/v1/ai/usage", get(ai_usage))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ingress)
 }
@@ -183,8 +209,23 @@ async fn hook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let timeout = ingress.request_timeout;
+    let instance = params.get("instance").cloned().unwrap_or_default();
     let request = IncomingHook { peer, params, method, uri, headers, body };
-    tokio::time::timeout(timeout, handle_hook(ingress, request)).await.unwrap_or(Err(ApiError::TimedOut))
+    let result = tokio::time::timeout(timeout, handle_hook(ingress.clone(), request))
+        .await
+        .unwrap_or(Err(ApiError::TimedOut));
+    let outcome = match &result {
+        Ok((_, outcome)) => *outcome,
+        Err(e) => e.outcome(),
+    };
+    let metrics = ingress.host.metrics();
+    // Unknown instances are not labelled by name: anyone could mint label values with them.
+    let label = if outcome == "unknown-instance" { "" } else { instance.as_str() };
+    metrics.add("plugboard_webhooks_total", &[("instance", label), ("outcome", outcome)], 1);
+    if outcome == "unverified" {
+        metrics.add("plugboard_webhook_verification_failures_total", &[("instance", label)], 1);
+    }
+    result.map(|(response, _)| response)
 }
 
 /// One webhook request, as extracted.
@@ -197,7 +238,12 @@ struct IncomingHook {
     body: Bytes,
 }
 
-async fn handle_hook(ingress: Arc<Ingress>, hook: IncomingHook) -> Result<Response, ApiError> {
+/// Handles one webhook; answers the response and the outcome for metrics (`stored`,
+/// `duplicate`).
+async fn handle_hook(
+    ingress: Arc<Ingress>,
+    hook: IncomingHook,
+) -> Result<(Response, &'static str), ApiError> {
     let IncomingHook { peer, params, method, uri, headers, body } = hook;
     let instance = params.get("instance").cloned().unwrap_or_default();
     let endpoint =
@@ -223,7 +269,7 @@ async fn handle_hook(ingress: Arc<Ingress>, hook: IncomingHook) -> Result<Respon
     if let Some(id) = &delivery_id
         && ingress.store.is_duplicate(&instance, id).await.map_err(|_| ApiError::Store)?
     {
-        return Ok((StatusCode::OK, axum::Json(serde_json::json!({ "duplicate": true }))).into_response());
+        return Ok((duplicate(), "duplicate"));
     }
 
     let request = WebhookRequest {
@@ -240,6 +286,7 @@ async fn handle_hook(ingress: Arc<Ingress>, hook: IncomingHook) -> Result<Respon
     let reply = done.output;
     let mut events = reply.events;
     events.extend(done.emitted);
+    let stored = events.len() as u64;
     let appended = ingress
         .store
         .append(Append {
@@ -255,8 +302,9 @@ async fn handle_hook(ingress: Arc<Ingress>, hook: IncomingHook) -> Result<Respon
         notify.notify_one();
     }
     if appended == Appended::Duplicate {
-        return Ok((StatusCode::OK, axum::Json(serde_json::json!({ "duplicate": true }))).into_response());
+        return Ok((duplicate(), "duplicate"));
     }
+    ingress.host.metrics().add("plugboard_events_stored_total", &[("source", &instance)], stored);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     let mut response = (status, reply.body).into_response();
     for (name, value) in reply.headers {
@@ -266,7 +314,11 @@ async fn handle_hook(ingress: Arc<Ingress>, hook: IncomingHook) -> Result<Respon
             response.headers_mut().insert(n, v);
         }
     }
-    Ok(response)
+    Ok((response, "stored"))
+}
+
+fn duplicate() -> Response {
+    (StatusCode::OK, axum::Json(serde_json::json!({ "duplicate": true }))).into_response()
 }
 
 #[cfg(test)]
@@ -468,13 +520,29 @@ async fn ai_usage(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Re
     Ok(axum::Json(usage).into_response())
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format: the host's counters and histograms, and the
+/// delivery queue's gauges read from the store.
 async fn metrics(State(ingress): State<Arc<Ingress>>) -> Response {
-    (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        ingress.host.metrics().render(),
-    )
-        .into_response()
+    let mut text = ingress.host.metrics().render();
+    if let Ok(q) = ingress.store.queue_stats(crate::capabilities::emit::now_ms()).await {
+        text.push_str(&format!(
+            "# HELP plugboard_queue_depth Deliveries waiting (pending).\n# TYPE plugboard_queue_depth gauge\nplugboard_queue_depth {}\n\
+             # HELP plugboard_queue_lag_seconds How overdue the oldest due delivery is.\n# TYPE plugboard_queue_lag_seconds gauge\nplugboard_queue_lag_seconds {}\n\
+             # HELP plugboard_dead_letters Deliveries in the dead-letter queue.\n# TYPE plugboard_dead_letters gauge\nplugboard_dead_letters {}\n",
+            q.pending,
+            q.lag_ms as f64 / 1000.0,
+            q.dead
+        ));
+    }
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// `GET /readyz`: 200 once the store answers; 503 otherwise.
+async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
+    match ingress.store.queue_stats(crate::capabilities::emit::now_ms()).await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable").into_response(),
+    }
 }
 
 /// Query of `GET /v1/events`.
@@ -511,4 +579,62 @@ async fn event_trace(
     let trace = ingress.store.trace(&id).await.map_err(|_| ApiError::Store)?;
     let trace = trace.ok_or_else(|| ApiError::UnknownJob(format!("event {id}")))?;
     Ok(axum::Json(trace).into_response())
+}
+
+/// `GET /v1/plugins`: every instance, its grants' effect and its limits.
+async fn plugins_list(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    Ok(axum::Json(ingress.host.plugins()).into_response())
+}
+
+/// `GET /v1/plugins/{id}`: one instance.
+async fn plugin_show(
+    State(ingress): State<Arc<Ingress>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let info = ingress.host.plugin(&id).ok_or_else(|| ApiError::UnknownJob(format!("instance {id}")))?;
+    Ok(axum::Json(info).into_response())
+}
+
+/// `PUT /v1/plugins/{id}/wasm` with a component as the body: hot reload, same grants, limits
+/// and config. Running invocations finish on the old build.
+async fn plugin_reload(
+    State(ingress): State<Arc<Ingress>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    if ingress.host.plugin(&id).is_none() {
+        return Err(ApiError::UnknownJob(format!("instance {id}")));
+    }
+    let info = ingress.host.reload_bytes(&id, &body).await.map_err(|e| ApiError::BadJob(e.to_string()))?;
+    tracing::info!(instance = %id, version = %info.version, sha256 = %info.sha256, "plugin reloaded");
+    Ok(axum::Json(info).into_response())
+}
+
+/// `GET /v1/stats`: activity per minute over the last hour.
+async fn stats(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let since = crate::capabilities::emit::now_ms().saturating_sub(3_600_000);
+    let minutes = ingress.store.stats(since).await.map_err(|_| ApiError::Store)?;
+    Ok(axum::Json(minutes).into_response())
+}
+
+/// `GET /dashboard`: the operator's page. It holds no data: the page asks for the admin token
+/// and reads everything through the admin API with it.
+async fn dashboard() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::bindings::types::{Error as WitError, Event};
 use crate::capabilities::emit::now_ms;
 use crate::pipeline::Routes;
-use crate::store::{DueDelivery, EventStore, Outcome, QueuedDelivery};
+use crate::store::{Attempt, DueDelivery, EventStore, Outcome, QueuedDelivery};
 use crate::{Host, InvokeError};
 
 /// When to try a failed delivery again.
@@ -252,21 +252,29 @@ async fn deliver(
 ) {
     let attempt = d.attempts + 1;
     let started = Instant::now();
+    // The build that ran: from the invocation when it finished, else the one loaded now.
+    let mut handler = host
+        .plugin(&d.target)
+        .map(|p| format!("{}@{} sha256:{}", p.name, p.version, &p.sha256[..p.sha256.len().min(12)]));
     let result: Result<(Vec<Event>, Option<String>), InvokeError> = if d.route == CALLBACK_ROUTE {
         let url = d.action.clone().unwrap_or_default();
+        handler = None;
         send_callback(callbacks, &url, &d.event).await.map(|()| (Vec::new(), None))
     } else {
         match &d.action {
             None => host.handle(&d.target, d.event.clone()).await.map(|inv| {
+                handler = Some(inv.handler);
                 let mut events = inv.output;
                 events.extend(inv.emitted);
                 (events, None)
             }),
             Some(action) => match serde_json::from_slice::<serde_json::Value>(&d.event.payload) {
-                Ok(input) => host
-                    .invoke_for_event(&d.target, action, &input, Some(&d.event.id))
-                    .await
-                    .map(|inv| (inv.emitted, Some(inv.output.to_string()))),
+                Ok(input) => {
+                    host.invoke_for_event(&d.target, action, &input, Some(&d.event.id)).await.map(|inv| {
+                        handler = Some(inv.handler);
+                        (inv.emitted, Some(inv.output.to_string()))
+                    })
+                }
                 Err(e) => {
                     Err(InvokeError::Plugin(WitError::InvalidInput(format!("payload is not JSON: {e}"))))
                 }
@@ -309,8 +317,19 @@ async fn deliver(
     if let Outcome::Dead { error, .. } = &outcome {
         tracing::warn!(event = %d.event.id, route = %d.route, target = %d.target, "dead letter: {error}");
     }
+    let (label, produced) = match &outcome {
+        Outcome::Delivered { events, .. } => ("delivered", events.len() as u64),
+        Outcome::Retry { .. } => ("retry", 0),
+        Outcome::Dead { events, .. } => ("dead", events.len() as u64),
+    };
+    let metrics = host.metrics();
+    metrics.add("plugboard_deliveries_total", &[("route", &d.route), ("outcome", label)], 1);
+    if produced > 0 {
+        metrics.add("plugboard_events_stored_total", &[("source", &d.target)], produced);
+    }
     let took = started.elapsed().as_micros() as u64;
-    if let Err(e) = store.record(d.id, attempt, took, outcome).await {
+    let attempt = Attempt { number: attempt, duration_us: took, handler };
+    if let Err(e) = store.record(d.id, attempt, outcome).await {
         tracing::error!(delivery = d.id, "recording a delivery outcome: {e}");
     }
 }

@@ -24,6 +24,9 @@ use crate::runtime::{Host, InstanceState, Plugin, PluginKind};
 pub struct Invocation<T> {
     /// The instance that ran.
     pub instance: String,
+    /// Which build of the plugin ran: `name@version sha256:<first 12 hex digits>` (after a hot
+    /// reload, invocations already running finish on the build they started with).
+    pub handler: String,
     /// The call's result.
     pub output: T,
     /// Events the plugin published through the `emit` capability, ids and source assigned.
@@ -146,8 +149,27 @@ fn classify(e: wasmtime::Error, store: &Store<InstanceState>, plugin: &Plugin) -
     InvokeError::InvalidOutput(format!("{e:#}"))
 }
 
-/// Runs `f` on a fresh instance of `plugin` within its limits.
+/// Runs `f` on a fresh instance of `plugin` within its limits, and counts the outcome.
 async fn run<T: Send>(
+    host: &Host,
+    plugin: Arc<Plugin>,
+    event_id: Option<String>,
+    f: impl for<'a> FnOnce(&'a mut Store<InstanceState>, &'a PluginPre) -> CallFuture<'a, T>,
+) -> Result<Invocation<T>, InvokeError> {
+    let started = Instant::now();
+    let id = plugin.id.clone();
+    let result = run_limited(host, plugin, event_id, f).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    let metrics = &host.inner.metrics;
+    metrics.add("plugboard_invocations_total", &[("instance", &id), ("outcome", outcome)], 1);
+    metrics.observe("plugboard_invocation_seconds", &[("instance", &id)], started.elapsed().as_secs_f64());
+    result
+}
+
+async fn run_limited<T: Send>(
     host: &Host,
     plugin: Arc<Plugin>,
     event_id: Option<String>,
@@ -166,6 +188,7 @@ async fn run<T: Send>(
     let state = store.into_data();
     Ok(Invocation {
         instance: plugin.id.clone(),
+        handler: plugin.handler(),
         output,
         emitted: state.emitted,
         logs: state.logs,
@@ -408,15 +431,15 @@ impl Host {
 impl<T> Invocation<T> {
     /// Separates the result from the by-products, to check it before it becomes an output.
     fn split(self) -> (T, Invocation<()>) {
-        let Invocation { instance, output, emitted, logs, logs_dropped, elapsed } = self;
-        (output, Invocation { instance, output: (), emitted, logs, logs_dropped, elapsed })
+        let Invocation { instance, handler, output, emitted, logs, logs_dropped, elapsed } = self;
+        (output, Invocation { instance, handler, output: (), emitted, logs, logs_dropped, elapsed })
     }
 }
 
 impl Invocation<()> {
     fn with_output<U>(self, output: U) -> Invocation<U> {
-        let Invocation { instance, emitted, logs, logs_dropped, elapsed, .. } = self;
-        Invocation { instance, output, emitted, logs, logs_dropped, elapsed }
+        let Invocation { instance, handler, emitted, logs, logs_dropped, elapsed, .. } = self;
+        Invocation { instance, handler, output, emitted, logs, logs_dropped, elapsed }
     }
 }
 

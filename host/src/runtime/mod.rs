@@ -271,6 +271,23 @@ impl Host {
         Ok(info)
     }
 
+    /// Replaces instance `id`'s component with `bytes`, keeping its grants, limits and config.
+    /// The swap is atomic: invocations already running finish on the old build, every later
+    /// one runs the new build (see [`Invocation::handler`]). A component that does not load
+    /// leaves the old one in place.
+    pub async fn reload_bytes(&self, id: &str, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
+        let current =
+            self.get(id).map_err(|e| LoadError::Spec { id: id.to_owned(), reason: e.to_string() })?;
+        let spec = PluginSpec {
+            id: current.id.clone(),
+            wasm: PathBuf::from(format!("<reloaded {id}>")),
+            grants: current.grants.clone(),
+            limits: current.limits.clone(),
+            config: current.config.clone(),
+        };
+        self.load_bytes(spec, bytes).await
+    }
+
     /// Compiles a component and reads its metadata without installing it and without granting
     /// it anything: what `plugboard plugin inspect` shows before an operator installs a plugin.
     pub async fn inspect(&self, path: &Path) -> Result<PluginInfo, LoadError> {

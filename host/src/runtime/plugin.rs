@@ -169,6 +169,16 @@ impl Plugin {
     pub(crate) fn info(&self) -> PluginInfo {
         self.info.clone()
     }
+
+    /// `name@version sha256:<12 hex>`: which build this is.
+    pub(crate) fn handler(&self) -> String {
+        format!(
+            "{}@{} sha256:{}",
+            self.info.name,
+            self.info.version,
+            &self.info.sha256[..self.info.sha256.len().min(12)]
+        )
+    }
 }
 
 fn scheme_name(s: VerificationScheme) -> &'static str {

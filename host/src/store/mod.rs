@@ -14,7 +14,7 @@ mod trace;
 
 pub use calls::SqliteCallLog;
 pub use kv::SqliteKv;
-pub use trace::{EventSummary, EventTrace, TracedDelivery};
+pub use trace::{EventSummary, EventTrace, MinuteStats, TracedDelivery};
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -151,6 +151,28 @@ pub struct JobRecord {
     pub error: Option<String>,
 }
 
+/// The delivery queue at a glance, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// Pending deliveries.
+    pub pending: u64,
+    /// How long the oldest due pending delivery has been due, in ms.
+    pub lag_ms: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+/// An attempt to settle: which one, how long it took, and which build of the target ran it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first.
+    pub number: u32,
+    /// How long it took.
+    pub duration_us: u64,
+    /// The plugin build that handled it (`name@version sha256:...`), when one ran.
+    pub handler: Option<String>,
+}
+
 /// One attempt at a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AttemptRecord {
@@ -164,6 +186,8 @@ pub struct AttemptRecord {
     pub outcome: String,
     /// The error, if any.
     pub detail: Option<String>,
+    /// The plugin build that handled it: after a hot reload, which version handled each event.
+    pub handler: Option<String>,
 }
 
 /// A delivery with its event and every attempt: what `plugboard dlq show` prints.
@@ -194,8 +218,7 @@ enum Work {
     Append(Append, oneshot::Sender<Result<Appended, StoreError>>),
     Outcome {
         delivery: i64,
-        attempt: u32,
-        duration_us: u64,
+        attempt: Attempt,
         outcome: Outcome,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -225,7 +248,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// duplicate.
     fn append(&self, append: Append) -> StoreFuture<'_, Appended>;
     /// Settles attempt `attempt` of `delivery`, storing what it produced.
-    fn record(&self, delivery: i64, attempt: u32, duration_us: u64, outcome: Outcome) -> StoreFuture<'_, ()>;
+    fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()>;
     /// Puts dead letters back in the queue (one, or all).
     fn replay(&self, delivery: Option<i64>) -> StoreFuture<'_, u64>;
     /// Pending deliveries due at `now_ms`, in order, skipping `busy` ones and respecting ordering keys.
@@ -243,6 +266,10 @@ pub trait EventStore: Send + Sync + 'static {
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool>;
     /// One delivery with its event and attempts.
     fn delivery(&self, id: i64) -> StoreFuture<'_, Option<DeliveryDetail>>;
+    /// The delivery queue's depth, lag and dead letters at `now_ms`.
+    fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats>;
+    /// Activity per minute since `since_ms`.
+    fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>>;
     /// An event and everything that happened because of it.
     fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>>;
     /// The newest events, optionally of one kind (`*` wildcards) or from one source.
@@ -261,8 +288,8 @@ impl EventStore for SqliteStore {
         Box::pin(SqliteStore::append(self, append))
     }
 
-    fn record(&self, delivery: i64, attempt: u32, duration_us: u64, outcome: Outcome) -> StoreFuture<'_, ()> {
-        Box::pin(SqliteStore::record(self, delivery, attempt, duration_us, outcome))
+    fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
+        Box::pin(SqliteStore::record(self, delivery, attempt, outcome))
     }
 
     fn replay(&self, delivery: Option<i64>) -> StoreFuture<'_, u64> {
@@ -296,6 +323,14 @@ impl EventStore for SqliteStore {
 
     fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>> {
         Box::pin(std::future::ready(SqliteStore::trace(self, id)))
+    }
+
+    fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
+        Box::pin(std::future::ready(SqliteStore::queue_stats(self, now_ms)))
+    }
+
+    fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>> {
+        Box::pin(std::future::ready(SqliteStore::stats(self, since_ms)))
     }
 
     fn events<'a>(
@@ -357,7 +392,8 @@ const SCHEMA: &str = "
         at_ms INTEGER NOT NULL,
         duration_us INTEGER NOT NULL,
         outcome TEXT NOT NULL,
-        detail TEXT
+        detail TEXT,
+        handler TEXT
     );
 ";
 
@@ -402,15 +438,9 @@ impl SqliteStore {
     }
 
     /// Records the outcome of attempt number `attempt` of `delivery`, durably.
-    pub async fn record(
-        &self,
-        delivery: i64,
-        attempt: u32,
-        duration_us: u64,
-        outcome: Outcome,
-    ) -> Result<(), StoreError> {
+    pub async fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.submit(Work::Outcome { delivery, attempt, duration_us, outcome, done })?;
+        self.submit(Work::Outcome { delivery, attempt, outcome, done })?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -476,7 +506,7 @@ impl SqliteStore {
             .optional()?;
         let Some(mut detail) = head else { return Ok(None) };
         let mut stmt = conn.prepare_cached(
-            "SELECT attempt, at_ms, duration_us, outcome, detail FROM attempts WHERE delivery = ?1 ORDER BY rowid",
+            "SELECT attempt, at_ms, duration_us, outcome, detail, handler FROM attempts WHERE delivery = ?1 ORDER BY rowid",
         )?;
         let rows = stmt.query_map(params![id], |r| {
             Ok(AttemptRecord {
@@ -485,6 +515,7 @@ impl SqliteStore {
                 duration_us: r.get::<_, i64>(2)? as u64,
                 outcome: r.get(3)?,
                 detail: r.get(4)?,
+                handler: r.get(5)?,
             })
         })?;
         detail.attempts = rows.collect::<Result<_, _>>()?;
@@ -550,6 +581,23 @@ impl SqliteStore {
         )?;
         let rows = stmt.query_map(params![limit as i64], |r| event_from_row(r, 0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The delivery queue's depth, lag and dead letters at `now_ms`.
+    pub fn queue_stats(&self, now_ms: u64) -> Result<QueueStats, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let (pending, oldest, dead): (i64, Option<i64>, i64) = conn.query_row(
+            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), \
+                    MIN(next_at_ms) FILTER (WHERE status = 'pending' AND next_at_ms <= ?1), \
+                    COUNT(*) FILTER (WHERE status = 'dead') FROM delivery_queue",
+            params![now_ms as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(QueueStats {
+            pending: pending as u64,
+            lag_ms: oldest.map(|t| now_ms.saturating_sub(t as u64)).unwrap_or(0),
+            dead: dead as u64,
+        })
     }
 
     /// How many events are stored.
@@ -687,7 +735,12 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
                 insert_events(&tx, &a.events, &a.deliveries, job.now_ms)?;
                 answers.push(Answer::Append(Appended::Stored));
             }
-            Work::Outcome { delivery, attempt, duration_us, outcome, .. } => {
+            Work::Outcome {
+                delivery,
+                attempt: Attempt { number: attempt, duration_us, handler },
+                outcome,
+                ..
+            } => {
                 let mut output_text = None;
                 let (status, next_at, error, kind) = match outcome {
                     Outcome::Delivered { events, deliveries, output } => {
@@ -709,9 +762,18 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
                 )?
                 .execute(params![delivery, status, attempt, next_at, error, now, output_text])?;
                 tx.prepare_cached(
-                    "INSERT INTO attempts (delivery, attempt, at_ms, duration_us, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO attempts (delivery, attempt, at_ms, duration_us, outcome, detail, handler) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![delivery, attempt, now, *duration_us as i64, kind, error])?;
+                .execute(params![
+                    delivery,
+                    attempt,
+                    now,
+                    *duration_us as i64,
+                    kind,
+                    error,
+                    handler
+                ])?;
                 answers.push(Answer::Outcome);
             }
             Work::Replay { delivery, .. } => {

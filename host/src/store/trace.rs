@@ -87,7 +87,7 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
     for (d, action, output) in heads {
         let attempts = conn
             .prepare_cached(
-                "SELECT attempt, at_ms, duration_us, outcome, detail FROM attempts WHERE delivery = ?1 ORDER BY rowid",
+                "SELECT attempt, at_ms, duration_us, outcome, detail, handler FROM attempts WHERE delivery = ?1 ORDER BY rowid",
             )?
             .query_map(params![d.id], |r| {
                 Ok(AttemptRecord {
@@ -96,6 +96,7 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
                     duration_us: r.get::<_, i64>(2)? as u64,
                     outcome: r.get(3)?,
                     detail: r.get(4)?,
+                    handler: r.get(5)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -128,7 +129,69 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
     Ok(Some(EventTrace { event, deliveries }))
 }
 
+/// One minute of activity, for the dashboard's charts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MinuteStats {
+    /// The minute's start, ms since the Unix epoch.
+    pub minute_ms: u64,
+    /// Events stored.
+    pub events: u64,
+    /// Delivery attempts.
+    pub attempts: u64,
+    /// Attempts that failed (retried or dead).
+    pub failures: u64,
+    /// Mean attempt duration, ms.
+    pub mean_ms: f64,
+    /// Longest attempt, ms.
+    pub max_ms: f64,
+}
+
 impl SqliteStore {
+    /// Activity per minute since `since_ms`, oldest first.
+    pub fn stats(&self, since_ms: u64) -> Result<Vec<MinuteStats>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let mut minutes: std::collections::BTreeMap<u64, MinuteStats> = std::collections::BTreeMap::new();
+        let blank = |m: u64| MinuteStats {
+            minute_ms: m * 60_000,
+            events: 0,
+            attempts: 0,
+            failures: 0,
+            mean_ms: 0.0,
+            max_ms: 0.0,
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT stored_at_ms / 60000, COUNT(*) FROM events WHERE stored_at_ms >= ?1 GROUP BY 1",
+        )?;
+        for row in
+            stmt.query_map(params![since_ms as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+        {
+            let (m, n) = row?;
+            minutes.entry(m as u64).or_insert_with(|| blank(m as u64)).events = n as u64;
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT at_ms / 60000, COUNT(*), SUM(outcome != 'delivered'), AVG(duration_us), MAX(duration_us) \
+             FROM attempts WHERE at_ms >= ?1 GROUP BY 1",
+        )?;
+        let rows = stmt.query_map(params![since_ms as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (m, n, failed, mean, max) = row?;
+            let entry = minutes.entry(m as u64).or_insert_with(|| blank(m as u64));
+            entry.attempts = n as u64;
+            entry.failures = failed as u64;
+            entry.mean_ms = mean / 1000.0;
+            entry.max_ms = max as f64 / 1000.0;
+        }
+        Ok(minutes.into_values().collect())
+    }
+
     /// Event `id` and everything that happened because of it.
     pub fn trace(&self, id: &str) -> Result<Option<EventTrace>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;

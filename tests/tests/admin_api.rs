@@ -1,0 +1,267 @@
+//! The operator's side of a running server: the admin API against its OpenAPI description,
+//! health and metrics, hot reload, and the dashboard driven in headless Chromium.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plugboard_demo::fakes::Script;
+use plugboard_demo::flow::{ADMIN_TOKEN, Flow};
+use plugboard_demo::{SHOPIFY_WEBHOOK_SECRET, sample_order, shopify_headers};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `(METHOD, /path/{param})` of every route the server's router declares, read from its source.
+fn server_routes() -> BTreeSet<(String, String)> {
+    let source = std::fs::read_to_string(repo().join("host/src/ingress/server.rs")).unwrap();
+    let mut routes = BTreeSet::new();
+    for part in source.split(".route(").skip(1) {
+        let Some(part) = part.trim_start().strip_prefix('"') else { continue };
+        let (path, rest) = part.split_once('"').unwrap();
+        let handler = rest.trim_start_matches([',', ' ', '\n']);
+        let method = handler.split('(').next().unwrap().rsplit("::").next().unwrap().trim();
+        // `any` takes every method; webhooks are POSTed.
+        let method = if method == "any" { "post" } else { method };
+        routes.insert((method.to_uppercase(), path.replace("{*", "{")));
+    }
+    routes
+}
+
+fn documented_routes() -> BTreeSet<(String, String)> {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("docs/admin-api.openapi.json")).unwrap())
+            .unwrap();
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            routes.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    routes
+}
+
+async fn risky_order(flow: &Flow, id: u64) -> String {
+    flow.fakes.state.add_order(sample_order(id, "", "900.00"));
+    let body = serde_json::to_vec(&sample_order(id, "card mismatch, ship to a different address", "900.00"))
+        .unwrap();
+    let headers = shopify_headers(SHOPIFY_WEBHOOK_SECRET, "orders/create", &format!("admin-{id}"), &body);
+    assert_eq!(flow.webhook("shopify", headers, body).await.unwrap().0, 200);
+    let event = flow.find_event("orders/create", "order_id", &id.to_string()).await.unwrap().unwrap();
+    event["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_openapi_description_matches_the_server_routes() {
+    let (served, documented) = (server_routes(), documented_routes());
+    assert!(served.len() > 15, "the route reader found {served:?}");
+    assert_eq!(
+        served.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "served but not in docs/admin-api.openapi.json"
+    );
+    assert_eq!(
+        documented.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not served"
+    );
+
+    // And the running server answers each documented operation from a handler (not with the
+    // router's bare 404/405), with the token, and refuses the admin ones without it.
+    let flow = Flow::start("order-risk").await.unwrap();
+    for (method, path) in &documented {
+        let concrete = path
+            .replace("{instance}", "shopify")
+            .replace("{rest}", "sub")
+            .replace("/v1/dlq/{id}", "/v1/dlq/999999")
+            .replace("{id}", "no-such-id");
+        let url = format!("{}{concrete}", flow.origin);
+        let request = flow.client.request(method.parse().unwrap(), &url);
+        let response = request.try_clone().unwrap().bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert!(status != 405 && !(status == 404 && body.is_empty()), "{method} {concrete}: {status} {body}");
+        // The example turns the admin API on and the jobs API off (404, saying so).
+        if path.starts_with("/v1/") && !path.starts_with("/v1/jobs") {
+            let anonymous = request.send().await.unwrap().status().as_u16();
+            assert_eq!(anonymous, 401, "{method} {concrete} without the token");
+        }
+    }
+}
+
+#[tokio::test]
+async fn health_metrics_and_hot_reload() {
+    let flow = Flow::start("order-risk").await.unwrap();
+    assert_eq!(flow.client.get(format!("{}/readyz", flow.origin)).send().await.unwrap().status(), 200);
+    let first = risky_order(&flow, 2001).await;
+    let state = flow.fakes.state.clone();
+    flow.wait_for("the tag", async || state.orders.lock().unwrap()[&2001]["tags"] == "fraud-risk-high")
+        .await
+        .unwrap();
+
+    let metrics =
+        flow.client.get(format!("{}/metrics", flow.origin)).send().await.unwrap().text().await.unwrap();
+    for series in [
+        "plugboard_webhooks_total{instance=\"shopify\",outcome=\"stored\"} 1",
+        "plugboard_invocations_total{instance=\"order-risk\",outcome=\"ok\"}",
+        "plugboard_invocation_seconds_bucket{instance=\"order-risk\",le=\"+Inf\"}",
+        "plugboard_deliveries_total{route=\"risky-orders-to-slack\",outcome=\"delivered\"} 1",
+        "plugboard_events_stored_total{source=\"order-risk\"} 3",
+        "plugboard_http_calls_total{instance=\"openai\"",
+        "plugboard_ai_tokens_total{plugin=\"order-risk\",provider=\"openai\",kind=\"prompt\"}",
+        "plugboard_queue_depth 0",
+        "plugboard_dead_letters 0",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from\n{metrics}");
+    }
+    let forged = shopify_headers("wrong", "orders/create", "x", b"{}");
+    assert_eq!(flow.webhook("shopify", forged, b"{}".to_vec()).await.unwrap().0, 401);
+    let metrics =
+        flow.client.get(format!("{}/metrics", flow.origin)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("plugboard_webhook_verification_failures_total{instance=\"shopify\"} 1"),
+        "{metrics}"
+    );
+
+    // Hot reload through the admin API: the next event is handled by the new build, and each
+    // attempt records which build handled it.
+    let replacement = std::fs::read(plugboard_tests::REVIEW_DIGEST).unwrap();
+    let url = format!("{}/v1/plugins/order-risk/wasm", flow.origin);
+    let reloaded: Value = flow
+        .client
+        .put(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .body(replacement)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reloaded["name"], "review-digest");
+    assert_eq!(
+        reloaded["effective"],
+        serde_json::json!(["ai", "config"]),
+        "the instance's grants still apply"
+    );
+    let refused =
+        flow.client.put(&url).bearer_auth(ADMIN_TOKEN).body(b"not wasm".to_vec()).send().await.unwrap();
+    assert_eq!(refused.status(), 400, "a broken component is refused and the running one kept");
+    let second = risky_order(&flow, 2002).await;
+    let handler = async |id: &str| -> String {
+        let mut found = String::new();
+        for _ in 0..500 {
+            let trace = flow.admin(&format!("/v1/events/{id}")).await.unwrap();
+            if let Some(h) = trace["deliveries"][0]["attempts"][0]["handler"].as_str() {
+                found = h.to_owned();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        found
+    };
+    assert!(handler(&first).await.starts_with("order-risk@0.1.0 sha256:"));
+    assert!(handler(&second).await.starts_with("review-digest@0.1.0 sha256:"));
+    assert_eq!(flow.host.plugin("order-risk").unwrap().name, "review-digest");
+}
+
+#[tokio::test]
+async fn in_flight_invocations_finish_on_the_build_they_started_with() {
+    let addr = {
+        let app = axum::Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "late"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    };
+    let host = plugboard::Host::builder().build().unwrap();
+    let origin = format!("http://{addr}");
+    let grants = plugboard::Grants::none().allow_http(&origin).allow_internal("127.0.0.1");
+    host.load(plugboard::PluginSpec::new("swap", plugboard_tests::ECHO).with_grants(grants)).await.unwrap();
+    let running = tokio::spawn({
+        let host = host.clone();
+        async move { host.invoke("swap", "fetch", &serde_json::json!({ "url": format!("{origin}/slow") })).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    host.reload_bytes("swap", &std::fs::read(plugboard_tests::SHOPIFY).unwrap()).await.unwrap();
+    let finished = running.await.unwrap().unwrap();
+    assert_eq!(finished.output["body"], "late");
+    assert!(finished.handler.starts_with("echo@"), "{}", finished.handler);
+    let after = host.invoke("swap", "get-order", &serde_json::json!({})).await.unwrap_err();
+    assert!(after.to_string().contains("invalid input"), "the new build answers: {after}");
+}
+
+#[tokio::test]
+async fn the_dashboard_in_headless_chromium() {
+    let flow = Flow::start("order-risk").await.unwrap();
+    // The first Slack post fails for good: a dead letter to replay from the page.
+    flow.fakes.state.script("slack", Script::SlackError("channel_not_found"));
+    let event = risky_order(&flow, 3001).await;
+    flow.wait_for("a dead letter", async || {
+        flow.admin("/v1/dlq").await.is_ok_and(|d| d.as_array().is_some_and(|a| a.len() == 1))
+    })
+    .await
+    .unwrap();
+
+    let artifacts = repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("dashboard.png");
+    let script = repo().join("tests/dashboard/check.mjs");
+    let args = [flow.origin.clone(), ADMIN_TOKEN.to_owned(), screenshot.display().to_string(), event.clone()];
+    // Off the runtime's thread: the server under test runs on it.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node").arg(&script).args(&args).output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs (./dev setup installs Node's playwright-core and Chromium)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(seen["wrongToken"].as_str().unwrap().contains("refused"), "{seen}");
+    let plugins = seen["plugins"].as_array().unwrap();
+    let ids: Vec<&str> = plugins.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["openai", "order-risk", "shopify", "slack"]);
+    assert_eq!(plugins[1]["caps"], "log, ai, config");
+    let timeline = seen["timeline"].as_str().unwrap();
+    for part in [
+        "orders/create",
+        "new-orders-assessed",
+        "order-risk",
+        "risky-orders-to-slack",
+        "channel_not_found",
+        "risky-orders-tagged",
+    ] {
+        assert!(timeline.contains(part), "{part} not in the timeline: {timeline}");
+    }
+    assert!(seen["hops"].as_u64().unwrap() >= 3, "{seen}");
+    assert_eq!((seen["deadBefore"].as_u64(), seen["deadAfter"].as_u64()), (Some(1), Some(0)));
+    assert!(
+        seen["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("/v1/chat/completions")),
+        "{seen}"
+    );
+    assert!(
+        seen["chartPoints"].as_u64().unwrap() >= 1 && seen["throughput"].as_str().unwrap() != "0",
+        "{seen}"
+    );
+    assert_eq!(seen["errors"], serde_json::json!([]), "no script errors on the page");
+    // The replay button really redelivered: Slack got the alert.
+    let state = flow.fakes.state.clone();
+    flow.wait_for("the replayed alert", async || state.messages.lock().unwrap().len() == 1).await.unwrap();
+    assert!(
+        std::fs::metadata(&screenshot).unwrap().len() > 10_000,
+        "a screenshot is kept at {}",
+        screenshot.display()
+    );
+}
