@@ -17,11 +17,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::Value;
 
-/// Where the descriptions are: `PLUGBOARD_SPECS_DIR`, else `../shared/specs` next to the repo.
+/// Where the descriptions are: `PLUGBOARD_SPECS_DIR`, else `shared/specs` next to the repository
+/// (the project's layout: `../shared/specs`), else the machine's `/work/shared/specs`.
 pub fn specs_dir() -> PathBuf {
-    std::env::var_os("PLUGBOARD_SPECS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("specs")
-    })
+    if let Some(dir) = std::env::var_os("PLUGBOARD_SPECS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("specs");
+    if beside.join("openai-openapi.yaml").exists() {
+        return beside;
+    }
+    PathBuf::from("/work/shared/specs")
 }
 
 /// One Slack Web API form parameter.

@@ -505,20 +505,7 @@ impl SqliteStore {
             )
             .optional()?;
         let Some(mut detail) = head else { return Ok(None) };
-        let mut stmt = conn.prepare_cached(
-            "SELECT attempt, at_ms, duration_us, outcome, detail, handler FROM attempts WHERE delivery = ?1 ORDER BY rowid",
-        )?;
-        let rows = stmt.query_map(params![id], |r| {
-            Ok(AttemptRecord {
-                attempt: r.get::<_, i64>(0)? as u32,
-                at_ms: r.get::<_, i64>(1)? as u64,
-                duration_us: r.get::<_, i64>(2)? as u64,
-                outcome: r.get(3)?,
-                detail: r.get(4)?,
-                handler: r.get(5)?,
-            })
-        })?;
-        detail.attempts = rows.collect::<Result<_, _>>()?;
+        detail.attempts = attempts(&conn, id)?;
         Ok(Some(detail))
     }
 
@@ -614,6 +601,24 @@ impl Drop for SqliteStore {
             w.take();
         }
     }
+}
+
+/// Every attempt of delivery `id`, oldest first.
+fn attempts(conn: &Connection, id: i64) -> rusqlite::Result<Vec<AttemptRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT attempt, at_ms, duration_us, outcome, detail, handler FROM attempts WHERE delivery = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map(params![id], |r| {
+        Ok(AttemptRecord {
+            attempt: r.get::<_, i64>(0)? as u32,
+            at_ms: r.get::<_, i64>(1)? as u64,
+            duration_us: r.get::<_, i64>(2)? as u64,
+            outcome: r.get(3)?,
+            detail: r.get(4)?,
+            handler: r.get(5)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// Reads `id, event_id, route, target, status, attempts, last_error` from the first columns.

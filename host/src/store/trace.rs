@@ -85,21 +85,7 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
         .collect::<Result<_, _>>()?;
     let mut deliveries = Vec::with_capacity(heads.len());
     for (d, action, output) in heads {
-        let attempts = conn
-            .prepare_cached(
-                "SELECT attempt, at_ms, duration_us, outcome, detail, handler FROM attempts WHERE delivery = ?1 ORDER BY rowid",
-            )?
-            .query_map(params![d.id], |r| {
-                Ok(AttemptRecord {
-                    attempt: r.get::<_, i64>(0)? as u32,
-                    at_ms: r.get::<_, i64>(1)? as u64,
-                    duration_us: r.get::<_, i64>(2)? as u64,
-                    outcome: r.get(3)?,
-                    detail: r.get(4)?,
-                    handler: r.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+        let attempts = super::attempts(conn, d.id)?;
         deliveries.push(TracedDelivery {
             id: d.id,
             route: d.route,
