@@ -182,7 +182,9 @@ impl KvStore for MemoryKv {
         quota: KvQuota,
     ) -> Result<(), KvError> {
         let now = Instant::now();
-        self.with(namespace, |ns| ns.put(key, Entry { value, expires: ttl.map(|d| now + d) }, quota, now))?
+        self.with(namespace, |ns| {
+            ns.put(key, Entry { value, expires: ttl.and_then(|d| now.checked_add(d)) }, quota, now)
+        })?
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
@@ -287,6 +289,13 @@ mod tests {
         assert_eq!(kv.increment("a", "s", 1, U), Err(KvError::NotACounter("s".into())));
         kv.set("a", "max", i64::MAX.to_string().into_bytes(), None, U).unwrap();
         assert_eq!(kv.increment("a", "max", 1, U), Err(KvError::Overflow("max".into())));
+    }
+
+    #[test]
+    fn a_ttl_beyond_the_clock_means_no_expiry_not_a_panic() {
+        let kv = MemoryKv::default();
+        kv.set("a", "k", b"v".to_vec(), Some(Duration::MAX), U).unwrap();
+        assert_eq!(kv.get("a", "k").unwrap(), Some(b"v".to_vec()));
     }
 
     #[test]

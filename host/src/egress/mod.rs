@@ -274,7 +274,10 @@ impl Egress {
 
     /// Whether waiting `wait` still leaves time for another attempt before the deadline.
     fn fits(&self, caller: &Caller<'_>, wait: Duration) -> bool {
-        tokio::time::Instant::now() + wait + Duration::from_millis(10) < caller.deadline
+        // Checked: the wait comes from the server (`Retry-After`) and may be absurd.
+        tokio::time::Instant::now()
+            .checked_add(wait.saturating_add(Duration::from_millis(10)))
+            .is_some_and(|ready| ready < caller.deadline)
     }
 
     async fn retrying(&self, caller: &Caller<'_>, url: &url::Url, wait: Duration) {

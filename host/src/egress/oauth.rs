@@ -233,6 +233,9 @@ async fn fetch(http: &reqwest::Client, name: &str, state: &ClientState) -> Resul
     let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
     Ok(Token {
         access: token.access_token,
-        renew_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
+        // `expires_in` comes from the token endpoint: an absurd one means "a long time".
+        renew_at: Instant::now()
+            .checked_add(lifetime.saturating_sub(EXPIRY_MARGIN))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
     })
 }
