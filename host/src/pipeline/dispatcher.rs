@@ -253,9 +253,7 @@ async fn deliver(
     let attempt = d.attempts + 1;
     let started = Instant::now();
     // The build that ran: from the invocation when it finished, else the one loaded now.
-    let mut handler = host
-        .plugin(&d.target)
-        .map(|p| format!("{}@{} sha256:{}", p.name, p.version, &p.sha256[..p.sha256.len().min(12)]));
+    let mut handler = host.plugin(&d.target).map(|p| p.handler());
     let result: Result<(Vec<Event>, Option<String>), InvokeError> = if d.route == CALLBACK_ROUTE {
         let url = d.action.clone().unwrap_or_default();
         handler = None;

@@ -172,12 +172,14 @@ impl Plugin {
 
     /// `name@version sha256:<12 hex>`: which build this is.
     pub(crate) fn handler(&self) -> String {
-        format!(
-            "{}@{} sha256:{}",
-            self.info.name,
-            self.info.version,
-            &self.info.sha256[..self.info.sha256.len().min(12)]
-        )
+        self.info.handler()
+    }
+}
+
+impl PluginInfo {
+    /// `name@version sha256:<12 hex>`: which build this is, as attempts record it.
+    pub fn handler(&self) -> String {
+        format!("{}@{} sha256:{}", self.name, self.version, &self.sha256[..self.sha256.len().min(12)])
     }
 }
 
