@@ -101,9 +101,7 @@ async fn health_metrics_and_hot_reload() {
         .await
         .unwrap();
 
-    let metrics =
-        flow.client.get(format!("{}/metrics", flow.origin)).send().await.unwrap().text().await.unwrap();
-    for series in [
+    let series = [
         "plugboard_webhooks_total{instance=\"shopify\",outcome=\"stored\"} 1",
         "plugboard_invocations_total{instance=\"order-risk\",outcome=\"ok\"}",
         "plugboard_invocation_seconds_bucket{instance=\"order-risk\",le=\"+Inf\"}",
@@ -113,8 +111,25 @@ async fn health_metrics_and_hot_reload() {
         "plugboard_ai_tokens_total{plugin=\"order-risk\",provider=\"openai\",kind=\"prompt\"}",
         "plugboard_queue_depth 0",
         "plugboard_dead_letters 0",
-    ] {
-        assert!(metrics.contains(series), "{series} missing from\n{metrics}");
+    ];
+    // The tag can land before the Slack delivery finishes: wait for the queue to drain.
+    let mut metrics = String::new();
+    let drained = flow
+        .wait_for("every series", async || {
+            metrics = flow
+                .client
+                .get(format!("{}/metrics", flow.origin))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            series.iter().all(|s| metrics.contains(s))
+        })
+        .await;
+    for s in series {
+        assert!(metrics.contains(s), "{s} missing ({drained:?}) from\n{metrics}");
     }
     let forged = shopify_headers("wrong", "orders/create", "x", b"{}");
     assert_eq!(flow.webhook("shopify", forged, b"{}".to_vec()).await.unwrap().0, 401);
