@@ -128,7 +128,7 @@ fn watch_plugin_files(host: Host, specs: Vec<crate::PluginSpec>) -> tokio::task:
                     continue;
                 }
                 *stamp = now;
-                match host.load(spec.clone()).await {
+                match host.reload_file(spec.clone()).await {
                     Ok(info) => {
                         tracing::info!(instance = %info.id, version = %info.version, sha256 = %info.sha256, "plugin file changed: reloaded")
                     }

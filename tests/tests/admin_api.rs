@@ -182,23 +182,24 @@ async fn health_metrics_and_hot_reload() {
     assert_eq!(flow.host.plugin("order-risk").unwrap().name, "review-digest");
 }
 
+/// A server whose `/slow` answers "late" after 400 ms: an invocation that is still running.
+async fn slow_server() -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            "late"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (format!("http://{addr}"), tokio::spawn(async move { axum::serve(listener, app).await }))
+}
+
 #[tokio::test]
 async fn in_flight_invocations_finish_on_the_build_they_started_with() {
-    let addr = {
-        let app = axum::Router::new().route(
-            "/slow",
-            axum::routing::get(|| async {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                "late"
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    };
+    let (origin, _server) = slow_server().await;
     let host = plugboard::Host::builder().build().unwrap();
-    let origin = format!("http://{addr}");
     let grants = plugboard::Grants::none().allow_http(&origin).allow_internal("127.0.0.1");
     host.load(plugboard::PluginSpec::new("swap", plugboard_tests::ECHO).with_grants(grants)).await.unwrap();
     let running = tokio::spawn({
@@ -212,6 +213,29 @@ async fn in_flight_invocations_finish_on_the_build_they_started_with() {
     assert!(finished.handler.starts_with("echo@"), "{}", finished.handler);
     let after = host.invoke("swap", "get-order", &serde_json::json!({})).await.unwrap_err();
     assert!(after.to_string().contains("invalid input"), "the new build answers: {after}");
+}
+
+#[tokio::test]
+async fn a_reloaded_instance_keeps_its_concurrency_limit() {
+    let (origin, _server) = slow_server().await;
+    let host = plugboard::Host::builder().build().unwrap();
+    let grants = plugboard::Grants::none().allow_http(&origin).allow_internal("127.0.0.1");
+    let spec = plugboard::PluginSpec::new("serial", plugboard_tests::ECHO)
+        .with_grants(grants)
+        .with_limits(plugboard::Limits::default().with_max_concurrency(1));
+    host.load(spec).await.unwrap();
+    let running = tokio::spawn({
+        let host = host.clone();
+        async move {
+            host.invoke("serial", "fetch", &serde_json::json!({ "url": format!("{origin}/slow") })).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    host.reload_bytes("serial", &std::fs::read(plugboard_tests::ECHO).unwrap()).await.unwrap();
+    // One at a time across builds: the new build's call waits for the old build's to finish.
+    host.invoke("serial", "ping", &serde_json::json!({})).await.unwrap();
+    assert!(running.is_finished(), "the second invocation ran beside the first");
+    assert_eq!(running.await.unwrap().unwrap().output["body"], "late");
 }
 
 #[tokio::test]

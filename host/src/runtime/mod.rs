@@ -261,7 +261,10 @@ impl Host {
 
     /// Loads a plugin from its component bytes, replacing any instance with the same id.
     pub async fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
-        let plugin = Arc::new(plugin::load(self, spec, bytes).await?);
+        self.install(Arc::new(plugin::load(self, spec, bytes).await?))
+    }
+
+    fn install(&self, plugin: Arc<Plugin>) -> Result<PluginInfo, LoadError> {
         let info = plugin.info();
         let mut plugins = self.inner.plugins.write().map_err(|_| LoadError::Spec {
             id: info.id.clone(),
@@ -285,7 +288,33 @@ impl Host {
             limits: current.limits.clone(),
             config: current.config.clone(),
         };
-        self.load_bytes(spec, bytes).await
+        self.replace(&current, spec, bytes).await
+    }
+
+    /// Reloads instance `spec.id` from its file, which changed on disk; as [`Host::reload_bytes`],
+    /// with the grants, limits and config of `spec`.
+    pub async fn reload_file(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
+        let Ok(current) = self.get(&spec.id) else { return self.load(spec).await };
+        let bytes = tokio::fs::read(&spec.wasm)
+            .await
+            .map_err(|source| LoadError::Read { path: spec.wasm.display().to_string(), source })?;
+        self.replace(&current, spec, &bytes).await
+    }
+
+    async fn replace(
+        &self,
+        current: &Plugin,
+        spec: PluginSpec,
+        bytes: &[u8],
+    ) -> Result<PluginInfo, LoadError> {
+        let mut plugin = plugin::load(self, spec, bytes).await?;
+        if plugin.limits == current.limits && plugin.grants == current.grants {
+            // Still one instance: invocations finishing on the old build and those starting on
+            // the new one share its concurrency slots, outbound request slots and buckets.
+            plugin.slots = current.slots.clone();
+            plugin.egress = current.egress.clone();
+        }
+        self.install(Arc::new(plugin))
     }
 
     /// Compiles a component and reads its metadata without installing it and without granting

@@ -161,7 +161,7 @@ pub(crate) struct Plugin {
     pub(crate) effective: BTreeSet<Capability>,
     pub(crate) slots: Arc<Semaphore>,
     /// Outbound request slots and token buckets, shared by the instance's invocations.
-    pub(crate) egress: InstanceEgress,
+    pub(crate) egress: Arc<InstanceEgress>,
     info: PluginInfo,
 }
 
@@ -308,7 +308,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         config: BTreeMap::new(),
         effective: BTreeSet::new(),
         slots: Arc::new(Semaphore::new(1)),
-        egress: InstanceEgress::new(&Grants::none(), &spec.limits),
+        egress: Arc::new(InstanceEgress::new(&Grants::none(), &spec.limits)),
         info: placeholder_info(&id, kind),
     });
     let described = crate::runtime::invoke::describe(host, probe.clone())
@@ -362,7 +362,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         kind,
         pre: probe.pre,
         slots: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
-        egress: InstanceEgress::new(&spec.grants, &spec.limits),
+        egress: Arc::new(InstanceEgress::new(&spec.grants, &spec.limits)),
         grants: spec.grants,
         limits: spec.limits,
         config: spec.config,

@@ -639,7 +639,9 @@ pub async fn review_digest() {
             .filter_map(|m| m.text.strip_prefix("Review digest: ")?.split(' ').next()?.parse::<usize>().ok())
             .sum()
     };
-    flow.wait_for("the digest", async || counted() == 3).await.unwrap();
+    if let Err(e) = flow.wait_for("the digest", async || counted() == 3).await {
+        panic!("{e}: {} reviews in digests: {:?}", counted(), state.messages.lock().unwrap());
+    }
     let categorized = flow.admin("/v1/events?kind=reviews/categorized").await.unwrap();
     assert!(categorized.as_array().unwrap().iter().all(|e| e["source"] == "review-digest"));
     assert!(

@@ -4,6 +4,11 @@
 //! `reviews/categorized`. The `summarize` action, fired by a nightly schedule, publishes the
 //! digest as `digest/slack` (routed to the Slack connector's `post-message`) and starts a new one.
 //!
+//! The digest is one kv value that both calls read, change and write back, and kv has no
+//! transactions: the instance that keeps it must run one invocation at a time
+//! (`limits = { max_concurrency = 1 }`, as the example's plugboard.toml says), or two reviews
+//! handled at once, or a review handled while the digest is posted, could lose one.
+//!
 //! Config: `digest_channel` (the Slack channel of the digest).
 
 use plugboard_sdk::ai::Chat;
