@@ -178,6 +178,17 @@ impl Flow {
         Ok(())
     }
 
+    /// Waits (up to 30 s) until no delivery is pending, running included: everything the events
+    /// so far set off has been delivered or dead-lettered.
+    pub async fn settled(&self) -> anyhow::Result<()> {
+        self.wait_for("the delivery queue to drain", async || {
+            let metrics =
+                async { self.client.get(format!("{}/metrics", self.origin)).send().await?.text().await };
+            metrics.await.is_ok_and(|m| m.lines().any(|l| l == "plugboard_queue_depth 0"))
+        })
+        .await
+    }
+
     /// Every request the stand-ins received that breaks the official API descriptions.
     pub fn violations(&self) -> Vec<String> {
         self.fakes

@@ -330,12 +330,21 @@ async fn a_hostile_plugin_is_refused_everywhere_and_the_secret_leaks_nowhere() {
 
     // The secret's value is nowhere it should not be: errors, the call log, metrics, the
     // database (events, call log, kv), and what unbound destinations received.
-    tokio::time::sleep(Duration::from_millis(300)).await; // the call log's writer batches
     let errors: Vec<String> = refused.iter().map(|(w, e)| format!("{w}: {e:?}")).collect();
-    let call_log = serde_json::to_string(
-        &host.calls().query(&CallFilter { limit: Some(10_000), ..CallFilter::default() }),
-    )
-    .unwrap();
+    let read_log = || {
+        serde_json::to_string(
+            &host.calls().query(&CallFilter { limit: Some(10_000), ..CallFilter::default() }),
+        )
+    };
+    // The call log's writer thread commits in batches: wait (up to 30 s) for the refusals.
+    let mut call_log = read_log().unwrap();
+    for _ in 0..1500 {
+        if call_log.contains("\"outcome\":\"denied\"") && call_log.contains("metadata.test") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        call_log = read_log().unwrap();
+    }
     assert!(call_log.contains("\"outcome\":\"denied\""), "refusals are recorded: {call_log}");
     assert!(call_log.contains("metadata.test"), "{call_log}");
     let metrics = host.metrics().render();

@@ -497,7 +497,9 @@ pub async fn order_risk() {
     assert!(flow.find_event("orders/create", "order_id", "1003").await.unwrap().is_none());
 
     // The event's path: webhook -> order-risk -> (assessed, slack alert, shopify tag), each hop
-    // delivered, with the AI call recorded against the webhook's event.
+    // delivered (once the queue has drained: Slack can have the message before the delivery is
+    // recorded), with the AI call recorded against the webhook's event.
+    flow.settled().await.unwrap();
     let created = flow.find_event("orders/create", "order_id", "1001").await.unwrap().unwrap();
     let id = created["id"].as_str().unwrap();
     let trace = flow.admin(&format!("/v1/events/{id}")).await.unwrap();
@@ -512,16 +514,19 @@ pub async fn order_risk() {
             assert_eq!(d["status"], "delivered", "{d}");
         }
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let calls = flow.admin("/v1/calls").await.unwrap();
-    assert!(
-        calls
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["event_id"] == id && c["instance"] == "openai" && c["status"] == 200),
-        "{calls}"
-    );
+    // The call log's writer commits in batches.
+    let recorded = flow
+        .wait_for("the AI call in the call log", async || {
+            flow.admin("/v1/calls").await.is_ok_and(|calls| {
+                calls.as_array().is_some_and(|calls| {
+                    calls
+                        .iter()
+                        .any(|c| c["event_id"] == id && c["instance"] == "openai" && c["status"] == 200)
+                })
+            })
+        })
+        .await;
+    assert!(recorded.is_ok(), "{}", flow.admin("/v1/calls").await.unwrap());
     assert_eq!(flow.violations(), Vec::<String>::new());
     let usage = flow.host.ai_usage();
     assert!(
@@ -566,7 +571,7 @@ pub async fn support_triage() {
         (Some("logistics"), Some("shipping"), Some("negative"))
     );
     assert_eq!(ticket["open_for_team"], 1);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    flow.settled().await.unwrap();
     let messages = state.messages.lock().unwrap().clone();
     assert_eq!(messages.len(), 1, "one reply, in the thread: {messages:?}");
     assert_eq!(
