@@ -33,7 +33,7 @@ pub fn guest_dir() -> PathBuf {
 /// Writes the example's config for this run: the stand-ins' origin, a free port, a store in
 /// `dir`, absolute plugin paths, and the demo credentials as files instead of environment
 /// variables. Everything else is the example as written.
-fn prepare(example: &Path, fakes: &str, dir: &Path, edits: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+pub fn prepare(example: &Path, fakes: &str, dir: &Path, edits: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
     let mut text =
         std::fs::read_to_string(example).with_context(|| format!("reading {}", example.display()))?;
     for (from, to) in edits {

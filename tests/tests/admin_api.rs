@@ -304,3 +304,156 @@ async fn the_dashboard_in_headless_chromium() {
         screenshot.display()
     );
 }
+
+/// `target/debug/plugboard`, which `cargo test` in the workspace builds before running any test
+/// (the host's own tests use it); `cargo test -p plugboard-tests` alone does not, hence the check.
+fn plugboard_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().and_then(Path::parent).unwrap().join("plugboard");
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let newest_source =
+        walk(&repo().join("host/src")).into_iter().filter_map(|p| p.metadata().ok()?.modified().ok()).max();
+    assert!(
+        built.is_some_and(|b| newest_source.is_none_or(|s| s <= b)),
+        "{} is missing or older than host/src: run `cargo build -p plugboard` (or `cargo test` for the whole workspace)",
+        binary.display()
+    );
+    binary
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    entries.flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+/// The `plugboard` binary with `--log-format json`, running flow 1: every log line is one JSON
+/// object; the lines about an event carry its id and the instance; no secret's value appears,
+/// not even at debug level.
+#[tokio::test]
+async fn the_binary_logs_json_lines_with_event_and_instance_and_no_secrets() {
+    use plugboard_demo::fakes::{self, Fakes};
+    let fakes = Fakes::start("127.0.0.1:0".parse().unwrap(), plugboard_demo::specs::Specs::shared().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let example = repo().join("examples/order-risk/plugboard.toml");
+    let config = plugboard_demo::flow::prepare(&example, &fakes.origin(), dir.path(), &[]).unwrap();
+    let mut child = std::process::Command::new(plugboard_binary())
+        .args(["up", "--config"])
+        .arg(&config)
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info,plugboard=debug,plugin=debug")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = std::thread::spawn({
+        let lines = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        }
+    });
+    let parsed = |lines: &[String]| -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+            .collect()
+    };
+    let client = reqwest::Client::new();
+    let mut origin = None;
+    let mut ready = false;
+    for _ in 0..6000 {
+        if origin.is_none() {
+            origin = parsed(&lines.lock().unwrap())
+                .iter()
+                .find(|l| l["message"] == "plugboard listening")
+                .and_then(|l| l["address"].as_str().map(str::to_owned));
+        }
+        if let Some(o) = &origin {
+            ready = client.get(format!("{o}/healthz")).send().await.is_ok_and(|r| r.status() == 200);
+        }
+        if ready || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "plugboard did not start: {:#?}", lines.lock().unwrap());
+    let origin = origin.unwrap();
+
+    fakes.state.add_order(sample_order(4001, "", "900.00"));
+    let body =
+        serde_json::to_vec(&sample_order(4001, "card mismatch, ship to a different address", "900.00"))
+            .unwrap();
+    let post = |headers: Vec<(String, String)>, body: Vec<u8>| {
+        let mut request = client.post(format!("{origin}/hooks/shopify")).body(body);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        request.send()
+    };
+    let signed = shopify_headers(SHOPIFY_WEBHOOK_SECRET, "orders/create", "logs-4001", &body);
+    assert_eq!(post(signed, body.clone()).await.unwrap().status(), 200);
+    let forged = shopify_headers("not-the-secret", "orders/create", "logs-4002", &body);
+    assert_eq!(post(forged, body).await.unwrap().status(), 401);
+    let mut settled = false;
+    for _ in 0..1500 {
+        let tagged = fakes.state.orders.lock().unwrap()[&4001]["tags"] == "fraud-risk-high";
+        let metrics = client.get(format!("{origin}/metrics")).send().await.unwrap().text().await.unwrap();
+        if tagged && metrics.lines().any(|l| l == "plugboard_queue_depth 0") {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events: Value = client
+        .get(format!("{origin}/v1/events?kind=orders/create"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap().clone();
+    assert!(settled, "flow 1 did not finish: {lines:#?}");
+    let event = events[0]["id"].as_str().unwrap();
+    let logged = parsed(&lines);
+
+    let find = |message: &str, instance: &str| {
+        let matches = |l: &&Value| l["message"].as_str().is_some_and(|m| m.starts_with(message));
+        logged
+            .iter()
+            .filter(matches)
+            .find(|l| l["instance"] == instance)
+            .unwrap_or_else(|| panic!("no `{message}` line for instance {instance} in {lines:#?}"))
+    };
+    assert_eq!(find("webhook stored", "shopify")["event"], event);
+    assert_eq!(find("delivered", "order-risk")["event"], event);
+    assert!(find("webhook refused", "shopify")["error"].as_str().unwrap().contains("signature"));
+    assert!(find("outbound call", "openai")["event"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(find("outbound call", "slack")["status"] == 200);
+    for line in &logged {
+        if line.get("event").is_some_and(|e| e.as_str() != Some("")) {
+            assert!(line["instance"].as_str().is_some_and(|i| !i.is_empty()), "no instance: {line}");
+        }
+    }
+    for (name, secret) in [
+        ("the Shopify access token", fakes::SHOPIFY_TOKEN),
+        ("the Shopify webhook secret", SHOPIFY_WEBHOOK_SECRET),
+        ("the Slack bot token", fakes::SLACK_TOKEN),
+        ("the OpenAI key", fakes::OPENAI_KEY),
+        ("the admin token", ADMIN_TOKEN),
+    ] {
+        assert!(!lines.iter().any(|l| l.contains(secret)), "{name} is in the logs");
+    }
+}

@@ -48,7 +48,7 @@ pub async fn up(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
     let listen = resolved.config.server.listen;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-    eprintln!("plugboard listening on http://{}", listener.local_addr()?);
+    tracing::info!(address = %format!("http://{}", listener.local_addr()?), "plugboard listening");
     plugboard::run::run(&host, resolved, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

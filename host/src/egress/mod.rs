@@ -617,13 +617,26 @@ impl Egress {
             );
             self.metrics.observe("plugboard_http_call_seconds", &[("host", host)], elapsed.as_secs_f64());
         }
+        let path = calls::redacted_path(url);
+        tracing::debug!(
+            instance = caller.instance,
+            event = caller.event_id.unwrap_or(""),
+            method = method.as_str(),
+            host,
+            path,
+            status = status.unwrap_or(0),
+            outcome,
+            attempt,
+            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "outbound call"
+        );
         self.calls.record(CallRecord {
             at_ms: now_ms().saturating_sub(ms(elapsed)),
             instance: caller.instance.to_owned(),
             event_id: caller.event_id.map(str::to_owned),
             method: method.as_str().to_owned(),
             destination: destination(url).map(|(s, h, p)| format!("{s}://{h}:{p}")).unwrap_or_default(),
-            path: calls::redacted_path(url),
+            path,
             status,
             outcome: outcome.to_owned(),
             error,

@@ -101,9 +101,9 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
             ApiError::UnknownInstance(_) => StatusCode::NOT_FOUND,
             ApiError::Unverified(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -114,7 +114,13 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadJob(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
         if status.is_server_error() {
             tracing::error!(%status, "webhook failed: {self}");
         }
@@ -225,6 +231,12 @@ async fn hook(
     if outcome == "unverified" {
         metrics.add("plugboard_webhook_verification_failures_total", &[("instance", label)], 1);
     }
+    // Server-side failures are logged where they are answered (ApiError::into_response).
+    if let Err(e) = &result
+        && !e.status().is_server_error()
+    {
+        tracing::warn!(instance = label, outcome, error = %e, "webhook refused");
+    }
     result.map(|(response, _)| response)
 }
 
@@ -269,6 +281,7 @@ async fn handle_hook(
     if let Some(id) = &delivery_id
         && ingress.store.is_duplicate(&instance, id).await.map_err(|_| ApiError::Store)?
     {
+        tracing::info!(instance, delivery = id, "duplicate webhook: already stored");
         return Ok((duplicate(), "duplicate"));
     }
 
@@ -287,11 +300,13 @@ async fn handle_hook(
     let mut events = reply.events;
     events.extend(done.emitted);
     let stored = events.len() as u64;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let (ids, kinds) = (ids.join(","), events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>().join(","));
     let appended = ingress
         .store
         .append(Append {
             instance: instance.clone(),
-            delivery_id,
+            delivery_id: delivery_id.clone(),
             dedup_window_ms: ingress.dedup_window_ms,
             deliveries: ingress.routes.deliveries(&events),
             events,
@@ -302,8 +317,10 @@ async fn handle_hook(
         notify.notify_one();
     }
     if appended == Appended::Duplicate {
+        tracing::info!(instance, delivery = delivery_id.as_deref(), "duplicate webhook: already stored");
         return Ok((duplicate(), "duplicate"));
     }
+    tracing::info!(instance, event = ids, kinds, "webhook stored");
     ingress.host.metrics().add("plugboard_events_stored_total", &[("source", &instance)], stored);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     let mut response = (status, reply.body).into_response();

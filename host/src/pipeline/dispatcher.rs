@@ -312,8 +312,28 @@ async fn deliver(
             }
         },
     };
-    if let Outcome::Dead { error, .. } = &outcome {
-        tracing::warn!(event = %d.event.id, route = %d.route, target = %d.target, "dead letter: {error}");
+    let took = started.elapsed();
+    let ms = took.as_millis() as u64;
+    let (event, instance, route) = (d.event.id.as_str(), d.target.as_str(), d.route.as_str());
+    match &outcome {
+        Outcome::Delivered { events, .. } => {
+            tracing::info!(event, instance, route, attempt, ms, produced = events.len(), "delivered")
+        }
+        Outcome::Retry { next_at_ms, error } => {
+            let retry_in_ms = next_at_ms.saturating_sub(now_ms());
+            tracing::warn!(
+                event,
+                instance,
+                route,
+                attempt,
+                ms,
+                retry_in_ms,
+                "delivery failed, will retry: {error}"
+            )
+        }
+        Outcome::Dead { error, .. } => {
+            tracing::warn!(event, instance, route, attempt, ms, "dead letter: {error}")
+        }
     }
     let (label, produced) = match &outcome {
         Outcome::Delivered { events, .. } => ("delivered", events.len() as u64),
@@ -325,8 +345,7 @@ async fn deliver(
     if produced > 0 {
         metrics.add("plugboard_events_stored_total", &[("source", &d.target)], produced);
     }
-    let took = started.elapsed().as_micros() as u64;
-    let attempt = Attempt { number: attempt, duration_us: took, handler };
+    let attempt = Attempt { number: attempt, duration_us: took.as_micros() as u64, handler };
     if let Err(e) = store.record(d.id, attempt, outcome).await {
         tracing::error!(delivery = d.id, "recording a delivery outcome: {e}");
     }
