@@ -43,6 +43,10 @@ fn documented_routes() -> BTreeSet<(String, String)> {
     routes
 }
 
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn risky_order(flow: &Flow, id: u64) -> String {
     flow.fakes.state.add_order(sample_order(id, "", "900.00"));
     let body = serde_json::to_vec(&sample_order(id, "card mismatch, ship to a different address", "900.00"))
@@ -144,17 +148,7 @@ async fn health_metrics_and_hot_reload() {
     // attempt records which build handled it.
     let replacement = std::fs::read(plugboard_tests::REVIEW_DIGEST).unwrap();
     let url = format!("{}/v1/plugins/order-risk/wasm", flow.origin);
-    let reloaded: Value = flow
-        .client
-        .put(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .body(replacement)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reloaded = json_of(flow.client.put(&url).bearer_auth(ADMIN_TOKEN).body(replacement)).await;
     assert_eq!(reloaded["name"], "review-digest");
     assert_eq!(
         reloaded["effective"],
@@ -412,15 +406,8 @@ async fn the_binary_logs_json_lines_with_event_and_instance_and_no_secrets() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let events: Value = client
-        .get(format!("{origin}/v1/events?kind=orders/create"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events =
+        json_of(client.get(format!("{origin}/v1/events?kind=orders/create")).bearer_auth(ADMIN_TOKEN)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     reader.join().unwrap();
