@@ -514,7 +514,12 @@ async fn oauth_tokens_are_fetched_once_reused_and_renewed_after_a_401() {
 
 #[tokio::test]
 async fn ai_answers_at_temperature_zero_are_cached_and_budgets_are_enforced() {
-    let host = host();
+    let dir = tempfile::tempdir().unwrap();
+    let with_store = || {
+        let kv = plugboard::store::SqliteKv::open(&dir.path().join("kv.db")).unwrap();
+        Host::builder().kv_store(Arc::new(kv)).build().unwrap()
+    };
+    let host = with_store();
     load(&host, "canned", plugboard_tests::CANNED_AI, Grants::none(), Limits::default()).await;
     let grants = Grants::none().with_ai_provider("canned");
     load(&host, "asker", ECHO, grants.clone(), Limits::default()).await;
@@ -527,6 +532,8 @@ async fn ai_answers_at_temperature_zero_are_cached_and_budgets_are_enforced() {
     let (plugin, provider, u) = &usage[0];
     assert_eq!((plugin.as_str(), provider.as_str(), u.calls, u.cache_hits), ("asker", "canned", 1, 1));
     assert!(u.prompt_tokens > 0 && u.completion_tokens > 0);
+    // The totals are kept in the store: a restarted host reports them.
+    assert_eq!(with_store().ai_usage(), usage);
     let metrics = host.metrics().render();
     assert!(
         metrics.contains("plugboard_ai_cache_hits_total{plugin=\"asker\",provider=\"canned\"} 1"),

@@ -24,7 +24,7 @@ impl Host for InstanceState {
         let plugin = self.plugin.id.as_str();
         let key = router.cache_key(&provider, &request);
         if let Some(key) = &key
-            && let Some(answer) = router.cached(plugin, &provider, key)
+            && let Some(answer) = router.cached(self.host.kv.as_ref(), plugin, &provider, key)
         {
             return Ok(answer);
         }

@@ -86,6 +86,9 @@ pub trait KvStore: Send + Sync + 'static {
     /// Adds `delta` to the counter under `key` and returns the new value; absent counts as 0.
     /// A live counter keeps its expiry.
     fn increment(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError>;
+    /// The live entries whose keys start with `prefix`, sorted by key. Host-side only (usage
+    /// reports): plugins cannot list keys.
+    fn entries(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError>;
 }
 
 /// The new value of a counter holding `current` (absent: 0) after adding `delta`.
@@ -202,6 +205,20 @@ impl KvStore for MemoryKv {
             Ok(next)
         })?
     }
+
+    fn entries(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+        let now = Instant::now();
+        self.with(namespace, |ns| {
+            let mut found: Vec<_> = ns
+                .entries
+                .iter()
+                .filter(|(k, e)| k.starts_with(prefix) && e.live(now))
+                .map(|(k, e)| (k.clone(), e.value.clone()))
+                .collect();
+            found.sort();
+            found
+        })
+    }
 }
 
 fn check_key(key: &str) -> Result<(), Error> {
@@ -262,11 +279,31 @@ impl InstanceState {
     }
 }
 
+/// What every [`KvStore`] must do when listing: only its namespace, only the prefix, only live
+/// entries, sorted by key.
+#[cfg(test)]
+pub(crate) fn check_entries(kv: &dyn KvStore) {
+    let u = KvQuota::UNLIMITED;
+    kv.set("a", "total/x/2", b"2".to_vec(), None, u).unwrap();
+    kv.set("a", "total/x/1", b"1".to_vec(), None, u).unwrap();
+    kv.set("a", "totally", b"no".to_vec(), None, u).unwrap();
+    kv.set("a", "total/gone", b"no".to_vec(), Some(Duration::from_millis(1)), u).unwrap();
+    kv.set("b", "total/other", b"no".to_vec(), None, u).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let found = kv.entries("a", "total/").unwrap();
+    assert_eq!(found, vec![("total/x/1".into(), b"1".to_vec()), ("total/x/2".into(), b"2".to_vec())]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const U: KvQuota = KvQuota::UNLIMITED;
+
+    #[test]
+    fn entries_are_listed_by_prefix() {
+        check_entries(&MemoryKv::default());
+    }
 
     #[test]
     fn namespaces_are_apart_and_ttls_expire() {

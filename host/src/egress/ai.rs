@@ -4,10 +4,10 @@
 //! The cache key is a SHA-256 over the provider instance and the normalised request (model,
 //! messages, temperature, token limit, response format, stop sequences). By default only
 //! requests with temperature 0 are cached: those are the ones that ask for the same answer to
-//! the same question. Usage is counted per plugin and provider; a plugin's daily budget is kept
+//! the same question. Usage is counted per plugin and provider, and a plugin's daily budget kept,
 //! in the host's key-value store, so it survives restarts when the store is durable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,6 @@ pub struct TokenUsage {
 pub(crate) struct AiRouter {
     settings: Mutex<AiSettings>,
     cache: Mutex<HashMap<[u8; 32], (Instant, ChatResponse)>>,
-    usage: Mutex<HashMap<(String, String), TokenUsage>>,
     metrics: Arc<Metrics>,
 }
 
@@ -78,12 +77,7 @@ fn day(now_ms: u64) -> u64 {
 
 impl AiRouter {
     pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
-        AiRouter {
-            settings: Mutex::new(AiSettings::default()),
-            cache: Mutex::new(HashMap::new()),
-            usage: Mutex::new(HashMap::new()),
-            metrics,
-        }
+        AiRouter { settings: Mutex::new(AiSettings::default()), cache: Mutex::new(HashMap::new()), metrics }
     }
 
     pub(crate) fn configure(&self, settings: AiSettings) {
@@ -110,7 +104,13 @@ impl AiRouter {
     }
 
     /// A cached answer, counted as a hit for `plugin`; a miss is counted otherwise.
-    pub(crate) fn cached(&self, plugin: &str, provider: &str, key: &[u8; 32]) -> Option<ChatResponse> {
+    pub(crate) fn cached(
+        &self,
+        kv: &dyn KvStore,
+        plugin: &str,
+        provider: &str,
+        key: &[u8; 32],
+    ) -> Option<ChatResponse> {
         let ttl = Duration::from_secs(self.settings().cache_ttl_secs);
         let hit =
             self.cache.lock().ok().and_then(|c| {
@@ -120,7 +120,7 @@ impl AiRouter {
         match hit {
             Some(_) => {
                 self.metrics.add("plugboard_ai_cache_hits_total", &labels, 1);
-                self.account(plugin, provider, |u| u.cache_hits += 1);
+                account(kv, plugin, provider, &[("cache_hits", 1)]);
             }
             None => self.metrics.add("plugboard_ai_cache_misses_total", &labels, 1),
         }
@@ -174,11 +174,12 @@ impl AiRouter {
     ) {
         let (prompt, completion) =
             (u64::from(answer.usage.prompt_tokens), u64::from(answer.usage.completion_tokens));
-        self.account(plugin, provider, |u| {
-            u.calls += 1;
-            u.prompt_tokens += prompt;
-            u.completion_tokens += completion;
-        });
+        account(
+            kv,
+            plugin,
+            provider,
+            &[("calls", 1), ("prompt_tokens", prompt), ("completion_tokens", completion)],
+        );
         for (kind, n) in [("prompt", prompt), ("completion", completion)] {
             self.metrics.add(
                 "plugboard_ai_tokens_total",
@@ -192,18 +193,40 @@ impl AiRouter {
         let _ = kv.increment(USAGE_NAMESPACE, &key, total, crate::capabilities::kv::KvQuota::UNLIMITED);
     }
 
-    fn account(&self, plugin: &str, provider: &str, f: impl FnOnce(&mut TokenUsage)) {
-        if let Ok(mut u) = self.usage.lock() {
-            f(u.entry((plugin.to_owned(), provider.to_owned())).or_default());
+    /// Usage so far (kept in the store, so it survives restarts), by plugin and provider.
+    pub(crate) fn usage(&self, kv: &dyn KvStore) -> Vec<(String, String, TokenUsage)> {
+        let mut all: BTreeMap<(String, String), TokenUsage> = BTreeMap::new();
+        for (key, value) in kv.entries(USAGE_NAMESPACE, TOTALS).unwrap_or_default() {
+            let mut parts = key[TOTALS.len()..].splitn(3, '/');
+            let (Some(plugin), Some(provider), Some(field)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let n = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let usage = all.entry((plugin.to_owned(), provider.to_owned())).or_default();
+            match field {
+                "calls" => usage.calls = n,
+                "prompt_tokens" => usage.prompt_tokens = n,
+                "completion_tokens" => usage.completion_tokens = n,
+                "cache_hits" => usage.cache_hits = n,
+                _ => {}
+            }
         }
+        all.into_iter().map(|((plugin, provider), usage)| (plugin, provider, usage)).collect()
     }
+}
 
-    /// Usage so far, by plugin and provider.
-    pub(crate) fn usage(&self) -> Vec<(String, String, TokenUsage)> {
-        let Ok(u) = self.usage.lock() else { return Vec::new() };
-        let mut all: Vec<_> = u.iter().map(|((p, v), u)| (p.clone(), v.clone(), *u)).collect();
-        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        all
+/// Where running totals are kept in [`USAGE_NAMESPACE`]: `total/{plugin}/{provider}/{field}`
+/// (instance ids have no `/`), beside the daily budgets' `{day}/{plugin}`.
+const TOTALS: &str = "total/";
+
+/// Adds to `plugin`'s running totals with `provider`. Best effort: a failing counter must not
+/// fail a completion that was already paid for.
+fn account(kv: &dyn KvStore, plugin: &str, provider: &str, counts: &[(&str, u64)]) {
+    for (field, n) in counts {
+        let key = format!("{TOTALS}{plugin}/{provider}/{field}");
+        let delta = i64::try_from(*n).unwrap_or(i64::MAX);
+        let _ = kv.increment(USAGE_NAMESPACE, &key, delta, crate::capabilities::kv::KvQuota::UNLIMITED);
     }
 }
 

@@ -367,7 +367,7 @@ impl Host {
 
     /// AI token usage so far, by plugin and provider.
     pub fn ai_usage(&self) -> Vec<(String, String, TokenUsage)> {
-        self.inner.ai.usage()
+        self.inner.ai.usage(self.inner.kv.as_ref())
     }
 
     /// The host's metrics.

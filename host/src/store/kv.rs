@@ -191,11 +191,32 @@ impl KvStore for SqliteKv {
             Ok(next)
         })
     }
+
+    fn entries(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+        let now = now();
+        let conn = self.conn.lock().map_err(|_| KvError::Backend("lock poisoned".into()))?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key, value FROM kv WHERE namespace = ?1 AND substr(key, 1, length(?2)) = ?2
+                 AND (expires_at_ms IS NULL OR expires_at_ms > ?3) ORDER BY key",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![namespace, prefix, now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_are_listed_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::capabilities::kv::check_entries(&SqliteKv::open(&dir.path().join("kv.db")).unwrap());
+    }
 
     #[test]
     fn survives_reopening_and_enforces_quotas() {
