@@ -1,9 +1,21 @@
 // Drives the dashboard in headless Chromium like an operator: connects with the admin token,
-// reads the plugin table, clicks an event to see its timeline, replays a dead letter, and keeps
-// a screenshot. Prints what it saw as JSON for tests/tests/admin_api.rs to assert.
+// reads the plugin table, clicks an event to see its timeline, watches a new event arrive live,
+// replays a dead letter, and keeps a screenshot. Prints what it saw as JSON (the last line) for
+// tests/tests/admin_api.rs to assert.
 //
 //   node check.mjs <base-url> <admin-token> <screenshot.png> <event-id-to-open>
+//
+// Once the page follows the event stream it prints `connected` and reads, from standard input,
+// the id of an event the test stores then; the page must show it without being reloaded.
+import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+
+const input = createInterface({ input: process.stdin });
+const lines = input[Symbol.asyncIterator]();
+async function nextLine() {
+  const { value } = await lines.next();
+  return (value || "").trim();
+}
 
 const [base, token, screenshot, eventId] = process.argv.slice(2);
 const browser = await chromium.launch({
@@ -36,6 +48,14 @@ try {
   seen.timeline = await page.textContent("#timeline");
   seen.hops = await page.$$eval("#timeline li.hop", (hops) => hops.length);
 
+  // Live: the list is not polled, so a row for an event stored now comes from the stream.
+  await page.waitForFunction(() => document.querySelector("#live").textContent === "live");
+  console.log("connected");
+  const liveId = await nextLine();
+  await page.waitForSelector(`#events tr.event[data-id="${liveId}"]`, { timeout: 20000 });
+  seen.live = await page.textContent("#live");
+  seen.liveEvent = liveId;
+
   await page.waitForSelector("#dlq button.replay");
   seen.deadBefore = await page.$$eval("#dlq tbody tr[data-delivery]", (rows) => rows.length);
   await page.click("#dlq button.replay");
@@ -49,6 +69,7 @@ try {
   seen.errors = errors;
   await page.screenshot({ path: screenshot, fullPage: true });
 } finally {
+  input.close();
   await browser.close();
 }
 console.log(JSON.stringify(seen));

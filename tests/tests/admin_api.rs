@@ -85,7 +85,9 @@ async fn the_openapi_description_matches_the_server_routes() {
         let request = flow.client.request(method.parse().unwrap(), &url);
         let response = request.try_clone().unwrap().bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
+        // The live stream never ends: its headers answer for it.
+        let streams = response.headers().get("content-type").is_some_and(|t| t == "text/event-stream");
+        let body = if streams { "(a stream)".into() } else { response.text().await.unwrap() };
         assert!(status != 405 && !(status == 404 && body.is_empty()), "{method} {concrete}: {status} {body}");
         // The example turns the admin API on and the jobs API off (404, saying so).
         if path.starts_with("/v1/") && !path.starts_with("/v1/jobs") {
@@ -249,15 +251,45 @@ async fn the_dashboard_in_headless_chromium() {
     let screenshot = artifacts.join("dashboard.png");
     let script = repo().join("tests/dashboard/check.mjs");
     let args = [flow.origin.clone(), ADMIN_TOKEN.to_owned(), screenshot.display().to_string(), event.clone()];
+    let mut node = std::process::Command::new("node")
+        .arg(&script)
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (./dev setup installs Node's playwright-core and Chromium)");
+    let (said, mut hear) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = node.stdout.take().unwrap();
     // Off the runtime's thread: the server under test runs on it.
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node").arg(&script).args(&args).output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs (./dev setup installs Node's playwright-core and Chromium)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = said.send(line);
+        }
+    });
+    let mut printed = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(120), hear.recv()).await {
+        let connected = line == "connected";
+        printed.push(line);
+        if connected {
+            // An ordinary order: stored, assessed, nothing for Slack.
+            flow.fakes.state.add_order(sample_order(3002, "", "35.00"));
+            let body = serde_json::to_vec(&sample_order(3002, "Thanks, love your shop!", "35.00")).unwrap();
+            let headers = shopify_headers(SHOPIFY_WEBHOOK_SECRET, "orders/create", "admin-3002", &body);
+            assert_eq!(flow.webhook("shopify", headers, body).await.unwrap().0, 200);
+            let live = flow.find_event("orders/create", "order_id", "3002").await.unwrap().unwrap();
+            let mut stdin = node.stdin.take().unwrap();
+            std::io::Write::write_all(&mut stdin, format!("{}\n", live["id"].as_str().unwrap()).as_bytes())
+                .unwrap();
+        }
+    }
+    let out = tokio::task::spawn_blocking(move || node.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}\n{printed:?}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(printed.first().map(String::as_str), Some("connected"), "{printed:?}");
+    let seen: Value = serde_json::from_str(printed.last().unwrap()).unwrap();
+    assert_eq!(seen["live"], "live", "{seen}");
+    assert!(seen["liveEvent"].as_str().is_some_and(|id| !id.is_empty()), "{seen}");
     assert!(seen["wrongToken"].as_str().unwrap().contains("refused"), "{seen}");
     let plugins = seen["plugins"].as_array().unwrap();
     let ids: Vec<&str> = plugins.iter().map(|p| p["id"].as_str().unwrap()).collect();
@@ -443,4 +475,58 @@ async fn the_binary_logs_json_lines_with_event_and_instance_and_no_secrets() {
     ] {
         assert!(!lines.iter().any(|l| l.contains(secret)), "{name} is in the logs");
     }
+}
+
+/// Reads Server-Sent Events from `response` until `enough` holds for what was read (or 30 s
+/// pass): `(id, data)` of each message.
+async fn read_events(
+    response: &mut reqwest::Response,
+    enough: impl Fn(&[(i64, Value)]) -> bool,
+) -> Vec<(i64, Value)> {
+    let mut buffer = String::new();
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !enough(&messages) {
+        let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, response.chunk()).await else { break };
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let field = |name: &str| message.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+            if let (Some(id), Some(data)) = (field("id:"), field("data:")) {
+                messages.push((id.parse().unwrap(), serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    messages
+}
+
+#[tokio::test]
+async fn the_event_stream_pushes_each_stored_event_and_resumes_after_the_last_seen() {
+    let flow = Flow::start("order-risk").await.unwrap();
+    let url = format!("{}/v1/events/stream", flow.origin);
+    assert_eq!(flow.client.get(&url).send().await.unwrap().status(), 401);
+    let mut stream = flow.client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+
+    // The order webhook, then what its deliveries produced: pushed as they are stored.
+    let order = risky_order(&flow, 5001).await;
+    let seen = read_events(&mut stream, |m| m.len() >= 4).await;
+    let kinds: Vec<&str> = seen.iter().map(|(_, e)| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(seen.first().map(|(_, e)| e["id"].as_str().unwrap()), Some(order.as_str()), "{kinds:?}");
+    assert_eq!(seen.len(), 4, "orders/create and the three events its assessment produced: {kinds:?}");
+    assert!(seen[1..].iter().all(|(_, e)| e["caused_by"] == order.as_str()), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "positions grow: {seen:?}");
+
+    // A client that lost the connection after the first message resumes with Last-Event-ID.
+    let mut resumed = flow
+        .client
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Last-Event-ID", seen[0].0)
+        .send()
+        .await
+        .unwrap();
+    let again = read_events(&mut resumed, |m| m.len() >= 3).await;
+    assert_eq!(again, seen[1..].to_vec());
 }

@@ -49,6 +49,16 @@ secrets = ["file:shopify.secret"]
 }
 
 async fn start(dir: &Path, extra: &str) -> (String, Arc<SqliteStore>) {
+    let (base, store, _) = start_until(dir, extra, std::future::pending()).await;
+    (base, store)
+}
+
+/// [`start`], serving until `shutdown` completes, with the admin API on (token `admin`).
+async fn start_until(
+    dir: &Path,
+    extra: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (String, Arc<SqliteStore>, tokio::task::JoinHandle<std::io::Result<()>>) {
     let resolved = Config::load(&write_config(dir, extra)).unwrap();
     let host = plugboard::Host::builder().build().unwrap();
     for spec in resolved.specs {
@@ -61,7 +71,7 @@ async fn start(dir: &Path, extra: &str) -> (String, Arc<SqliteStore>) {
         routes: Arc::default(),
         dispatcher: None,
         jobs_token: None,
-        admin_token: None,
+        admin_token: Some(b"admin".to_vec()),
         endpoints: resolved.endpoints,
         request_timeout: std::time::Duration::from_secs(10),
         dedup_window_ms: 60_000,
@@ -69,10 +79,27 @@ async fn start(dir: &Path, extra: &str) -> (String, Arc<SqliteStore>) {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = serve(listener, ingress, std::future::pending()).await;
-    });
-    (base, store)
+    let served = tokio::spawn(serve(listener, ingress, shutdown));
+    (base, store, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_ends_open_event_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (base, _store, served) = start_until(dir.path(), "", async move { drop(stopped.await) }).await;
+    let mut stream = reqwest::Client::new()
+        .get(format!("{base}/v1/events/stream"))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    stop.send(()).unwrap();
+    // The graceful shutdown completes although a client still follows the stream, which ends.
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(30), served).await;
+    assert!(matches!(finished, Ok(Ok(Ok(())))), "{finished:?}");
+    while let Ok(Some(_)) = stream.chunk().await {}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,4 +3,5 @@
 
 pub mod guard;
 pub mod server;
+pub mod stream;
 pub mod verify;

@@ -62,7 +62,7 @@ pub struct Ingress {
 /// The errors the endpoint answers with; client errors say what was wrong, server errors say
 /// nothing beyond their kind and are logged.
 #[derive(Debug, thiserror::Error)]
-enum ApiError {
+pub(crate) enum ApiError {
     #[error("no instance `{0}` receives webhooks here")]
     UnknownInstance(String),
     #[error("webhook refused: {0}")]
@@ -153,6 +153,7 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
             axum::routing::put(plugin_reload).layer(DefaultBodyLimit::max(256 << 20)),
         )
         .route("/v1/events", get(events_list))
+        .route("/v1/events/stream", get(super::stream::events_stream))
         .route("/v1/events/{id}", get(event_trace))
         .route("/v1/calls", get(calls_list))
         .route("/v1/stats", get(stats))
@@ -188,8 +189,14 @@ pub async fn serve(
     ingress: Arc<Ingress>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(ingress).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let app = router(ingress).layer(axum::Extension(super::stream::Closing(closed)));
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open event streams end now, or the graceful shutdown would wait for them.
+            let _ = closing.send(true);
+        })
         .await
 }
 
@@ -375,7 +382,7 @@ fn authorize_jobs(ingress: &Ingress, headers: &HeaderMap) -> Result<(), ApiError
     check_bearer(token, headers)
 }
 
-fn authorize_admin(ingress: &Ingress, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize_admin(ingress: &Ingress, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &ingress.admin_token else {
         return Err(ApiError::UnknownJob("(the admin API is off)".into()));
     };

@@ -20,8 +20,8 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -279,6 +279,13 @@ pub trait EventStore: Send + Sync + 'static {
         source: Option<&'a str>,
         limit: usize,
     ) -> StoreFuture<'a, Vec<EventSummary>>;
+    /// Up to `limit` events stored after position `after` (see [`EventStore::last_position`]),
+    /// oldest first, each with its position: what a live stream sends next.
+    fn events_after(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<(i64, EventSummary)>>;
+    /// The position of the newest stored event (0 when there is none).
+    fn last_position(&self) -> StoreFuture<'_, i64>;
+    /// Changes each time the writer commits: wait on it instead of polling.
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
 // SQLite reads are answered inline: with WAL they do not wait for the writer, and they take
@@ -341,12 +348,26 @@ impl EventStore for SqliteStore {
     ) -> StoreFuture<'a, Vec<EventSummary>> {
         Box::pin(std::future::ready(SqliteStore::events(self, kind, source, limit)))
     }
+
+    fn events_after(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<(i64, EventSummary)>> {
+        Box::pin(std::future::ready(SqliteStore::events_after(self, after, limit)))
+    }
+
+    fn last_position(&self) -> StoreFuture<'_, i64> {
+        Box::pin(std::future::ready(SqliteStore::last_position(self)))
+    }
+
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
 }
 
 /// The embedded event log.
 pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     reader: Mutex<Connection>,
+    /// Counts committed batches.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 const SCHEMA: &str = "
@@ -417,11 +438,13 @@ impl SqliteStore {
         let writer_conn = open(path)?;
         let reader = open(path)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0));
+        let committed = commits.clone();
         std::thread::Builder::new()
             .name("plugboard-store".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn(move || writer_loop(writer_conn, rx, &committed))
             .map_err(|_| StoreError::Closed)?;
-        Ok(SqliteStore { writer: Mutex::new(Some(tx)), reader: Mutex::new(reader) })
+        Ok(SqliteStore { writer: Mutex::new(Some(tx)), reader: Mutex::new(reader), commits })
     }
 
     fn submit(&self, work: Work) -> Result<(), StoreError> {
@@ -655,13 +678,16 @@ enum Answer {
 }
 
 /// Takes every job waiting, writes them in one transaction, then answers each.
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, commits: &tokio::sync::watch::Sender<u64>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
         let result = write_batch(&mut conn, &batch);
+        if result.is_ok() {
+            commits.send_modify(|n| *n = n.wrapping_add(1));
+        }
         for (i, job) in batch.into_iter().enumerate() {
             let failed = || {
                 StoreError::Sqlite(rusqlite::Error::InvalidParameterName(

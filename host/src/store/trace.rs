@@ -200,4 +200,19 @@ impl SqliteStore {
         let rows = stmt.query_map(params![kind, source, limit as i64], summary)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// Up to `limit` events stored after position `after`, oldest first, with their positions.
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, EventSummary)>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let sql = format!("SELECT {SUMMARY_COLUMNS}, seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get(6)?, summary(r)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The position of the newest event, 0 when there is none.
+    pub fn last_position(&self) -> Result<i64, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+    }
 }
