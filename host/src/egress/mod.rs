@@ -305,7 +305,12 @@ impl Egress {
     /// Records a refusal and builds the `denied` answer.
     fn refuse(&self, caller: &Caller<'_>, method: &reqwest::Method, url: &url::Url, why: String) -> Error {
         self.metrics.add("plugboard_http_denied_total", &[("instance", caller.instance)], 1);
-        self.record(caller, method, url, 0, Instant::now(), None, "denied", Some(why.clone()), (0, 0));
+        self.record(
+            caller,
+            &Hop { method, url, attempt: 0 },
+            Instant::now(),
+            Settled::refused("denied", why.clone()),
+        );
         Error::Denied(why)
     }
 
@@ -346,17 +351,8 @@ impl Egress {
                     );
                     let why =
                         format!("the rate limit for {host} needs {} ms before the next request", ms(wait));
-                    self.record(
-                        caller,
-                        method,
-                        url,
-                        attempt,
-                        Instant::now(),
-                        None,
-                        "rate-limited",
-                        Some(why),
-                        (0, 0),
-                    );
+                    let hop = Hop { method, url, attempt };
+                    self.record(caller, &hop, Instant::now(), Settled::refused("rate-limited", why));
                     return Err(Error::RateLimited(Some(ms(wait).max(1))));
                 }
             }
@@ -460,12 +456,14 @@ impl Egress {
                     } else {
                         "failed"
                     };
-                    let why = Some(crate::error::describe(&error));
-                    self.record(caller, &method, &url, attempt, Instant::now(), None, outcome, why, (0, 0));
+                    let why = crate::error::describe(&error);
+                    let hop = Hop { method: &method, url: &url, attempt };
+                    self.record(caller, &hop, Instant::now(), Settled::refused(outcome, why));
                     Failure { error, transport: false }
                 })?;
-            let (status, response_headers, response_body) =
-                self.exchange(caller, client, &method, &url, headers, body.clone(), attempt).await?;
+            let (status, response_headers, response_body) = self
+                .exchange(caller, client, &Hop { method: &method, url: &url, attempt }, headers, body.clone())
+                .await?;
             let location = response_headers.get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok());
             let next = match (status, location) {
                 (301 | 302 | 303 | 307 | 308, Some(location)) if hops < caller.limits.http_max_redirects => {
@@ -496,17 +494,15 @@ impl Egress {
     }
 
     /// One HTTP exchange, recorded.
-    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         caller: &Caller<'_>,
         client: &reqwest::Client,
-        method: &reqwest::Method,
-        url: &url::Url,
+        hop: &Hop<'_>,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
-        attempt: u32,
     ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), Failure> {
+        let Hop { method, url, .. } = *hop;
         let started = Instant::now();
         let sent = body.len() as u64;
         let remaining = caller.deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -517,17 +513,9 @@ impl Egress {
             builder = builder.header(name, value);
         }
         let fail = |outcome: &str, error: Error, transport: bool| {
-            self.record(
-                caller,
-                method,
-                url,
-                attempt,
-                started,
-                None,
-                outcome,
-                Some(crate::error::describe(&error)),
-                (sent, 0),
-            );
+            let settled =
+                Settled { bytes: (sent, 0), ..Settled::refused(outcome, crate::error::describe(&error)) };
+            self.record(caller, hop, started, settled);
             Failure { error, transport }
         };
         let mut response = match builder.send().await {
@@ -579,33 +567,17 @@ impl Egress {
             }
         }
         let headers = std::mem::take(response.headers_mut());
-        self.record(
-            caller,
-            method,
-            url,
-            attempt,
-            started,
-            Some(status),
-            "ok",
-            None,
-            (sent, body.len() as u64),
-        );
+        let settled =
+            Settled { status: Some(status), outcome: "ok", error: None, bytes: (sent, body.len() as u64) };
+        self.record(caller, hop, started, settled);
         Ok((status, headers, body))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        caller: &Caller<'_>,
-        method: &reqwest::Method,
-        url: &url::Url,
-        attempt: u32,
-        started: Instant,
-        status: Option<u16>,
-        outcome: &str,
-        error: Option<String>,
-        (request_bytes, response_bytes): (u64, u64),
-    ) {
+    /// Records one exchange, or one refusal (attempt 0 when refused before any attempt), in the
+    /// metrics, the debug log and the call log.
+    fn record(&self, caller: &Caller<'_>, hop: &Hop<'_>, started: Instant, settled: Settled<'_>) {
+        let Hop { method, url, attempt } = *hop;
+        let Settled { status, outcome, error, bytes: (request_bytes, response_bytes) } = settled;
         let elapsed = started.elapsed();
         let host = url.host_str().unwrap_or("");
         if attempt > 0 {
@@ -645,6 +617,30 @@ impl Egress {
             response_bytes,
             attempt,
         });
+    }
+}
+
+/// One request to one URL in one attempt (a redirect is another hop of the same attempt).
+#[derive(Clone, Copy)]
+struct Hop<'a> {
+    method: &'a reqwest::Method,
+    url: &'a url::Url,
+    attempt: u32,
+}
+
+/// How a hop ended, as recorded.
+struct Settled<'a> {
+    status: Option<u16>,
+    /// `ok`, `denied`, `rate-limited`, `timeout` or `failed`.
+    outcome: &'a str,
+    error: Option<String>,
+    /// Bytes sent and received.
+    bytes: (u64, u64),
+}
+
+impl<'a> Settled<'a> {
+    fn refused(outcome: &'a str, why: String) -> Self {
+        Settled { status: None, outcome, error: Some(why), bytes: (0, 0) }
     }
 }
 
