@@ -153,7 +153,7 @@ impl AiRouter {
         let spent = kv
             .get(USAGE_NAMESPACE, &format!("{}/{plugin}", day(now_ms)))
             .map_err(|e| Error::Internal(e.to_string()))?
-            .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+            .and_then(|v| counter(&v))
             .unwrap_or(0);
         if spent >= budget {
             return Err(Error::QuotaExceeded(format!(
@@ -197,12 +197,13 @@ impl AiRouter {
     pub(crate) fn usage(&self, kv: &dyn KvStore) -> Vec<(String, String, TokenUsage)> {
         let mut all: BTreeMap<(String, String), TokenUsage> = BTreeMap::new();
         for (key, value) in kv.entries(USAGE_NAMESPACE, TOTALS).unwrap_or_default() {
-            let mut parts = key[TOTALS.len()..].splitn(3, '/');
+            let Some(rest) = key.strip_prefix(TOTALS) else { continue };
+            let mut parts = rest.splitn(3, '/');
             let (Some(plugin), Some(provider), Some(field)) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
-            let n = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let n = counter(&value).unwrap_or(0);
             let usage = all.entry((plugin.to_owned(), provider.to_owned())).or_default();
             match field {
                 "calls" => usage.calls = n,
@@ -219,6 +220,11 @@ impl AiRouter {
 /// Where running totals are kept in [`USAGE_NAMESPACE`]: `total/{plugin}/{provider}/{field}`
 /// (instance ids have no `/`), beside the daily budgets' `{day}/{plugin}`.
 const TOTALS: &str = "total/";
+
+/// The value of a counter kept by `KvStore::increment` (decimal text).
+fn counter(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
 
 /// Adds to `plugin`'s running totals with `provider`. Best effort: a failing counter must not
 /// fail a completion that was already paid for.

@@ -307,8 +307,11 @@ async fn handle_hook(
     let mut events = reply.events;
     events.extend(done.emitted);
     let stored = events.len() as u64;
-    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let (ids, kinds) = (ids.join(","), events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>().join(","));
+    // Only when the line will be written: this is the webhook's hot path.
+    let logged = tracing::enabled!(tracing::Level::INFO).then(|| {
+        let join = |f: fn(&crate::Event) -> &str| events.iter().map(f).collect::<Vec<_>>().join(",");
+        (join(|e| e.id.as_str()), join(|e| e.kind.as_str()))
+    });
     let appended = ingress
         .store
         .append(Append {
@@ -327,7 +330,9 @@ async fn handle_hook(
         tracing::info!(instance, delivery = delivery_id.as_deref(), "duplicate webhook: already stored");
         return Ok((duplicate(), "duplicate"));
     }
-    tracing::info!(instance, event = ids, kinds, "webhook stored");
+    if let Some((ids, kinds)) = logged {
+        tracing::info!(instance, event = ids, kinds, "webhook stored");
+    }
     ingress.host.metrics().add("plugboard_events_stored_total", &[("source", &instance)], stored);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     let mut response = (status, reply.body).into_response();

@@ -241,6 +241,11 @@ impl HostInner {
     }
 }
 
+/// A component file's bytes, or the error naming the file.
+async fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    tokio::fs::read(path).await.map_err(|source| LoadError::Read { path: path.display().to_string(), source })
+}
+
 impl Host {
     /// Starts building a host.
     pub fn builder() -> HostBuilder {
@@ -253,9 +258,7 @@ impl Host {
 
     /// Loads the plugin file named by `spec`, replacing any instance with the same id.
     pub async fn load(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
-        let bytes = tokio::fs::read(&spec.wasm)
-            .await
-            .map_err(|source| LoadError::Read { path: spec.wasm.display().to_string(), source })?;
+        let bytes = read_component(&spec.wasm).await?;
         self.load_bytes(spec, &bytes).await
     }
 
@@ -295,9 +298,7 @@ impl Host {
     /// with the grants, limits and config of `spec`.
     pub async fn reload_file(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
         let Ok(current) = self.get(&spec.id) else { return self.load(spec).await };
-        let bytes = tokio::fs::read(&spec.wasm)
-            .await
-            .map_err(|source| LoadError::Read { path: spec.wasm.display().to_string(), source })?;
+        let bytes = read_component(&spec.wasm).await?;
         self.replace(&current, spec, &bytes).await
     }
 
@@ -323,9 +324,7 @@ impl Host {
         let id =
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
         let spec = PluginSpec::new(&id, path);
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        let bytes = read_component(path).await?;
         Ok(plugin::load(self, spec, &bytes).await?.info())
     }
 
