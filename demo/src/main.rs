@@ -121,7 +121,7 @@ async fn flow_one() -> anyhow::Result<()> {
     let started = Instant::now();
     let flow = Flow::start("order-risk").await?;
     println!(
-        "==> stand-ins for Shopify, Slack and OpenAI on {} (requests checked against ../shared/specs)",
+        "==> stand-ins for Shopify, Slack and OpenAI on {} (requests checked against the official API descriptions in demo/specs)",
         flow.fakes.origin()
     );
     println!(

@@ -1,5 +1,7 @@
-//! The providers' official API descriptions (`../shared/specs`, see its README), loaded once and
-//! used to check what connectors send and what the stand-ins answer:
+//! The providers' official API descriptions (`demo/specs/`, see its README; MIT-licensed, their
+//! licence files beside them), compiled into this crate so that a clone of the repository alone
+//! runs the demo and the tests, loaded once and used to check what connectors send and what the
+//! stand-ins answer:
 //!
 //! - OpenAI: JSON Schema (Draft 2020-12) validation of the request body against
 //!   `CreateChatCompletionRequest` and of our answers against `CreateChatCompletionResponse`,
@@ -12,23 +14,14 @@
 //! - Slack Events API: the outer envelope against `slack-events-wrapper.schema.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde_json::Value;
 
-/// Where the descriptions are: `PLUGBOARD_SPECS_DIR`, else `shared/specs` next to the repository
-/// (the project's layout: `../shared/specs`), else the machine's `/work/shared/specs`.
-pub fn specs_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PLUGBOARD_SPECS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("specs");
-    if beside.join("openai-openapi.yaml").exists() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/specs")
-}
+/// The descriptions as this crate was built with them.
+const OPENAI: &str = include_str!("../specs/openai-openapi.yaml");
+const SLACK_WEB: &str = include_str!("../specs/slack-web-openapi-v2.json");
+const SLACK_EVENTS: &str = include_str!("../specs/slack-events-wrapper.schema.json");
 
 /// One Slack Web API form parameter.
 #[derive(Debug, Clone)]
@@ -91,36 +84,27 @@ fn errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
 static SHARED: std::sync::OnceLock<std::sync::Arc<Specs>> = std::sync::OnceLock::new();
 
 impl Specs {
-    /// The descriptions from [`specs_dir`], loaded once per process (the OpenAI one is 3 MB).
+    /// The compiled-in descriptions, parsed once per process (the OpenAI one is 3 MB).
     pub fn shared() -> anyhow::Result<std::sync::Arc<Specs>> {
         if let Some(specs) = SHARED.get() {
             return Ok(specs.clone());
         }
-        let specs = std::sync::Arc::new(Specs::load(&specs_dir())?);
+        let specs = std::sync::Arc::new(Specs::parse(OPENAI, SLACK_WEB, SLACK_EVENTS)?);
         Ok(SHARED.get_or_init(|| specs).clone())
     }
 
-    /// Loads every description from `dir`.
-    pub fn load(dir: &Path) -> anyhow::Result<Specs> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "reading {} (set PLUGBOARD_SPECS_DIR to the folder of the official API descriptions)",
-                    path.display()
-                )
-            })
-        };
-        let openai: Value = serde_yaml::from_str(&floats_for_huge_integers(&read("openai-openapi.yaml")?))
-            .context("parsing the OpenAI spec")?;
+    /// Parses the OpenAI OpenAPI (YAML), Slack Web API (Swagger JSON) and Slack Events envelope
+    /// (JSON Schema) descriptions.
+    pub fn parse(openai: &str, slack_web: &str, slack_events: &str) -> anyhow::Result<Specs> {
+        let openai: Value =
+            serde_yaml::from_str(&floats_for_huge_integers(openai)).context("parsing the OpenAI spec")?;
         let mut openai_request_properties = BTreeSet::new();
         declared_properties(
             &openai,
             &openai["components"]["schemas"]["CreateChatCompletionRequest"],
             &mut openai_request_properties,
         );
-        let slack: Value =
-            serde_json::from_str(&read("slack-web-openapi-v2.json")?).context("parsing the Slack spec")?;
+        let slack: Value = serde_json::from_str(slack_web).context("parsing the Slack spec")?;
         let mut slack_methods = BTreeMap::new();
         for (path, item) in slack["paths"].as_object().into_iter().flatten() {
             let Some(op) = item.get("post").or_else(|| item.get("get")) else { continue };
@@ -141,8 +125,8 @@ impl Specs {
                 .collect();
             slack_methods.insert(path.trim_start_matches('/').to_owned(), params);
         }
-        let envelope: Value = serde_json::from_str(&read("slack-events-wrapper.schema.json")?)
-            .context("parsing the Slack events schema")?;
+        let envelope: Value =
+            serde_json::from_str(slack_events).context("parsing the Slack events schema")?;
         Ok(Specs {
             openai_request: component(&openai, "CreateChatCompletionRequest")?,
             openai_response: component(&openai, "CreateChatCompletionResponse")?,

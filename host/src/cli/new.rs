@@ -144,6 +144,19 @@ fn render(template: &str, name: &str, sdk: &Path) -> String {
         .replace("{{sdk}}", &sdk.display().to_string().replace('\\', "/"))
 }
 
+/// The `sdk` folder of the plugboard checkout that holds `dir` or this binary (a build in its
+/// `target/`), found at run time: no path of the build machine is baked in.
+fn find_sdk(dir: &Path) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok();
+    let starts = [dir.canonicalize().ok(), exe];
+    starts.into_iter().flatten().find_map(|start| {
+        start.ancestors().map(|a| a.join("sdk")).find(|sdk| {
+            std::fs::read_to_string(sdk.join("Cargo.toml"))
+                .is_ok_and(|m| m.contains("name = \"plugboard-sdk\""))
+        })
+    })
+}
+
 pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
     let NewCommand::Plugin { name, dir, sdk } = cmd;
     if !valid(&name) {
@@ -153,7 +166,10 @@ pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
     }
     let sdk = match sdk {
         Some(path) => path,
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("sdk"),
+        None => find_sdk(&dir).context(
+            "cannot find the plugboard SDK in a plugboard checkout above this folder or the \
+             plugboard binary; pass --sdk PATH (the `sdk` folder of the plugboard repository)",
+        )?,
     };
     let sdk =
         sdk.canonicalize().with_context(|| format!("the SDK is not at {} (use --sdk)", sdk.display()))?;
@@ -166,7 +182,7 @@ pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
         std::fs::write(root.join(file), render(template, &name, &sdk))
             .with_context(|| format!("writing {}", root.join(file).display()))?;
     }
-    println!("created {} (a connector with a test; see its README.md)", root.display());
-    println!("next: cd {} && cargo test", root.display());
+    say!("created {} (a connector with a test; see its README.md)", root.display());
+    say!("next: cd {} && cargo test", root.display());
     Ok(())
 }
