@@ -13,6 +13,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
+use base64::Engine as _;
 use plugboard::egress::calls::CallFilter;
 use plugboard::egress::oauth::OAuthClient;
 use plugboard::egress::secrets::Secret;
@@ -49,6 +50,20 @@ async fn upstream() -> (SocketAddr, Shared) {
     let state = Shared::default();
     let app = axum::Router::new()
         .route("/hello", get(|| async { "hi" }))
+        // Echoes the request's credentials, as debugging endpoints and some error pages do.
+        .route(
+            "/echo",
+            get(|headers: HeaderMap| async move {
+                let auth =
+                    headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let decoded = auth
+                    .strip_prefix("Basic ")
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                ([("x-echo", auth.clone())], format!("you sent: {auth} ({decoded})"))
+            }),
+        )
         .route(
             "/auth",
             any(|State(up): State<Shared>, headers: HeaderMap| async move {
@@ -569,4 +584,39 @@ async fn kv_quotas_give_a_typed_error() {
         matches!(&err, InvokeError::Plugin(WitError::QuotaExceeded(m)) if m.contains("8 bytes")),
         "{err}"
     );
+}
+
+/// What the host filled into a request (a secret, Basic credentials, an OAuth2 token) never
+/// comes back to the plugin, even from an upstream that echoes it.
+#[tokio::test]
+async fn an_upstream_that_echoes_credentials_hands_back_none_of_them() {
+    let (addr, _up) = upstream().await;
+    let origin = format!("http://127.0.0.1:{}", addr.port());
+    let host = host();
+    host.set_secret("api", Secret::new(SECRET, &[origin.as_str()]).unwrap());
+    host.set_secret("bot", Secret::new("bot:pa55word", &[origin.as_str()]).unwrap());
+    let client =
+        OAuthClient::new(&format!("{origin}/oauth/token"), "client-1", "client-secret", &[origin.as_str()])
+            .unwrap();
+    host.set_oauth_client("crm", client);
+    let grants = Grants::none()
+        .allow_http(&origin)
+        .allow_internal("127.0.0.1")
+        .with_secret("api")
+        .with_secret("bot")
+        .with_oauth("crm");
+    load(&host, "nosy", ECHO, grants, Limits::default()).await;
+    let echo = |auth: &str| json!({ "url": format!("{origin}/echo"), "headers": { "authorization": auth } });
+    for (placeholder, leaks) in [
+        ("Bearer {{secret:api}}", vec![SECRET]),
+        ("{{basic:bot}}", vec!["bot:pa55word", "Ym90OnBhNTV3b3Jk"]),
+        ("Bearer {{oauth:crm}}", vec!["tok-0"]),
+    ] {
+        let answer = fetch(&host, "nosy", echo(placeholder)).await.unwrap();
+        let body = answer["body"].as_str().unwrap();
+        assert!(body.starts_with("you sent: ") && body.contains("[REDACTED]"), "{placeholder}: {body}");
+        for leak in leaks {
+            assert!(!body.contains(leak), "{placeholder}: {leak} came back in {body}");
+        }
+    }
 }

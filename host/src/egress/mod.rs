@@ -367,8 +367,9 @@ impl Egress {
         templates: &[(String, String)],
         url: &url::Url,
         same_origin: bool,
-    ) -> Result<(Vec<(String, String)>, Vec<(String, String)>), Error> {
+    ) -> Result<Filled, Error> {
         let mut tokens: Vec<(String, String)> = Vec::new();
+        let mut substituted: Vec<String> = Vec::new();
         let mut headers = Vec::with_capacity(templates.len());
         for (name, template) in templates {
             let found = secrets::placeholders(template).map_err(Error::InvalidInput)?;
@@ -383,19 +384,29 @@ impl Egress {
                     tokens.push(((*client).to_owned(), token));
                 }
             }
-            let value = secrets::fill(template, |kind, secret| match kind {
-                Kind::OAuth => {
-                    Ok(tokens.iter().find(|(n, _)| n == secret).map(|(_, t)| t.clone()).unwrap_or_default())
-                }
-                Kind::Secret | Kind::Basic => {
-                    let s = self.granted_secret(&caller.grants.secrets, secret, url)?;
-                    Ok(if kind == Kind::Basic { s.basic() } else { s.value().to_owned() })
-                }
+            let value = secrets::fill(template, |kind, secret| {
+                let filled = match kind {
+                    Kind::OAuth => {
+                        tokens.iter().find(|(n, _)| n == secret).map(|(_, t)| t.clone()).unwrap_or_default()
+                    }
+                    Kind::Secret | Kind::Basic => {
+                        let s = self.granted_secret(&caller.grants.secrets, secret, url)?;
+                        if kind == Kind::Basic {
+                            // The `user:password` itself too: an echo may decode it.
+                            substituted.push(s.value().to_owned());
+                            s.basic()
+                        } else {
+                            s.value().to_owned()
+                        }
+                    }
+                };
+                substituted.push(filled.clone());
+                Ok(filled)
             })
             .map_err(Error::Denied)?;
             headers.push((name.clone(), value));
         }
-        Ok((headers, tokens))
+        Ok(Filled { headers, tokens, substituted })
     }
 
     fn granted_secret(
@@ -446,7 +457,7 @@ impl Egress {
         let mut body = request.body.clone();
         let mut hops = 0;
         loop {
-            let (headers, tokens) = self
+            let Filled { headers, tokens, substituted } = self
                 .headers(caller, &request.headers, &url, url.origin() == first)
                 .await
                 .map_err(|error| {
@@ -476,7 +487,14 @@ impl Egress {
                     .iter()
                     .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                     .collect();
-                return Ok((HttpResponse { status, headers, body: response_body }, response_headers, tokens));
+                // An upstream that echoes the request (a debugging endpoint, an error page that
+                // quotes headers) would hand the plugin what the host filled in: the plugin never
+                // sees a value it was only allowed to have sent.
+                let response = secrets::redact_echoes(
+                    HttpResponse { status, headers, body: response_body },
+                    &substituted,
+                );
+                return Ok((response, response_headers, tokens));
             };
             if status == 303 || (matches!(status, 301 | 302) && method == reqwest::Method::POST) {
                 if method != reqwest::Method::HEAD {
@@ -642,6 +660,14 @@ impl<'a> Settled<'a> {
     fn refused(outcome: &'a str, why: String) -> Self {
         Settled { status: None, outcome, error: Some(why), bytes: (0, 0) }
     }
+}
+
+/// A request's headers with their placeholders filled, the OAuth2 tokens used, and every value
+/// the host substituted (to redact from the answer).
+struct Filled {
+    headers: Vec<(String, String)>,
+    tokens: Vec<(String, String)>,
+    substituted: Vec<String>,
 }
 
 fn origin(url: &url::Url) -> String {

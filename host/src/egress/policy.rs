@@ -176,38 +176,76 @@ impl Pattern {
     }
 }
 
-/// Address ranges no plugin reaches unless its operator says so: "this network", private,
-/// carrier-grade NAT (Alibaba's metadata service lives there), loopback, link-local (AWS, GCP
-/// and Azure metadata at 169.254.169.254), IETF protocol assignments, benchmarking,
-/// documentation, multicast and reserved; for IPv6 the unspecified and loopback addresses,
-/// NAT64, unique-local (AWS's IPv6 metadata address), link-local and multicast. IPv4-mapped
-/// IPv6 addresses are checked as IPv4.
+/// Address blocks no plugin reaches unless its operator says so, one row per entry of IANA's
+/// IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890 and its updates), plus the
+/// multicast blocks and deprecated spellings that still reach an IPv4 address. Rows are
+/// refused whether or not the registry calls them globally reachable: none is a place a
+/// connector's API lives, and several (NAT64, 6to4, Teredo, IPv4-compatible and -translated
+/// spellings) embed an IPv4 address that a resolver would otherwise smuggle past the IPv4 rows.
+/// IPv4-mapped addresses (`::ffff:a.b.c.d`) are also checked as the IPv4 address they carry.
+pub(crate) const SPECIAL_PURPOSE: [(&str, &str); 46] = [
+    // IANA IPv4 Special-Purpose Address Registry.
+    ("0.0.0.0/8", "this network (RFC 791)"),
+    ("10.0.0.0/8", "private use (RFC 1918)"),
+    ("100.64.0.0/10", "shared address space, carrier-grade NAT (RFC 6598)"),
+    ("127.0.0.0/8", "loopback (RFC 1122)"),
+    ("169.254.0.0/16", "link local, cloud metadata services (RFC 3927)"),
+    ("172.16.0.0/12", "private use (RFC 1918)"),
+    ("192.0.0.0/24", "IETF protocol assignments (RFC 6890)"),
+    ("192.0.2.0/24", "documentation, TEST-NET-1 (RFC 5737)"),
+    ("192.31.196.0/24", "AS112-v4 (RFC 7535)"),
+    ("192.52.193.0/24", "AMT (RFC 7450)"),
+    ("192.88.99.0/24", "deprecated 6to4 relay anycast (RFC 7526)"),
+    ("192.168.0.0/16", "private use (RFC 1918)"),
+    ("192.175.48.0/24", "direct delegation AS112 service (RFC 7534)"),
+    ("198.18.0.0/15", "benchmarking (RFC 2544)"),
+    ("198.51.100.0/24", "documentation, TEST-NET-2 (RFC 5737)"),
+    ("203.0.113.0/24", "documentation, TEST-NET-3 (RFC 5737)"),
+    ("240.0.0.0/4", "reserved (RFC 1112)"),
+    ("255.255.255.255/32", "limited broadcast (RFC 919)"),
+    // IANA IPv4 Multicast Address Space Registry.
+    ("224.0.0.0/4", "multicast (RFC 5771)"),
+    // IANA IPv6 Special-Purpose Address Registry.
+    ("::1/128", "loopback (RFC 4291)"),
+    ("::/128", "unspecified (RFC 4291)"),
+    ("::ffff:0:0/96", "IPv4-mapped (RFC 4291)"),
+    ("64:ff9b::/96", "IPv4-IPv6 translation, NAT64 (RFC 6052)"),
+    ("64:ff9b:1::/48", "local-use IPv4-IPv6 translation (RFC 8215)"),
+    ("100::/64", "discard-only (RFC 6666)"),
+    ("100:0:0:1::/64", "dummy IPv6 prefix (RFC 9780)"),
+    ("2001::/23", "IETF protocol assignments (RFC 2928)"),
+    ("2001::/32", "Teredo, embeds an IPv4 address (RFC 4380)"),
+    ("2001:1::1/128", "port control protocol anycast (RFC 7723)"),
+    ("2001:1::2/128", "traversal using relays around NAT anycast (RFC 8155)"),
+    ("2001:1::3/128", "DNS-SD service registration protocol anycast (RFC 9665)"),
+    ("2001:2::/48", "benchmarking (RFC 5180)"),
+    ("2001:3::/32", "AMT (RFC 7450)"),
+    ("2001:4:112::/48", "AS112-v6 (RFC 7535)"),
+    ("2001:10::/28", "deprecated ORCHID (RFC 4843)"),
+    ("2001:20::/28", "ORCHIDv2 (RFC 7343)"),
+    ("2001:30::/28", "drone remote ID protocol entity tags (RFC 9374)"),
+    ("2001:db8::/32", "documentation (RFC 3849)"),
+    ("2002::/16", "6to4, embeds an IPv4 address (RFC 3056)"),
+    ("2620:4f:8000::/48", "direct delegation AS112 service (RFC 7534)"),
+    ("3fff::/20", "documentation (RFC 9637)"),
+    ("5f00::/16", "segment routing SIDs (RFC 9602)"),
+    ("fc00::/7", "unique-local, AWS's IPv6 metadata address (RFC 4193)"),
+    ("fe80::/10", "link-local unicast (RFC 4291)"),
+    // Not in the registries today, but spellings that reach an IPv4 address or a local scope.
+    ("::/96", "deprecated IPv4-compatible addresses (RFC 4291)"),
+    ("::ffff:0:0:0/96", "IPv4-translated addresses (RFC 2765)"),
+];
+
+/// Multicast and deprecated site-local IPv6, refused like the registries' rows.
+const OTHER_IPV6: [(&str, &str); 2] =
+    [("ff00::/8", "multicast (RFC 4291)"), ("fec0::/10", "deprecated site-local (RFC 3879)")];
+
 static INTERNAL: LazyLock<Vec<Cidr>> = LazyLock::new(|| {
-    [
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-        "::/128",
-        "::1/128",
-        "64:ff9b::/96",
-        "fc00::/7",
-        "fe80::/10",
-        "ff00::/8",
-    ]
-    .into_iter()
-    .filter_map(|c| c.parse().ok())
-    .collect()
+    SPECIAL_PURPOSE
+        .iter()
+        .chain(OTHER_IPV6.iter())
+        .map(|(block, _)| block.parse().unwrap_or_else(|e| panic!("special-purpose block {block}: {e}")))
+        .collect()
 });
 
 /// Whether an instance whose exceptions are `allowed` may connect to `ip`.
@@ -288,11 +326,29 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            // IPv4-compatible and IPv4-translated spellings of 127.0.0.1 and 169.254.169.254.
+            "::7f00:1",
+            "::a9fe:a9fe",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            // NAT64, 6to4 and Teredo addresses that carry 127.0.0.1.
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "fec0::1",
+            "255.255.255.255",
         ] {
             assert!(!address_allowed(ip(internal), &[]), "{internal} should be internal");
         }
         for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
             assert!(address_allowed(ip(public), &[]), "{public} should be public");
+        }
+        // Every row of the table: its first and its last address are refused.
+        for (block, name) in SPECIAL_PURPOSE.iter().chain(OTHER_IPV6.iter()) {
+            let cidr: Cidr = block.parse().unwrap();
+            let (first, last) = cidr.bounds();
+            assert!(!address_allowed(first, &[]), "{first} ({name}) should be internal");
+            assert!(!address_allowed(last, &[]), "{last} ({name}) should be internal");
         }
         let loopback: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap()];
         assert!(address_allowed(ip("127.0.0.1"), &loopback));

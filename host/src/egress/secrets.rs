@@ -12,6 +12,7 @@ use std::fmt;
 
 use base64::Engine as _;
 
+use crate::bindings::types::HttpResponse;
 use crate::egress::policy::HttpGrant;
 
 /// A secret's value and the destinations it may be sent to.
@@ -117,9 +118,54 @@ pub(crate) fn fill(
     Ok(out)
 }
 
+/// What an answer says in place of a value the host filled in.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// `response` with every value in `substituted` (secrets, Basic credentials, OAuth2 tokens the
+/// host filled into the request) replaced by [`REDACTED`] in its header values and body. Values
+/// shorter than 4 bytes are left alone: they would match by chance, and they are not secrets.
+pub(crate) fn redact_echoes(mut response: HttpResponse, substituted: &[String]) -> HttpResponse {
+    for value in substituted.iter().filter(|v| v.len() >= 4) {
+        for (_, header) in &mut response.headers {
+            if header.contains(value.as_str()) {
+                *header = header.replace(value.as_str(), REDACTED);
+            }
+        }
+        if memchr::memmem::find(&response.body, value.as_bytes()).is_some() {
+            response.body = replace_bytes(&response.body, value.as_bytes(), REDACTED.as_bytes());
+        }
+    }
+    response
+}
+
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(at) = memchr::memmem::find(rest, needle) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(with);
+        rest = &rest[at + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_substitutions_are_redacted_in_headers_and_body() {
+        let echoed = HttpResponse {
+            status: 200,
+            headers: vec![("x-echo".into(), "Bearer s3cr3t-value".into()), ("x-n".into(), "abc".into())],
+            body: b"auth=Bearer s3cr3t-value; again s3cr3t-value; abc".to_vec(),
+        };
+        let clean = redact_echoes(echoed, &["s3cr3t-value".into(), "abc".into()]);
+        assert_eq!(clean.headers[0].1, "Bearer [REDACTED]");
+        assert_eq!(clean.headers[1].1, "abc", "too short to be a secret");
+        assert_eq!(clean.body, b"auth=Bearer [REDACTED]; again [REDACTED]; abc");
+    }
 
     #[test]
     fn placeholders_are_found_and_filled_in_order() {

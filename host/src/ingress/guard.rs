@@ -39,6 +39,23 @@ impl std::str::FromStr for Cidr {
 }
 
 impl Cidr {
+    /// The first and the last address of the block.
+    #[cfg(test)]
+    pub(crate) fn bounds(&self) -> (IpAddr, IpAddr) {
+        match self.addr {
+            IpAddr::V4(net) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let first = u32::from(net) & mask;
+                (IpAddr::V4(first.into()), IpAddr::V4((first | !mask).into()))
+            }
+            IpAddr::V6(net) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let first = u128::from(net) & mask;
+                (IpAddr::V6(first.into()), IpAddr::V6((first | !mask).into()))
+            }
+        }
+    }
+
     /// Whether `ip` is inside the block (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
