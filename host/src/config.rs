@@ -273,6 +273,13 @@ pub struct Resolved {
     pub oauth: BTreeMap<String, OAuthClient>,
 }
 
+impl Resolved {
+    /// Whether any instance has a fuel budget, which needs a host built with fuel metering.
+    pub fn uses_fuel(&self) -> bool {
+        self.specs.iter().any(|s| s.limits.fuel.is_some())
+    }
+}
+
 fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid { key: key.to_owned(), reason };
     if let Some(name) = reference.strip_prefix("env:") {

@@ -56,7 +56,7 @@ pub use capabilities::{Capability, Grants, HttpGrant};
 pub use error::{InvokeError, LoadError};
 pub use limits::Limits;
 pub use runtime::{
-    Host, HostBuilder, Invocation, PluginInfo, PluginKind, PluginSpec, Session, WebhookOutcome,
+    Host, HostBuilder, Invocation, PluginInfo, PluginKind, PluginSpec, Session, WebhookOutcome, printable,
 };
 pub use types::{Event, NewEvent};
 

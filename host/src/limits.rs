@@ -35,10 +35,19 @@ pub struct Limits {
     pub max_memories: u32,
     /// The most events one invocation may emit or return.
     pub max_events: u32,
-    /// The largest payload of one event, in bytes.
+    /// The largest event, in bytes: its payload, kind, content type and attributes together.
     pub max_event_bytes: u32,
-    /// The most log lines one invocation keeps (later lines are counted, not kept).
+    /// The most bytes one invocation may hand the host to keep: its events (emitted and
+    /// returned), the log lines it keeps, and its webhook reply or action output. A plugin
+    /// that reaches it gets `invalid-input` from `emit`, or its answer is refused as invalid
+    /// output.
+    pub max_output_bytes: u32,
+    /// The most log lines one invocation writes to the host's log and keeps with its outcome;
+    /// later lines are dropped, counted, and the count logged once.
     pub max_log_lines: u32,
+    /// The most bytes of log lines (messages and fields) one invocation writes and keeps; past
+    /// it, lines are dropped as for `max_log_lines`.
+    pub max_log_bytes: u32,
     /// The most outbound HTTP requests one invocation may send.
     pub max_http_requests: u32,
     /// The largest outbound HTTP response body, in bytes.
@@ -77,7 +86,9 @@ impl Default for Limits {
             max_memories: 4,
             max_events: 1_000,
             max_event_bytes: 1 << 20,
+            max_output_bytes: 16 << 20,
             max_log_lines: 1_000,
+            max_log_bytes: 256 << 10,
             max_http_requests: 32,
             max_http_response_bytes: 8 << 20,
             max_http_request_bytes: 8 << 20,
@@ -96,6 +107,21 @@ impl Limits {
     /// The memory cap in bytes.
     pub fn memory_bytes(&self) -> usize {
         (self.memory_mib as usize) << 20
+    }
+
+    /// The most bytes a plugin may pass the host in one call, or return from one export
+    /// (wasmtime's "hostcall fuel"): enough for the largest value any single limit allows, with
+    /// room for headers and attribute lists. It stops a plugin from making the host copy more
+    /// than its own memory holds (one string referenced by many list elements is copied once per
+    /// element) before any per-item check can run.
+    pub fn hostcall_bytes(&self) -> usize {
+        let largest = [
+            self.max_output_bytes as usize,
+            self.max_http_request_bytes as usize,
+            self.max_event_bytes as usize,
+            crate::capabilities::kv::MAX_VALUE_BYTES,
+        ];
+        largest.into_iter().max().unwrap_or(0).saturating_add(1 << 20)
     }
 
     /// The deadline as a [`Duration`].
@@ -125,6 +151,22 @@ impl Limits {
     pub fn with_max_concurrency(mut self, n: u32) -> Self {
         self.max_concurrency = n;
         self
+    }
+}
+
+/// Adds `bytes` to what one invocation made the host hold (`held`), unless that passes
+/// `max_output_bytes`; then says so and leaves `held` as it was.
+pub(crate) fn hold_output(held: &mut usize, bytes: usize, limits: &Limits) -> Result<(), String> {
+    let limit = limits.max_output_bytes as usize;
+    match held.checked_add(bytes) {
+        Some(total) if total <= limit => {
+            *held = total;
+            Ok(())
+        }
+        _ => Err(format!(
+            "the invocation's output (events, kept log lines, reply or action output) would pass \
+             its limit of {limit} bytes (max_output_bytes)"
+        )),
     }
 }
 

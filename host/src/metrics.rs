@@ -28,6 +28,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("plugboard_invocation_seconds", "histogram", "Plugin invocation duration by instance."),
     (
+        "plugboard_plugin_log_lines_dropped_total",
+        "counter",
+        "Plugin log lines dropped over max_log_lines or max_log_bytes, by instance.",
+    ),
+    (
         "plugboard_http_calls_total",
         "counter",
         "Outbound HTTP attempts by instance, host and status (0: no answer).",

@@ -43,7 +43,11 @@ pub fn host_for(builder: HostBuilder, resolved: &Resolved) -> Result<Host, RunEr
         |e: rusqlite::Error| RunError::Store { path: path.display().to_string(), reason: e.to_string() };
     let kv = SqliteKv::open(path).map_err(failed)?;
     let calls = SqliteCallLog::open(path, resolved.config.calls.retain).map_err(failed)?;
-    let host = builder.kv_store(Arc::new(kv)).call_log(Arc::new(calls)).build()?;
+    let host = builder
+        .fuel_metering(resolved.uses_fuel())
+        .kv_store(Arc::new(kv))
+        .call_log(Arc::new(calls))
+        .build()?;
     configure(&host, resolved);
     Ok(host)
 }
@@ -114,16 +118,43 @@ pub async fn run(
     Ok(())
 }
 
+/// What tells that a file was replaced: its modification time alone does not, since deploys
+/// that preserve times (`cp -p`, `rsync -a`, Nix, reproducible tarballs) keep it. The size, the
+/// inode and the status-change time (which no one can set) change with every write or rename.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    #[cfg(unix)]
+    inode: (u64, u64),
+    #[cfg(unix)]
+    changed: (i64, i64),
+}
+
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    use std::os::unix::fs::MetadataExt as _;
+    Some(FileStamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        #[cfg(unix)]
+        inode: (m.dev(), m.ino()),
+        #[cfg(unix)]
+        changed: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
 /// Reloads a plugin when its component file changes on disk (checked every second), with the
-/// same grants, limits and config; a file that does not load leaves the running build in place.
+/// same grants, limits and config; a file that does not load leaves the running build in place,
+/// and a file rewritten with the same content is not reloaded.
 fn watch_plugin_files(host: Host, specs: Vec<crate::PluginSpec>) -> tokio::task::JoinHandle<()> {
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut seen: Vec<_> = specs.into_iter().map(|s| (modified(&s.wasm), s)).collect();
+    let mut seen: Vec<_> = specs.into_iter().map(|s| (file_stamp(&s.wasm), s)).collect();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             for (stamp, spec) in &mut seen {
-                let now = modified(&spec.wasm);
+                let now = file_stamp(&spec.wasm);
                 if now.is_none() || now == *stamp {
                     continue;
                 }

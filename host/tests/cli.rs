@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use plugboard_tests::{ECHO, SNOOP};
+use plugboard_tests::{ECHO, LIAR, SNOOP};
 
 fn plugboard(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_plugboard")).args(args).output().expect("runs");
@@ -31,6 +31,19 @@ fn inspect_shows_what_a_plugin_asks_for() {
     let info: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(info["requested"].as_array().unwrap().len(), 6);
     assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
+}
+
+/// A plugin's metadata cannot write terminal escapes, carriage returns or right-to-left
+/// overrides to the operator's terminal (they would hide or reorder the permission list).
+#[test]
+fn inspect_escapes_what_a_plugin_says_about_itself() {
+    let (code, out, err) = plugboard(&["plugin", "inspect", LIAR]);
+    assert_eq!(code, 0, "{err}");
+    for raw in ['\u{1b}', '\r', '\u{202e}'] {
+        assert!(!out.contains(raw) && !err.contains(raw), "{raw:?} reached the terminal: {out:?}");
+    }
+    assert!(out.contains("\\u{1b}[8m"), "{out}");
+    assert!(out.contains("requests permission to:"), "{out}");
 }
 
 #[test]
@@ -118,4 +131,21 @@ fn new_plugin_scaffolds_a_crate_that_tests_builds_and_loads() {
     let (code, out, err) = plugboard(&["plugin", "inspect", wasm.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("order-notes 0.1.0 (connector)") && out.contains("action greet"), "{out}");
+}
+
+/// `plugboard ... | head` closes the pipe early: the command stops quietly instead of panicking.
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        .args(["plugin", "inspect", ECHO])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the plugin is even compiled, so every write the command makes fails.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }

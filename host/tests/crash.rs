@@ -170,3 +170,52 @@ async fn kill_9_under_load_loses_no_acknowledged_webhook() {
         delivered.len()
     );
 }
+
+/// SIGTERM (what systemd and container runtimes send) stops the server cleanly: it stops
+/// accepting, finishes what is in flight, says so and exits 0. Its log, written to a file, has
+/// no colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_the_server_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        .args(["up", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("plugboard starts");
+    wait_healthy(&client, &base).await;
+    let body = br#"{"n":1}"#;
+    let sent = client
+        .post(format!("{base}/hooks/shop"))
+        .header("x-shopify-hmac-sha256", sign(body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+
+    let signalled = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(signalled.success());
+    let mut exited = None;
+    for _ in 0..800 {
+        if let Some(status) = server.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(status) = exited else {
+        server.kill().unwrap();
+        panic!("plugboard did not exit within 40 s of SIGTERM");
+    };
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status:?}: {logs}");
+    assert!(logs.contains("shutting down") && logs.contains("plugboard stopped"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in a log file: {logs:?}");
+}

@@ -530,3 +530,14 @@ async fn the_event_stream_pushes_each_stored_event_and_resumes_after_the_last_se
     let again = read_events(&mut resumed, |m| m.len() >= 3).await;
     assert_eq!(again, seen[1..].to_vec());
 }
+
+#[tokio::test]
+async fn a_reload_cannot_change_the_kind_of_an_instance() {
+    let host = plugboard::Host::builder().build().unwrap();
+    host.load(plugboard::PluginSpec::new("shop", plugboard_tests::ECHO)).await.unwrap();
+    let provider = std::fs::read(plugboard_tests::CANNED_AI).unwrap();
+    let refused = host.reload_bytes("shop", &provider).await.unwrap_err().to_string();
+    assert!(refused.contains("it is an AI provider, but instance `shop` is a connector"), "{refused}");
+    assert_eq!(host.plugin("shop").unwrap().name, "echo", "the running build stays");
+    assert!(host.invoke("shop", "ping", &serde_json::json!({})).await.is_ok());
+}

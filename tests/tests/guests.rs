@@ -282,6 +282,103 @@ async fn liar() {
     assert_eq!(host.invoke("liar", "fine", &json!({})).await.unwrap().output, json!({}));
 }
 
+fn webhook_to(path: &str) -> plugboard::types::WebhookRequest {
+    plugboard::types::WebhookRequest {
+        method: "POST".into(),
+        path: path.into(),
+        query: String::new(),
+        headers: vec![],
+        body: vec![],
+    }
+}
+
+fn invalid_output(e: &InvokeError, what: &str) {
+    match e {
+        InvokeError::InvalidOutput(m) => assert!(m.contains(what), "{what}: {m}"),
+        other => panic!("expected invalid output about {what}, got {other}"),
+    }
+}
+
+/// The host owns a webhook reply's status line and framing: a plugin's framing headers, 1xx
+/// statuses, header floods and header injection are the plugin's error, and refuse its events.
+#[tokio::test]
+async fn liar_replies_are_checked_before_they_become_responses() {
+    let host = host();
+    load(&host, "liar", LIAR, Grants::none(), Limits::default()).await;
+    for (path, what) in [
+        ("/smuggle", "content-length"),
+        ("/chunked", "transfer-encoding"),
+        ("/headers", "headers"),
+        ("/switching", "final"),
+        ("/continue", "final"),
+        ("/injection", "control characters"),
+    ] {
+        invalid_output(&host.on_webhook("liar", webhook_to(path)).await.unwrap_err(), what);
+    }
+    let fine = host.on_webhook("liar", webhook_to("/fine")).await.unwrap().output;
+    assert_eq!(fine.status, 202);
+    assert_eq!(fine.headers.iter().filter(|(k, _)| k == "set-cookie").count(), 2);
+    assert_eq!(fine.events.len(), 1);
+}
+
+/// What one invocation hands the host is bounded as a whole: the event (attributes included),
+/// the sum over the invocation, what one call may make the host copy, and action outputs.
+#[tokio::test]
+async fn liar_cannot_make_the_host_hold_more_than_its_limits() {
+    let host = host();
+    let limits = Limits { max_event_bytes: 64 << 10, max_output_bytes: 4 << 20, ..Limits::default() };
+    load(&host, "liar", LIAR, Grants::none().with(Capability::Emit), limits).await;
+    let handle = |kind: &str| host.handle("liar", Event::json(kind, "t", &json!({})).unwrap());
+    invalid_output(&handle("big-attributes").await.unwrap_err(), "over the limit of 65536");
+    invalid_output(&handle("forged-lineage").await.unwrap_err(), "`caused_by` is the host's");
+    match handle("hoard").await.unwrap_err() {
+        InvokeError::Plugin(WitError::InvalidInput(m)) => assert!(m.contains("over the limit"), "{m}"),
+        other => panic!("expected the emit to be refused, got {other}"),
+    }
+    invalid_output(&handle("amplify").await.unwrap_err(), "bytes in one call");
+    let output = async |bytes: usize| host.invoke("liar", "huge-output", &json!({ "bytes": bytes })).await;
+    invalid_output(&output(5 << 20).await.unwrap_err(), "max_output_bytes");
+    assert_eq!(output(1 << 20).await.unwrap().output.as_str().map(str::len), Some((1 << 20) - 2));
+}
+
+/// Metadata is untrusted input: bounded, and made safe to show before it reaches a terminal.
+#[tokio::test]
+async fn bloated() {
+    let host = host();
+    let refused = host.load(PluginSpec::new("bloated", BLOATED)).await.unwrap_err().to_string();
+    assert!(refused.contains("100000 actions") && refused.contains("at most 256"), "{refused}");
+    assert!(host.plugin("bloated").is_none());
+
+    let info = load(&host, "liar", LIAR, Grants::none(), Limits::default()).await;
+    let shown = serde_json::to_string(&info).unwrap();
+    for raw in ['\u{1b}', '\r', '\u{202e}'] {
+        assert!(!info.description.contains(raw) && !info.actions[0].description.contains(raw), "{shown}");
+    }
+    assert!(info.description.ends_with("contract\\u{1b}[8m"), "{}", info.description);
+    assert_eq!(info.actions[0].description, "Answers {}\\u{d}\\u{202e}gnihton");
+    assert_eq!(info.actions[0].input_schema["title"], "\\u{1b}[2J");
+}
+
+/// Log lines are bounded where they are written, not only where they are kept.
+#[tokio::test]
+async fn liar_cannot_flood_the_host_log() {
+    let host = host();
+    let limits = Limits { max_log_lines: 100, ..Limits::default() };
+    load(&host, "liar", LIAR, Grants::none().with(Capability::Log), limits.clone()).await;
+    let done = host.invoke("liar", "chatty", &json!({})).await.unwrap();
+    let kept: usize = done
+        .logs
+        .iter()
+        .map(|l| l.message.len() + l.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
+        .sum();
+    assert!(kept <= limits.max_log_bytes as usize, "{kept} bytes kept");
+    assert!(done.logs.iter().all(|l| l.fields.len() <= 16 && l.fields.iter().all(|(_, v)| v.len() <= 1024)));
+    assert!(!done.logs.is_empty() && done.logs.len() <= 100);
+    assert_eq!(done.logs.len() + done.logs_dropped as usize, 20_010);
+    let dropped = host.metrics().render();
+    assert!(dropped.contains("plugboard_plugin_log_lines_dropped_total{instance=\"liar\"}"), "{dropped}");
+}
+
 #[tokio::test]
 async fn snoop() {
     let addr = common::http_server().await;

@@ -10,7 +10,8 @@ use hmac::{Hmac, Mac};
 use plugboard::config::{Config, ConfigError};
 use plugboard::ingress::server::{Ingress, serve};
 use plugboard::store::SqliteStore;
-use plugboard_tests::ECHO;
+use plugboard_tests::{ECHO, LIAR};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn shopify_signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -238,4 +239,123 @@ async fn a_configured_delivery_id_header_deduplicates() {
     }
     assert_eq!(post_signed(&base, b"{\"a\":1}", Some("req-8")).await.status(), 200);
     assert_eq!(store.count().unwrap(), 2);
+}
+
+const LIAR_ENDPOINT: &str = "[[plugin]]\nid = \"liar\"\nwasm = \"LIAR\"\ngrants = { capabilities = [\"emit\"] }\n\
+[plugin.webhook]\nverify = { scheme = \"none\" }\n";
+
+/// Sends raw HTTP/1.1 bytes on one keep-alive connection and reads until the server closes it.
+async fn exchange(base: &str, raw: &str) -> String {
+    let mut socket = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(raw.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(60), socket.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the server did not close the connection; got {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A plugin's reply cannot frame the response: a forged `content-length` would make the next
+/// request on a keep-alive connection read a response the plugin wrote. Every invalid reply is
+/// a 502 with nothing stored, and the connection stays in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_replies_cannot_split_or_break_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, store) = start(dir.path(), &LIAR_ENDPOINT.replace("LIAR", LIAR)).await;
+    for path in ["smuggle", "chunked", "headers", "switching", "continue", "injection"] {
+        let raw = format!(
+            "POST /hooks/liar/{path} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{{}}\
+             GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        );
+        let answer = exchange(&base, &raw).await;
+        let statuses: Vec<&str> =
+            answer.match_indices("HTTP/1.1 ").filter_map(|(at, _)| answer.get(at..at + 12)).collect();
+        assert_eq!(statuses, ["HTTP/1.1 502", "HTTP/1.1 200"], "{path}: {answer}");
+        assert!(!answer.contains("forged"), "{path}: {answer}");
+        assert!(answer.ends_with("\r\n\r\nok"), "{path}: {answer}");
+    }
+    assert_eq!(store.count().unwrap(), 0, "no refused reply stored its events");
+    let fine =
+        reqwest::Client::new().post(format!("{base}/hooks/liar/fine")).body("{}").send().await.unwrap();
+    assert_eq!(fine.status(), 202);
+    assert_eq!(fine.headers()["content-type"], "text/plain");
+    assert_eq!(fine.headers().get_all("set-cookie").iter().count(), 2);
+    assert_eq!(fine.text().await.unwrap(), "accepted");
+    assert_eq!(store.count().unwrap(), 1);
+}
+
+/// `limits.fuel` in plugboard.toml: the host `plugboard up` builds meters fuel when a plugin
+/// has a budget, so the budget loads and is enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuel_budget_in_the_config_loads_and_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plugboard.toml");
+    let config = |fuel: u64| {
+        format!(
+            "[store]\npath = \"events.db\"\n[[plugin]]\nid = \"echo\"\nwasm = {ECHO:?}\nlimits = {{ fuel = {fuel} }}\n"
+        )
+    };
+    std::fs::write(&path, config(500_000_000)).unwrap();
+    let resolved = Config::load(&path).unwrap();
+    let host = plugboard::run::host_for(plugboard::Host::builder(), &resolved).unwrap();
+    for spec in resolved.specs {
+        host.load(spec).await.unwrap();
+    }
+    assert!(host.invoke("echo", "ping", &serde_json::json!({})).await.is_ok());
+
+    std::fs::write(&path, config(10)).unwrap();
+    let resolved = Config::load(&path).unwrap();
+    let host = plugboard::run::host_for(plugboard::Host::builder(), &resolved).unwrap();
+    let starved = host.load(resolved.specs[0].clone()).await.unwrap_err().to_string();
+    assert!(starved.contains("fuel"), "{starved}");
+}
+
+/// A deploy that keeps the file's modification time (`cp -p`, `rsync -a`, Nix, reproducible
+/// tarballs) still reloads the plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_file_replaced_with_its_old_modification_time_is_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("plugin.wasm");
+    std::fs::copy(ECHO, &wasm).unwrap();
+    let path = dir.path().join("plugboard.toml");
+    std::fs::write(&path, "[store]\npath = \"events.db\"\n[[plugin]]\nid = \"p\"\nwasm = \"plugin.wasm\"\n")
+        .unwrap();
+    let resolved = Config::load(&path).unwrap();
+    let host = plugboard::run::host_for(plugboard::Host::builder(), &resolved).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = host.clone();
+    let server = tokio::spawn(async move {
+        plugboard::run::run(&running, resolved, listener, std::future::pending()).await
+    });
+    let name = async || host.plugin("p").map(|p| p.name).unwrap_or_default();
+    let mut loaded = false;
+    for _ in 0..600 {
+        loaded = name().await == "echo";
+        if loaded {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(loaded, "the server did not load the plugin");
+    let stamp = std::fs::metadata(&wasm).unwrap().modified().unwrap();
+    // The new build lands under a temporary name with the old file's time, then replaces it.
+    let staged = dir.path().join("plugin.wasm.new");
+    std::fs::copy(plugboard_tests::SHOPIFY, &staged).unwrap();
+    std::fs::File::options().write(true).open(&staged).unwrap().set_modified(stamp).unwrap();
+    std::fs::rename(&staged, &wasm).unwrap();
+    assert_eq!(std::fs::metadata(&wasm).unwrap().modified().unwrap(), stamp);
+    let mut reloaded = false;
+    for _ in 0..300 {
+        reloaded = name().await == "shopify";
+        if reloaded {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.abort();
+    assert!(reloaded, "the replaced file was not reloaded");
 }

@@ -197,3 +197,37 @@ async fn schedules_invoke_actions_through_the_durable_pipeline() {
     let bad = plugboard::pipeline::Schedule { cron: "every tuesday".into(), ..Default::default() };
     assert!(bad.parse().unwrap_err().contains("every tuesday"));
 }
+
+/// Routes that form a cycle (a -> b -> a) would deliver forever; the lineage's hop count ends it
+/// in a dead letter that says why, after a bounded number of deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_of_routes_ends_in_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+    let host = common::host();
+    common::load(&host, "a", ECHO, Grants::all(), Limits::default()).await;
+    common::load(&host, "b", ECHO, Grants::all(), Limits::default()).await;
+    let routes = Arc::new(Routes::new(vec![
+        route("a-to-b", "a", "echo/replied", "b", None),
+        route("b-to-a", "b", "echo/replied", "a", None),
+    ]));
+    let dispatcher = Dispatcher::spawn(
+        host.clone(),
+        store.clone(),
+        routes.clone(),
+        RetryPolicy { schedule_ms: vec![5] },
+        8,
+    );
+    append(&store, &routes, Event::json("echo/replied", "a", &json!({"n": 1})).unwrap()).await;
+    dispatcher.notifier().notify_one();
+    let dead = wait_for(&store, "dead", 1).await;
+    let error = dead[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("route loop") && error.contains("limit 16"), "{error}");
+    let delivered = store.deliveries("delivered", 1000).unwrap().len();
+    assert_eq!(
+        delivered,
+        plugboard::pipeline::MAX_HOPS as usize,
+        "one delivery per hop, then the dead letter"
+    );
+    assert_eq!(store.deliveries("pending", 10).unwrap().len(), 0);
+}

@@ -8,6 +8,26 @@ use crate::runtime::InstanceState;
 
 /// The longest event kind accepted.
 const MAX_KIND_LEN: usize = 128;
+/// The most attributes one event may carry.
+const MAX_ATTRIBUTES: usize = 64;
+/// The longest attribute name.
+const MAX_ATTRIBUTE_NAME_LEN: usize = 128;
+/// Attribute names the host writes itself (the lineage of an event); a plugin may not set them,
+/// or it could forge another event's place in a trace.
+pub const HOST_ATTRIBUTES: [&str; 1] = [crate::pipeline::CAUSED_BY];
+/// The prefix of attribute names reserved for the host.
+pub const HOST_ATTRIBUTE_PREFIX: &str = "plugboard.";
+
+/// How many bytes an event makes the host hold: its payload, kind, content type and
+/// attributes, which is what `max_event_bytes` and `max_output_bytes` count.
+pub(crate) fn size_of(
+    kind: &str,
+    content_type: &str,
+    payload: &[u8],
+    attributes: &[(String, String)],
+) -> usize {
+    attributes.iter().fold(kind.len() + content_type.len() + payload.len(), |n, (k, v)| n + k.len() + v.len())
+}
 
 /// Checks a plugin-made event and turns it into a stored-shape [`Event`] from `source`.
 ///
@@ -26,15 +46,37 @@ pub(crate) fn accept(source: &str, max_bytes: u32, event: NewEvent) -> Result<Ev
     if event.content_type.is_empty() || event.content_type.len() > 255 {
         return Err(format!("event `{}` needs a content type of at most 255 bytes", event.kind));
     }
-    if event.payload.len() > max_bytes as usize {
+    if event.attributes.len() > MAX_ATTRIBUTES {
+        return Err(format!("event `{}` has more than {MAX_ATTRIBUTES} attributes", event.kind));
+    }
+    let size = size_of(&event.kind, &event.content_type, &event.payload, &event.attributes);
+    if size > max_bytes as usize {
         return Err(format!(
-            "event `{}` payload is {} bytes, over the limit of {max_bytes}",
+            "event `{}` is {size} bytes (payload {}, with kind, content type and attributes), over \
+             the limit of {max_bytes}",
             event.kind,
             event.payload.len()
         ));
     }
-    if event.attributes.len() > 64 {
-        return Err(format!("event `{}` has more than 64 attributes", event.kind));
+    for (name, _) in &event.attributes {
+        let well_formed = !name.is_empty()
+            && name.len() <= MAX_ATTRIBUTE_NAME_LEN
+            && name.bytes().all(|b| b.is_ascii_graphic());
+        if !well_formed {
+            return Err(format!(
+                "event `{}`: attribute name {:?} must be 1 to {MAX_ATTRIBUTE_NAME_LEN} printable ASCII \
+                 characters without spaces",
+                event.kind,
+                name.chars().take(MAX_ATTRIBUTE_NAME_LEN).collect::<String>()
+            ));
+        }
+        if HOST_ATTRIBUTES.contains(&name.as_str()) || name.starts_with(HOST_ATTRIBUTE_PREFIX) {
+            return Err(format!(
+                "event `{}`: attribute `{name}` is the host's to set (reserved: {}, {HOST_ATTRIBUTE_PREFIX}*)",
+                event.kind,
+                HOST_ATTRIBUTES.join(", ")
+            ));
+        }
     }
     Ok(Event {
         id: new_event_id(),
@@ -71,6 +113,8 @@ impl Host for InstanceState {
         }
         let event = accept(&self.plugin.id, self.plugin.limits.max_event_bytes, event)
             .map_err(Error::InvalidInput)?;
+        let size = size_of(&event.kind, &event.content_type, &event.payload, &event.attributes);
+        self.hold(size).map_err(Error::InvalidInput)?;
         let id = event.id.clone();
         self.emitted.push(event);
         Ok(id)

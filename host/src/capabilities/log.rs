@@ -1,5 +1,10 @@
 //! The `log` capability: plugin log lines into the host's `tracing` output, tagged with the
 //! instance and the event being handled, and kept with the invocation's outcome.
+//!
+//! What one invocation may write is bounded, for the host's log as much as for what is kept:
+//! each line (message, field count, field sizes), and per invocation `max_log_lines` and
+//! `max_log_bytes`. Lines past those are dropped and counted; the runtime logs the count once
+//! when the invocation ends.
 
 use serde::Serialize;
 
@@ -10,6 +15,12 @@ use crate::runtime::InstanceState;
 
 /// The longest message kept, in bytes; longer ones are cut at a character boundary.
 const MAX_MESSAGE_BYTES: usize = 8 << 10;
+/// The most fields one line keeps.
+const MAX_FIELDS: usize = 16;
+/// The longest field name kept.
+const MAX_FIELD_NAME_BYTES: usize = 64;
+/// The longest field value kept.
+const MAX_FIELD_VALUE_BYTES: usize = 1 << 10;
 
 /// One line a plugin logged during an invocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,9 +33,10 @@ pub struct LogRecord {
     pub fields: Vec<(String, String)>,
 }
 
-fn truncate(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE_BYTES {
-        let mut end = MAX_MESSAGE_BYTES;
+/// `s` cut to at most `max` bytes, an ellipsis included, at a character boundary.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
         while !s.is_char_boundary(end) {
             end -= 1;
         }
@@ -44,10 +56,25 @@ impl Host for InstanceState {
         self.require(Capability::Log)?;
         // A plugin never holds a secret, but an upstream's answer could echo one back to it:
         // secret values are masked before a line reaches the host's logs.
-        let redact = |s: String| self.host.egress.redact(truncate(s));
-        let message = redact(message);
-        let fields: Vec<(String, String)> =
-            fields.into_iter().take(32).map(|(k, v)| (redact(k), redact(v))).collect();
+        // Plugin text reaches operators' terminals: control characters and bidirectional
+        // overrides are written out, not obeyed.
+        let redact =
+            |s: String, max: usize| crate::runtime::printable(&self.host.egress.redact(truncate(s, max)));
+        let message = redact(message, MAX_MESSAGE_BYTES);
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .take(MAX_FIELDS)
+            .map(|(k, v)| (redact(k, MAX_FIELD_NAME_BYTES), redact(v, MAX_FIELD_VALUE_BYTES)))
+            .collect();
+        let bytes = fields.iter().fold(message.len(), |n, (k, v)| n + k.len() + v.len());
+        let limits = &self.plugin.limits;
+        let within = self.logs.len() < limits.max_log_lines as usize
+            && self.log_bytes.saturating_add(bytes) <= limits.max_log_bytes as usize;
+        if !within || self.hold(bytes).is_err() {
+            self.logs_dropped = self.logs_dropped.saturating_add(1);
+            return Ok(());
+        }
+        self.log_bytes += bytes;
         let instance = self.plugin.id.as_str();
         let event = self.event_id.as_deref().unwrap_or("");
         let rendered = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
@@ -73,11 +100,7 @@ impl Host for InstanceState {
                 "error"
             }
         };
-        if self.logs.len() < self.plugin.limits.max_log_lines as usize {
-            self.logs.push(LogRecord { level, message, fields });
-        } else {
-            self.logs_dropped += 1;
-        }
+        self.logs.push(LogRecord { level, message, fields });
         Ok(())
     }
 }

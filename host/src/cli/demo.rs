@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use plugboard::{Capability, Event, Grants, Host, Limits, PluginSpec};
+use plugboard::{Capability, Event, Grants, Host, Limits, PluginSpec, printable};
 use serde_json::json;
 
 use crate::cli::plugin::permission_prompt;
@@ -19,41 +19,40 @@ pub struct DemoArgs {
     ai_provider: Option<PathBuf>,
 }
 
-pub fn print_events(label: &str, events: &[Event]) {
+/// Prints what a plugin produced; its payloads and attribute values are the plugin's text, so
+/// control characters are written out, not sent to the terminal.
+pub fn print_events(label: &str, events: &[Event]) -> anyhow::Result<()> {
     for e in events {
-        println!(
-            "  {label:<9} {} {} from {} {}",
-            e.kind,
-            e.id,
-            e.source,
-            String::from_utf8_lossy(&e.payload)
-        );
+        let payload = printable(&String::from_utf8_lossy(&e.payload));
+        say!("  {label:<9} {} {} from {} {payload}", e.kind, e.id, e.source);
         for (k, v) in &e.attributes {
-            println!("              {k} = {v}");
+            say!("              {k} = {}", printable(v));
         }
     }
+    Ok(())
 }
 
-pub fn print_logs(logs: &[plugboard::capabilities::log::LogRecord]) {
+pub fn print_logs(logs: &[plugboard::capabilities::log::LogRecord]) -> anyhow::Result<()> {
     for l in logs {
         let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("  log       [{}] {} {}", l.level, l.message, fields.join(" "));
+        say!("  log       [{}] {} {}", l.level, l.message, fields.join(" "));
     }
+    Ok(())
 }
 
 pub async fn run(host: &Host, args: DemoArgs) -> anyhow::Result<()> {
-    println!("== 1. inspect: what the plugin asks for, before installing it");
+    say!("== 1. inspect: what the plugin asks for, before installing it");
     let started = Instant::now();
     let info = host.inspect(&args.connector).await?;
-    print!("{}", permission_prompt(&info));
-    println!("  (compiled and described in {:?})", started.elapsed());
+    say_raw!("{}", permission_prompt(&info));
+    say!("  (compiled and described in {:?})", started.elapsed());
 
     let mut grants = Grants::all().with(Capability::Log);
     if let Some(provider) = &args.ai_provider {
         let p = host
             .load(PluginSpec::new("canned-ai", provider).with_grants(Grants::none().with(Capability::Log)))
             .await?;
-        println!(
+        say!(
             "  AI provider `{}`: {} {} (default model {})",
             p.id,
             p.name,
@@ -63,56 +62,56 @@ pub async fn run(host: &Host, args: DemoArgs) -> anyhow::Result<()> {
         grants = grants.with_ai_provider(&p.id);
     }
 
-    println!("\n== 2. load it with every capability, 16 MiB of memory and a 2 s deadline");
+    say!("\n== 2. load it with every capability, 16 MiB of memory and a 2 s deadline");
     let spec = PluginSpec::new("echo", &args.connector)
         .with_grants(grants)
         .with_limits(Limits::default().with_memory_mib(16).with_timeout(std::time::Duration::from_secs(2)))
         .with_config("greeting", "hello from the demo");
     let info = host.load(spec).await?;
     let effective: Vec<&str> = info.effective.iter().map(|c| c.name()).collect();
-    println!("  loaded `{}`; effective capabilities: {}", info.id, effective.join(", "));
+    say!("  loaded `{}`; effective capabilities: {}", info.id, effective.join(", "));
 
-    println!("\n== 3. send it a sample event");
+    say!("\n== 3. send it a sample event");
     let event =
         Event::json("orders/create", "demo", &json!({"order": 1001, "total": "49.90", "currency": "EUR"}))?;
-    println!("  sent      {} {} {}", event.kind, event.id, String::from_utf8_lossy(&event.payload));
+    say!("  sent      {} {} {}", event.kind, event.id, String::from_utf8_lossy(&event.payload));
     let done = host.handle("echo", event.clone()).await?;
-    print_logs(&done.logs);
-    print_events("emitted", &done.emitted);
-    print_events("returned", &done.output);
-    println!("  handled in {:?} on a fresh instance", done.elapsed);
+    print_logs(&done.logs)?;
+    print_events("emitted", &done.emitted)?;
+    print_events("returned", &done.output)?;
+    say!("  handled in {:?} on a fresh instance", done.elapsed);
     let again = host.handle("echo", event).await?;
     let count = again
         .output
         .first()
         .and_then(|e| e.attributes.iter().find(|(k, _)| k == "count"))
         .map(|(_, v)| v.clone());
-    println!(
+    say!(
         "  sent again: kv counter is now {} (kv outlives instances; memory does not)",
         count.unwrap_or_default()
     );
 
     if args.ai_provider.is_some() {
-        println!("\n== 4. ask the AI provider through the `ai` capability");
+        say!("\n== 4. ask the AI provider through the `ai` capability");
         let done = host.invoke("echo", "ask", &json!({"prompt": "Is order 1001 risky?"})).await?;
-        println!("  answer    {}", done.output);
+        say!("  answer    {}", done.output);
     }
 
-    println!("\n== 5. the same plugin with only `log` granted: every other capability is denied");
+    say!("\n== 5. the same plugin with only `log` granted: every other capability is denied");
     let spec =
         PluginSpec::new("echo-locked", &args.connector).with_grants(Grants::none().with(Capability::Log));
     host.load(spec).await?;
     let event = Event::json("orders/create", "demo", &json!({"order": 1002}))?;
     match host.handle("echo-locked", event).await {
-        Ok(done) => println!("  unexpectedly succeeded: {:?}", done.output),
-        Err(e) => println!("  refused: {e}"),
+        Ok(done) => say!("  unexpectedly succeeded: {:?}", done.output),
+        Err(e) => say!("  refused: {e}"),
     }
     match host
         .invoke("echo-locked", "fetch", &json!({"url": "http://169.254.169.254/latest/meta-data"}))
         .await
     {
-        Ok(done) => println!("  unexpectedly fetched: {}", done.output),
-        Err(e) => println!("  refused: {e}"),
+        Ok(done) => say!("  unexpectedly fetched: {}", done.output),
+        Err(e) => say!("  refused: {e}"),
     }
     Ok(())
 }

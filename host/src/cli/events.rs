@@ -54,17 +54,19 @@ fn when(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-fn print_trace(trace: &EventTrace, depth: usize) {
+fn print_trace(trace: &EventTrace, depth: usize) -> anyhow::Result<()> {
     let pad = "    ".repeat(depth);
     let e = &trace.event;
-    println!("{pad}{}  {} from {}  {}", when(e.stored_at_ms), e.kind, e.source, e.id);
+    say!("{pad}{}  {} from {}  {}", when(e.stored_at_ms), e.kind, e.source, e.id);
     for d in &trace.deliveries {
         let action = d.action.as_deref().unwrap_or("handle");
-        println!("{pad}  route {} -> {} ({action}): {}", d.route, d.target, d.status);
+        say!("{pad}  route {} -> {} ({action}): {}", d.route, d.target, d.status);
         for a in &d.attempts {
-            let detail = a.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+            // Failure details quote plugins' own error messages.
+            let detail =
+                a.detail.as_deref().map(|d| format!(": {}", plugboard::printable(d))).unwrap_or_default();
             let handler = a.handler.as_deref().map(|h| format!(" by {h}")).unwrap_or_default();
-            println!(
+            say!(
                 "{pad}    attempt {} at {} took {:.1} ms{handler}: {}{detail}",
                 a.attempt,
                 when(a.at_ms),
@@ -73,9 +75,10 @@ fn print_trace(trace: &EventTrace, depth: usize) {
             );
         }
         for child in &d.produced {
-            print_trace(child, depth + 1);
+            print_trace(child, depth + 1)?;
         }
     }
+    Ok(())
 }
 
 pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
@@ -83,14 +86,14 @@ pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
         EventsCommand::List { config, kind, source, limit, json } => {
             let events = open_store(&config)?.events(kind.as_deref(), source.as_deref(), limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&events)?);
+                say!("{}", serde_json::to_string_pretty(&events)?);
             } else if events.is_empty() {
-                println!("no events");
+                say!("no events");
             }
             if !json {
                 for e in events {
                     let cause = e.caused_by.map(|c| format!("  (from {c})")).unwrap_or_default();
-                    println!("{}  {:<24} {:<16} {}{cause}", when(e.stored_at_ms), e.kind, e.source, e.id);
+                    say!("{}  {:<24} {:<16} {}{cause}", when(e.stored_at_ms), e.kind, e.source, e.id);
                 }
             }
             Ok(())
@@ -98,9 +101,9 @@ pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
         EventsCommand::Show { config, id, json } => {
             let trace = open_store(&config)?.trace(&id)?.ok_or_else(|| anyhow::anyhow!("no event {id}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&trace)?);
+                say!("{}", serde_json::to_string_pretty(&trace)?);
             } else {
-                print_trace(&trace, 0);
+                print_trace(&trace, 0)?;
             }
             Ok(())
         }
@@ -111,7 +114,7 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
     match cmd {
         JobsCommand::Show { config, id } => {
             let job = open_store(&config)?.job(&id)?.ok_or_else(|| anyhow::anyhow!("no job {id}"))?;
-            println!("{}", serde_json::to_string_pretty(&job)?);
+            say!("{}", serde_json::to_string_pretty(&job)?);
             Ok(())
         }
     }

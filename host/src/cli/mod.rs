@@ -1,5 +1,22 @@
 //! Command-line parsing and the subcommands.
 
+/// `println!` for command output that fails with an error, rather than panicking, when stdout
+/// is closed early (`plugboard events list | head`); `main` exits quietly on that error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `print!` counterpart of [`say!`].
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod demo;
 mod events;
 mod new;
@@ -79,7 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(cmd) => plugin::run(&builder.build()?, cmd).await,
         Command::Demo(args) => demo::run(&builder.build()?, args).await,
         Command::Up(args) => server::up(builder, args).await,
-        Command::Check(args) => server::check(&builder.build()?, args).await,
+        Command::Check(args) => server::check(builder, args).await,
         Command::Dlq(cmd) => server::dlq(cmd).await,
         Command::Calls(args) => server::calls(args).await,
         Command::Events(cmd) => events::events(cmd).await,

@@ -83,9 +83,9 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Inspect { file, json } => {
             let info = host.inspect(&file).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
+                say!("{}", serde_json::to_string_pretty(&info)?);
             } else {
-                print!("{}", permission_prompt(&info));
+                say_raw!("{}", permission_prompt(&info));
             }
             Ok(())
         }
@@ -107,12 +107,12 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
                 infos.push(info);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&infos)?);
+                say!("{}", serde_json::to_string_pretty(&infos)?);
                 return Ok(());
             }
             for i in infos {
                 let caps: Vec<&str> = i.effective.iter().map(|c| c.name()).collect();
-                println!(
+                say!(
                     "{:<16} {} {} ({}), may use: {}; {} MiB, {} ms; sha256 {}",
                     i.id,
                     i.name,
@@ -209,15 +209,15 @@ async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
                 serde_json::from_str(&payload).context("--payload is not JSON")?;
             let event = plugboard::Event::json(&kind, "cli", &payload)?;
             let done = host.handle(&info.id, event).await?;
-            crate::cli::demo::print_events("returned", &done.output);
-            crate::cli::demo::print_events("emitted", &done.emitted);
-            crate::cli::demo::print_logs(&done.logs);
+            crate::cli::demo::print_events("returned", &done.output)?;
+            crate::cli::demo::print_events("emitted", &done.emitted)?;
+            crate::cli::demo::print_logs(&done.logs)?;
         }
         Call::Invoke { action, input } => {
             let input: serde_json::Value = serde_json::from_str(&input).context("--input is not JSON")?;
             let done = host.invoke(&info.id, &action, &input).await?;
-            println!("{}", serde_json::to_string_pretty(&done.output)?);
-            crate::cli::demo::print_logs(&done.logs);
+            say!("{}", serde_json::to_string_pretty(&done.output)?);
+            crate::cli::demo::print_logs(&done.logs)?;
         }
     }
     Ok(())

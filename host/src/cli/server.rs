@@ -1,13 +1,14 @@
 //! `plugboard up` and `plugboard check`: run, or only validate, a configuration file.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use plugboard::HostBuilder;
 use plugboard::config::Config;
 use plugboard::egress::calls::{CallFilter, CallLog};
 use plugboard::store::{SqliteCallLog, SqliteStore};
-use plugboard::{Host, HostBuilder};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -24,8 +25,9 @@ impl ConfigArgs {
 }
 
 /// Validates the file, loads every plugin (compiling it), and stops.
-pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
+pub async fn check(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
     let resolved = Config::load(&args.config)?;
+    let host = &builder.fuel_metering(resolved.uses_fuel()).build()?;
     plugboard::run::configure(host, &resolved);
     for spec in resolved.specs.clone() {
         let started = std::time::Instant::now();
@@ -34,9 +36,9 @@ pub async fn check(host: &Host, args: ConfigArgs) -> anyhow::Result<()> {
         let how = if info.compiled_from_cache { "from the compile cache" } else { "compiled" };
         eprintln!("{how} in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
         let effective: Vec<&str> = info.effective.iter().map(|c| c.name()).collect();
-        println!("{}: {} {} ok, may use: {}", info.id, info.name, info.version, effective.join(", "));
+        say!("{}: {} {} ok, may use: {}", info.id, info.name, info.version, effective.join(", "));
     }
-    println!("{}: ok", args.config.display());
+    say!("{}: ok", args.config.display());
     Ok(())
 }
 
@@ -49,11 +51,56 @@ pub async fn up(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(address = %format!("http://{}", listener.local_addr()?), "plugboard listening");
-    plugboard::run::run(&host, resolved, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "shutting down: accepting no new requests, finishing those in flight"
+        );
+        let _ = stopping.send(());
+    };
+    let grace_over = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        ran = plugboard::run::run(&host, resolved, listener, shutdown) => ran?,
+        () = grace_over => tracing::warn!("the grace period ended with requests still in flight; they will be redelivered"),
+    }
+    // The outbound call log writes in the background: keep what it was handed.
+    let calls = host.calls().clone();
+    tokio::task::spawn_blocking(move || calls.flush(Duration::from_secs(5))).await.ok();
+    tracing::info!("plugboard stopped");
     Ok(())
+}
+
+/// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what systemd, Docker and Kubernetes send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -98,12 +145,12 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
         DlqCommand::List { config, json } => {
             let dead = open_store(&config)?.deliveries("dead", 1000)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&dead)?);
+                say!("{}", serde_json::to_string_pretty(&dead)?);
             } else if dead.is_empty() {
-                println!("no dead letters");
+                say!("no dead letters");
             } else {
                 for d in dead {
-                    println!(
+                    say!(
                         "{:>6}  event {}  route {} -> {}  after {} attempts: {}",
                         d.id,
                         d.event_id,
@@ -117,11 +164,11 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
         }
         DlqCommand::Show { config, id } => {
             let detail = open_store(&config)?.delivery(id)?.with_context(|| format!("no delivery {id}"))?;
-            println!("{}", serde_json::to_string_pretty(&detail)?);
+            say!("{}", serde_json::to_string_pretty(&detail)?);
         }
         DlqCommand::Replay { config, id, all } => {
             let n = open_store(&config)?.replay(if all { None } else { id }).await?;
-            println!("replayed {n} dead letter(s)");
+            say!("replayed {n} dead letter(s)");
         }
     }
     Ok(())
@@ -166,18 +213,18 @@ pub async fn calls(args: CallsArgs) -> anyhow::Result<()> {
     };
     let calls = log.query(&filter);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&calls)?);
+        say!("{}", serde_json::to_string_pretty(&calls)?);
         return Ok(());
     }
     if calls.is_empty() {
-        println!("no outbound calls recorded");
+        say!("no outbound calls recorded");
     }
     for c in calls {
         let when = chrono::DateTime::from_timestamp_millis(c.at_ms as i64)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
             .unwrap_or_default();
         let status = c.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-        println!(
+        say!(
             "{when}  {:<16} {:<6} {}{}  {status} {:<12} {:>8.1} ms  attempt {}{}",
             c.instance,
             c.method,

@@ -76,6 +76,9 @@ pub trait CallLog: Send + Sync + 'static {
     fn record(&self, call: CallRecord);
     /// The records matching `filter`, newest first.
     fn query(&self, filter: &CallFilter) -> Vec<CallRecord>;
+    /// Waits, at most `timeout`, until every record handed to [`CallLog::record`] so far is
+    /// kept (a log that writes in the background writes the rest now). For shutdown.
+    fn flush(&self, _timeout: std::time::Duration) {}
 }
 
 /// The most recent calls, in memory (the default when no store is attached).

@@ -334,15 +334,24 @@ async fn handle_hook(
         tracing::info!(instance, event = ids, kinds, "webhook stored");
     }
     ingress.host.metrics().add("plugboard_events_stored_total", &[("source", &instance)], stored);
+    // The runtime checked the reply (a final status, bounded ordinary headers, none that frame
+    // the message), so nothing here is dropped; the server frames the body itself.
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     let mut response = (status, reply.body).into_response();
+    let mut named = HeaderMap::new();
     for (name, value) in reply.headers {
         if let (Ok(n), Ok(v)) =
             (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
         {
-            response.headers_mut().insert(n, v);
+            named.append(n, v);
         }
     }
+    // A name the plugin set replaces the server's default (`content-type`); repeated names
+    // (`set-cookie`) all go out.
+    for name in named.keys() {
+        response.headers_mut().remove(name);
+    }
+    response.headers_mut().extend(named);
     Ok((response, "stored"))
 }
 

@@ -166,6 +166,32 @@ impl Dispatcher {
     }
 }
 
+/// The longest wait a plugin's `rate-limited(ms)` can put between two attempts.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// When the next attempt is due: after the plugin's `rate-limited` wait when it gave one (at
+/// most [`MAX_RETRY_WAIT`]), else after the policy's `delay`; never overflowing the clock.
+fn retry_at(now_ms: u64, error: &InvokeError, delay: Duration) -> u64 {
+    let wait = match error {
+        InvokeError::Plugin(WitError::RateLimited(Some(ms))) => {
+            Duration::from_millis(*ms).min(MAX_RETRY_WAIT)
+        }
+        _ => delay,
+    };
+    now_ms.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The attribute that counts the deliveries between an event and the webhook, schedule or job
+/// that started its lineage.
+pub const HOPS: &str = "plugboard.hops";
+/// The most deliveries one lineage may pass through: past it, routes form a loop, and the
+/// delivery becomes a dead letter instead of producing more events.
+pub const MAX_HOPS: u32 = 16;
+
+fn hops(event: &Event) -> u32 {
+    event.attributes.iter().find(|(k, _)| k == HOPS).and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
+}
+
 /// The attribute that names the event whose delivery produced an event.
 pub const CAUSED_BY: &str = "caused_by";
 
@@ -286,11 +312,19 @@ async fn deliver(
         Outcome::Dead { error, events, deliveries }
     };
     let outcome = match result {
+        Ok((events, _)) if !events.is_empty() && hops(&d.event) >= MAX_HOPS => dead(format!(
+            "route loop: this delivery produced events {} hops after the webhook or schedule that \
+             started it (limit {MAX_HOPS}); check the routes for a cycle",
+            hops(&d.event) + 1
+        )),
         Ok((mut events, output)) => {
-            // Each event a delivery produced names the event it came from: an event's timeline
-            // can then follow it through every hop.
+            // Each event a delivery produced names the event it came from, and how many
+            // deliveries away from its origin it is: an event's timeline can then follow it
+            // through every hop, and a cycle of routes ends in a dead letter.
+            let depth = (hops(&d.event) + 1).to_string();
             for e in &mut events {
                 e.attributes.push((CAUSED_BY.into(), d.event.id.clone()));
+                e.attributes.push((HOPS.into(), depth.clone()));
             }
             let mut deliveries = routes.deliveries(&events);
             if is_job {
@@ -303,13 +337,7 @@ async fn deliver(
         Err(e) if !e.is_retryable() => dead(e.to_string()),
         Err(e) => match policy.delay(attempt) {
             None => dead(format!("gave up after {attempt} attempts: {e}")),
-            Some(delay) => {
-                let wait = match &e {
-                    InvokeError::Plugin(WitError::RateLimited(Some(ms))) => Duration::from_millis(*ms),
-                    _ => delay,
-                };
-                Outcome::Retry { next_at_ms: now_ms() + wait.as_millis() as u64, error: e.to_string() }
-            }
+            Some(delay) => Outcome::Retry { next_at_ms: retry_at(now_ms(), &e, delay), error: e.to_string() },
         },
     };
     let took = started.elapsed();
@@ -348,5 +376,22 @@ async fn deliver(
     let attempt = Attempt { number: attempt, duration_us: took.as_micros() as u64, handler };
     if let Err(e) = store.record(d.id, attempt, outcome).await {
         tracing::error!(delivery = d.id, "recording a delivery outcome: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugins_absurd_retry_after_is_capped_not_overflowed() {
+        let forever = InvokeError::Plugin(WitError::RateLimited(Some(u64::MAX)));
+        let now = 1_700_000_000_000;
+        assert_eq!(retry_at(now, &forever, Duration::from_secs(1)), now + MAX_RETRY_WAIT.as_millis() as u64);
+        assert_eq!(retry_at(u64::MAX - 5, &forever, Duration::from_secs(1)), u64::MAX);
+        let soon = InvokeError::Plugin(WitError::RateLimited(Some(1500)));
+        assert_eq!(retry_at(now, &soon, Duration::from_secs(60)), now + 1500);
+        let other = InvokeError::Timeout(Duration::from_secs(1));
+        assert_eq!(retry_at(now, &other, Duration::from_secs(60)), now + 60_000);
     }
 }

@@ -5,6 +5,8 @@ mod dispatcher;
 mod routes;
 mod schedule;
 
-pub use dispatcher::{CALLBACK_ROUTE, CAUSED_BY, Callbacks, Dispatcher, JOB_ROUTE, RetryPolicy};
+pub use dispatcher::{
+    CALLBACK_ROUTE, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, MAX_HOPS, RetryPolicy,
+};
 pub use routes::{Filter, Route, Routes};
 pub use schedule::{Schedule, Scheduler};

@@ -33,8 +33,11 @@ pub struct Invocation<T> {
     pub emitted: Vec<Event>,
     /// Lines the plugin logged (up to its limit).
     pub logs: Vec<LogRecord>,
-    /// Lines past the limit, counted but not kept.
+    /// Lines past the limits, dropped: neither written nor kept.
     pub logs_dropped: u32,
+    /// Bytes the plugin made the host hold (events, kept log lines, its answer), counted
+    /// against `max_output_bytes`.
+    pub output_bytes: usize,
     /// Wall-clock time, from asking for a slot to the answer.
     pub elapsed: Duration,
 }
@@ -68,8 +71,17 @@ where
 struct InstantiateFailed(String);
 
 fn instantiate_failed(e: wasmtime::Error) -> wasmtime::Error {
+    // A deadline, fuel or memory limit reached while instantiating is that limit, not a
+    // failure to instantiate: keep it for `classify`.
+    if e.downcast_ref::<Trap>().is_some() || e.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        return e;
+    }
     wasmtime::Error::new(InstantiateFailed(format!("{e:#}")))
 }
+
+/// How wasmtime words a call that tried to copy more than the store's hostcall fuel allows (its
+/// error type is private).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Bytes of guest stderr kept for trap reports (a Rust panic message lands there).
 const STDERR_CAPTURE_BYTES: usize = 4 << 10;
@@ -84,6 +96,7 @@ fn new_store(
         InstanceState::new(plugin.clone(), host.inner.clone(), event_id, deadline, STDERR_CAPTURE_BYTES);
     let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(plugin.limits.hostcall_bytes());
     // At every epoch tick a running plugin yields to the async executor, so a plugin that
     // spins cannot hold a worker thread (and stall other plugins) for its whole deadline; once
     // the deadline has passed, the next tick interrupts it.
@@ -144,6 +157,12 @@ fn classify(e: wasmtime::Error, store: &Store<InstanceState>, plugin: &Plugin) -
     if let Some(failed) = e.downcast_ref::<InstantiateFailed>() {
         return InvokeError::Internal(failed.to_string());
     }
+    if format!("{e:#}").contains(HOSTCALL_FUEL_EXHAUSTED) {
+        return InvokeError::InvalidOutput(format!(
+            "the plugin passed the host more than {} bytes in one call",
+            plugin.limits.hostcall_bytes()
+        ));
+    }
     // What remains comes from lifting the plugin's answer: invalid UTF-8, bad discriminants,
     // out-of-bounds pointers.
     InvokeError::InvalidOutput(format!("{e:#}"))
@@ -180,6 +199,7 @@ async fn run_limited<T: Send>(
     let _permit = acquire(&plugin, deadline).await?;
     let mut store = new_store(host, &plugin, event_id, deadline);
     let result = tokio::time::timeout_at(deadline, f(&mut store, &plugin.pre)).await;
+    report_dropped_logs(host, &plugin, store.data());
     let output = match result {
         Err(_) => return Err(InvokeError::Timeout(plugin.limits.timeout())),
         Ok(Err(e)) => return Err(classify(e, &store, &plugin)),
@@ -193,8 +213,32 @@ async fn run_limited<T: Send>(
         emitted: state.emitted,
         logs: state.logs,
         logs_dropped: state.logs_dropped,
+        output_bytes: state.output_bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// One line, and a counter, for the log lines an invocation had dropped.
+fn report_dropped_logs(host: &Host, plugin: &Plugin, state: &InstanceState) {
+    let dropped = state.logs_dropped;
+    if dropped == 0 {
+        return;
+    }
+    let event = state.event_id.as_deref().unwrap_or("");
+    tracing::warn!(
+        target: "plugin",
+        instance = %plugin.id,
+        event,
+        dropped,
+        "{dropped} log lines dropped (over max_log_lines = {} or max_log_bytes = {})",
+        plugin.limits.max_log_lines,
+        plugin.limits.max_log_bytes
+    );
+    host.inner.metrics.add(
+        "plugboard_plugin_log_lines_dropped_total",
+        &[("instance", &plugin.id)],
+        u64::from(dropped),
+    );
 }
 
 fn wrong_kind(plugin: &Plugin, expected: PluginKind) -> InvokeError {
@@ -237,11 +281,12 @@ pub(crate) async fn describe(host: &Host, plugin: Arc<Plugin>) -> Result<Invocat
 }
 
 /// Checks and converts the events a plugin returned, as `emit` does for published ones.
-fn accept_all(
+fn accept_all<T>(
     plugin: &Plugin,
-    already: usize,
+    done: &mut Invocation<T>,
     events: Vec<crate::bindings::types::NewEvent>,
 ) -> Result<Vec<Event>, InvokeError> {
+    let already = done.emitted.len();
     if already + events.len() > plugin.limits.max_events as usize {
         return Err(InvokeError::InvalidOutput(format!(
             "{} events, over the limit of {}",
@@ -252,7 +297,11 @@ fn accept_all(
     events
         .into_iter()
         .map(|e| {
-            emit::accept(&plugin.id, plugin.limits.max_event_bytes, e).map_err(InvokeError::InvalidOutput)
+            let size = emit::size_of(&e.kind, &e.content_type, &e.payload, &e.attributes);
+            let event = emit::accept(&plugin.id, plugin.limits.max_event_bytes, e)
+                .map_err(InvokeError::InvalidOutput)?;
+            done.hold(plugin, size)?;
+            Ok(event)
         })
         .collect()
 }
@@ -295,9 +344,9 @@ impl Host {
             }),
         )
         .await?;
-        let (returned, done) = done.split();
+        let (returned, mut done) = done.split();
         let returned = plugin_result(returned)?;
-        let events = accept_all(&plugin, done.emitted.len(), returned)?;
+        let events = accept_all(&plugin, &mut done, returned)?;
         Ok(done.with_output(events))
     }
 
@@ -320,14 +369,14 @@ impl Host {
             }),
         )
         .await?;
-        let (reply, done) = done.split();
+        let (reply, mut done) = done.split();
         let reply = plugin_result(reply)?;
-        if !(100..=599).contains(&reply.status) {
-            return Err(InvokeError::InvalidOutput(format!("HTTP status {} is out of range", reply.status)));
-        }
-        let events = accept_all(&plugin, done.emitted.len(), reply.events)?;
+        let events = accept_all(&plugin, &mut done, reply.events)?;
+        let checked = super::reply::check(reply.status, reply.headers, reply.body)
+            .map_err(|e| InvokeError::InvalidOutput(format!("webhook reply: {e}")))?;
+        done.hold(&plugin, checked.size())?;
         let outcome =
-            WebhookOutcome { status: reply.status, headers: reply.headers, body: reply.body, events };
+            WebhookOutcome { status: checked.status, headers: checked.headers, body: checked.body, events };
         Ok(done.with_output(outcome))
     }
 
@@ -355,7 +404,7 @@ impl Host {
         let input = input.to_string();
         let done = run(
             self,
-            plugin,
+            plugin.clone(),
             event_id.map(str::to_owned),
             call(move |store, pre| {
                 Box::pin(async move {
@@ -365,8 +414,10 @@ impl Host {
             }),
         )
         .await?;
-        let (text, done) = done.split();
+        let (text, mut done) = done.split();
         let text = plugin_result(text)?;
+        done.hold(&plugin, text.len())
+            .map_err(|e| InvokeError::InvalidOutput(format!("action output of {} bytes: {e}", text.len())))?;
         let value = serde_json::from_str(&text)
             .map_err(|e| InvokeError::InvalidOutput(format!("action output is not JSON: {e}")))?;
         Ok(done.with_output(value))
@@ -431,15 +482,24 @@ impl Host {
 impl<T> Invocation<T> {
     /// Separates the result from the by-products, to check it before it becomes an output.
     fn split(self) -> (T, Invocation<()>) {
-        let Invocation { instance, handler, output, emitted, logs, logs_dropped, elapsed } = self;
-        (output, Invocation { instance, handler, output: (), emitted, logs, logs_dropped, elapsed })
+        let Invocation { instance, handler, output, emitted, logs, logs_dropped, output_bytes, elapsed } =
+            self;
+        let rest =
+            Invocation { instance, handler, output: (), emitted, logs, logs_dropped, output_bytes, elapsed };
+        (output, rest)
+    }
+
+    /// Counts `bytes` more of the plugin's answer against `max_output_bytes`.
+    fn hold(&mut self, plugin: &Plugin, bytes: usize) -> Result<(), InvokeError> {
+        crate::limits::hold_output(&mut self.output_bytes, bytes, &plugin.limits)
+            .map_err(InvokeError::InvalidOutput)
     }
 }
 
 impl Invocation<()> {
     fn with_output<U>(self, output: U) -> Invocation<U> {
-        let Invocation { instance, handler, emitted, logs, logs_dropped, elapsed, .. } = self;
-        Invocation { instance, handler, output, emitted, logs, logs_dropped, elapsed }
+        let Invocation { instance, handler, emitted, logs, logs_dropped, output_bytes, elapsed, .. } = self;
+        Invocation { instance, handler, output, emitted, logs, logs_dropped, output_bytes, elapsed }
     }
 }
 

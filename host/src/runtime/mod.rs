@@ -13,6 +13,7 @@ pub mod compile_cache;
 mod engine;
 mod invoke;
 mod plugin;
+mod reply;
 mod state;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sha2::Digest as _;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -41,7 +43,9 @@ use engine::{EngineSettings, EpochTicker};
 
 pub use invoke::{Invocation, Session, WebhookOutcome};
 pub(crate) use plugin::Plugin;
+pub use plugin::printable;
 pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec};
+pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
 pub(crate) use state::InstanceState;
 
 /// Builds a [`Host`].
@@ -299,6 +303,10 @@ impl Host {
     pub async fn reload_file(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
         let Ok(current) = self.get(&spec.id) else { return self.load(spec).await };
         let bytes = read_component(&spec.wasm).await?;
+        let unchanged = hex::encode(sha2::Sha256::digest(&bytes)) == current.info().sha256;
+        if unchanged && spec.grants == current.grants && spec.limits == current.limits {
+            return Ok(current.info());
+        }
         self.replace(&current, spec, &bytes).await
     }
 
@@ -309,6 +317,19 @@ impl Host {
         bytes: &[u8],
     ) -> Result<PluginInfo, LoadError> {
         let mut plugin = plugin::load(self, spec, bytes).await?;
+        if plugin.kind != current.kind {
+            // Every route and webhook of the instance expects the kind it has: a component of
+            // another kind would load, then fail every call.
+            return Err(LoadError::Invalid {
+                id: current.id.clone(),
+                reason: format!(
+                    "it is {}, but instance `{}` is {}; a reload keeps the kind",
+                    plugin.kind.article_name(),
+                    current.id,
+                    current.kind.article_name()
+                ),
+            });
+        }
         if plugin.limits == current.limits && plugin.grants == current.grants {
             // Still one instance: invocations finishing on the old build and those starting on
             // the new one share its concurrency slots, outbound request slots and buckets.

@@ -97,6 +97,14 @@ impl PluginKind {
             PluginKind::AiProvider => "ai-provider",
         }
     }
+
+    /// How messages name the kind: "a connector", "an AI provider".
+    pub fn article_name(self) -> &'static str {
+        match self {
+            PluginKind::Connector => "a connector",
+            PluginKind::AiProvider => "an AI provider",
+        }
+    }
 }
 
 /// An action a connector offers.
@@ -221,15 +229,90 @@ fn check_spec(host: &Host, spec: &PluginSpec) -> Result<(), String> {
     spec.grants.http.validate()
 }
 
+/// The most actions, and event kinds in `produces`, a plugin may declare.
+pub const MAX_METADATA_ITEMS: usize = 256;
+/// The longest description (the plugin's or an action's), in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 1 << 10;
+/// The largest action input schema, in bytes of JSON.
+pub const MAX_SCHEMA_BYTES: usize = 64 << 10;
+/// The most bytes a plugin's metadata may take in all.
+pub const MAX_METADATA_BYTES: usize = 256 << 10;
+
 fn check_name_and_version(name: &str, version: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > 64
         || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
     {
-        return Err(format!("metadata name {name:?} must be 1 to 64 of [A-Za-z0-9_-]"));
+        return Err(format!("metadata name {:?} must be 1 to 64 of [A-Za-z0-9_-]", printable(name)));
     }
-    if version.is_empty() || version.len() > 64 {
-        return Err("metadata version must be 1 to 64 characters".into());
+    if version.is_empty() || version.len() > 64 || !version.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("metadata version must be 1 to 64 printable ASCII characters".into());
+    }
+    Ok(())
+}
+
+/// Characters that change how a terminal or a page shows the text around them: controls
+/// (escape sequences, carriage returns), bidirectional overrides and invisible formatting.
+fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// Plugin-supplied text as the host shows it anywhere (CLI, dashboard, admin API): every
+/// deceptive character written out as `\u{..}`, so metadata cannot hide or reorder what an
+/// operator reads next to it (the permission list).
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(is_deceptive) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| if is_deceptive(c) { c.escape_unicode().to_string() } else { c.to_string() })
+        .collect()
+}
+
+/// A description, bounded and made safe to show.
+fn description(what: &str, text: &str) -> Result<String, String> {
+    if text.len() > MAX_DESCRIPTION_BYTES {
+        return Err(format!("{what} is {} bytes, over the limit of {MAX_DESCRIPTION_BYTES}", text.len()));
+    }
+    Ok(printable(text))
+}
+
+/// Every string of a JSON value made safe to show, keys included.
+fn printable_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(printable(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(printable_json).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (printable(&k), printable_json(v))).collect())
+        }
+        other => other,
+    }
+}
+
+/// Refuses metadata too large to show or store: the whole, and each list.
+fn check_metadata_size(m: &ConnectorMetadata) -> Result<(), String> {
+    if m.actions.len() > MAX_METADATA_ITEMS || m.produces.len() > MAX_METADATA_ITEMS {
+        return Err(format!(
+            "metadata declares {} actions and {} event kinds; at most {MAX_METADATA_ITEMS} of each",
+            m.actions.len(),
+            m.produces.len()
+        ));
+    }
+    let actions = m.actions.iter().map(|a| a.name.len() + a.description.len() + a.input_schema.len());
+    let produces = m.produces.iter().map(String::len);
+    let total = m.name.len() + m.version.len() + m.description.len() + actions.chain(produces).sum::<usize>();
+    if total > MAX_METADATA_BYTES {
+        return Err(format!("metadata is {total} bytes, over the limit of {MAX_METADATA_BYTES}"));
+    }
+    for kind in &m.produces {
+        if kind.is_empty() || kind.len() > 128 || !kind.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "produced event kind {:?} must be 1 to 128 printable ASCII characters",
+                printable(kind)
+            ));
+        }
     }
     Ok(())
 }
@@ -238,12 +321,32 @@ fn parse_actions(m: &ConnectorMetadata) -> Result<Vec<ActionInfo>, String> {
     m.actions
         .iter()
         .map(|a| {
+            let name_ok = !a.name.is_empty()
+                && a.name.len() <= 64
+                && a.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !name_ok {
+                return Err(format!(
+                    "action name {:?} must be 1 to 64 of [A-Za-z0-9._-]",
+                    printable(&a.name)
+                ));
+            }
+            if a.input_schema.len() > MAX_SCHEMA_BYTES {
+                return Err(format!(
+                    "action `{}` input schema is {} bytes, over the limit of {MAX_SCHEMA_BYTES}",
+                    a.name,
+                    a.input_schema.len()
+                ));
+            }
             let schema: serde_json::Value = serde_json::from_str(&a.input_schema)
                 .map_err(|e| format!("action `{}` input schema is not JSON: {e}", a.name))?;
             if !schema.is_object() && !schema.is_boolean() {
                 return Err(format!("action `{}` input schema must be a JSON Schema object", a.name));
             }
-            Ok(ActionInfo { name: a.name.clone(), description: a.description.clone(), input_schema: schema })
+            Ok(ActionInfo {
+                name: a.name.clone(),
+                description: description(&format!("action `{}` description", a.name), &a.description)?,
+                input_schema: printable_json(schema),
+            })
         })
         .collect()
 }
@@ -330,20 +433,24 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     match described.output {
         Described::Connector(m) => {
             check_name_and_version(&m.name, &m.version).map_err(invalid)?;
+            check_metadata_size(&m).map_err(invalid)?;
             info.actions = parse_actions(&m).map_err(invalid)?;
+            info.description = description("the description", &m.description).map_err(invalid)?;
             info.name = m.name;
             info.version = m.version;
-            info.description = m.description;
             info.produces = m.produces;
             info.webhook_verification = m.webhook_verification.map(|s| scheme_name(s).to_owned());
             info.requested = m.capabilities.into_iter().map(Capability::from).collect();
         }
         Described::AiProvider(m) => {
             check_name_and_version(&m.name, &m.version).map_err(invalid)?;
+            info.description = description("the description", &m.description).map_err(invalid)?;
+            if m.default_model.len() > 256 {
+                return Err(invalid("the default model name is over 256 bytes".into()));
+            }
             info.name = m.name;
             info.version = m.version;
-            info.description = m.description;
-            info.default_model = Some(m.default_model);
+            info.default_model = Some(printable(&m.default_model));
             info.requested = m.capabilities.into_iter().map(Capability::from).collect();
         }
     }

@@ -26,6 +26,10 @@ pub(crate) struct InstanceState {
     pub(crate) emitted: Vec<Event>,
     pub(crate) logs: Vec<LogRecord>,
     pub(crate) logs_dropped: u32,
+    /// Bytes of log lines written so far, against `max_log_bytes`.
+    pub(crate) log_bytes: usize,
+    /// Bytes the invocation has made the host hold so far, against `max_output_bytes`.
+    pub(crate) output_bytes: usize,
     pub(crate) http_requests: u32,
 }
 
@@ -61,12 +65,19 @@ impl InstanceState {
             emitted: Vec::new(),
             logs: Vec::new(),
             logs_dropped: 0,
+            log_bytes: 0,
+            output_bytes: 0,
             http_requests: 0,
         }
     }
 }
 
 impl InstanceState {
+    /// Counts `bytes` more the host keeps for this invocation, or says why it may not.
+    pub(crate) fn hold(&mut self, bytes: usize) -> Result<(), String> {
+        crate::limits::hold_output(&mut self.output_bytes, bytes, &self.plugin.limits)
+    }
+
     /// What the plugin wrote to stderr so far (when stdio is not granted), lossily decoded.
     pub(crate) fn captured_stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.contents()).into_owned()
