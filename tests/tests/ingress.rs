@@ -149,7 +149,15 @@ async fn signed_webhooks_are_stored_and_everything_else_refused() {
     // Oversized, and addressed to nobody.
     let big = vec![b'x'; 5000];
     let sig = shopify_signature("shpss_test_secret", &big);
-    assert_eq!(post("/hooks/shop", &big, &sig, "d-5").await.unwrap().status(), 413);
+    let too_large = post("/hooks/shop", &big, &sig, "d-5").await.unwrap();
+    assert_eq!(too_large.status(), 413);
+    assert!(too_large.text().await.unwrap().contains("length limit"));
+    let metrics = client.get(format!("{base}/metrics")).bearer_auth("admin").send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("plugboard_webhooks_total{instance=\"shop\",outcome=\"too-large\"} 1"),
+        "{metrics}"
+    );
     assert_eq!(post("/hooks/nobody", body, &good, "d-6").await.unwrap().status(), 404);
 
     assert_eq!(store.count().unwrap(), 1, "nothing refused was stored");
@@ -358,4 +366,56 @@ async fn a_plugin_file_replaced_with_its_old_modification_time_is_reloaded() {
     }
     server.abort();
     assert!(reloaded, "the replaced file was not reloaded");
+}
+
+/// `GET /v1/events` pages with a cursor instead of capping silently: every event once, newest
+/// first, and an oversized page is refused with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_list_pages_with_a_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, store, _served) = start_until(dir.path(), "", std::future::pending()).await;
+    for n in 0..5 {
+        assert_eq!(post_signed(&base, format!("{{\"n\":{n}}}").as_bytes(), None).await.status(), 200);
+    }
+    let newest_first: Vec<String> = store.recent(10).unwrap().into_iter().map(|e| e.id).collect();
+    let client = reqwest::Client::new();
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{base}/v1/events?limit=2"));
+    while let Some(url) = next.take() {
+        let page = client.get(&url).bearer_auth("admin").send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        next = page.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            format!("{base}{}", &l[l.find('<').unwrap() + 1..l.find('>').unwrap()])
+        });
+        let events: Vec<serde_json::Value> = page.json().await.unwrap();
+        assert!(events.len() <= 2);
+        seen.extend(events.into_iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        assert!(seen.len() <= 6, "paging does not end: {seen:?}");
+    }
+    assert_eq!(seen, newest_first);
+    let too_many =
+        client.get(format!("{base}/v1/events?limit=5000")).bearer_auth("admin").send().await.unwrap();
+    assert_eq!(too_many.status(), 400);
+    assert!(too_many.text().await.unwrap().contains("1 to 1000"));
+}
+
+/// `/readyz` says not ready once the event store's writer has stopped, though reads still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_notices_a_stopped_store_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, store) = start(dir.path(), "").await;
+    let ready = || async { reqwest::get(format!("{base}/readyz")).await.unwrap().status() };
+    assert_eq!(ready().await, 200);
+    store.close();
+    let mut status = ready().await;
+    for _ in 0..200 {
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        status = ready().await;
+    }
+    assert_eq!(status, 503);
+    assert_eq!(post_signed(&base, b"{}", None).await.status(), 503, "a webhook is not acknowledged");
 }

@@ -2,7 +2,7 @@
 //! database a server uses (SQLite lets both run at once).
 
 use clap::Subcommand;
-use plugboard::store::EventTrace;
+use plugboard::store::{EventFilter, EventTrace};
 
 use super::server::{ConfigArgs, open_store};
 
@@ -84,7 +84,9 @@ fn print_trace(trace: &EventTrace, depth: usize) -> anyhow::Result<()> {
 pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
     match cmd {
         EventsCommand::List { config, kind, source, limit, json } => {
-            let events = open_store(&config)?.events(kind.as_deref(), source.as_deref(), limit)?;
+            let filter = EventFilter { kind: kind.as_deref(), source: source.as_deref(), before: None };
+            let events: Vec<_> =
+                open_store(&config)?.events(filter, limit)?.into_iter().map(|(_, e)| e).collect();
             if json {
                 say!("{}", serde_json::to_string_pretty(&events)?);
             } else if events.is_empty() {

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::ingress::guard::{Bucket, Cidr};
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::Routes;
-use crate::store::{Append, Appended, EventStore};
+use crate::store::{Append, Appended, EventFilter, EventStore};
 use crate::{Host, InvokeError};
 
 /// One instance's webhook checks.
@@ -74,6 +74,8 @@ pub(crate) enum ApiError {
     #[error("the webhook took too long to process")]
     TimedOut,
     #[error("{0}")]
+    Body(String, StatusCode),
+    #[error("{0}")]
     Plugin(String, StatusCode),
     #[error("the event store is unavailable")]
     Store,
@@ -94,6 +96,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RateLimited(_) => "rate-limited",
             ApiError::TimedOut => "timeout",
+            ApiError::Body(_, StatusCode::PAYLOAD_TOO_LARGE) => "too-large",
+            ApiError::Body(..) => "unreadable-body",
             ApiError::Plugin(..) => "plugin-failed",
             ApiError::Store => "store-unavailable",
             _ => "refused",
@@ -109,6 +113,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Body(_, status) => *status,
             ApiError::Plugin(_, status) => *status,
             ApiError::Store => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -219,14 +224,18 @@ async fn hook(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let timeout = ingress.request_timeout;
+    let deadline = tokio::time::Instant::now() + ingress.request_timeout;
     let instance = params.get("instance").cloned().unwrap_or_default();
-    let request = IncomingHook { peer, params, method, uri, headers, body };
-    let result = tokio::time::timeout(timeout, handle_hook(ingress.clone(), request))
-        .await
-        .unwrap_or(Err(ApiError::TimedOut));
+    let result = match body {
+        Ok(body) => {
+            let request = IncomingHook { peer, params, method, uri, headers, body, deadline };
+            handle_hook(ingress.clone(), request).await
+        }
+        // Too large (or unreadable): refused before anything else, and counted like any refusal.
+        Err(rejection) => Err(ApiError::Body(rejection.body_text(), rejection.status())),
+    };
     let outcome = match &result {
         Ok((_, outcome)) => *outcome,
         Err(e) => e.outcome(),
@@ -255,6 +264,8 @@ struct IncomingHook {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    /// When the connector must have answered (`server.request_timeout_ms`).
+    deadline: tokio::time::Instant,
 }
 
 /// Handles one webhook; answers the response and the outcome for metrics (`stored`,
@@ -263,7 +274,7 @@ async fn handle_hook(
     ingress: Arc<Ingress>,
     hook: IncomingHook,
 ) -> Result<(Response, &'static str), ApiError> {
-    let IncomingHook { peer, params, method, uri, headers, body } = hook;
+    let IncomingHook { peer, params, method, uri, headers, body, deadline } = hook;
     let instance = params.get("instance").cloned().unwrap_or_default();
     let endpoint =
         ingress.endpoints.get(&instance).ok_or_else(|| ApiError::UnknownInstance(instance.clone()))?;
@@ -302,7 +313,13 @@ async fn handle_hook(
             .collect(),
         body: body.to_vec(),
     };
-    let done = ingress.host.on_webhook(&instance, request).await.map_err(plugin_failure)?;
+    // The deadline covers the connector, not the append after it: a webhook whose events are
+    // being committed is answered with what happened to them, never a 503 that would make the
+    // provider send it again.
+    let done = tokio::time::timeout_at(deadline, ingress.host.on_webhook(&instance, request))
+        .await
+        .map_err(|_| ApiError::TimedOut)?
+        .map_err(plugin_failure)?;
     let reply = done.output;
     let mut events = reply.events;
     events.extend(done.emitted);
@@ -577,6 +594,9 @@ async fn metrics(State(ingress): State<Arc<Ingress>>) -> Response {
 
 /// `GET /readyz`: 200 once the store answers; 503 otherwise.
 async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
+    if !ingress.store.writable() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the event store's writer has stopped").into_response();
+    }
     match ingress.store.queue_stats(crate::capabilities::emit::now_ms()).await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable").into_response(),
@@ -590,21 +610,47 @@ struct EventsQuery {
     kind: Option<String>,
     source: Option<String>,
     limit: Option<usize>,
+    before: Option<i64>,
 }
 
-/// `GET /v1/events?kind=&source=&limit=`: the newest events.
+/// The largest page `GET /v1/events` answers.
+const MAX_EVENTS_PAGE: usize = 1_000;
+
+/// `GET /v1/events?kind=&source=&limit=&before=`: the newest events, newest first, a page at a
+/// time. When more may follow, the answer's `Link: <...>; rel="next"` header (and
+/// `X-Next-Cursor`, the `before` to pass) names the next page.
 async fn events_list(
     State(ingress): State<Arc<Ingress>>,
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     authorize_admin(&ingress, &headers)?;
-    let events = ingress
-        .store
-        .events(q.kind.as_deref(), q.source.as_deref(), q.limit.unwrap_or(100).min(10_000))
-        .await
-        .map_err(|_| ApiError::Store)?;
-    Ok(axum::Json(events).into_response())
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
+        return Err(ApiError::BadJob(format!(
+            "limit must be 1 to {MAX_EVENTS_PAGE}; page with the `before` cursor of the Link header"
+        )));
+    }
+    let filter = EventFilter { kind: q.kind.as_deref(), source: q.source.as_deref(), before: q.before };
+    let page = ingress.store.events(filter, limit).await.map_err(|_| ApiError::Store)?;
+    let next = (page.len() == limit).then(|| page.last().map(|(position, _)| *position)).flatten();
+    let events: Vec<_> = page.into_iter().map(|(_, e)| e).collect();
+    let mut response = axum::Json(events).into_response();
+    if let Some(cursor) = next {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [("kind", &q.kind), ("source", &q.source)] {
+            if let Some(v) = value {
+                query.append_pair(key, v);
+            }
+        }
+        query.append_pair("limit", &limit.to_string()).append_pair("before", &cursor.to_string());
+        let link = format!("</v1/events?{}>; rel=\"next\"", query.finish());
+        if let Ok(v) = http::HeaderValue::from_str(&link) {
+            response.headers_mut().insert(http::header::LINK, v);
+        }
+        response.headers_mut().insert("x-next-cursor", http::HeaderValue::from(cursor));
+    }
+    Ok(response)
 }
 
 /// `GET /v1/events/{id}`: the event, its deliveries with every attempt, and what they produced.

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +38,27 @@ pub enum StoreError {
     /// The writer thread is gone (the store is shutting down).
     #[error("event store is closed")]
     Closed,
+    /// The file was written by a newer plugboard, whose schema this build does not know.
+    #[error(
+        "the store file is at schema version {found}; this plugboard knows up to {known}: upgrade plugboard"
+    )]
+    NewerSchema {
+        /// The file's version.
+        found: u32,
+        /// This build's version.
+        known: u32,
+    },
+}
+
+/// Which events a listing shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFilter<'a> {
+    /// Only this kind (`*` wildcards).
+    pub kind: Option<&'a str>,
+    /// Only from this instance.
+    pub source: Option<&'a str>,
+    /// Only events stored before this position (a page's cursor).
+    pub before: Option<i64>,
 }
 
 /// One webhook's worth of work for the log: its events, and the provider's delivery id to
@@ -268,17 +290,20 @@ pub trait EventStore: Send + Sync + 'static {
     fn delivery(&self, id: i64) -> StoreFuture<'_, Option<DeliveryDetail>>;
     /// The delivery queue's depth, lag and dead letters at `now_ms`.
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats>;
+    /// Whether the store can take writes now (for readiness checks).
+    fn writable(&self) -> bool;
     /// Activity per minute since `since_ms`.
     fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>>;
     /// An event and everything that happened because of it.
     fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>>;
-    /// The newest events, optionally of one kind (`*` wildcards) or from one source.
+    /// The newest `limit` events stored before position `before` (all when `None`), optionally
+    /// of one kind (`*` wildcards) or from one source, newest first, each with its position: a
+    /// page, whose last position is the cursor of the next.
     fn events<'a>(
         &'a self,
-        kind: Option<&'a str>,
-        source: Option<&'a str>,
+        filter: EventFilter<'a>,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<EventSummary>>;
+    ) -> StoreFuture<'a, Vec<(i64, EventSummary)>>;
     /// Up to `limit` events stored after position `after` (see [`EventStore::last_position`]),
     /// oldest first, each with its position: what a live stream sends next.
     fn events_after(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<(i64, EventSummary)>>;
@@ -332,6 +357,10 @@ impl EventStore for SqliteStore {
         Box::pin(std::future::ready(SqliteStore::trace(self, id)))
     }
 
+    fn writable(&self) -> bool {
+        SqliteStore::writable(self)
+    }
+
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
         Box::pin(std::future::ready(SqliteStore::queue_stats(self, now_ms)))
     }
@@ -342,11 +371,10 @@ impl EventStore for SqliteStore {
 
     fn events<'a>(
         &'a self,
-        kind: Option<&'a str>,
-        source: Option<&'a str>,
+        filter: EventFilter<'a>,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<EventSummary>> {
-        Box::pin(std::future::ready(SqliteStore::events(self, kind, source, limit)))
+    ) -> StoreFuture<'a, Vec<(i64, EventSummary)>> {
+        Box::pin(std::future::ready(SqliteStore::events(self, filter, limit)))
     }
 
     fn events_after(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<(i64, EventSummary)>> {
@@ -368,12 +396,26 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
     /// Counts committed batches.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Whether the writer thread still runs (false once it ended, by closing or by a panic).
+    writer_alive: Arc<AtomicBool>,
 }
 
-const SCHEMA: &str = "
-    PRAGMA journal_mode = WAL;
-    PRAGMA synchronous = FULL;
-    CREATE TABLE IF NOT EXISTS events (
+/// Clears the writer's liveness flag however the writer thread ends, panics included.
+struct WriterAlive(Arc<AtomicBool>);
+
+impl Drop for WriterAlive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The event store's schema, one migration per version. A file records the version it is at
+/// in SQLite's `user_version`; opening applies the missing migrations in order, each in its own
+/// transaction, so an upgrade opens a file an older plugboard wrote. Version 1 is written with
+/// `IF NOT EXISTS` because files from before versioning (version 0) already hold its tables.
+const MIGRATIONS: [&str; 3] = [
+    // 1: the event log, deduplication keys, the delivery queue and its attempts.
+    "CREATE TABLE IF NOT EXISTS events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,
         source TEXT NOT NULL,
@@ -382,8 +424,7 @@ const SCHEMA: &str = "
         content_type TEXT NOT NULL,
         payload BLOB NOT NULL,
         attributes TEXT NOT NULL,
-        stored_at_ms INTEGER NOT NULL,
-        caused_by TEXT
+        stored_at_ms INTEGER NOT NULL
     );
     CREATE TABLE IF NOT EXISTS webhook_deliveries (
         instance TEXT NOT NULL,
@@ -415,20 +456,49 @@ const SCHEMA: &str = "
         outcome TEXT NOT NULL,
         detail TEXT,
         handler TEXT
-    );
-";
+    );",
+    // 2: events name the event whose delivery produced them (files from before versioning
+    // may have the column already: see `migrate`).
+    "ALTER TABLE events ADD COLUMN caused_by TEXT;
+    CREATE INDEX IF NOT EXISTS events_caused_by ON events (caused_by);",
+    // 3: the indexes the admin views, traces and the queue's joins need at millions of rows.
+    "CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery, attempt);
+    CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at_ms);
+    CREATE INDEX IF NOT EXISTS events_stored_at ON events (stored_at_ms);
+    CREATE INDEX IF NOT EXISTS delivery_queue_event ON delivery_queue (event_id);",
+];
 
-fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(SCHEMA)?;
-    // Stores created before events named their cause get the column now.
-    let has_cause: bool =
-        conn.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'caused_by'")?.exists([])?;
-    if !has_cause {
-        conn.execute_batch("ALTER TABLE events ADD COLUMN caused_by TEXT")?;
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the file to [`SCHEMA_VERSION`], or refuses a file a newer plugboard wrote.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { found: current, known: SCHEMA_VERSION });
     }
-    conn.execute_batch("CREATE INDEX IF NOT EXISTS events_caused_by ON events (caused_by)")?;
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as u32 + 1;
+        let tx = conn.transaction()?;
+        let has_cause: bool =
+            tx.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'caused_by'")?.exists([])?;
+        if version == 2 && has_cause {
+            // Written before versioning by a build that already added the column.
+            tx.execute_batch("CREATE INDEX IF NOT EXISTS events_caused_by ON events (caused_by);")?;
+        } else {
+            tx.execute_batch(migration)?;
+        }
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    migrate(&mut conn)?;
     Ok(conn)
 }
 
@@ -440,11 +510,29 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(tokio::sync::watch::Sender::new(0));
         let committed = commits.clone();
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = WriterAlive(writer_alive.clone());
         std::thread::Builder::new()
             .name("plugboard-store".into())
-            .spawn(move || writer_loop(writer_conn, rx, &committed))
+            .spawn(move || {
+                let _alive = alive;
+                writer_loop(writer_conn, rx, &committed)
+            })
             .map_err(|_| StoreError::Closed)?;
-        Ok(SqliteStore { writer: Mutex::new(Some(tx)), reader: Mutex::new(reader), commits })
+        Ok(SqliteStore { writer: Mutex::new(Some(tx)), reader: Mutex::new(reader), commits, writer_alive })
+    }
+
+    /// Whether writes can still be stored: the writer thread runs and has not been closed.
+    pub fn writable(&self) -> bool {
+        self.writer_alive.load(Ordering::SeqCst) && self.writer.lock().is_ok_and(|w| w.is_some())
+    }
+
+    /// Stops taking writes: work already handed over is written, then the writer thread ends;
+    /// later writes fail with [`StoreError::Closed`]. Reads go on.
+    pub fn close(&self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
     }
 
     fn submit(&self, work: Work) -> Result<(), StoreError> {
@@ -820,4 +908,54 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
     }
     tx.commit()?;
     Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file from before schema versions (user_version 0, no `caused_by`) opens, keeps its
+    /// events, and gains the newer columns and indexes; a file from a newer build is refused.
+    #[test]
+    fn an_upgrade_opens_an_older_file_and_refuses_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(MIGRATIONS[0]).unwrap();
+        old.execute(
+            "INSERT INTO events (id, source, kind, occurred_at_ms, content_type, payload, attributes, stored_at_ms)
+             VALUES ('e-1', 'shop', 'orders/create', 1, 'application/json', x'7b7d', '[]', 1)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.recent(10).unwrap()[0].id, "e-1");
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        for index in [
+            "events_caused_by",
+            "attempts_delivery",
+            "attempts_at",
+            "events_stored_at",
+            "delivery_queue_event",
+        ] {
+            let found: bool = conn
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1")
+                .unwrap()
+                .exists([index])
+                .unwrap();
+            assert!(found, "index {index} missing");
+        }
+        // Opening again applies nothing twice.
+        drop(SqliteStore::open(&path).unwrap());
+
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(conn);
+        let refused = SqliteStore::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("upgrade plugboard"), "{refused}");
+    }
 }

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{AttemptRecord, SqliteStore, StoreError, delivery_from_row};
+use super::{AttemptRecord, EventFilter, SqliteStore, StoreError, delivery_from_row};
 
 /// How many hops a trace follows.
 const MAX_DEPTH: usize = 8;
@@ -184,20 +184,21 @@ impl SqliteStore {
         Ok(trace(&conn, id, 0)?)
     }
 
-    /// The newest events, optionally of one kind (`*` wildcards) or from one source.
+    /// A page of events, newest first, each with its position: see [`EventStore::events`].
     pub fn events(
         &self,
-        kind: Option<&str>,
-        source: Option<&str>,
+        filter: EventFilter<'_>,
         limit: usize,
-    ) -> Result<Vec<EventSummary>, StoreError> {
+    ) -> Result<Vec<(i64, EventSummary)>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM events WHERE (?1 IS NULL OR kind GLOB ?1) AND (?2 IS NULL OR source = ?2) \
-             ORDER BY seq DESC LIMIT ?3"
+            "SELECT {SUMMARY_COLUMNS}, seq FROM events WHERE (?1 IS NULL OR kind GLOB ?1) \
+             AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR seq < ?3) ORDER BY seq DESC LIMIT ?4"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![kind, source, limit as i64], summary)?;
+        let rows = stmt.query_map(params![filter.kind, filter.source, filter.before, limit as i64], |r| {
+            Ok((r.get(6)?, summary(r)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
