@@ -181,6 +181,25 @@ pub struct JobsConfig {
     /// A reference to the `whsec_` secret that signs completion callbacks (Standard Webhooks).
     #[serde(default)]
     pub callback_secret: Option<String>,
+    /// Where completion callbacks may go, as `scheme://host[:port]` patterns like a plugin's
+    /// `http.allow`. A job whose `callback_url` matches none is refused; empty: no callbacks.
+    #[serde(default)]
+    pub callback_allow: Vec<String>,
+    /// Internal addresses (CIDR blocks or host names) callbacks may reach, like a plugin's
+    /// `http.allow_internal`; none by default.
+    #[serde(default)]
+    pub callback_allow_internal: Vec<String>,
+}
+
+impl JobsConfig {
+    /// The callback destinations, as a grant the egress policy checks.
+    pub fn callback_destinations(&self) -> crate::HttpGrant {
+        crate::HttpGrant {
+            allow: self.callback_allow.clone(),
+            allow_internal: self.callback_allow_internal.clone(),
+            ..crate::HttpGrant::default()
+        }
+    }
 }
 
 /// The event store.
@@ -441,6 +460,9 @@ impl Config {
         let (mut jobs_token, mut callback_key) = (None, None);
         if let Some(jobs) = &self.jobs {
             jobs_token = Some(resolve_secret("jobs.token", &jobs.token, base)?);
+            jobs.callback_destinations()
+                .validate()
+                .map_err(|reason| ConfigError::Invalid { key: "jobs.callback_allow".into(), reason })?;
             if let Some(reference) = &jobs.callback_secret {
                 let raw = resolve_secret("jobs.callback_secret", reference, base)?;
                 let text = String::from_utf8_lossy(&raw);

@@ -21,6 +21,9 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// The job callbacks' client could not be built.
+    #[error("jobs.callback_allow: {0}")]
+    Callbacks(String),
     /// The host could not be built.
     #[error(transparent)]
     Host(#[from] crate::Error),
@@ -86,8 +89,11 @@ pub async fn run(
             .map_err(|e| RunError::Store { path: path.clone(), reason: e.to_string() })?,
     );
     let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
-    let callbacks =
-        resolved.callback_key.clone().map(|secret| Callbacks { secret, client: reqwest::Client::new() });
+    let destinations = resolved.config.jobs.as_ref().map(|j| j.callback_destinations()).unwrap_or_default();
+    let callbacks = match resolved.callback_key.clone() {
+        Some(secret) => Some(Callbacks::new(secret, destinations).map_err(RunError::Callbacks)?),
+        None => None,
+    };
     let dispatcher = Dispatcher::spawn_with_callbacks(
         host.clone(),
         store.clone(),

@@ -59,7 +59,14 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
         Limits::default().with_timeout(Duration::from_millis(50)),
     )
     .await;
-    let callbacks = Callbacks { secret: KEY.to_vec(), client: reqwest::Client::new() };
+    let (callback_url, mut received) = receiver().await;
+    let callback_origin = callback_url.trim_end_matches("/done").to_owned();
+    let destinations = plugboard::HttpGrant {
+        allow: vec![callback_origin.clone(), callback_origin.replace("127.0.0.1", "localhost")],
+        allow_internal: vec!["127.0.0.1".into()],
+        ..plugboard::HttpGrant::default()
+    };
+    let callbacks = Callbacks::new(KEY.to_vec(), destinations).unwrap();
     let routes = Arc::new(Routes::default());
     let policy = RetryPolicy { schedule_ms: vec![5] };
     let dispatcher = Dispatcher::spawn_with_callbacks(
@@ -85,7 +92,6 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener, ingress, std::future::pending()));
-    let (callback_url, mut callbacks) = receiver().await;
     let client = reqwest::Client::new();
     let submit = |body: Value, token: &str| {
         client.post(format!("{base}/v1/jobs")).bearer_auth(token).json(&body).send()
@@ -113,7 +119,7 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
 
     // The callback is signed per Standard Webhooks with the configured secret.
     let (headers, body) =
-        tokio::time::timeout(Duration::from_secs(10), callbacks.recv()).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), received.recv()).await.unwrap().unwrap();
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(KEY));
     let verifier = Verifier::new(Scheme::StandardWebhooks, vec![secret.into_bytes()]).unwrap();
     verifier.verify(&headers, &body, std::time::SystemTime::now()).expect("a valid signature");
@@ -128,7 +134,7 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, body) = tokio::time::timeout(Duration::from_secs(10), callbacks.recv()).await.unwrap().unwrap();
+    let (_, body) = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.unwrap().unwrap();
     let notice: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(notice["id"], id.as_str());
     assert_eq!(notice["status"], "failed");
@@ -139,4 +145,34 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
         client.get(format!("{base}/v1/jobs/missing")).bearer_auth(TOKEN).send().await.unwrap().status(),
         404
     );
+
+    // Whoever holds the jobs token picks the callback URL: it goes only where the operator
+    // allows, through the address policy, after DNS.
+    let refused_urls = [
+        "http://127.0.0.1:1/elsewhere".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        format!("{}/done", callback_origin.replace("127.0.0.1", "localhost")),
+    ];
+    for url in &refused_urls {
+        let job = json!({"instance": "echo", "action": "ping", "callback_url": url});
+        assert_eq!(submit(job, TOKEN).await.unwrap().status(), 202);
+    }
+    let mut dead = Vec::new();
+    for _ in 0..400 {
+        dead = store
+            .deliveries("dead", 100)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.route == "job-callback")
+            .collect();
+        if dead.len() == refused_urls.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let errors: Vec<String> = dead.iter().map(|d| d.last_error.clone().unwrap_or_default()).collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert_eq!(errors.iter().filter(|e| e.contains("jobs.callback_allow")).count(), 2, "{errors:?}");
+    assert_eq!(errors.iter().filter(|e| e.contains("internal address")).count(), 1, "{errors:?}");
+    assert!(received.try_recv().is_err(), "no refused callback reached the receiver");
 }

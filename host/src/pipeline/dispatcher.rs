@@ -200,19 +200,72 @@ pub const JOB_ROUTE: &str = "job";
 /// See [`JOB_ROUTE`].
 pub const CALLBACK_ROUTE: &str = "job-callback";
 
-/// How job completion callbacks are sent: signed per Standard Webhooks with `secret`.
+/// How job completion callbacks are sent: signed per Standard Webhooks, only to the
+/// destinations the operator allows, through the same address policy as plugins' requests.
+///
+/// A callback URL comes from whoever holds the jobs token, so it is as untrusted as a plugin's
+/// request: it must match `destinations.allow`, may reach internal addresses only as
+/// `destinations.allow_internal` says (checked on the address dialled, after DNS), and
+/// redirects are not followed.
 #[derive(Clone)]
 pub struct Callbacks {
-    /// The signing key (the decoded bytes of a `whsec_` secret).
-    pub secret: Vec<u8>,
-    /// The HTTP client.
-    pub client: reqwest::Client,
+    secret: Vec<u8>,
+    destinations: crate::HttpGrant,
+    client: reqwest::Client,
+}
+
+impl Callbacks {
+    /// Callbacks signed with `secret` (the decoded bytes of a `whsec_` secret), allowed to
+    /// `destinations`.
+    pub fn new(secret: Vec<u8>, destinations: crate::HttpGrant) -> Result<Self, String> {
+        destinations.validate()?;
+        let resolver = crate::egress::dns::GuardedResolver {
+            internal_names: destinations.internal_names(),
+            overrides: Default::default(),
+        };
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(resolver))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Callbacks { secret, destinations, client })
+    }
+
+    /// Why `url` may not be called back, if it may not.
+    fn refuse(&self, url: &str) -> Option<String> {
+        let parsed = match url::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return Some(format!("callback_url {url:?} is not a URL: {e}")),
+        };
+        if let Err(why) = self.destinations.check("POST", &parsed) {
+            return Some(format!("callback_url: {why} (allow it in jobs.callback_allow)"));
+        }
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        match literal {
+            Some(ip)
+                if !crate::egress::policy::address_allowed(ip, &self.destinations.internal_addresses()) =>
+            {
+                Some(format!(
+                    "callback_url: {ip} is an internal address (allow it in jobs.callback_allow_internal)"
+                ))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Signs and POSTs a job's completion notice to its callback URL.
 async fn send_callback(callbacks: Option<&Callbacks>, url: &str, event: &Event) -> Result<(), InvokeError> {
     let callbacks = callbacks
         .ok_or_else(|| InvokeError::Plugin(WitError::Denied("no callback secret configured".into())))?;
+    if let Some(why) = callbacks.refuse(url) {
+        return Err(InvokeError::Plugin(WitError::Denied(why)));
+    }
     let timestamp = (now_ms() / 1000).to_string();
     let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&callbacks.secret)
         .map_err(|e| InvokeError::Internal(e.to_string()))?;
@@ -235,7 +288,10 @@ async fn send_callback(callbacks: Option<&Callbacks>, url: &str, event: &Event) 
         .timeout(Duration::from_secs(30))
         .send()
         .await
-        .map_err(|e| upstream(0, format!("callback to {url} failed: {e}")))?;
+        .map_err(|e| match crate::egress::dns::blocked_cause(&e) {
+            Some(why) => InvokeError::Plugin(WitError::Denied(format!("callback to {url}: {why}"))),
+            None => upstream(0, format!("callback to {url} failed: {e}")),
+        })?;
     if response.status().is_success() {
         Ok(())
     } else {
