@@ -33,6 +33,14 @@ pub enum RunError {
     /// A schedule is invalid.
     #[error("schedules: {0}")]
     Schedule(String),
+    /// A route or schedule names an action its target does not export.
+    #[error("{key}: {reason}")]
+    Action {
+        /// Where in the configuration, e.g. `route[2].action`.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// The server failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
@@ -66,6 +74,38 @@ pub fn configure(host: &Host, resolved: &Resolved) {
     host.set_ai_settings(resolved.config.ai.clone());
 }
 
+/// Checks that every route and schedule that names an action targets a loaded connector that
+/// exports it, so a typo fails at start (and in `plugboard check`), not at the first event.
+pub fn check_actions(host: &Host, config: &crate::config::Config) -> Result<(), RunError> {
+    let wanted = config
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((format!("route[{i}].action"), &r.to, r.action.as_ref()?)))
+        .chain(
+            config
+                .schedules
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("schedule[{i}].action"), &s.to, &s.action)),
+        );
+    for (key, target, action) in wanted {
+        let Some(info) = host.plugin(target) else { continue };
+        if !info.actions.iter().any(|a| &a.name == action) {
+            let exported: Vec<&str> = info.actions.iter().map(|a| a.name.as_str()).collect();
+            let has = if exported.is_empty() { "none".to_owned() } else { exported.join(", ") };
+            return Err(RunError::Action {
+                key,
+                reason: format!(
+                    "instance `{target}` ({}) has no action `{action}`; it has: {has}",
+                    info.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Loads every plugin of `resolved` into `host`, opens the event store, and serves webhooks,
 /// deliveries, schedules, jobs and the admin API on `listener` until `shutdown` completes.
 pub async fn run(
@@ -83,6 +123,7 @@ pub async fn run(
             ms = started.elapsed().as_millis() as u64, "plugin loaded"
         );
     }
+    check_actions(host, &resolved.config)?;
     let path = resolved.store_path.display().to_string();
     let store = Arc::new(
         SqliteStore::open(&resolved.store_path)

@@ -149,3 +149,61 @@ fn a_closed_output_pipe_ends_the_command_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// `plugboard check` refuses a route or schedule whose action the target does not export,
+/// naming the key and the actions it has.
+#[test]
+fn check_refuses_actions_the_plugin_does_not_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plugboard.toml");
+    let write = |action: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\npath = \"events.db\"\n[[plugin]]\nid = \"a\"\nwasm = {ECHO:?}\n[[plugin]]\nid = \"b\"\nwasm = {ECHO:?}\n\
+                 [[route]]\nname = \"r\"\nfrom = \"a\"\nto = \"b\"\naction = \"{action}\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    write("pnig");
+    let (code, _, err) = plugboard(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("route[0].action") && err.contains("no action `pnig`") && err.contains("ping"),
+        "{err}"
+    );
+    write("ping");
+    let (code, out, err) = plugboard(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": ok"), "{out}");
+}
+
+/// The README's `plugboard.toml` runs as it is: `plugboard check` accepts it with the built
+/// components where the README says they are and its `env:` secrets set.
+#[test]
+fn the_readme_configuration_passes_check() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start =
+        readme.find("```toml\n# plugboard.toml\n").expect("the README has the example") + "```toml\n".len();
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let guests = dir.path().join("target/wasm-guests/wasm32-wasip2/guest");
+    std::fs::create_dir_all(&guests).unwrap();
+    std::fs::copy(ECHO, guests.join("echo.wasm")).unwrap();
+    let config = dir.path().join("plugboard.toml");
+    std::fs::write(&config, example).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        .args(["check", "--config", config.to_str().unwrap()])
+        .env("SHOPIFY_WEBHOOK_SECRET", "shpss_example")
+        .env("PLUGBOARD_JOBS_TOKEN", "jobs-token")
+        .env("PLUGBOARD_CALLBACK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env("PLUGBOARD_ADMIN_TOKEN", "admin-token")
+        .env("OPENAI_API_KEY", "sk-example")
+        .env("CRM_CLIENT_SECRET", "crm-secret")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("shop: echo") && stdout.contains("sink: echo"), "{stdout}");
+}

@@ -38,6 +38,7 @@ pub async fn check(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()>
         let effective: Vec<&str> = info.effective.iter().map(|c| c.name()).collect();
         say!("{}: {} {} ok, may use: {}", info.id, info.name, info.version, effective.join(", "));
     }
+    plugboard::run::check_actions(host, &resolved.config)?;
     say!("{}: ok", args.config.display());
     Ok(())
 }
