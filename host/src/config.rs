@@ -210,11 +210,35 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// How long delivery ids are remembered to drop duplicate deliveries, in seconds.
     pub dedup_window_secs: u64,
+    /// Events (with their deliveries and attempts) older than this many days are deleted once
+    /// none of their deliveries is pending; 0 keeps them whatever their age.
+    pub retain_days: u64,
+    /// At most this many events are kept (the oldest finished ones go first); 0: no limit.
+    pub retain_events: u64,
+    /// How often retention runs, in seconds.
+    pub retention_interval_secs: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: PathBuf::from("plugboard.db"), dedup_window_secs: 7 * 24 * 3600 }
+        StoreConfig {
+            path: PathBuf::from("plugboard.db"),
+            dedup_window_secs: 7 * 24 * 3600,
+            retain_days: 30,
+            retain_events: 1_000_000,
+            retention_interval_secs: 300,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The retention these settings ask for.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            max_age_ms: self.retain_days.saturating_mul(24 * 3600 * 1000),
+            max_events: self.retain_events,
+            chunk: 5_000,
+        }
     }
 }
 

@@ -148,7 +148,7 @@ pub async fn run(
             .map_err(RunError::Schedule)?;
     let ingress = Arc::new(Ingress {
         host: host.clone(),
-        store,
+        store: store.clone(),
         routes,
         dispatcher: Some(dispatcher.notifier()),
         jobs_token: resolved.jobs_token.clone(),
@@ -159,10 +159,59 @@ pub async fn run(
         max_body_bytes: resolved.config.server.max_body_bytes,
     });
     let watcher = watch_plugin_files(host.clone(), resolved.specs.clone());
+    let retention = keep_history_bounded(
+        store.clone(),
+        resolved.config.store.retention(),
+        std::time::Duration::from_secs(resolved.config.store.retention_interval_secs.max(1)),
+    );
     let served = serve(listener, ingress, shutdown).await;
     watcher.abort();
+    retention.abort();
     served?;
     Ok(())
+}
+
+/// Deletes history past `retention` every `interval`, a chunk at a time until a pass finds less
+/// than a chunk, so a long uptime does not grow the store without bound.
+fn keep_history_bounded(
+    store: Arc<SqliteStore>,
+    retention: crate::store::Retention,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let mut total = crate::store::Swept::default();
+            loop {
+                match store.sweep(retention).await {
+                    Ok(swept) => {
+                        total.events += swept.events;
+                        total.deliveries += swept.deliveries;
+                        total.attempts += swept.attempts;
+                        total.dedup_keys += swept.dedup_keys;
+                        if swept.events < retention.chunk {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention pass failed; trying again later");
+                        break;
+                    }
+                }
+                // Let webhooks and deliveries have the writer between chunks.
+                tokio::task::yield_now().await;
+            }
+            if total != crate::store::Swept::default() {
+                tracing::info!(
+                    events = total.events,
+                    deliveries = total.deliveries,
+                    attempts = total.attempts,
+                    dedup_keys = total.dedup_keys,
+                    "retention: deleted history past the store's limits"
+                );
+            }
+        }
+    })
 }
 
 /// What tells that a file was replaced: its modification time alone does not, since deploys

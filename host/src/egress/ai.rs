@@ -189,8 +189,13 @@ impl AiRouter {
         }
         let total = i64::try_from(prompt + completion).unwrap_or(i64::MAX);
         // Best effort: a failing counter must not fail a completion that was already paid for.
-        let key = format!("{}/{plugin}", day(now_ms));
-        let _ = kv.increment(USAGE_NAMESPACE, &key, total, crate::capabilities::kv::KvQuota::UNLIMITED);
+        let today = day(now_ms);
+        let key = format!("{today}/{plugin}");
+        let spent = kv.increment(USAGE_NAMESPACE, &key, total, crate::capabilities::kv::KvQuota::UNLIMITED);
+        if spent.is_ok_and(|n| n == total) {
+            // The day's first charge: earlier days' budget counters are no longer read.
+            forget_earlier_days(kv, today);
+        }
     }
 
     /// Usage so far (kept in the store, so it survives restarts), by plugin and provider.
@@ -220,6 +225,17 @@ impl AiRouter {
 /// Where running totals are kept in [`USAGE_NAMESPACE`]: `total/{plugin}/{provider}/{field}`
 /// (instance ids have no `/`), beside the daily budgets' `{day}/{plugin}`.
 const TOTALS: &str = "total/";
+
+/// Deletes the daily budget counters of days before `today` (best effort), so they do not pile
+/// up over a long uptime; running totals stay.
+fn forget_earlier_days(kv: &dyn KvStore, today: u64) {
+    for (key, _) in kv.entries(USAGE_NAMESPACE, "").unwrap_or_default() {
+        let earlier = key.split_once('/').and_then(|(d, _)| d.parse::<u64>().ok()).is_some_and(|d| d < today);
+        if earlier {
+            let _ = kv.delete(USAGE_NAMESPACE, &key);
+        }
+    }
+}
 
 /// The value of a counter kept by `KvStore::increment` (decimal text).
 fn counter(bytes: &[u8]) -> Option<u64> {
@@ -301,5 +317,30 @@ mod tests {
         let mut reordered = request(Some(0.0), "hi");
         reordered.response_format = ResponseFormat::JsonSchema(r#"{ "type":"object" }"#.into());
         assert_eq!(Some(a), router.cache_key("p", &reordered));
+    }
+
+    #[test]
+    fn daily_budget_counters_of_earlier_days_are_forgotten() {
+        use crate::bindings::types::{ChatResponse, FinishReason, Usage};
+        let router = AiRouter::new(Arc::new(Metrics::default()));
+        let kv = crate::capabilities::kv::MemoryKv::default();
+        let answer = ChatResponse {
+            content: "ok".into(),
+            model: "m".into(),
+            finish_reason: FinishReason::Stop,
+            usage: Usage { prompt_tokens: 3, completion_tokens: 4 },
+            request_id: None,
+        };
+        let day_ms = 86_400_000;
+        for day in 0..5 {
+            router.charge(&kv, "p", "openai", &answer, day * day_ms + 1_000);
+        }
+        let keys: Vec<String> =
+            kv.entries(USAGE_NAMESPACE, "").unwrap().into_iter().map(|(k, _)| k).collect();
+        let daily: Vec<&String> = keys.iter().filter(|k| !k.starts_with(TOTALS)).collect();
+        assert_eq!(daily, [&format!("{}/p", day(4 * day_ms + 1_000))], "{keys:?}");
+        assert_eq!(router.usage(&kv)[0].2.calls, 5, "running totals stay");
+        assert!(router.check_budget(&kv, "p", Some(7), 4 * day_ms + 2_000).is_err());
+        assert!(router.check_budget(&kv, "p", Some(8), 4 * day_ms + 2_000).is_ok());
     }
 }

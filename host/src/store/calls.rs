@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
@@ -43,8 +42,7 @@ pub struct SqliteCallLog {
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = super::connect(path)?;
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(conn)

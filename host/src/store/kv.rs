@@ -119,8 +119,7 @@ fn put(
 impl SqliteKv {
     /// Opens (or creates) the key-value tables in the database at `path`.
     pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        let conn = super::connect(path)?;
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(SqliteKv { conn: Mutex::new(conn) })

@@ -248,6 +248,10 @@ enum Work {
         delivery: Option<i64>,
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
+    Sweep {
+        retention: Retention,
+        done: oneshot::Sender<Result<Swept, StoreError>>,
+    },
 }
 
 struct Job {
@@ -465,7 +469,8 @@ const MIGRATIONS: [&str; 3] = [
     "CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery, attempt);
     CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at_ms);
     CREATE INDEX IF NOT EXISTS events_stored_at ON events (stored_at_ms);
-    CREATE INDEX IF NOT EXISTS delivery_queue_event ON delivery_queue (event_id);",
+    CREATE INDEX IF NOT EXISTS delivery_queue_event ON delivery_queue (event_id);
+    CREATE INDEX IF NOT EXISTS webhook_deliveries_expiry ON webhook_deliveries (expires_at_ms);",
 ];
 
 /// The schema version this build writes.
@@ -494,12 +499,89 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn open(path: &Path) -> Result<Connection, StoreError> {
-    let mut conn = Connection::open(path)?;
+/// Opens the database file at `path` for one of the store's parts (events, kv, call log). A new
+/// file is set to incremental auto-vacuum before anything is created in it, so the space that
+/// retention frees can be handed back to the file system.
+pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    if pages == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
+    }
+    conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+    Ok(conn)
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = connect(path)?;
+    conn.execute_batch("PRAGMA synchronous = FULL;")?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// How much history the store keeps. Only finished work goes: an event is deleted, with its
+/// deliveries and their attempts, once none of its deliveries is pending (delivered and dead
+/// ones alike), when it is older than `max_age_ms` or not among the newest `max_events`.
+/// Expired webhook delivery ids go too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events stored longer ago than this go; 0 keeps them whatever their age.
+    pub max_age_ms: u64,
+    /// At most this many events stay (the oldest finished ones go first); 0: no count limit.
+    pub max_events: u64,
+    /// The most events one pass deletes, so that a pass holds the writer only briefly.
+    pub chunk: u64,
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    /// Events.
+    pub events: u64,
+    /// Their deliveries.
+    pub deliveries: u64,
+    /// The deliveries' attempts.
+    pub attempts: u64,
+    /// Expired webhook delivery ids.
+    pub dedup_keys: u64,
+}
+
+fn sweep(tx: &rusqlite::Transaction<'_>, retention: &Retention, now_ms: u64) -> rusqlite::Result<Swept> {
+    let age_cutoff = match retention.max_age_ms {
+        0 => i64::MIN,
+        age => i64::try_from(now_ms.saturating_sub(age)).unwrap_or(i64::MAX),
+    };
+    let keep = match retention.max_events {
+        0 => None,
+        n => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+    };
+    tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS swept (id TEXT PRIMARY KEY); DELETE FROM temp.swept;")?;
+    tx.prepare_cached(
+        "INSERT INTO temp.swept (id) SELECT e.id FROM events e \
+         WHERE (e.stored_at_ms < ?1 OR (?2 IS NOT NULL AND e.seq <= (SELECT MAX(seq) FROM events) - ?2)) \
+         AND NOT EXISTS (SELECT 1 FROM delivery_queue q WHERE q.event_id = e.id AND q.status = 'pending') \
+         ORDER BY e.seq LIMIT ?3",
+    )?
+    .execute(params![age_cutoff, keep, i64::try_from(retention.chunk).unwrap_or(i64::MAX)])?;
+    let attempts = tx.execute(
+        "DELETE FROM attempts WHERE delivery IN \
+         (SELECT q.id FROM delivery_queue q JOIN temp.swept s ON q.event_id = s.id)",
+        [],
+    )?;
+    let deliveries =
+        tx.execute("DELETE FROM delivery_queue WHERE event_id IN (SELECT id FROM temp.swept)", [])?;
+    let events = tx.execute("DELETE FROM events WHERE id IN (SELECT id FROM temp.swept)", [])?;
+    let dedup_keys = tx.execute(
+        "DELETE FROM webhook_deliveries WHERE expires_at_ms < ?1",
+        [i64::try_from(now_ms).unwrap_or(i64::MAX)],
+    )?;
+    Ok(Swept {
+        events: events as u64,
+        deliveries: deliveries as u64,
+        attempts: attempts as u64,
+        dedup_keys: dedup_keys as u64,
+    })
 }
 
 impl SqliteStore {
@@ -552,6 +634,13 @@ impl SqliteStore {
     pub async fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
         self.submit(Work::Outcome { delivery, attempt, outcome, done })?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Deletes one chunk of history past `retention` (see [`Retention`]); answers what went.
+    pub async fn sweep(&self, retention: Retention) -> Result<Swept, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Work::Sweep { retention, done })?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -763,6 +852,7 @@ enum Answer {
     Append(Appended),
     Outcome,
     Replay(u64),
+    Sweep(Swept),
 }
 
 /// Takes every job waiting, writes them in one transaction, then answers each.
@@ -775,6 +865,13 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, commits: &tokio::s
         let result = write_batch(&mut conn, &batch);
         if result.is_ok() {
             commits.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        if batch.iter().any(|j| matches!(j.work, Work::Sweep { .. })) {
+            // Hand the pages retention freed back to the file system (a no-op for files made
+            // before incremental auto-vacuum: their free pages are reused instead).
+            if let Err(e) = conn.execute_batch("PRAGMA incremental_vacuum;") {
+                tracing::warn!(error = %e, "incremental vacuum failed");
+            }
         }
         for (i, job) in batch.into_iter().enumerate() {
             let failed = || {
@@ -790,6 +887,8 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, commits: &tokio::s
                 (Work::Outcome { done, .. }, _) => drop(done.send(Err(failed()))),
                 (Work::Replay { done, .. }, Some(Answer::Replay(n))) => drop(done.send(Ok(*n))),
                 (Work::Replay { done, .. }, _) => drop(done.send(Err(failed()))),
+                (Work::Sweep { done, .. }, Some(Answer::Sweep(n))) => drop(done.send(Ok(*n))),
+                (Work::Sweep { done, .. }, _) => drop(done.send(Err(failed()))),
             }
         }
     }
@@ -895,6 +994,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
                 ])?;
                 answers.push(Answer::Outcome);
             }
+            Work::Sweep { retention, .. } => answers.push(Answer::Sweep(sweep(&tx, retention, job.now_ms)?)),
             Work::Replay { delivery, .. } => {
                 let n = tx
                     .prepare_cached(
@@ -957,5 +1057,66 @@ mod tests {
         drop(conn);
         let refused = SqliteStore::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(refused.contains("upgrade plugboard"), "{refused}");
+    }
+
+    fn event(kind: &str) -> Event {
+        Event {
+            id: crate::capabilities::emit::new_event_id(),
+            source: "shop".into(),
+            kind: kind.into(),
+            occurred_at_ms: 1,
+            content_type: "application/octet-stream".into(),
+            payload: vec![7; 1024],
+            attributes: vec![],
+        }
+    }
+
+    /// A long synthetic history under a count limit: once the limit is reached the file stops
+    /// growing (retention's freed pages are reused or handed back), finished events go oldest
+    /// first, and an event whose delivery is still pending is never deleted.
+    #[tokio::test]
+    async fn retention_keeps_the_file_from_growing_and_spares_pending_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let retention = Retention { max_age_ms: 0, max_events: 2_000, chunk: 5_000 };
+        let stuck = event("orders/create");
+        let pending = QueuedDelivery {
+            event_id: stuck.id.clone(),
+            route: "r".into(),
+            target: "t".into(),
+            action: None,
+            order_key: None,
+        };
+        let append = |events: Vec<Event>, deliveries: Vec<QueuedDelivery>| Append {
+            instance: "shop".into(),
+            delivery_id: None,
+            dedup_window_ms: 0,
+            events,
+            deliveries,
+        };
+        store.append(append(vec![stuck.clone()], vec![pending])).await.unwrap();
+        let size = || {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+            std::fs::metadata(&path).unwrap().len()
+        };
+        let mut sizes = Vec::new();
+        let mut swept = 0;
+        for _ in 0..24 {
+            for _ in 0..10 {
+                store.append(append((0..50).map(|_| event("orders/paid")).collect(), vec![])).await.unwrap();
+            }
+            swept += store.sweep(retention).await.unwrap().events;
+            sizes.push(size());
+        }
+        // The newest 2,000, and the oldest one, whose delivery is still pending.
+        assert_eq!(store.count().unwrap(), 2_001);
+        assert_eq!(swept, 24 * 500 - 2_000);
+        assert!(store.recent(100_000).unwrap().iter().any(|e| e.id == stuck.id), "pending work stays");
+        // 12,000 events were written; after the first rounds the file holds steady.
+        let (early, late) = (sizes[7], *sizes.last().unwrap());
+        assert!(late <= early + early / 20, "the file kept growing: {sizes:?}");
+        assert!(late < 12_000 * 1024 / 2, "12,000 events of 1 KiB would take {late} bytes: {sizes:?}");
     }
 }
