@@ -28,6 +28,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("plugboard_invocation_seconds", "histogram", "Plugin invocation duration by instance."),
     (
+        "plugboard_store_errors_total",
+        "counter",
+        "Writes to the event store that failed, by operation (claim, record).",
+    ),
+    (
         "plugboard_plugin_log_lines_dropped_total",
         "counter",
         "Plugin log lines dropped over max_log_lines or max_log_bytes, by instance.",

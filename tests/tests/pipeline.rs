@@ -231,3 +231,27 @@ async fn a_cycle_of_routes_ends_in_a_dead_letter() {
     );
     assert_eq!(store.deliveries("pending", 10).unwrap().len(), 0);
 }
+
+/// Each attempt is counted before it runs, so a delivery whose runs never finish (the host
+/// dies while running it, every time) ends as a dead letter instead of looping across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+    let host = common::host();
+    common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
+    let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
+    append(&store, &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
+    let id = store.deliveries("pending", 10).unwrap()[0].id;
+    // Two runs that were claimed and never recorded an outcome: the process died in each.
+    store.claim(vec![id], 0).await.unwrap();
+    store.claim(vec![id], 0).await.unwrap();
+    let dispatcher =
+        Dispatcher::spawn(host.clone(), store.clone(), routes.clone(), RetryPolicy { schedule_ms: vec![5] }, 8);
+    dispatcher.notifier().notify_one();
+    let dead = wait_for(&store, "dead", 1).await;
+    assert_eq!(dead[0].attempts, 2);
+    let error = dead[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("never finished"), "{error}");
+    assert_eq!(store.count().unwrap(), 1, "the poison delivery did not run again");
+}

@@ -109,6 +109,7 @@ impl Dispatcher {
                     due.truncate(free);
                     due
                 };
+                let due = claim(&host, store.as_ref(), &policy, due).await;
                 if due.is_empty() {
                     // New work wakes us; retries come due on their own, so look again soon.
                     let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
@@ -165,6 +166,50 @@ impl Dispatcher {
         self.notify.clone()
     }
 }
+
+/// Before deliveries run: each one whose last attempt never recorded an outcome although the
+/// policy allowed no more (the process died running it, every time) becomes a dead letter; the
+/// rest are claimed (their attempt counted, leased until their deadline has surely passed) and
+/// returned. If the claim cannot be written, none runs now: they stay due, and the next round
+/// tries again.
+async fn claim(host: &Host, store: &dyn EventStore, policy: &RetryPolicy, due: Vec<DueDelivery>) -> Vec<DueDelivery> {
+    let (poison, runnable): (Vec<_>, Vec<_>) =
+        due.into_iter().partition(|d| d.attempts > 0 && policy.delay(d.attempts).is_none());
+    for d in poison {
+        let error = format!(
+            "attempt {} never finished (the host stopped while running it) and no attempts are left",
+            d.attempts
+        );
+        tracing::error!(event = %d.event.id, instance = %d.target, route = %d.route, attempt = d.attempts, "dead letter: {error}");
+        let attempt = Attempt { number: d.attempts, duration_us: 0, handler: None };
+        let outcome = Outcome::Dead { error, events: Vec::new(), deliveries: Vec::new() };
+        if let Err(e) = store.record(d.id, attempt, outcome).await {
+            tracing::error!(delivery = d.id, "recording a dead letter: {e}");
+        }
+    }
+    if runnable.is_empty() {
+        return runnable;
+    }
+    // A lease outlasts the longest run: the target's deadline (a callback's own timeouts), and
+    // a margin; the outcome, written when the run ends, replaces it.
+    let longest = runnable
+        .iter()
+        .map(|d| host.plugin(&d.target).map_or(Duration::from_secs(40), |p| p.limits.timeout()))
+        .max()
+        .unwrap_or_default();
+    let until = now_ms().saturating_add(u64::try_from((longest + LEASE_MARGIN).as_millis()).unwrap_or(u64::MAX));
+    match store.claim(runnable.iter().map(|d| d.id).collect(), until).await {
+        Ok(()) => runnable,
+        Err(e) => {
+            host.metrics().add("plugboard_store_errors_total", &[("operation", "claim")], 1);
+            tracing::error!("claiming due deliveries: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// How much longer than its deadline a claimed delivery stays leased.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The longest wait a plugin's `rate-limited(ms)` can put between two attempts.
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -431,7 +476,10 @@ async fn deliver(
     }
     let attempt = Attempt { number: attempt, duration_us: took.as_micros() as u64, handler };
     if let Err(e) = store.record(d.id, attempt, outcome).await {
-        tracing::error!(delivery = d.id, "recording a delivery outcome: {e}");
+        // The claim's lease keeps the delivery from running again at once; its attempt is
+        // counted, so a store that keeps failing ends it as a dead letter, not a loop.
+        host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);
+        tracing::error!(delivery = d.id, "recording a delivery outcome: {e}; it runs again after its lease");
     }
 }
 

@@ -252,6 +252,11 @@ enum Work {
         retention: Retention,
         done: oneshot::Sender<Result<Swept, StoreError>>,
     },
+    Claim {
+        deliveries: Vec<i64>,
+        until_ms: u64,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 struct Job {
@@ -296,6 +301,9 @@ pub trait EventStore: Send + Sync + 'static {
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats>;
     /// Whether the store can take writes now (for readiness checks).
     fn writable(&self) -> bool;
+    /// Counts the next attempt of `deliveries` and leases them until `until_ms`, before they
+    /// run (see [`SqliteStore::claim`]).
+    fn claim(&self, deliveries: Vec<i64>, until_ms: u64) -> StoreFuture<'_, ()>;
     /// Activity per minute since `since_ms`.
     fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>>;
     /// An event and everything that happened because of it.
@@ -363,6 +371,10 @@ impl EventStore for SqliteStore {
 
     fn writable(&self) -> bool {
         SqliteStore::writable(self)
+    }
+
+    fn claim(&self, deliveries: Vec<i64>, until_ms: u64) -> StoreFuture<'_, ()> {
+        Box::pin(SqliteStore::claim(self, deliveries, until_ms))
     }
 
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
@@ -637,6 +649,15 @@ impl SqliteStore {
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Counts the next attempt of each of `deliveries` before it runs, and keeps it from being
+    /// due again before `until_ms` (a lease): if the process dies while running it, the attempt
+    /// still counts, so a delivery that kills the host ends as a dead letter instead of looping.
+    pub async fn claim(&self, deliveries: Vec<i64>, until_ms: u64) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Work::Claim { deliveries, until_ms, done })?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Deletes one chunk of history past `retention` (see [`Retention`]); answers what went.
     pub async fn sweep(&self, retention: Retention) -> Result<Swept, StoreError> {
         let (done, wait) = oneshot::channel();
@@ -853,6 +874,7 @@ enum Answer {
     Outcome,
     Replay(u64),
     Sweep(Swept),
+    Claim,
 }
 
 /// Takes every job waiting, writes them in one transaction, then answers each.
@@ -889,6 +911,8 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, commits: &tokio::s
                 (Work::Replay { done, .. }, _) => drop(done.send(Err(failed()))),
                 (Work::Sweep { done, .. }, Some(Answer::Sweep(n))) => drop(done.send(Ok(*n))),
                 (Work::Sweep { done, .. }, _) => drop(done.send(Err(failed()))),
+                (Work::Claim { done, .. }, Some(Answer::Claim)) => drop(done.send(Ok(()))),
+                (Work::Claim { done, .. }, _) => drop(done.send(Err(failed()))),
             }
         }
     }
@@ -995,6 +1019,16 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
                 answers.push(Answer::Outcome);
             }
             Work::Sweep { retention, .. } => answers.push(Answer::Sweep(sweep(&tx, retention, job.now_ms)?)),
+            Work::Claim { deliveries, until_ms, .. } => {
+                let mut claim = tx.prepare_cached(
+                    "UPDATE delivery_queue SET attempts = attempts + 1, next_at_ms = ?2, updated_at_ms = ?3 \
+                     WHERE id = ?1 AND status = 'pending'",
+                )?;
+                for id in deliveries {
+                    claim.execute(params![id, i64::try_from(*until_ms).unwrap_or(i64::MAX), now])?;
+                }
+                answers.push(Answer::Claim);
+            }
             Work::Replay { delivery, .. } => {
                 let n = tx
                     .prepare_cached(
