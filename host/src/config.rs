@@ -442,6 +442,12 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             let key = format!("route[{i}]");
+            if [crate::pipeline::JOB_ROUTE, crate::pipeline::CALLBACK_ROUTE].contains(&r.name.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.name"),
+                    reason: format!("`{}` is the name of the host's own job route", r.name),
+                });
+            }
             if !names.insert(r.name.clone()) {
                 return Err(ConfigError::Invalid {
                     key: format!("{key}.name"),

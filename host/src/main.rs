@@ -40,7 +40,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors quote plugins and upstreams: their control characters are written out.
+            eprintln!("error: {}", plugboard::printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

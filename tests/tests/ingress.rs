@@ -158,6 +158,10 @@ async fn signed_webhooks_are_stored_and_everything_else_refused() {
         metrics.contains("plugboard_webhooks_total{instance=\"shop\",outcome=\"too-large\"} 1"),
         "{metrics}"
     );
+    // Refused before the instance is looked up: a made-up instance name mints no label.
+    assert_eq!(post("/hooks/made-up-name", &big, &sig, "d-5b").await.unwrap().status(), 413);
+    let metrics = client.get(format!("{base}/metrics")).bearer_auth("admin").send().await.unwrap();
+    assert!(!metrics.text().await.unwrap().contains("made-up-name"));
     assert_eq!(post("/hooks/nobody", body, &good, "d-6").await.unwrap().status(), 404);
 
     assert_eq!(store.count().unwrap(), 1, "nothing refused was stored");
@@ -197,6 +201,10 @@ fn config_errors_name_the_key() {
     let selfish =
         err("[[plugin]]\nid = \"e\"\nwasm = \"x.wasm\"\n[[route]]\nname = \"r\"\nfrom = \"e\"\nto = \"e\"");
     assert!(selfish.contains("route[0].to") && selfish.contains("never delivered back"), "{selfish}");
+    let reserved = err(
+        "[[plugin]]\nid = \"e\"\nwasm = \"x.wasm\"\n[[route]]\nname = \"job-callback\"\nfrom = \"shop\"\nto = \"e\"",
+    );
+    assert!(reserved.contains("route[0].name") && reserved.contains("host's own job route"), "{reserved}");
     assert!(matches!(Config::load(&dir.path().join("absent.toml")), Err(ConfigError::Read { .. })));
 }
 
@@ -274,7 +282,7 @@ async fn exchange(base: &str, raw: &str) -> String {
 async fn plugin_replies_cannot_split_or_break_responses() {
     let dir = tempfile::tempdir().unwrap();
     let (base, store) = start(dir.path(), &LIAR_ENDPOINT.replace("LIAR", LIAR)).await;
-    for path in ["smuggle", "chunked", "headers", "switching", "continue", "injection"] {
+    for path in ["smuggle", "chunked", "headers", "switching", "continue", "injection", "cookie"] {
         let raw = format!(
             "POST /hooks/liar/{path} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{{}}\
              GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
@@ -291,7 +299,9 @@ async fn plugin_replies_cannot_split_or_break_responses() {
         reqwest::Client::new().post(format!("{base}/hooks/liar/fine")).body("{}").send().await.unwrap();
     assert_eq!(fine.status(), 202);
     assert_eq!(fine.headers()["content-type"], "text/plain");
-    assert_eq!(fine.headers().get_all("set-cookie").iter().count(), 2);
+    assert_eq!(fine.headers().get_all("x-tag").iter().count(), 2);
+    assert_eq!(fine.headers()["content-security-policy"], "sandbox; default-src 'none'");
+    assert_eq!(fine.headers()["x-content-type-options"], "nosniff");
     assert_eq!(fine.text().await.unwrap(), "accepted");
     assert_eq!(store.count().unwrap(), 1);
 }

@@ -246,8 +246,13 @@ async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
     // Two runs that were claimed and never recorded an outcome: the process died in each.
     store.claim(vec![id], 0).await.unwrap();
     store.claim(vec![id], 0).await.unwrap();
-    let dispatcher =
-        Dispatcher::spawn(host.clone(), store.clone(), routes.clone(), RetryPolicy { schedule_ms: vec![5] }, 8);
+    let dispatcher = Dispatcher::spawn(
+        host.clone(),
+        store.clone(),
+        routes.clone(),
+        RetryPolicy { schedule_ms: vec![5] },
+        8,
+    );
     dispatcher.notifier().notify_one();
     let dead = wait_for(&store, "dead", 1).await;
     assert_eq!(dead[0].attempts, 2);

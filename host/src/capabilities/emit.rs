@@ -12,9 +12,9 @@ const MAX_KIND_LEN: usize = 128;
 const MAX_ATTRIBUTES: usize = 64;
 /// The longest attribute name.
 const MAX_ATTRIBUTE_NAME_LEN: usize = 128;
-/// Attribute names the host writes itself (the lineage of an event); a plugin may not set them,
-/// or it could forge another event's place in a trace.
-pub const HOST_ATTRIBUTES: [&str; 1] = [crate::pipeline::CAUSED_BY];
+/// Attribute names the host writes itself (an event's lineage, a job's callback URL); a plugin
+/// may not set them, or it could forge another event's place in a trace or aim a signed callback.
+pub const HOST_ATTRIBUTES: [&str; 2] = [crate::pipeline::CAUSED_BY, "callback_url"];
 /// The prefix of attribute names reserved for the host.
 pub const HOST_ATTRIBUTE_PREFIX: &str = "plugboard.";
 

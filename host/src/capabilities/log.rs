@@ -58,8 +58,10 @@ impl Host for InstanceState {
         // secret values are masked before a line reaches the host's logs.
         // Plugin text reaches operators' terminals: control characters and bidirectional
         // overrides are written out, not obeyed.
+        // Redacted whole (a cut could split a secret), escaped, then cut: the bounds hold for
+        // what is written.
         let redact =
-            |s: String, max: usize| crate::runtime::printable(&self.host.egress.redact(truncate(s, max)));
+            |s: String, max: usize| truncate(crate::runtime::printable(&self.host.egress.redact(s)), max);
         let message = redact(message, MAX_MESSAGE_BYTES);
         let fields: Vec<(String, String)> = fields
             .into_iter()

@@ -158,7 +158,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
                         d.route,
                         d.target,
                         d.attempts,
-                        d.last_error.unwrap_or_default()
+                        plugboard::printable(&d.last_error.unwrap_or_default())
                     );
                 }
             }

@@ -42,6 +42,10 @@ use secrets::{Kind, Secret};
 const RESERVED_HEADERS: [&str; 7] =
     ["host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "proxy-authorization"];
 
+/// Request headers that would let an answer carry a filled-in secret in a shape redaction does
+/// not see (compressed, or split across ranges); dropped from requests the host filled in.
+const ECHO_SHAPING_HEADERS: [&str; 4] = ["accept-encoding", "range", "if-range", "te"];
+
 /// Headers dropped when a redirect leaves the original origin, besides those that carried a
 /// placeholder.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
@@ -173,7 +177,10 @@ impl Egress {
             internal_names: grants.http.internal_names(),
             overrides: self.overrides.clone(),
         };
+        // No proxy from the environment: a proxy resolves names itself, past the resolver
+        // that applies the address policy.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(resolver))
             .connect_timeout(Duration::from_millis(limits.http_connect_timeout_ms))
@@ -392,9 +399,12 @@ impl Egress {
                     Kind::Secret | Kind::Basic => {
                         let s = self.granted_secret(&caller.grants.secrets, secret, url)?;
                         if kind == Kind::Basic {
-                            // The `user:password` itself too: an echo may decode it.
+                            // The `user:password` itself and its bare base64 too: an echo may
+                            // decode it, or quote only the credentials.
+                            let basic = s.basic();
                             substituted.push(s.value().to_owned());
-                            s.basic()
+                            substituted.push(basic.trim_start_matches("Basic ").to_owned());
+                            basic
                         } else {
                             s.value().to_owned()
                         }
@@ -405,6 +415,12 @@ impl Egress {
             })
             .map_err(Error::Denied)?;
             headers.push((name.clone(), value));
+        }
+        if !substituted.is_empty() {
+            // An answer that quotes the request must come back whole and readable, or redaction
+            // could not find what the host filled in: no compression, no byte ranges.
+            headers.retain(|(n, _)| !ECHO_SHAPING_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)));
+            headers.push(("accept-encoding".into(), "identity".into()));
         }
         Ok(Filled { headers, tokens, substituted })
     }

@@ -241,8 +241,9 @@ async fn hook(
         Err(e) => e.outcome(),
     };
     let metrics = ingress.host.metrics();
-    // Unknown instances are not labelled by name: anyone could mint label values with them.
-    let label = if outcome == "unknown-instance" { "" } else { instance.as_str() };
+    // Only configured instances are labelled by name: anyone could mint label values with
+    // others (an oversized body is refused before the instance is looked up).
+    let label = if ingress.endpoints.contains_key(&instance) { instance.as_str() } else { "" };
     metrics.add("plugboard_webhooks_total", &[("instance", label), ("outcome", outcome)], 1);
     if outcome == "unverified" {
         metrics.add("plugboard_webhook_verification_failures_total", &[("instance", label)], 1);
@@ -369,6 +370,15 @@ async fn handle_hook(
         response.headers_mut().remove(name);
     }
     response.headers_mut().extend(named);
+    // The reply is the plugin's content, served from the origin of the dashboard and the
+    // admin API: a browser that opens it runs nothing and sniffs nothing.
+    response.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    response
+        .headers_mut()
+        .insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
     Ok((response, "stored"))
 }
 

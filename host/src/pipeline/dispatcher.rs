@@ -172,7 +172,12 @@ impl Dispatcher {
 /// rest are claimed (their attempt counted, leased until their deadline has surely passed) and
 /// returned. If the claim cannot be written, none runs now: they stay due, and the next round
 /// tries again.
-async fn claim(host: &Host, store: &dyn EventStore, policy: &RetryPolicy, due: Vec<DueDelivery>) -> Vec<DueDelivery> {
+async fn claim(
+    host: &Host,
+    store: &dyn EventStore,
+    policy: &RetryPolicy,
+    due: Vec<DueDelivery>,
+) -> Vec<DueDelivery> {
     let (poison, runnable): (Vec<_>, Vec<_>) =
         due.into_iter().partition(|d| d.attempts > 0 && policy.delay(d.attempts).is_none());
     for d in poison {
@@ -197,7 +202,8 @@ async fn claim(host: &Host, store: &dyn EventStore, policy: &RetryPolicy, due: V
         .map(|d| host.plugin(&d.target).map_or(Duration::from_secs(40), |p| p.limits.timeout()))
         .max()
         .unwrap_or_default();
-    let until = now_ms().saturating_add(u64::try_from((longest + LEASE_MARGIN).as_millis()).unwrap_or(u64::MAX));
+    let until =
+        now_ms().saturating_add(u64::try_from((longest + LEASE_MARGIN).as_millis()).unwrap_or(u64::MAX));
     match store.claim(runnable.iter().map(|d| d.id).collect(), until).await {
         Ok(()) => runnable,
         Err(e) => {
@@ -269,6 +275,7 @@ impl Callbacks {
             overrides: Default::default(),
         };
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(resolver))
             .connect_timeout(Duration::from_secs(10))

@@ -148,7 +148,7 @@ fn classify(e: wasmtime::Error, store: &Store<InstanceState>, plugin: &Plugin) -
                 let message = if stderr.is_empty() {
                     other.to_string()
                 } else {
-                    format!("{other}; the plugin wrote: {}", stderr.trim_end())
+                    format!("{other}; the plugin wrote: {}", crate::runtime::printable(stderr.trim_end()))
                 };
                 InvokeError::Trap { message, backtrace }
             }
@@ -306,8 +306,48 @@ fn accept_all<T>(
         .collect()
 }
 
+/// The longest message of a plugin's error that the host keeps (attempt details, logs, 4xx
+/// answers); longer ones are cut.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 4 << 10;
+
 fn plugin_result<T>(r: Result<T, crate::bindings::types::Error>) -> Result<T, InvokeError> {
-    r.map_err(InvokeError::Plugin)
+    r.map_err(|e| InvokeError::Plugin(bounded_error(e)))
+}
+
+/// A plugin's error with its message cut to [`MAX_ERROR_MESSAGE_BYTES`] and made printable:
+/// it is stored with every attempt, written to logs and terminals, and quoted in answers.
+fn bounded_error(e: crate::bindings::types::Error) -> crate::bindings::types::Error {
+    use crate::bindings::types::{Error, UpstreamFailure};
+    let clean = |m: String| {
+        let mut end = m.len().min(MAX_ERROR_MESSAGE_BYTES - '…'.len_utf8());
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = if end < m.len() { format!("{}…", &m[..end]) } else { m };
+        let shown = crate::runtime::printable(&cut);
+        if shown.len() <= MAX_ERROR_MESSAGE_BYTES {
+            return shown;
+        }
+        // Escapes made it longer: cut again (escapes are ASCII, so any boundary is a char's).
+        let mut end = MAX_ERROR_MESSAGE_BYTES - '…'.len_utf8();
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &shown[..end])
+    };
+    match e {
+        Error::InvalidInput(m) => Error::InvalidInput(clean(m)),
+        Error::Unauthorized(m) => Error::Unauthorized(clean(m)),
+        Error::NotFound(m) => Error::NotFound(clean(m)),
+        Error::Denied(m) => Error::Denied(clean(m)),
+        Error::RateLimited(ms) => Error::RateLimited(ms),
+        Error::Timeout(m) => Error::Timeout(clean(m)),
+        Error::Upstream(UpstreamFailure { status, message }) => {
+            Error::Upstream(UpstreamFailure { status, message: clean(message) })
+        }
+        Error::Internal(m) => Error::Internal(clean(m)),
+        Error::QuotaExceeded(m) => Error::QuotaExceeded(clean(m)),
+    }
 }
 
 /// A fresh connector instance in `store`.
@@ -442,7 +482,7 @@ impl Host {
         let plugin = self.get_kind(id, PluginKind::AiProvider)?;
         let done = run(
             self,
-            plugin,
+            plugin.clone(),
             event_id,
             call(move |store, pre| {
                 Box::pin(async move {
@@ -455,8 +495,10 @@ impl Host {
             }),
         )
         .await?;
-        let (response, done) = done.split();
+        let (response, mut done) = done.split();
         let response = plugin_result(response)?;
+        // The answer is cached and handed to the asking plugin: bounded like any output.
+        done.hold(&plugin, response.content.len() + response.model.len())?;
         Ok(done.with_output(response))
     }
 

@@ -25,6 +25,25 @@ pub const HOST_OWNED_HEADERS: [&str; 9] = [
     "http2-settings",
 ];
 
+/// Headers a plugin may not set because they act on the whole origin the host serves (its
+/// dashboard and admin API live there too): a reply could otherwise install a service worker
+/// over the dashboard, plant cookies, open CORS, or replace the security headers the host adds
+/// to every webhook reply (`content-security-policy: sandbox`, `x-content-type-options`).
+pub const ORIGIN_WIDE_HEADERS: [&str; 12] = [
+    "access-control-allow-credentials",
+    "access-control-allow-headers",
+    "access-control-allow-methods",
+    "access-control-allow-origin",
+    "alt-svc",
+    "clear-site-data",
+    "content-security-policy",
+    "refresh",
+    "service-worker-allowed",
+    "set-cookie",
+    "strict-transport-security",
+    "x-content-type-options",
+];
+
 /// A reply that passed [`check`].
 #[derive(Debug)]
 pub(crate) struct CheckedReply {
@@ -70,6 +89,11 @@ pub(crate) fn check(
             if HOST_OWNED_HEADERS.contains(&parsed.as_str()) {
                 return Err(format!("header `{parsed}` frames the response: the host sets it"));
             }
+            if ORIGIN_WIDE_HEADERS.contains(&parsed.as_str()) || parsed.as_str() == "link" {
+                return Err(format!(
+                    "header `{parsed}` acts on the host's whole origin: a plugin may not set it"
+                ));
+            }
             http::HeaderValue::from_str(&value)
                 .map_err(|_| format!("header `{parsed}` has a value with control characters"))?;
             Ok((parsed.as_str().to_owned(), value))
@@ -88,8 +112,13 @@ mod tests {
 
     #[test]
     fn only_final_statuses_and_ordinary_headers_pass() {
-        let ok = check(202, headers(&[("X-Reply", "yes"), ("set-cookie", "a=1")]), b"ok".to_vec()).unwrap();
-        assert_eq!(ok.headers, headers(&[("x-reply", "yes"), ("set-cookie", "a=1")]));
+        let ok = check(202, headers(&[("X-Reply", "yes"), ("x-tag", "a")]), b"ok".to_vec()).unwrap();
+        assert_eq!(ok.headers, headers(&[("x-reply", "yes"), ("x-tag", "a")]));
+        for name in ["Service-Worker-Allowed", "set-cookie", "Access-Control-Allow-Origin", "link", "refresh"]
+        {
+            let err = check(200, headers(&[(name, "/")]), vec![]).unwrap_err();
+            assert!(err.contains("whole origin"), "{name}: {err}");
+        }
         for status in [0, 100, 101, 199, 600, 1000] {
             assert!(check(status, vec![], vec![]).unwrap_err().contains("final"), "{status}");
         }

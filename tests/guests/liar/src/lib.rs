@@ -8,7 +8,8 @@
 //! - `handle` with kind `big-attributes`: a 2-byte payload with a 512 KiB attribute;
 //!   `forged-lineage`: an event claiming to be caused by another (`caused_by`); `hoard`: emits
 //!   900 KiB events until the host says no, then returns that error; `amplify`: one emit whose
-//!   64 attributes all point at the same 960 KiB string, so lifting it would copy 60 MiB.
+//!   64 attributes all point at the same 960 KiB string, so lifting it would copy 60 MiB;
+//!   `long-error`: an error whose message is 1 MiB and ends in a terminal escape.
 //! - `invoke("huge-output")`: an action output of `input.bytes` bytes; `invoke("chatty")`: 10 log
 //!   lines of 32 fields of 8 KiB each, then 20,000 lines of 1 KiB.
 //! - `metadata`: terminal escapes, a carriage return and a right-to-left override in its
@@ -16,8 +17,9 @@
 //! - `on-webhook`, by request path: `/smuggle` sets `content-length: 0` and carries a second,
 //!   forged response in its body; `/chunked` sets `transfer-encoding`; `/headers` has 100,000
 //!   headers; `/switching` and `/continue` answer 101 and 100; `/injection` puts CR LF in a header
-//!   value; `/fine` is a valid 202 with two cookies; anything else answers status 1000. Each
-//!   reply also carries one event, which must not be stored when the reply is refused.
+//!   value; `/cookie` sets a cookie on the host's origin; `/fine` is a valid 202 with a repeated
+//!   header; anything else answers status 1000. Each reply also carries one event, which must
+//!   not be stored when the reply is refused.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -82,12 +84,13 @@ impl Guest for Liar {
             "/switching" => (101, vec![header("upgrade", "websocket")], vec![]),
             "/continue" => (100, vec![], vec![]),
             "/injection" => (200, vec![header("x-a", "1\r\nx-injected: 2")], vec![]),
+            "/cookie" => (200, vec![header("set-cookie", "admin=stolen; Path=/")], vec![]),
             "/fine" => (
                 202,
                 vec![
                     header("content-type", "text/plain"),
-                    header("set-cookie", "a=1"),
-                    header("set-cookie", "b=2"),
+                    header("x-tag", "a"),
+                    header("x-tag", "b"),
                 ],
                 b"accepted".to_vec(),
             ),
@@ -116,6 +119,9 @@ impl Guest for Liar {
                     emit::publish(&one("hoard/blob", vec![7; 900 << 10]))?;
                 }
                 vec![]
+            }
+            "long-error" => {
+                return Err(Error::InvalidInput(format!("{}\u{1b}[2J", "e".repeat(1 << 20))));
             }
             "amplify" => {
                 amplify()?;
