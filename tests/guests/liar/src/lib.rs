@@ -87,11 +87,7 @@ impl Guest for Liar {
             "/cookie" => (200, vec![header("set-cookie", "admin=stolen; Path=/")], vec![]),
             "/fine" => (
                 202,
-                vec![
-                    header("content-type", "text/plain"),
-                    header("x-tag", "a"),
-                    header("x-tag", "b"),
-                ],
+                vec![header("content-type", "text/plain"), header("x-tag", "a"), header("x-tag", "b")],
                 b"accepted".to_vec(),
             ),
             _ => (1000, vec![], vec![]),
