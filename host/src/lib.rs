@@ -47,6 +47,8 @@ pub mod ingress;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
+#[cfg(test)]
+mod proptests;
 pub mod run;
 pub mod runtime;
 pub mod store;

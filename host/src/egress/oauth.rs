@@ -15,8 +15,15 @@ use crate::bindings::types::{Error, UpstreamFailure};
 use crate::egress::policy::HttpGrant;
 use crate::egress::secrets::bound_to;
 
-/// Tokens are renewed this long before the provider says they expire.
+/// Tokens are renewed this long before the provider says they expire, at most.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long before its expiry a token of `lifetime` is renewed: 30 s, or a tenth of the
+/// lifetime for tokens that live less than 5 minutes, so a short-lived token is still reused
+/// for most of its life instead of being fetched again for every call.
+fn renewal_margin(lifetime: Duration) -> Duration {
+    EXPIRY_MARGIN.min(lifetime / 10)
+}
 
 /// How the client authenticates to the token endpoint (RFC 6749, section 2.3.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -235,7 +242,23 @@ async fn fetch(http: &reqwest::Client, name: &str, state: &ClientState) -> Resul
         access: token.access_token,
         // `expires_in` comes from the token endpoint: an absurd one means "a long time".
         renew_at: Instant::now()
-            .checked_add(lifetime.saturating_sub(EXPIRY_MARGIN))
+            .checked_add(lifetime.saturating_sub(renewal_margin(lifetime)))
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
     })
+}
+
+#[cfg(test)]
+mod margin_tests {
+    use super::*;
+
+    #[test]
+    fn short_lived_tokens_are_reused_for_most_of_their_life() {
+        assert_eq!(renewal_margin(Duration::from_secs(3600)), Duration::from_secs(30));
+        assert_eq!(renewal_margin(Duration::from_secs(30)), Duration::from_secs(3));
+        assert_eq!(renewal_margin(Duration::from_secs(5)), Duration::from_millis(500));
+        for secs in [1, 10, 29, 30, 31, 299, 300, 301, 86_400] {
+            let lifetime = Duration::from_secs(secs);
+            assert!(lifetime - renewal_margin(lifetime) >= lifetime * 9 / 10, "{secs}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ pub mod compile_cache;
 mod engine;
 mod invoke;
 mod plugin;
-mod reply;
+pub(crate) mod reply;
 mod state;
 
 use std::collections::HashMap;

@@ -1,0 +1,217 @@
+//! Property tests of the host's boundaries: what arrives from a webhook sender, a config file or
+//! a plugin is arbitrary, and each boundary must answer it with a value or a clear error, never
+//! a panic, and keep its promise. They run in `cargo test` with a fixed number of cases (so CI
+//! spends a bounded time on them); failures proptest finds are kept in
+//! `host/proptest-regressions/` and replayed first on every later run.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+
+use crate::bindings::types::NewEvent;
+use crate::egress::policy::address_allowed;
+use crate::ingress::verify::{Scheme, Verifier};
+
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 512, ..ProptestConfig::default() }
+}
+
+/// The headers each scheme reads, to aim arbitrary values at.
+const SIGNATURE_HEADERS: [&str; 10] = [
+    "x-shopify-hmac-sha256",
+    "x-slack-signature",
+    "x-slack-request-timestamp",
+    "stripe-signature",
+    "x-hub-signature-256",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-signature",
+    "x-timestamp",
+];
+
+fn schemes() -> Vec<Scheme> {
+    vec![
+        Scheme::Shopify,
+        Scheme::Slack,
+        Scheme::Stripe,
+        Scheme::Github,
+        Scheme::StandardWebhooks,
+        Scheme::Hmac(crate::ingress::verify::HmacScheme {
+            header: "X-Signature".into(),
+            encoding: crate::ingress::verify::Encoding::Hex,
+            prefix: "sha256=".into(),
+            timestamp_header: Some("X-Timestamp".into()),
+            signed_content: "{timestamp}.{body}".into(),
+        }),
+    ]
+}
+
+/// Header values as a sender may write them: printable ASCII with the characters signature
+/// formats split on, and sometimes a real-looking prefix.
+fn header_value() -> impl Strategy<Value = String> {
+    prop_oneof!["[ -~]{0,200}", "(v0=|v1,|sha256=|t=[0-9]{1,12},v1=)[0-9a-fA-F=+/,]{0,100}", "[0-9]{0,25}",]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Forged deliveries: any header values and body are refused with an error, never a panic.
+    #[test]
+    fn verifiers_refuse_forgeries_without_panicking(
+        values in proptest::collection::vec(proptest::option::of(header_value()), SIGNATURE_HEADERS.len()),
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+        now_secs in 0u64..=u64::from(u32::MAX) * 4,
+    ) {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in SIGNATURE_HEADERS.iter().zip(values) {
+            if let Some(value) = value.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+                headers.insert(*name, value);
+            }
+        }
+        let now = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(now_secs)).unwrap_or(SystemTime::UNIX_EPOCH);
+        for scheme in schemes() {
+            let secret = b"whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0".to_vec();
+            let verifier = Verifier::new(scheme.clone(), vec![secret]).unwrap();
+            prop_assert!(verifier.verify(&headers, &body, now).is_err(), "{scheme:?} accepted a forgery");
+        }
+    }
+
+    /// A genuine GitHub signature verifies; any change to the body breaks it.
+    #[test]
+    fn a_signature_covers_every_byte_of_the_body(
+        secret in proptest::collection::vec(any::<u8>(), 1..64),
+        body in proptest::collection::vec(any::<u8>(), 1..512),
+        flip in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).unwrap();
+        mac.update(&body);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-hub-signature-256", http::HeaderValue::from_str(&signature).unwrap());
+        let verifier = Verifier::new(Scheme::Github, vec![secret]).unwrap();
+        prop_assert!(verifier.verify(&headers, &body, SystemTime::now()).is_ok());
+        let mut tampered = body.clone();
+        let i = flip.index(tampered.len());
+        tampered[i] ^= 1 << bit;
+        prop_assert!(verifier.verify(&headers, &tampered, SystemTime::now()).is_err());
+    }
+
+    /// Every spelling of an internal IPv4 address that reaches it is refused: the address,
+    /// IPv4-mapped, -compatible and -translated, NAT64 and 6to4, and the URL spellings
+    /// (decimal, hex, octal, short forms) a URL parser turns into it.
+    #[test]
+    fn internal_ipv4_addresses_are_refused_in_every_spelling(
+        block in prop::sample::select(vec![
+            (Ipv4Addr::new(127, 0, 0, 0), 8u8),
+            (Ipv4Addr::new(10, 0, 0, 0), 8),
+            (Ipv4Addr::new(169, 254, 0, 0), 16),
+            (Ipv4Addr::new(172, 16, 0, 0), 12),
+            (Ipv4Addr::new(192, 168, 0, 0), 16),
+            (Ipv4Addr::new(100, 64, 0, 0), 10),
+            (Ipv4Addr::new(0, 0, 0, 0), 8),
+        ]),
+        host_bits in any::<u32>(),
+    ) {
+        let (net, prefix) = block;
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        let v4 = Ipv4Addr::from((u32::from(net) & mask) | (host_bits & !mask));
+        let n = u32::from(v4);
+        let spellings = [
+            IpAddr::V4(v4),
+            IpAddr::V6(v4.to_ipv6_mapped()),
+            IpAddr::V6(Ipv6Addr::from(u128::from(n))),
+            IpAddr::V6(Ipv6Addr::from((0xffffu128 << 48) | u128::from(n))),
+            IpAddr::V6(Ipv6Addr::from((0x0064_ff9bu128 << 96) | u128::from(n))),
+            IpAddr::V6(Ipv6Addr::from((0x2002u128 << 112) | (u128::from(n) << 80))),
+        ];
+        for ip in spellings {
+            prop_assert!(!address_allowed(ip, &[]), "{ip} (for {v4}) was allowed");
+        }
+        let [a, b, c, d] = v4.octets();
+        for text in [
+            format!("http://{n}/"),
+            format!("http://0x{n:x}/"),
+            format!("http://0{n:o}/"),
+            format!("http://{a}.{}/", (u32::from(b) << 16) | (u32::from(c) << 8) | u32::from(d)),
+            format!("http://0x{a:x}.0x{b:x}.0x{c:x}.0x{d:x}/"),
+            format!("http://[::ffff:{v4}]/"),
+        ] {
+            let url = url::Url::parse(&text).unwrap();
+            let ip = match url.host() {
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+                other => return Err(TestCaseError::fail(format!("{text} parsed as {other:?}"))),
+            };
+            prop_assert!(!address_allowed(ip, &[]), "{text} reached {ip}");
+        }
+    }
+
+    /// Whatever a plugin puts in a webhook reply, the check answers without panicking, and what
+    /// it accepts is a valid, bounded response that the host frames.
+    #[test]
+    fn webhook_replies_that_pass_are_valid_responses(
+        status in any::<u16>(),
+        headers in proptest::collection::vec(("[ -~]{0,24}", "[\\x00-\\x7f]{0,40}"), 0..80),
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        if let Ok(reply) = crate::runtime::reply::check(status, headers, body) {
+            prop_assert!((200..=599).contains(&reply.status));
+            prop_assert!(reply.headers.len() <= crate::runtime::MAX_REPLY_HEADERS);
+            for (name, value) in &reply.headers {
+                let parsed = http::HeaderName::from_bytes(name.as_bytes());
+                prop_assert!(parsed.is_ok(), "{name:?}");
+                prop_assert!(http::HeaderValue::from_str(value).is_ok(), "{value:?}");
+                prop_assert!(!crate::runtime::HOST_OWNED_HEADERS.contains(&name.as_str()), "{name}");
+            }
+        }
+    }
+
+    /// Whatever a plugin emits, `accept` answers without panicking, and what it accepts is
+    /// within the event limits.
+    #[test]
+    fn events_that_pass_are_within_their_limits(
+        kind in "[ -~\\t\\x1b]{0,140}",
+        content_type in "[ -~]{0,10}",
+        payload_len in 0usize..2048,
+        attributes in proptest::collection::vec(("[ -~]{0,20}", "[ -~]{0,200}"), 0..70),
+    ) {
+        let max = 1024;
+        let event = NewEvent {
+            kind,
+            occurred_at_ms: None,
+            content_type,
+            payload: vec![0; payload_len],
+            attributes,
+        };
+        if let Ok(e) = crate::capabilities::emit::accept("p", max, event) {
+            let size = crate::capabilities::emit::size_of(&e.kind, &e.content_type, &e.payload, &e.attributes);
+            prop_assert!(size <= max as usize);
+            prop_assert!(e.attributes.len() <= 64);
+            prop_assert!(e.kind.bytes().all(|b| b.is_ascii_graphic()));
+            prop_assert!(e.attributes.iter().all(|(k, _)| k != "caused_by" && !k.starts_with("plugboard.")));
+        }
+    }
+
+    /// Plugin text made printable has no character that a terminal obeys or that reorders text.
+    #[test]
+    fn printable_text_has_no_control_or_bidi_characters(text in any::<String>()) {
+        let shown = crate::runtime::printable(&text);
+        let obeyed = |c: char| {
+            c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)
+        };
+        prop_assert!(!shown.chars().any(obeyed), "{:?}", shown);
+    }
+
+    /// Arbitrary configuration text is parsed or refused with an error, never a panic.
+    #[test]
+    fn arbitrary_configuration_text_never_panics(text in "(\\[[a-z.\\[\\]]{0,12}\\]\\n|[a-z_]{1,12} = (\"[ -~]{0,12}\"|[0-9]{1,6}|\\[\\]|\\{ \\})\\n){0,12}") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plugboard.toml");
+        std::fs::write(&path, &text).unwrap();
+        let _ = crate::config::Config::load(&path);
+    }
+}
