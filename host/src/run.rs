@@ -114,6 +114,8 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    // Before loading: a file replaced while the plugins load is then seen as changed.
+    let stamps: Vec<_> = resolved.specs.iter().map(|s| (file_stamp(&s.wasm), s.clone())).collect();
     for spec in resolved.specs.clone() {
         let started = std::time::Instant::now();
         tracing::info!(instance = %spec.id, wasm = %spec.wasm.display(), "loading plugin (compiling it unless cached)");
@@ -158,7 +160,7 @@ pub async fn run(
         dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),
         max_body_bytes: resolved.config.server.max_body_bytes,
     });
-    let watcher = watch_plugin_files(host.clone(), resolved.specs.clone());
+    let watcher = watch_plugin_files(host.clone(), stamps);
     let retention = keep_history_bounded(
         store.clone(),
         resolved.config.store.retention(),
@@ -244,8 +246,10 @@ fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
 /// Reloads a plugin when its component file changes on disk (checked every second), with the
 /// same grants, limits and config; a file that does not load leaves the running build in place,
 /// and a file rewritten with the same content is not reloaded.
-fn watch_plugin_files(host: Host, specs: Vec<crate::PluginSpec>) -> tokio::task::JoinHandle<()> {
-    let mut seen: Vec<_> = specs.into_iter().map(|s| (file_stamp(&s.wasm), s)).collect();
+fn watch_plugin_files(
+    host: Host,
+    mut seen: Vec<(Option<FileStamp>, crate::PluginSpec)>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -34,6 +34,9 @@ pub enum EventsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Write the event's payload to stdout, byte for byte, and nothing else.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
     },
 }
 
@@ -100,11 +103,23 @@ pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        EventsCommand::Show { config, id, json } => {
-            let trace = open_store(&config)?.trace(&id)?.ok_or_else(|| anyhow::anyhow!("no event {id}"))?;
+        EventsCommand::Show { config, id, json, raw } => {
+            let store = open_store(&config)?;
+            if raw {
+                let (_, payload) = store.payload(&id)?.ok_or_else(|| anyhow::anyhow!("no event {id}"))?;
+                use std::io::Write as _;
+                std::io::stdout().lock().write_all(&payload)?;
+                return Ok(());
+            }
+            let trace = store.trace(&id)?.ok_or_else(|| anyhow::anyhow!("no event {id}"))?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&trace)?);
             } else {
+                if let Some(p) = &trace.payload {
+                    let more = if p.truncated { " (the start; --raw prints it all)" } else { "" };
+                    say!("payload: {} bytes of {}{more}", p.bytes, p.content_type);
+                    say!("{}", p.text);
+                }
                 print_trace(&trace, 0)?;
             }
             Ok(())

@@ -160,6 +160,7 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         .route("/v1/events", get(events_list))
         .route("/v1/events/stream", get(super::stream::events_stream))
         .route("/v1/events/{id}", get(event_trace))
+        .route("/v1/events/{id}/payload", get(event_payload))
         .route("/v1/calls", get(calls_list))
         .route("/v1/stats", get(stats))
         .route("/dashboard", get(dashboard))
@@ -659,6 +660,33 @@ async fn events_list(
             response.headers_mut().insert(http::header::LINK, v);
         }
         response.headers_mut().insert("x-next-cursor", http::HeaderValue::from(cursor));
+    }
+    Ok(response)
+}
+
+/// `GET /v1/events/{id}/payload`: the event's payload, byte for byte, as a download: a payload
+/// is a provider's or a plugin's content, served from the dashboard's origin, so it is never
+/// rendered (`attachment`, `nosniff`, CSP sandbox); its content type is in
+/// `x-plugboard-content-type`.
+async fn event_payload(
+    State(ingress): State<Arc<Ingress>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_admin(&ingress, &headers)?;
+    let found = ingress.store.payload(&id).await.map_err(|_| ApiError::Store)?;
+    let (content_type, payload) = found.ok_or_else(|| ApiError::UnknownJob(format!("event {id}")))?;
+    let mut response = payload.into_response();
+    let set = response.headers_mut();
+    set.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/octet-stream"));
+    set.insert(http::header::CONTENT_DISPOSITION, http::HeaderValue::from_static("attachment"));
+    set.insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
+    set.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&content_type) {
+        set.insert("x-plugboard-content-type", v);
     }
     Ok(response)
 }

@@ -14,7 +14,9 @@ mod trace;
 
 pub use calls::SqliteCallLog;
 pub use kv::SqliteKv;
-pub use trace::{EventSummary, EventTrace, MinuteStats, TracedDelivery};
+pub use trace::{
+    EventSummary, EventTrace, MinuteStats, PAYLOAD_PREVIEW_BYTES, PayloadPreview, TracedDelivery,
+};
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -308,6 +310,8 @@ pub trait EventStore: Send + Sync + 'static {
     fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>>;
     /// An event and everything that happened because of it.
     fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>>;
+    /// An event's content type and whole payload.
+    fn payload<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(String, Vec<u8>)>>;
     /// The newest `limit` events stored before position `before` (all when `None`), optionally
     /// of one kind (`*` wildcards) or from one source, newest first, each with its position: a
     /// page, whose last position is the cursor of the next.
@@ -367,6 +371,10 @@ impl EventStore for SqliteStore {
 
     fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>> {
         Box::pin(std::future::ready(SqliteStore::trace(self, id)))
+    }
+
+    fn payload<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(String, Vec<u8>)>> {
+        Box::pin(std::future::ready(SqliteStore::payload(self, id)))
     }
 
     fn writable(&self) -> bool {

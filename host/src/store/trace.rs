@@ -53,8 +53,43 @@ pub struct TracedDelivery {
 pub struct EventTrace {
     /// The event.
     pub event: EventSummary,
+    /// The traced event's payload (not the produced events'), as operators read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadPreview>,
     /// Its deliveries.
     pub deliveries: Vec<TracedDelivery>,
+}
+
+/// The most payload bytes a trace shows; the whole payload is at `GET /v1/events/{id}/payload`
+/// and `plugboard events show --raw`.
+pub const PAYLOAD_PREVIEW_BYTES: usize = 16 << 10;
+
+/// An event's payload as text an operator can read safely: the first
+/// [`PAYLOAD_PREVIEW_BYTES`], decoded as UTF-8 (invalid bytes replaced), control characters
+/// written out as `\u{..}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PayloadPreview {
+    /// Its content type, as the producer said.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub bytes: usize,
+    /// The text shown.
+    pub text: String,
+    /// Whether `text` shows only the start.
+    pub truncated: bool,
+}
+
+impl PayloadPreview {
+    /// The preview of `payload`.
+    pub fn of(content_type: &str, payload: &[u8]) -> Self {
+        let shown = &payload[..payload.len().min(PAYLOAD_PREVIEW_BYTES)];
+        PayloadPreview {
+            content_type: crate::runtime::printable(content_type),
+            bytes: payload.len(),
+            text: crate::runtime::printable(&String::from_utf8_lossy(shown)),
+            truncated: shown.len() < payload.len(),
+        }
+    }
 }
 
 fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
@@ -75,6 +110,21 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
     let sql = format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE id = ?1");
     let Some(event) = conn.prepare_cached(&sql)?.query_map(params![id], summary)?.next().transpose()? else {
         return Ok(None);
+    };
+    let payload = if depth == 0 {
+        conn.prepare_cached(
+            "SELECT content_type, substr(payload, 1, ?2), length(payload) FROM events WHERE id = ?1",
+        )?
+        .query_row(params![id, PAYLOAD_PREVIEW_BYTES as i64], |r| {
+            let (content_type, start, bytes): (String, Vec<u8>, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let mut preview = PayloadPreview::of(&content_type, &start);
+            preview.bytes = bytes as usize;
+            preview.truncated = start.len() < preview.bytes;
+            Ok(preview)
+        })
+        .ok()
+    } else {
+        None
     };
     let mut stmt = conn.prepare_cached(
         "SELECT id, event_id, route, target, status, attempts, last_error, action, output \
@@ -112,7 +162,7 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
             }
         }
     }
-    Ok(Some(EventTrace { event, deliveries }))
+    Ok(Some(EventTrace { event, payload, deliveries }))
 }
 
 /// One minute of activity, for the dashboard's charts.
@@ -178,6 +228,13 @@ impl SqliteStore {
         Ok(minutes.into_values().collect())
     }
 
+    /// Event `id`'s content type and payload, whole.
+    pub fn payload(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let mut stmt = conn.prepare_cached("SELECT content_type, payload FROM events WHERE id = ?1")?;
+        Ok(stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?.next().transpose()?)
+    }
+
     /// Event `id` and everything that happened because of it.
     pub fn trace(&self, id: &str) -> Result<Option<EventTrace>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
@@ -215,5 +272,22 @@ impl SqliteStore {
     pub fn last_position(&self) -> Result<i64, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_preview_is_capped_and_escaped() {
+        let mut payload = b"\x1b]0;owned\x07".to_vec();
+        payload.extend(vec![b'x'; 20 << 10]);
+        let preview = PayloadPreview::of("text/plain\r", &payload);
+        assert!(preview.truncated);
+        assert_eq!(preview.bytes, payload.len());
+        assert!(preview.text.starts_with("\\u{1b}]0;owned\\u{7}"), "{}", &preview.text[..40]);
+        assert!(preview.text.len() < PAYLOAD_PREVIEW_BYTES + 64);
+        assert_eq!(preview.content_type, "text/plain\\u{d}");
     }
 }

@@ -1,7 +1,8 @@
 //! OpenAI as an AI provider: the host's `ai` calls become Chat Completions requests
 //! (`POST {base_url}/v1/chat/completions`).
 //!
-//! Config: `base_url` (default `https://api.openai.com`), `model` (default `gpt-4o-mini`),
+//! Config: `base_url` (default `https://api.openai.com`; `https://api.openai.com/v1`, as the
+//! official SDKs write it, means the same), `model` (default `gpt-4o-mini`),
 //! `api_key_secret` (the name of the host secret holding the API key, default `openai_api_key`;
 //! the key itself never enters the plugin), `organization` (optional `OpenAI-Organization`).
 //! Grants it needs: `http` to the base URL, `config`, and the secret.
@@ -14,6 +15,14 @@ use serde_json::{Value, json};
 struct OpenAi;
 
 const DEFAULT_MODEL: &str = "gpt-4o-mini";
+
+/// The Chat Completions URL under `base`, whether `base` ends in `/v1` (the official SDKs'
+/// spelling) or not.
+fn chat_completions_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let base = base.strip_suffix("/v1").unwrap_or(base);
+    format!("{base}/v1/chat/completions")
+}
 
 /// Models that take `max_completion_tokens` and refuse `max_tokens` (reasoning models).
 fn needs_max_completion_tokens(model: &str) -> bool {
@@ -129,7 +138,7 @@ impl AiProvider for OpenAi {
         let base = config::get("base_url")?.unwrap_or_else(|| "https://api.openai.com".into());
         let model = request.model.clone().or(config::get("model")?).unwrap_or_else(|| DEFAULT_MODEL.into());
         let secret = config::get("api_key_secret")?.unwrap_or_else(|| "openai_api_key".into());
-        let mut call = Request::post(format!("{}/v1/chat/completions", base.trim_end_matches('/')))
+        let mut call = Request::post(chat_completions_url(&base))
             .bearer(&format!("{{{{secret:{secret}}}}}"))
             .json(&body(&request, &model))?
             // Completions are safe to repeat here: the host may retry 429s and 5xx.

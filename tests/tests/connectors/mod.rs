@@ -108,6 +108,20 @@ pub async fn openai() {
     assert_eq!(sent["response_format"], json!({ "type": "json_object" }));
     no_violations(&fakes);
 
+    // `base_url` as the official SDKs write it, with `/v1`, reaches the same endpoint.
+    let grants = Grants::none()
+        .with(Capability::Config)
+        .allow_http(&fakes.origin())
+        .allow_internal("127.0.0.1")
+        .with_secret("openai_api_key");
+    let sdk_style = PluginSpec::new("openai-v1", OPENAI)
+        .with_grants(grants)
+        .with_limits(one_attempt())
+        .with_config("base_url", &format!("{}/v1/", fakes.origin()));
+    host.load(sdk_style).await.unwrap();
+    host.complete("openai-v1", chat(None, ResponseFormat::JsonObject, Some(20))).await.unwrap();
+    assert_eq!(fakes.state.received().last().unwrap().path, "/v1/chat/completions");
+
     // The stand-in answers in the documented CreateChatCompletionResponse shape.
     let raw = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", fakes.origin()))
