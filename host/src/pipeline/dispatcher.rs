@@ -109,7 +109,7 @@ impl Dispatcher {
                     due.truncate(free);
                     due
                 };
-                let due = claim(&host, store.as_ref(), &policy, due).await;
+                let (due, claimed) = claim(&host, &store, &policy, due).await;
                 if due.is_empty() {
                     // New work wakes us; retries come due on their own, so look again soon.
                     let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
@@ -133,17 +133,22 @@ impl Dispatcher {
                         per_route.clone(),
                         wake.clone(),
                     );
+                    let mut claimed = claimed.clone();
                     tokio::spawn(async move {
                         let (id, route) = (delivery.id, delivery.route.clone());
-                        deliver(
-                            &host,
-                            store.as_ref(),
-                            &routes,
-                            &policy,
-                            callbacks.as_ref().as_ref(),
-                            delivery,
-                        )
-                        .await;
+                        // Runs once its attempt is counted; if the claim failed, it stays due.
+                        let counted = claimed.wait_for(Option::is_some).await.is_ok_and(|c| *c == Some(true));
+                        if counted {
+                            deliver(
+                                &host,
+                                store.as_ref(),
+                                &routes,
+                                &policy,
+                                callbacks.as_ref().as_ref(),
+                                delivery,
+                            )
+                            .await;
+                        }
                         if let Ok(mut b) = busy.lock() {
                             b.remove(&id);
                         }
@@ -167,17 +172,21 @@ impl Dispatcher {
     }
 }
 
+/// Whether a batch's claim was written: `None` while it is being written.
+type Claimed = tokio::sync::watch::Receiver<Option<bool>>;
+
 /// Before deliveries run: each one whose last attempt never recorded an outcome although the
 /// policy allowed no more (the process died running it, every time) becomes a dead letter; the
-/// rest are claimed (their attempt counted, leased until their deadline has surely passed) and
-/// returned. If the claim cannot be written, none runs now: they stay due, and the next round
-/// tries again.
+/// rest are returned, and claimed in the background (their attempt counted, leased until their
+/// deadline has surely passed): each delivery waits for the claim before it runs, while the
+/// dispatcher goes on looking for work. If the claim cannot be written, none runs now: they
+/// stay due, and a later round tries again.
 async fn claim(
     host: &Host,
-    store: &dyn EventStore,
+    store: &Arc<dyn EventStore>,
     policy: &RetryPolicy,
     due: Vec<DueDelivery>,
-) -> Vec<DueDelivery> {
+) -> (Vec<DueDelivery>, Claimed) {
     let (poison, runnable): (Vec<_>, Vec<_>) =
         due.into_iter().partition(|d| d.attempts > 0 && policy.delay(d.attempts).is_none());
     for d in poison {
@@ -192,8 +201,9 @@ async fn claim(
             tracing::error!(delivery = d.id, "recording a dead letter: {e}");
         }
     }
+    let (written, claimed) = tokio::sync::watch::channel(None);
     if runnable.is_empty() {
-        return runnable;
+        return (runnable, claimed);
     }
     // A lease outlasts the longest run: the target's deadline (a callback's own timeouts), and
     // a margin; the outcome, written when the run ends, replaces it.
@@ -204,14 +214,17 @@ async fn claim(
         .unwrap_or_default();
     let until =
         now_ms().saturating_add(u64::try_from((longest + LEASE_MARGIN).as_millis()).unwrap_or(u64::MAX));
-    match store.claim(runnable.iter().map(|d| d.id).collect(), until).await {
-        Ok(()) => runnable,
-        Err(e) => {
+    let ids = runnable.iter().map(|d| d.id).collect();
+    let (store, host) = (store.clone(), host.clone());
+    tokio::spawn(async move {
+        let result = store.claim(ids, until).await;
+        if let Err(e) = &result {
             host.metrics().add("plugboard_store_errors_total", &[("operation", "claim")], 1);
             tracing::error!("claiming due deliveries: {e}");
-            Vec::new()
         }
-    }
+        let _ = written.send(Some(result.is_ok()));
+    });
+    (runnable, claimed)
 }
 
 /// How much longer than its deadline a claimed delivery stays leased.
