@@ -200,7 +200,7 @@ async fn sigterm_shuts_the_server_down_gracefully() {
         .unwrap();
     assert_eq!(sent.status(), 200);
 
-    let signalled = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let signalled = Command::new("sh").args(["-c", &format!("kill -TERM {}", server.id())]).status().unwrap();
     assert!(signalled.success());
     let mut exited = None;
     for _ in 0..800 {
