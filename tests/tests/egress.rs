@@ -445,6 +445,17 @@ async fn the_host_retries_what_is_safe_and_hands_long_waits_back_as_rate_limited
     )
     .await;
     assert!(matches!(plugin_error(dated), WitError::RateLimited(Some(ms)) if ms > 1_000_000));
+    // The call log says what the upstream answered: a 429 is not `ok`, nor is a 503.
+    let outcomes = |path: &str| {
+        host.calls()
+            .query(&CallFilter { instance: Some("caller".into()), ..CallFilter::default() })
+            .into_iter()
+            .filter(|c| c.path.starts_with(path))
+            .map(|c| c.outcome)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(outcomes("/throttled"), ["rate-limited".to_string()].into());
+    assert_eq!(outcomes("/final"), ["upstream-error".to_string()].into());
 
     // Connection failures: an idempotent GET is retried, a POST without the opt-in is not.
     let closed = {

@@ -601,8 +601,15 @@ impl Egress {
             }
         }
         let headers = std::mem::take(response.headers_mut());
+        // The exchange completed; what the upstream said still decides how it reads in the
+        // call log, the metrics and the debug line.
+        let outcome = match status {
+            429 => "rate-limited",
+            500..=599 => "upstream-error",
+            _ => "ok",
+        };
         let settled =
-            Settled { status: Some(status), outcome: "ok", error: None, bytes: (sent, body.len() as u64) };
+            Settled { status: Some(status), outcome, error: None, bytes: (sent, body.len() as u64) };
         self.record(caller, hop, started, settled);
         Ok((status, headers, body))
     }
