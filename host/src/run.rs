@@ -187,10 +187,7 @@ fn keep_history_bounded(
             loop {
                 match store.sweep(retention).await {
                     Ok(swept) => {
-                        total.events += swept.events;
-                        total.deliveries += swept.deliveries;
-                        total.attempts += swept.attempts;
-                        total.dedup_keys += swept.dedup_keys;
+                        total += swept;
                         if swept.events < retention.chunk {
                             break;
                         }

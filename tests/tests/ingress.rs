@@ -349,16 +349,17 @@ async fn a_plugin_file_replaced_with_its_old_modification_time_is_reloaded() {
     let server = tokio::spawn(async move {
         plugboard::run::run(&running, resolved, listener, std::future::pending()).await
     });
-    let name = async || host.plugin("p").map(|p| p.name).unwrap_or_default();
-    let mut loaded = false;
-    for _ in 0..2400 {
-        loaded = name().await == "echo";
-        if loaded {
-            break;
+    // Generous: the watcher polls each second, then compiles the new build, on a loaded machine.
+    let named = async |wanted: &str| {
+        for _ in 0..2400 {
+            if host.plugin("p").is_some_and(|p| p.name == wanted) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(loaded, "the server did not load the plugin");
+        false
+    };
+    assert!(named("echo").await, "the server did not load the plugin");
     let stamp = std::fs::metadata(&wasm).unwrap().modified().unwrap();
     // The new build lands under a temporary name with the old file's time, then replaces it.
     let staged = dir.path().join("plugin.wasm.new");
@@ -366,15 +367,7 @@ async fn a_plugin_file_replaced_with_its_old_modification_time_is_reloaded() {
     std::fs::File::options().write(true).open(&staged).unwrap().set_modified(stamp).unwrap();
     std::fs::rename(&staged, &wasm).unwrap();
     assert_eq!(std::fs::metadata(&wasm).unwrap().modified().unwrap(), stamp);
-    let mut reloaded = false;
-    // Generous: the watcher polls each second, then compiles the new build, on a loaded machine.
-    for _ in 0..2400 {
-        reloaded = name().await == "shopify";
-        if reloaded {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let reloaded = named("shopify").await;
     server.abort();
     assert!(reloaded, "the replaced file was not reloaded");
 }

@@ -567,6 +567,15 @@ pub struct Swept {
     pub dedup_keys: u64,
 }
 
+impl std::ops::AddAssign for Swept {
+    fn add_assign(&mut self, more: Swept) {
+        self.events += more.events;
+        self.deliveries += more.deliveries;
+        self.attempts += more.attempts;
+        self.dedup_keys += more.dedup_keys;
+    }
+}
+
 fn sweep(tx: &rusqlite::Transaction<'_>, retention: &Retention, now_ms: u64) -> rusqlite::Result<Swept> {
     let age_cutoff = match retention.max_age_ms {
         0 => i64::MIN,
