@@ -575,6 +575,15 @@ async fn ai_answers_at_temperature_zero_are_cached_and_budgets_are_enforced() {
         "{metrics}"
     );
 
+    // An answer the plugin could not use is not cached: its retry asks the provider again,
+    // and only the answer that was used is served from the cache afterwards.
+    let rejected = json!({"prompt": "is order 2 risky?", "reject": true});
+    host.invoke("asker", "ask", &rejected).await.unwrap_err();
+    host.invoke("asker", "ask", &json!({"prompt": "is order 2 risky?"})).await.unwrap();
+    host.invoke("asker", "ask", &json!({"prompt": "is order 2 risky?"})).await.unwrap();
+    let u = host.ai_usage()[0].2;
+    assert_eq!((u.calls, u.cache_hits), (3, 2), "{u:?}");
+
     // A budget smaller than one answer: the first call spends it, the next is refused.
     let budget = Grants { ai_daily_tokens: Some(1), ..grants };
     load(&host, "thrifty", ECHO, budget, Limits::default()).await;

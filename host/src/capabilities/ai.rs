@@ -43,7 +43,8 @@ impl Host for InstanceState {
         };
         router.charge(self.host.kv.as_ref(), plugin, &provider, &answer, now_ms());
         if let Some(key) = key {
-            router.store(key, &answer);
+            // Cached once the invocation ends without an error (the plugin could use it).
+            self.ai_answers.push((key, answer.clone()));
         }
         Ok(answer)
     }

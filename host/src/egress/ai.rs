@@ -4,7 +4,10 @@
 //! The cache key is a SHA-256 over the provider instance and the normalised request (model,
 //! messages, temperature, token limit, response format, stop sequences). By default only
 //! requests with temperature 0 are cached: those are the ones that ask for the same answer to
-//! the same question. Usage is counted per plugin and provider, and a plugin's daily budget kept,
+//! the same question. An answer enters the cache only once the plugin that asked for it finished
+//! without an error: an answer the plugin could not use is asked for afresh on its retry, not
+//! served again until the TTL runs out. The cache is bounded by entries and by bytes.
+//! Usage is counted per plugin and provider, and a plugin's daily budget kept,
 //! in the host's key-value store, so it survives restarts when the store is durable.
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,11 +47,18 @@ pub struct AiSettings {
     pub cache_ttl_secs: u64,
     /// The most answers kept; the oldest go first.
     pub cache_max_entries: usize,
+    /// The most bytes of answers (content and model name) kept; the oldest go first.
+    pub cache_max_bytes: usize,
 }
 
 impl Default for AiSettings {
     fn default() -> Self {
-        AiSettings { cache: CacheMode::TemperatureZero, cache_ttl_secs: 3600, cache_max_entries: 10_000 }
+        AiSettings {
+            cache: CacheMode::TemperatureZero,
+            cache_ttl_secs: 3600,
+            cache_max_entries: 10_000,
+            cache_max_bytes: 64 << 20,
+        }
     }
 }
 
@@ -67,8 +77,42 @@ pub struct TokenUsage {
 
 pub(crate) struct AiRouter {
     settings: Mutex<AiSettings>,
-    cache: Mutex<HashMap<[u8; 32], (Instant, ChatResponse)>>,
+    cache: Mutex<AnswerCache>,
     metrics: Arc<Metrics>,
+}
+
+/// The cache key of a request (see [`key`]).
+pub(crate) type CacheKey = [u8; 32];
+
+/// Cached answers by key, with the bytes they hold.
+#[derive(Default)]
+struct AnswerCache {
+    answers: HashMap<CacheKey, (Instant, ChatResponse)>,
+    bytes: usize,
+}
+
+/// What a cached answer counts against `cache_max_bytes`.
+fn answer_bytes(answer: &ChatResponse) -> usize {
+    answer.content.len() + answer.model.len() + answer.request_id.as_ref().map_or(0, String::len)
+}
+
+impl AnswerCache {
+    fn remove(&mut self, key: &CacheKey) {
+        if let Some((_, old)) = self.answers.remove(key) {
+            self.bytes -= answer_bytes(&old);
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(oldest) = self.answers.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k) {
+            self.remove(&oldest);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.answers.clear();
+        self.bytes = 0;
+    }
 }
 
 fn day(now_ms: u64) -> u64 {
@@ -77,7 +121,11 @@ fn day(now_ms: u64) -> u64 {
 
 impl AiRouter {
     pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
-        AiRouter { settings: Mutex::new(AiSettings::default()), cache: Mutex::new(HashMap::new()), metrics }
+        AiRouter {
+            settings: Mutex::new(AiSettings::default()),
+            cache: Mutex::new(AnswerCache::default()),
+            metrics,
+        }
     }
 
     pub(crate) fn configure(&self, settings: AiSettings) {
@@ -94,7 +142,7 @@ impl AiRouter {
     }
 
     /// The cache key of `request` for `provider`, when the request may be cached.
-    pub(crate) fn cache_key(&self, provider: &str, request: &ChatRequest) -> Option<[u8; 32]> {
+    pub(crate) fn cache_key(&self, provider: &str, request: &ChatRequest) -> Option<CacheKey> {
         let cacheable = match self.settings().cache {
             CacheMode::Off => false,
             CacheMode::Always => true,
@@ -109,13 +157,12 @@ impl AiRouter {
         kv: &dyn KvStore,
         plugin: &str,
         provider: &str,
-        key: &[u8; 32],
+        key: &CacheKey,
     ) -> Option<ChatResponse> {
         let ttl = Duration::from_secs(self.settings().cache_ttl_secs);
-        let hit =
-            self.cache.lock().ok().and_then(|c| {
-                c.get(key).filter(|(at, _)| at.elapsed() < ttl).map(|(_, answer)| answer.clone())
-            });
+        let hit = self.cache.lock().ok().and_then(|c| {
+            c.answers.get(key).filter(|(at, _)| at.elapsed() < ttl).map(|(_, answer)| answer.clone())
+        });
         let labels = [("plugin", plugin), ("provider", provider)];
         match hit {
             Some(_) => {
@@ -127,17 +174,21 @@ impl AiRouter {
         hit
     }
 
-    pub(crate) fn store(&self, key: [u8; 32], answer: &ChatResponse) {
-        let max = self.settings().cache_max_entries;
+    /// Keeps `answer` for `key`. Called once the plugin that asked for it finished without an
+    /// error (see the module's comment).
+    pub(crate) fn store(&self, key: CacheKey, answer: ChatResponse) {
+        let AiSettings { cache_max_entries: max, cache_max_bytes: max_bytes, .. } = self.settings();
+        let size = answer_bytes(&answer);
+        if max == 0 || size > max_bytes {
+            return;
+        }
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= max
-                && let Some(oldest) = c.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k)
-            {
-                c.remove(&oldest);
+            c.remove(&key);
+            while !c.answers.is_empty() && (c.answers.len() >= max || c.bytes + size > max_bytes) {
+                c.evict_oldest();
             }
-            if max > 0 {
-                c.insert(key, (Instant::now(), answer.clone()));
-            }
+            c.bytes += size;
+            c.answers.insert(key, (Instant::now(), answer));
         }
     }
 
@@ -254,7 +305,7 @@ fn account(kv: &dyn KvStore, plugin: &str, provider: &str, counts: &[(&str, u64)
 
 /// SHA-256 over the provider and every field of the request, each length-prefixed so that no
 /// two different requests share an encoding.
-fn key(provider: &str, request: &ChatRequest) -> [u8; 32] {
+fn key(provider: &str, request: &ChatRequest) -> CacheKey {
     let mut h = Sha256::new();
     let mut put = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());
@@ -317,6 +368,39 @@ mod tests {
         let mut reordered = request(Some(0.0), "hi");
         reordered.response_format = ResponseFormat::JsonSchema(r#"{ "type":"object" }"#.into());
         assert_eq!(Some(a), router.cache_key("p", &reordered));
+    }
+
+    fn answer(content: &str) -> ChatResponse {
+        use crate::bindings::types::{FinishReason, Usage};
+        ChatResponse {
+            content: content.into(),
+            model: "m".into(),
+            finish_reason: FinishReason::Stop,
+            usage: Usage { prompt_tokens: 3, completion_tokens: 4 },
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_bytes_oldest_going_first() {
+        let router = AiRouter::new(Arc::new(Metrics::default()));
+        let kv = crate::capabilities::kv::MemoryKv::default();
+        router.configure(AiSettings { cache_max_bytes: 2_500, ..AiSettings::default() });
+        let keys: Vec<CacheKey> =
+            (0..4).map(|i| router.cache_key("p", &request(Some(0.0), &i.to_string())).unwrap()).collect();
+        for k in &keys {
+            router.store(*k, answer(&"x".repeat(999)));
+        }
+        let kept: Vec<bool> = keys.iter().map(|k| router.cached(&kv, "a", "p", k).is_some()).collect();
+        assert_eq!(kept, [false, false, true, true], "two answers of 1000 bytes fit in 2500");
+        assert!(router.cache.lock().unwrap().bytes <= 2_500);
+        // An answer bigger than the whole cache is not kept, and evicts nothing.
+        router.store(keys[0], answer(&"x".repeat(3_000)));
+        assert!(router.cached(&kv, "a", "p", &keys[0]).is_none());
+        assert!(router.cached(&kv, "a", "p", &keys[3]).is_some());
+        // Storing the same key again replaces its bytes, not adds to them.
+        router.store(keys[3], answer("short"));
+        assert_eq!(router.cache.lock().unwrap().bytes, 1_000 + "short".len() + 1);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::bindings::Connector;
 use crate::bindings::types::{ChatRequest, ChatResponse, Event, WebhookRequest};
 use crate::capabilities::emit;
 use crate::capabilities::log::LogRecord;
+use crate::egress::ai::CacheKey;
 use crate::error::InvokeError;
 use crate::limits::MemoryLimitExceeded;
 use crate::runtime::plugin::{Described, PluginPre};
@@ -40,6 +41,8 @@ pub struct Invocation<T> {
     pub output_bytes: usize,
     /// Wall-clock time, from asking for a slot to the answer.
     pub elapsed: Duration,
+    /// Cacheable AI answers the plugin received: cached only if its answer is accepted.
+    ai_answers: Vec<(CacheKey, ChatResponse)>,
 }
 
 /// What a connector made of a webhook.
@@ -215,6 +218,7 @@ async fn run_limited<T: Send>(
         logs_dropped: state.logs_dropped,
         output_bytes: state.output_bytes,
         elapsed: started.elapsed(),
+        ai_answers: state.ai_answers,
     })
 }
 
@@ -387,7 +391,7 @@ impl Host {
         let (returned, mut done) = done.split();
         let returned = plugin_result(returned)?;
         let events = accept_all(&plugin, &mut done, returned)?;
-        Ok(done.with_output(events))
+        Ok(done.with_output(self, events))
     }
 
     /// Hands a verified webhook request to connector `id`.
@@ -417,7 +421,7 @@ impl Host {
         done.hold(&plugin, checked.size())?;
         let outcome =
             WebhookOutcome { status: checked.status, headers: checked.headers, body: checked.body, events };
-        Ok(done.with_output(outcome))
+        Ok(done.with_output(self, outcome))
     }
 
     /// Runs connector `id`'s action with a JSON input and returns its JSON output.
@@ -460,7 +464,7 @@ impl Host {
             .map_err(|e| InvokeError::InvalidOutput(format!("action output of {} bytes: {e}", text.len())))?;
         let value = serde_json::from_str(&text)
             .map_err(|e| InvokeError::InvalidOutput(format!("action output is not JSON: {e}")))?;
-        Ok(done.with_output(value))
+        Ok(done.with_output(self, value))
     }
 
     /// Runs a chat completion on AI provider `id`.
@@ -499,7 +503,7 @@ impl Host {
         let response = plugin_result(response)?;
         // The answer is cached and handed to the asking plugin: bounded like any output.
         done.hold(&plugin, response.content.len() + response.model.len())?;
-        Ok(done.with_output(response))
+        Ok(done.with_output(self, response))
     }
 
     /// Instantiates connector `id` once for many calls. Unlike every other call, state in the
@@ -524,10 +528,28 @@ impl Host {
 impl<T> Invocation<T> {
     /// Separates the result from the by-products, to check it before it becomes an output.
     fn split(self) -> (T, Invocation<()>) {
-        let Invocation { instance, handler, output, emitted, logs, logs_dropped, output_bytes, elapsed } =
-            self;
-        let rest =
-            Invocation { instance, handler, output: (), emitted, logs, logs_dropped, output_bytes, elapsed };
+        let Invocation {
+            instance,
+            handler,
+            output,
+            emitted,
+            logs,
+            logs_dropped,
+            output_bytes,
+            elapsed,
+            ai_answers,
+        } = self;
+        let rest = Invocation {
+            instance,
+            handler,
+            output: (),
+            emitted,
+            logs,
+            logs_dropped,
+            output_bytes,
+            elapsed,
+            ai_answers,
+        };
         (output, rest)
     }
 
@@ -539,9 +561,33 @@ impl<T> Invocation<T> {
 }
 
 impl Invocation<()> {
-    fn with_output<U>(self, output: U) -> Invocation<U> {
-        let Invocation { instance, handler, emitted, logs, logs_dropped, output_bytes, elapsed, .. } = self;
-        Invocation { instance, handler, output, emitted, logs, logs_dropped, output_bytes, elapsed }
+    /// The accepted answer: the AI answers that led to it may now be served from the cache.
+    fn with_output<U>(self, host: &Host, output: U) -> Invocation<U> {
+        let Invocation {
+            instance,
+            handler,
+            emitted,
+            logs,
+            logs_dropped,
+            output_bytes,
+            elapsed,
+            ai_answers,
+            ..
+        } = self;
+        for (key, answer) in ai_answers {
+            host.inner.ai.store(key, answer);
+        }
+        Invocation {
+            instance,
+            handler,
+            output,
+            emitted,
+            logs,
+            logs_dropped,
+            output_bytes,
+            elapsed,
+            ai_answers: Vec::new(),
+        }
     }
 }
 
@@ -563,10 +609,15 @@ impl Session {
         let plugin = self.bindings.plugboard_connector_plugin();
         let result =
             tokio::time::timeout_at(deadline, plugin.call_invoke(&mut self.store, action, input_json)).await;
-        match result {
+        let answers = std::mem::take(&mut self.store.data_mut().ai_answers);
+        let output = match result {
             Err(_) => Err(InvokeError::Timeout(self.plugin.limits.timeout())),
             Ok(Err(e)) => Err(classify(e, &self.store, &self.plugin)),
             Ok(Ok(r)) => plugin_result(r),
+        }?;
+        for (key, answer) in answers {
+            self.host.inner.ai.store(key, answer);
         }
+        Ok(output)
     }
 }

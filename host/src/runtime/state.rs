@@ -31,6 +31,8 @@ pub(crate) struct InstanceState {
     /// Bytes the invocation has made the host hold so far, against `max_output_bytes`.
     pub(crate) output_bytes: usize,
     pub(crate) http_requests: u32,
+    /// Cacheable AI answers this invocation received, cached once it ends without an error.
+    pub(crate) ai_answers: Vec<(crate::egress::ai::CacheKey, crate::bindings::types::ChatResponse)>,
 }
 
 impl InstanceState {
@@ -68,6 +70,7 @@ impl InstanceState {
             log_bytes: 0,
             output_bytes: 0,
             http_requests: 0,
+            ai_answers: Vec::new(),
         }
     }
 }

@@ -110,6 +110,10 @@ impl Connector for Echo {
                     .as_str()
                     .ok_or_else(|| Error::InvalidInput("`prompt` is required".into()))?;
                 let answer = Chat::new().user(prompt).temperature(0.0).send()?;
+                // A plugin that cannot use the answer (say, it does not parse) fails.
+                if input["reject"].as_bool() == Some(true) {
+                    return Err(Error::InvalidInput("the answer is not usable".into()));
+                }
                 Ok(json!({ "content": answer.content, "model": answer.model }))
             }
             "kv-roundtrip" => {
