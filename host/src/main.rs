@@ -41,8 +41,25 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // Errors quote plugins and upstreams: their control characters are written out.
-            eprintln!("error: {}", plugboard::printable(&format!("{e:#}")));
+            eprintln!("error: {}", plugboard::printable(&causes(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each said once: most of our errors quote their
+/// source in their own message already.
+fn causes(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.ends_with(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }

@@ -60,6 +60,16 @@ async fn start_until(
     extra: &str,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (String, Arc<SqliteStore>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    start_with_timeout(dir, extra, std::time::Duration::from_secs(10), shutdown).await
+}
+
+/// [`start_until`] with the webhook request timeout `request_timeout`.
+async fn start_with_timeout(
+    dir: &Path,
+    extra: &str,
+    request_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (String, Arc<SqliteStore>, tokio::task::JoinHandle<std::io::Result<()>>) {
     let resolved = Config::load(&write_config(dir, extra)).unwrap();
     let host = plugboard::Host::builder().build().unwrap();
     for spec in resolved.specs {
@@ -74,7 +84,7 @@ async fn start_until(
         jobs_token: None,
         admin_token: Some(b"admin".to_vec()),
         endpoints: resolved.endpoints,
-        request_timeout: std::time::Duration::from_secs(10),
+        request_timeout,
         dedup_window_ms: 60_000,
         max_body_bytes: resolved.config.server.max_body_bytes,
     });
@@ -455,4 +465,28 @@ async fn an_events_payload_is_shown_escaped_and_served_whole() {
     assert_eq!(raw.bytes().await.unwrap(), body.as_bytes());
     let anonymous = client.get(format!("{base}/v1/events/{id}/payload")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+/// The request timeout covers the connector, not the append: a webhook whose events are still
+/// being committed when it runs out is answered with what happened to them (stored), not a 503
+/// that makes the provider send it again (and, without a delivery id, store it twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_append_past_the_request_timeout_still_answers_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let timeout = std::time::Duration::from_secs(1);
+    let (base, store, _) = start_with_timeout(dir.path(), "", timeout, std::future::pending()).await;
+    // Another writer holds the database's write lock for three request timeouts.
+    let blocker = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let body = br#"{"id":1}"#;
+    let posted = tokio::spawn({
+        let base = base.clone();
+        async move { post_signed(&base, body, None).await }
+    });
+    tokio::time::sleep(3 * timeout).await;
+    assert!(!posted.is_finished(), "the webhook is answered only once its events are committed");
+    blocker.execute_batch("COMMIT").unwrap();
+    let answer = posted.await.unwrap();
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    assert_eq!(store.count().unwrap(), 1);
 }

@@ -621,3 +621,23 @@ impl Session {
         Ok(output)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deadline, fuel budget or memory limit reached while instantiating (a start function,
+    /// a guest language's runtime set-up) is that limit, for `classify`: not a host error.
+    #[test]
+    fn limits_hit_while_instantiating_keep_their_cause() {
+        for trap in [Trap::Interrupt, Trap::OutOfFuel] {
+            let kept = instantiate_failed(wasmtime::Error::new(trap));
+            assert_eq!(kept.downcast_ref::<Trap>(), Some(&trap));
+            assert!(kept.downcast_ref::<InstantiateFailed>().is_none());
+        }
+        let memory = instantiate_failed(MemoryLimitExceeded(1 << 20).into());
+        assert!(memory.downcast_ref::<MemoryLimitExceeded>().is_some());
+        let missing = instantiate_failed(wasmtime::format_err!("import `x` not found"));
+        assert!(missing.downcast_ref::<InstantiateFailed>().is_some());
+    }
+}
