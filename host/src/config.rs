@@ -381,6 +381,17 @@ impl Config {
                 .http
                 .validate()
                 .map_err(|reason| ConfigError::Invalid { key: format!("{key}.grants.http"), reason })?;
+            for (i, limit) in p.grants.http.rate_limits.iter().enumerate() {
+                if !p.grants.http.reaches(&limit.destination) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.grants.http.rate_limits[{i}]"),
+                        reason: format!(
+                            "no http.allow entry reaches `{}`, so this limit would never apply",
+                            limit.destination
+                        ),
+                    });
+                }
+            }
             if let Some(hook) = &p.webhook {
                 let secrets = hook
                     .secrets
@@ -556,6 +567,22 @@ impl Config {
                     key: format!("plugin[{}].grants.oauth", p.id),
                     reason: format!("no [oauth.{missing}] is configured"),
                 });
+            }
+            // A secret bound to hosts the plugin may not call is never sent: most likely the
+            // allow-list moved (from a stand-in to the real service) and the binding did not.
+            let bound = p.grants.secrets.iter().map(|n| ("secrets", "secret", n, &self.secrets[n].hosts));
+            let clients = p.grants.oauth.iter().map(|n| ("oauth", "oauth", n, &self.oauth[n].hosts));
+            for (field, table, name, hosts) in bound.chain(clients) {
+                if !hosts.iter().any(|h| p.grants.http.reaches(h)) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("plugin[{}].grants.{field}", p.id),
+                        reason: format!(
+                            "[{table}.{name}] may only be sent to {}, which no http.allow entry of this \
+                             plugin reaches",
+                            hosts.join(", ")
+                        ),
+                    });
+                }
             }
         }
         let admin_token = match &self.admin {

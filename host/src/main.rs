@@ -41,7 +41,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // Errors quote plugins and upstreams: their control characters are written out.
-            eprintln!("error: {}", plugboard::printable(&causes(&e)));
+            // Line breaks stay (a TOML error points at its line with a few of them).
+            let text = causes(&e);
+            let lines: Vec<String> = text.lines().map(plugboard::printable).collect();
+            eprintln!("error: {}", lines.join("\n"));
             ExitCode::FAILURE
         }
     }

@@ -184,6 +184,27 @@ fn config_errors_name_the_key() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("accepted: {extra}"),
     };
+    // The README's "use the real services" step moved the allow-list but not the bucket or the
+    // secret: both would silently stop applying.
+    let moved = "[[plugin]]\nid = \"risk\"\nwasm = \"x.wasm\"\n\
+                 grants = { secrets = [\"token\"], http = { allow = [\"https://*.myshopify.com\"], \
+                 rate_limits = [RATE] } }\n\
+                 [secret.token]\nvalue = \"file:shopify.secret\"\nhosts = [\"HOSTS\"]";
+    let bucket = err(&moved
+        .replace("RATE", r#"{ destination = "http://127.0.0.1:8788", per_second = 2, burst = 40 }"#)
+        .replace("HOSTS", "https://*.myshopify.com"));
+    assert!(
+        bucket.contains("plugin[risk].grants.http.rate_limits[0]") && bucket.contains("never apply"),
+        "{bucket}"
+    );
+    let secret = err(&moved
+        .replace("RATE", r#"{ destination = "https://*.myshopify.com", per_second = 2, burst = 40 }"#)
+        .replace("HOSTS", "http://127.0.0.1:8788"));
+    assert!(secret.contains("plugin[risk].grants.secrets") && secret.contains("[secret.token]"), "{secret}");
+    let fixed = moved
+        .replace("RATE", r#"{ destination = "https://*.myshopify.com", per_second = 2, burst = 40 }"#)
+        .replace("HOSTS", "https://*.myshopify.com");
+    assert!(Config::load(&write_config(dir.path(), &fixed)).is_ok());
     let typo = err("tolerance_sec = 5");
     assert!(typo.contains("tolerance_sec"), "{typo}");
     let missing = err(

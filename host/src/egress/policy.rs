@@ -80,6 +80,15 @@ impl HttpGrant {
         Ok(())
     }
 
+    /// Whether some request this grant allows could go to a destination matching `pattern`
+    /// (an allow-list pattern, e.g. a rate limit's or a secret's destination). A pattern no
+    /// `allow` entry reaches is a configuration mistake: the bucket never applies, the secret
+    /// is never sent.
+    pub fn reaches(&self, pattern: &str) -> bool {
+        let Ok(other) = Pattern::parse(pattern) else { return false };
+        self.allow.iter().filter_map(|p| Pattern::parse(p).ok()).any(|p| p.overlaps(&other))
+    }
+
     /// Whether a request with `method` to `url` is allowed; the reason when not.
     pub fn check(&self, method: &str, url: &url::Url) -> Result<(), String> {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
@@ -169,6 +178,22 @@ impl Pattern {
             host == self.host
         };
         scheme == self.scheme && port == self.port && host_ok
+    }
+
+    /// Whether some destination matches both patterns.
+    fn overlaps(&self, other: &Pattern) -> bool {
+        if self.scheme != other.scheme || self.port != other.port {
+            return false;
+        }
+        let under = |host: &str, domain: &str| host.strip_suffix(domain).is_some_and(|p| p.ends_with('.'));
+        match (self.wildcard, other.wildcard) {
+            (false, false) => self.host == other.host,
+            (true, false) => self.matches(&other.scheme, &other.host, other.port),
+            (false, true) => other.matches(&self.scheme, &self.host, self.port),
+            (true, true) => {
+                self.host == other.host || under(&self.host, &other.host) || under(&other.host, &self.host)
+            }
+        }
     }
 
     pub(crate) fn matches_url(&self, url: &url::Url) -> bool {
@@ -263,6 +288,33 @@ mod tests {
 
     fn check(g: &HttpGrant, url: &str) -> bool {
         g.check("GET", &url::Url::parse(url).unwrap()).is_ok()
+    }
+
+    #[test]
+    fn a_grant_reaches_the_patterns_some_allowed_request_matches() {
+        let g = grant(&["https://*.myshopify.com", "https://api.openai.com", "http://127.0.0.1:8788"]);
+        for reached in [
+            "https://shop.myshopify.com",
+            "https://*.myshopify.com",
+            "https://*.b.myshopify.com",
+            "https://*.com",
+            "https://api.openai.com:443",
+            "http://127.0.0.1:8788",
+        ] {
+            assert!(g.reaches(reached), "{reached}");
+        }
+        for missed in [
+            "https://myshopify.com",
+            "http://shop.myshopify.com",
+            "https://*.shopify.com",
+            "https://api.openai.com:8443",
+            "http://127.0.0.1:8789",
+            "https://api.anthropic.com",
+            "not a pattern",
+        ] {
+            assert!(!g.reaches(missed), "{missed}");
+        }
+        assert!(grant(&["https://shop.myshopify.com"]).reaches("https://*.myshopify.com"));
     }
 
     #[test]
