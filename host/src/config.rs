@@ -323,6 +323,14 @@ impl Resolved {
     }
 }
 
+/// Reads the secret `reference` (`env:NAME`, or `file:PATH` relative to the working directory)
+/// as text; `key` names it in errors.
+pub fn read_secret(key: &str, reference: &str) -> Result<String, ConfigError> {
+    let raw = resolve_secret(key, reference, Path::new("."))?;
+    String::from_utf8(raw)
+        .map_err(|_| ConfigError::Invalid { key: key.to_owned(), reason: "not UTF-8".into() })
+}
+
 fn resolve_secret(key: &str, reference: &str, base: &Path) -> Result<Vec<u8>, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid { key: key.to_owned(), reason };
     if let Some(name) = reference.strip_prefix("env:") {

@@ -541,3 +541,49 @@ async fn a_reload_cannot_change_the_kind_of_an_instance() {
     assert_eq!(host.plugin("shop").unwrap().name, "echo", "the running build stays");
     assert!(host.invoke("shop", "ping", &serde_json::json!({})).await.is_ok());
 }
+
+/// `plugin call --ai-provider` grants the provider what it needs on the command line (its
+/// destinations, its API key from the environment, its config), so a plugin's `ai` calls are
+/// answered, here by the official-description-checked OpenAI stand-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_call_grants_an_ai_provider_what_it_needs() {
+    use plugboard_demo::fakes::{self, Fakes};
+    let fakes = Fakes::start("127.0.0.1:0".parse().unwrap(), plugboard_demo::specs::Specs::shared().unwrap())
+        .await
+        .unwrap();
+    let origin = fakes.origin();
+    let call = |extra: &[&str]| {
+        let mut command = std::process::Command::new(plugboard_binary());
+        command
+            .args(["plugin", "call", plugboard_tests::ECHO, "--ai-provider", plugboard_tests::OPENAI])
+            .args(extra)
+            .args(["invoke", "ask", "--input", r#"{"prompt": "is order 7 risky?"}"#])
+            .env("PLUGBOARD_TEST_OPENAI_KEY", fakes::OPENAI_KEY);
+        command.output().unwrap()
+    };
+    let granted = call(&[
+        "--provider-allow-http",
+        &origin,
+        "--provider-allow-internal",
+        "127.0.0.1",
+        "--provider-config",
+        &format!("base_url={origin}"),
+        "--provider-secret",
+        "openai_api_key=env:PLUGBOARD_TEST_OPENAI_KEY",
+    ]);
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&granted.stdout), String::from_utf8_lossy(&granted.stderr));
+    assert!(granted.status.success(), "{stdout}\n{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(answer["model"], "gpt-4o-mini", "{answer}");
+    let sent = fakes.state.received();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].violations.is_empty(), "{:?}", sent[0].violations);
+    assert!(!stdout.contains(fakes::OPENAI_KEY) && !stderr.contains(fakes::OPENAI_KEY));
+
+    // Without the provider's grants the call is refused, saying why.
+    let bare = call(&[]);
+    assert!(!bare.status.success());
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("denied"), "{bare:?}");
+    assert_eq!(fakes.state.received().len(), 1);
+}

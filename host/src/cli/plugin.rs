@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use plugboard::egress::secrets::Secret;
 use plugboard::{Capability, Grants, Host, Limits, PluginInfo, PluginKind, PluginSpec};
 
 #[derive(Debug, Subcommand)]
@@ -44,9 +45,29 @@ pub struct CallArgs {
     /// A config value KEY=VALUE (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE")]
     config: Vec<String>,
-    /// An AI provider component to serve the `ai` capability.
+    /// Let internal addresses through for --allow-http (an address, CIDR block or host name;
+    /// repeatable), e.g. 127.0.0.1 for a local stand-in.
+    #[arg(long = "allow-internal", value_name = "ADDRESS")]
+    allow_internal: Vec<String>,
+    /// A secret NAME=env:VAR or NAME=file:PATH the host fills into the plugin's requests to its
+    /// --allow-http destinations (repeatable).
+    #[arg(long = "secret", value_name = "NAME=REFERENCE")]
+    secrets: Vec<String>,
+    /// An AI provider component to serve the `ai` capability (grants `ai` to the plugin).
     #[arg(long)]
     ai_provider: Option<PathBuf>,
+    /// Allow the AI provider outbound HTTP to scheme://host[:port] (repeatable).
+    #[arg(long = "provider-allow-http", value_name = "PATTERN", requires = "ai_provider")]
+    provider_allow_http: Vec<String>,
+    /// --allow-internal, for the AI provider.
+    #[arg(long = "provider-allow-internal", value_name = "ADDRESS", requires = "ai_provider")]
+    provider_allow_internal: Vec<String>,
+    /// --secret, for the AI provider (bound to its --provider-allow-http destinations).
+    #[arg(long = "provider-secret", value_name = "NAME=REFERENCE", requires = "ai_provider")]
+    provider_secrets: Vec<String>,
+    /// A config value KEY=VALUE for the AI provider (repeatable).
+    #[arg(long = "provider-config", value_name = "KEY=VALUE", requires = "ai_provider")]
+    provider_config: Vec<String>,
     /// Memory limit in MiB.
     #[arg(long, default_value_t = Limits::default().memory_mib)]
     memory_mib: u32,
@@ -171,8 +192,55 @@ fn parse_config(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
-async fn load_provider(host: &Host, file: &Path) -> anyhow::Result<String> {
-    let spec = PluginSpec::new("ai", file).with_grants(Grants::none().with(Capability::Log));
+/// What one instance of `plugin call` is granted on the command line.
+struct CliGrants<'a> {
+    capabilities: &'a [Capability],
+    allow_http: &'a [String],
+    allow_internal: &'a [String],
+    secrets: &'a [String],
+    config: &'a [String],
+}
+
+impl CliGrants<'_> {
+    /// The grants, with each secret put into `host`, bound to the instance's HTTP destinations.
+    fn apply(&self, host: &Host, flag: &str) -> anyhow::Result<Grants> {
+        let mut grants = Grants::none();
+        for c in self.capabilities {
+            grants = grants.with(*c);
+        }
+        for p in self.allow_http {
+            grants = grants.allow_http(p);
+        }
+        for a in self.allow_internal {
+            grants = grants.allow_internal(a);
+        }
+        if !self.config.is_empty() {
+            grants = grants.with(Capability::Config);
+        }
+        let hosts: Vec<&str> = self.allow_http.iter().map(String::as_str).collect();
+        for (name, reference) in parse_config(self.secrets)? {
+            let value = plugboard::config::read_secret(&format!("--{flag} {name}"), &reference)?;
+            let secret = Secret::new(value, &hosts).map_err(|e| {
+                anyhow::anyhow!("--{flag} {name}: {e} (give its destinations with --allow-http)")
+            })?;
+            host.set_secret(&name, secret);
+            grants = grants.with_secret(&name);
+        }
+        grants.http.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(grants)
+    }
+}
+
+async fn load_provider(
+    host: &Host,
+    file: &Path,
+    grants: Grants,
+    config: &[String],
+) -> anyhow::Result<String> {
+    let mut spec = PluginSpec::new("ai", file).with_grants(grants.with(Capability::Log));
+    for (k, v) in parse_config(config)? {
+        spec = spec.with_config(&k, &v);
+    }
     let info = host.load(spec).await?;
     host.set_default_ai_provider(Some(&info.id));
     Ok(info.id)
@@ -184,15 +252,25 @@ async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| args.file.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "plugin".into());
-    let mut grants = Grants::none();
-    for c in &args.grants {
-        grants = grants.with(*c);
+    let mut grants = CliGrants {
+        capabilities: &args.grants,
+        allow_http: &args.allow_http,
+        allow_internal: &args.allow_internal,
+        secrets: &args.secrets,
+        config: &[],
     }
-    for p in &args.allow_http {
-        grants = grants.allow_http(p);
-    }
+    .apply(host, "secret")?;
     if let Some(provider) = &args.ai_provider {
-        load_provider(host, provider).await?;
+        let provider_grants = CliGrants {
+            capabilities: &[],
+            allow_http: &args.provider_allow_http,
+            allow_internal: &args.provider_allow_internal,
+            secrets: &args.provider_secrets,
+            config: &args.provider_config,
+        }
+        .apply(host, "provider-secret")?;
+        let id = load_provider(host, provider, provider_grants, &args.provider_config).await?;
+        grants = grants.with_ai_provider(&id);
     }
     let mut spec = PluginSpec::new(&id, &args.file).with_grants(grants).with_limits(Limits {
         memory_mib: args.memory_mib,
