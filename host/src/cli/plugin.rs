@@ -18,7 +18,7 @@ pub enum PluginCommand {
         json: bool,
     },
     /// Load a component with the given grants and limits and call one of its exports.
-    Call(CallArgs),
+    Call(Box<CallArgs>),
     /// The instances a configuration declares, loaded as `plugboard up` would load them.
     List {
         #[command(flatten)]
@@ -110,7 +110,7 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PluginCommand::Call(args) => call(host, args).await,
+        PluginCommand::Call(args) => call(host, *args).await,
         PluginCommand::List { config, json } => {
             let resolved = plugboard::config::Config::load(config.path())?;
             plugboard::run::configure(host, &resolved);
