@@ -496,8 +496,21 @@ impl Config {
                 });
             }
         }
+        let mut schedule_names = std::collections::BTreeSet::new();
         for (i, sch) in self.schedules.iter().enumerate() {
             let key = format!("schedule[{i}]");
+            // The name makes the firings' kind, which finds the newest firing at start.
+            let name_ok = !sch.name.is_empty()
+                && sch.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !name_ok || !schedule_names.insert(sch.name.clone()) {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.name"),
+                    reason: format!(
+                        "`{}`: schedule names are unique and made of letters, digits, `-`, `_` and `.`",
+                        sch.name
+                    ),
+                });
+            }
             sch.parse().map_err(|reason| ConfigError::Invalid { key: format!("{key}.cron"), reason })?;
             if !seen.contains(&sch.to) {
                 return Err(ConfigError::Invalid {

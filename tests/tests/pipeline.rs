@@ -185,6 +185,7 @@ async fn schedules_invoke_actions_through_the_durable_pipeline() {
         to: "reviews".into(),
         action: "kv-roundtrip".into(),
         input: json!({"summary": true}),
+        ..Default::default()
     };
     let _scheduler =
         plugboard::pipeline::Scheduler::spawn(store.clone(), vec![every_second], dispatcher.notifier())
@@ -259,4 +260,74 @@ async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
     let error = dead[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("never finished"), "{error}");
     assert_eq!(store.count().unwrap(), 1, "the poison delivery did not run again");
+}
+
+/// Ticks missed while the server was down are skipped (and logged), fired once, or each
+/// fired, as the schedule's `missed` says; each firing says which tick it is for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_make_up_for_missed_ticks_as_configured() {
+    use plugboard::pipeline::{Missed, SCHEDULED_FOR, Schedule, Scheduler};
+    let now_ms =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    if now_ms() % 60_000 > 45_000 {
+        // Far from the next minute's tick, so that the test does not run across it.
+        tokio::time::sleep(Duration::from_secs(16)).await;
+    }
+    let started_ms = now_ms();
+    // Fired last 10 minutes and a few seconds ago, every minute: ten ticks were missed.
+    let last_ms = (started_ms / 60_000 - 10) * 60_000;
+    let ticks = |store: &SqliteStore, name: &str| -> Vec<u64> {
+        let mut ticks: Vec<u64> = store
+            .recent(10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == format!("schedule/{name}"))
+            .filter_map(|e| {
+                e.attributes.iter().find(|(k, _)| k == SCHEDULED_FOR).map(|(_, v)| v.parse().unwrap())
+            })
+            .filter(|t| *t < started_ms)
+            .collect();
+        ticks.sort();
+        ticks
+    };
+    for (missed, expected) in [
+        (Missed::Skip, vec![last_ms]),
+        (Missed::Once, vec![last_ms, last_ms + 10 * 60_000]),
+        (Missed::All, (0..=10).map(|i| last_ms + i * 60_000).collect()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+        let schedule = Schedule {
+            name: "minutely".into(),
+            cron: "0 * * * * *".into(),
+            to: "reviews".into(),
+            action: "ping".into(),
+            missed,
+            ..Default::default()
+        };
+        let mut fired = Event::json("schedule/minutely", "schedule", &json!({})).unwrap();
+        fired.attributes.push((SCHEDULED_FOR.into(), last_ms.to_string()));
+        store
+            .append(Append {
+                instance: "schedule".into(),
+                delivery_id: None,
+                dedup_window_ms: 0,
+                events: vec![fired],
+                deliveries: vec![],
+            })
+            .await
+            .unwrap();
+        let _scheduler = Scheduler::spawn(store.clone(), vec![schedule], Arc::default()).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..500 {
+            seen = ticks(&store, "minutely");
+            if seen.len() >= expected.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Give a wrong catch-up time to fire more than it should.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(ticks(&store, "minutely"), expected, "missed = {missed:?}; saw {seen:?}");
+    }
 }

@@ -9,4 +9,4 @@ pub use dispatcher::{
     CALLBACK_ROUTE, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, MAX_HOPS, RetryPolicy,
 };
 pub use routes::{Filter, Route, Routes};
-pub use schedule::{Schedule, Scheduler};
+pub use schedule::{MAX_CATCH_UP, Missed, SCHEDULED_FOR, Schedule, Scheduler};

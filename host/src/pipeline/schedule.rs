@@ -1,15 +1,41 @@
 //! Schedules: cron-style triggers that invoke a plugin action (periodic analyses, polling APIs
 //! that have no webhooks). A firing is an ordinary stored event with a queued delivery, so it
 //! gets the same durability, retries and dead letters as everything else.
+//!
+//! Each firing carries the tick it is for in its `plugboard.scheduled_for` attribute (ms since
+//! the Unix epoch; plugins cannot set `plugboard.*` attributes). At start the newest firing of
+//! each schedule tells which ticks passed while the server was down; the schedule's `missed`
+//! says what to do with them, and what was skipped is logged.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::Event;
-use crate::store::{Append, EventStore, QueuedDelivery};
+use crate::store::{Append, EventFilter, EventStore, QueuedDelivery};
+
+/// The attribute that says which tick a firing is for.
+pub const SCHEDULED_FOR: &str = "plugboard.scheduled_for";
+
+/// The most missed ticks `missed = "all"` fires at one start; older ones are skipped, and
+/// logged.
+pub const MAX_CATCH_UP: usize = 1_000;
+
+/// What to do with the ticks that passed while the server was down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Missed {
+    /// Skip them; log how many and which (the default).
+    #[default]
+    Skip,
+    /// Fire once, for the newest missed tick.
+    Once,
+    /// Fire each, oldest first, up to [`MAX_CATCH_UP`].
+    All,
+}
 
 /// One schedule, as configured.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -26,6 +52,9 @@ pub struct Schedule {
     /// The action's input.
     #[serde(default = "empty_object")]
     pub input: serde_json::Value,
+    /// What to do with ticks missed while the server was down.
+    #[serde(default)]
+    pub missed: Missed,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -53,7 +82,8 @@ impl Drop for Scheduler {
 }
 
 impl Scheduler {
-    /// Starts one timer per schedule. Firings missed while the host was down are not made up.
+    /// Starts one timer per schedule, after making up for missed ticks as each one's `missed`
+    /// says.
     pub fn spawn(
         store: Arc<dyn EventStore>,
         schedules: Vec<Schedule>,
@@ -64,10 +94,12 @@ impl Scheduler {
             let cron = s.parse()?;
             let (store, wake) = (store.clone(), wake.clone());
             tasks.push(tokio::spawn(async move {
-                for next in cron.upcoming(chrono::Utc) {
-                    let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+                catch_up(store.as_ref(), &s, &cron, Utc::now()).await;
+                wake.notify_one();
+                for next in cron.upcoming(Utc) {
+                    let wait = (next - Utc::now()).to_std().unwrap_or_default();
                     tokio::time::sleep(wait).await;
-                    if let Err(e) = fire(store.as_ref(), &s).await {
+                    if let Err(e) = fire(store.as_ref(), &s, next).await {
                         tracing::error!(schedule = %s.name, "could not store a schedule firing: {e}");
                     }
                     wake.notify_one();
@@ -78,9 +110,71 @@ impl Scheduler {
     }
 }
 
-async fn fire(store: &dyn EventStore, s: &Schedule) -> Result<(), String> {
-    let event =
-        Event::json(&format!("schedule/{}", s.name), "schedule", &s.input).map_err(|e| e.to_string())?;
+/// The tick the newest stored firing of `s` was for.
+async fn last_firing(store: &dyn EventStore, s: &Schedule) -> Result<Option<DateTime<Utc>>, String> {
+    let kind = kind(s);
+    let filter = EventFilter { kind: Some(&kind), source: Some("schedule"), before: None };
+    let newest = store.events(filter, 1).await.map_err(|e| e.to_string())?;
+    Ok(newest.into_iter().next().and_then(|(_, event)| {
+        let tick =
+            event.attributes.iter().find(|(k, _)| k == SCHEDULED_FOR).and_then(|(_, v)| v.parse().ok());
+        let ms = tick.unwrap_or(event.stored_at_ms);
+        DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)
+    }))
+}
+
+/// Fires, skips or logs the ticks of `s` between its newest stored firing and `now`.
+async fn catch_up(store: &dyn EventStore, s: &Schedule, cron: &cron::Schedule, now: DateTime<Utc>) {
+    let last = match last_firing(store, s).await {
+        Ok(Some(last)) => last,
+        // Never fired: nothing was missed.
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(schedule = %s.name, "cannot tell which ticks were missed: {e}");
+            return;
+        }
+    };
+    let missed: Vec<DateTime<Utc>> =
+        cron.after(&last).take_while(|t| *t <= now).take(MAX_CATCH_UP + 1).collect();
+    let (Some(first), Some(newest)) = (missed.first(), missed.last()) else { return };
+    let many = if missed.len() > MAX_CATCH_UP {
+        format!("more than {MAX_CATCH_UP}")
+    } else {
+        missed.len().to_string()
+    };
+    let fired: &[DateTime<Utc>] = match s.missed {
+        Missed::Skip => &[],
+        Missed::Once => std::slice::from_ref(newest),
+        Missed::All => &missed[missed.len().saturating_sub(MAX_CATCH_UP)..],
+    };
+    for tick in fired {
+        if let Err(e) = fire(store, s, *tick).await {
+            tracing::error!(schedule = %s.name, "could not store a missed firing: {e}");
+            return;
+        }
+    }
+    tracing::warn!(
+        schedule = %s.name,
+        missed = missed.len(),
+        fired = fired.len(),
+        "{many} ticks from {first} to {newest} were missed while the server was down; fired {} \
+         of them (missed = \"{}\")",
+        fired.len(),
+        match s.missed {
+            Missed::Skip => "skip",
+            Missed::Once => "once",
+            Missed::All => "all",
+        }
+    );
+}
+
+fn kind(s: &Schedule) -> String {
+    format!("schedule/{}", s.name)
+}
+
+async fn fire(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>) -> Result<(), String> {
+    let mut event = Event::json(&kind(s), "schedule", &s.input).map_err(|e| e.to_string())?;
+    event.attributes.push((SCHEDULED_FOR.into(), tick.timestamp_millis().to_string()));
     let delivery = QueuedDelivery {
         event_id: event.id.clone(),
         route: format!("schedule:{}", s.name),
