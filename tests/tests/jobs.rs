@@ -127,6 +127,21 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
     assert_eq!(notice["id"], id.as_str());
     assert_eq!(notice["status"], "succeeded");
     assert_eq!(notice["output"]["read"], json!({"x": 1}));
+    // The job's trace leads to its completion notice, and that to the callback's delivery.
+    let mut callback_status = String::new();
+    for _ in 0..200 {
+        let trace = store.trace(&id).unwrap().unwrap();
+        let notice = &trace.deliveries[0].produced;
+        assert_eq!(notice.len(), 1, "{trace:?}");
+        assert_eq!(notice[0].event.kind, "job/completed");
+        assert_eq!(notice[0].deliveries[0].route, "job-callback");
+        callback_status = notice[0].deliveries[0].status.clone();
+        if callback_status == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(callback_status, "delivered");
 
     // A job that keeps failing ends as failed, and says so in its callback too.
     let failing = json!({"instance": "slow", "action": "spin", "callback_url": callback_url});
@@ -173,6 +188,8 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
     let errors: Vec<String> = dead.iter().map(|d| d.last_error.clone().unwrap_or_default()).collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert_eq!(errors.iter().filter(|e| e.contains("jobs.callback_allow")).count(), 2, "{errors:?}");
+    // No plugin is involved in a callback, and the error does not say one is.
+    assert!(errors.iter().all(|e| e.starts_with("job callback refused: ")), "{errors:?}");
     assert_eq!(errors.iter().filter(|e| e.contains("internal address")).count(), 1, "{errors:?}");
     assert!(received.try_recv().is_err(), "no refused callback reached the receiver");
 }

@@ -235,9 +235,9 @@ pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// When the next attempt is due: after the plugin's `rate-limited` wait when it gave one (at
 /// most [`MAX_RETRY_WAIT`]), else after the policy's `delay`; never overflowing the clock.
-fn retry_at(now_ms: u64, error: &InvokeError, delay: Duration) -> u64 {
+fn retry_at(now_ms: u64, error: &DeliveryError, delay: Duration) -> u64 {
     let wait = match error {
-        InvokeError::Plugin(WitError::RateLimited(Some(ms))) => {
+        DeliveryError::Invoke(InvokeError::Plugin(WitError::RateLimited(Some(ms)))) => {
             Duration::from_millis(*ms).min(MAX_RETRY_WAIT)
         }
         _ => delay,
@@ -324,24 +324,46 @@ impl Callbacks {
     }
 }
 
+/// Why a delivery failed: the plugin it went to, or the host's own job callback (no plugin
+/// involved, and said so).
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    /// The callback may not be sent; sending it again cannot help.
+    #[error("job callback refused: {0}")]
+    CallbackRefused(String),
+    /// The callback was sent and failed, or never got an answer; worth retrying.
+    #[error("job callback failed: {0}")]
+    CallbackFailed(String),
+}
+
+impl DeliveryError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            DeliveryError::Invoke(e) => e.is_retryable(),
+            DeliveryError::CallbackRefused(_) => false,
+            DeliveryError::CallbackFailed(_) => true,
+        }
+    }
+}
+
 /// Signs and POSTs a job's completion notice to its callback URL.
-async fn send_callback(callbacks: Option<&Callbacks>, url: &str, event: &Event) -> Result<(), InvokeError> {
-    let callbacks = callbacks
-        .ok_or_else(|| InvokeError::Plugin(WitError::Denied("no callback secret configured".into())))?;
+async fn send_callback(callbacks: Option<&Callbacks>, url: &str, event: &Event) -> Result<(), DeliveryError> {
+    let callbacks = callbacks.ok_or_else(|| {
+        DeliveryError::CallbackRefused("no callback secret is configured ([jobs] callback_secret)".into())
+    })?;
     if let Some(why) = callbacks.refuse(url) {
-        return Err(InvokeError::Plugin(WitError::Denied(why)));
+        return Err(DeliveryError::CallbackRefused(why));
     }
     let timestamp = (now_ms() / 1000).to_string();
     let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&callbacks.secret)
-        .map_err(|e| InvokeError::Internal(e.to_string()))?;
+        .map_err(|e| DeliveryError::CallbackRefused(format!("the callback secret: {e}")))?;
     for part in [event.id.as_bytes(), b".", timestamp.as_bytes(), b".", &event.payload] {
         hmac::Mac::update(&mut mac, part);
     }
     use base64::Engine as _;
     let signature = base64::engine::general_purpose::STANDARD.encode(hmac::Mac::finalize(mac).into_bytes());
-    let upstream = |status: u16, message: String| {
-        InvokeError::Plugin(WitError::Upstream(crate::types::UpstreamFailure { status, message }))
-    };
     let response = callbacks
         .client
         .post(url)
@@ -354,13 +376,13 @@ async fn send_callback(callbacks: Option<&Callbacks>, url: &str, event: &Event) 
         .send()
         .await
         .map_err(|e| match crate::egress::dns::blocked_cause(&e) {
-            Some(why) => InvokeError::Plugin(WitError::Denied(format!("callback to {url}: {why}"))),
-            None => upstream(0, format!("callback to {url} failed: {e}")),
+            Some(why) => DeliveryError::CallbackRefused(format!("{url}: {why}")),
+            None => DeliveryError::CallbackFailed(format!("{url}: {e}")),
         })?;
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(upstream(response.status().as_u16(), format!("callback to {url} answered {}", response.status())))
+        Err(DeliveryError::CallbackFailed(format!("{url} answered {}", response.status())))
     }
 }
 
@@ -378,7 +400,12 @@ fn completion(
     let output: serde_json::Value =
         output.and_then(|o| serde_json::from_str(o).ok()).unwrap_or(serde_json::Value::Null);
     let payload = serde_json::json!({ "id": d.event.id, "status": status, "output": output, "error": error });
-    let Ok(event) = Event::json("job/completed", "jobs", &payload) else { return (Vec::new(), Vec::new()) };
+    let Ok(mut event) = Event::json("job/completed", "jobs", &payload) else {
+        return (Vec::new(), Vec::new());
+    };
+    // The job's trace links to its notice, and the notice's to its callback's attempts.
+    event.attributes.push((CAUSED_BY.into(), d.event.id.clone()));
+    event.attributes.push((HOPS.into(), (hops(&d.event) + 1).to_string()));
     let delivery = QueuedDelivery {
         event_id: event.id.clone(),
         route: CALLBACK_ROUTE.into(),
@@ -401,7 +428,7 @@ async fn deliver(
     let started = Instant::now();
     // The build that ran: from the invocation when it finished, else the one loaded now.
     let mut handler = host.plugin(&d.target).map(|p| p.handler());
-    let result: Result<(Vec<Event>, Option<String>), InvokeError> = if d.route == CALLBACK_ROUTE {
+    let result: Result<(Vec<Event>, Option<String>), DeliveryError> = if d.route == CALLBACK_ROUTE {
         let url = d.action.clone().unwrap_or_default();
         handler = None;
         send_callback(callbacks, &url, &d.event).await.map(|()| (Vec::new(), None))
@@ -425,6 +452,7 @@ async fn deliver(
                 }
             },
         }
+        .map_err(DeliveryError::from)
     };
     let is_job = d.route == JOB_ROUTE;
     let dead = |error: String| {
@@ -509,13 +537,13 @@ mod tests {
 
     #[test]
     fn a_plugins_absurd_retry_after_is_capped_not_overflowed() {
-        let forever = InvokeError::Plugin(WitError::RateLimited(Some(u64::MAX)));
+        let forever = InvokeError::Plugin(WitError::RateLimited(Some(u64::MAX))).into();
         let now = 1_700_000_000_000;
         assert_eq!(retry_at(now, &forever, Duration::from_secs(1)), now + MAX_RETRY_WAIT.as_millis() as u64);
         assert_eq!(retry_at(u64::MAX - 5, &forever, Duration::from_secs(1)), u64::MAX);
-        let soon = InvokeError::Plugin(WitError::RateLimited(Some(1500)));
+        let soon = InvokeError::Plugin(WitError::RateLimited(Some(1500))).into();
         assert_eq!(retry_at(now, &soon, Duration::from_secs(60)), now + 1500);
-        let other = InvokeError::Timeout(Duration::from_secs(1));
+        let other = InvokeError::Timeout(Duration::from_secs(1)).into();
         assert_eq!(retry_at(now, &other, Duration::from_secs(60)), now + 60_000);
     }
 }
