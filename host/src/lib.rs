@@ -58,7 +58,8 @@ pub use capabilities::{Capability, Grants, HttpGrant};
 pub use error::{InvokeError, LoadError};
 pub use limits::Limits;
 pub use runtime::{
-    Host, HostBuilder, Invocation, PluginInfo, PluginKind, PluginSpec, Session, WebhookOutcome, printable,
+    Host, HostBuilder, Invocation, PluginInfo, PluginKind, PluginSpec, Session, UPLOADED, WebhookOutcome,
+    printable,
 };
 pub use types::{Event, NewEvent};
 

@@ -152,6 +152,12 @@ async fn health_metrics_and_hot_reload() {
     let url = format!("{}/v1/plugins/order-risk/wasm", flow.origin);
     let reloaded = json_of(flow.client.put(&url).bearer_auth(ADMIN_TOKEN).body(replacement)).await;
     assert_eq!(reloaded["name"], "review-digest");
+    // The admin API says the running build is an upload that a restart would replace.
+    let shown = flow.admin("/v1/plugins/order-risk").await.unwrap();
+    assert_eq!(shown["source"], plugboard::UPLOADED, "{shown}");
+    assert!(shown["build"].as_str().unwrap().starts_with("review-digest@0.1.0 sha256:"), "{shown}");
+    let shopify = flow.admin("/v1/plugins/shopify").await.unwrap();
+    assert!(shopify["source"].as_str().unwrap().ends_with(".wasm"), "{shopify}");
     assert_eq!(
         reloaded["effective"],
         serde_json::json!(["ai", "config"]),

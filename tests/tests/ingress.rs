@@ -140,6 +140,9 @@ async fn signed_webhooks_are_stored_and_everything_else_refused() {
     assert_eq!(stored[0].source, "shop");
     assert_eq!(stored[0].payload, body);
     assert!(stored[0].attributes.contains(&("path".into(), "/orders".into())));
+    // The build of the plugin that made the event is recorded with it.
+    let build = stored[0].attributes.iter().find(|(k, _)| k == plugboard::ingress::server::BUILD);
+    assert!(build.is_some_and(|(_, b)| b.starts_with("echo@0.1.0 sha256:")), "{:?}", stored[0].attributes);
 
     // The same delivery again (a provider retry): acknowledged, not stored twice.
     let dup = post("/hooks/shop/orders", body, &good, "d-1").await.unwrap();

@@ -134,15 +134,14 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
             for i in infos {
                 let caps: Vec<&str> = i.effective.iter().map(|c| c.name()).collect();
                 say!(
-                    "{:<16} {} {} ({}), may use: {}; {} MiB, {} ms; sha256 {}",
+                    "{:<16} {} ({}), may use: {}; {} MiB, {} ms; from {}",
                     i.id,
-                    i.name,
-                    i.version,
+                    i.build,
                     i.kind.name(),
                     if caps.is_empty() { "nothing".into() } else { caps.join(", ") },
                     i.limits.memory_mib,
                     i.limits.timeout_ms,
-                    &i.sha256[..12]
+                    plugboard::printable(&i.source)
                 );
             }
             Ok(())

@@ -206,6 +206,10 @@ pub async fn serve(
         .await
 }
 
+/// The attribute of a webhook's events that names the plugin build that made them
+/// (`name@version sha256:...`, as attempts record it).
+pub const BUILD: &str = "plugboard.build";
+
 /// The provider's delivery id from the body, for schemes that carry it there (after the
 /// signature check, so the body is the provider's).
 fn delivery_id_in_body(scheme: &Scheme, body: &[u8]) -> Option<String> {
@@ -325,6 +329,11 @@ async fn handle_hook(
     let reply = done.output;
     let mut events = reply.events;
     events.extend(done.emitted);
+    // Deliveries record the build that ran each attempt; a webhook's events record the build
+    // that made them.
+    for event in &mut events {
+        event.attributes.push((BUILD.into(), done.handler.clone()));
+    }
     let stored = events.len() as u64;
     // Only when the line will be written: this is the webhook's hot path.
     let logged = tracing::enabled!(tracing::Level::INFO).then(|| {

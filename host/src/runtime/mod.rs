@@ -44,7 +44,7 @@ use engine::{EngineSettings, EpochTicker};
 pub use invoke::{Invocation, Session, WebhookOutcome};
 pub(crate) use plugin::Plugin;
 pub use plugin::printable;
-pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec};
+pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
 pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
 pub(crate) use state::InstanceState;
 
@@ -290,7 +290,7 @@ impl Host {
             self.get(id).map_err(|e| LoadError::Spec { id: id.to_owned(), reason: e.to_string() })?;
         let spec = PluginSpec {
             id: current.id.clone(),
-            wasm: PathBuf::from(format!("<reloaded {id}>")),
+            wasm: PathBuf::from(plugin::UPLOADED),
             grants: current.grants.clone(),
             limits: current.limits.clone(),
             config: current.config.clone(),

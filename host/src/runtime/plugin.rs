@@ -147,11 +147,20 @@ pub struct PluginInfo {
     pub sha256: String,
     /// The component's size in bytes.
     pub size_bytes: usize,
+    /// Where this build came from: the component file's path, or [`UPLOADED`] for a build
+    /// uploaded through the admin API (which a restart replaces with the file again).
+    pub source: String,
+    /// `name@version sha256:<12 hex>`, as attempts and webhook events record it.
+    pub build: String,
     /// Whether its compiled code came from the compile cache.
     pub compiled_from_cache: bool,
     /// The limits it runs under.
     pub limits: Limits,
 }
+
+/// [`PluginInfo::source`] of a build uploaded through the admin API: it lives in memory only,
+/// and a restart loads the configured file again.
+pub const UPLOADED: &str = "admin API upload (in memory only: a restart loads the configured file)";
 
 pub(crate) enum PluginPre {
     Connector(ConnectorPre<InstanceState>),
@@ -180,7 +189,7 @@ impl Plugin {
 
     /// `name@version sha256:<12 hex>`: which build this is.
     pub(crate) fn handler(&self) -> String {
-        self.info.handler()
+        self.info.build.clone()
     }
 }
 
@@ -474,6 +483,8 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         info.requested.iter().copied().filter(|c| spec.grants.capabilities.contains(c)).collect();
     info.effective = effective.iter().copied().collect();
     info.sha256 = sha256;
+    info.source = spec.wasm.display().to_string();
+    info.build = info.handler();
     info.size_bytes = bytes.len();
     info.compiled_from_cache = outcome == CacheOutcome::Hit;
     info.limits = spec.limits.clone();
@@ -513,6 +524,8 @@ fn placeholder_info(id: &str, kind: PluginKind) -> PluginInfo {
         effective: Vec::new(),
         sha256: String::new(),
         size_bytes: 0,
+        source: String::new(),
+        build: String::new(),
         compiled_from_cache: false,
         limits: Limits::default(),
     }
