@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match args.log_format {
-        cli::LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+        cli::LogFormat::Json => logs.event_format(cli::json_log::JsonLines).init(),
         cli::LogFormat::Human => logs.init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

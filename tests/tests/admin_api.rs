@@ -467,6 +467,11 @@ async fn the_binary_logs_json_lines_with_event_and_instance_and_no_secrets() {
     assert!(find("webhook refused", "shopify")["error"].as_str().unwrap().contains("signature"));
     assert!(find("outbound call", "openai")["event"].as_str().is_some_and(|e| !e.is_empty()));
     assert!(find("outbound call", "slack")["status"] == 200);
+    // A plugin's own fields stay JSON fields, not one string.
+    let assessed = find("order 4001 assessed", "order-risk");
+    assert_eq!(assessed["fields"]["event"], event, "{assessed}");
+    assert!(assessed["fields"]["model"].is_string(), "{assessed}");
+    assert_eq!(assessed["target"], "plugin");
     for line in &logged {
         if line.get("event").is_some_and(|e| e.as_str() != Some("")) {
             assert!(line["instance"].as_str().is_some_and(|i| !i.is_empty()), "no instance: {line}");

@@ -79,7 +79,14 @@ impl Host for InstanceState {
         self.log_bytes += bytes;
         let instance = self.plugin.id.as_str();
         let event = self.event_id.as_deref().unwrap_or("");
-        let rendered = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        // As one JSON object (JSON logs keep it as one; a repeated name keeps its last value).
+        let rendered = if fields.is_empty() {
+            String::new()
+        } else {
+            let object: serde_json::Map<String, serde_json::Value> =
+                fields.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            serde_json::Value::Object(object).to_string()
+        };
         let level = match level {
             Level::Trace => {
                 tracing::trace!(target: "plugin", instance, event, fields = %rendered, "{message}");

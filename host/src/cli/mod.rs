@@ -19,6 +19,7 @@ macro_rules! say_raw {
 
 mod demo;
 mod events;
+pub(crate) mod json_log;
 mod new;
 mod plugin;
 mod server;

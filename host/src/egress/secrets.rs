@@ -125,7 +125,12 @@ pub const REDACTED: &str = "[REDACTED]";
 /// host filled into the request) replaced by [`REDACTED`] in its header values and body. Values
 /// shorter than 4 bytes are left alone: they would match by chance, and they are not secrets.
 pub(crate) fn redact_echoes(mut response: HttpResponse, substituted: &[String]) -> HttpResponse {
-    for value in substituted.iter().filter(|v| v.len() >= 4) {
+    let mut spelled: Vec<String> =
+        substituted.iter().filter(|v| v.len() >= 4).flat_map(|v| spellings(v)).collect();
+    // Longest first, so that a spelling that contains another is replaced whole.
+    spelled.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    spelled.dedup();
+    for value in &spelled {
         for (_, header) in &mut response.headers {
             if header.contains(value.as_str()) {
                 *header = header.replace(value.as_str(), REDACTED);
@@ -136,6 +141,56 @@ pub(crate) fn redact_echoes(mut response: HttpResponse, substituted: &[String]) 
         }
     }
     response
+}
+
+/// The ways an upstream may write `value` back: as it is, inside a JSON string (as serde,
+/// Python's `ensure_ascii` and PHP's `\/` escape it), and percent-encoded (form style and path
+/// style), hex digits in either case.
+fn spellings(value: &str) -> Vec<String> {
+    let json = |ascii_only: bool, upper: bool| {
+        let mut out = String::with_capacity(value.len());
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || (ascii_only && !c.is_ascii()) => {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        out.push_str(&if upper {
+                            format!("\\u{unit:04X}")
+                        } else {
+                            format!("\\u{unit:04x}")
+                        });
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    let path = form.replace('+', "%20");
+    let lower_hex = |s: &str| {
+        let mut out = String::with_capacity(s.len());
+        let mut after_percent: u8 = 0;
+        for c in s.chars() {
+            out.push(if after_percent > 0 { c.to_ascii_lowercase() } else { c });
+            after_percent = if c == '%' { 2 } else { after_percent.saturating_sub(1) };
+        }
+        out
+    };
+    let mut all = vec![value.to_owned(), lower_hex(&form), lower_hex(&path), form, path];
+    for (ascii_only, upper) in [(false, false), (true, false), (true, true)] {
+        let escaped = json(ascii_only, upper);
+        all.push(escaped.replace('/', "\\/"));
+        all.push(escaped);
+    }
+    all.sort();
+    all.dedup();
+    all
 }
 
 fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
@@ -165,6 +220,30 @@ mod tests {
         assert_eq!(clean.headers[0].1, "Bearer [REDACTED]");
         assert_eq!(clean.headers[1].1, "abc", "too short to be a secret");
         assert_eq!(clean.body, b"auth=Bearer [REDACTED]; again [REDACTED]; abc");
+    }
+
+    #[test]
+    fn echoes_in_json_and_url_encodings_are_redacted_too() {
+        let secret = "p@ss/w\"rd+1 é";
+        let echoes = [
+            r#"{"token":"p@ss/w\"rd+1 é"}"#,
+            r#"{"token":"p@ss\/w\"rd+1 \u00e9"}"#,
+            r#"{"token":"p@ss/w\"rd+1 \u00E9"}"#,
+            "token=p%40ss%2Fw%22rd%2B1+%C3%A9",
+            "/echo/p%40ss%2Fw%22rd%2B1%20%C3%A9",
+            "token=p%40ss%2fw%22rd%2b1+%c3%a9",
+        ];
+        for echo in echoes {
+            let response = HttpResponse {
+                status: 200,
+                headers: vec![("x-echo".into(), echo.into())],
+                body: echo.as_bytes().to_vec(),
+            };
+            let clean = redact_echoes(response, &[secret.to_owned()]);
+            assert!(clean.headers[0].1.contains(REDACTED), "{echo} -> {}", clean.headers[0].1);
+            let body = String::from_utf8(clean.body).unwrap();
+            assert!(body.contains(REDACTED) && !body.contains("ss"), "{echo} -> {body}");
+        }
     }
 
     #[test]
