@@ -3,11 +3,13 @@
 # durably (SQLite, WAL, synchronous=FULL, group commit) -> 200, against a baseline measured in the
 # same run: the same server's bare `GET /healthz` handler. 64 connections, wrk on the same cores.
 # Usage: tests/load/run.sh [seconds]   (needs wrk: apt-get install wrk)
+# PLUGBOARD_BIN=path runs another build of plugboard (to compare two builds in one session).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-cargo build --quiet --release -p plugboard
+bin=${PLUGBOARD_BIN:-target/release/plugboard}
+[ -n "${PLUGBOARD_BIN:-}" ] || cargo build --quiet --release -p plugboard
 cargo build --quiet -p plugboard-tests   # builds the echo plugin
 dir=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -26,7 +28,7 @@ wasm = "$PWD/target/wasm-guests/wasm32-wasip2/guest/echo.wasm"
 verify = { scheme = "shopify" }
 secrets = ["file:secret"]
 TOML
-target/release/plugboard up --config "$dir/plugboard.toml" 2>/dev/null &
+"$bin" up --config "$dir/plugboard.toml" 2>/dev/null &
 server=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 export BODY='{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00","currency":"EUR"}'

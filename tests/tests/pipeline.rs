@@ -238,15 +238,21 @@ async fn a_cycle_of_routes_ends_in_a_dead_letter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+    let path = dir.path().join("events.db");
+    let mut store = Arc::new(SqliteStore::open(&path).unwrap());
     let host = common::host();
     common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
     let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
     append(&store, &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
     let id = store.deliveries("pending", 10).unwrap()[0].id;
-    // Two runs that were claimed and never recorded an outcome: the process died in each.
-    store.claim(vec![id], 0).await.unwrap();
-    store.claim(vec![id], 0).await.unwrap();
+    // Attempts 1 and 2 were claimed and never recorded an outcome: the process died running
+    // each. Every start counts the attempt that was running.
+    for attempt in [1, 2] {
+        store.claim(&[(id, attempt)]).unwrap();
+        drop(store);
+        store = Arc::new(SqliteStore::open(&path).unwrap());
+        assert_eq!(store.deliveries("pending", 10).unwrap()[0].attempts, attempt);
+    }
     let dispatcher = Dispatcher::spawn(
         host.clone(),
         store.clone(),

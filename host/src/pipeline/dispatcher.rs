@@ -109,7 +109,16 @@ impl Dispatcher {
                     due.truncate(free);
                     due
                 };
-                let (due, claimed) = claim(&host, &store, &policy, due).await;
+                let due = match claim(&store, &policy, due).await {
+                    Ok(due) => due,
+                    Err(e) => {
+                        // Nothing runs unclaimed: the deliveries stay due for a later round.
+                        host.metrics().add("plugboard_store_errors_total", &[("operation", "claim")], 1);
+                        tracing::error!("claiming due deliveries: {e}");
+                        tokio::time::sleep(CLAIM_FAILURE_PAUSE).await;
+                        continue;
+                    }
+                };
                 if due.is_empty() {
                     // New work wakes us; retries come due on their own, so look again soon.
                     let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
@@ -133,31 +142,32 @@ impl Dispatcher {
                         per_route.clone(),
                         wake.clone(),
                     );
-                    let mut claimed = claimed.clone();
                     tokio::spawn(async move {
                         let (id, route) = (delivery.id, delivery.route.clone());
-                        // Runs once its attempt is counted; if the claim failed, it stays due.
-                        let counted = claimed.wait_for(Option::is_some).await.is_ok_and(|c| *c == Some(true));
-                        if counted {
-                            deliver(
-                                &host,
-                                store.as_ref(),
-                                &routes,
-                                &policy,
-                                callbacks.as_ref().as_ref(),
-                                delivery,
-                            )
-                            .await;
-                        }
-                        if let Ok(mut b) = busy.lock() {
-                            b.remove(&id);
-                        }
+                        let recorded = deliver(
+                            &host,
+                            store.as_ref(),
+                            &routes,
+                            &policy,
+                            callbacks.as_ref().as_ref(),
+                            delivery,
+                        )
+                        .await;
                         if let Ok(mut r) = per_route.lock()
                             && let Some(n) = r.get_mut(&route)
                         {
                             *n = n.saturating_sub(1);
                         }
                         drop(permit);
+                        if !recorded {
+                            // Its outcome is not stored, so it is still due: running it again at
+                            // once would repeat its side effects in a tight loop. It stays busy
+                            // (not run) for a while; its attempt is counted by its claim.
+                            tokio::time::sleep(RECORD_FAILURE_PAUSE).await;
+                        }
+                        if let Ok(mut b) = busy.lock() {
+                            b.remove(&id);
+                        }
                         wake.notify_one();
                     });
                 }
@@ -172,21 +182,15 @@ impl Dispatcher {
     }
 }
 
-/// Whether a batch's claim was written: `None` while it is being written.
-type Claimed = tokio::sync::watch::Receiver<Option<bool>>;
-
 /// Before deliveries run: each one whose last attempt never recorded an outcome although the
 /// policy allowed no more (the process died running it, every time) becomes a dead letter; the
-/// rest are returned, and claimed in the background (their attempt counted, leased until their
-/// deadline has surely passed): each delivery waits for the claim before it runs, while the
-/// dispatcher goes on looking for work. If the claim cannot be written, none runs now: they
-/// stay due, and a later round tries again.
+/// rest are claimed (their attempt counted before they run) and returned. If the claim cannot
+/// be written, none runs: they stay due.
 async fn claim(
-    host: &Host,
     store: &Arc<dyn EventStore>,
     policy: &RetryPolicy,
     due: Vec<DueDelivery>,
-) -> (Vec<DueDelivery>, Claimed) {
+) -> Result<Vec<DueDelivery>, crate::store::StoreError> {
     let (poison, runnable): (Vec<_>, Vec<_>) =
         due.into_iter().partition(|d| d.attempts > 0 && policy.delay(d.attempts).is_none());
     for d in poison {
@@ -201,34 +205,16 @@ async fn claim(
             tracing::error!(delivery = d.id, "recording a dead letter: {e}");
         }
     }
-    let (written, claimed) = tokio::sync::watch::channel(None);
-    if runnable.is_empty() {
-        return (runnable, claimed);
+    if !runnable.is_empty() {
+        store.claim(runnable.iter().map(|d| (d.id, d.attempts + 1)).collect()).await?;
     }
-    // A lease outlasts the longest run: the target's deadline (a callback's own timeouts), and
-    // a margin; the outcome, written when the run ends, replaces it.
-    let longest = runnable
-        .iter()
-        .map(|d| host.plugin(&d.target).map_or(Duration::from_secs(40), |p| p.limits.timeout()))
-        .max()
-        .unwrap_or_default();
-    let until =
-        now_ms().saturating_add(u64::try_from((longest + LEASE_MARGIN).as_millis()).unwrap_or(u64::MAX));
-    let ids = runnable.iter().map(|d| d.id).collect();
-    let (store, host) = (store.clone(), host.clone());
-    tokio::spawn(async move {
-        let result = store.claim(ids, until).await;
-        if let Err(e) = &result {
-            host.metrics().add("plugboard_store_errors_total", &[("operation", "claim")], 1);
-            tracing::error!("claiming due deliveries: {e}");
-        }
-        let _ = written.send(Some(result.is_ok()));
-    });
-    (runnable, claimed)
+    Ok(runnable)
 }
 
-/// How much longer than its deadline a claimed delivery stays leased.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// How long the dispatcher waits after a claim could not be written.
+const CLAIM_FAILURE_PAUSE: Duration = Duration::from_secs(1);
+/// How long a delivery whose outcome could not be stored waits before it may run again.
+const RECORD_FAILURE_PAUSE: Duration = Duration::from_secs(10);
 
 /// The longest wait a plugin's `rate-limited(ms)` can put between two attempts.
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -416,6 +402,7 @@ fn completion(
     (vec![event], vec![delivery])
 }
 
+/// Runs one delivery and stores its outcome; answers whether the outcome was stored.
 async fn deliver(
     host: &Host,
     store: &dyn EventStore,
@@ -423,7 +410,7 @@ async fn deliver(
     policy: &RetryPolicy,
     callbacks: Option<&Callbacks>,
     d: DueDelivery,
-) {
+) -> bool {
     let attempt = d.attempts + 1;
     let started = Instant::now();
     // The build that ran: from the invocation when it finished, else the one loaded now.
@@ -523,11 +510,16 @@ async fn deliver(
         metrics.add("plugboard_events_stored_total", &[("source", &d.target)], produced);
     }
     let attempt = Attempt { number: attempt, duration_us: took.as_micros() as u64, handler };
-    if let Err(e) = store.record(d.id, attempt, outcome).await {
-        // The claim's lease keeps the delivery from running again at once; its attempt is
-        // counted, so a store that keeps failing ends it as a dead letter, not a loop.
-        host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);
-        tracing::error!(delivery = d.id, "recording a delivery outcome: {e}; it runs again after its lease");
+    match store.record(d.id, attempt, outcome).await {
+        Ok(()) => true,
+        Err(e) => {
+            host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);
+            tracing::error!(
+                delivery = d.id,
+                "recording a delivery outcome: {e}; it runs again in {RECORD_FAILURE_PAUSE:?}"
+            );
+            false
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! call log ([`SqliteCallLog`]), each on its own connection.
 
 mod calls;
+mod claims;
 mod kv;
 mod trace;
 
@@ -40,6 +41,9 @@ pub enum StoreError {
     /// The writer thread is gone (the store is shutting down).
     #[error("event store is closed")]
     Closed,
+    /// The claim journal (next to the store file) could not be written.
+    #[error("claim journal: {0}")]
+    Journal(#[from] std::io::Error),
     /// The file was written by a newer plugboard, whose schema this build does not know.
     #[error(
         "the store file is at schema version {found}; this plugboard knows up to {known}: upgrade plugboard"
@@ -254,11 +258,6 @@ enum Work {
         retention: Retention,
         done: oneshot::Sender<Result<Swept, StoreError>>,
     },
-    Claim {
-        deliveries: Vec<i64>,
-        until_ms: u64,
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
 }
 
 struct Job {
@@ -303,9 +302,9 @@ pub trait EventStore: Send + Sync + 'static {
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats>;
     /// Whether the store can take writes now (for readiness checks).
     fn writable(&self) -> bool;
-    /// Counts the next attempt of `deliveries` and leases them until `until_ms`, before they
-    /// run (see [`SqliteStore::claim`]).
-    fn claim(&self, deliveries: Vec<i64>, until_ms: u64) -> StoreFuture<'_, ()>;
+    /// Counts attempt `n` of each `(delivery, n)` before it runs, durably enough to survive the
+    /// process dying while it runs (see [`SqliteStore::claim`]).
+    fn claim(&self, claims: Vec<(i64, u32)>) -> StoreFuture<'_, ()>;
     /// Activity per minute since `since_ms`.
     fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>>;
     /// An event and everything that happened because of it.
@@ -381,8 +380,8 @@ impl EventStore for SqliteStore {
         SqliteStore::writable(self)
     }
 
-    fn claim(&self, deliveries: Vec<i64>, until_ms: u64) -> StoreFuture<'_, ()> {
-        Box::pin(SqliteStore::claim(self, deliveries, until_ms))
+    fn claim(&self, claims: Vec<(i64, u32)>) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(SqliteStore::claim(self, &claims)))
     }
 
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
@@ -422,6 +421,8 @@ pub struct SqliteStore {
     commits: Arc<tokio::sync::watch::Sender<u64>>,
     /// Whether the writer thread still runs (false once it ended, by closing or by a panic).
     writer_alive: Arc<AtomicBool>,
+    /// Which attempts are running (see [`claims`]).
+    claims: Mutex<claims::ClaimJournal>,
 }
 
 /// Clears the writer's liveness flag however the writer thread ends, panics included.
@@ -616,8 +617,18 @@ fn sweep(tx: &rusqlite::Transaction<'_>, retention: &Retention, now_ms: u64) -> 
 impl SqliteStore {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let writer_conn = open(path)?;
+        let mut writer_conn = open(path)?;
         let reader = open(path)?;
+        // Attempts that were running when the process died count, before anything runs again.
+        let unfinished = claims::ClaimJournal::leftovers(path)?;
+        if !unfinished.is_empty() {
+            count_unfinished(&mut writer_conn, &unfinished, crate::capabilities::emit::now_ms())?;
+            tracing::warn!(
+                deliveries = unfinished.len(),
+                "counted the attempts that were running when the process stopped"
+            );
+        }
+        let claims = Mutex::new(claims::ClaimJournal::start(path)?);
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(tokio::sync::watch::Sender::new(0));
         let committed = commits.clone();
@@ -630,7 +641,13 @@ impl SqliteStore {
                 writer_loop(writer_conn, rx, &committed)
             })
             .map_err(|_| StoreError::Closed)?;
-        Ok(SqliteStore { writer: Mutex::new(Some(tx)), reader: Mutex::new(reader), commits, writer_alive })
+        Ok(SqliteStore {
+            writer: Mutex::new(Some(tx)),
+            reader: Mutex::new(reader),
+            commits,
+            writer_alive,
+            claims,
+        })
     }
 
     /// Whether writes can still be stored: the writer thread runs and has not been closed.
@@ -663,16 +680,24 @@ impl SqliteStore {
     pub async fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
         self.submit(Work::Outcome { delivery, attempt, outcome, done })?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        wait.await.map_err(|_| StoreError::Closed)??;
+        // Best effort: a claim left in the journal counts, at the next start, the attempt the
+        // outcome just stored (attempts are set to the larger of the two), so nothing is lost.
+        if let Err(e) =
+            self.claims.lock().map_err(|_| StoreError::Closed).and_then(|mut j| Ok(j.done(delivery)?))
+        {
+            tracing::warn!(delivery, "claim journal: {e}");
+        }
+        Ok(())
     }
 
-    /// Counts the next attempt of each of `deliveries` before it runs, and keeps it from being
-    /// due again before `until_ms` (a lease): if the process dies while running it, the attempt
-    /// still counts, so a delivery that kills the host ends as a dead letter instead of looping.
-    pub async fn claim(&self, deliveries: Vec<i64>, until_ms: u64) -> Result<(), StoreError> {
-        let (done, wait) = oneshot::channel();
-        self.submit(Work::Claim { deliveries, until_ms, done })?;
-        wait.await.map_err(|_| StoreError::Closed)?
+    /// Counts attempt `n` of each `(delivery, n)` before it runs: if the process dies while
+    /// running it, the attempt still counts at the next start, so a delivery that kills the host
+    /// ends as a dead letter instead of looping. Written to the claim journal next to the store
+    /// file (see [`claims`]), which survives the process dying, not a power loss.
+    pub fn claim(&self, claims: &[(i64, u32)]) -> Result<(), StoreError> {
+        let mut journal = self.claims.lock().map_err(|_| StoreError::Closed)?;
+        Ok(journal.claim(claims)?)
     }
 
     /// Deletes one chunk of history past `retention` (see [`Retention`]); answers what went.
@@ -891,7 +916,6 @@ enum Answer {
     Outcome,
     Replay(u64),
     Sweep(Swept),
-    Claim,
 }
 
 /// Takes every job waiting, writes them in one transaction, then answers each.
@@ -901,19 +925,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, commits: &tokio::s
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        // A batch of claims only needs to survive the process dying (the case claims exist
-        // for), not the machine losing power: in WAL mode, NORMAL gives exactly that without
-        // waiting for the disk, so counting attempts costs deliveries almost nothing. Webhooks,
-        // outcomes and everything else stay FULL (acknowledged only once on disk).
-        let claims_only = batch.iter().all(|j| matches!(j.work, Work::Claim { .. }));
-        if claims_only {
-            let _ = conn.execute_batch("PRAGMA synchronous = NORMAL;");
-        }
         let result = write_batch(&mut conn, &batch);
-        if claims_only && let Err(e) = conn.execute_batch("PRAGMA synchronous = FULL;") {
-            tracing::error!(error = %e, "could not restore synchronous = FULL; stopping the writer");
-            return;
-        }
         if result.is_ok() {
             commits.send_modify(|n| *n = n.wrapping_add(1));
         }
@@ -940,11 +952,26 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, commits: &tokio::s
                 (Work::Replay { done, .. }, _) => drop(done.send(Err(failed()))),
                 (Work::Sweep { done, .. }, Some(Answer::Sweep(n))) => drop(done.send(Ok(*n))),
                 (Work::Sweep { done, .. }, _) => drop(done.send(Err(failed()))),
-                (Work::Claim { done, .. }, Some(Answer::Claim)) => drop(done.send(Ok(()))),
-                (Work::Claim { done, .. }, _) => drop(done.send(Err(failed()))),
             }
         }
     }
+}
+
+/// Counts, at start, the attempts the claim journal says were running when the process died:
+/// each delivery still pending has at least that many attempts.
+fn count_unfinished(conn: &mut Connection, unfinished: &[(i64, u32)], now_ms: u64) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut count = tx.prepare_cached(
+            "UPDATE delivery_queue SET attempts = MAX(attempts, ?2), updated_at_ms = ?3 \
+             WHERE id = ?1 AND status = 'pending'",
+        )?;
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        for (delivery, attempt) in unfinished {
+            count.execute(params![delivery, attempt, now])?;
+        }
+    }
+    tx.commit()
 }
 
 fn insert_events(
@@ -1048,16 +1075,6 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
                 answers.push(Answer::Outcome);
             }
             Work::Sweep { retention, .. } => answers.push(Answer::Sweep(sweep(&tx, retention, job.now_ms)?)),
-            Work::Claim { deliveries, until_ms, .. } => {
-                let mut claim = tx.prepare_cached(
-                    "UPDATE delivery_queue SET attempts = attempts + 1, next_at_ms = ?2, updated_at_ms = ?3 \
-                     WHERE id = ?1 AND status = 'pending'",
-                )?;
-                for id in deliveries {
-                    claim.execute(params![id, i64::try_from(*until_ms).unwrap_or(i64::MAX), now])?;
-                }
-                answers.push(Answer::Claim);
-            }
             Work::Replay { delivery, .. } => {
                 let n = tx
                     .prepare_cached(

@@ -1,0 +1,163 @@
+//! The claim journal: which attempt of which delivery is running, written before it runs, so
+//! that a delivery whose run kills the process still has that attempt counted (and one that
+//! kills it every time ends as a dead letter instead of looping across restarts).
+//!
+//! A claim only has to survive the process dying, not the machine losing power: a line
+//! appended to a file (one `write`, no `fsync`) is enough, and costs a delivery microseconds,
+//! where a database transaction behind the writer's `fsync`s cost it a quarter of its
+//! throughput. Each line is `claim <delivery> <attempt>` or `done <delivery>`; at start the
+//! store reads the claims without a `done` and counts those attempts in the database, then
+//! starts an empty journal. While running, the journal is rewritten with only the running
+//! claims whenever it grows past [`ROTATE_BYTES`].
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Past this size the journal is rewritten with only the claims still running.
+const ROTATE_BYTES: u64 = 1 << 20;
+
+pub(crate) struct ClaimJournal {
+    path: PathBuf,
+    file: File,
+    /// Running claims: delivery -> attempt.
+    running: HashMap<i64, u32>,
+    written: u64,
+}
+
+/// The journal's file for the store file `db`.
+fn journal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-claims");
+    PathBuf::from(name)
+}
+
+/// The claims in `text` that no `done` line ended (a later claim of a delivery replaces its
+/// earlier one). Unreadable lines (a torn last line) are skipped.
+fn unfinished(text: &str) -> Vec<(i64, u32)> {
+    let mut running: HashMap<i64, u32> = HashMap::new();
+    let mut order = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split(' ');
+        match (words.next(), words.next().and_then(|d| d.parse::<i64>().ok()), words.next()) {
+            (Some("claim"), Some(delivery), Some(attempt)) => {
+                if let Ok(attempt) = attempt.parse() {
+                    running.insert(delivery, attempt);
+                    order.push(delivery);
+                }
+            }
+            (Some("done"), Some(delivery), None) => {
+                running.remove(&delivery);
+            }
+            _ => {}
+        }
+    }
+    order.into_iter().filter_map(|d| running.remove(&d).map(|a| (d, a))).collect()
+}
+
+impl ClaimJournal {
+    /// The claims the journal of `db` holds from a previous run that never finished. Read
+    /// before [`ClaimJournal::start`] empties it.
+    pub(crate) fn leftovers(db: &Path) -> io::Result<Vec<(i64, u32)>> {
+        match std::fs::read(journal_path(db)) {
+            Ok(bytes) => Ok(unfinished(&String::from_utf8_lossy(&bytes))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An empty journal for the store file `db` (its leftovers must be counted first).
+    pub(crate) fn start(db: &Path) -> io::Result<Self> {
+        let path = journal_path(db);
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+        let mut journal = ClaimJournal { path, file, running: HashMap::new(), written: 0 };
+        journal.reopen_for_append()?;
+        Ok(journal)
+    }
+
+    fn reopen_for_append(&mut self) -> io::Result<()> {
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        Ok(())
+    }
+
+    /// Records that `attempt` of each delivery is about to run.
+    pub(crate) fn claim(&mut self, claims: &[(i64, u32)]) -> io::Result<()> {
+        let mut lines = String::with_capacity(claims.len() * 24);
+        for (delivery, attempt) in claims {
+            lines.push_str(&format!("claim {delivery} {attempt}\n"));
+        }
+        // One write: a process that dies mid-way leaves at most a torn last line.
+        self.file.write_all(lines.as_bytes())?;
+        self.written += lines.len() as u64;
+        self.running.extend(claims.iter().copied());
+        if self.written > ROTATE_BYTES {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Records that `delivery`'s running attempt has its outcome stored.
+    pub(crate) fn done(&mut self, delivery: i64) -> io::Result<()> {
+        if self.running.remove(&delivery).is_some() {
+            let line = format!("done {delivery}\n");
+            self.file.write_all(line.as_bytes())?;
+            self.written += line.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal with only the running claims (written aside, then renamed over
+    /// it, so that a death mid-way leaves one whole journal or the other).
+    fn rotate(&mut self) -> io::Result<()> {
+        let mut aside = self.path.as_os_str().to_owned();
+        aside.push(".new");
+        let aside = PathBuf::from(aside);
+        let mut lines = String::new();
+        for (delivery, attempt) in &self.running {
+            lines.push_str(&format!("claim {delivery} {attempt}\n"));
+        }
+        std::fs::write(&aside, &lines)?;
+        std::fs::rename(&aside, &self.path)?;
+        self.reopen_for_append()?;
+        self.written = lines.len() as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_claims_without_done_are_left_over() {
+        let text = "claim 1 1\nclaim 2 1\ndone 1\nclaim 3 2\nclaim 1 2\ndone 3\nclaim 4 1\ngarb";
+        let mut left = unfinished(text);
+        left.sort();
+        assert_eq!(left, [(1, 2), (2, 1), (4, 1)]);
+        assert_eq!(unfinished("claim 9 3\nclaim 9 4\n"), [(9, 4)]);
+        assert_eq!(unfinished("claim 5 1\ndone 5\nclaim 6"), []);
+    }
+
+    #[test]
+    fn the_journal_keeps_running_claims_across_rotations_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("events.db");
+        let mut journal = ClaimJournal::start(&db).unwrap();
+        journal.claim(&[(7, 1)]).unwrap();
+        // Enough claims and dones to rotate several times.
+        for id in 100..60_000 {
+            journal.claim(&[(id, 1)]).unwrap();
+            journal.done(id).unwrap();
+        }
+        journal.claim(&[(8, 3)]).unwrap();
+        let size = std::fs::metadata(journal_path(&db)).unwrap().len();
+        assert!(size < 2 * ROTATE_BYTES, "{size} bytes");
+        drop(journal);
+        let mut left = ClaimJournal::leftovers(&db).unwrap();
+        left.sort();
+        assert_eq!(left, [(7, 1), (8, 3)]);
+        ClaimJournal::start(&db).unwrap();
+        assert_eq!(ClaimJournal::leftovers(&db).unwrap(), []);
+    }
+}
