@@ -134,10 +134,23 @@ pub enum DlqCommand {
     },
 }
 
+/// The store `args` configures, opened for reading only: listings change nothing in a store a
+/// running server uses (no upgrade, no claim journal).
 pub(crate) fn open_store(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
+    let path = store_path(args)?;
+    SqliteStore::open_read_only(&path).with_context(|| format!("opening the event store {}", path.display()))
+}
+
+/// The store `args` configures, opened for writing (`dlq replay`).
+fn open_store_for_writing(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
+    let path = store_path(args)?;
+    SqliteStore::open_without_deliveries(&path)
+        .with_context(|| format!("opening the event store {}", path.display()))
+}
+
+fn store_path(args: &ConfigArgs) -> anyhow::Result<std::path::PathBuf> {
     let config = Config::parse(&args.config)?;
-    let path = Config::base(&args.config).join(&config.store.path);
-    SqliteStore::open(&path).with_context(|| format!("opening the event store {}", path.display()))
+    Ok(Config::base(&args.config).join(&config.store.path))
 }
 
 /// `plugboard dlq ...`, against the store a running server uses (SQLite allows both).
@@ -168,7 +181,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             say!("{}", serde_json::to_string_pretty(&detail)?);
         }
         DlqCommand::Replay { config, id, all } => {
-            let n = open_store(&config)?.replay(if all { None } else { id }).await?;
+            let n = open_store_for_writing(&config)?.replay(if all { None } else { id }).await?;
             say!("replayed {n} dead letter(s)");
         }
     }

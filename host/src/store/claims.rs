@@ -7,12 +7,13 @@
 //! where a database transaction behind the writer's `fsync`s cost it a quarter of its
 //! throughput. Each line is `claim <delivery> <attempt>` or `done <delivery>`; at start the
 //! store reads the claims without a `done` and counts those attempts in the database, then
-//! starts an empty journal. While running, the journal is rewritten with only the running
-//! claims whenever it grows past [`ROTATE_BYTES`].
+//! empties the journal. While running, the journal is rewritten with only the running claims
+//! whenever it grows past [`ROTATE_BYTES`]. The process that runs deliveries holds a lock on the
+//! journal; another process opening the same store (a CLI command) leaves it alone.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Past this size the journal is rewritten with only the claims still running.
@@ -57,27 +58,28 @@ fn unfinished(text: &str) -> Vec<(i64, u32)> {
 }
 
 impl ClaimJournal {
-    /// The claims the journal of `db` holds from a previous run that never finished. Read
-    /// before [`ClaimJournal::start`] empties it.
-    pub(crate) fn leftovers(db: &Path) -> io::Result<Vec<(i64, u32)>> {
-        match std::fs::read(journal_path(db)) {
-            Ok(bytes) => Ok(unfinished(&String::from_utf8_lossy(&bytes))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// An empty journal for the store file `db` (its leftovers must be counted first).
-    pub(crate) fn start(db: &Path) -> io::Result<Self> {
+    /// Takes the journal of the store file `db`, with the claims a previous run left that never
+    /// finished (count them, then [`ClaimJournal::clear`] it). `None` when another process holds
+    /// it: a running server, while a CLI command opens the same store; that process keeps it.
+    pub(crate) fn open(db: &Path) -> io::Result<Option<(Self, Vec<(i64, u32)>)>> {
         let path = journal_path(db);
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
-        let mut journal = ClaimJournal { path, file, running: HashMap::new(), written: 0 };
-        journal.reopen_for_append()?;
-        Ok(journal)
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let leftovers = unfinished(&String::from_utf8_lossy(&bytes));
+        let journal = ClaimJournal { path, file, running: HashMap::new(), written: bytes.len() as u64 };
+        Ok(Some((journal, leftovers)))
     }
 
-    fn reopen_for_append(&mut self) -> io::Result<()> {
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+    /// Empties the journal, once its leftovers are counted.
+    pub(crate) fn clear(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.written = 0;
         Ok(())
     }
 
@@ -117,9 +119,13 @@ impl ClaimJournal {
         for (delivery, attempt) in &self.running {
             lines.push_str(&format!("claim {delivery} {attempt}\n"));
         }
-        std::fs::write(&aside, &lines)?;
+        let mut file = OpenOptions::new().append(true).create(true).truncate(false).open(&aside)?;
+        // Locked before it takes the journal's name, so the name always names a held journal.
+        file.lock()?;
+        file.set_len(0)?;
+        file.write_all(lines.as_bytes())?;
         std::fs::rename(&aside, &self.path)?;
-        self.reopen_for_append()?;
+        self.file = file;
         self.written = lines.len() as u64;
         Ok(())
     }
@@ -143,7 +149,8 @@ mod tests {
     fn the_journal_keeps_running_claims_across_rotations_and_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("events.db");
-        let mut journal = ClaimJournal::start(&db).unwrap();
+        let (mut journal, left) = ClaimJournal::open(&db).unwrap().unwrap();
+        assert!(left.is_empty());
         journal.claim(&[(7, 1)]).unwrap();
         // Enough claims and dones to rotate several times.
         for id in 100..60_000 {
@@ -153,11 +160,14 @@ mod tests {
         journal.claim(&[(8, 3)]).unwrap();
         let size = std::fs::metadata(journal_path(&db)).unwrap().len();
         assert!(size < 2 * ROTATE_BYTES, "{size} bytes");
+        // Held (also after rotating): a second opener, like a CLI command, leaves it alone.
+        assert!(ClaimJournal::open(&db).unwrap().is_none());
         drop(journal);
-        let mut left = ClaimJournal::leftovers(&db).unwrap();
+        let (mut journal, mut left) = ClaimJournal::open(&db).unwrap().unwrap();
         left.sort();
         assert_eq!(left, [(7, 1), (8, 3)]);
-        ClaimJournal::start(&db).unwrap();
-        assert_eq!(ClaimJournal::leftovers(&db).unwrap(), []);
+        journal.clear().unwrap();
+        drop(journal);
+        assert_eq!(ClaimJournal::open(&db).unwrap().unwrap().1, []);
     }
 }

@@ -44,6 +44,23 @@ pub enum StoreError {
     /// The claim journal (next to the store file) could not be written.
     #[error("claim journal: {0}")]
     Journal(#[from] std::io::Error),
+    /// Another process runs this store's deliveries (it holds the claim journal), or this
+    /// store was opened without them.
+    #[error(
+        "another process runs this store's deliveries (it holds the claim journal next to the store file)"
+    )]
+    JournalHeld,
+    /// A read-only opener found a file of an older schema version, which it does not upgrade.
+    #[error(
+        "the store file is at schema version {found}, older than this plugboard's {known}: \
+         start `plugboard up` once to upgrade it"
+    )]
+    OlderSchema {
+        /// The file's version.
+        found: u32,
+        /// This build's version.
+        known: u32,
+    },
     /// The file was written by a newer plugboard, whose schema this build does not know.
     #[error(
         "the store file is at schema version {found}; this plugboard knows up to {known}: upgrade plugboard"
@@ -421,8 +438,8 @@ pub struct SqliteStore {
     commits: Arc<tokio::sync::watch::Sender<u64>>,
     /// Whether the writer thread still runs (false once it ended, by closing or by a panic).
     writer_alive: Arc<AtomicBool>,
-    /// Which attempts are running (see [`claims`]).
-    claims: Mutex<claims::ClaimJournal>,
+    /// Which attempts are running (see [`claims`]); `None` when opened without deliveries.
+    claims: Mutex<Option<claims::ClaimJournal>>,
 }
 
 /// Clears the writer's liveness flag however the writer thread ends, panics included.
@@ -620,15 +637,36 @@ impl SqliteStore {
         let mut writer_conn = open(path)?;
         let reader = open(path)?;
         // Attempts that were running when the process died count, before anything runs again.
-        let unfinished = claims::ClaimJournal::leftovers(path)?;
-        if !unfinished.is_empty() {
-            count_unfinished(&mut writer_conn, &unfinished, crate::capabilities::emit::now_ms())?;
-            tracing::warn!(
-                deliveries = unfinished.len(),
-                "counted the attempts that were running when the process stopped"
-            );
-        }
-        let claims = Mutex::new(claims::ClaimJournal::start(path)?);
+        let claims = match claims::ClaimJournal::open(path)? {
+            Some((mut journal, unfinished)) => {
+                if !unfinished.is_empty() {
+                    count_unfinished(&mut writer_conn, &unfinished, crate::capabilities::emit::now_ms())?;
+                    tracing::warn!(
+                        deliveries = unfinished.len(),
+                        "counted the attempts that were running when the process stopped"
+                    );
+                }
+                journal.clear()?;
+                journal
+            }
+            // Two processes running one store's deliveries would run each twice.
+            None => return Err(StoreError::JournalHeld),
+        };
+        Self::start(writer_conn, reader, Some(claims))
+    }
+
+    /// Opens the store at `path` to write to it, not to run its deliveries (`plugboard dlq
+    /// replay` next to a running server): the claim journal stays with whoever holds it.
+    pub fn open_without_deliveries(path: &Path) -> Result<Self, StoreError> {
+        Self::start(open(path)?, open(path)?, None)
+    }
+
+    fn start(
+        writer_conn: Connection,
+        reader: Connection,
+        claims: Option<claims::ClaimJournal>,
+    ) -> Result<Self, StoreError> {
+        let claims = Mutex::new(claims);
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(tokio::sync::watch::Sender::new(0));
         let committed = commits.clone();
@@ -647,6 +685,32 @@ impl SqliteStore {
             commits,
             writer_alive,
             claims,
+        })
+    }
+
+    /// Opens the store at `path` for reading only (the CLI's listings): nothing is written, no
+    /// schema is upgraded, no claim journal is touched; writes fail with [`StoreError::Closed`].
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        let found: u32 = reader.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        match found.cmp(&SCHEMA_VERSION) {
+            std::cmp::Ordering::Greater => {
+                return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION });
+            }
+            std::cmp::Ordering::Less => return Err(StoreError::OlderSchema { found, known: SCHEMA_VERSION }),
+            std::cmp::Ordering::Equal => {}
+        }
+        Ok(SqliteStore {
+            writer: Mutex::new(None),
+            reader: Mutex::new(reader),
+            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            writer_alive: Arc::new(AtomicBool::new(false)),
+            claims: Mutex::new(None),
         })
     }
 
@@ -683,9 +747,12 @@ impl SqliteStore {
         wait.await.map_err(|_| StoreError::Closed)??;
         // Best effort: a claim left in the journal counts, at the next start, the attempt the
         // outcome just stored (attempts are set to the larger of the two), so nothing is lost.
-        if let Err(e) =
-            self.claims.lock().map_err(|_| StoreError::Closed).and_then(|mut j| Ok(j.done(delivery)?))
-        {
+        let done = self
+            .claims
+            .lock()
+            .map_err(|_| StoreError::Closed)
+            .and_then(|mut journal| Ok(journal.as_mut().map(|j| j.done(delivery)).transpose()?));
+        if let Err(e) = done {
             tracing::warn!(delivery, "claim journal: {e}");
         }
         Ok(())
@@ -697,6 +764,7 @@ impl SqliteStore {
     /// file (see [`claims`]), which survives the process dying, not a power loss.
     pub fn claim(&self, claims: &[(i64, u32)]) -> Result<(), StoreError> {
         let mut journal = self.claims.lock().map_err(|_| StoreError::Closed)?;
+        let journal = journal.as_mut().ok_or(StoreError::JournalHeld)?;
         Ok(journal.claim(claims)?)
     }
 
@@ -1137,6 +1205,48 @@ mod tests {
         drop(conn);
         let refused = SqliteStore::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(refused.contains("upgrade plugboard"), "{refused}");
+    }
+
+    /// What the CLI's listings open changes nothing: no upgrade of an older file, no claim
+    /// journal taken from the server that runs the store; a second server is refused.
+    #[tokio::test]
+    async fn read_only_openers_change_nothing_and_one_process_runs_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let running = SqliteStore::open(&path).unwrap();
+        let append = Append {
+            instance: "shop".into(),
+            delivery_id: None,
+            dedup_window_ms: 0,
+            events: vec![event("orders/create")],
+            deliveries: vec![],
+        };
+        running.append(append).await.unwrap();
+        running.claim(&[(1, 1)]).unwrap();
+
+        let reader = SqliteStore::open_read_only(&path).unwrap();
+        assert_eq!(reader.recent(10).unwrap().len(), 1);
+        assert!(matches!(reader.claim(&[(2, 1)]), Err(StoreError::JournalHeld)));
+        assert!(matches!(SqliteStore::open(&path), Err(StoreError::JournalHeld)));
+        let admin = SqliteStore::open_without_deliveries(&path).unwrap();
+        assert_eq!(admin.replay(None).await.unwrap(), 0);
+        drop((reader, admin));
+        // The server's claim is still in its journal.
+        running.claim(&[(3, 1)]).unwrap();
+        let journal = std::fs::read_to_string(dir.path().join("events.db-claims")).unwrap();
+        assert_eq!(journal, "claim 1 1\nclaim 3 1\n");
+        drop(running);
+
+        // After a clean stop, a listing still opens it; an older file is not upgraded by one.
+        assert_eq!(SqliteStore::open_read_only(&path).unwrap().recent(10).unwrap().len(), 1);
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION - 1).unwrap();
+        drop(conn);
+        let refused = SqliteStore::open_read_only(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("plugboard up"), "{refused}");
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION - 1);
     }
 
     fn event(kind: &str) -> Event {
