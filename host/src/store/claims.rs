@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 /// Past this size the journal is rewritten with only the claims still running.
 const ROTATE_BYTES: u64 = 1 << 20;
 
+/// A delivery and the number of its attempt.
+pub(crate) type Claim = (i64, u32);
+
 pub(crate) struct ClaimJournal {
     path: PathBuf,
     file: File,
@@ -61,7 +64,7 @@ impl ClaimJournal {
     /// Takes the journal of the store file `db`, with the claims a previous run left that never
     /// finished (count them, then [`ClaimJournal::clear`] it). `None` when another process holds
     /// it: a running server, while a CLI command opens the same store; that process keeps it.
-    pub(crate) fn open(db: &Path) -> io::Result<Option<(Self, Vec<(i64, u32)>)>> {
+    pub(crate) fn open(db: &Path) -> io::Result<Option<(Self, Vec<Claim>)>> {
         let path = journal_path(db);
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
         match file.try_lock() {
