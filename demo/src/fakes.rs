@@ -198,7 +198,7 @@ fn numeric(gid: &str) -> Option<u64> {
     gid.rsplit('/').next()?.parse().ok()
 }
 
-fn order_node(order: &Value) -> Value {
+fn order_node(order: &Value, placed: usize) -> Value {
     let tags: Vec<String> = order["tags"]
         .as_str()
         .map(|t| t.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
@@ -214,9 +214,17 @@ fn order_node(order: &Value) -> Value {
         "customer": order["customer"]["id"].as_u64().map(|id| json!({
             "id": format!("gid://shopify/Customer/{id}"),
             "email": order["customer"]["email"],
-            "numberOfOrders": order["customer"]["orders_count"].as_u64().unwrap_or(0).to_string(),
+            "numberOfOrders": placed.to_string(),
         })),
     })
+}
+
+/// How many of the stand-in's orders the customer of `order` placed.
+fn orders_placed(orders: &BTreeMap<u64, Value>, customer: &Value) -> usize {
+    orders
+        .values()
+        .filter(|o| o["customer"]["id"].as_u64().is_some() && o["customer"]["id"] == *customer)
+        .count()
 }
 
 async fn shopify(
@@ -296,15 +304,22 @@ async fn shopify(
             }
         }
     } else if query.contains("order(id") {
-        let order = vars["id"].as_str().and_then(numeric).and_then(|id| orders.get(&id)).map(order_node);
+        let order = vars["id"]
+            .as_str()
+            .and_then(numeric)
+            .and_then(|id| orders.get(&id))
+            .map(|o| order_node(o, orders_placed(&orders, &o["customer"]["id"])));
         json!({ "order": order })
     } else if query.contains("customer(id") {
         let id = vars["id"].as_str().and_then(numeric);
-        let customer = orders.values().find(|o| o["customer"]["id"].as_u64() == id).map(|o| json!({
+        let theirs: Vec<&Value> =
+            orders.values().filter(|o| id.is_some() && o["customer"]["id"].as_u64() == id).collect();
+        let spent: f64 = theirs.iter().filter_map(|o| o["total_price"].as_str()?.parse::<f64>().ok()).sum();
+        let customer = theirs.first().map(|o| json!({
             "id": format!("gid://shopify/Customer/{}", o["customer"]["id"]),
             "email": o["customer"]["email"], "firstName": o["customer"]["first_name"], "lastName": o["customer"]["last_name"],
-            "numberOfOrders": o["customer"]["orders_count"].as_u64().unwrap_or(0).to_string(), "tags": [],
-            "amountSpent": { "amount": o["customer"]["total_spent"], "currencyCode": o["currency"] },
+            "numberOfOrders": theirs.len().to_string(), "tags": [],
+            "amountSpent": { "amount": format!("{spent:.2}"), "currencyCode": o["currency"] },
         }));
         json!({ "customer": customer })
     } else {

@@ -35,8 +35,12 @@ pub fn sample_order(id: u64, note: &str, total: &str) -> Value {
         "fulfillment_status": null,
         "note": note,
         "tags": "",
+        // The customer object of API version 2025-07: no `orders_count` or `total_spent` (removed
+        // in 2022-04); the order count is the Admin GraphQL API's `Customer.numberOfOrders`.
         "customer": { "id": 115310627314723954u64, "email": "jon@example.com", "first_name": "Jon", "last_name": "Snow",
-                      "orders_count": 1, "total_spent": total },
+                      "state": "enabled", "verified_email": true, "currency": "USD", "tax_exempt": false, "phone": null,
+                      "created_at": "2026-11-28T09:10:00-05:00", "updated_at": "2026-11-28T09:12:45-05:00",
+                      "admin_graphql_api_id": "gid://shopify/Customer/115310627314723954" },
         "billing_address": { "address1": "123 Billing Street", "city": "Billtown", "country_code": "US", "zip": "K2P0B0" },
         "shipping_address": { "address1": "123 Shipping Street", "city": "Shippington", "country_code": "US", "zip": "K2P0S0" },
         "line_items": [{ "id": 866550311766439020u64, "title": "IPod Nano - 8GB", "quantity": 1, "price": total, "sku": "IPOD2008PINK" }],

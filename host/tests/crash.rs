@@ -138,7 +138,7 @@ async fn kill_9_under_load_loses_no_acknowledged_webhook() {
     // Restart: in-flight deliveries resume.
     let mut server = start(&config);
     wait_healthy(&client, &base).await;
-    let store = SqliteStore::open(&dir.path().join("events.db")).unwrap();
+    let store = SqliteStore::open_read_only(&dir.path().join("events.db")).unwrap();
     let mut settled = false;
     for _ in 0..600 {
         if store.deliveries("pending", 1).unwrap().is_empty() {

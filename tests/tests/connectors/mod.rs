@@ -548,6 +548,16 @@ pub async fn order_risk() {
             .iter()
             .any(|(plugin, provider, u)| plugin == "order-risk" && provider == "openai" && u.calls == 2)
     );
+    // The webhook's customer object (API 2025-07) has no order count: order-risk read it from
+    // the Admin GraphQL API (both orders are this customer's: one before this one), and the
+    // model was told.
+    let received = flow.fakes.state.received();
+    let lookups =
+        received.iter().filter(|r| r.body["query"].as_str().is_some_and(|q| q.contains("numberOfOrders")));
+    assert_eq!(lookups.count(), 2);
+    let prompts: Vec<String> =
+        received.iter().filter(|r| r.provider == "openai").map(|r| r.body["messages"].to_string()).collect();
+    assert!(prompts.iter().all(|p| p.contains("customer with 1 previous orders")), "{prompts:?}");
 }
 
 /// Flow 2 with the example's config: a support message in Slack -> Anthropic triage -> a

@@ -1,14 +1,20 @@
 //! Flow 1's decision step. It handles `orders/create` events from the Shopify connector:
-//! asks the AI provider for a structured assessment (fraud risk, a score, the customer's
-//! sentiment, reasons), returns `orders/assessed`, and for a risky order also returns
-//! `alerts/slack` (routed to the Slack connector's `post-message`) and `alerts/shopify-tag`
-//! (routed to the Shopify connector's `add-order-tags`). It calls no API itself: the routes and
-//! connectors do, with their own grants.
+//! looks up how many orders the customer has placed (the Admin GraphQL API's
+//! `Customer.numberOfOrders`: the webhook's customer object has had no order count since API
+//! version 2022-04), asks the AI provider for a structured assessment (fraud risk, a score, the
+//! customer's sentiment, reasons), returns `orders/assessed`, and for a risky order also
+//! returns `alerts/slack` (routed to the Slack connector's `post-message`) and
+//! `alerts/shopify-tag` (routed to the Shopify connector's `add-order-tags`).
 //!
 //! Config: `alert_channel` (Slack channel id), `risk_tag` (default `fraud-risk-high`),
-//! `min_score` (default 0.7: a `high` risk or a score at least this high is risky).
+//! `min_score` (default 0.7: a `high` risk or a score at least this high is risky), and for the
+//! order count `shop` (`example.myshopify.com`) or `shopify_base_url`, `api_version` (default
+//! `2025-07`), `access_token_secret` (default `shopify_access_token`). Without `shop` or
+//! `shopify_base_url` the model is told the customer's history is unknown.
+//! Grants: `ai`, `config`, `log`, and for the order count `http` to the shop with the secret.
 
 use plugboard_sdk::ai::Chat;
+use plugboard_sdk::http::Request;
 use plugboard_sdk::{Capability, Connector, Error, Event, Metadata, NewEvent, config, info};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,8 +43,39 @@ fn schema() -> Value {
     })
 }
 
+/// How many orders the order's customer has placed, this one included, from the Admin GraphQL
+/// API; `None` when no shop is configured or the order has no customer.
+fn orders_placed(order: &Value) -> Result<Option<u64>, Error> {
+    let customer =
+        match (order["customer"]["admin_graphql_api_id"].as_str(), order["customer"]["id"].as_u64()) {
+            (Some(gid), _) => gid.to_owned(),
+            (None, Some(id)) => format!("gid://shopify/Customer/{id}"),
+            (None, None) => return Ok(None),
+        };
+    let base = match (config::get("shopify_base_url")?, config::get("shop")?) {
+        (Some(base), _) => base,
+        (None, Some(shop)) => format!("https://{shop}"),
+        (None, None) => return Ok(None),
+    };
+    let version = config::get("api_version")?.unwrap_or_else(|| "2025-07".into());
+    let secret = config::get("access_token_secret")?.unwrap_or_else(|| "shopify_access_token".into());
+    let query = "query CustomerOrders($id: ID!) { customer(id: $id) { numberOfOrders } }";
+    let response = Request::post(format!("{}/admin/api/{version}/graphql.json", base.trim_end_matches('/')))
+        .header("x-shopify-access-token", format!("{{{{secret:{secret}}}}}"))
+        .json(&json!({ "query": query, "variables": { "id": customer } }))?
+        // A query: safe to repeat on a 429 or 5xx.
+        .retry()
+        .send()?;
+    if !response.is_success() {
+        return Err(response.error("the customer's order count"));
+    }
+    let body: Value = response.json()?;
+    // `UnsignedInt64` is a string in GraphQL's JSON.
+    Ok(body["data"]["customer"]["numberOfOrders"].as_str().and_then(|n| n.parse().ok()))
+}
+
 /// What the model sees: the order's facts that bear on fraud, and the customer's own words.
-fn describe(order: &Value) -> String {
+fn describe(order: &Value, orders_placed: Option<u64>) -> String {
     let address = |a: &Value| {
         format!(
             "{}, {} {}",
@@ -47,13 +84,16 @@ fn describe(order: &Value) -> String {
             a["city"].as_str().unwrap_or("")
         )
     };
+    let history = match orders_placed {
+        Some(n) => format!("customer with {} previous orders", n.saturating_sub(1)),
+        None => "customer's order history unknown".into(),
+    };
     format!(
-        "Order {} for {} {} by {} (customer with {} previous orders).\nBilling address: {}\nShipping address: {}\nCustomer note: {}",
+        "Order {} for {} {} by {} ({history}).\nBilling address: {}\nShipping address: {}\nCustomer note: {}",
         order["name"].as_str().unwrap_or("?"),
         order["total_price"].as_str().unwrap_or("?"),
         order["currency"].as_str().unwrap_or(""),
         order["email"].as_str().unwrap_or("unknown email"),
-        order["customer"]["orders_count"].as_u64().unwrap_or(0).saturating_sub(1),
         address(&order["billing_address"]),
         address(&order["shipping_address"]),
         order["note"].as_str().unwrap_or("(none)"),
@@ -71,6 +111,7 @@ impl Connector for OrderRisk {
         .produces("alerts/slack")
         .produces("alerts/shopify-tag")
         .requests(Capability::Ai)
+        .requests(Capability::Http)
         .requests(Capability::Config)
         .requests(Capability::Log)
     }
@@ -86,7 +127,7 @@ impl Connector for OrderRisk {
                 "You review e-commerce orders for a fraud team. Judge the fraud risk from the order's facts and \
                  the customer's sentiment from their note. Be terse.",
             )
-            .user(&describe(&order))
+            .user(&describe(&order, orders_placed(&order)?))
             .temperature(0.0)
             .json_schema(&schema())
             .send()?;
