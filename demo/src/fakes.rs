@@ -33,7 +33,7 @@ pub const CHANNELS: [&str; 3] = ["C0FRAUD", "C0SUPPORT", "C0REVIEWS"];
 /// One request a stand-in received.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// `shopify`, `slack`, `openai` or `anthropic`.
+    /// `shopify`, `slack`, `openai`, `azure-openai` or `anthropic`.
     pub provider: &'static str,
     /// The path.
     pub path: String,
@@ -146,6 +146,7 @@ impl Fakes {
             .route("/admin/api/{version}/graphql.json", post(shopify))
             .route("/api/{method}", post(slack))
             .route("/v1/chat/completions", post(openai))
+            .route("/openai/deployments/{deployment}/chat/completions", post(azure_openai))
             .route("/v1/messages", post(anthropic))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -519,6 +520,83 @@ async fn openai(
     if let Some(script) = state.next_script("openai") {
         return scripted(script);
     }
+    let (answer, n) = chat_completion(&state, &body, body["model"].clone());
+    let mut response = axum::Json(answer).into_response();
+    if let Ok(id) = format!("req_demo{n}").parse() {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    response
+}
+
+/// Azure OpenAI's Chat Completions for a deployment: the key in `api-key`, a required
+/// `api-version`, and the OpenAI request body (Azure's inference API takes the same
+/// `CreateChatCompletionRequest`, checked against OpenAI's description); the deployment decides
+/// the model.
+async fn azure_openai(
+    State(state): State<Arc<FakeState>>,
+    Path(deployment): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let error = |status: StatusCode, code: &str, message: String| {
+        (status, axum::Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    };
+    let body = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequest", e),
+    };
+    let mut violations = state.specs.check_openai_request(&body);
+    let version_ok = query.get("api-version").is_some_and(|v| {
+        let date = v.strip_suffix("-preview").unwrap_or(v);
+        date.len() == 10
+            && date
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() })
+    });
+    if !version_ok {
+        violations.push("query parameter `api-version` (YYYY-MM-DD[-preview]) is required".into());
+    }
+    if headers.contains_key("authorization") {
+        violations.push("Azure OpenAI takes the key in `api-key`, not `Authorization`".into());
+    }
+    let path = format!("/openai/deployments/{deployment}/chat/completions");
+    state.record("azure-openai", &path, &body, violations.clone());
+    if header(&headers, "api-key") != Some(OPENAI_KEY) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key or wrong API endpoint.".into(),
+        );
+    }
+    if !violations.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "BadRequest", violations.join("; "));
+    }
+    if deployment != AZURE_DEPLOYMENT {
+        return error(
+            StatusCode::NOT_FOUND,
+            "DeploymentNotFound",
+            "The API deployment for this resource does not exist.".into(),
+        );
+    }
+    let (mut answer, n) = chat_completion(&state, &body, json!("gpt-4o-mini"));
+    answer["prompt_filter_results"] = json!([]);
+    let mut response = axum::Json(answer).into_response();
+    for name in ["apim-request-id", "x-request-id"] {
+        if let Ok(id) = format!("azreq-demo{n}").parse() {
+            response.headers_mut().insert(name, id);
+        }
+    }
+    response
+}
+
+/// The deployment the Azure OpenAI stand-in serves.
+pub const AZURE_DEPLOYMENT: &str = "triage-gpt-4o-mini";
+
+/// A Chat Completions answer to `body` (a structured answer when it asks for one), and its
+/// number for ids.
+fn chat_completion(state: &FakeState, body: &Value, model: Value) -> (Value, u64) {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let user: Vec<&str> =
         messages.iter().filter(|m| m["role"] == "user").filter_map(|m| m["content"].as_str()).collect();
@@ -530,18 +608,14 @@ async fn openai(
         "id": format!("chatcmpl-demo{n}"),
         "object": "chat.completion",
         "created": chrono::Utc::now().timestamp(),
-        "model": body["model"],
+        "model": model,
         "choices": [{ "index": 0, "message": { "role": "assistant", "content": content, "refusal": null, "annotations": [] },
                       "logprobs": null, "finish_reason": "stop" }],
         "usage": { "prompt_tokens": prompt, "completion_tokens": tokens(&content), "total_tokens": prompt + tokens(&content) },
         "service_tier": "default",
         "system_fingerprint": "fp_demo",
     });
-    let mut response = axum::Json(answer).into_response();
-    if let Ok(id) = format!("req_demo{n}").parse() {
-        response.headers_mut().insert("x-request-id", id);
-    }
-    response
+    (answer, n)
 }
 
 async fn anthropic(

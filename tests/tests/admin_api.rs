@@ -300,7 +300,7 @@ async fn the_dashboard_in_headless_chromium() {
     let plugins = seen["plugins"].as_array().unwrap();
     let ids: Vec<&str> = plugins.iter().map(|p| p["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["openai", "order-risk", "shopify", "slack"]);
-    assert_eq!(plugins[1]["caps"], "log, ai, config");
+    assert_eq!(plugins[1]["caps"], "http, log, ai, config");
     let timeline = seen["timeline"].as_str().unwrap();
     for part in [
         "orders/create",

@@ -6,6 +6,12 @@
 //! `api_key_secret` (the name of the host secret holding the API key, default `openai_api_key`;
 //! the key itself never enters the plugin), `organization` (optional `OpenAI-Organization`).
 //! Grants it needs: `http` to the base URL, `config`, and the secret.
+//!
+//! Azure OpenAI is a configuration of the same connector: set `azure_deployment` (the
+//! deployment's name) and `base_url` (`https://{resource}.openai.azure.com`), optionally
+//! `api_version` (default `2024-10-21`, the current GA version). Requests then go to
+//! `{base_url}/openai/deployments/{deployment}/chat/completions?api-version=...` with the key in
+//! an `api-key` header; the deployment decides the model.
 
 use plugboard_sdk::ai::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, Usage};
 use plugboard_sdk::http::{Request, Response};
@@ -22,6 +28,29 @@ fn chat_completions_url(base: &str) -> String {
     let base = base.trim_end_matches('/');
     let base = base.strip_suffix("/v1").unwrap_or(base);
     format!("{base}/v1/chat/completions")
+}
+
+/// The Azure OpenAI API version used when the config names none.
+const AZURE_API_VERSION: &str = "2024-10-21";
+
+/// The Chat Completions URL of Azure OpenAI deployment `deployment` under `base`.
+fn azure_chat_completions_url(base: &str, deployment: &str, api_version: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let deployment: String = url_path_segment(deployment);
+    format!(
+        "{base}/openai/deployments/{deployment}/chat/completions?api-version={}",
+        url_path_segment(api_version)
+    )
+}
+
+/// `s` percent-encoded for one path segment or query value (anything but unreserved bytes).
+fn url_path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Models that take `max_completion_tokens` and refuse `max_tokens` (reasoning models).
@@ -135,11 +164,21 @@ impl AiProvider for OpenAi {
     }
 
     fn complete(request: ChatRequest) -> Result<ChatResponse, Error> {
-        let base = config::get("base_url")?.unwrap_or_else(|| "https://api.openai.com".into());
         let model = request.model.clone().or(config::get("model")?).unwrap_or_else(|| DEFAULT_MODEL.into());
         let secret = config::get("api_key_secret")?.unwrap_or_else(|| "openai_api_key".into());
-        let mut call = Request::post(chat_completions_url(&base))
-            .bearer(&format!("{{{{secret:{secret}}}}}"))
+        let key = format!("{{{{secret:{secret}}}}}");
+        let call = match config::get("azure_deployment")? {
+            Some(deployment) => {
+                let base = config::require("base_url")?;
+                let version = config::get("api_version")?.unwrap_or_else(|| AZURE_API_VERSION.into());
+                Request::post(azure_chat_completions_url(&base, &deployment, &version)).header("api-key", key)
+            }
+            None => {
+                let base = config::get("base_url")?.unwrap_or_else(|| "https://api.openai.com".into());
+                Request::post(chat_completions_url(&base)).bearer(&key)
+            }
+        };
+        let mut call = call
             .json(&body(&request, &model))?
             // Completions are safe to repeat here: the host may retry 429s and 5xx.
             .retry();

@@ -122,6 +122,39 @@ pub async fn openai() {
     host.complete("openai-v1", chat(None, ResponseFormat::JsonObject, Some(20))).await.unwrap();
     assert_eq!(fakes.state.received().last().unwrap().path, "/v1/chat/completions");
 
+    // Azure OpenAI, a configuration of the same connector: the deployment's path, a required
+    // api-version, the key in `api-key`; the same request body, checked against the description.
+    let azure = |deployment: &str| {
+        let grants = Grants::none()
+            .with(Capability::Config)
+            .allow_http(&fakes.origin())
+            .allow_internal("127.0.0.1")
+            .with_secret("openai_api_key");
+        PluginSpec::new("azure", OPENAI)
+            .with_grants(grants)
+            .with_limits(one_attempt())
+            .with_config("base_url", &fakes.origin())
+            .with_config("azure_deployment", deployment)
+    };
+    host.load(azure(fakes::AZURE_DEPLOYMENT)).await.unwrap();
+    let answer = host
+        .complete("azure", chat(None, ResponseFormat::JsonSchema(triage_schema()), Some(200)))
+        .await
+        .unwrap()
+        .output;
+    let parsed: Value = serde_json::from_str(&answer.content).unwrap();
+    assert_eq!(parsed, json!({ "sentiment": "negative", "category": "billing" }));
+    assert!(answer.request_id.is_some_and(|id| id.starts_with("azreq-")));
+    let sent = fakes.state.received().last().unwrap().clone();
+    assert_eq!(
+        (sent.provider, sent.path.as_str()),
+        ("azure-openai", "/openai/deployments/triage-gpt-4o-mini/chat/completions")
+    );
+    no_violations(&fakes);
+    host.load(azure("no-such-deployment")).await.unwrap();
+    let missing = plugin_error(host.complete("azure", chat(None, ResponseFormat::Text, None)).await);
+    assert!(matches!(&missing, WitError::NotFound(m) if m.contains("deployment")), "{missing:?}");
+
     // The stand-in answers in the documented CreateChatCompletionResponse shape.
     let raw = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", fakes.origin()))
