@@ -183,49 +183,27 @@ pub struct MinuteStats {
 }
 
 impl SqliteStore {
-    /// Activity per minute since `since_ms`, oldest first.
+    /// Activity per minute since `since_ms`, oldest first: read from the per-minute totals the
+    /// writer keeps, so that it costs the same at any history length.
     pub fn stats(&self, since_ms: u64) -> Result<Vec<MinuteStats>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
-        let mut minutes: std::collections::BTreeMap<u64, MinuteStats> = std::collections::BTreeMap::new();
-        let blank = |m: u64| MinuteStats {
-            minute_ms: m * 60_000,
-            events: 0,
-            attempts: 0,
-            failures: 0,
-            mean_ms: 0.0,
-            max_ms: 0.0,
-        };
         let mut stmt = conn.prepare_cached(
-            "SELECT stored_at_ms / 60000, COUNT(*) FROM events WHERE stored_at_ms >= ?1 GROUP BY 1",
+            "SELECT minute, events, attempts, failures, duration_us_sum, duration_us_max FROM minute_stats \
+             WHERE minute >= ?1 ORDER BY minute",
         )?;
-        for row in
-            stmt.query_map(params![since_ms as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-        {
-            let (m, n) = row?;
-            minutes.entry(m as u64).or_insert_with(|| blank(m as u64)).events = n as u64;
-        }
-        let mut stmt = conn.prepare_cached(
-            "SELECT at_ms / 60000, COUNT(*), SUM(outcome != 'delivered'), AVG(duration_us), MAX(duration_us) \
-             FROM attempts WHERE at_ms >= ?1 GROUP BY 1",
-        )?;
-        let rows = stmt.query_map(params![since_ms as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, f64>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
+        let rows = stmt.query_map(params![(since_ms / 60_000) as i64], |r| {
+            let (minute, events, attempts, failures, sum, max): (i64, i64, i64, i64, i64, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+            Ok(MinuteStats {
+                minute_ms: minute as u64 * 60_000,
+                events: events as u64,
+                attempts: attempts as u64,
+                failures: failures as u64,
+                mean_ms: if attempts > 0 { sum as f64 / attempts as f64 / 1000.0 } else { 0.0 },
+                max_ms: max as f64 / 1000.0,
+            })
         })?;
-        for row in rows {
-            let (m, n, failed, mean, max) = row?;
-            let entry = minutes.entry(m as u64).or_insert_with(|| blank(m as u64));
-            entry.attempts = n as u64;
-            entry.failures = failed as u64;
-            entry.mean_ms = mean / 1000.0;
-            entry.max_ms = max as f64 / 1000.0;
-        }
-        Ok(minutes.into_values().collect())
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Event `id`'s content type and payload, whole.
@@ -250,10 +228,13 @@ impl SqliteStore {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS}, seq FROM events WHERE (?1 IS NULL OR kind GLOB ?1) \
-             AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR seq < ?3) ORDER BY seq DESC LIMIT ?4"
+             AND (?2 IS NULL OR source = ?2) AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
         );
+        // A plain `seq < ?` (not `?3 IS NULL OR ...`) lets a page start where its cursor points
+        // instead of walking down from the newest event.
+        let before = filter.before.unwrap_or(i64::MAX);
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![filter.kind, filter.source, filter.before, limit as i64], |r| {
+        let rows = stmt.query_map(params![filter.kind, filter.source, before, limit as i64], |r| {
             Ok((r.get(6)?, summary(r)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
