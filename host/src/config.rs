@@ -377,6 +377,14 @@ impl Config {
             if !seen.insert(p.id.clone()) {
                 return Err(ConfigError::Invalid { key, reason: "the id is used twice".into() });
             }
+            // The host's own sources: an instance named so could pass its events off as
+            // schedule firings or job notices.
+            if ["schedule", "jobs"].contains(&p.id.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.id"),
+                    reason: format!("`{}` is the source name of the host's own events", p.id),
+                });
+            }
             if let Some(provider) = &p.grants.ai_provider
                 && !self.plugins.iter().any(|q| &q.id == provider)
             {

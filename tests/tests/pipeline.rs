@@ -336,4 +336,62 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(ticks(&store, "minutely"), expected, "missed = {missed:?}; saw {seen:?}");
     }
+
+    // More missed ticks than are made up (a per-second schedule down for two hours): the
+    // newest are fired, not the oldest.
+    for (missed, count) in [(Missed::Once, 1), (Missed::All, plugboard::pipeline::MAX_CATCH_UP)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+        let mut fired = Event::json("schedule/secondly", "schedule", &json!({})).unwrap();
+        let two_hours_ago = now_ms() / 1000 * 1000 - 7_200_000;
+        fired.attributes.push((SCHEDULED_FOR.into(), two_hours_ago.to_string()));
+        store
+            .append(Append {
+                instance: "schedule".into(),
+                delivery_id: None,
+                dedup_window_ms: 0,
+                events: vec![fired],
+                deliveries: vec![],
+            })
+            .await
+            .unwrap();
+        let started_ms = now_ms();
+        let schedule = Schedule {
+            name: "secondly".into(),
+            cron: "* * * * * *".into(),
+            to: "reviews".into(),
+            action: "ping".into(),
+            missed,
+            ..Default::default()
+        };
+        let _scheduler = Scheduler::spawn(store.clone(), vec![schedule], Arc::default()).unwrap();
+        let mut caught_up = Vec::new();
+        for _ in 0..500 {
+            caught_up = store
+                .recent(10_000)
+                .unwrap()
+                .into_iter()
+                .filter_map(|e| {
+                    e.attributes
+                        .iter()
+                        .find(|(k, _)| k == SCHEDULED_FOR)
+                        .map(|(_, v)| v.parse::<u64>().unwrap())
+                })
+                .filter(|t| *t > two_hours_ago)
+                .collect();
+            if caught_up.len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(caught_up.len() >= count, "{missed:?}: {}", caught_up.len());
+        // The oldest tick fired is among the newest missed (regular firings are newer still).
+        let oldest = *caught_up.iter().min().unwrap();
+        let window = (count as u64 + 5) * 1000;
+        assert!(
+            oldest + window >= started_ms,
+            "{missed:?}: a tick {}s old was fired",
+            started_ms.saturating_sub(oldest) / 1000
+        );
+    }
 }

@@ -23,9 +23,17 @@ impl Host for InstanceState {
         let router = &self.host.ai;
         let plugin = self.plugin.id.as_str();
         let key = router.cache_key(&provider, &request);
+        // The same question again in this invocation: the answer it already holds (not yet in
+        // the shared cache, which takes it once the invocation succeeds).
+        if let Some(key) = &key
+            && let Some((_, answer)) = self.ai_answers.iter().find(|(k, _)| k == key)
+        {
+            return Ok(answer.clone());
+        }
         if let Some(key) = &key
             && let Some(answer) = router.cached(self.host.kv.as_ref(), plugin, &provider, key)
         {
+            self.hold(crate::egress::ai::answer_bytes(&answer)).map_err(Error::QuotaExceeded)?;
             return Ok(answer);
         }
         router.check_budget(self.host.kv.as_ref(), plugin, self.plugin.grants.ai_daily_tokens, now_ms())?;
@@ -42,6 +50,8 @@ impl Host for InstanceState {
             Err(_) => return Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time"))),
         };
         router.charge(self.host.kv.as_ref(), plugin, &provider, &answer, now_ms());
+        // What the plugin is handed, the host holds for this invocation: bounded like any output.
+        self.hold(crate::egress::ai::answer_bytes(&answer)).map_err(Error::QuotaExceeded)?;
         if let Some(key) = key {
             // Cached once the invocation ends without an error (the plugin could use it).
             self.ai_answers.push((key, answer.clone()));

@@ -30,10 +30,11 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         let mut line = Map::new();
+        event.record(&mut Fields { line: &mut line, plugin: meta.target() == PLUGIN_TARGET });
+        // After the event's fields, so that none of them can stand in for these.
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         line.insert("timestamp".into(), now.into());
         line.insert("level".into(), meta.level().as_str().into());
-        event.record(&mut Fields { line: &mut line, plugin: meta.target() == PLUGIN_TARGET });
         line.insert("target".into(), meta.target().into());
         writeln!(writer, "{}", Value::Object(line))
     }
@@ -72,10 +73,9 @@ impl Visit for Fields<'_> {
 
 impl Fields<'_> {
     fn put(&mut self, field: &Field, text: String) {
-        let value = match serde_json::from_str::<Value>(&text) {
-            Ok(object @ Value::Object(_)) if self.plugin && field.name() == "fields" => object,
-            _ => Value::String(text),
-        };
-        self.line.insert(field.name().into(), value);
+        let object = (self.plugin && field.name() == "fields")
+            .then(|| serde_json::from_str::<Value>(&text).ok().filter(Value::is_object))
+            .flatten();
+        self.line.insert(field.name().into(), object.unwrap_or(Value::String(text)));
     }
 }

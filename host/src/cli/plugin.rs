@@ -202,7 +202,12 @@ struct CliGrants<'a> {
 
 impl CliGrants<'_> {
     /// The grants, with each secret put into `host`, bound to the instance's HTTP destinations.
-    fn apply(&self, host: &Host, flag: &str) -> anyhow::Result<Grants> {
+    fn apply(
+        &self,
+        host: &Host,
+        flag: &str,
+        taken: &mut std::collections::BTreeSet<String>,
+    ) -> anyhow::Result<Grants> {
         let mut grants = Grants::none();
         for c in self.capabilities {
             grants = grants.with(*c);
@@ -218,6 +223,9 @@ impl CliGrants<'_> {
         }
         let hosts: Vec<&str> = self.allow_http.iter().map(String::as_str).collect();
         for (name, reference) in parse_config(self.secrets)? {
+            // The host's secrets are one namespace: the same name twice would hand one
+            // instance's secret to the other.
+            anyhow::ensure!(taken.insert(name.clone()), "--{flag} {name}: the secret name is given twice");
             let value = plugboard::config::read_secret(&format!("--{flag} {name}"), &reference)?;
             let secret = Secret::new(value, &hosts).map_err(|e| {
                 anyhow::anyhow!("--{flag} {name}: {e} (give its destinations with --allow-http)")
@@ -251,6 +259,7 @@ async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| args.file.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "plugin".into());
+    let mut taken = std::collections::BTreeSet::new();
     let mut grants = CliGrants {
         capabilities: &args.grants,
         allow_http: &args.allow_http,
@@ -258,7 +267,7 @@ async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
         secrets: &args.secrets,
         config: &[],
     }
-    .apply(host, "secret")?;
+    .apply(host, "secret", &mut taken)?;
     if let Some(provider) = &args.ai_provider {
         let provider_grants = CliGrants {
             capabilities: &[],
@@ -267,7 +276,7 @@ async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
             secrets: &args.provider_secrets,
             config: &args.provider_config,
         }
-        .apply(host, "provider-secret")?;
+        .apply(host, "provider-secret", &mut taken)?;
         let id = load_provider(host, provider, provider_grants, &args.provider_config).await?;
         grants = grants.with_ai_provider(&id);
     }

@@ -88,11 +88,14 @@ pub(crate) type CacheKey = [u8; 32];
 #[derive(Default)]
 struct AnswerCache {
     answers: HashMap<CacheKey, (Instant, ChatResponse)>,
+    /// Keys oldest first, with when each was stored: evicting the oldest is a pop, not a scan
+    /// (an entry replaced since leaves a stale key here, skipped when it comes up).
+    order: std::collections::VecDeque<(Instant, CacheKey)>,
     bytes: usize,
 }
 
 /// What a cached answer counts against `cache_max_bytes`.
-fn answer_bytes(answer: &ChatResponse) -> usize {
+pub(crate) fn answer_bytes(answer: &ChatResponse) -> usize {
     answer.content.len() + answer.model.len() + answer.request_id.as_ref().map_or(0, String::len)
 }
 
@@ -103,14 +106,32 @@ impl AnswerCache {
         }
     }
 
-    fn evict_oldest(&mut self) {
-        if let Some(oldest) = self.answers.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k) {
-            self.remove(&oldest);
+    /// Evicts the oldest answer; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((at, key)) = self.order.pop_front() {
+            if self.answers.get(&key).is_some_and(|(stored, _)| *stored == at) {
+                self.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn insert(&mut self, key: CacheKey, answer: ChatResponse) {
+        let at = Instant::now();
+        self.bytes += answer_bytes(&answer);
+        self.answers.insert(key, (at, answer));
+        self.order.push_back((at, key));
+        // Stale keys (replaced entries) never outnumber the live ones by much.
+        if self.order.len() > 2 * self.answers.len() + 16 {
+            let answers = &self.answers;
+            self.order.retain(|(at, k)| answers.get(k).is_some_and(|(stored, _)| stored == at));
         }
     }
 
     fn clear(&mut self) {
         self.answers.clear();
+        self.order.clear();
         self.bytes = 0;
     }
 }
@@ -184,11 +205,12 @@ impl AiRouter {
         }
         if let Ok(mut c) = self.cache.lock() {
             c.remove(&key);
-            while !c.answers.is_empty() && (c.answers.len() >= max || c.bytes + size > max_bytes) {
-                c.evict_oldest();
+            while c.answers.len() >= max || c.bytes + size > max_bytes {
+                if !c.evict_oldest() {
+                    break;
+                }
             }
-            c.bytes += size;
-            c.answers.insert(key, (Instant::now(), answer));
+            c.insert(key, answer);
         }
     }
 

@@ -144,10 +144,13 @@ pub(crate) fn redact_echoes(mut response: HttpResponse, substituted: &[String]) 
 }
 
 /// The ways an upstream may write `value` back: as it is, inside a JSON string (as serde,
-/// Python's `ensure_ascii` and PHP's `\/` escape it), and percent-encoded (form style and path
-/// style), hex digits in either case.
+/// Python's `ensure_ascii`, Go's HTML-safe escapes and PHP's `\/` write it), and percent-encoded
+/// (form and path style, RFC 3986, encodeURIComponent, Python's quote), hex digits in either
+/// case. Best effort: an upstream that echoes the value transformed otherwise (base64, mixed
+/// case) is not caught, which is why secrets are bound to the hosts trusted with them.
 fn spellings(value: &str) -> Vec<String> {
-    let json = |ascii_only: bool, upper: bool| {
+    // `html_safe`: Go's encoding/json also writes <, >, & and U+2028/9 as \u escapes.
+    let json = |ascii_only: bool, upper: bool, html_safe: bool| {
         let mut out = String::with_capacity(value.len());
         for c in value.chars() {
             match c {
@@ -156,7 +159,12 @@ fn spellings(value: &str) -> Vec<String> {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
-                c if (c as u32) < 0x20 || (ascii_only && !c.is_ascii()) => {
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20
+                    || (ascii_only && !c.is_ascii())
+                    || (html_safe && matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}')) =>
+                {
                     let mut units = [0u16; 2];
                     for unit in c.encode_utf16(&mut units) {
                         out.push_str(&if upper {
@@ -173,6 +181,20 @@ fn spellings(value: &str) -> Vec<String> {
     };
     let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
     let path = form.replace('+', "%20");
+    // Encoders that leave more bytes as they are: RFC 3986's unreserved set, JavaScript's
+    // encodeURIComponent (also !'()*), Python's quote (also /).
+    let percent = |keep: &[u8]| -> String {
+        value
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
     let lower_hex = |s: &str| {
         let mut out = String::with_capacity(s.len());
         let mut after_percent: u8 = 0;
@@ -183,8 +205,14 @@ fn spellings(value: &str) -> Vec<String> {
         out
     };
     let mut all = vec![value.to_owned(), lower_hex(&form), lower_hex(&path), form, path];
-    for (ascii_only, upper) in [(false, false), (true, false), (true, true)] {
-        let escaped = json(ascii_only, upper);
+    for keep in [&b""[..], b"!'()*", b"/"] {
+        let encoded = percent(keep);
+        all.push(lower_hex(&encoded));
+        all.push(encoded);
+    }
+    let styles = [(false, false, false), (true, false, false), (true, true, false), (false, false, true)];
+    for (ascii_only, upper, html_safe) in styles {
+        let escaped = json(ascii_only, upper, html_safe);
         all.push(escaped.replace('/', "\\/"));
         all.push(escaped);
     }
@@ -232,6 +260,8 @@ mod tests {
             "token=p%40ss%2Fw%22rd%2B1+%C3%A9",
             "/echo/p%40ss%2Fw%22rd%2B1%20%C3%A9",
             "token=p%40ss%2fw%22rd%2b1+%c3%a9",
+            "token=p%40ss%2Fw%22rd%2B1%20%C3%A9",
+            "/echo/p%40ss/w%22rd%2B1%20%C3%A9",
         ];
         for echo in echoes {
             let response = HttpResponse {
@@ -244,6 +274,15 @@ mod tests {
             let body = String::from_utf8(clean.body).unwrap();
             assert!(body.contains(REDACTED) && !body.contains("ss"), "{echo} -> {body}");
         }
+    }
+
+    #[test]
+    fn go_style_json_escapes_are_redacted_too() {
+        let secret = "a<b>&c\u{8}d";
+        let echo = r#"{"token":"a\u003cb\u003e\u0026c\bd"}"#;
+        let response = HttpResponse { status: 200, headers: vec![], body: echo.as_bytes().to_vec() };
+        let body = String::from_utf8(redact_echoes(response, &[secret.to_owned()]).body).unwrap();
+        assert_eq!(body, format!(r#"{{"token":"{REDACTED}"}}"#));
     }
 
     #[test]

@@ -477,7 +477,9 @@ async fn create_job(
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ApiError::BadJob("callback_url must be http or https".into()));
         }
-        event.attributes.push(("callback_url".into(), url.clone()));
+        // The parsed form: no control characters (the parser drops tabs and line breaks), so
+        // error messages that quote it cannot forge log lines.
+        event.attributes.push(("callback_url".into(), parsed.as_str().to_owned()));
     }
     let id = event.id.clone();
     let delivery = crate::store::QueuedDelivery {

@@ -83,6 +83,10 @@ impl Dispatcher {
         let task = tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(concurrency.max(1)));
             let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
+            // Attempts that ran but whose outcome could not be stored: the store still shows
+            // the count before them, so they are counted here until an outcome is stored (a
+            // store that keeps failing then ends the delivery instead of re-running it forever).
+            let unrecorded: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
             let per_route: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
             loop {
                 let free = slots.available_permits();
@@ -109,6 +113,14 @@ impl Dispatcher {
                     due.truncate(free);
                     due
                 };
+                let mut due = due;
+                if let Ok(unrecorded) = unrecorded.lock() {
+                    for d in &mut due {
+                        if let Some(ran) = unrecorded.get(&d.id) {
+                            d.attempts = d.attempts.max(*ran);
+                        }
+                    }
+                }
                 let due = match claim(&store, &policy, due).await {
                     Ok(due) => due,
                     Err(e) => {
@@ -133,6 +145,7 @@ impl Dispatcher {
                         *r.entry(delivery.route.clone()).or_default() += 1;
                     }
                     let callbacks = callbacks.clone();
+                    let unrecorded = unrecorded.clone();
                     let (host, store, routes, policy, busy, per_route, wake) = (
                         host.clone(),
                         store.clone(),
@@ -143,7 +156,8 @@ impl Dispatcher {
                         wake.clone(),
                     );
                     tokio::spawn(async move {
-                        let (id, route) = (delivery.id, delivery.route.clone());
+                        let (id, route, attempt) =
+                            (delivery.id, delivery.route.clone(), delivery.attempts + 1);
                         let recorded = deliver(
                             &host,
                             store.as_ref(),
@@ -159,6 +173,13 @@ impl Dispatcher {
                             *n = n.saturating_sub(1);
                         }
                         drop(permit);
+                        if let Ok(mut unrecorded) = unrecorded.lock() {
+                            if recorded {
+                                unrecorded.remove(&id);
+                            } else {
+                                unrecorded.insert(id, attempt);
+                            }
+                        }
                         if !recorded {
                             // Its outcome is not stored, so it is still due: running it again at
                             // once would repeat its side effects in a tight loop. It stays busy

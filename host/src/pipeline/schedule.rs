@@ -20,9 +20,12 @@ use crate::store::{Append, EventFilter, EventStore, QueuedDelivery};
 /// The attribute that says which tick a firing is for.
 pub const SCHEDULED_FOR: &str = "plugboard.scheduled_for";
 
-/// The most missed ticks `missed = "all"` fires at one start; older ones are skipped, and
-/// logged.
+/// The most missed ticks `missed = "all"` fires at one start: the newest ones; older ones are
+/// skipped, and logged.
 pub const MAX_CATCH_UP: usize = 1_000;
+
+/// The most missed ticks counted for the log line.
+const MAX_COUNTED: usize = 1_000_000;
 
 /// What to do with the ticks that passed while the server was down.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,18 +137,25 @@ async fn catch_up(store: &dyn EventStore, s: &Schedule, cron: &cron::Schedule, n
             return;
         }
     };
-    let missed: Vec<DateTime<Utc>> =
-        cron.after(&last).take_while(|t| *t <= now).take(MAX_CATCH_UP + 1).collect();
-    let (Some(first), Some(newest)) = (missed.first(), missed.last()) else { return };
-    let many = if missed.len() > MAX_CATCH_UP {
-        format!("more than {MAX_CATCH_UP}")
-    } else {
-        missed.len().to_string()
-    };
+    // The newest ticks are the ones kept; counting stops at MAX_COUNTED (a per-second schedule
+    // down for a month has millions).
+    let mut newest_ticks = std::collections::VecDeque::with_capacity(MAX_CATCH_UP);
+    let (mut count, mut first) = (0usize, None);
+    for tick in cron.after(&last).take_while(|t| *t <= now).take(MAX_COUNTED) {
+        count += 1;
+        first.get_or_insert(tick);
+        if newest_ticks.len() == MAX_CATCH_UP {
+            newest_ticks.pop_front();
+        }
+        newest_ticks.push_back(tick);
+    }
+    let (Some(first), Some(newest)) = (first, newest_ticks.back().copied()) else { return };
+    let many = if count == MAX_COUNTED { format!("at least {MAX_COUNTED}") } else { count.to_string() };
+    let missed: Vec<DateTime<Utc>> = newest_ticks.into();
     let fired: &[DateTime<Utc>] = match s.missed {
         Missed::Skip => &[],
-        Missed::Once => std::slice::from_ref(newest),
-        Missed::All => &missed[missed.len().saturating_sub(MAX_CATCH_UP)..],
+        Missed::Once => &missed[missed.len() - 1..],
+        Missed::All => &missed,
     };
     for tick in fired {
         if let Err(e) = fire(store, s, *tick).await {
@@ -155,7 +165,7 @@ async fn catch_up(store: &dyn EventStore, s: &Schedule, cron: &cron::Schedule, n
     }
     tracing::warn!(
         schedule = %s.name,
-        missed = missed.len(),
+        missed = count,
         fired = fired.len(),
         "{many} ticks from {first} to {newest} were missed while the server was down; fired {} \
          of them (missed = \"{}\")",

@@ -502,7 +502,7 @@ impl Host {
         let (response, mut done) = done.split();
         let response = plugin_result(response)?;
         // The answer is cached and handed to the asking plugin: bounded like any output.
-        done.hold(&plugin, response.content.len() + response.model.len())?;
+        done.hold(&plugin, crate::egress::ai::answer_bytes(&response))?;
         Ok(done.with_output(self, response))
     }
 

@@ -66,12 +66,19 @@ impl ClaimJournal {
     /// it: a running server, while a CLI command opens the same store; that process keeps it.
     pub(crate) fn open(db: &Path) -> io::Result<Option<(Self, Vec<Claim>)>> {
         let path = journal_path(db);
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
+        let mut file = loop {
+            let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            // The holder may have rotated between our open and our lock: then we locked the
+            // file it just replaced, and the name is another (held) file. Open again.
+            if same_file(&file.metadata()?, &std::fs::metadata(&path)?) {
+                break file;
+            }
+        };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let leftovers = unfinished(&String::from_utf8_lossy(&bytes));
@@ -88,6 +95,12 @@ impl ClaimJournal {
 
     /// Records that `attempt` of each delivery is about to run.
     pub(crate) fn claim(&mut self, claims: &[(i64, u32)]) -> io::Result<()> {
+        if self.written > ROTATE_BYTES
+            && let Err(e) = self.rotate()
+        {
+            // The journal only grows until the next rotation works; claims go on meanwhile.
+            tracing::warn!(path = %self.path.display(), "could not rewrite the claim journal: {e}");
+        }
         let mut lines = String::with_capacity(claims.len() * 24);
         for (delivery, attempt) in claims {
             lines.push_str(&format!("claim {delivery} {attempt}\n"));
@@ -96,9 +109,6 @@ impl ClaimJournal {
         self.file.write_all(lines.as_bytes())?;
         self.written += lines.len() as u64;
         self.running.extend(claims.iter().copied());
-        if self.written > ROTATE_BYTES {
-            self.rotate()?;
-        }
         Ok(())
     }
 
@@ -122,16 +132,27 @@ impl ClaimJournal {
         for (delivery, attempt) in &self.running {
             lines.push_str(&format!("claim {delivery} {attempt}\n"));
         }
-        let mut file = OpenOptions::new().append(true).create(true).truncate(false).open(&aside)?;
-        // Locked before it takes the journal's name, so the name always names a held journal.
-        file.lock()?;
-        file.set_len(0)?;
+        // A fresh file (a leftover of a rotation cut short goes first), locked before it takes
+        // the journal's name, so the name always names a held journal.
+        match std::fs::remove_file(&aside) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = OpenOptions::new().append(true).create_new(true).open(&aside)?;
+        file.try_lock()
+            .map_err(|_| io::Error::other("the new claim journal is locked by another process"))?;
         file.write_all(lines.as_bytes())?;
         std::fs::rename(&aside, &self.path)?;
         self.file = file;
         self.written = lines.len() as u64;
         Ok(())
     }
+}
+
+/// Whether two metadata describe the same file.
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
 }
 
 #[cfg(test)]

@@ -714,25 +714,23 @@ fn sweep(tx: &rusqlite::Transaction<'_>, retention: &Retention, now_ms: u64) -> 
 impl SqliteStore {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // First: a second server on this store (two processes running one store's deliveries
+        // would run each twice) is refused before it writes anything.
+        let Some((mut journal, unfinished)) = claims::ClaimJournal::open(path)? else {
+            return Err(StoreError::JournalHeld);
+        };
         let mut writer_conn = open(path)?;
         let reader = open(path)?;
         // Attempts that were running when the process died count, before anything runs again.
-        let claims = match claims::ClaimJournal::open(path)? {
-            Some((mut journal, unfinished)) => {
-                if !unfinished.is_empty() {
-                    count_unfinished(&mut writer_conn, &unfinished, crate::capabilities::emit::now_ms())?;
-                    tracing::warn!(
-                        deliveries = unfinished.len(),
-                        "counted the attempts that were running when the process stopped"
-                    );
-                }
-                journal.clear()?;
-                journal
-            }
-            // Two processes running one store's deliveries would run each twice.
-            None => return Err(StoreError::JournalHeld),
-        };
-        Self::start(writer_conn, reader, Some(claims))
+        if !unfinished.is_empty() {
+            count_unfinished(&mut writer_conn, &unfinished, crate::capabilities::emit::now_ms())?;
+            tracing::warn!(
+                deliveries = unfinished.len(),
+                "counted the attempts that were running when the process stopped"
+            );
+        }
+        journal.clear()?;
+        Self::start(writer_conn, reader, Some(journal))
     }
 
     /// Opens the store at `path` to write to it, not to run its deliveries (`plugboard dlq

@@ -11,7 +11,8 @@
 //! deployment's name) and `base_url` (`https://{resource}.openai.azure.com`), optionally
 //! `api_version` (default `2024-10-21`, the current GA version). Requests then go to
 //! `{base_url}/openai/deployments/{deployment}/chat/completions?api-version=...` with the key in
-//! an `api-key` header; the deployment decides the model.
+//! an `api-key` header; the deployment decides the model, so set `model` to the deployment's
+//! model too (it picks `max_tokens` or, for o-series and gpt-5, `max_completion_tokens`).
 
 use plugboard_sdk::ai::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, Usage};
 use plugboard_sdk::http::{Request, Response};

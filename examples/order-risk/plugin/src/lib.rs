@@ -10,12 +10,14 @@
 //! `min_score` (default 0.7: a `high` risk or a score at least this high is risky), and for the
 //! order count `shop` (`example.myshopify.com`) or `shopify_base_url`, `api_version` (default
 //! `2025-07`), `access_token_secret` (default `shopify_access_token`). Without `shop` or
-//! `shopify_base_url` the model is told the customer's history is unknown.
+//! `shopify_base_url`, or when the lookup fails (logged), the model is told the customer's
+//! history is unknown. The lookup needs only `read_customers`: give this step a token of its
+//! own with that scope (`access_token_secret`) rather than the Shopify connector's.
 //! Grants: `ai`, `config`, `log`, and for the order count `http` to the shop with the secret.
 
 use plugboard_sdk::ai::Chat;
 use plugboard_sdk::http::Request;
-use plugboard_sdk::{Capability, Connector, Error, Event, Metadata, NewEvent, config, info};
+use plugboard_sdk::{Capability, Connector, Error, Event, Metadata, NewEvent, config, info, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -122,12 +124,18 @@ impl Connector for OrderRisk {
         }
         let order: Value = event.json()?;
         let id = order["id"].as_u64().ok_or_else(|| Error::InvalidInput("the order has no id".into()))?;
+        // Without the count the model is told the history is unknown: an assessment without it
+        // beats none, and the reason is logged for the operator (a missing grant, say).
+        let history = orders_placed(&order).unwrap_or_else(|e| {
+            warn!("the customer's order count is unavailable: {:?}", e; "event" => event.id);
+            None
+        });
         let answer = Chat::new()
             .system(
                 "You review e-commerce orders for a fraud team. Judge the fraud risk from the order's facts and \
                  the customer's sentiment from their note. Be terse.",
             )
-            .user(&describe(&order, orders_placed(&order)?))
+            .user(&describe(&order, history))
             .temperature(0.0)
             .json_schema(&schema())
             .send()?;
