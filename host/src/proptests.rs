@@ -206,6 +206,73 @@ proptest! {
         prop_assert!(!shown.chars().any(obeyed), "{:?}", shown);
     }
 
+    /// A secret an upstream echoes back, as it is, inside JSON or URL-encoded, never reaches
+    /// the plugin, whatever characters it has.
+    #[test]
+    fn echoed_secrets_are_redacted_in_every_common_spelling(
+        secret in "[ -~]{4,24}|\\PC{4,12}",
+        before in "[a-z {}\":,]{0,16}",
+    ) {
+        use crate::egress::secrets::{REDACTED, redact_echoes};
+        prop_assume!(!REDACTED.contains(secret.as_str()));
+        let json = serde_json::to_string(&secret).unwrap();
+        let json = &json[1..json.len() - 1];
+        let ascii_json: String = secret
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => format!("\\{c}"),
+                c if c.is_ascii() && !c.is_control() => c.to_string(),
+                c => c.encode_utf16(&mut [0; 2]).iter().map(|u| format!("\\u{u:04x}")).collect(),
+            })
+            .collect();
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let body = format!("{before}{secret}|{json}|{ascii_json}|{form}|{}", form.replace('+', "%20"));
+        let response = crate::bindings::types::HttpResponse {
+            status: 200,
+            headers: vec![("x-echo".into(), body.clone())],
+            body: body.into_bytes(),
+        };
+        let clean = redact_echoes(response, std::slice::from_ref(&secret));
+        let text = String::from_utf8_lossy(&clean.body).into_owned();
+        for spelling in [secret.as_str(), json, ascii_json.as_str(), form.as_str()] {
+            prop_assert!(!text.contains(spelling), "{:?} still in {:?}", spelling, text);
+            prop_assert!(!clean.headers[0].1.contains(spelling), "{:?} still in the header", spelling);
+        }
+    }
+
+    /// The claim journal read back after any sequence of claims and dones (and a torn last
+    /// line) holds exactly the claims that were not done, each at its last attempt.
+    #[test]
+    fn the_claim_journal_reads_back_what_is_still_running(
+        ops in proptest::collection::vec((any::<bool>(), 0i64..16, 1u32..6), 0..64),
+        torn_at in 0usize..=9,
+    ) {
+        // The process died while writing `claim 7 3`: any prefix of it ends the file.
+        let torn = &"claim 7 3"[..torn_at];
+        let mut running = std::collections::BTreeMap::new();
+        let mut text = String::new();
+        for (claim, id, attempt) in ops {
+            if claim {
+                text.push_str(&format!("claim {id} {attempt}\n"));
+                running.insert(id, attempt);
+            } else if running.remove(&id).is_some() {
+                text.push_str(&format!("done {id}\n"));
+            }
+        }
+        text.push_str(torn);
+        let mut read = crate::store::claims::unfinished(&text);
+        read.sort();
+        let torn_claim = crate::store::claims::unfinished(torn);
+        // A torn last line that happens to be a whole claim line is read as one.
+        let mut expected: Vec<(i64, u32)> = running.into_iter().collect();
+        for (id, attempt) in torn_claim {
+            expected.retain(|(d, _)| *d != id);
+            expected.push((id, attempt));
+        }
+        expected.sort();
+        prop_assert_eq!(read, expected);
+    }
+
     /// Arbitrary configuration text is parsed or refused with an error, never a panic.
     #[test]
     fn arbitrary_configuration_text_never_panics(text in "(\\[[a-z.\\[\\]]{0,12}\\]\\n|[a-z_]{1,12} = (\"[ -~]{0,12}\"|[0-9]{1,6}|\\[\\]|\\{ \\})\\n){0,12}") {

@@ -39,7 +39,7 @@ fn journal_path(db: &Path) -> PathBuf {
 
 /// The claims in `text` that no `done` line ended (a later claim of a delivery replaces its
 /// earlier one). Unreadable lines (a torn last line) are skipped.
-fn unfinished(text: &str) -> Vec<(i64, u32)> {
+pub(crate) fn unfinished(text: &str) -> Vec<(i64, u32)> {
     let mut running: HashMap<i64, u32> = HashMap::new();
     let mut order = Vec::new();
     for line in text.lines() {

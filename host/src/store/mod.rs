@@ -9,7 +9,7 @@
 //! call log ([`SqliteCallLog`]), each on its own connection.
 
 mod calls;
-mod claims;
+pub(crate) mod claims;
 mod kv;
 mod trace;
 
