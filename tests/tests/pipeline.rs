@@ -233,6 +233,47 @@ async fn a_cycle_of_routes_ends_in_a_dead_letter() {
     assert_eq!(store.deliveries("pending", 10).unwrap().len(), 0);
 }
 
+/// A cycle whose plugins each produce two events per delivery doubles at every hop: the
+/// lineage's event budget ends it (well before the hop limit), and the store holds at most the
+/// budget's worth of events from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget() {
+    use plugboard::pipeline::MAX_LINEAGE_EVENTS;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+    let host = common::host();
+    common::load(&host, "a", ECHO, Grants::all(), Limits::default()).await;
+    common::load(&host, "b", ECHO, Grants::all(), Limits::default()).await;
+    // echo answers each event with a reply and publishes a second one: both are routed on.
+    let routes = Arc::new(Routes::new(vec![
+        route("a-to-b", "a", "*", "b", None),
+        route("b-to-a", "b", "*", "a", None),
+    ]));
+    let dispatcher = Dispatcher::spawn(
+        host.clone(),
+        store.clone(),
+        routes.clone(),
+        RetryPolicy { schedule_ms: vec![5] },
+        8,
+    );
+    append(&store, &routes, Event::json("echo/replied", "a", &json!({"n": 1})).unwrap()).await;
+    dispatcher.notifier().notify_one();
+    let mut pending = usize::MAX;
+    for _ in 0..6000 {
+        pending = store.deliveries("pending", 1).unwrap().len();
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(pending, 0, "the lineage never stopped");
+    let events = store.count().unwrap();
+    assert!(events <= u64::from(MAX_LINEAGE_EVENTS) + 1, "{events} events stored");
+    let dead = store.deliveries("dead", 1).unwrap();
+    let error = dead[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("route fan-out") && error.contains("10000"), "{error}");
+}
+
 /// Each attempt is counted before it runs, so a delivery whose runs never finish (the host
 /// dies while running it, every time) ends as a dead letter instead of looping across restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,6 +87,7 @@ impl Dispatcher {
             // the count before them, so they are counted here until an outcome is stored (a
             // store that keeps failing then ends the delivery instead of re-running it forever).
             let unrecorded: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+            let lineages: Arc<Lineages> = Arc::default();
             let per_route: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
             loop {
                 let free = slots.available_permits();
@@ -146,6 +147,7 @@ impl Dispatcher {
                     }
                     let callbacks = callbacks.clone();
                     let unrecorded = unrecorded.clone();
+                    let lineages = lineages.clone();
                     let (host, store, routes, policy, busy, per_route, wake) = (
                         host.clone(),
                         store.clone(),
@@ -164,6 +166,7 @@ impl Dispatcher {
                             &routes,
                             &policy,
                             callbacks.as_ref().as_ref(),
+                            &lineages,
                             delivery,
                         )
                         .await;
@@ -258,6 +261,43 @@ pub const HOPS: &str = "plugboard.hops";
 /// The most deliveries one lineage may pass through: past it, routes form a loop, and the
 /// delivery becomes a dead letter instead of producing more events.
 pub const MAX_HOPS: u32 = 16;
+
+/// The attribute naming the event (a webhook's, a schedule firing, a job) that started an
+/// event's lineage.
+pub const ROOT: &str = "plugboard.root";
+/// The most events the deliveries of one lineage may produce (in one process's lifetime): past
+/// it, routes multiply events (a cycle whose plugins emit several events each grows
+/// exponentially long before [`MAX_HOPS`]), and the delivery becomes a dead letter.
+pub const MAX_LINEAGE_EVENTS: u32 = 10_000;
+
+/// Events produced so far per lineage root; forgotten wholesale past [`MAX_LINEAGES`] roots, so
+/// that it stays small (a lineage is rarely long-lived).
+#[derive(Default)]
+struct Lineages(Mutex<HashMap<String, u32>>);
+
+const MAX_LINEAGES: usize = 100_000;
+
+impl Lineages {
+    /// Counts `n` more events for `root`; false, counting nothing, when that passes the budget.
+    fn spend(&self, root: &str, n: usize) -> bool {
+        let Ok(mut counts) = self.0.lock() else { return true };
+        if counts.len() >= MAX_LINEAGES && !counts.contains_key(root) {
+            counts.clear();
+        }
+        let count = counts.entry(root.to_owned()).or_default();
+        let next = count.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        if next > MAX_LINEAGE_EVENTS {
+            return false;
+        }
+        *count = next;
+        true
+    }
+}
+
+/// The root of `event`'s lineage: the event itself when it started one.
+fn root(event: &Event) -> &str {
+    event.attributes.iter().find(|(k, _)| k == ROOT).map_or(event.id.as_str(), |(_, v)| v.as_str())
+}
 
 fn hops(event: &Event) -> u32 {
     event.attributes.iter().find(|(k, _)| k == HOPS).and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
@@ -430,6 +470,7 @@ async fn deliver(
     routes: &Routes,
     policy: &RetryPolicy,
     callbacks: Option<&Callbacks>,
+    lineages: &Lineages,
     d: DueDelivery,
 ) -> bool {
     let attempt = d.attempts + 1;
@@ -474,14 +515,23 @@ async fn deliver(
              started it (limit {MAX_HOPS}); check the routes for a cycle",
             hops(&d.event) + 1
         )),
+        Ok((events, _)) if !events.is_empty() && !lineages.spend(root(&d.event), events.len()) => {
+            dead(format!(
+                "route fan-out: the deliveries that followed event {} produced more than \
+                 {MAX_LINEAGE_EVENTS} events; check the routes for a cycle that multiplies events",
+                root(&d.event)
+            ))
+        }
         Ok((mut events, output)) => {
             // Each event a delivery produced names the event it came from, and how many
             // deliveries away from its origin it is: an event's timeline can then follow it
             // through every hop, and a cycle of routes ends in a dead letter.
             let depth = (hops(&d.event) + 1).to_string();
+            let lineage = root(&d.event).to_owned();
             for e in &mut events {
                 e.attributes.push((CAUSED_BY.into(), d.event.id.clone()));
                 e.attributes.push((HOPS.into(), depth.clone()));
+                e.attributes.push((ROOT.into(), lineage.clone()));
             }
             let mut deliveries = routes.deliveries(&events);
             if is_job {
