@@ -199,18 +199,17 @@ async fn schedules_invoke_actions_through_the_durable_pipeline() {
     assert!(bad.parse().unwrap_err().contains("every tuesday"));
 }
 
-/// Routes that form a cycle (a -> b -> a) would deliver forever; the lineage's hop count ends it
-/// in a dead letter that says why, after a bounded number of deliveries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cycle_of_routes_ends_in_a_dead_letter() {
+/// Two echo instances whose events of `kind` are routed to each other, and a first event
+/// stored and dispatched.
+async fn two_echoes_in_a_cycle(kind: &str) -> (tempfile::TempDir, Arc<SqliteStore>, Dispatcher) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
     let host = common::host();
     common::load(&host, "a", ECHO, Grants::all(), Limits::default()).await;
     common::load(&host, "b", ECHO, Grants::all(), Limits::default()).await;
     let routes = Arc::new(Routes::new(vec![
-        route("a-to-b", "a", "echo/replied", "b", None),
-        route("b-to-a", "b", "echo/replied", "a", None),
+        route("a-to-b", "a", kind, "b", None),
+        route("b-to-a", "b", kind, "a", None),
     ]));
     let dispatcher = Dispatcher::spawn(
         host.clone(),
@@ -221,6 +220,14 @@ async fn a_cycle_of_routes_ends_in_a_dead_letter() {
     );
     append(&store, &routes, Event::json("echo/replied", "a", &json!({"n": 1})).unwrap()).await;
     dispatcher.notifier().notify_one();
+    (dir, store, dispatcher)
+}
+
+/// Routes that form a cycle (a -> b -> a) would deliver forever; the lineage's hop count ends it
+/// in a dead letter that says why, after a bounded number of deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_of_routes_ends_in_a_dead_letter() {
+    let (_dir, store, _dispatcher) = two_echoes_in_a_cycle("echo/replied").await;
     let dead = wait_for(&store, "dead", 1).await;
     let error = dead[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("route loop") && error.contains("limit 16"), "{error}");
@@ -239,25 +246,8 @@ async fn a_cycle_of_routes_ends_in_a_dead_letter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget() {
     use plugboard::pipeline::MAX_LINEAGE_EVENTS;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
-    let host = common::host();
-    common::load(&host, "a", ECHO, Grants::all(), Limits::default()).await;
-    common::load(&host, "b", ECHO, Grants::all(), Limits::default()).await;
     // echo answers each event with a reply and publishes a second one: both are routed on.
-    let routes = Arc::new(Routes::new(vec![
-        route("a-to-b", "a", "*", "b", None),
-        route("b-to-a", "b", "*", "a", None),
-    ]));
-    let dispatcher = Dispatcher::spawn(
-        host.clone(),
-        store.clone(),
-        routes.clone(),
-        RetryPolicy { schedule_ms: vec![5] },
-        8,
-    );
-    append(&store, &routes, Event::json("echo/replied", "a", &json!({"n": 1})).unwrap()).await;
-    dispatcher.notifier().notify_one();
+    let (_dir, store, _dispatcher) = two_echoes_in_a_cycle("*").await;
     let mut pending = usize::MAX;
     for _ in 0..6000 {
         pending = store.deliveries("pending", 1).unwrap().len();

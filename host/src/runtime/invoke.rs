@@ -528,10 +528,15 @@ impl Host {
 impl<T> Invocation<T> {
     /// Separates the result from the by-products, to check it before it becomes an output.
     fn split(self) -> (T, Invocation<()>) {
+        self.replace_output(())
+    }
+
+    /// The result, and the by-products with `output` in its place.
+    fn replace_output<U>(self, output: U) -> (T, Invocation<U>) {
         let Invocation {
             instance,
             handler,
-            output,
+            output: result,
             emitted,
             logs,
             logs_dropped,
@@ -542,7 +547,7 @@ impl<T> Invocation<T> {
         let rest = Invocation {
             instance,
             handler,
-            output: (),
+            output,
             emitted,
             logs,
             logs_dropped,
@@ -550,7 +555,7 @@ impl<T> Invocation<T> {
             elapsed,
             ai_answers,
         };
-        (output, rest)
+        (result, rest)
     }
 
     /// Counts `bytes` more of the plugin's answer against `max_output_bytes`.
@@ -562,32 +567,11 @@ impl<T> Invocation<T> {
 
 impl Invocation<()> {
     /// The accepted answer: the AI answers that led to it may now be served from the cache.
-    fn with_output<U>(self, host: &Host, output: U) -> Invocation<U> {
-        let Invocation {
-            instance,
-            handler,
-            emitted,
-            logs,
-            logs_dropped,
-            output_bytes,
-            elapsed,
-            ai_answers,
-            ..
-        } = self;
-        for (key, answer) in ai_answers {
+    fn with_output<U>(mut self, host: &Host, output: U) -> Invocation<U> {
+        for (key, answer) in std::mem::take(&mut self.ai_answers) {
             host.inner.ai.store(key, answer);
         }
-        Invocation {
-            instance,
-            handler,
-            output,
-            emitted,
-            logs,
-            logs_dropped,
-            output_bytes,
-            elapsed,
-            ai_answers: Vec::new(),
-        }
+        self.replace_output(output).1
     }
 }
 
