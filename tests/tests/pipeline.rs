@@ -264,6 +264,32 @@ async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget() {
     assert!(error.contains("route fan-out") && error.contains("10000"), "{error}");
 }
 
+/// A store that takes no more writes (its writer closed, as when the disk fails): each run's
+/// outcome is lost, yet the runs are counted, so the delivery runs as many times as the policy
+/// allows (with a pause between runs), not every few seconds forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_outcomes_cannot_be_stored_runs_at_most_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+    let host = common::host();
+    common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
+    let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
+    append(&store, &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
+    store.close();
+    let policy = RetryPolicy { schedule_ms: vec![5] };
+    let dispatcher = Dispatcher::spawn(host.clone(), store.clone(), routes, policy, 8);
+    dispatcher.notifier().notify_one();
+    // Two attempts, 10 s apart; a third would come 10 s after the second.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let metrics = host.metrics().render();
+    let runs: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("plugboard_deliveries_total{route=\"to-sink\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(runs, 2, "{metrics}");
+}
+
 /// Each attempt is counted before it runs, so a delivery whose runs never finish (the host
 /// dies while running it, every time) ends as a dead letter instead of looping across restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

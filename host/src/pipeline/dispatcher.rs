@@ -225,9 +225,9 @@ async fn claim(
         tracing::error!(event = %d.event.id, instance = %d.target, route = %d.route, attempt = d.attempts, "dead letter: {error}");
         let attempt = Attempt { number: d.attempts, duration_us: 0, handler: None };
         let outcome = Outcome::Dead { error, events: Vec::new(), deliveries: Vec::new() };
-        if let Err(e) = store.record(d.id, attempt, outcome).await {
-            tracing::error!(delivery = d.id, "recording a dead letter: {e}");
-        }
+        // A store that cannot take it cannot take the others' outcomes either: the dispatcher
+        // pauses instead of trying again at once.
+        store.record(d.id, attempt, outcome).await?;
     }
     if !runnable.is_empty() {
         store.claim(runnable.iter().map(|d| (d.id, d.attempts + 1)).collect()).await?;
