@@ -325,11 +325,41 @@ async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
     assert_eq!(store.count().unwrap(), 1, "the poison delivery did not run again");
 }
 
+/// A firing of schedule `name` for the tick at `tick_ms`, stored as the scheduler stores one.
+async fn store_firing(store: &SqliteStore, name: &str, tick_ms: u64) {
+    let mut fired = Event::json(&format!("schedule/{name}"), "schedule", &json!({})).unwrap();
+    fired.attributes.push((plugboard::pipeline::SCHEDULED_FOR.into(), tick_ms.to_string()));
+    let append = Append {
+        instance: "schedule".into(),
+        delivery_id: None,
+        dedup_window_ms: 0,
+        events: vec![fired],
+        deliveries: vec![],
+    };
+    store.append(append).await.unwrap();
+}
+
+/// The ticks the stored firings of schedule `name` are for, oldest first.
+fn fired_ticks(store: &SqliteStore, name: &str) -> Vec<u64> {
+    let mut ticks: Vec<u64> = store
+        .recent(10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == format!("schedule/{name}"))
+        .filter_map(|e| {
+            let tick = e.attributes.iter().find(|(k, _)| k == plugboard::pipeline::SCHEDULED_FOR);
+            tick.map(|(_, v)| v.parse().unwrap())
+        })
+        .collect();
+    ticks.sort();
+    ticks
+}
+
 /// Ticks missed while the server was down are skipped (and logged), fired once, or each
 /// fired, as the schedule's `missed` says; each firing says which tick it is for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_make_up_for_missed_ticks_as_configured() {
-    use plugboard::pipeline::{Missed, SCHEDULED_FOR, Schedule, Scheduler};
+    use plugboard::pipeline::{Missed, Schedule, Scheduler};
     let now_ms =
         || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     if now_ms() % 60_000 > 45_000 {
@@ -340,18 +370,7 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
     // Fired last 10 minutes and a few seconds ago, every minute: ten ticks were missed.
     let last_ms = (started_ms / 60_000 - 10) * 60_000;
     let ticks = |store: &SqliteStore, name: &str| -> Vec<u64> {
-        let mut ticks: Vec<u64> = store
-            .recent(10_000)
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == format!("schedule/{name}"))
-            .filter_map(|e| {
-                e.attributes.iter().find(|(k, _)| k == SCHEDULED_FOR).map(|(_, v)| v.parse().unwrap())
-            })
-            .filter(|t| *t < started_ms)
-            .collect();
-        ticks.sort();
-        ticks
+        fired_ticks(store, name).into_iter().filter(|t| *t < started_ms).collect()
     };
     for (missed, expected) in [
         (Missed::Skip, vec![last_ms]),
@@ -368,18 +387,7 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
             missed,
             ..Default::default()
         };
-        let mut fired = Event::json("schedule/minutely", "schedule", &json!({})).unwrap();
-        fired.attributes.push((SCHEDULED_FOR.into(), last_ms.to_string()));
-        store
-            .append(Append {
-                instance: "schedule".into(),
-                delivery_id: None,
-                dedup_window_ms: 0,
-                events: vec![fired],
-                deliveries: vec![],
-            })
-            .await
-            .unwrap();
+        store_firing(&store, "minutely", last_ms).await;
         let _scheduler = Scheduler::spawn(store.clone(), vec![schedule], Arc::default()).unwrap();
         let mut seen = Vec::new();
         for _ in 0..500 {
@@ -399,19 +407,8 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
     for (missed, count) in [(Missed::Once, 1), (Missed::All, plugboard::pipeline::MAX_CATCH_UP)] {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
-        let mut fired = Event::json("schedule/secondly", "schedule", &json!({})).unwrap();
         let two_hours_ago = now_ms() / 1000 * 1000 - 7_200_000;
-        fired.attributes.push((SCHEDULED_FOR.into(), two_hours_ago.to_string()));
-        store
-            .append(Append {
-                instance: "schedule".into(),
-                delivery_id: None,
-                dedup_window_ms: 0,
-                events: vec![fired],
-                deliveries: vec![],
-            })
-            .await
-            .unwrap();
+        store_firing(&store, "secondly", two_hours_ago).await;
         let started_ms = now_ms();
         let schedule = Schedule {
             name: "secondly".into(),
@@ -424,18 +421,7 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
         let _scheduler = Scheduler::spawn(store.clone(), vec![schedule], Arc::default()).unwrap();
         let mut caught_up = Vec::new();
         for _ in 0..500 {
-            caught_up = store
-                .recent(10_000)
-                .unwrap()
-                .into_iter()
-                .filter_map(|e| {
-                    e.attributes
-                        .iter()
-                        .find(|(k, _)| k == SCHEDULED_FOR)
-                        .map(|(_, v)| v.parse::<u64>().unwrap())
-                })
-                .filter(|t| *t > two_hours_ago)
-                .collect();
+            caught_up = fired_ticks(&store, "secondly").into_iter().filter(|t| *t > two_hours_ago).collect();
             if caught_up.len() >= count {
                 break;
             }
