@@ -584,6 +584,17 @@ async fn ai_answers_at_temperature_zero_are_cached_and_budgets_are_enforced() {
     let u = host.ai_usage()[0].2;
     assert_eq!((u.calls, u.cache_hits), (3, 2), "{u:?}");
 
+    // An answer counts against what the asking invocation may hold: past `max_output_bytes`
+    // the `ai` call itself is refused (before the plugin can make an output of it).
+    let small = Limits { max_output_bytes: 1_000, ..Limits::default() };
+    load(&host, "cramped-asker", ECHO, grants.clone(), small).await;
+    let long = json!({"prompt": "x".repeat(2_000)});
+    let err = host.invoke("cramped-asker", "ask", &long).await.unwrap_err();
+    assert!(
+        matches!(&err, InvokeError::Plugin(WitError::QuotaExceeded(m)) if m.contains("max_output_bytes")),
+        "{err}"
+    );
+
     // A budget smaller than one answer: the first call spends it, the next is refused.
     let budget = Grants { ai_daily_tokens: Some(1), ..grants };
     load(&host, "thrifty", ECHO, budget, Limits::default()).await;

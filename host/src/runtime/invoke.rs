@@ -460,7 +460,7 @@ impl Host {
         .await?;
         let (text, mut done) = done.split();
         let text = plugin_result(text)?;
-        done.hold(&plugin, text.len())
+        crate::limits::hold_output(&mut done.output_bytes, text.len(), &plugin.limits)
             .map_err(|e| InvokeError::InvalidOutput(format!("action output of {} bytes: {e}", text.len())))?;
         let value = serde_json::from_str(&text)
             .map_err(|e| InvokeError::InvalidOutput(format!("action output is not JSON: {e}")))?;
