@@ -34,7 +34,7 @@ use crate::ingress::guard::{Bucket, RateLimit};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use calls::{CallLog, CallRecord};
-use policy::{Pattern, address_allowed, destination};
+use policy::{Pattern, destination};
 use secrets::{Kind, Secret};
 
 /// Headers the host sets itself: a plugin that could set them could reach another virtual host
@@ -295,18 +295,7 @@ impl Egress {
 
     /// The allow-list and, for an address written in the URL, the address policy.
     fn admit(&self, caller: &Caller<'_>, method: &reqwest::Method, url: &url::Url) -> Result<(), String> {
-        caller.grants.http.check(method.as_str(), url)?;
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        match literal {
-            Some(ip) if !address_allowed(ip, &caller.grants.http.internal_addresses()) => {
-                Err(format!("{ip} is an internal address this instance may not reach"))
-            }
-            _ => Ok(()),
-        }
+        caller.grants.http.admit(method.as_str(), url)
     }
 
     /// Records a refusal and builds the `denied` answer.

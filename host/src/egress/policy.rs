@@ -102,6 +102,23 @@ impl HttpGrant {
         }
     }
 
+    /// [`HttpGrant::check`], then, for an address written in the URL, the address policy: an
+    /// internal address only when `allow_internal` lists it. (Names are checked when they
+    /// resolve, by the egress resolver.)
+    pub fn admit(&self, method: &str, url: &url::Url) -> Result<(), String> {
+        self.check(method, url)?;
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            _ => return Ok(()),
+        };
+        if address_allowed(literal, &self.internal_addresses()) {
+            Ok(())
+        } else {
+            Err(format!("{literal} is an internal address this instance may not reach"))
+        }
+    }
+
     /// The `allow_internal` address blocks (invalid entries were refused at load).
     pub(crate) fn internal_addresses(&self) -> Vec<Cidr> {
         self.allow_internal.iter().filter_map(|c| c.parse().ok()).collect()

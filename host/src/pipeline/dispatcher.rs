@@ -353,21 +353,9 @@ impl Callbacks {
         if let Err(why) = self.destinations.check("POST", &parsed) {
             return Some(format!("callback_url: {why} (allow it in jobs.callback_allow)"));
         }
-        let literal = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        match literal {
-            Some(ip)
-                if !crate::egress::policy::address_allowed(ip, &self.destinations.internal_addresses()) =>
-            {
-                Some(format!(
-                    "callback_url: {ip} is an internal address (allow it in jobs.callback_allow_internal)"
-                ))
-            }
-            _ => None,
-        }
+        // Passing the allow-list, only the address policy is left to refuse it.
+        let why = self.destinations.admit("POST", &parsed).err()?;
+        Some(format!("callback_url: {why} (allow it in jobs.callback_allow_internal)"))
     }
 }
 
