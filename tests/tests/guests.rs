@@ -501,3 +501,80 @@ async fn echo_secrets_are_filled_in_only_where_bound() {
         assert!(!format!("{err} {err:?}").contains("s3cr3t"), "the value leaked: {err:?}");
     }
 }
+
+/// The inputs the `host_calls` fuzz target kept (fuzz/corpus/host_calls), replayed through the
+/// real host on every test run: each script of arbitrary host calls ends in a reply or the
+/// plugin's own error, never a host failure, and no secret the instance may send to an echoing
+/// server comes back out of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzzer() {
+    let addr = common::http_server().await;
+    let echo = format!("http://127.0.0.1:{}", addr.port());
+    let host = host();
+    host.set_secret(
+        "token",
+        plugboard::egress::secrets::Secret::new("fz-9c1e4b7a3d0f6e28", &[&echo]).unwrap(),
+    );
+    load(&host, "ai", CANNED_AI, Grants::none(), Limits::default()).await;
+    let grants = Grants::all()
+        .allow_http(&echo)
+        .allow_internal("127.0.0.1")
+        .with_secret("token")
+        .with_ai_provider("ai");
+    // The fuzz target's limits.
+    let limits = Limits {
+        max_events: 20,
+        max_event_bytes: 256 << 10,
+        max_output_bytes: 2 << 20,
+        max_log_lines: 50,
+        max_log_bytes: 16 << 10,
+        max_http_requests: 8,
+        http_max_attempts: 2,
+        ..Limits::default().with_timeout(Duration::from_secs(5))
+    };
+    let spec = PluginSpec::new("fuzz", FUZZER)
+        .with_grants(grants)
+        .with_limits(limits)
+        .with_config("echo", &format!("{echo}/echo"));
+    host.load(spec).await.unwrap();
+
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/host_calls");
+    let mut scripts: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).collect();
+    scripts.sort();
+    assert!(scripts.len() >= 10, "the corpus in {} is missing", corpus.display());
+    let (mut replies, mut redacted) = (0, 0);
+    for path in scripts {
+        let script = std::fs::read(&path).unwrap();
+        let request = plugboard::types::WebhookRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: vec![],
+            body: script.clone(),
+        };
+        match host.on_webhook("fuzz", request).await {
+            Ok(done) => {
+                replies += 1;
+                let mut out = format!("{:?} {:?} {:?}", done.output.headers, done.logs, done.emitted);
+                out.push_str(&String::from_utf8_lossy(&done.output.body));
+                for event in done.output.events.iter().chain(&done.emitted) {
+                    out.push_str(&String::from_utf8_lossy(&event.payload));
+                }
+                redacted += usize::from(out.contains(plugboard::egress::secrets::REDACTED));
+                let carried = String::from_utf8_lossy(&script).contains("fz-9c1e4b7a3d0f6e28");
+                assert!(
+                    carried || !out.contains("fz-9c1e4b7a3d0f6e28"),
+                    "{}: the secret came back",
+                    path.display()
+                );
+            }
+            Err(e @ (InvokeError::Internal(_) | InvokeError::UnknownInstance(_))) => {
+                panic!("{}: the host failed: {e}", path.display())
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(replies > 0, "no script of the corpus got as far as a reply");
+    // Else the check above would pass without ever seeing the secret come back.
+    assert!(redacted > 0, "no script of the corpus had the host redact an echoed secret");
+}

@@ -13,7 +13,7 @@ pub mod compile_cache;
 mod engine;
 mod invoke;
 mod plugin;
-pub(crate) mod reply;
+pub mod reply;
 mod state;
 
 use std::collections::HashMap;

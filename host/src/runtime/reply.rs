@@ -46,11 +46,13 @@ pub const ORIGIN_WIDE_HEADERS: [&str; 12] = [
 
 /// A reply that passed [`check`].
 #[derive(Debug)]
-pub(crate) struct CheckedReply {
-    pub(crate) status: u16,
+pub struct CheckedReply {
+    /// A final status, 200 to 599.
+    pub status: u16,
     /// Names lowercased, values valid header values.
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    /// No body where the status forbids one.
+    pub body: Vec<u8>,
 }
 
 impl CheckedReply {
@@ -63,11 +65,7 @@ impl CheckedReply {
 /// Checks a plugin's reply: a final status, at most [`MAX_REPLY_HEADERS`] well-formed headers of
 /// at most [`MAX_REPLY_HEADER_BYTES`] in all, none of them [`HOST_OWNED_HEADERS`], and no body
 /// where the status forbids one.
-pub(crate) fn check(
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-) -> Result<CheckedReply, String> {
+pub fn check(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Result<CheckedReply, String> {
     if !(200..=599).contains(&status) {
         return Err(format!("status {status} is not a final HTTP status (200 to 599)"));
     }

@@ -25,10 +25,11 @@ pub async fn load(
         .unwrap_or_else(|e| panic!("loading {id}: {e}"))
 }
 
-/// Starts a real HTTP server on loopback that answers `GET /hello` with `hi` and
-/// `GET /redirect` with a redirect to `/hello`.
+/// Starts a real HTTP server on loopback that answers `GET /hello` with `hi`,
+/// `GET /redirect` with a redirect to `/hello`, and any request under `/echo` with its own
+/// headers and body (as a misbehaving API may).
 pub async fn http_server() -> SocketAddr {
-    use axum::routing::get;
+    use axum::routing::{any, get};
     let app = axum::Router::new()
         .route("/hello", get(|| async { "hi" }))
         .route(
@@ -36,6 +37,8 @@ pub async fn http_server() -> SocketAddr {
             get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://example.com/")], "") }),
         )
         .route("/big", get(|| async { vec![b'x'; 64 << 10] }))
+        .route("/echo", any(echo))
+        .route("/echo/{*rest}", any(echo))
         // Says whether the caller sent the test secret, without echoing it.
         .route(
             "/auth",
@@ -51,4 +54,15 @@ pub async fn http_server() -> SocketAddr {
         let _ = axum::serve(listener, app).await;
     });
     addr
+}
+
+async fn echo(headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Vec<u8> {
+    let mut echoed = Vec::new();
+    for (name, value) in &headers {
+        echoed.extend_from_slice(format!("{name}: ").as_bytes());
+        echoed.extend_from_slice(value.as_bytes());
+        echoed.push(b'\n');
+    }
+    echoed.extend_from_slice(&body);
+    echoed
 }
