@@ -47,12 +47,13 @@ pub use export as __export;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-/// The generated bindings. Not a stable API: use the wrappers in this crate.
+/// The generated bindings. Not a stable API: use the wrappers in this crate. Generated from the
+/// crate's own copy of the contract (`wit/`), so that it builds on its own when published.
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "plugboard:connector/host-capabilities",
         generate_unused_types: true,
         additional_derives: [PartialEq],

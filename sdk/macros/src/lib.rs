@@ -10,8 +10,9 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Type, parse_macro_input};
 
-/// The contract, found next to this crate at build time.
-const WIT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
+/// The contract: a copy inside this crate, so that it builds on its own when published
+/// (`tests/tests/sdk.rs` fails when the copy differs from the workspace's `wit/`).
+const WIT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wit");
 
 /// The `with` mappings that point every import and shared type at the SDK's own bindings.
 fn shared_bindings() -> proc_macro2::TokenStream {
