@@ -14,11 +14,11 @@ fn workspace() -> PathBuf {
 /// compiler output).
 fn check(name: &str, source: &str) -> (bool, String) {
     let sdk = format!("plugboard-sdk = {{ path = {:?} }}\n", workspace().join("sdk").display().to_string());
-    check_with(name, source, &sdk)
+    check_with(name, source, &sdk, &workspace().join("target").join("sdk-compile-checks").join("target"))
 }
 
 /// `cargo check`s a one-file plugin crate with the given dependency lines (and patches).
-fn check_with(name: &str, source: &str, dependencies: &str) -> (bool, String) {
+fn check_with(name: &str, source: &str, dependencies: &str, target: &Path) -> (bool, String) {
     let root = workspace();
     let dir = root.join("target").join("sdk-compile-checks").join(name);
     std::fs::create_dir_all(dir.join("src")).unwrap();
@@ -34,8 +34,7 @@ fn check_with(name: &str, source: &str, dependencies: &str) -> (bool, String) {
     // Pin the same dependency versions as the workspace, and need no network.
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
     let mut cmd = cargo(&dir);
-    cmd.args(["check", "--offline", "--quiet", "--message-format", "short", "--target-dir"])
-        .arg(root.join("target").join("sdk-compile-checks").join("target"));
+    cmd.args(["check", "--offline", "--quiet", "--message-format", "short", "--target-dir"]).arg(target);
     let out = cmd.output().expect("cargo runs");
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -150,6 +149,8 @@ fn the_packaged_sdk_builds_a_plugin_on_its_own() {
         "{HEADER}impl Connector for P {{\n  fn metadata() -> Metadata {{ Metadata::new(\"p\", \"0.1.0\", \"p\") }}\n}}\n\
          plugboard_sdk::export_connector!(P);\n"
     );
-    let (ok, out) = check_with("sdk_packaged", &src, &dependencies);
+    // A target directory of its own, made anew: unpacking keeps the files' times, so cargo would
+    // take the last run's build of the same paths as fresh.
+    let (ok, out) = check_with("sdk_packaged", &src, &dependencies, &dir.join("check"));
     assert!(ok, "{out}");
 }
