@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::cidr::Cidr;
 use crate::egress::ai::AiSettings;
 use crate::egress::oauth::{ClientAuth, OAuthClient};
-use crate::ingress::guard::{Bucket, Cidr, RateLimit};
 use crate::ingress::server::Endpoint;
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::{RetryPolicy, Route, Schedule};
+use crate::rate_limit::{Bucket, RateLimit};
 use crate::{Grants, Limits, PluginSpec};
 
 /// Why a configuration file is refused.

@@ -40,6 +40,7 @@
 
 mod bindings;
 pub mod capabilities;
+pub mod cidr;
 pub mod config;
 pub mod egress;
 mod error;
@@ -49,6 +50,7 @@ pub mod metrics;
 pub mod pipeline;
 #[cfg(test)]
 mod proptests;
+pub mod rate_limit;
 pub mod run;
 pub mod runtime;
 pub mod store;

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ingress::guard::Cidr;
+use crate::cidr::Cidr;
 
 /// Where an instance's outbound HTTP may go.
 ///

@@ -16,9 +16,10 @@ use axum::routing::{any, get, post};
 use crate::bindings::types::{Error as WitError, WebhookRequest};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::ingress::guard::{Bucket, Cidr};
+use crate::cidr::Cidr;
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::Routes;
+use crate::rate_limit::Bucket;
 use crate::store::{Append, Appended, EventFilter, EventStore};
 use crate::{Host, InvokeError};
 

@@ -1,11 +1,7 @@
-//! The checks a webhook passes before its signature is even looked at: the source address
-//! against the instance's allow-list, and the instance's rate limit.
+//! Address blocks (`10.0.0.0/8`, `2001:db8::/32`), shared by the webhook source allow-lists and
+//! the outbound address policy.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use serde::Deserialize;
 
 /// A CIDR block such as `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,48 +72,6 @@ impl Cidr {
     }
 }
 
-/// A per-instance rate limit, as configured.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    /// Sustained requests per second.
-    pub per_second: f64,
-    /// How many may arrive at once after a quiet period.
-    pub burst: f64,
-}
-
-/// A token bucket.
-#[derive(Debug)]
-pub struct Bucket {
-    limit: RateLimit,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn new(limit: RateLimit) -> Self {
-        Bucket { limit, state: Mutex::new((limit.burst, Instant::now())) }
-    }
-
-    /// Takes a token, or says how long until one is available.
-    pub fn take(&self) -> Result<(), Duration> {
-        let Ok(mut state) = self.state.lock() else { return Ok(()) };
-        let now = Instant::now();
-        let (tokens, last) = *state;
-        let tokens =
-            (tokens + now.duration_since(last).as_secs_f64() * self.limit.per_second).min(self.limit.burst);
-        if tokens >= 1.0 {
-            *state = (tokens - 1.0, now);
-            Ok(())
-        } else {
-            *state = (tokens, now);
-            let wait =
-                if self.limit.per_second > 0.0 { (1.0 - tokens) / self.limit.per_second } else { 3600.0 };
-            Err(Duration::from_secs_f64(wait))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,13 +93,5 @@ mod tests {
         for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x"] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn bucket_allows_a_burst_then_paces() {
-        let b = Bucket::new(RateLimit { per_second: 1.0, burst: 3.0 });
-        assert!((0..3).all(|_| b.take().is_ok()));
-        let wait = b.take().unwrap_err();
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
     }
 }
