@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::cidr::Cidr;
 use crate::egress::ai::AiSettings;
 use crate::egress::oauth::{ClientAuth, OAuthClient};
-use crate::ingress::server::Endpoint;
+use crate::ingress::Endpoint;
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::{RetryPolicy, Route, Schedule};
 use crate::rate_limit::{Bucket, RateLimit};

@@ -10,7 +10,10 @@
 //!   instance's grant first.
 //! - [`egress`]: outbound HTTP on plugins' behalf (allow-lists, address policy, secrets, OAuth2,
 //!   rate limits, retries, the call log) and AI routing (cache, token budgets).
-//! - [`ingress`]: where webhooks enter: verification, deduplication, the HTTP server.
+//! - [`ingress`]: where webhooks enter: verification, deduplication, storing what the
+//!   connector made of them.
+//! - [`api`]: the HTTP server around it: the admin and jobs APIs, the event stream, the
+//!   dashboard, metrics and health checks.
 //! - [`store`]: where events, deliveries, key-value data and the call log are stored.
 //! - [`pipeline`]: routes, the dispatcher with retries and dead letters, schedules.
 //! - [`limits`]: the per-instance resource limits.
@@ -38,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 mod bindings;
 pub mod capabilities;
 pub mod cidr;

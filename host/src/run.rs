@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::api::{AppState, serve};
 use crate::config::Resolved;
-use crate::ingress::server::{Ingress, serve};
 use crate::pipeline::{Callbacks, Dispatcher, Routes, Scheduler};
 use crate::store::{SqliteCallLog, SqliteKv, SqliteStore};
 use crate::{Host, HostBuilder};
@@ -148,25 +148,23 @@ pub async fn run(
     let _scheduler =
         Scheduler::spawn(store.clone(), resolved.config.schedules.clone(), dispatcher.notifier())
             .map_err(RunError::Schedule)?;
-    let ingress = Arc::new(Ingress {
-        host: host.clone(),
-        store: store.clone(),
-        routes,
-        dispatcher: Some(dispatcher.notifier()),
-        jobs_token: resolved.jobs_token.clone(),
-        admin_token: resolved.admin_token.clone(),
-        endpoints: resolved.endpoints,
-        request_timeout: std::time::Duration::from_millis(resolved.config.server.request_timeout_ms),
-        dedup_window_ms: resolved.config.store.dedup_window_secs.saturating_mul(1000),
-        max_body_bytes: resolved.config.server.max_body_bytes,
-    });
+    let state = AppState::builder(host.clone(), store.clone())
+        .routes(routes)
+        .dispatcher(dispatcher.notifier())
+        .jobs_token(resolved.jobs_token.clone())
+        .admin_token(resolved.admin_token.clone())
+        .endpoints(resolved.endpoints)
+        .request_timeout(std::time::Duration::from_millis(resolved.config.server.request_timeout_ms))
+        .dedup_window_ms(resolved.config.store.dedup_window_secs.saturating_mul(1000))
+        .max_body_bytes(resolved.config.server.max_body_bytes)
+        .build();
     let watcher = watch_plugin_files(host.clone(), stamps);
     let retention = keep_history_bounded(
         store.clone(),
         resolved.config.store.retention(),
         std::time::Duration::from_secs(resolved.config.store.retention_interval_secs.max(1)),
     );
-    let served = serve(listener, ingress, shutdown).await;
+    let served = serve(listener, state, shutdown).await;
     watcher.abort();
     retention.abort();
     served?;

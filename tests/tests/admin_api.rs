@@ -14,9 +14,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `(METHOD, /path/{param})` of every route the server's router declares, read from its source.
+/// `(METHOD, /path/{param})` of every route the server's routers declare (the API's and the
+/// webhook endpoint's), read from their source.
 fn server_routes() -> BTreeSet<(String, String)> {
-    let source = std::fs::read_to_string(repo().join("host/src/ingress/server.rs")).unwrap();
+    let source = ["host/src/api/mod.rs", "host/src/ingress/webhook.rs"]
+        .map(|file| std::fs::read_to_string(repo().join(file)).unwrap())
+        .concat();
     let mut routes = BTreeSet::new();
     for part in source.split(".route(").skip(1) {
         let Some(part) = part.trim_start().strip_prefix('"') else { continue };

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use plugboard::api::{AppState, serve};
 use plugboard::config::{Config, ConfigError};
-use plugboard::ingress::server::{Ingress, serve};
 use plugboard::store::SqliteStore;
 use plugboard_tests::{ECHO, LIAR};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,21 +76,16 @@ async fn start_with_timeout(
         host.load(spec).await.unwrap();
     }
     let store = Arc::new(SqliteStore::open(&resolved.store_path).unwrap());
-    let ingress = Arc::new(Ingress {
-        host,
-        store: store.clone(),
-        routes: Arc::default(),
-        dispatcher: None,
-        jobs_token: None,
-        admin_token: Some(b"admin".to_vec()),
-        endpoints: resolved.endpoints,
-        request_timeout,
-        dedup_window_ms: 60_000,
-        max_body_bytes: resolved.config.server.max_body_bytes,
-    });
+    let state = AppState::builder(host, store.clone())
+        .admin_token(Some(b"admin".to_vec()))
+        .endpoints(resolved.endpoints)
+        .request_timeout(request_timeout)
+        .dedup_window_ms(60_000)
+        .max_body_bytes(resolved.config.server.max_body_bytes)
+        .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let served = tokio::spawn(serve(listener, ingress, shutdown));
+    let served = tokio::spawn(serve(listener, state, shutdown));
     (base, store, served)
 }
 
@@ -141,7 +136,7 @@ async fn signed_webhooks_are_stored_and_everything_else_refused() {
     assert_eq!(stored[0].payload, body);
     assert!(stored[0].attributes.contains(&("path".into(), "/orders".into())));
     // The build of the plugin that made the event is recorded with it.
-    let build = stored[0].attributes.iter().find(|(k, _)| k == plugboard::ingress::server::BUILD);
+    let build = stored[0].attributes.iter().find(|(k, _)| k == plugboard::ingress::BUILD);
     assert!(build.is_some_and(|(_, b)| b.starts_with("echo@0.1.0 sha256:")), "{:?}", stored[0].attributes);
 
     // The same delivery again (a provider retry): acknowledged, not stored twice.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use plugboard::ingress::server::{Ingress, serve};
+use plugboard::api::{AppState, serve};
 use plugboard::ingress::verify::{Scheme, Verifier};
 use plugboard::pipeline::{Callbacks, Dispatcher, RetryPolicy, Routes};
 use plugboard::store::SqliteStore;
@@ -77,21 +77,16 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
         8,
         Some(callbacks),
     );
-    let ingress = Arc::new(Ingress {
-        host,
-        store: store.clone(),
-        endpoints: Default::default(),
-        request_timeout: Duration::from_secs(10),
-        dedup_window_ms: 0,
-        max_body_bytes: 1 << 20,
-        routes,
-        dispatcher: Some(dispatcher.notifier()),
-        jobs_token: Some(TOKEN.as_bytes().to_vec()),
-        admin_token: Some(b"admin-token".to_vec()),
-    });
+    let state = AppState::builder(host, store.clone())
+        .dedup_window_ms(0)
+        .routes(routes)
+        .dispatcher(dispatcher.notifier())
+        .jobs_token(Some(TOKEN.as_bytes().to_vec()))
+        .admin_token(Some(b"admin-token".to_vec()))
+        .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, ingress, std::future::pending()));
+    tokio::spawn(serve(listener, state, std::future::pending()));
     let client = reqwest::Client::new();
     let submit = |body: Value, token: &str| {
         client.post(format!("{base}/v1/jobs")).bearer_auth(token).json(&body).send()

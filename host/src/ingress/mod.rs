@@ -1,6 +1,8 @@
-//! Where webhooks enter: verification of each provider's signature scheme, on the raw body
-//! bytes, before any plugin sees the request.
+//! Where a webhook enters: the `/hooks/{instance}` endpoint ([`webhook`]) and the providers'
+//! signature schemes it verifies on the raw body bytes ([`verify`]), before any plugin sees the
+//! request.
 
-pub mod server;
-pub mod stream;
 pub mod verify;
+pub mod webhook;
+
+pub use webhook::{BUILD, Endpoint, Webhooks, router};

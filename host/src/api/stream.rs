@@ -17,7 +17,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
-use super::server::{ApiError, Ingress, authorize_admin};
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
 use crate::store::{EventStore, EventSummary};
 
 /// Flips to `true` when the server starts shutting down, so that open streams end and the
@@ -36,21 +38,21 @@ struct Follower {
     ready: VecDeque<(i64, EventSummary)>,
 }
 
-pub(crate) async fn events_stream(
-    State(ingress): State<Arc<Ingress>>,
+pub(super) async fn events_stream(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
     closing: Option<Extension<Closing>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize_admin(&ingress, &headers)?;
     let resume =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     let after = match resume {
         Some(position) => position,
-        None => ingress.store.last_position().await.map_err(|_| ApiError::Store)?,
+        None => state.store.last_position().await?,
     };
     let follower = Follower {
-        commits: ingress.store.commits(),
-        store: ingress.store.clone(),
+        commits: state.store.commits(),
+        store: state.store.clone(),
         closing: closing.map(|Extension(c)| c.0),
         after,
         ready: VecDeque::new(),

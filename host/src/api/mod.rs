@@ -1,0 +1,258 @@
+//! The HTTP server: the webhook endpoint ([`crate::ingress`]) and, next to it, the operator's
+//! API (`admin`), the async jobs API (`jobs`), the live event stream (`stream`), the dashboard
+//! and what monitoring reads (`health`). One [`AppState`] serves them all.
+
+mod admin;
+mod auth;
+mod dashboard;
+mod error;
+mod health;
+mod jobs;
+mod stream;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+
+use crate::Host;
+use crate::config::{ServerConfig, StoreConfig};
+use crate::ingress::{Endpoint, Webhooks};
+use crate::pipeline::Routes;
+use crate::store::EventStore;
+
+/// What the server's handlers share.
+pub struct AppState {
+    /// The plugin host.
+    pub host: Host,
+    /// The event log.
+    pub store: Arc<dyn EventStore>,
+    /// Woken when new deliveries are queued.
+    pub dispatcher: Option<Arc<tokio::sync::Notify>>,
+    /// The bearer token of the async jobs API; the API is off without one.
+    pub jobs_token: Option<Vec<u8>>,
+    /// The bearer token of the admin API; the API is off without one.
+    pub admin_token: Option<Vec<u8>>,
+    /// The webhook endpoint's own state.
+    pub webhooks: Arc<Webhooks>,
+}
+
+impl AppState {
+    /// Starts a server's state: no webhook endpoints, no routes, no dispatcher, both APIs off,
+    /// and the configuration file's defaults for timeouts and sizes.
+    pub fn builder(host: Host, store: Arc<dyn EventStore>) -> AppStateBuilder {
+        let server = ServerConfig::default();
+        AppStateBuilder {
+            host,
+            store,
+            routes: Arc::default(),
+            dispatcher: None,
+            endpoints: BTreeMap::new(),
+            request_timeout: Duration::from_millis(server.request_timeout_ms),
+            dedup_window_ms: StoreConfig::default().dedup_window_secs.saturating_mul(1000),
+            max_body_bytes: server.max_body_bytes,
+            jobs_token: None,
+            admin_token: None,
+        }
+    }
+
+    /// Tells the dispatcher that deliveries were queued.
+    fn wake_dispatcher(&self) {
+        if let Some(notify) = &self.dispatcher {
+            notify.notify_one();
+        }
+    }
+}
+
+/// Builds an [`AppState`]; see [`AppState::builder`].
+pub struct AppStateBuilder {
+    host: Host,
+    store: Arc<dyn EventStore>,
+    routes: Arc<Routes>,
+    dispatcher: Option<Arc<tokio::sync::Notify>>,
+    endpoints: BTreeMap<String, Endpoint>,
+    request_timeout: Duration,
+    dedup_window_ms: u64,
+    max_body_bytes: usize,
+    jobs_token: Option<Vec<u8>>,
+    admin_token: Option<Vec<u8>>,
+}
+
+impl AppStateBuilder {
+    /// Where stored events go next.
+    pub fn routes(mut self, routes: Arc<Routes>) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// The dispatcher to wake when deliveries are queued.
+    pub fn dispatcher(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.dispatcher = Some(notify);
+        self
+    }
+
+    /// The instances that receive webhooks, with their checks.
+    pub fn endpoints(mut self, endpoints: BTreeMap<String, Endpoint>) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
+    /// The longest a connector may take over one webhook.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long delivery ids are remembered, in milliseconds.
+    pub fn dedup_window_ms(mut self, ms: u64) -> Self {
+        self.dedup_window_ms = ms;
+        self
+    }
+
+    /// The largest request body accepted (webhooks and the API; component uploads may be
+    /// larger).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Turns the jobs API on, guarded by this bearer token.
+    pub fn jobs_token(mut self, token: Option<Vec<u8>>) -> Self {
+        self.jobs_token = token;
+        self
+    }
+
+    /// Turns the admin API on, guarded by this bearer token.
+    pub fn admin_token(mut self, token: Option<Vec<u8>>) -> Self {
+        self.admin_token = token;
+        self
+    }
+
+    /// The state, ready for [`router`] or [`serve`].
+    pub fn build(self) -> Arc<AppState> {
+        let webhooks = Arc::new(Webhooks {
+            host: self.host.clone(),
+            store: self.store.clone(),
+            endpoints: self.endpoints,
+            request_timeout: self.request_timeout,
+            dedup_window_ms: self.dedup_window_ms,
+            max_body_bytes: self.max_body_bytes,
+            routes: self.routes,
+            dispatcher: self.dispatcher.clone(),
+        });
+        Arc::new(AppState {
+            host: self.host,
+            store: self.store,
+            dispatcher: self.dispatcher,
+            jobs_token: self.jobs_token,
+            admin_token: self.admin_token,
+            webhooks,
+        })
+    }
+}
+
+/// Every route: the webhook endpoint, the APIs, the dashboard and the health checks.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.webhooks.max_body_bytes;
+    let api = Router::new()
+        .route("/v1/dlq", get(admin::dlq_list))
+        .route("/v1/dlq/replay", post(admin::dlq_replay_all))
+        .route("/v1/dlq/{id}", get(admin::dlq_show))
+        .route("/v1/dlq/{id}/replay", post(admin::dlq_replay_one))
+        .route("/v1/jobs", post(jobs::create_job))
+        .route("/v1/jobs/{id}", get(jobs::job_status))
+        .route("/v1/plugins", get(admin::plugins_list))
+        .route("/v1/plugins/{id}", get(admin::plugin_show))
+        // Components are larger than webhooks: up to 256 MiB here.
+        .route("/v1/plugins/{id}/wasm", put(admin::plugin_reload).layer(DefaultBodyLimit::max(256 << 20)))
+        .route("/v1/events", get(admin::events_list))
+        .route("/v1/events/stream", get(stream::events_stream))
+        .route("/v1/events/{id}", get(admin::event_trace))
+        .route("/v1/events/{id}/payload", get(admin::event_payload))
+        .route("/v1/calls", get(admin::calls_list))
+        .route("/v1/stats", get(admin::stats))
+        .route("/v1/ai/usage", get(admin::ai_usage))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/metrics", get(health::metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(health::readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state.clone());
+    crate::ingress::router(state.webhooks.clone()).merge(api)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, with source addresses available
+/// to the webhook allow-lists.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let app = router(state).layer(axum::Extension(stream::Closing(closed)));
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open event streams end now, or the graceful shutdown would wait for them.
+            let _ = closing.send(true);
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn app(admin_token: Option<&str>) -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+        let host = Host::builder().build().unwrap();
+        let state =
+            AppState::builder(host, store).admin_token(admin_token.map(|t| t.as_bytes().to_vec())).build();
+        // What `serve` gives every request: the peer's address, for webhook allow-lists.
+        let peer = axum::extract::connect_info::MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000)));
+        (router(state).layer(peer), dir)
+    }
+
+    async fn status(app: &Router, path: &str, authorization: Option<&str>) -> StatusCode {
+        let mut request = Request::get(path);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn the_admin_api_answers_only_its_token_and_is_off_without_one() {
+        let (admin, _dir) = app(Some("s3cret"));
+        for path in ["/v1/plugins", "/v1/dlq", "/v1/events", "/v1/stats", "/v1/calls", "/v1/ai/usage"] {
+            assert_eq!(status(&admin, path, Some("Bearer s3cret")).await, StatusCode::OK, "{path}");
+            assert_eq!(status(&admin, path, None).await, StatusCode::UNAUTHORIZED, "{path}");
+            assert_eq!(status(&admin, path, Some("Bearer s3cre")).await, StatusCode::UNAUTHORIZED, "{path}");
+            assert_eq!(status(&admin, path, Some("s3cret")).await, StatusCode::UNAUTHORIZED, "{path}");
+        }
+        // Monitoring reads without a token.
+        assert_eq!(status(&admin, "/metrics", None).await, StatusCode::OK);
+        assert_eq!(status(&admin, "/readyz", None).await, StatusCode::OK);
+        let (off, _dir) = app(None);
+        assert_eq!(status(&off, "/v1/plugins", Some("Bearer s3cret")).await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&off, "/v1/jobs/x", Some("Bearer s3cret")).await, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_missing_event_says_not_found_and_a_bad_page_size_says_why() {
+        let (admin, _dir) = app(Some("t"));
+        assert_eq!(status(&admin, "/v1/events/nope", Some("Bearer t")).await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&admin, "/v1/events?limit=0", Some("Bearer t")).await, StatusCode::BAD_REQUEST);
+        assert_eq!(status(&admin, "/hooks/nobody", None).await, StatusCode::NOT_FOUND);
+    }
+}
