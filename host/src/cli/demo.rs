@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use plugboard::{Capability, Event, Grants, Host, Limits, PluginSpec, printable};
+use plugboard::{Capability, Event, Grants, Host, Limits, PluginSpec};
 use serde_json::json;
 
-use crate::cli::plugin::permission_prompt;
+use crate::cli::render::{permission_prompt, print_events, print_logs};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -17,27 +17,6 @@ pub struct DemoArgs {
     /// An AI provider component for the `ai` capability.
     #[arg(long)]
     ai_provider: Option<PathBuf>,
-}
-
-/// Prints what a plugin produced; its payloads and attribute values are the plugin's text, so
-/// control characters are written out, not sent to the terminal.
-pub fn print_events(label: &str, events: &[Event]) -> anyhow::Result<()> {
-    for e in events {
-        let payload = printable(&String::from_utf8_lossy(&e.payload));
-        say!("  {label:<9} {} {} from {} {payload}", e.kind, e.id, e.source);
-        for (k, v) in &e.attributes {
-            say!("              {k} = {}", printable(v));
-        }
-    }
-    Ok(())
-}
-
-pub fn print_logs(logs: &[plugboard::capabilities::log::LogRecord]) -> anyhow::Result<()> {
-    for l in logs {
-        let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        say!("  log       [{}] {} {}", l.level, l.message, fields.join(" "));
-    }
-    Ok(())
 }
 
 pub async fn run(host: &Host, args: DemoArgs) -> anyhow::Result<()> {

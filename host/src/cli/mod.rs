@@ -22,6 +22,7 @@ mod events;
 pub(crate) mod json_log;
 mod new;
 mod plugin;
+mod render;
 mod server;
 
 use std::path::PathBuf;

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use plugboard::egress::secrets::Secret;
-use plugboard::{Capability, Grants, Host, Limits, PluginInfo, PluginKind, PluginSpec};
+use plugboard::{Capability, Grants, Host, Limits, PluginSpec};
+
+use crate::cli::render::{permission_prompt, print_events, print_logs};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -149,37 +151,6 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Renders what a plugin is and what it asks for, for an operator deciding whether to install it.
-pub fn permission_prompt(info: &PluginInfo) -> String {
-    let mut out = String::new();
-    let kind = info.kind.name();
-    out += &format!("{} {} ({kind})\n  {}\n", info.name, info.version, info.description);
-    out += &format!("  component: {} bytes, sha256 {}\n", info.size_bytes, info.sha256);
-    if info.kind == PluginKind::Connector {
-        if let Some(scheme) = &info.webhook_verification {
-            out += &format!("  receives webhooks, verified with: {scheme}\n");
-        }
-        if !info.produces.is_empty() {
-            out += &format!("  produces events: {}\n", info.produces.join(", "));
-        }
-        for a in &info.actions {
-            out += &format!("  action {}: {}\n", a.name, a.description);
-        }
-    }
-    if let Some(model) = &info.default_model {
-        out += &format!("  default model: {model}\n");
-    }
-    if info.requested.is_empty() {
-        out += "  requests no capabilities\n";
-    } else {
-        out += "  requests permission to:\n";
-        for c in &info.requested {
-            out += &format!("    - {:<6} {}\n", c.name(), c.describe());
-        }
-    }
-    out
-}
-
 fn parse_config(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     pairs
         .iter()
@@ -295,15 +266,15 @@ async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
                 serde_json::from_str(&payload).context("--payload is not JSON")?;
             let event = plugboard::Event::json(&kind, "cli", &payload)?;
             let done = host.handle(&info.id, event).await?;
-            crate::cli::demo::print_events("returned", &done.output)?;
-            crate::cli::demo::print_events("emitted", &done.emitted)?;
-            crate::cli::demo::print_logs(&done.logs)?;
+            print_events("returned", &done.output)?;
+            print_events("emitted", &done.emitted)?;
+            print_logs(&done.logs)?;
         }
         Call::Invoke { action, input } => {
             let input: serde_json::Value = serde_json::from_str(&input).context("--input is not JSON")?;
             let done = host.invoke(&info.id, &action, &input).await?;
             say!("{}", serde_json::to_string_pretty(&done.output)?);
-            crate::cli::demo::print_logs(&done.logs)?;
+            print_logs(&done.logs)?;
         }
     }
     Ok(())
