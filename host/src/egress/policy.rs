@@ -115,7 +115,7 @@ impl HttpGrant {
         if address_allowed(literal, &self.internal_addresses()) {
             Ok(())
         } else {
-            Err(format!("{literal} is an internal address this instance may not reach"))
+            Err(format!("{literal} is an internal address outside allow_internal"))
         }
     }
 
