@@ -15,6 +15,10 @@ use plugboard::HttpGrant;
 #[derive(Arbitrary, Debug)]
 struct Attempt<'a> {
     allow: Vec<&'a str>,
+    /// Allow the URL's own destination too, so that only the address policy can refuse it.
+    allow_own_destination: bool,
+    /// An `allow_internal` IPv4 block, as address and prefix length.
+    allow_internal: Option<(u32, u8)>,
     /// An IP written into a URL in one of several spellings, or free URL text.
     address: Option<(u128, u8)>,
     url: &'a str,
@@ -68,15 +72,23 @@ fn spell(value: u128, form: u8) -> String {
 }
 
 fuzz_target!(|a: Attempt| {
-    let grant = HttpGrant { allow: a.allow.iter().map(|s| s.to_string()).collect(), ..HttpGrant::default() };
-    if grant.validate().is_err() {
-        return;
-    }
     let text = match a.address {
         Some((value, form)) => spell(value, form),
         None => a.url.to_owned(),
     };
     let Ok(url) = url::Url::parse(&text) else { return };
+    let mut allow: Vec<String> = a.allow.iter().map(|s| s.to_string()).collect();
+    if a.allow_own_destination
+        && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+    {
+        allow.push(format!("{}://{host}:{port}", url.scheme()));
+    }
+    let block = a.allow_internal.map(|(net, prefix)| (Ipv4Addr::from(net), prefix % 33));
+    let allow_internal = block.map(|(net, prefix)| format!("{net}/{prefix}")).into_iter().collect();
+    let grant = HttpGrant { allow: allow.clone(), allow_internal, ..HttpGrant::default() };
+    if grant.validate().is_err() {
+        return;
+    }
     if grant.admit(a.method, &url).is_err() {
         return;
     }
@@ -89,12 +101,23 @@ fuzz_target!(|a: Attempt| {
         IpAddr::V4(v4) => internal_v4(v4),
         IpAddr::V6(v6) => internal_v6(v6),
     };
-    assert!(!internal, "{text} reached internal address {ip} through allow-list {:?}", a.allow);
+    // The operator's exception: an IPv4 block, which also covers the IPv4-mapped spelling.
+    let excepted = block.is_some_and(|(net, prefix)| {
+        let v4 = match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        };
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        v4.is_some_and(|v4| u32::from(v4) & mask == u32::from(net) & mask)
+    });
+    assert!(
+        !internal || excepted,
+        "{text} reached internal address {ip} (allow {allow:?}, internal {block:?})"
+    );
     // What passes was allowed by some entry written for its scheme.
     let scheme = format!("{}://", url.scheme());
     assert!(
-        a.allow.iter().any(|p| p.to_ascii_lowercase().starts_with(&scheme)),
-        "{text} passed an allow-list with no {scheme} entry: {:?}",
-        a.allow
+        allow.iter().any(|p| p.to_ascii_lowercase().starts_with(&scheme)),
+        "{text} passed an allow-list with no {scheme} entry: {allow:?}"
     );
 });

@@ -508,13 +508,11 @@ async fn echo_secrets_are_filled_in_only_where_bound() {
 /// server comes back out of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzer() {
+    const SECRET: &str = "fz-9c1e4b7a3d0f6e28";
     let addr = common::http_server().await;
     let echo = format!("http://127.0.0.1:{}", addr.port());
     let host = host();
-    host.set_secret(
-        "token",
-        plugboard::egress::secrets::Secret::new("fz-9c1e4b7a3d0f6e28", &[&echo]).unwrap(),
-    );
+    host.set_secret("token", plugboard::egress::secrets::Secret::new(SECRET, &[&echo]).unwrap());
     load(&host, "ai", CANNED_AI, Grants::none(), Limits::default()).await;
     let grants = Grants::all()
         .allow_http(&echo)
@@ -545,6 +543,11 @@ async fn fuzzer() {
     let (mut replies, mut redacted) = (0, 0);
     for path in scripts {
         let script = std::fs::read(&path).unwrap();
+        // As in the fuzz target: a script that carries the secret itself is not run (it could
+        // leave it in kv for a later script to reply with).
+        if script.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()) {
+            continue;
+        }
         let request = plugboard::types::WebhookRequest {
             method: "POST".into(),
             path: "/".into(),
@@ -561,12 +564,7 @@ async fn fuzzer() {
                     out.push_str(&String::from_utf8_lossy(&event.payload));
                 }
                 redacted += usize::from(out.contains(plugboard::egress::secrets::REDACTED));
-                let carried = String::from_utf8_lossy(&script).contains("fz-9c1e4b7a3d0f6e28");
-                assert!(
-                    carried || !out.contains("fz-9c1e4b7a3d0f6e28"),
-                    "{}: the secret came back",
-                    path.display()
-                );
+                assert!(!out.contains(SECRET), "{}: the secret came back", path.display());
             }
             Err(e @ (InvokeError::Internal(_) | InvokeError::UnknownInstance(_))) => {
                 panic!("{}: the host failed: {e}", path.display())
