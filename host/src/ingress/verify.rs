@@ -18,6 +18,23 @@ use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The headers the schemes read (signatures, timestamps, delivery ids), lower case, with
+/// `x-signature` and `x-timestamp` for a typical generic HMAC: where tests and fuzzers aim
+/// arbitrary values.
+pub const SCHEME_HEADERS: [&str; 11] = [
+    "x-shopify-hmac-sha256",
+    "x-slack-signature",
+    "x-slack-request-timestamp",
+    "stripe-signature",
+    "x-hub-signature-256",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-signature",
+    "x-timestamp",
+    "x-github-delivery",
+];
+
 /// The default window for timestamped schemes.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
