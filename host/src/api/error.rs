@@ -34,13 +34,6 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            match std::error::Error::source(&self) {
-                Some(cause) => tracing::error!(%status, "API request failed: {self}: {cause}"),
-                None => tracing::error!(%status, "API request failed: {self}"),
-            }
-        }
-        (status, axum::Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        crate::ingress::webhook::error_response("API request failed", self.status(), &self)
     }
 }

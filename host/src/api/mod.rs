@@ -25,20 +25,21 @@ use crate::ingress::{Endpoint, Webhooks};
 use crate::pipeline::Routes;
 use crate::store::EventStore;
 
-/// What the server's handlers share.
+/// What the server's handlers share. Made only by [`AppState::builder`], which gives the
+/// webhook endpoint the same host, store and dispatcher.
 pub struct AppState {
     /// The plugin host.
-    pub host: Host,
+    host: Host,
     /// The event log.
-    pub store: Arc<dyn EventStore>,
+    store: Arc<dyn EventStore>,
     /// Woken when new deliveries are queued.
-    pub dispatcher: Option<Arc<tokio::sync::Notify>>,
+    dispatcher: Option<Arc<tokio::sync::Notify>>,
     /// The bearer token of the async jobs API; the API is off without one.
-    pub jobs_token: Option<Vec<u8>>,
+    jobs_token: Option<Vec<u8>>,
     /// The bearer token of the admin API; the API is off without one.
-    pub admin_token: Option<Vec<u8>>,
+    admin_token: Option<Vec<u8>>,
     /// The webhook endpoint's own state.
-    pub webhooks: Arc<Webhooks>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl AppState {
@@ -254,5 +255,24 @@ mod tests {
         assert_eq!(status(&admin, "/v1/events/nope", Some("Bearer t")).await, StatusCode::NOT_FOUND);
         assert_eq!(status(&admin, "/v1/events?limit=0", Some("Bearer t")).await, StatusCode::BAD_REQUEST);
         assert_eq!(status(&admin, "/hooks/nobody", None).await, StatusCode::NOT_FOUND);
+    }
+
+    /// The token is checked before the body is read: a caller without it cannot make the
+    /// server buffer an upload (up to 256 MiB for a component).
+    #[tokio::test]
+    async fn an_upload_without_the_token_is_refused_before_its_body_is_read() {
+        let (admin, _dir) = app(Some("t"));
+        let unreadable = || {
+            let failing = futures_util::stream::once(async {
+                Err::<axum::body::Bytes, _>(std::io::Error::other("the body must not be read"))
+            });
+            Request::put("/v1/plugins/echo/wasm").body(Body::from_stream(failing)).unwrap()
+        };
+        let refused = admin.clone().oneshot(unreadable()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        // With the token, the body is read (and here fails to be).
+        let mut read = unreadable();
+        read.headers_mut().insert("authorization", "Bearer t".parse().unwrap());
+        assert_eq!(admin.clone().oneshot(read).await.unwrap().status(), StatusCode::BAD_REQUEST);
     }
 }

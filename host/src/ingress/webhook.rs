@@ -126,17 +126,21 @@ impl WebhookError {
     }
 }
 
+/// A JSON `{"error": ...}` answer with `status`. A server error says only its kind to the
+/// client; it is logged with its cause, `context` first.
+pub(crate) fn error_response(context: &str, status: StatusCode, error: &dyn std::error::Error) -> Response {
+    if status.is_server_error() {
+        match error.source() {
+            Some(cause) => tracing::error!(%status, "{context}: {error}: {cause}"),
+            None => tracing::error!(%status, "{context}: {error}"),
+        }
+    }
+    (status, axum::Json(serde_json::json!({ "error": error.to_string() }))).into_response()
+}
+
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            match std::error::Error::source(&self) {
-                Some(cause) => tracing::error!(%status, "webhook failed: {self}: {cause}"),
-                None => tracing::error!(%status, "webhook failed: {self}"),
-            }
-        }
-        let mut response =
-            (status, axum::Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        let mut response = error_response("webhook failed", self.status(), &self);
         if let WebhookError::RateLimited(secs) = self {
             response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
