@@ -385,7 +385,7 @@ impl Config {
             }
             // The host's own sources: an instance named so could pass its events off as
             // schedule firings or job notices.
-            if ["schedule", "jobs"].contains(&p.id.as_str()) {
+            if [crate::pipeline::SCHEDULE_SOURCE, crate::pipeline::JOBS_SOURCE].contains(&p.id.as_str()) {
                 return Err(ConfigError::Invalid {
                     key: format!("{key}.id"),
                     reason: format!("`{}` is the source name of the host's own events", p.id),

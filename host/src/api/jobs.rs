@@ -43,7 +43,7 @@ pub(super) async fn create_job(
             job.instance, job.action
         )));
     }
-    let mut event = crate::Event::json("job/requested", "jobs", &job.input)
+    let mut event = crate::Event::json("job/requested", crate::pipeline::JOBS_SOURCE, &job.input)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if let Some(url) = &job.callback_url {
         let parsed = url::Url::parse(url).map_err(|e| ApiError::BadRequest(format!("callback_url: {e}")))?;
@@ -65,7 +65,7 @@ pub(super) async fn create_job(
     state
         .store
         .append(Append {
-            instance: "jobs".into(),
+            instance: crate::pipeline::JOBS_SOURCE.into(),
             delivery_id: None,
             dedup_window_ms: 0,
             events: vec![event],

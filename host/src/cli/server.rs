@@ -137,15 +137,20 @@ pub enum DlqCommand {
 /// The store `args` configures, opened for reading only: listings change nothing in a store a
 /// running server uses (no upgrade, no claim journal).
 pub(crate) fn open_store(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
-    let path = store_path(args)?;
-    SqliteStore::open_read_only(&path).with_context(|| format!("opening the event store {}", path.display()))
+    open_with(args, SqliteStore::open_read_only)
 }
 
 /// The store `args` configures, opened for writing (`dlq replay`).
 fn open_store_for_writing(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
+    open_with(args, SqliteStore::open_without_deliveries)
+}
+
+fn open_with(
+    args: &ConfigArgs,
+    open: fn(&std::path::Path) -> Result<SqliteStore, plugboard::store::StoreError>,
+) -> anyhow::Result<SqliteStore> {
     let path = store_path(args)?;
-    SqliteStore::open_without_deliveries(&path)
-        .with_context(|| format!("opening the event store {}", path.display()))
+    open(&path).with_context(|| format!("opening the event store {}", path.display()))
 }
 
 fn store_path(args: &ConfigArgs) -> anyhow::Result<std::path::PathBuf> {

@@ -210,7 +210,7 @@ impl Egress {
         if request.body.len() > cap {
             return Err(Error::InvalidInput(format!("request body larger than the limit of {cap} bytes")));
         }
-        if let Err(why) = self.admit(caller, &method, &url) {
+        if let Err(why) = caller.grants.http.admit(method.as_str(), &url) {
             return Err(self.refuse(caller, &method, &url, why));
         }
         let _slot = tokio::time::timeout_at(caller.deadline, caller.state.slots.acquire())
@@ -291,11 +291,6 @@ impl Egress {
         let host = url.host_str().unwrap_or("");
         self.metrics.add("plugboard_http_retries_total", &[("instance", caller.instance), ("host", host)], 1);
         tokio::time::sleep(wait).await;
-    }
-
-    /// The allow-list and, for an address written in the URL, the address policy.
-    fn admit(&self, caller: &Caller<'_>, method: &reqwest::Method, url: &url::Url) -> Result<(), String> {
-        caller.grants.http.admit(method.as_str(), url)
     }
 
     /// Records a refusal and builds the `denied` answer.
@@ -507,7 +502,7 @@ impl Egress {
                 }
                 body.clear();
             }
-            if let Err(why) = self.admit(caller, &method, &next) {
+            if let Err(why) = caller.grants.http.admit(method.as_str(), &next) {
                 let why = format!("redirect from {} to {}: {why}", origin(&url), origin(&next));
                 return Err(Failure { error: self.refuse(caller, &method, &next, why), transport: false });
             }

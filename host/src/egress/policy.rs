@@ -107,6 +107,12 @@ impl HttpGrant {
     /// resolve, by the egress resolver.)
     pub fn admit(&self, method: &str, url: &url::Url) -> Result<(), String> {
         self.check(method, url)?;
+        self.admit_address(url)
+    }
+
+    /// The address policy alone (see [`HttpGrant::admit`]), for callers that checked the
+    /// allow-list themselves.
+    pub fn admit_address(&self, url: &url::Url) -> Result<(), String> {
         let literal = match url.host() {
             Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
             Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),

@@ -284,8 +284,13 @@ impl Lineages {
         if counts.len() >= MAX_LINEAGES && !counts.contains_key(root) {
             counts.clear();
         }
-        let count = counts.entry(root.to_owned()).or_default();
-        let next = count.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        // The root's own key is allocated only the first time it spends.
+        let count = match counts.get_mut(root) {
+            Some(count) => count,
+            None => counts.entry(root.to_owned()).or_default(),
+        };
+        let next = count.saturating_add(n);
         if next > MAX_LINEAGE_EVENTS {
             return false;
         }
@@ -308,6 +313,9 @@ pub const CAUSED_BY: &str = "caused_by";
 
 /// The route name of async jobs, and of their completion callbacks.
 pub const JOB_ROUTE: &str = "job";
+
+/// The source of job requests and completions (an instance id no plugin may take).
+pub const JOBS_SOURCE: &str = "jobs";
 /// See [`JOB_ROUTE`].
 pub const CALLBACK_ROUTE: &str = "job-callback";
 
@@ -353,8 +361,7 @@ impl Callbacks {
         if let Err(why) = self.destinations.check("POST", &parsed) {
             return Some(format!("callback_url: {why} (allow it in jobs.callback_allow)"));
         }
-        // Passing the allow-list, only the address policy is left to refuse it.
-        let why = self.destinations.admit("POST", &parsed).err()?;
+        let why = self.destinations.admit_address(&parsed).err()?;
         Some(format!("callback_url: {why} (allow it in jobs.callback_allow_internal)"))
     }
 }
@@ -435,7 +442,7 @@ fn completion(
     let output: serde_json::Value =
         output.and_then(|o| serde_json::from_str(o).ok()).unwrap_or(serde_json::Value::Null);
     let payload = serde_json::json!({ "id": d.event.id, "status": status, "output": output, "error": error });
-    let Ok(mut event) = Event::json("job/completed", "jobs", &payload) else {
+    let Ok(mut event) = Event::json("job/completed", JOBS_SOURCE, &payload) else {
         return (Vec::new(), Vec::new());
     };
     // The job's trace links to its notice, and the notice's to its callback's attempts.
@@ -497,25 +504,24 @@ async fn deliver(
             if is_job { completion(&d, "failed", None, Some(&error)) } else { Default::default() };
         Outcome::Dead { error, events, deliveries }
     };
+    let root = root(&d.event);
     let outcome = match result {
         Ok((events, _)) if !events.is_empty() && hops(&d.event) >= MAX_HOPS => dead(format!(
             "route loop: this delivery produced events {} hops after the webhook or schedule that \
              started it (limit {MAX_HOPS}); check the routes for a cycle",
             hops(&d.event) + 1
         )),
-        Ok((events, _)) if !events.is_empty() && !lineages.spend(root(&d.event), events.len()) => {
-            dead(format!(
-                "route fan-out: the deliveries that followed event {} produced more than \
+        Ok((events, _)) if !events.is_empty() && !lineages.spend(root, events.len()) => dead(format!(
+            "route fan-out: the deliveries that followed event {} produced more than \
                  {MAX_LINEAGE_EVENTS} events; check the routes for a cycle that multiplies events",
-                root(&d.event)
-            ))
-        }
+            root
+        )),
         Ok((mut events, output)) => {
             // Each event a delivery produced names the event it came from, and how many
             // deliveries away from its origin it is: an event's timeline can then follow it
             // through every hop, and a cycle of routes ends in a dead letter.
             let depth = (hops(&d.event) + 1).to_string();
-            let lineage = root(&d.event).to_owned();
+            let lineage = root.to_owned();
             for e in &mut events {
                 e.attributes.push((CAUSED_BY.into(), d.event.id.clone()));
                 e.attributes.push((HOPS.into(), depth.clone()));

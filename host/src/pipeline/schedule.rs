@@ -17,6 +17,9 @@ use tokio::sync::Notify;
 use crate::Event;
 use crate::store::{Append, EventFilter, EventStore, QueuedDelivery};
 
+/// The source of schedule firings (an instance id no plugin may take).
+pub const SCHEDULE_SOURCE: &str = "schedule";
+
 /// The attribute that says which tick a firing is for.
 pub const SCHEDULED_FOR: &str = "plugboard.scheduled_for";
 
@@ -116,7 +119,7 @@ impl Scheduler {
 /// The tick the newest stored firing of `s` was for.
 async fn last_firing(store: &dyn EventStore, s: &Schedule) -> Result<Option<DateTime<Utc>>, String> {
     let kind = kind(s);
-    let filter = EventFilter { kind: Some(&kind), source: Some("schedule"), before: None };
+    let filter = EventFilter { kind: Some(&kind), source: Some(SCHEDULE_SOURCE), before: None };
     let newest = store.events(filter, 1).await.map_err(|e| e.to_string())?;
     Ok(newest.into_iter().next().and_then(|(_, event)| {
         let tick =
@@ -183,7 +186,7 @@ fn kind(s: &Schedule) -> String {
 }
 
 async fn fire(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>) -> Result<(), String> {
-    let mut event = Event::json(&kind(s), "schedule", &s.input).map_err(|e| e.to_string())?;
+    let mut event = Event::json(&kind(s), SCHEDULE_SOURCE, &s.input).map_err(|e| e.to_string())?;
     event.attributes.push((SCHEDULED_FOR.into(), tick.timestamp_millis().to_string()));
     let delivery = QueuedDelivery {
         event_id: event.id.clone(),
@@ -194,7 +197,7 @@ async fn fire(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>) -> Resu
     };
     store
         .append(Append {
-            instance: "schedule".into(),
+            instance: SCHEDULE_SOURCE.into(),
             delivery_id: None,
             dedup_window_ms: 0,
             events: vec![event],

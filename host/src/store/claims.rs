@@ -101,10 +101,7 @@ impl ClaimJournal {
             // The journal only grows until the next rotation works; claims go on meanwhile.
             tracing::warn!(path = %self.path.display(), "could not rewrite the claim journal: {e}");
         }
-        let mut lines = String::with_capacity(claims.len() * 24);
-        for (delivery, attempt) in claims {
-            lines.push_str(&format!("claim {delivery} {attempt}\n"));
-        }
+        let lines = claim_lines(claims.iter().copied());
         // One write: a process that dies mid-way leaves at most a torn last line.
         self.file.write_all(lines.as_bytes())?;
         self.written += lines.len() as u64;
@@ -128,10 +125,7 @@ impl ClaimJournal {
         let mut aside = self.path.as_os_str().to_owned();
         aside.push(".new");
         let aside = PathBuf::from(aside);
-        let mut lines = String::new();
-        for (delivery, attempt) in &self.running {
-            lines.push_str(&format!("claim {delivery} {attempt}\n"));
-        }
+        let lines = claim_lines(self.running.iter().map(|(d, a)| (*d, *a)));
         // A fresh file (a leftover of a rotation cut short goes first), locked before it takes
         // the journal's name, so the name always names a held journal.
         match std::fs::remove_file(&aside) {
@@ -153,6 +147,17 @@ impl ClaimJournal {
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+/// `claim <delivery> <attempt>` lines, one per claim.
+fn claim_lines(claims: impl ExactSizeIterator<Item = (i64, u32)>) -> String {
+    use std::fmt::Write as _;
+    let mut lines = String::with_capacity(claims.len() * 24);
+    for (delivery, attempt) in claims {
+        // Writing to a String cannot fail.
+        let _ = writeln!(lines, "claim {delivery} {attempt}");
+    }
+    lines
 }
 
 #[cfg(test)]
