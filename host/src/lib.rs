@@ -1,8 +1,8 @@
-//! plugboard: a host for integration plugins written as WebAssembly components.
+//! plugboard: a host for integration plugins written as WebAssembly components, with the server,
+//! the durable store and the pipeline around it.
 //!
-//! Each integration (Shopify, Slack, OpenAI, ...) is a component implementing the WIT contract in
-//! `wit/`. The host loads it sandboxed, gives it only the capabilities and limits its operator
-//! granted, and invokes it once per event, each time in a fresh instance.
+//! The runtime that loads and runs plugins is its own crate, [`plugboard_runtime`], which
+//! embedders can depend on alone; its modules are re-exported here under the same names.
 //!
 //! Where things are:
 //! - [`runtime`]: loading components and running invocations within their limits.
@@ -16,87 +16,22 @@
 //!   dashboard, metrics and health checks.
 //! - [`store`]: where events, deliveries, key-value data and the call log are stored.
 //! - [`pipeline`]: routes, the dispatcher with retries and dead letters, schedules.
-//! - [`limits`]: the per-instance resource limits.
-//!
-//! Embedding the host in another program:
-//!
-//! ```no_run
-//! use plugboard::{Capability, Grants, Host, Limits, PluginSpec};
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let host = Host::builder().compile_cache_dir("/var/cache/plugboard").build()?;
-//! let info = host
-//!     .load(
-//!         PluginSpec::new("echo", "echo.wasm")
-//!             .with_grants(Grants::none().with(Capability::Log).with(Capability::Kv))
-//!             .with_limits(Limits::default().with_memory_mib(16).with_timeout(std::time::Duration::from_secs(2)))
-//!             .with_config("greeting", "hi"),
-//!     )
-//!     .await?;
-//! println!("loaded {} {} with {:?}", info.name, info.version, info.effective);
-//! let done = host.handle("echo", plugboard::Event::json("demo/ping", "cli", &serde_json::json!({"n": 1}))?).await?;
-//! for event in done.output {
-//!     println!("{} {}", event.kind, String::from_utf8_lossy(&event.payload));
-//! }
-//! # Ok(()) }
-//! ```
+//! - [`config`]: the `plugboard.toml` file.
 
 pub mod api;
-mod bindings;
-pub mod capabilities;
-pub mod cidr;
 pub mod config;
-pub mod egress;
-mod error;
 pub mod ingress;
-pub mod limits;
-pub mod metrics;
 pub mod pipeline;
 #[cfg(test)]
 mod proptests;
-pub mod rate_limit;
 pub mod run;
-pub mod runtime;
 pub mod store;
 
-pub use bindings::types;
-pub use capabilities::{Capability, Grants, HttpGrant};
-pub use error::{InvokeError, LoadError};
-pub use limits::Limits;
-pub use runtime::{
-    Host, HostBuilder, Invocation, PluginInfo, PluginKind, PluginSpec, Session, UPLOADED, WebhookOutcome,
-    printable,
+pub use plugboard_runtime as runtime;
+pub use plugboard_runtime::{
+    Capability, Error, Grants, Host, HostBuilder, HttpGrant, Invocation, InvokeError, Limits, LoadError,
+    PluginInfo, PluginKind, PluginSpec, Session, UPLOADED, WebhookOutcome, printable,
 };
-pub use types::{Event, NewEvent};
-
-/// Why the host itself could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// wasmtime refused the engine configuration.
-    #[error("cannot set up the wasm engine: {0}")]
-    Engine(String),
-    /// A file or thread could not be set up.
-    #[error("cannot set up {what}: {source}")]
-    Io {
-        /// What was being set up.
-        what: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
-
-impl Event {
-    /// A new event with a JSON payload, a fresh id and the current time, as if `source` had
-    /// produced it. For embedders and tests that feed events in by hand.
-    pub fn json(kind: &str, source: &str, payload: &serde_json::Value) -> Result<Event, serde_json::Error> {
-        Ok(Event {
-            id: capabilities::emit::new_event_id(),
-            source: source.to_owned(),
-            kind: kind.to_owned(),
-            occurred_at_ms: capabilities::emit::now_ms(),
-            content_type: "application/json".into(),
-            payload: serde_json::to_vec(payload)?,
-            attributes: Vec::new(),
-        })
-    }
-}
+pub use plugboard_runtime::{
+    Event, NewEvent, capabilities, cidr, egress, limits, metrics, rate_limit, types,
+};

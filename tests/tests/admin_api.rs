@@ -346,11 +346,14 @@ fn plugboard_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let binary = exe.parent().and_then(Path::parent).unwrap().join("plugboard");
     let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    let newest_source =
-        walk(&repo().join("host/src")).into_iter().filter_map(|p| p.metadata().ok()?.modified().ok()).max();
+    let newest_source = ["host/src", "runtime/src"]
+        .iter()
+        .flat_map(|dir| walk(&repo().join(dir)))
+        .filter_map(|p| p.metadata().ok()?.modified().ok())
+        .max();
     assert!(
         built.is_some_and(|b| newest_source.is_none_or(|s| s <= b)),
-        "{} is missing or older than host/src: run `cargo build -p plugboard` (or `cargo test` for the whole workspace)",
+        "{} is missing or older than host/src or runtime/src: run `cargo build -p plugboard` (or `cargo test` for the whole workspace)",
         binary.display()
     );
     binary

@@ -52,7 +52,7 @@ pub(super) async fn create_job(
         }
         // The parsed form: no control characters (the parser drops tabs and line breaks), so
         // error messages that quote it cannot forge log lines.
-        event.attributes.push(("callback_url".into(), parsed.as_str().to_owned()));
+        event.attributes.push((crate::pipeline::CALLBACK_URL.into(), parsed.as_str().to_owned()));
     }
     let id = event.id.clone();
     let delivery = crate::store::QueuedDelivery {

@@ -15,12 +15,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
-use crate::bindings::types::{Error as WitError, WebhookRequest};
 use crate::cidr::Cidr;
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::Routes;
 use crate::rate_limit::Bucket;
 use crate::store::{Append, Appended, EventStore, StoreError};
+use crate::types::{Error as WitError, WebhookRequest};
 use crate::{Host, InvokeError};
 
 /// One instance's webhook checks.

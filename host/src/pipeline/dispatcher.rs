@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 
-use crate::bindings::types::{Error as WitError, Event};
 use crate::capabilities::emit::now_ms;
 use crate::pipeline::Routes;
 use crate::store::{Attempt, DueDelivery, EventStore, Outcome, QueuedDelivery};
+use crate::types::{Error as WitError, Event};
 use crate::{Host, InvokeError};
 
 /// When to try a failed delivery again.
@@ -308,8 +308,7 @@ fn hops(event: &Event) -> u32 {
     event.attributes.iter().find(|(k, _)| k == HOPS).and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
 }
 
-/// The attribute that names the event whose delivery produced an event.
-pub const CAUSED_BY: &str = "caused_by";
+pub use crate::capabilities::emit::{CALLBACK_URL, CAUSED_BY};
 
 /// The route name of async jobs, and of their completion callbacks.
 pub const JOB_ROUTE: &str = "job";
@@ -338,10 +337,7 @@ impl Callbacks {
     /// `destinations`.
     pub fn new(secret: Vec<u8>, destinations: crate::HttpGrant) -> Result<Self, String> {
         destinations.validate()?;
-        let resolver = crate::egress::dns::GuardedResolver {
-            internal_names: destinations.internal_names(),
-            overrides: Default::default(),
-        };
+        let resolver = crate::egress::dns::GuardedResolver::new(destinations.internal_names());
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -435,8 +431,7 @@ fn completion(
     output: Option<&str>,
     error: Option<&str>,
 ) -> (Vec<Event>, Vec<QueuedDelivery>) {
-    let Some(url) = d.event.attributes.iter().find(|(k, _)| k == "callback_url").map(|(_, v)| v.clone())
-    else {
+    let Some(url) = d.event.attributes.iter().find(|(k, _)| k == CALLBACK_URL).map(|(_, v)| v.clone()) else {
         return (Vec::new(), Vec::new());
     };
     let output: serde_json::Value =

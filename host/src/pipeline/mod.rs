@@ -6,7 +6,7 @@ mod routes;
 mod schedule;
 
 pub use dispatcher::{
-    CALLBACK_ROUTE, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, JOBS_SOURCE, MAX_HOPS,
+    CALLBACK_ROUTE, CALLBACK_URL, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, JOBS_SOURCE, MAX_HOPS,
     MAX_LINEAGE_EVENTS, ROOT, RetryPolicy,
 };
 pub use routes::{Filter, Route, Routes};

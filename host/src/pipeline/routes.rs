@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::bindings::types::Event;
 use crate::store::QueuedDelivery;
+use crate::types::Event;
 
 /// One route, as configured. Unknown keys are refused.
 ///

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::bindings::types::Event;
+use crate::types::Event;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,10 @@
 //! The `emit` capability: a plugin publishes new events. The host validates them, gives each an
 //! id and records the instance as its source; the invocation's outcome carries them to the router.
 
+use crate::InstanceState;
 use crate::bindings::emit::Host;
 use crate::bindings::types::{Error, Event, NewEvent};
 use crate::capabilities::Capability;
-use crate::runtime::InstanceState;
 
 /// The longest event kind accepted.
 const MAX_KIND_LEN: usize = 128;
@@ -12,9 +12,13 @@ const MAX_KIND_LEN: usize = 128;
 const MAX_ATTRIBUTES: usize = 64;
 /// The longest attribute name.
 const MAX_ATTRIBUTE_NAME_LEN: usize = 128;
+/// The attribute that names the event whose delivery produced an event.
+pub const CAUSED_BY: &str = "caused_by";
+/// The attribute that carries a job's callback URL.
+pub const CALLBACK_URL: &str = "callback_url";
 /// Attribute names the host writes itself (an event's lineage, a job's callback URL); a plugin
 /// may not set them, or it could forge another event's place in a trace or aim a signed callback.
-pub const HOST_ATTRIBUTES: [&str; 2] = [crate::pipeline::CAUSED_BY, "callback_url"];
+pub const HOST_ATTRIBUTES: [&str; 2] = [CAUSED_BY, CALLBACK_URL];
 /// The prefix of attribute names reserved for the host.
 pub const HOST_ATTRIBUTE_PREFIX: &str = "plugboard.";
 
@@ -95,7 +99,7 @@ pub fn new_event_id() -> String {
 }
 
 /// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

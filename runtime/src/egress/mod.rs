@@ -14,7 +14,7 @@
 
 pub mod ai;
 pub mod calls;
-pub(crate) mod dns;
+pub mod dns;
 pub mod oauth;
 pub mod policy;
 mod retry;

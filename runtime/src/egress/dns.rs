@@ -24,9 +24,17 @@ pub(crate) struct BlockedAddress {
 
 /// The resolver of one client: the system resolver, refusing internal addresses except for
 /// the names its grant lists.
-pub(crate) struct GuardedResolver {
+pub struct GuardedResolver {
     pub(crate) internal_names: Vec<String>,
     pub(crate) overrides: Overrides,
+}
+
+impl GuardedResolver {
+    /// A resolver that refuses internal addresses except for `internal_names` (lower case):
+    /// the `allow_internal` names of a grant, see [`HttpGrant::internal_names`](crate::HttpGrant::internal_names).
+    pub fn new(internal_names: Vec<String>) -> GuardedResolver {
+        GuardedResolver { internal_names, overrides: Overrides::default() }
+    }
 }
 
 impl Resolve for GuardedResolver {
@@ -54,7 +62,7 @@ impl Resolve for GuardedResolver {
 }
 
 /// The policy refusal somewhere in `error`'s chain of causes, if that is why it failed.
-pub(crate) fn blocked_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub fn blocked_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
         if let Some(blocked) = e.downcast_ref::<BlockedAddress>() {

@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::bindings::types::Event;
 use crate::capabilities::log::LogRecord;
 use crate::limits::StoreLimiter;
-use crate::runtime::{HostInner, Plugin};
+use crate::{HostInner, Plugin};
 
 pub(crate) struct InstanceState {
     wasi: WasiCtx,

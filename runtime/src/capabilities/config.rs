@@ -1,9 +1,9 @@
 //! The `config` capability: the values the operator set for this instance.
 
+use crate::InstanceState;
 use crate::bindings::config::Host;
 use crate::bindings::types::Error;
 use crate::capabilities::Capability;
-use crate::runtime::InstanceState;
 
 impl Host for InstanceState {
     async fn get(&mut self, key: String) -> Result<Option<String>, Error> {

@@ -1,5 +1,4 @@
-//! The plugin runtime: loading components, and running each invocation in a fresh, limited
-//! sandbox.
+//! The host: loading components, and running each invocation in a fresh, limited sandbox.
 //!
 //! - [`Host`] owns the one [`wasmtime::Engine`], the linker with every host capability, and the
 //!   loaded plugin instances.
@@ -8,13 +7,6 @@
 //!   pooling allocator, so no state leaks from one event to the next.
 //! - [`invoke`] applies the operator's limits to that store and turns every way a plugin can fail
 //!   into an [`InvokeError`](crate::InvokeError).
-
-pub mod compile_cache;
-mod engine;
-mod invoke;
-mod plugin;
-pub mod reply;
-mod state;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,29 +22,23 @@ use crate::bindings::Connector;
 use crate::bindings::types::{Error as WitError, HttpRequest, HttpResponse};
 use crate::capabilities::Capability;
 use crate::capabilities::kv::{KvStore, MemoryKv};
+use crate::compile_cache::CompileCache;
 use crate::egress::Caller;
 use crate::egress::Egress;
 use crate::egress::ai::{AiRouter, AiSettings, TokenUsage};
 use crate::egress::calls::{CallLog, MemoryCallLog};
 use crate::egress::oauth::OAuthClient;
 use crate::egress::secrets::Secret;
+use crate::engine::{EngineSettings, EpochTicker};
 use crate::error::{InvokeError, LoadError};
 use crate::metrics::Metrics;
-use compile_cache::CompileCache;
-use engine::{EngineSettings, EpochTicker};
-
-pub use invoke::{Invocation, Session, WebhookOutcome};
-pub(crate) use plugin::Plugin;
-pub use plugin::printable;
-pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
-pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
-pub(crate) use state::InstanceState;
+use crate::{InstanceState, Plugin, PluginInfo, PluginSpec};
 
 /// Builds a [`Host`].
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let host = plugboard::Host::builder()
+/// let host = plugboard_runtime::Host::builder()
 ///     .max_memory_mib(256)
 ///     .compile_cache_dir(std::env::temp_dir().join("plugboard-doc-cache"))
 ///     .build()
@@ -148,7 +134,8 @@ impl HostBuilder {
 
     /// Creates the engine, the linker and the epoch thread.
     pub fn build(self) -> Result<Host, crate::Error> {
-        let engine = engine::build_engine(&self.settings).map_err(|e| crate::Error::Engine(e.to_string()))?;
+        let engine =
+            crate::engine::build_engine(&self.settings).map_err(|e| crate::Error::Engine(e.to_string()))?;
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| crate::Error::Engine(e.to_string()))?;
@@ -196,7 +183,7 @@ impl HostBuilder {
 /// Cloning a `Host` is cheap and shares everything.
 ///
 /// ```
-/// use plugboard::{Capability, Grants, Host, Limits, PluginSpec};
+/// use plugboard_runtime::{Capability, Grants, Host, Limits, PluginSpec};
 /// # let echo_wasm = plugboard_tests::ECHO; // the echo plugin, built from plugins/echo
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -219,15 +206,15 @@ impl HostBuilder {
 /// ```
 #[derive(Clone)]
 pub struct Host {
-    inner: Arc<HostInner>,
+    pub(crate) inner: Arc<HostInner>,
 }
 
 pub(crate) struct HostInner {
-    engine: Engine,
-    linker: Linker<InstanceState>,
-    cache: Option<CompileCache>,
-    settings: EngineSettings,
-    plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<InstanceState>,
+    pub(crate) cache: Option<CompileCache>,
+    pub(crate) settings: EngineSettings,
+    pub(crate) plugins: RwLock<HashMap<String, Arc<Plugin>>>,
     /// Components compiled by this process, by SHA-256: a second instance of the same plugin
     /// (or a re-load) shares the compiled code instead of compiling it again.
     pub(crate) compiled: std::sync::Mutex<HashMap<String, wasmtime::component::Component>>,
@@ -268,7 +255,7 @@ impl Host {
 
     /// Loads a plugin from its component bytes, replacing any instance with the same id.
     pub async fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
-        self.install(Arc::new(plugin::load(self, spec, bytes).await?))
+        self.install(Arc::new(crate::plugin::load(self, spec, bytes).await?))
     }
 
     fn install(&self, plugin: Arc<Plugin>) -> Result<PluginInfo, LoadError> {
@@ -290,7 +277,7 @@ impl Host {
             self.get(id).map_err(|e| LoadError::Spec { id: id.to_owned(), reason: e.to_string() })?;
         let spec = PluginSpec {
             id: current.id.clone(),
-            wasm: PathBuf::from(plugin::UPLOADED),
+            wasm: PathBuf::from(crate::plugin::UPLOADED),
             grants: current.grants.clone(),
             limits: current.limits.clone(),
             config: current.config.clone(),
@@ -316,7 +303,7 @@ impl Host {
         spec: PluginSpec,
         bytes: &[u8],
     ) -> Result<PluginInfo, LoadError> {
-        let mut plugin = plugin::load(self, spec, bytes).await?;
+        let mut plugin = crate::plugin::load(self, spec, bytes).await?;
         if plugin.kind != current.kind {
             // Every route and webhook of the instance expects the kind it has: a component of
             // another kind would load, then fail every call.
@@ -346,7 +333,7 @@ impl Host {
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
         let spec = PluginSpec::new(&id, path);
         let bytes = read_component(path).await?;
-        Ok(plugin::load(self, spec, &bytes).await?.info())
+        Ok(crate::plugin::load(self, spec, &bytes).await?.info())
     }
 
     /// Removes an instance; invocations already running finish on it.

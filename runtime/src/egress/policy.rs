@@ -13,7 +13,7 @@ use crate::cidr::Cidr;
 /// Where an instance's outbound HTTP may go.
 ///
 /// ```
-/// let grant: plugboard::HttpGrant = toml::from_str(r#"
+/// let grant: plugboard_runtime::HttpGrant = toml::from_str(r#"
 ///     allow = ["https://*.myshopify.com", "http://127.0.0.1:9000"]
 ///     allow_internal = ["127.0.0.1"]
 ///     rate_limits = [{ destination = "https://*.myshopify.com", per_second = 2, burst = 40 }]
@@ -131,7 +131,7 @@ impl HttpGrant {
     }
 
     /// The `allow_internal` host names, lower case.
-    pub(crate) fn internal_names(&self) -> Vec<String> {
+    pub fn internal_names(&self) -> Vec<String> {
         self.allow_internal
             .iter()
             .filter(|e| e.parse::<Cidr>().is_err())

@@ -7,7 +7,7 @@ use crate::bindings::ai::Host;
 use crate::bindings::types::{ChatRequest, ChatResponse, Error};
 use crate::capabilities::Capability;
 use crate::capabilities::emit::now_ms;
-use crate::runtime::{InstanceState, PluginKind};
+use crate::{InstanceState, PluginKind};
 
 impl Host for InstanceState {
     async fn complete(&mut self, request: ChatRequest) -> Result<ChatResponse, Error> {

@@ -2,11 +2,11 @@
 //! checks the grant and the per-invocation count; everything else (allow-list, address policy,
 //! secrets, rate limits, retries, the call log) is [`crate::egress`].
 
+use crate::InstanceState;
 use crate::bindings::http::Host;
 use crate::bindings::types::{Error, HttpRequest, HttpResponse};
 use crate::capabilities::Capability;
 use crate::egress::Caller;
-use crate::runtime::InstanceState;
 
 impl Host for InstanceState {
     async fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, Error> {

@@ -12,16 +12,16 @@ use tokio::sync::Semaphore;
 use crate::bindings::types::{ConnectorMetadata, VerificationScheme};
 use crate::bindings::{AiProviderPre, ConnectorPre, ProviderMetadata};
 use crate::capabilities::{Capability, Grants};
+use crate::compile_cache::CacheOutcome;
 use crate::egress::InstanceEgress;
 use crate::error::LoadError;
 use crate::limits::Limits;
-use crate::runtime::compile_cache::CacheOutcome;
-use crate::runtime::{Host, InstanceState};
+use crate::{Host, InstanceState};
 
 /// How an operator declares one plugin instance. Unknown keys are refused.
 ///
 /// ```
-/// let spec: plugboard::PluginSpec = serde_json::from_str(r#"{
+/// let spec: plugboard_runtime::PluginSpec = serde_json::from_str(r#"{
 ///     "id": "shop-eu",
 ///     "wasm": "plugins/shopify.wasm",
 ///     "grants": { "capabilities": ["http"], "http": { "allow": ["https://*.myshopify.com"] } },
@@ -437,7 +437,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         egress: Arc::new(InstanceEgress::new(&Grants::none(), &spec.limits)),
         info: placeholder_info(&id, kind),
     });
-    let described = crate::runtime::invoke::describe(host, probe.clone())
+    let described = crate::invoke::describe(host, probe.clone())
         .await
         .map_err(|source| LoadError::Metadata { id: id.clone(), source })?;
     tracing::debug!(

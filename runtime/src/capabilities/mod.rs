@@ -17,8 +17,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::InstanceState;
 use crate::bindings::types::{Capability as WitCapability, Error as WitError};
-use crate::runtime::InstanceState;
 
 pub use crate::egress::policy::HttpGrant;
 
@@ -112,11 +112,11 @@ impl From<WitCapability> for Capability {
 /// lists; anything else answers `denied`.
 ///
 /// ```
-/// let grants: plugboard::Grants = serde_json::from_str(r#"{
+/// let grants: plugboard_runtime::Grants = serde_json::from_str(r#"{
 ///     "capabilities": ["log", "http"],
 ///     "http": { "allow": ["https://*.myshopify.com"] }
 /// }"#).unwrap();
-/// assert!(grants.capabilities.contains(&plugboard::Capability::Http));
+/// assert!(grants.capabilities.contains(&plugboard_runtime::Capability::Http));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -8,10 +8,10 @@
 
 use serde::Serialize;
 
+use crate::InstanceState;
 use crate::bindings::log::{Host, Level};
 use crate::bindings::types::Error;
 use crate::capabilities::Capability;
-use crate::runtime::InstanceState;
 
 /// The longest message kept, in bytes; longer ones are cut at a character boundary.
 const MAX_MESSAGE_BYTES: usize = 8 << 10;
@@ -60,8 +60,7 @@ impl Host for InstanceState {
         // overrides are written out, not obeyed.
         // Redacted whole (a cut could split a secret), escaped, then cut: the bounds hold for
         // what is written.
-        let redact =
-            |s: String, max: usize| truncate(crate::runtime::printable(&self.host.egress.redact(s)), max);
+        let redact = |s: String, max: usize| truncate(crate::printable(&self.host.egress.redact(s)), max);
         let message = redact(message, MAX_MESSAGE_BYTES);
         let fields: Vec<(String, String)> = fields
             .into_iter()

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::InstanceState;
 use crate::bindings::kv::Host;
 use crate::bindings::types::Error;
 use crate::capabilities::Capability;
-use crate::runtime::InstanceState;
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -279,10 +279,10 @@ impl InstanceState {
     }
 }
 
-/// What every [`KvStore`] must do when listing: only its namespace, only the prefix, only live
-/// entries, sorted by key.
-#[cfg(test)]
-pub(crate) fn check_entries(kv: &dyn KvStore) {
+/// Checks what every [`KvStore`] must do when listing: only its namespace, only the prefix,
+/// only live entries, sorted by key. For the tests of an implementation: it writes to
+/// namespaces `a` and `b` of `kv`, and panics with the difference when the listing is wrong.
+pub fn check_entries(kv: &dyn KvStore) {
     let u = KvQuota::UNLIMITED;
     kv.set("a", "total/x/2", b"2".to_vec(), None, u).unwrap();
     kv.set("a", "total/x/1", b"1".to_vec(), None, u).unwrap();

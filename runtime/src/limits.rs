@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Limits for one plugin instance. Every field has a safe default; unknown keys are refused.
 ///
 /// ```
-/// let limits: plugboard::Limits = serde_json::from_str(r#"{"memory_mib": 32, "timeout_ms": 500}"#).unwrap();
+/// let limits: plugboard_runtime::Limits = serde_json::from_str(r#"{"memory_mib": 32, "timeout_ms": 500}"#).unwrap();
 /// assert_eq!(limits.memory_mib, 32);
-/// assert!(serde_json::from_str::<plugboard::Limits>(r#"{"memroy_mib": 32}"#).is_err());
+/// assert!(serde_json::from_str::<plugboard_runtime::Limits>(r#"{"memroy_mib": 32}"#).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

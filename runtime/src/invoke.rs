@@ -17,8 +17,8 @@ use crate::capabilities::log::LogRecord;
 use crate::egress::ai::CacheKey;
 use crate::error::InvokeError;
 use crate::limits::MemoryLimitExceeded;
-use crate::runtime::plugin::{Described, PluginPre};
-use crate::runtime::{Host, InstanceState, Plugin, PluginKind};
+use crate::plugin::{Described, PluginPre};
+use crate::{Host, InstanceState, Plugin, PluginKind};
 
 /// What one invocation produced, besides its result.
 #[derive(Debug, Clone)]
@@ -151,7 +151,7 @@ fn classify(e: wasmtime::Error, store: &Store<InstanceState>, plugin: &Plugin) -
                 let message = if stderr.is_empty() {
                     other.to_string()
                 } else {
-                    format!("{other}; the plugin wrote: {}", crate::runtime::printable(stderr.trim_end()))
+                    format!("{other}; the plugin wrote: {}", crate::printable(stderr.trim_end()))
                 };
                 InvokeError::Trap { message, backtrace }
             }
@@ -328,7 +328,7 @@ fn bounded_error(e: crate::bindings::types::Error) -> crate::bindings::types::Er
             end -= 1;
         }
         let cut = if end < m.len() { format!("{}…", &m[..end]) } else { m };
-        let shown = crate::runtime::printable(&cut);
+        let shown = crate::printable(&cut);
         if shown.len() <= MAX_ERROR_MESSAGE_BYTES {
             return shown;
         }

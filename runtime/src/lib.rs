@@ -1,0 +1,104 @@
+//! plugboard's plugin runtime: what an embedder depends on to run integration plugins written as
+//! WebAssembly components.
+//!
+//! Each integration (Shopify, Slack, OpenAI, ...) is a component implementing the WIT contract in
+//! `wit/`. The [`Host`] loads it sandboxed, gives it only the capabilities and limits its operator
+//! granted, and invokes it once per event, each time in a fresh instance. Nothing here serves
+//! HTTP, opens a database or parses a command line: the `plugboard` crate builds the server, the
+//! durable store and the CLI on top of this one.
+//!
+//! Where things are:
+//! - [`host`](Host): the engine, the linker with every host capability, the loaded plugins.
+//! - [`capabilities`]: one module per host interface a plugin may import, each checking the
+//!   instance's grant first.
+//! - [`egress`]: outbound HTTP on plugins' behalf (allow-lists, address policy, secrets, OAuth2,
+//!   rate limits, retries, the call log) and AI routing (cache, token budgets).
+//! - [`limits`]: the per-instance resource limits.
+//! - [`reply`]: what a webhook answer may contain before the server sends it.
+//! - [`compile_cache`]: compiled components kept on disk across restarts.
+//!
+//! Embedding the host in another program:
+//!
+//! ```no_run
+//! use plugboard_runtime::{Capability, Grants, Host, Limits, PluginSpec};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = Host::builder().compile_cache_dir("/var/cache/plugboard").build()?;
+//! let info = host
+//!     .load(
+//!         PluginSpec::new("echo", "echo.wasm")
+//!             .with_grants(Grants::none().with(Capability::Log).with(Capability::Kv))
+//!             .with_limits(Limits::default().with_memory_mib(16).with_timeout(std::time::Duration::from_secs(2)))
+//!             .with_config("greeting", "hi"),
+//!     )
+//!     .await?;
+//! println!("loaded {} {} with {:?}", info.name, info.version, info.effective);
+//! let done = host.handle("echo", plugboard_runtime::Event::json("demo/ping", "cli", &serde_json::json!({"n": 1}))?).await?;
+//! for event in done.output {
+//!     println!("{} {}", event.kind, String::from_utf8_lossy(&event.payload));
+//! }
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+pub mod capabilities;
+pub mod cidr;
+pub mod compile_cache;
+pub mod egress;
+mod engine;
+mod error;
+mod host;
+mod invoke;
+pub mod limits;
+pub mod metrics;
+mod plugin;
+#[cfg(test)]
+mod proptests;
+pub mod rate_limit;
+pub mod reply;
+mod state;
+
+pub use bindings::types;
+pub use capabilities::{Capability, Grants, HttpGrant};
+pub use error::{InvokeError, LoadError};
+pub(crate) use host::HostInner;
+pub use host::{Host, HostBuilder};
+pub use invoke::{Invocation, Session, WebhookOutcome};
+pub use limits::Limits;
+pub(crate) use plugin::Plugin;
+pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED, printable};
+pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
+pub(crate) use state::InstanceState;
+pub use types::{Event, NewEvent};
+
+/// Why the host itself could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot set up the wasm engine: {0}")]
+    Engine(String),
+    /// A file or thread could not be set up.
+    #[error("cannot set up {what}: {source}")]
+    Io {
+        /// What was being set up.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Event {
+    /// A new event with a JSON payload, a fresh id and the current time, as if `source` had
+    /// produced it. For embedders and tests that feed events in by hand.
+    pub fn json(kind: &str, source: &str, payload: &serde_json::Value) -> Result<Event, serde_json::Error> {
+        Ok(Event {
+            id: capabilities::emit::new_event_id(),
+            source: source.to_owned(),
+            kind: kind.to_owned(),
+            occurred_at_ms: capabilities::emit::now_ms(),
+            content_type: "application/json".into(),
+            payload: serde_json::to_vec(payload)?,
+            attributes: Vec::new(),
+        })
+    }
+}
