@@ -10,17 +10,17 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use sha2::Digest as _;
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
-use crate::bindings::Connector;
+use crate::bindings::types::ChatRequest;
 use crate::bindings::types::{Error as WitError, HttpRequest, HttpResponse};
 use crate::capabilities::Capability;
+use crate::capabilities::ai::{AiProviders, Completion};
 use crate::capabilities::kv::{KvStore, MemoryKv};
 use crate::compile_cache::CompileCache;
 use crate::egress::Caller;
@@ -30,9 +30,11 @@ use crate::egress::calls::{CallLog, MemoryCallLog};
 use crate::egress::oauth::OAuthClient;
 use crate::egress::secrets::Secret;
 use crate::engine::{EngineSettings, EpochTicker};
-use crate::error::{InvokeError, LoadError};
+use crate::error::InvokeError;
+use crate::instance::{InstanceState, Plugin};
 use crate::metrics::Metrics;
-use crate::{InstanceState, Plugin, PluginInfo, PluginSpec};
+use crate::shared::Shared;
+use crate::spec::PluginInfo;
 
 /// Builds a [`Host`].
 ///
@@ -137,11 +139,8 @@ impl HostBuilder {
         let engine =
             crate::engine::build_engine(&self.settings).map_err(|e| crate::Error::Engine(e.to_string()))?;
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| crate::Error::Engine(e.to_string()))?;
-        // Both worlds import the same interfaces, so the connector world's linker serves both.
-        Connector::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)
-            .map_err(|e| crate::Error::Engine(e.to_string()))?;
+        // Both worlds import the same interfaces, so one linker serves both.
+        crate::instance::add_to_linker(&mut linker).map_err(|e| crate::Error::Engine(e.to_string()))?;
         let cache = match &self.compile_cache_dir {
             Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|e| crate::Error::Io {
                 what: format!("compile cache directory {}", dir.display()),
@@ -159,18 +158,21 @@ impl HostBuilder {
         let ticker = EpochTicker::start(engine.clone(), self.settings.epoch_tick)
             .map_err(|e| crate::Error::Io { what: "epoch thread".into(), source: e })?;
         Ok(Host {
-            inner: Arc::new(HostInner {
+            inner: Arc::new_cyclic(|host| HostInner {
                 engine,
                 linker,
                 cache,
                 settings: self.settings,
                 plugins: RwLock::new(HashMap::new()),
                 compiled: std::sync::Mutex::new(HashMap::new()),
-                kv: self.kv.unwrap_or_else(|| Arc::new(MemoryKv::default())),
-                egress,
-                ai: AiRouter::new(metrics.clone()),
-                metrics,
-                default_ai_provider: RwLock::new(self.default_ai_provider),
+                shared: Arc::new(Shared {
+                    kv: self.kv.unwrap_or_else(|| Arc::new(MemoryKv::default())),
+                    egress,
+                    ai: AiRouter::new(metrics.clone()),
+                    metrics,
+                    default_ai_provider: RwLock::new(self.default_ai_provider),
+                    providers: Arc::new(HostProviders(host.clone())),
+                }),
                 _ticker: ticker,
             }),
         })
@@ -218,23 +220,26 @@ pub(crate) struct HostInner {
     /// Components compiled by this process, by SHA-256: a second instance of the same plugin
     /// (or a re-load) shares the compiled code instead of compiling it again.
     pub(crate) compiled: std::sync::Mutex<HashMap<String, wasmtime::component::Component>>,
-    pub(crate) kv: Arc<dyn KvStore>,
-    pub(crate) egress: Egress,
-    pub(crate) ai: AiRouter,
-    pub(crate) metrics: Arc<Metrics>,
-    default_ai_provider: RwLock<Option<String>>,
+    pub(crate) shared: Arc<Shared>,
     _ticker: EpochTicker,
 }
 
-impl HostInner {
-    pub(crate) fn default_ai_provider(&self) -> Option<String> {
-        self.default_ai_provider.read().ok().and_then(|p| p.clone())
-    }
-}
+/// The host runs provider instances for the `ai` capability. It holds the host weakly: the
+/// host owns what instances share, and a provider call after the host is gone fails cleanly.
+struct HostProviders(Weak<HostInner>);
 
-/// A component file's bytes, or the error naming the file.
-async fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
-    tokio::fs::read(path).await.map_err(|source| LoadError::Read { path: path.display().to_string(), source })
+impl AiProviders for HostProviders {
+    fn complete(&self, provider: &str, request: ChatRequest, event_id: Option<String>) -> Completion {
+        let host = self.0.upgrade().map(Host::from_inner);
+        let provider = provider.to_owned();
+        Box::pin(async move {
+            let host = host.ok_or_else(|| WitError::Internal("the host is shutting down".into()))?;
+            host.complete_for_event(&provider, request, event_id)
+                .await
+                .map(|done| done.output)
+                .map_err(|e| e.into_wit_error())
+        })
+    }
 }
 
 impl Host {
@@ -245,95 +250,6 @@ impl Host {
 
     pub(crate) fn from_inner(inner: Arc<HostInner>) -> Self {
         Host { inner }
-    }
-
-    /// Loads the plugin file named by `spec`, replacing any instance with the same id.
-    pub async fn load(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
-        let bytes = read_component(&spec.wasm).await?;
-        self.load_bytes(spec, &bytes).await
-    }
-
-    /// Loads a plugin from its component bytes, replacing any instance with the same id.
-    pub async fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
-        self.install(Arc::new(crate::plugin::load(self, spec, bytes).await?))
-    }
-
-    fn install(&self, plugin: Arc<Plugin>) -> Result<PluginInfo, LoadError> {
-        let info = plugin.info();
-        let mut plugins = self.inner.plugins.write().map_err(|_| LoadError::Spec {
-            id: info.id.clone(),
-            reason: "plugin table lock poisoned".into(),
-        })?;
-        plugins.insert(info.id.clone(), plugin);
-        Ok(info)
-    }
-
-    /// Replaces instance `id`'s component with `bytes`, keeping its grants, limits and config.
-    /// The swap is atomic: invocations already running finish on the old build, every later
-    /// one runs the new build (see [`Invocation::handler`]). A component that does not load
-    /// leaves the old one in place.
-    pub async fn reload_bytes(&self, id: &str, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
-        let current =
-            self.get(id).map_err(|e| LoadError::Spec { id: id.to_owned(), reason: e.to_string() })?;
-        let spec = PluginSpec {
-            id: current.id.clone(),
-            wasm: PathBuf::from(crate::plugin::UPLOADED),
-            grants: current.grants.clone(),
-            limits: current.limits.clone(),
-            config: current.config.clone(),
-        };
-        self.replace(&current, spec, bytes).await
-    }
-
-    /// Reloads instance `spec.id` from its file, which changed on disk; as [`Host::reload_bytes`],
-    /// with the grants, limits and config of `spec`.
-    pub async fn reload_file(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
-        let Ok(current) = self.get(&spec.id) else { return self.load(spec).await };
-        let bytes = read_component(&spec.wasm).await?;
-        let unchanged = hex::encode(sha2::Sha256::digest(&bytes)) == current.info().sha256;
-        if unchanged && spec.grants == current.grants && spec.limits == current.limits {
-            return Ok(current.info());
-        }
-        self.replace(&current, spec, &bytes).await
-    }
-
-    async fn replace(
-        &self,
-        current: &Plugin,
-        spec: PluginSpec,
-        bytes: &[u8],
-    ) -> Result<PluginInfo, LoadError> {
-        let mut plugin = crate::plugin::load(self, spec, bytes).await?;
-        if plugin.kind != current.kind {
-            // Every route and webhook of the instance expects the kind it has: a component of
-            // another kind would load, then fail every call.
-            return Err(LoadError::Invalid {
-                id: current.id.clone(),
-                reason: format!(
-                    "it is {}, but instance `{}` is {}; a reload keeps the kind",
-                    plugin.kind.article_name(),
-                    current.id,
-                    current.kind.article_name()
-                ),
-            });
-        }
-        if plugin.limits == current.limits && plugin.grants == current.grants {
-            // Still one instance: invocations finishing on the old build and those starting on
-            // the new one share its concurrency slots, outbound request slots and buckets.
-            plugin.slots = current.slots.clone();
-            plugin.egress = current.egress.clone();
-        }
-        self.install(Arc::new(plugin))
-    }
-
-    /// Compiles a component and reads its metadata without installing it and without granting
-    /// it anything: what `plugboard plugin inspect` shows before an operator installs a plugin.
-    pub async fn inspect(&self, path: &Path) -> Result<PluginInfo, LoadError> {
-        let id =
-            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
-        let spec = PluginSpec::new(&id, path);
-        let bytes = read_component(path).await?;
-        Ok(crate::plugin::load(self, spec, &bytes).await?.info())
     }
 
     /// Removes an instance; invocations already running finish on it.
@@ -359,32 +275,32 @@ impl Host {
 
     /// Holds secret `name` for plugins granted it; replaces any secret of that name.
     pub fn set_secret(&self, name: &str, secret: Secret) {
-        self.inner.egress.set_secret(name, secret);
+        self.inner.shared.egress.set_secret(name, secret);
     }
 
     /// Runs OAuth2 client `name` for plugins granted it; replaces any client of that name.
     pub fn set_oauth_client(&self, name: &str, client: OAuthClient) {
-        self.inner.egress.set_oauth(name, client);
+        self.inner.shared.egress.set_oauth(name, client);
     }
 
     /// Sets how AI answers are cached (and empties the cache).
     pub fn set_ai_settings(&self, settings: AiSettings) {
-        self.inner.ai.configure(settings);
+        self.inner.shared.ai.configure(settings);
     }
 
     /// AI token usage so far, by plugin and provider.
     pub fn ai_usage(&self) -> Vec<(String, String, TokenUsage)> {
-        self.inner.ai.usage(self.inner.kv.as_ref())
+        self.inner.shared.ai.usage(self.inner.shared.kv.as_ref())
     }
 
     /// The host's metrics.
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        &self.inner.shared.metrics
     }
 
     /// The outbound call log.
     pub fn calls(&self) -> &Arc<dyn CallLog> {
-        self.inner.egress.calls()
+        self.inner.shared.egress.calls()
     }
 
     /// Sends `request` as instance `id` would through its `http` capability: same grant,
@@ -403,12 +319,12 @@ impl Host {
             state: &plugin.egress,
             deadline: tokio::time::Instant::now() + plugin.limits.timeout(),
         };
-        self.inner.egress.send(&caller, request).await
+        self.inner.shared.egress.send(&caller, request).await
     }
 
     /// Sets the AI provider instance that serves plugins whose grant names none.
     pub fn set_default_ai_provider(&self, id: Option<&str>) {
-        if let Ok(mut p) = self.inner.default_ai_provider.write() {
+        if let Ok(mut p) = self.inner.shared.default_ai_provider.write() {
             *p = id.map(str::to_owned);
         }
     }

@@ -16,8 +16,8 @@ use crate::capabilities::emit;
 use crate::capabilities::log::LogRecord;
 use crate::egress::ai::CacheKey;
 use crate::error::InvokeError;
+use crate::instance::{Described, PluginPre};
 use crate::limits::MemoryLimitExceeded;
-use crate::plugin::{Described, PluginPre};
 use crate::{Host, InstanceState, Plugin, PluginKind};
 
 /// What one invocation produced, besides its result.
@@ -95,8 +95,13 @@ fn new_store(
     event_id: Option<String>,
     deadline: tokio::time::Instant,
 ) -> Store<InstanceState> {
-    let state =
-        InstanceState::new(plugin.clone(), host.inner.clone(), event_id, deadline, STDERR_CAPTURE_BYTES);
+    let state = InstanceState::new(
+        plugin.clone(),
+        host.inner.shared.clone(),
+        event_id,
+        deadline,
+        STDERR_CAPTURE_BYTES,
+    );
     let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
     store.set_hostcall_fuel(plugin.limits.hostcall_bytes());
@@ -185,7 +190,7 @@ async fn run<T: Send>(
         Ok(_) => "ok",
         Err(e) => e.kind(),
     };
-    let metrics = &host.inner.metrics;
+    let metrics = &host.inner.shared.metrics;
     metrics.add("plugboard_invocations_total", &[("instance", &id), ("outcome", outcome)], 1);
     metrics.observe("plugboard_invocation_seconds", &[("instance", &id)], started.elapsed().as_secs_f64());
     result
@@ -214,8 +219,8 @@ async fn run_limited<T: Send>(
         handler: plugin.handler(),
         output,
         emitted: state.emitted,
-        logs: state.logs,
-        logs_dropped: state.logs_dropped,
+        logs: state.log.lines,
+        logs_dropped: state.log.dropped,
         output_bytes: state.output_bytes,
         elapsed: started.elapsed(),
         ai_answers: state.ai_answers,
@@ -224,7 +229,7 @@ async fn run_limited<T: Send>(
 
 /// One line, and a counter, for the log lines an invocation had dropped.
 fn report_dropped_logs(host: &Host, plugin: &Plugin, state: &InstanceState) {
-    let dropped = state.logs_dropped;
+    let dropped = state.log.dropped;
     if dropped == 0 {
         return;
     }
@@ -238,7 +243,7 @@ fn report_dropped_logs(host: &Host, plugin: &Plugin, state: &InstanceState) {
         plugin.limits.max_log_lines,
         plugin.limits.max_log_bytes
     );
-    host.inner.metrics.add(
+    host.inner.shared.metrics.add(
         "plugboard_plugin_log_lines_dropped_total",
         &[("instance", &plugin.id)],
         u64::from(dropped),
@@ -569,7 +574,7 @@ impl Invocation<()> {
     /// The accepted answer: the AI answers that led to it may now be served from the cache.
     fn with_output<U>(mut self, host: &Host, output: U) -> Invocation<U> {
         for (key, answer) in std::mem::take(&mut self.ai_answers) {
-            host.inner.ai.store(key, answer);
+            host.inner.shared.ai.store(key, answer);
         }
         self.replace_output(output).1
     }
@@ -600,7 +605,7 @@ impl Session {
             Ok(Ok(r)) => plugin_result(r),
         }?;
         for (key, answer) in answers {
-            self.host.inner.ai.store(key, answer);
+            self.host.inner.shared.ai.store(key, answer);
         }
         Ok(output)
     }

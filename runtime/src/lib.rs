@@ -7,13 +7,18 @@
 //! HTTP, opens a database or parses a command line: the `plugboard` crate builds the server, the
 //! durable store and the CLI on top of this one.
 //!
-//! Where things are:
-//! - [`host`](Host): the engine, the linker with every host capability, the loaded plugins.
-//! - [`capabilities`]: one module per host interface a plugin may import, each checking the
-//!   instance's grant first.
+//! Where things are (each module uses only modules listed before it, never one that uses it
+//! back; `tests/tests/architecture.rs` checks that):
+//! - [`grants`], [`limits`], [`PluginSpec`]: what an operator grants and allows one instance.
+//! - [`keyvalue`]: the key-value port ([`keyvalue::KvStore`]) and its in-memory implementation.
 //! - [`egress`]: outbound HTTP on plugins' behalf (allow-lists, address policy, secrets, OAuth2,
 //!   rate limits, retries, the call log) and AI routing (cache, token budgets).
-//! - [`limits`]: the per-instance resource limits.
+//! - [`capabilities`]: one module per host interface a plugin may import, each with its view
+//!   and `add_to_linker`, checking the instance's grant first.
+//! - `instance`: a loaded instance and one invocation's store state, and the linker that
+//!   composes the capabilities over it.
+//! - [`Host`]: the engine, the linker, the loaded plugins; loading (`load`) and invoking
+//!   (`invoke`) are its methods, each in its own file.
 //! - [`reply`]: what a webhook answer may contain before the server sends it.
 //! - [`compile_cache`]: compiled components kept on disk across restarts.
 //!
@@ -43,32 +48,37 @@
 mod bindings;
 pub mod capabilities;
 pub mod cidr;
+pub mod clock;
 pub mod compile_cache;
 pub mod egress;
 mod engine;
 mod error;
+pub mod grants;
 mod host;
+mod instance;
 mod invoke;
+pub mod keyvalue;
 pub mod limits;
+mod load;
 pub mod metrics;
-mod plugin;
 #[cfg(test)]
 mod proptests;
 pub mod rate_limit;
 pub mod reply;
-mod state;
+mod shared;
+mod spec;
+pub mod text;
 
 pub use bindings::types;
 pub use capabilities::{Capability, Grants, HttpGrant};
 pub use error::{InvokeError, LoadError};
-pub(crate) use host::HostInner;
 pub use host::{Host, HostBuilder};
+pub(crate) use instance::{InstanceState, Plugin};
 pub use invoke::{Invocation, Session, WebhookOutcome};
 pub use limits::Limits;
-pub(crate) use plugin::Plugin;
-pub use plugin::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED, printable};
 pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
-pub(crate) use state::InstanceState;
+pub use spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
+pub use text::printable;
 pub use types::{Event, NewEvent};
 
 /// Why the host itself could not be built.
@@ -95,7 +105,7 @@ impl Event {
             id: capabilities::emit::new_event_id(),
             source: source.to_owned(),
             kind: kind.to_owned(),
-            occurred_at_ms: capabilities::emit::now_ms(),
+            occurred_at_ms: clock::now_ms(),
             content_type: "application/json".into(),
             payload: serde_json::to_vec(payload)?,
             attributes: Vec::new(),

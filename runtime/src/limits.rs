@@ -119,7 +119,7 @@ impl Limits {
             self.max_output_bytes as usize,
             self.max_http_request_bytes as usize,
             self.max_event_bytes as usize,
-            crate::capabilities::kv::MAX_VALUE_BYTES,
+            crate::keyvalue::MAX_VALUE_BYTES,
         ];
         largest.into_iter().max().unwrap_or(0).saturating_add(1 << 20)
     }

@@ -1,5 +1,6 @@
 //! The shape of the workspace, as the README promises it: what an embedder compiles.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -57,4 +58,216 @@ fn the_embedding_example_depends_on_the_runtime_not_the_server() {
     for forbidden in ["plugboard", "axum", "rusqlite"] {
         assert!(!names.iter().any(|n| n == forbidden), "the embedding example depends on {forbidden}");
     }
+}
+
+/// A module path inside one crate: `["egress", "policy"]`.
+type ModulePath = Vec<String>;
+
+/// The modules of the crate whose sources are in `src`, each with its file's text (comments and
+/// test modules left out: they do not make a dependency).
+fn modules(src: &Path) -> BTreeMap<ModulePath, String> {
+    let mut found = BTreeMap::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(src).unwrap().with_extension("");
+            let mut module: ModulePath =
+                relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            if matches!(module.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+                module.pop();
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+            let code: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+            found.insert(module, code.join("\n"));
+        }
+    }
+    found
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The paths named after each `prefix` (`crate::`, `super::`) in `code`, groups expanded:
+/// `crate::{a::B, c}` names `a::B` and `c`.
+fn paths_after(code: &str, prefix: &str) -> Vec<Vec<String>> {
+    fn path(rest: &str) -> (Vec<Vec<String>>, usize) {
+        let mut segments = Vec::new();
+        let mut at = 0;
+        loop {
+            let ident: String = rest[at..].chars().take_while(|c| is_ident(*c)).collect();
+            if ident.is_empty() {
+                if rest[at..].starts_with('{') {
+                    // A group: each item is a path of its own, after the segments so far.
+                    let mut found = Vec::new();
+                    at += 1;
+                    loop {
+                        let trimmed = rest[at..].trim_start();
+                        at = rest.len() - trimmed.len();
+                        if trimmed.starts_with('}') || trimmed.is_empty() {
+                            return (found, at + 1);
+                        }
+                        let (items, used) = path(&rest[at..]);
+                        for item in items {
+                            found.push(segments.iter().cloned().chain(item).collect());
+                        }
+                        at += used.max(1);
+                        let trimmed = rest[at..].trim_start();
+                        at = rest.len() - trimmed.len();
+                        if trimmed.starts_with(',') {
+                            at += 1;
+                        }
+                    }
+                }
+                return (vec![segments], at);
+            }
+            at += ident.len();
+            segments.push(ident);
+            if rest[at..].starts_with("::") {
+                at += 2;
+            } else {
+                // `as` renames and the rest of an item are not part of the path.
+                let tail = rest[at..].trim_start();
+                if let Some(after) = tail.strip_prefix("as ") {
+                    let name: String = after.trim_start().chars().take_while(|c| is_ident(*c)).collect();
+                    at = rest.len() - after.trim_start().len() + name.len();
+                }
+                return (vec![segments], at);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    for (at, _) in code.match_indices(prefix) {
+        if at > 0 && code[..at].chars().next_back().is_some_and(is_ident) {
+            continue;
+        }
+        all.extend(path(&code[at + prefix.len()..]).0.into_iter().filter(|p| !p.is_empty()));
+    }
+    all
+}
+
+/// What the crate root re-exports, by name: `pub use host::{Host, HostBuilder}` maps `Host`
+/// to module `host`, so that `crate::Host` counts as a use of `host`.
+fn root_exports(root: &str) -> BTreeMap<String, ModulePath> {
+    let mut exports = BTreeMap::new();
+    for statement in root.split(';') {
+        let statement = statement.trim();
+        let Some(rest) =
+            statement.strip_prefix("pub use ").or_else(|| statement.strip_prefix("pub(crate) use "))
+        else {
+            continue;
+        };
+        for path in paths_after(&format!(" {rest}"), " ") {
+            if let (Some(name), true) = (path.last(), path.len() > 1) {
+                exports.insert(name.clone(), path[..path.len() - 1].to_vec());
+            }
+        }
+    }
+    exports
+}
+
+/// The dependencies between sibling modules of the crate in `src`: module `a::b` using
+/// `a::c::D` makes `a::b -> a::c`; a module using its own parent or children does not count.
+fn sibling_edges(src: &Path) -> BTreeMap<ModulePath, BTreeSet<ModulePath>> {
+    let modules = modules(src);
+    let exports = root_exports(modules.get(&Vec::new()).map(String::as_str).unwrap_or_default());
+    let mut edges: BTreeMap<ModulePath, BTreeSet<ModulePath>> = BTreeMap::new();
+    for (module, code) in &modules {
+        let mut used: Vec<ModulePath> = paths_after(code, "crate::");
+        let parent = &module[..module.len().saturating_sub(1)];
+        used.extend(
+            paths_after(code, "super::").into_iter().map(|p| parent.iter().cloned().chain(p).collect()),
+        );
+        for path in used {
+            let path = match exports.get(&path[0]) {
+                Some(home) if !modules.contains_key(&path[..1]) => home.clone(),
+                _ => path,
+            };
+            let Some(target) =
+                (1..=path.len()).rev().map(|n| path[..n].to_vec()).find(|p| modules.contains_key(p))
+            else {
+                continue;
+            };
+            let common = module.iter().zip(&target).take_while(|(a, b)| a == b).count();
+            if common == module.len() || common == target.len() {
+                continue;
+            }
+            edges.entry(module[..=common].to_vec()).or_default().insert(target[..=common].to_vec());
+        }
+    }
+    edges
+}
+
+/// A cycle among `edges`, if there is one, as the modules on it.
+fn find_cycle(edges: &BTreeMap<ModulePath, BTreeSet<ModulePath>>) -> Option<Vec<ModulePath>> {
+    fn visit(
+        node: &ModulePath,
+        edges: &BTreeMap<ModulePath, BTreeSet<ModulePath>>,
+        done: &mut BTreeSet<ModulePath>,
+        stack: &mut Vec<ModulePath>,
+    ) -> Option<Vec<ModulePath>> {
+        if let Some(start) = stack.iter().position(|n| n == node) {
+            return Some(stack[start..].to_vec());
+        }
+        if done.contains(node) {
+            return None;
+        }
+        stack.push(node.clone());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, done, stack) {
+                return Some(cycle);
+            }
+        }
+        stack.pop();
+        done.insert(node.clone());
+        None
+    }
+    let mut done = BTreeSet::new();
+    edges.keys().find_map(|node| visit(node, edges, &mut done, &mut Vec::new()))
+}
+
+/// No two modules of one crate use each other, directly or around a loop, at any level: each
+/// module can be read, tested and moved with only what is below it. (Crates cannot form cycles:
+/// cargo refuses them.)
+#[test]
+fn no_module_uses_another_that_uses_it_back() {
+    for src in ["runtime/src", "host/src", "demo/src", "sdk/src"] {
+        let edges = sibling_edges(&repo().join(src));
+        if let Some(cycle) = find_cycle(&edges) {
+            let names: Vec<String> = cycle.iter().map(|m| m.join("::")).collect();
+            panic!("modules in {src} use each other in a loop: {} -> {}", names.join(" -> "), names[0]);
+        }
+    }
+}
+
+/// The cycle check sees a cycle when there is one: through a group import, a root re-export
+/// and `super::`.
+#[test]
+fn the_cycle_check_finds_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir_all(src.join("a")).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod a;\nmod b;\npub use b::Thing;\n").unwrap();
+    std::fs::write(src.join("a/mod.rs"), "mod x;\nmod y;\n").unwrap();
+    std::fs::write(src.join("a/x.rs"), "use super::y::Y;\n").unwrap();
+    std::fs::write(src.join("a/y.rs"), "use crate::{b::B, a::x::X};\n").unwrap();
+    std::fs::write(src.join("b.rs"), "// crate::a is only named in a comment\npub struct Thing;\n").unwrap();
+    let edges = sibling_edges(src);
+    let cycle = find_cycle(&edges).expect("a::x <-> a::y is a cycle");
+    assert_eq!(cycle.len(), 2, "{cycle:?}");
+    assert!(edges[&vec!["a".to_owned()]].contains(&vec!["b".to_owned()]));
+    assert!(!edges.contains_key(&vec!["b".to_owned()]), "a comment made an edge: {edges:?}");
+    std::fs::write(src.join("b.rs"), "pub struct Thing(crate::a::A);\n").unwrap();
+    std::fs::write(src.join("a/y.rs"), "pub struct Y;\n").unwrap();
+    std::fs::write(src.join("a/mod.rs"), "mod x;\nmod y;\nfn f(_: crate::Thing) {}\n").unwrap();
+    assert!(find_cycle(&sibling_edges(src)).is_some(), "a -> b through the root re-export, b -> a");
 }

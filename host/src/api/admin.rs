@@ -197,7 +197,7 @@ pub(super) async fn plugin_reload(
 
 /// `GET /v1/stats`: activity per minute over the last hour.
 pub(super) async fn stats(_: Admin, State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let since = crate::capabilities::emit::now_ms().saturating_sub(3_600_000);
+    let since = crate::runtime::clock::now_ms().saturating_sub(3_600_000);
     let minutes = state.store.stats(since).await?;
     Ok(axum::Json(minutes).into_response())
 }

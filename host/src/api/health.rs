@@ -12,7 +12,7 @@ use super::AppState;
 /// delivery queue's gauges read from the store.
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut text = state.host.metrics().render();
-    if let Ok(q) = state.store.queue_stats(crate::capabilities::emit::now_ms()).await {
+    if let Ok(q) = state.store.queue_stats(crate::runtime::clock::now_ms()).await {
         text.push_str(&format!(
             "# HELP plugboard_queue_depth Deliveries waiting (pending).\n# TYPE plugboard_queue_depth gauge\nplugboard_queue_depth {}\n\
              # HELP plugboard_queue_lag_seconds How overdue the oldest due delivery is.\n# TYPE plugboard_queue_lag_seconds gauge\nplugboard_queue_lag_seconds {}\n\
@@ -30,7 +30,7 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.store.writable() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the event store's writer has stopped").into_response();
     }
-    match state.store.queue_stats(crate::capabilities::emit::now_ms()).await {
+    match state.store.queue_stats(crate::runtime::clock::now_ms()).await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable").into_response(),
     }

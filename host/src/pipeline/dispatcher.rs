@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 
-use crate::capabilities::emit::now_ms;
 use crate::pipeline::Routes;
+use crate::runtime::clock::now_ms;
 use crate::store::{Attempt, DueDelivery, EventStore, Outcome, QueuedDelivery};
 use crate::types::{Error as WitError, Event};
 use crate::{Host, InvokeError};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::capabilities::emit::now_ms;
-use crate::capabilities::kv::{KvError, KvQuota, KvStore, add_to_counter};
+use crate::runtime::clock::now_ms;
+use crate::runtime::keyvalue::{KvError, KvQuota, KvStore, add_to_counter};
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn entries_are_listed_by_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        crate::capabilities::kv::check_entries(&SqliteKv::open(&dir.path().join("kv.db")).unwrap());
+        crate::runtime::keyvalue::check_entries(&SqliteKv::open(&dir.path().join("kv.db")).unwrap());
     }
 
     #[test]

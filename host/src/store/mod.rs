@@ -723,7 +723,7 @@ impl SqliteStore {
         let reader = open(path)?;
         // Attempts that were running when the process died count, before anything runs again.
         if !unfinished.is_empty() {
-            count_unfinished(&mut writer_conn, &unfinished, crate::capabilities::emit::now_ms())?;
+            count_unfinished(&mut writer_conn, &unfinished, crate::runtime::clock::now_ms())?;
             tracing::warn!(
                 deliveries = unfinished.len(),
                 "counted the attempts that were running when the process stopped"
@@ -806,7 +806,7 @@ impl SqliteStore {
     }
 
     fn submit(&self, work: Work) -> Result<(), StoreError> {
-        let job = Job { work, now_ms: crate::capabilities::emit::now_ms() };
+        let job = Job { work, now_ms: crate::runtime::clock::now_ms() };
         let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
         writer.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)
     }
@@ -957,7 +957,7 @@ impl SqliteStore {
     /// Whether `delivery_id` of `instance` is already stored and not expired.
     pub fn is_duplicate(&self, instance: &str, delivery_id: &str) -> Result<bool, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
-        let now = crate::capabilities::emit::now_ms() as i64;
+        let now = crate::runtime::clock::now_ms() as i64;
         let found: Option<i64> = conn
             .query_row(
                 "SELECT 1 FROM webhook_deliveries WHERE instance = ?1 AND delivery_id = ?2 AND expires_at_ms > ?3",
@@ -1134,7 +1134,8 @@ fn insert_events(
     )?;
     for e in events {
         let attributes = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "[]".into());
-        let caused_by = e.attributes.iter().find(|(k, _)| k == crate::pipeline::CAUSED_BY).map(|(_, v)| v);
+        let caused_by =
+            e.attributes.iter().find(|(k, _)| k == crate::capabilities::emit::CAUSED_BY).map(|(_, v)| v);
         insert.execute(params![
             e.id,
             e.source,
@@ -1358,7 +1359,7 @@ mod tests {
         store.record(1, Attempt { number: 1, duration_us: 3_000, handler: None }, delivered).await.unwrap();
         let dead = Outcome::Dead { error: "no".into(), events: vec![], deliveries: vec![] };
         store.record(2, Attempt { number: 1, duration_us: 1_000, handler: None }, dead).await.unwrap();
-        let now = crate::capabilities::emit::now_ms();
+        let now = crate::runtime::clock::now_ms();
         let minutes = store.stats(now - 120_000).unwrap();
         let total = |f: fn(&MinuteStats) -> u64| minutes.iter().map(f).sum::<u64>();
         assert_eq!(total(|m| m.events), 4, "{minutes:?}");

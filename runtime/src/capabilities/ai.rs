@@ -3,58 +3,102 @@
 //! The host answers from its response cache when it can and refuses calls past the plugin's
 //! daily token budget ([`crate::egress::ai`]).
 
-use crate::bindings::ai::Host;
-use crate::bindings::types::{ChatRequest, ChatResponse, Error};
-use crate::capabilities::Capability;
-use crate::capabilities::emit::now_ms;
-use crate::{InstanceState, PluginKind};
+use std::future::Future;
+use std::pin::Pin;
 
-impl Host for InstanceState {
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::ai::{self as wit, Host};
+use crate::bindings::types::{ChatRequest, ChatResponse, Error};
+use crate::capabilities::{Capability, Scope};
+use crate::clock::now_ms;
+use crate::egress::ai::{AiRouter, CacheKey, answer_bytes};
+use crate::keyvalue::KvStore;
+use crate::limits::hold_output;
+
+/// A completion on its way, from whoever runs the provider instances.
+pub type Completion = Pin<Box<dyn Future<Output = Result<ChatResponse, Error>> + Send>>;
+
+/// Runs AI provider instances for the `ai` capability: the runtime's host does, in their own
+/// sandboxes. The capability names only this, never the host.
+pub trait AiProviders: Send + Sync {
+    /// Runs `request` on provider instance `provider`, on behalf of event `event_id`.
+    fn complete(&self, provider: &str, request: ChatRequest, event_id: Option<String>) -> Completion;
+}
+
+/// What an `ai` call sees: the caller, the providers, the host's cache and budgets, the answers
+/// this invocation already received, and the bytes it has made the host hold.
+pub struct AiView<'a> {
+    pub(crate) scope: Scope<'a>,
+    /// The caller is itself an AI provider, which may not call the capability.
+    pub(crate) caller_is_provider: bool,
+    /// The provider instance that serves plugins whose grants name none.
+    pub(crate) default_provider: Option<String>,
+    pub(crate) providers: &'a dyn AiProviders,
+    pub(crate) router: &'a AiRouter,
+    pub(crate) kv: &'a dyn KvStore,
+    pub(crate) answers: &'a mut Vec<(CacheKey, ChatResponse)>,
+    pub(crate) held: &'a mut usize,
+}
+
+struct HasAi;
+
+impl HasData for HasAi {
+    type Data<'a> = AiView<'a>;
+}
+
+/// Adds the `ai` interface to `linker`; `get` borrows the view from the store's state.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> AiView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasAi>(linker, get)
+}
+
+impl Host for AiView<'_> {
     async fn complete(&mut self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        self.require(Capability::Ai)?;
-        if self.plugin.kind == PluginKind::AiProvider {
+        self.scope.require(Capability::Ai)?;
+        if self.caller_is_provider {
             // A provider calling a provider could loop forever, and bills twice.
             return Err(Error::Denied("an AI provider cannot call the `ai` capability".into()));
         }
-        let provider =
-            self.plugin.grants.ai_provider.clone().or_else(|| self.host.default_ai_provider()).ok_or_else(
-                || Error::Denied(format!("no AI provider is configured for `{}`", self.plugin.id)),
-            )?;
-        let router = &self.host.ai;
-        let plugin = self.plugin.id.as_str();
+        let plugin = self.scope.instance;
+        let provider = self
+            .scope
+            .grants
+            .ai_provider
+            .clone()
+            .or_else(|| self.default_provider.clone())
+            .ok_or_else(|| Error::Denied(format!("no AI provider is configured for `{plugin}`")))?;
+        let router = self.router;
         let key = router.cache_key(&provider, &request);
         // The same question again in this invocation: the answer it already holds (not yet in
         // the shared cache, which takes it once the invocation succeeds).
         if let Some(key) = &key
-            && let Some((_, answer)) = self.ai_answers.iter().find(|(k, _)| k == key)
+            && let Some((_, answer)) = self.answers.iter().find(|(k, _)| k == key)
         {
             return Ok(answer.clone());
         }
+        let limits = self.scope.limits;
         if let Some(key) = &key
-            && let Some(answer) = router.cached(self.host.kv.as_ref(), plugin, &provider, key)
+            && let Some(answer) = router.cached(self.kv, plugin, &provider, key)
         {
-            self.hold(crate::egress::ai::answer_bytes(&answer)).map_err(Error::QuotaExceeded)?;
+            hold_output(self.held, answer_bytes(&answer), limits).map_err(Error::QuotaExceeded)?;
             return Ok(answer);
         }
-        router.check_budget(self.host.kv.as_ref(), plugin, self.plugin.grants.ai_daily_tokens, now_ms())?;
-        let remaining = self.deadline.saturating_duration_since(tokio::time::Instant::now());
-        let host = crate::Host::from_inner(self.host.clone());
-        let answer = match tokio::time::timeout(
-            remaining,
-            host.complete_for_event(&provider, request, self.event_id.clone()),
-        )
-        .await
-        {
-            Ok(Ok(invocation)) => invocation.output,
-            Ok(Err(e)) => return Err(e.into_wit_error()),
+        router.check_budget(self.kv, plugin, self.scope.grants.ai_daily_tokens, now_ms())?;
+        let remaining = self.scope.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let running = self.providers.complete(&provider, request, self.scope.event_id.map(str::to_owned));
+        let answer = match tokio::time::timeout(remaining, running).await {
+            Ok(answer) => answer?,
             Err(_) => return Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time"))),
         };
-        router.charge(self.host.kv.as_ref(), plugin, &provider, &answer, now_ms());
+        router.charge(self.kv, plugin, &provider, &answer, now_ms());
         // What the plugin is handed, the host holds for this invocation: bounded like any output.
-        self.hold(crate::egress::ai::answer_bytes(&answer)).map_err(Error::QuotaExceeded)?;
+        hold_output(self.held, answer_bytes(&answer), limits).map_err(Error::QuotaExceeded)?;
         if let Some(key) = key {
             // Cached once the invocation ends without an error (the plugin could use it).
-            self.ai_answers.push((key, answer.clone()));
+            self.answers.push((key, answer.clone()));
         }
         Ok(answer)
     }

@@ -1,10 +1,13 @@
 //! The `emit` capability: a plugin publishes new events. The host validates them, gives each an
 //! id and records the instance as its source; the invocation's outcome carries them to the router.
 
-use crate::InstanceState;
-use crate::bindings::emit::Host;
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::emit::{self as wit, Host};
 use crate::bindings::types::{Error, Event, NewEvent};
-use crate::capabilities::Capability;
+use crate::capabilities::{Capability, Scope};
+use crate::clock::now_ms;
+use crate::limits::hold_output;
 
 /// The longest event kind accepted.
 const MAX_KIND_LEN: usize = 128;
@@ -98,27 +101,50 @@ pub fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+/// What an `emit` call sees: the caller, the events the invocation emitted so far, and the
+/// bytes it has made the host hold.
+pub struct EmitView<'a> {
+    pub(crate) scope: Scope<'a>,
+    pub(crate) emitted: &'a mut Vec<Event>,
+    pub(crate) held: &'a mut usize,
 }
 
-impl Host for InstanceState {
+impl<'a> EmitView<'a> {
+    /// The view for the caller `scope`: accepted events go to `emitted`, their bytes count in
+    /// `held` (against `max_output_bytes`).
+    pub fn new(scope: Scope<'a>, emitted: &'a mut Vec<Event>, held: &'a mut usize) -> Self {
+        EmitView { scope, emitted, held }
+    }
+}
+
+struct HasEmit;
+
+impl HasData for HasEmit {
+    type Data<'a> = EmitView<'a>;
+}
+
+/// Adds the `emit` interface to `linker`; `get` borrows the view from the store's state.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> EmitView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasEmit>(linker, get)
+}
+
+impl Host for EmitView<'_> {
     async fn publish(&mut self, event: NewEvent) -> Result<String, Error> {
-        self.require(Capability::Emit)?;
-        if self.emitted.len() >= self.plugin.limits.max_events as usize {
+        self.scope.require(Capability::Emit)?;
+        let limits = self.scope.limits;
+        if self.emitted.len() >= limits.max_events as usize {
             return Err(Error::InvalidInput(format!(
                 "an invocation may emit at most {} events",
-                self.plugin.limits.max_events
+                limits.max_events
             )));
         }
-        let event = accept(&self.plugin.id, self.plugin.limits.max_event_bytes, event)
-            .map_err(Error::InvalidInput)?;
+        let event =
+            accept(self.scope.instance, limits.max_event_bytes, event).map_err(Error::InvalidInput)?;
         let size = size_of(&event.kind, &event.content_type, &event.payload, &event.attributes);
-        self.hold(size).map_err(Error::InvalidInput)?;
+        hold_output(self.held, size, limits).map_err(Error::InvalidInput)?;
         let id = event.id.clone();
         self.emitted.push(event);
         Ok(id)

@@ -8,10 +8,13 @@
 
 use serde::Serialize;
 
-use crate::InstanceState;
-use crate::bindings::log::{Host, Level};
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::log::{self as wit, Host, Level};
 use crate::bindings::types::Error;
-use crate::capabilities::Capability;
+use crate::capabilities::{Capability, Scope};
+use crate::egress::Egress;
+use crate::limits::hold_output;
 
 /// The longest message kept, in bytes; longer ones are cut at a character boundary.
 const MAX_MESSAGE_BYTES: usize = 8 << 10;
@@ -46,21 +49,63 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-impl Host for InstanceState {
+/// What an invocation's log lines are: those kept, those dropped, and their bytes so far.
+#[derive(Debug, Default)]
+pub struct LogState {
+    /// The lines kept, in order.
+    pub lines: Vec<LogRecord>,
+    /// Lines past the limits, dropped: neither written nor kept.
+    pub dropped: u32,
+    /// Bytes of kept lines, against `max_log_bytes`.
+    bytes: usize,
+}
+
+/// What a `log` call sees: the caller, the invocation's lines, the bytes it has made the host
+/// hold, and the egress that knows which secret values to mask.
+pub struct LogView<'a> {
+    pub(crate) scope: Scope<'a>,
+    pub(crate) state: &'a mut LogState,
+    pub(crate) held: &'a mut usize,
+    pub(crate) egress: &'a Egress,
+}
+
+impl<'a> LogView<'a> {
+    /// The view for the caller `scope`: lines go to `state`, their bytes count in `held`
+    /// (against `max_output_bytes`), and `egress` masks secret values in them.
+    pub fn new(scope: Scope<'a>, state: &'a mut LogState, held: &'a mut usize, egress: &'a Egress) -> Self {
+        LogView { scope, state, held, egress }
+    }
+}
+
+struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = LogView<'a>;
+}
+
+/// Adds the `log` interface to `linker`; `get` borrows the view from the store's state.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> LogView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasLog>(linker, get)
+}
+
+impl Host for LogView<'_> {
     async fn write(
         &mut self,
         level: Level,
         message: String,
         fields: Vec<(String, String)>,
     ) -> Result<(), Error> {
-        self.require(Capability::Log)?;
+        self.scope.require(Capability::Log)?;
         // A plugin never holds a secret, but an upstream's answer could echo one back to it:
         // secret values are masked before a line reaches the host's logs.
         // Plugin text reaches operators' terminals: control characters and bidirectional
         // overrides are written out, not obeyed.
         // Redacted whole (a cut could split a secret), escaped, then cut: the bounds hold for
         // what is written.
-        let redact = |s: String, max: usize| truncate(crate::printable(&self.host.egress.redact(s)), max);
+        let redact = |s: String, max: usize| truncate(crate::printable(&self.egress.redact(s)), max);
         let message = redact(message, MAX_MESSAGE_BYTES);
         let fields: Vec<(String, String)> = fields
             .into_iter()
@@ -68,16 +113,16 @@ impl Host for InstanceState {
             .map(|(k, v)| (redact(k, MAX_FIELD_NAME_BYTES), redact(v, MAX_FIELD_VALUE_BYTES)))
             .collect();
         let bytes = fields.iter().fold(message.len(), |n, (k, v)| n + k.len() + v.len());
-        let limits = &self.plugin.limits;
-        let within = self.logs.len() < limits.max_log_lines as usize
-            && self.log_bytes.saturating_add(bytes) <= limits.max_log_bytes as usize;
-        if !within || self.hold(bytes).is_err() {
-            self.logs_dropped = self.logs_dropped.saturating_add(1);
+        let limits = self.scope.limits;
+        let within = self.state.lines.len() < limits.max_log_lines as usize
+            && self.state.bytes.saturating_add(bytes) <= limits.max_log_bytes as usize;
+        if !within || hold_output(self.held, bytes, limits).is_err() {
+            self.state.dropped = self.state.dropped.saturating_add(1);
             return Ok(());
         }
-        self.log_bytes += bytes;
-        let instance = self.plugin.id.as_str();
-        let event = self.event_id.as_deref().unwrap_or("");
+        self.state.bytes += bytes;
+        let instance = self.scope.instance;
+        let event = self.scope.event_id.unwrap_or("");
         // As one JSON object (JSON logs keep it as one; a repeated name keeps its last value).
         let rendered = if fields.is_empty() {
             String::new()
@@ -108,7 +153,7 @@ impl Host for InstanceState {
                 "error"
             }
         };
-        self.logs.push(LogRecord { level, message, fields });
+        self.state.lines.push(LogRecord { level, message, fields });
         Ok(())
     }
 }

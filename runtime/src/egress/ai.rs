@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::bindings::types::{ChatRequest, ChatResponse, Error, ResponseFormat, Role};
-use crate::capabilities::kv::KvStore;
+use crate::keyvalue::KvStore;
 use crate::metrics::Metrics;
 
 /// The key-value namespace of the host's own counters (instance ids cannot contain `:`).
@@ -264,7 +264,7 @@ impl AiRouter {
         // Best effort: a failing counter must not fail a completion that was already paid for.
         let today = day(now_ms);
         let key = format!("{today}/{plugin}");
-        let spent = kv.increment(USAGE_NAMESPACE, &key, total, crate::capabilities::kv::KvQuota::UNLIMITED);
+        let spent = kv.increment(USAGE_NAMESPACE, &key, total, crate::keyvalue::KvQuota::UNLIMITED);
         if spent.is_ok_and(|n| n == total) {
             // The day's first charge: earlier days' budget counters are no longer read.
             forget_earlier_days(kv, today);
@@ -321,7 +321,7 @@ fn account(kv: &dyn KvStore, plugin: &str, provider: &str, counts: &[(&str, u64)
     for (field, n) in counts {
         let key = format!("{TOTALS}{plugin}/{provider}/{field}");
         let delta = i64::try_from(*n).unwrap_or(i64::MAX);
-        let _ = kv.increment(USAGE_NAMESPACE, &key, delta, crate::capabilities::kv::KvQuota::UNLIMITED);
+        let _ = kv.increment(USAGE_NAMESPACE, &key, delta, crate::keyvalue::KvQuota::UNLIMITED);
     }
 }
 
@@ -406,7 +406,7 @@ mod tests {
     #[test]
     fn the_cache_holds_at_most_its_bytes_oldest_going_first() {
         let router = AiRouter::new(Arc::new(Metrics::default()));
-        let kv = crate::capabilities::kv::MemoryKv::default();
+        let kv = crate::keyvalue::MemoryKv::default();
         router.configure(AiSettings { cache_max_bytes: 2_500, ..AiSettings::default() });
         let keys: Vec<CacheKey> =
             (0..4).map(|i| router.cache_key("p", &request(Some(0.0), &i.to_string())).unwrap()).collect();
@@ -429,7 +429,7 @@ mod tests {
     fn daily_budget_counters_of_earlier_days_are_forgotten() {
         use crate::bindings::types::{ChatResponse, FinishReason, Usage};
         let router = AiRouter::new(Arc::new(Metrics::default()));
-        let kv = crate::capabilities::kv::MemoryKv::default();
+        let kv = crate::keyvalue::MemoryKv::default();
         let answer = ChatResponse {
             content: "ok".into(),
             model: "m".into(),

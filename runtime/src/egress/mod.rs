@@ -28,8 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
 use crate::bindings::types::{Error, HttpRequest, HttpResponse, UpstreamFailure};
-use crate::capabilities::Grants;
-use crate::capabilities::emit::now_ms;
+use crate::clock::now_ms;
+use crate::grants::Grants;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::rate_limit::{Bucket, RateLimit};

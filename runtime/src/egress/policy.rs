@@ -6,56 +6,8 @@
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
-use serde::{Deserialize, Serialize};
-
 use crate::cidr::Cidr;
-
-/// Where an instance's outbound HTTP may go.
-///
-/// ```
-/// let grant: plugboard_runtime::HttpGrant = toml::from_str(r#"
-///     allow = ["https://*.myshopify.com", "http://127.0.0.1:9000"]
-///     allow_internal = ["127.0.0.1"]
-///     rate_limits = [{ destination = "https://*.myshopify.com", per_second = 2, burst = 40 }]
-/// "#).unwrap();
-/// assert!(grant.validate().is_ok());
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpGrant {
-    /// Allowed destinations as `scheme://host[:port]`. `*.` at the start of the host matches any
-    /// subdomain (not the bare domain); a missing port means the scheme's default port.
-    pub allow: Vec<String>,
-    /// Allowed methods, upper case; empty allows every method.
-    pub methods: Vec<String>,
-    /// Internal destinations (loopback, private, link-local, metadata) this instance may reach
-    /// anyway, each named explicitly: an address or CIDR block lets URLs that spell such an
-    /// address through (`http://127.0.0.1:9000`); a host name lets that name resolve to internal
-    /// addresses (`crm.corp.local`). Empty by default, and an address exception never extends
-    /// to names: a granted name that resolves to an internal address is refused unless listed.
-    pub allow_internal: Vec<String>,
-    /// Token buckets per destination that keep this instance within the operator's quotas.
-    pub rate_limits: Vec<DestinationLimit>,
-}
-
-/// A token bucket for requests to one destination pattern.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationLimit {
-    /// The destination, as an allow-list pattern.
-    pub destination: String,
-    /// Sustained requests per second.
-    pub per_second: f64,
-    /// Requests allowed at once after a quiet period.
-    pub burst: f64,
-    /// How long a request may wait for a token before it fails with `rate-limited`, in ms.
-    #[serde(default = "default_max_wait_ms")]
-    pub max_wait_ms: u64,
-}
-
-fn default_max_wait_ms() -> u64 {
-    1_000
-}
+pub use crate::grants::{DestinationLimit, HttpGrant};
 
 impl HttpGrant {
     /// Checks that every pattern and address block is well formed, naming the first bad one.

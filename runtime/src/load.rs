@@ -5,200 +5,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::bindings::types::{ConnectorMetadata, VerificationScheme};
-use crate::bindings::{AiProviderPre, ConnectorPre, ProviderMetadata};
+use crate::bindings::{AiProviderPre, ConnectorPre};
 use crate::capabilities::{Capability, Grants};
 use crate::compile_cache::CacheOutcome;
 use crate::egress::InstanceEgress;
 use crate::error::LoadError;
+use crate::host::Host;
+use crate::instance::{Described, Plugin, PluginPre};
 use crate::limits::Limits;
-use crate::{Host, InstanceState};
-
-/// How an operator declares one plugin instance. Unknown keys are refused.
-///
-/// ```
-/// let spec: plugboard_runtime::PluginSpec = serde_json::from_str(r#"{
-///     "id": "shop-eu",
-///     "wasm": "plugins/shopify.wasm",
-///     "grants": { "capabilities": ["http"], "http": { "allow": ["https://*.myshopify.com"] } },
-///     "limits": { "memory_mib": 32 },
-///     "config": { "api_version": "2025-07" }
-/// }"#).unwrap();
-/// assert_eq!(spec.limits.memory_mib, 32);
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginSpec {
-    /// The instance id: unique in the host, used in routes, logs and `/hooks/{id}`.
-    pub id: String,
-    /// The component file.
-    pub wasm: PathBuf,
-    /// What the operator grants it.
-    #[serde(default)]
-    pub grants: Grants,
-    /// The limits it runs under.
-    #[serde(default)]
-    pub limits: Limits,
-    /// Values the plugin reads through the `config` capability.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-}
-
-impl PluginSpec {
-    /// An instance with no grants, default limits and no config.
-    pub fn new(id: &str, wasm: impl AsRef<Path>) -> Self {
-        PluginSpec {
-            id: id.to_owned(),
-            wasm: wasm.as_ref().to_owned(),
-            grants: Grants::none(),
-            limits: Limits::default(),
-            config: BTreeMap::new(),
-        }
-    }
-
-    /// Sets the grants.
-    pub fn with_grants(mut self, grants: Grants) -> Self {
-        self.grants = grants;
-        self
-    }
-
-    /// Sets the limits.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Adds a config value.
-    pub fn with_config(mut self, key: &str, value: &str) -> Self {
-        self.config.insert(key.to_owned(), value.to_owned());
-        self
-    }
-}
-
-/// Which world a component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PluginKind {
-    /// The `connector` world.
-    Connector,
-    /// The `ai-provider` world.
-    AiProvider,
-}
-
-impl PluginKind {
-    /// The world's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            PluginKind::Connector => "connector",
-            PluginKind::AiProvider => "ai-provider",
-        }
-    }
-
-    /// How messages name the kind: "a connector", "an AI provider".
-    pub fn article_name(self) -> &'static str {
-        match self {
-            PluginKind::Connector => "a connector",
-            PluginKind::AiProvider => "an AI provider",
-        }
-    }
-}
-
-/// An action a connector offers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ActionInfo {
-    /// Its name.
-    pub name: String,
-    /// What it does.
-    pub description: String,
-    /// The JSON Schema of its input.
-    pub input_schema: serde_json::Value,
-}
-
-/// What a loaded (or inspected) plugin is and what it may do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PluginInfo {
-    /// The instance id.
-    pub id: String,
-    /// Which world it implements.
-    pub kind: PluginKind,
-    /// Its name, from its metadata.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// Its description.
-    pub description: String,
-    /// Event kinds it produces (connectors).
-    pub produces: Vec<String>,
-    /// Actions it offers (connectors).
-    pub actions: Vec<ActionInfo>,
-    /// The webhook verification scheme it expects (connectors).
-    pub webhook_verification: Option<String>,
-    /// The model used when a request names none (AI providers).
-    pub default_model: Option<String>,
-    /// The capabilities it requests.
-    pub requested: Vec<Capability>,
-    /// Requested and granted: what it may actually use.
-    pub effective: Vec<Capability>,
-    /// The SHA-256 of the component, hex.
-    pub sha256: String,
-    /// The component's size in bytes.
-    pub size_bytes: usize,
-    /// Where this build came from: the component file's path, or [`UPLOADED`] for a build
-    /// uploaded through the admin API (which a restart replaces with the file again).
-    pub source: String,
-    /// `name@version sha256:<12 hex>`, as attempts and webhook events record it.
-    pub build: String,
-    /// Whether its compiled code came from the compile cache.
-    pub compiled_from_cache: bool,
-    /// The limits it runs under.
-    pub limits: Limits,
-}
-
-/// [`PluginInfo::source`] of a build uploaded through the admin API: it lives in memory only,
-/// and a restart loads the configured file again.
-pub const UPLOADED: &str = "admin API upload (in memory only: a restart loads the configured file)";
-
-pub(crate) enum PluginPre {
-    Connector(ConnectorPre<InstanceState>),
-    AiProvider(AiProviderPre<InstanceState>),
-}
-
-/// A loaded plugin instance: its pre-linked component, its operator's settings and what it is.
-pub(crate) struct Plugin {
-    pub(crate) id: String,
-    pub(crate) kind: PluginKind,
-    pub(crate) pre: PluginPre,
-    pub(crate) grants: Grants,
-    pub(crate) limits: Limits,
-    pub(crate) config: BTreeMap<String, String>,
-    pub(crate) effective: BTreeSet<Capability>,
-    pub(crate) slots: Arc<Semaphore>,
-    /// Outbound request slots and token buckets, shared by the instance's invocations.
-    pub(crate) egress: Arc<InstanceEgress>,
-    info: PluginInfo,
-}
-
-impl Plugin {
-    pub(crate) fn info(&self) -> PluginInfo {
-        self.info.clone()
-    }
-
-    /// `name@version sha256:<12 hex>`: which build this is.
-    pub(crate) fn handler(&self) -> String {
-        self.info.build.clone()
-    }
-}
-
-impl PluginInfo {
-    /// `name@version sha256:<12 hex>`: which build this is, as attempts record it.
-    pub fn handler(&self) -> String {
-        format!("{}@{} sha256:{}", self.name, self.version, &self.sha256[..self.sha256.len().min(12)])
-    }
-}
+use crate::spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
+use crate::text::printable;
 
 fn scheme_name(s: VerificationScheme) -> &'static str {
     match s {
@@ -258,39 +78,6 @@ fn check_name_and_version(name: &str, version: &str) -> Result<(), String> {
         return Err("metadata version must be 1 to 64 printable ASCII characters".into());
     }
     Ok(())
-}
-
-/// Characters that change how a terminal or a page shows the text around them: controls
-/// (escape sequences, carriage returns), bidirectional overrides and invisible formatting.
-fn is_deceptive(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}'
-                | '\u{115f}'
-                | '\u{1160}'
-                | '\u{180e}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{206f}'
-                | '\u{3164}'
-                | '\u{feff}'
-                | '\u{ffa0}'
-                | '\u{fff9}'..='\u{fffb}'
-                | '\u{e0000}'..='\u{e0fff}'
-        )
-}
-
-/// Plugin-supplied text as the host shows it anywhere (CLI, dashboard, admin API): every
-/// deceptive character written out as `\u{..}`, so metadata cannot hide or reorder what an
-/// operator reads next to it (the permission list).
-pub fn printable(text: &str) -> String {
-    if !text.chars().any(is_deceptive) {
-        return text.to_owned();
-    }
-    text.chars()
-        .map(|c| if is_deceptive(c) { c.escape_unicode().to_string() } else { c.to_string() })
-        .collect()
 }
 
 /// A description, bounded and made safe to show.
@@ -503,12 +290,6 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     })
 }
 
-/// What `metadata()` answered, per world.
-pub(crate) enum Described {
-    Connector(ConnectorMetadata),
-    AiProvider(ProviderMetadata),
-}
-
 fn placeholder_info(id: &str, kind: PluginKind) -> PluginInfo {
     PluginInfo {
         id: id.to_owned(),
@@ -528,5 +309,102 @@ fn placeholder_info(id: &str, kind: PluginKind) -> PluginInfo {
         build: String::new(),
         compiled_from_cache: false,
         limits: Limits::default(),
+    }
+}
+
+/// A component file's bytes, or the error naming the file.
+async fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    tokio::fs::read(path).await.map_err(|source| LoadError::Read { path: path.display().to_string(), source })
+}
+
+/// Loading, replacing and inspecting plugins.
+impl Host {
+    /// Loads the plugin file named by `spec`, replacing any instance with the same id.
+    pub async fn load(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
+        let bytes = read_component(&spec.wasm).await?;
+        self.load_bytes(spec, &bytes).await
+    }
+
+    /// Loads a plugin from its component bytes, replacing any instance with the same id.
+    pub async fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
+        self.install(Arc::new(load(self, spec, bytes).await?))
+    }
+
+    fn install(&self, plugin: Arc<Plugin>) -> Result<PluginInfo, LoadError> {
+        let info = plugin.info();
+        let mut plugins = self.inner.plugins.write().map_err(|_| LoadError::Spec {
+            id: info.id.clone(),
+            reason: "plugin table lock poisoned".into(),
+        })?;
+        plugins.insert(info.id.clone(), plugin);
+        Ok(info)
+    }
+
+    /// Replaces instance `id`'s component with `bytes`, keeping its grants, limits and config.
+    /// The swap is atomic: invocations already running finish on the old build, every later
+    /// one runs the new build (see [`Invocation::handler`](crate::Invocation::handler)). A component that does not load
+    /// leaves the old one in place.
+    pub async fn reload_bytes(&self, id: &str, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
+        let current =
+            self.get(id).map_err(|e| LoadError::Spec { id: id.to_owned(), reason: e.to_string() })?;
+        let spec = PluginSpec {
+            id: current.id.clone(),
+            wasm: PathBuf::from(UPLOADED),
+            grants: current.grants.clone(),
+            limits: current.limits.clone(),
+            config: current.config.clone(),
+        };
+        self.replace(&current, spec, bytes).await
+    }
+
+    /// Reloads instance `spec.id` from its file, which changed on disk; as [`Host::reload_bytes`],
+    /// with the grants, limits and config of `spec`.
+    pub async fn reload_file(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
+        let Ok(current) = self.get(&spec.id) else { return self.load(spec).await };
+        let bytes = read_component(&spec.wasm).await?;
+        let unchanged = hex::encode(sha2::Sha256::digest(&bytes)) == current.info().sha256;
+        if unchanged && spec.grants == current.grants && spec.limits == current.limits {
+            return Ok(current.info());
+        }
+        self.replace(&current, spec, &bytes).await
+    }
+
+    async fn replace(
+        &self,
+        current: &Plugin,
+        spec: PluginSpec,
+        bytes: &[u8],
+    ) -> Result<PluginInfo, LoadError> {
+        let mut plugin = load(self, spec, bytes).await?;
+        if plugin.kind != current.kind {
+            // Every route and webhook of the instance expects the kind it has: a component of
+            // another kind would load, then fail every call.
+            return Err(LoadError::Invalid {
+                id: current.id.clone(),
+                reason: format!(
+                    "it is {}, but instance `{}` is {}; a reload keeps the kind",
+                    plugin.kind.article_name(),
+                    current.id,
+                    current.kind.article_name()
+                ),
+            });
+        }
+        if plugin.limits == current.limits && plugin.grants == current.grants {
+            // Still one instance: invocations finishing on the old build and those starting on
+            // the new one share its concurrency slots, outbound request slots and buckets.
+            plugin.slots = current.slots.clone();
+            plugin.egress = current.egress.clone();
+        }
+        self.install(Arc::new(plugin))
+    }
+
+    /// Compiles a component and reads its metadata without installing it and without granting
+    /// it anything: what `plugboard plugin inspect` shows before an operator installs a plugin.
+    pub async fn inspect(&self, path: &Path) -> Result<PluginInfo, LoadError> {
+        let id =
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+        let spec = PluginSpec::new(&id, path);
+        let bytes = read_component(path).await?;
+        Ok(load(self, spec, &bytes).await?.info())
     }
 }

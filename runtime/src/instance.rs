@@ -1,0 +1,191 @@
+//! A loaded plugin instance ([`Plugin`]: its pre-linked component and its operator's settings)
+//! and what one invocation's store holds ([`InstanceState`]: its WASI context, clocks and random
+//! only unless granted more, its limiter, and what it emitted and logged); and the linker that
+//! composes the capabilities over that state, each through its own view.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::types::{ChatResponse, ConnectorMetadata, Event};
+use crate::bindings::{AiProviderPre, ConnectorPre, ProviderMetadata};
+use crate::capabilities::ai::AiView;
+use crate::capabilities::config::ConfigView;
+use crate::capabilities::emit::EmitView;
+use crate::capabilities::http::HttpView;
+use crate::capabilities::kv::KvView;
+use crate::capabilities::log::{LogState, LogView};
+use crate::capabilities::{self, Scope};
+use crate::egress::InstanceEgress;
+use crate::egress::ai::CacheKey;
+use crate::grants::{Capability, Grants};
+use crate::limits::Limits;
+use crate::limits::StoreLimiter;
+use crate::shared::Shared;
+use crate::spec::{PluginInfo, PluginKind};
+
+pub(crate) enum PluginPre {
+    Connector(ConnectorPre<InstanceState>),
+    AiProvider(AiProviderPre<InstanceState>),
+}
+
+/// A loaded plugin instance: its pre-linked component, its operator's settings and what it is.
+pub(crate) struct Plugin {
+    pub(crate) id: String,
+    pub(crate) kind: PluginKind,
+    pub(crate) pre: PluginPre,
+    pub(crate) grants: Grants,
+    pub(crate) limits: Limits,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) effective: BTreeSet<Capability>,
+    pub(crate) slots: Arc<Semaphore>,
+    /// Outbound request slots and token buckets, shared by the instance's invocations.
+    pub(crate) egress: Arc<InstanceEgress>,
+    pub(crate) info: PluginInfo,
+}
+
+impl Plugin {
+    pub(crate) fn info(&self) -> PluginInfo {
+        self.info.clone()
+    }
+
+    /// `name@version sha256:<12 hex>`: which build this is.
+    pub(crate) fn handler(&self) -> String {
+        self.info.build.clone()
+    }
+}
+
+/// What `metadata()` answered, per world.
+pub(crate) enum Described {
+    Connector(ConnectorMetadata),
+    AiProvider(ProviderMetadata),
+}
+
+pub(crate) struct InstanceState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    pub(crate) limiter: StoreLimiter,
+    pub(crate) plugin: Arc<Plugin>,
+    pub(crate) shared: Arc<Shared>,
+    /// The event being handled, for log lines.
+    pub(crate) event_id: Option<String>,
+    /// When this invocation must be over; host calls shorten their own timeouts to fit.
+    pub(crate) deadline: tokio::time::Instant,
+    pub(crate) emitted: Vec<Event>,
+    pub(crate) log: LogState,
+    /// Bytes the invocation has made the host hold so far, against `max_output_bytes`.
+    pub(crate) output_bytes: usize,
+    pub(crate) http_requests: u32,
+    /// Cacheable AI answers this invocation received, cached once it ends without an error.
+    pub(crate) ai_answers: Vec<(CacheKey, ChatResponse)>,
+}
+
+impl InstanceState {
+    pub(crate) fn new(
+        plugin: Arc<Plugin>,
+        shared: Arc<Shared>,
+        event_id: Option<String>,
+        deadline: tokio::time::Instant,
+        stderr_capture: usize,
+    ) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        // No files, sockets, environment or arguments: a plugin reaches the world only through
+        // the capabilities above. Stdio only when the operator asked for it.
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        // Otherwise the first bytes of stderr are kept for trap reports: a Rust panic message
+        // lands there, and it is the most useful line of a crash report.
+        let stderr = MemoryOutputPipe::new(stderr_capture);
+        if plugin.grants.stdio {
+            wasi.inherit_stdout().inherit_stderr();
+        } else {
+            wasi.stderr(stderr.clone());
+        }
+        InstanceState {
+            wasi: wasi.build(),
+            stderr,
+            table: ResourceTable::new(),
+            limiter: StoreLimiter::new(&plugin.limits),
+            plugin,
+            shared,
+            event_id,
+            deadline,
+            emitted: Vec::new(),
+            log: LogState::default(),
+            output_bytes: 0,
+            http_requests: 0,
+            ai_answers: Vec::new(),
+        }
+    }
+}
+
+impl InstanceState {
+    /// What the plugin wrote to stderr so far (when stdio is not granted), lossily decoded.
+    pub(crate) fn captured_stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The caller's side of every view: borrowed field by field, so that a view can also borrow the
+/// state's other fields mutably.
+fn scope<'a>(plugin: &'a Plugin, event_id: &'a Option<String>, deadline: tokio::time::Instant) -> Scope<'a> {
+    Scope {
+        instance: &plugin.id,
+        effective: &plugin.effective,
+        grants: &plugin.grants,
+        limits: &plugin.limits,
+        event_id: event_id.as_deref(),
+        deadline,
+    }
+}
+
+/// Adds WASI (clocks and random; the rest as the context allows) and every plugboard capability
+/// to `linker`, each capability through its view of [`InstanceState`].
+pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    capabilities::add_types_to_linker(linker)?;
+    capabilities::config::add_to_linker(linker, |s| {
+        ConfigView::new(scope(&s.plugin, &s.event_id, s.deadline), &s.plugin.config)
+    })?;
+    capabilities::kv::add_to_linker(linker, |s| {
+        KvView::new(scope(&s.plugin, &s.event_id, s.deadline), s.shared.kv.as_ref())
+    })?;
+    capabilities::log::add_to_linker(linker, |s| {
+        LogView::new(
+            scope(&s.plugin, &s.event_id, s.deadline),
+            &mut s.log,
+            &mut s.output_bytes,
+            &s.shared.egress,
+        )
+    })?;
+    capabilities::emit::add_to_linker(linker, |s| {
+        EmitView::new(scope(&s.plugin, &s.event_id, s.deadline), &mut s.emitted, &mut s.output_bytes)
+    })?;
+    capabilities::http::add_to_linker(linker, |s| HttpView {
+        scope: scope(&s.plugin, &s.event_id, s.deadline),
+        egress: &s.shared.egress,
+        instance: &s.plugin.egress,
+        sent: &mut s.http_requests,
+    })?;
+    capabilities::ai::add_to_linker(linker, |s| AiView {
+        scope: scope(&s.plugin, &s.event_id, s.deadline),
+        caller_is_provider: s.plugin.kind == PluginKind::AiProvider,
+        default_provider: s.shared.default_ai_provider(),
+        providers: s.shared.providers.as_ref(),
+        router: &s.shared.ai,
+        kv: s.shared.kv.as_ref(),
+        answers: &mut s.ai_answers,
+        held: &mut s.output_bytes,
+    })
+}

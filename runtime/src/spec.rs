@@ -1,0 +1,161 @@
+//! How an operator declares a plugin instance ([`PluginSpec`]), and what the host reports about
+//! one it loaded ([`PluginInfo`]): plain data, for configuration files, the CLI and the admin API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::grants::{Capability, Grants};
+use crate::limits::Limits;
+
+/// How an operator declares one plugin instance. Unknown keys are refused.
+///
+/// ```
+/// let spec: plugboard_runtime::PluginSpec = serde_json::from_str(r#"{
+///     "id": "shop-eu",
+///     "wasm": "plugins/shopify.wasm",
+///     "grants": { "capabilities": ["http"], "http": { "allow": ["https://*.myshopify.com"] } },
+///     "limits": { "memory_mib": 32 },
+///     "config": { "api_version": "2025-07" }
+/// }"#).unwrap();
+/// assert_eq!(spec.limits.memory_mib, 32);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// The instance id: unique in the host, used in routes, logs and `/hooks/{id}`.
+    pub id: String,
+    /// The component file.
+    pub wasm: PathBuf,
+    /// What the operator grants it.
+    #[serde(default)]
+    pub grants: Grants,
+    /// The limits it runs under.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Values the plugin reads through the `config` capability.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl PluginSpec {
+    /// An instance with no grants, default limits and no config.
+    pub fn new(id: &str, wasm: impl AsRef<Path>) -> Self {
+        PluginSpec {
+            id: id.to_owned(),
+            wasm: wasm.as_ref().to_owned(),
+            grants: Grants::none(),
+            limits: Limits::default(),
+            config: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the grants.
+    pub fn with_grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// Sets the limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Adds a config value.
+    pub fn with_config(mut self, key: &str, value: &str) -> Self {
+        self.config.insert(key.to_owned(), value.to_owned());
+        self
+    }
+}
+
+/// Which world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// The `connector` world.
+    Connector,
+    /// The `ai-provider` world.
+    AiProvider,
+}
+
+impl PluginKind {
+    /// The world's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PluginKind::Connector => "connector",
+            PluginKind::AiProvider => "ai-provider",
+        }
+    }
+
+    /// How messages name the kind: "a connector", "an AI provider".
+    pub fn article_name(self) -> &'static str {
+        match self {
+            PluginKind::Connector => "a connector",
+            PluginKind::AiProvider => "an AI provider",
+        }
+    }
+}
+
+/// An action a connector offers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionInfo {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its input.
+    pub input_schema: serde_json::Value,
+}
+
+/// What a loaded (or inspected) plugin is and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginInfo {
+    /// The instance id.
+    pub id: String,
+    /// Which world it implements.
+    pub kind: PluginKind,
+    /// Its name, from its metadata.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its description.
+    pub description: String,
+    /// Event kinds it produces (connectors).
+    pub produces: Vec<String>,
+    /// Actions it offers (connectors).
+    pub actions: Vec<ActionInfo>,
+    /// The webhook verification scheme it expects (connectors).
+    pub webhook_verification: Option<String>,
+    /// The model used when a request names none (AI providers).
+    pub default_model: Option<String>,
+    /// The capabilities it requests.
+    pub requested: Vec<Capability>,
+    /// Requested and granted: what it may actually use.
+    pub effective: Vec<Capability>,
+    /// The SHA-256 of the component, hex.
+    pub sha256: String,
+    /// The component's size in bytes.
+    pub size_bytes: usize,
+    /// Where this build came from: the component file's path, or [`UPLOADED`] for a build
+    /// uploaded through the admin API (which a restart replaces with the file again).
+    pub source: String,
+    /// `name@version sha256:<12 hex>`, as attempts and webhook events record it.
+    pub build: String,
+    /// Whether its compiled code came from the compile cache.
+    pub compiled_from_cache: bool,
+    /// The limits it runs under.
+    pub limits: Limits,
+}
+
+/// [`PluginInfo::source`] of a build uploaded through the admin API: it lives in memory only,
+/// and a restart loads the configured file again.
+pub const UPLOADED: &str = "admin API upload (in memory only: a restart loads the configured file)";
+
+impl PluginInfo {
+    /// `name@version sha256:<12 hex>`: which build this is, as attempts record it.
+    pub fn handler(&self) -> String {
+        format!("{}@{} sha256:{}", self.name, self.version, &self.sha256[..self.sha256.len().min(12)])
+    }
+}
