@@ -29,8 +29,8 @@ pub mod store;
 
 pub use plugboard_runtime as runtime;
 pub use plugboard_runtime::{
-    Capability, Error, Grants, Host, HostBuilder, HttpGrant, Invocation, InvokeError, Limits, LoadError,
-    PluginInfo, PluginKind, PluginSpec, Session, UPLOADED, WebhookOutcome, printable,
+    Capability, Error, Grants, Host, HostBuilder, HttpGrant, InstanceState, Invocation, InvokeError, Limits,
+    LoadError, PluginInfo, PluginKind, PluginSpec, Session, UPLOADED, WebhookOutcome, printable,
 };
 pub use plugboard_runtime::{
     Event, NewEvent, capabilities, cidr, egress, limits, metrics, rate_limit, types,

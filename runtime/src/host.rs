@@ -27,6 +27,7 @@ use crate::egress::Caller;
 use crate::egress::Egress;
 use crate::egress::ai::{AiRouter, AiSettings, TokenUsage};
 use crate::egress::calls::{CallLog, MemoryCallLog};
+use crate::egress::intercept::OutboundInterceptor;
 use crate::egress::oauth::OAuthClient;
 use crate::egress::secrets::Secret;
 use crate::engine::{EngineSettings, EpochTicker};
@@ -56,7 +57,12 @@ pub struct HostBuilder {
     calls: Option<Arc<dyn CallLog>>,
     pinned: Vec<(String, Vec<IpAddr>)>,
     default_ai_provider: Option<String>,
+    interceptor: Option<Arc<dyn OutboundInterceptor>>,
+    imports: Vec<Arc<AddImports>>,
 }
+
+/// Adds an embedder's own imports to the host's linker.
+type AddImports = dyn Fn(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send + Sync;
 
 impl Default for HostBuilder {
     fn default() -> Self {
@@ -72,6 +78,8 @@ impl Default for HostBuilder {
             calls: None,
             pinned: Vec::new(),
             default_ai_provider: None,
+            interceptor: None,
+            imports: Vec::new(),
         }
     }
 }
@@ -134,6 +142,48 @@ impl HostBuilder {
         self
     }
 
+    /// Lets `interceptor` see, and answer if it wants, every outbound request plugins send once
+    /// their grant admitted it (see [`crate::egress::intercept`]).
+    pub fn outbound_interceptor(mut self, interceptor: Arc<dyn OutboundInterceptor>) -> Self {
+        self.interceptor = Some(interceptor);
+        self
+    }
+
+    /// Adds the embedder's own imports to the linker every plugin is instantiated with, after
+    /// WASI and the plugboard interfaces (which `add` cannot replace). A plugin that imports
+    /// them loads; one that imports something nobody added is refused when it loads. These
+    /// imports are the embedder's to guard: no grant covers them, so a function that should not
+    /// serve every plugin checks [`InstanceState::instance`].
+    ///
+    /// ```
+    /// use plugboard_runtime::{Host, InstanceState};
+    ///
+    /// let host = Host::builder()
+    ///     .link(|linker| {
+    ///         linker.instance("acme:crm/lookup")?.func_wrap(
+    ///             "customer-tier",
+    ///             |store: plugboard_runtime::wasmtime::StoreContextMut<'_, InstanceState>, (email,): (String,)| {
+    ///                 let tier = if store.data().instance() == "crm" && email.ends_with("@bigco.example") {
+    ///                     "gold"
+    ///                 } else {
+    ///                     "standard"
+    ///                 };
+    ///                 Ok((tier.to_owned(),))
+    ///             },
+    ///         )
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(host);
+    /// ```
+    pub fn link(
+        mut self,
+        add: impl Fn(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.imports.push(Arc::new(add));
+        self
+    }
+
     /// Creates the engine, the linker and the epoch thread.
     pub fn build(self) -> Result<Host, crate::Error> {
         let engine =
@@ -141,6 +191,9 @@ impl HostBuilder {
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
         // Both worlds import the same interfaces, so one linker serves both.
         crate::instance::add_to_linker(&mut linker).map_err(|e| crate::Error::Engine(e.to_string()))?;
+        for add in &self.imports {
+            add(&mut linker).map_err(|e| crate::Error::Engine(format!("the embedder's imports: {e:#}")))?;
+        }
         let cache = match &self.compile_cache_dir {
             Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|e| crate::Error::Io {
                 what: format!("compile cache directory {}", dir.display()),
@@ -150,7 +203,7 @@ impl HostBuilder {
         };
         let metrics = Arc::new(Metrics::default());
         let calls = self.calls.unwrap_or_else(|| Arc::new(MemoryCallLog::new(10_000)));
-        let egress = Egress::new(calls, metrics.clone())
+        let egress = Egress::new(calls, metrics.clone(), self.interceptor)
             .map_err(|e| crate::Error::Engine(format!("HTTP client: {e}")))?;
         for (name, addrs) in self.pinned {
             egress.pin(&name, addrs);

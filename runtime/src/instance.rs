@@ -66,7 +66,9 @@ pub(crate) enum Described {
     AiProvider(ProviderMetadata),
 }
 
-pub(crate) struct InstanceState {
+/// What one invocation's store holds. Its contents are the runtime's; an embedder's own imports
+/// ([`HostBuilder::link`](crate::HostBuilder::link)) see which instance and event they serve.
+pub struct InstanceState {
     wasi: WasiCtx,
     table: ResourceTable,
     stderr: MemoryOutputPipe,
@@ -87,6 +89,16 @@ pub(crate) struct InstanceState {
 }
 
 impl InstanceState {
+    /// The instance this invocation runs.
+    pub fn instance(&self) -> &str {
+        &self.plugin.id
+    }
+
+    /// The event being handled, if any.
+    pub fn event_id(&self) -> Option<&str> {
+        self.event_id.as_deref()
+    }
+
     pub(crate) fn new(
         plugin: Arc<Plugin>,
         shared: Arc<Shared>,

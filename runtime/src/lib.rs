@@ -73,13 +73,16 @@ pub use bindings::types;
 pub use capabilities::{Capability, Grants, HttpGrant};
 pub use error::{InvokeError, LoadError};
 pub use host::{Host, HostBuilder};
-pub(crate) use instance::{InstanceState, Plugin};
+pub use instance::InstanceState;
+pub(crate) use instance::Plugin;
 pub use invoke::{Invocation, Session, WebhookOutcome};
 pub use limits::Limits;
 pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
 pub use spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
 pub use text::printable;
 pub use types::{Event, NewEvent};
+/// The wasmtime this runtime is built on, for embedders' own imports ([`HostBuilder::link`]).
+pub use wasmtime;
 
 /// Why the host itself could not be built.
 #[derive(Debug, thiserror::Error)]

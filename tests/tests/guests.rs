@@ -576,3 +576,74 @@ async fn fuzzer() {
     // Else the check above would pass without ever seeing the secret come back.
     assert!(redacted > 0, "no script of the corpus had the host redact an echoed secret");
 }
+
+/// The embedding example's plugin (`examples/embedding`): served by an embedder's own import and
+/// outbound interceptor, within the host's bounds. What the interceptor answers is held to the
+/// instance's response limit like a real answer; an embedder's imports cannot replace
+/// plugboard's own interfaces; a plugin whose import nobody added does not load.
+#[tokio::test]
+async fn crm_lookup() {
+    use std::sync::Arc;
+
+    use plugboard::egress::intercept::{Deciding, Interception, Outbound, OutboundInterceptor};
+    use plugboard::runtime::wasmtime::StoreContextMut;
+    use plugboard::{Host, InstanceState};
+
+    /// Answers every request with a body of `self.0` bytes.
+    struct Answers(usize);
+    impl OutboundInterceptor for Answers {
+        fn intercept<'a>(&'a self, _: Outbound<'a>) -> Deciding<'a> {
+            Box::pin(async move {
+                Interception::Respond(plugboard::types::HttpResponse {
+                    status: 200,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: format!("[{}]", "0,".repeat(self.0 / 2).trim_end_matches(',')).into_bytes(),
+                })
+            })
+        }
+    }
+    let tier = |linker: &mut plugboard::runtime::wasmtime::component::Linker<InstanceState>| {
+        linker
+            .instance("acme:crm/lookup")?
+            .func_wrap("customer-tier", |_: StoreContextMut<'_, InstanceState>, (_,): (String,)| {
+                Ok(("silver".to_owned(),))
+            })
+    };
+    let limits = Limits { max_http_response_bytes: 64 << 10, ..Limits::default() };
+    let spec = PluginSpec::new("crm", CRM_LOOKUP)
+        .with_grants(Grants::none().allow_http("https://crm.example.com"))
+        .with_limits(limits);
+    let order = || Event::json("order/created", "shop", &json!({ "email": "bo@small.example" })).unwrap();
+
+    let within = Host::builder().outbound_interceptor(Arc::new(Answers(1 << 10))).link(tier).build().unwrap();
+    within.load(spec.clone()).await.unwrap();
+    let done = within.handle("crm", order()).await.unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&done.output[0].payload).unwrap();
+    assert_eq!(payload["tier"], "silver");
+    assert_eq!(payload["past_orders"].as_array().map(Vec::len), Some(512));
+
+    let oversized =
+        Host::builder().outbound_interceptor(Arc::new(Answers(1 << 20))).link(tier).build().unwrap();
+    oversized.load(spec.clone()).await.unwrap();
+    let err = oversized.handle("crm", order()).await.unwrap_err();
+    assert!(
+        matches!(&err, InvokeError::Plugin(WitError::Internal(m)) if m.contains("larger than the limit")),
+        "{err}"
+    );
+    let recorded = oversized.calls().query(&Default::default());
+    assert_eq!(recorded.first().map(|c| c.outcome.as_str()), Some("failed"), "{recorded:?}");
+
+    let shadowing = Host::builder()
+        .link(|linker| {
+            linker
+                .instance("plugboard:connector/kv@0.1.0")?
+                .func_wrap("get", |_: StoreContextMut<'_, InstanceState>, (_,): (String,)| {
+                    Ok((None::<Vec<u8>>,))
+                })
+        })
+        .build();
+    assert!(shadowing.is_err(), "an embedder's import replaced plugboard's kv.get");
+
+    let err = Host::builder().build().unwrap().load(spec).await.unwrap_err();
+    assert!(err.to_string().contains("acme:crm/lookup"), "{err}");
+}

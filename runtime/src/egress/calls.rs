@@ -24,7 +24,8 @@ pub struct CallRecord {
     pub path: String,
     /// The answer's status; absent when there was none.
     pub status: Option<u16>,
-    /// `ok` (any answer), `denied`, `rate-limited`, `timeout` or `failed`.
+    /// `ok` (any answer), `intercepted` (answered by the embedder's interceptor), `denied`,
+    /// `rate-limited`, `timeout` or `failed`.
     pub outcome: String,
     /// Why it was refused or failed (never a secret).
     pub error: Option<String>,

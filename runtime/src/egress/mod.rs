@@ -3,18 +3,20 @@
 //!
 //! 1. [`policy`]: the destination and method against the instance's allow-list (and again on
 //!    every redirect hop); an address written in the URL against the address policy.
-//! 2. The instance's concurrent-request slots, then its per-destination token bucket.
-//! 3. [`secrets`] and [`oauth`]: placeholders filled in, only for granted secrets bound to the
+//! 2. [`intercept`]: the embedder's interceptor, when it set one, may answer the request itself.
+//! 3. The instance's concurrent-request slots, then its per-destination token bucket.
+//! 4. [`secrets`] and [`oauth`]: placeholders filled in, only for granted secrets bound to the
 //!    destination.
-//! 4. The request itself, through a pooled client whose resolver ([`dns`]) applies the address
+//! 5. The request itself, through a pooled client whose resolver ([`dns`]) applies the address
 //!    policy to every name it resolves.
-//! 5. [`retry`]: connection failures of idempotent requests, and `429`/`5xx` answers when the
+//! 6. [`retry`]: connection failures of idempotent requests, and `429`/`5xx` answers when the
 //!    plugin opted in, are retried within the invocation's deadline.
-//! 6. [`calls`]: every attempt and every refusal is recorded, with metrics.
+//! 7. [`calls`]: every attempt and every refusal is recorded, with metrics.
 
 pub mod ai;
 pub mod calls;
 pub mod dns;
+pub mod intercept;
 pub mod oauth;
 pub mod policy;
 mod retry;
@@ -34,8 +36,13 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::rate_limit::{Bucket, RateLimit};
 use calls::{CallLog, CallRecord};
+use intercept::{Interception, Outbound, OutboundInterceptor};
 use policy::{Pattern, destination};
 use secrets::{Kind, Secret};
+
+/// The most headers an interceptor's answer may carry: as many as the HTTP client accepts in a
+/// real answer.
+const MAX_INTERCEPTED_HEADERS: usize = 100;
 
 /// Headers the host sets itself: a plugin that could set them could reach another virtual host
 /// than the one it was granted, or smuggle a second request.
@@ -61,6 +68,7 @@ pub struct Egress {
     tokens: oauth::Tokens,
     calls: Arc<dyn CallLog>,
     metrics: Arc<Metrics>,
+    interceptor: Option<Arc<dyn OutboundInterceptor>>,
 }
 
 /// What one instance holds for its outbound requests: its request slots and token buckets.
@@ -114,7 +122,11 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Egress {
-    pub(crate) fn new(calls: Arc<dyn CallLog>, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(
+        calls: Arc<dyn CallLog>,
+        metrics: Arc<Metrics>,
+        interceptor: Option<Arc<dyn OutboundInterceptor>>,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Egress {
             clients: Mutex::new(HashMap::new()),
             overrides: Arc::new(RwLock::new(HashMap::new())),
@@ -123,6 +135,7 @@ impl Egress {
             tokens: oauth::Tokens::default(),
             calls,
             metrics,
+            interceptor,
         })
     }
 
@@ -213,6 +226,14 @@ impl Egress {
         if let Err(why) = caller.grants.http.admit(method.as_str(), &url) {
             return Err(self.refuse(caller, &method, &url, why));
         }
+        if let Some(interceptor) = &self.interceptor {
+            let started = Instant::now();
+            let outbound =
+                Outbound { instance: caller.instance, event_id: caller.event_id, request: &request };
+            if let Interception::Respond(response) = interceptor.intercept(outbound).await {
+                return self.intercepted(caller, &method, &url, &request, response, started);
+            }
+        }
         let _slot = tokio::time::timeout_at(caller.deadline, caller.state.slots.acquire())
             .await
             .map_err(|_| {
@@ -291,6 +312,44 @@ impl Egress {
         let host = url.host_str().unwrap_or("");
         self.metrics.add("plugboard_http_retries_total", &[("instance", caller.instance), ("host", host)], 1);
         tokio::time::sleep(wait).await;
+    }
+
+    /// Hands the plugin the interceptor's answer, within the limits a real answer has, and
+    /// records it.
+    fn intercepted(
+        &self,
+        caller: &Caller<'_>,
+        method: &reqwest::Method,
+        url: &url::Url,
+        request: &HttpRequest,
+        response: HttpResponse,
+        started: Instant,
+    ) -> Result<HttpResponse, Error> {
+        let hop = Hop { method, url, attempt: 1 };
+        let cap = caller.limits.max_http_response_bytes as usize;
+        let headers_ok = response.headers.len() <= MAX_INTERCEPTED_HEADERS
+            && response.headers.iter().all(|(n, v)| {
+                http::HeaderName::from_bytes(n.as_bytes()).is_ok() && http::HeaderValue::from_str(v).is_ok()
+            });
+        let why = if response.body.len() > cap {
+            Some(format!("the interceptor's answer is larger than the limit of {cap} bytes"))
+        } else if !(100..=599).contains(&response.status) || !headers_ok {
+            Some("the interceptor's answer is not a valid HTTP response".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.record(caller, &hop, started, Settled::refused("failed", why.clone()));
+            return Err(Error::Internal(why));
+        }
+        let bytes = (request.body.len() as u64, response.body.len() as u64);
+        self.record(
+            caller,
+            &hop,
+            started,
+            Settled { status: Some(response.status), outcome: "intercepted", error: None, bytes },
+        );
+        Ok(response)
     }
 
     /// Records a refusal and builds the `denied` answer.
@@ -656,7 +715,7 @@ struct Hop<'a> {
 /// How a hop ended, as recorded.
 struct Settled<'a> {
     status: Option<u16>,
-    /// `ok`, `denied`, `rate-limited`, `timeout` or `failed`.
+    /// `ok`, `intercepted`, `denied`, `rate-limited`, `timeout` or `failed`.
     outcome: &'a str,
     error: Option<String>,
     /// Bytes sent and received.
