@@ -103,9 +103,9 @@ proptest! {
             }
         }
         text.push_str(torn);
-        let mut read = crate::store::claims::unfinished(&text);
+        let mut read = crate::store::sqlite::claims::unfinished(&text);
         read.sort();
-        let torn_claim = crate::store::claims::unfinished(torn);
+        let torn_claim = crate::store::sqlite::claims::unfinished(torn);
         // A torn last line that happens to be a whole claim line is read as one.
         let mut expected: Vec<(i64, u32)> = running.into_iter().collect();
         for (id, attempt) in torn_claim {

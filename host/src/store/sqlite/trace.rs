@@ -5,7 +5,9 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{AttemptRecord, EventFilter, SqliteStore, StoreError, delivery_from_row};
+use super::SqliteStore;
+use super::queries::delivery_from_row;
+use crate::store::{AttemptRecord, EventFilter, StoreError};
 
 /// How many hops a trace follows.
 const MAX_DEPTH: usize = 8;
@@ -135,7 +137,7 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
         .collect::<Result<_, _>>()?;
     let mut deliveries = Vec::with_capacity(heads.len());
     for (d, action, output) in heads {
-        let attempts = super::attempts(conn, d.id)?;
+        let attempts = super::queries::attempts(conn, d.id)?;
         deliveries.push(TracedDelivery {
             id: d.id,
             route: d.route,

@@ -1,0 +1,495 @@
+//! The embedded backend: SQLite in WAL mode, with one writer thread that commits every append
+//! waiting at that moment in one transaction (group commit), so concurrent webhooks share one
+//! fsync. An append returns only after its transaction is durable.
+//!
+//! - [`schema`]: the migrations, and opening a file;
+//! - [`writer`]: the writer thread and what one batch writes;
+//! - [`queries`]: reads for the dispatcher and operators; [`trace`]: an event's path;
+//! - [`kv`] and [`calls`]: plugins' key-value data and the outbound call log, in the same file;
+//! - [`claims`]: the journal of running attempts.
+
+mod calls;
+pub(crate) mod claims;
+mod kv;
+mod queries;
+mod schema;
+mod trace;
+mod writer;
+
+pub use calls::SqliteCallLog;
+pub use kv::SqliteKv;
+pub use schema::SCHEMA_VERSION;
+pub(crate) use schema::connect;
+pub use trace::{
+    EventSummary, EventTrace, MinuteStats, PAYLOAD_PREVIEW_BYTES, PayloadPreview, TracedDelivery,
+};
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{
+    Append, Appended, Attempt, DeliveryDetail, DeliveryRecord, DueDelivery, EventFilter, EventStore,
+    JobRecord, Outcome, QueueStats, Retention, StoreError, StoreFuture, Swept,
+};
+use schema::open;
+use writer::{Job, Work, count_unfinished, writer_loop};
+
+impl EventStore for SqliteStore {
+    fn append(&self, append: Append) -> StoreFuture<'_, Appended> {
+        Box::pin(SqliteStore::append(self, append))
+    }
+
+    fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
+        Box::pin(SqliteStore::record(self, delivery, attempt, outcome))
+    }
+
+    fn replay(&self, delivery: Option<i64>) -> StoreFuture<'_, u64> {
+        Box::pin(SqliteStore::replay(self, delivery))
+    }
+
+    fn due<'a>(
+        &'a self,
+        now_ms: u64,
+        limit: usize,
+        busy: &'a HashSet<i64>,
+    ) -> StoreFuture<'a, Vec<DueDelivery>> {
+        Box::pin(std::future::ready(SqliteStore::due(self, now_ms, limit, busy)))
+    }
+
+    fn job<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
+        Box::pin(std::future::ready(SqliteStore::job(self, id)))
+    }
+
+    fn deliveries<'a>(&'a self, status: &'a str, limit: usize) -> StoreFuture<'a, Vec<DeliveryRecord>> {
+        Box::pin(std::future::ready(SqliteStore::deliveries(self, status, limit)))
+    }
+
+    fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(SqliteStore::is_duplicate(self, instance, delivery_id)))
+    }
+
+    fn delivery(&self, id: i64) -> StoreFuture<'_, Option<DeliveryDetail>> {
+        Box::pin(std::future::ready(SqliteStore::delivery(self, id)))
+    }
+
+    fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>> {
+        Box::pin(std::future::ready(SqliteStore::trace(self, id)))
+    }
+
+    fn payload<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(String, Vec<u8>)>> {
+        Box::pin(std::future::ready(SqliteStore::payload(self, id)))
+    }
+
+    fn writable(&self) -> bool {
+        SqliteStore::writable(self)
+    }
+
+    fn claim(&self, claims: Vec<(i64, u32)>) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(SqliteStore::claim(self, &claims)))
+    }
+
+    fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
+        Box::pin(std::future::ready(SqliteStore::queue_stats(self, now_ms)))
+    }
+
+    fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>> {
+        Box::pin(std::future::ready(SqliteStore::stats(self, since_ms)))
+    }
+
+    fn events<'a>(
+        &'a self,
+        filter: EventFilter<'a>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(i64, EventSummary)>> {
+        Box::pin(std::future::ready(SqliteStore::events(self, filter, limit)))
+    }
+
+    fn events_after(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<(i64, EventSummary)>> {
+        Box::pin(std::future::ready(SqliteStore::events_after(self, after, limit)))
+    }
+
+    fn last_position(&self) -> StoreFuture<'_, i64> {
+        Box::pin(std::future::ready(SqliteStore::last_position(self)))
+    }
+
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+}
+
+/// The embedded event log.
+pub struct SqliteStore {
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    reader: Mutex<Connection>,
+    /// Counts committed batches.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Whether the writer thread still runs (false once it ended, by closing or by a panic).
+    writer_alive: Arc<AtomicBool>,
+    /// Which attempts are running (see [`claims`]); `None` when opened without deliveries.
+    claims: Mutex<Option<claims::ClaimJournal>>,
+}
+
+/// Clears the writer's liveness flag however the writer thread ends, panics included.
+struct WriterAlive(Arc<AtomicBool>);
+
+impl Drop for WriterAlive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the log at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // First: a second server on this store (two processes running one store's deliveries
+        // would run each twice) is refused before it writes anything.
+        let Some((mut journal, unfinished)) = claims::ClaimJournal::open(path)? else {
+            return Err(StoreError::JournalHeld);
+        };
+        let mut writer_conn = open(path)?;
+        let reader = open(path)?;
+        // Attempts that were running when the process died count, before anything runs again.
+        if !unfinished.is_empty() {
+            count_unfinished(&mut writer_conn, &unfinished, crate::runtime::clock::now_ms())?;
+            tracing::warn!(
+                deliveries = unfinished.len(),
+                "counted the attempts that were running when the process stopped"
+            );
+        }
+        journal.clear()?;
+        Self::start(writer_conn, reader, Some(journal))
+    }
+
+    /// Opens the store at `path` to write to it, not to run its deliveries (`plugboard dlq
+    /// replay` next to a running server): the claim journal stays with whoever holds it.
+    pub fn open_without_deliveries(path: &Path) -> Result<Self, StoreError> {
+        Self::start(open(path)?, open(path)?, None)
+    }
+
+    fn start(
+        writer_conn: Connection,
+        reader: Connection,
+        claims: Option<claims::ClaimJournal>,
+    ) -> Result<Self, StoreError> {
+        let claims = Mutex::new(claims);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0));
+        let committed = commits.clone();
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = WriterAlive(writer_alive.clone());
+        std::thread::Builder::new()
+            .name("plugboard-store".into())
+            .spawn(move || {
+                let _alive = alive;
+                writer_loop(writer_conn, rx, &committed)
+            })
+            .map_err(|_| StoreError::Closed)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(Some(tx)),
+            reader: Mutex::new(reader),
+            commits,
+            writer_alive,
+            claims,
+        })
+    }
+
+    /// Opens the store at `path` for reading only (the CLI's listings): nothing is written, no
+    /// schema is upgraded, no claim journal is touched; writes fail with [`StoreError::Closed`].
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        let found: u32 = reader.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        match found.cmp(&SCHEMA_VERSION) {
+            std::cmp::Ordering::Greater => {
+                return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION });
+            }
+            std::cmp::Ordering::Less => return Err(StoreError::OlderSchema { found, known: SCHEMA_VERSION }),
+            std::cmp::Ordering::Equal => {}
+        }
+        Ok(SqliteStore {
+            writer: Mutex::new(None),
+            reader: Mutex::new(reader),
+            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            writer_alive: Arc::new(AtomicBool::new(false)),
+            claims: Mutex::new(None),
+        })
+    }
+
+    /// Whether writes can still be stored: the writer thread runs and has not been closed.
+    pub fn writable(&self) -> bool {
+        self.writer_alive.load(Ordering::SeqCst) && self.writer.lock().is_ok_and(|w| w.is_some())
+    }
+
+    /// Stops taking writes: work already handed over is written, then the writer thread ends;
+    /// later writes fail with [`StoreError::Closed`]. Reads go on.
+    pub fn close(&self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+    }
+
+    fn submit(&self, work: Work) -> Result<(), StoreError> {
+        let job = Job { work, now_ms: crate::runtime::clock::now_ms() };
+        let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
+        writer.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)
+    }
+
+    /// Stores `append` (events and their deliveries) durably, or reports it as a duplicate.
+    pub async fn append(&self, append: Append) -> Result<Appended, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Work::Append(append, done))?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Records the outcome of attempt number `attempt` of `delivery`, durably.
+    pub async fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Work::Outcome { delivery, attempt, outcome, done })?;
+        wait.await.map_err(|_| StoreError::Closed)??;
+        // Best effort: a claim left in the journal counts, at the next start, the attempt the
+        // outcome just stored (attempts are set to the larger of the two), so nothing is lost.
+        let done = self
+            .claims
+            .lock()
+            .map_err(|_| StoreError::Closed)
+            .and_then(|mut journal| Ok(journal.as_mut().map(|j| j.done(delivery)).transpose()?));
+        if let Err(e) = done {
+            tracing::warn!(delivery, "claim journal: {e}");
+        }
+        Ok(())
+    }
+
+    /// Counts attempt `n` of each `(delivery, n)` before it runs: if the process dies while
+    /// running it, the attempt still counts at the next start, so a delivery that kills the host
+    /// ends as a dead letter instead of looping. Written to the claim journal next to the store
+    /// file (see [`claims`]), which survives the process dying, not a power loss.
+    pub fn claim(&self, claims: &[(i64, u32)]) -> Result<(), StoreError> {
+        let mut journal = self.claims.lock().map_err(|_| StoreError::Closed)?;
+        let journal = journal.as_mut().ok_or(StoreError::JournalHeld)?;
+        Ok(journal.claim(claims)?)
+    }
+
+    /// Deletes one chunk of history past `retention` (see [`Retention`]); answers what went.
+    pub async fn sweep(&self, retention: Retention) -> Result<Swept, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Work::Sweep { retention, done })?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Puts dead letters back in the queue (one, or all with `None`), keeping their event ids;
+    /// answers how many.
+    pub async fn replay(&self, delivery: Option<i64>) -> Result<u64, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Work::Replay { delivery, done })?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer thread after it commits what it has.
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::schema::MIGRATIONS;
+    use super::*;
+    use crate::store::QueuedDelivery;
+    use crate::types::Event;
+
+    /// A file from before schema versions (user_version 0, no `caused_by`) opens, keeps its
+    /// events, and gains the newer columns and indexes; a file from a newer build is refused.
+    #[test]
+    fn an_upgrade_opens_an_older_file_and_refuses_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(MIGRATIONS[0]).unwrap();
+        old.execute(
+            "INSERT INTO events (id, source, kind, occurred_at_ms, content_type, payload, attributes, stored_at_ms)
+             VALUES ('e-1', 'shop', 'orders/create', 1, 'application/json', x'7b7d', '[]', 1)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.recent(10).unwrap()[0].id, "e-1");
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        for index in [
+            "events_caused_by",
+            "attempts_delivery",
+            "attempts_at",
+            "delivery_status_id",
+            "events_stored_at",
+            "delivery_queue_event",
+        ] {
+            let found: bool = conn
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1")
+                .unwrap()
+                .exists([index])
+                .unwrap();
+            assert!(found, "index {index} missing");
+        }
+        // Opening again applies nothing twice.
+        drop(SqliteStore::open(&path).unwrap());
+
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(conn);
+        let refused = SqliteStore::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("upgrade plugboard"), "{refused}");
+    }
+
+    /// What the CLI's listings open changes nothing: no upgrade of an older file, no claim
+    /// journal taken from the server that runs the store; a second server is refused.
+    #[tokio::test]
+    async fn read_only_openers_change_nothing_and_one_process_runs_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let running = SqliteStore::open(&path).unwrap();
+        let append = Append {
+            instance: "shop".into(),
+            delivery_id: None,
+            dedup_window_ms: 0,
+            events: vec![event("orders/create")],
+            deliveries: vec![],
+        };
+        running.append(append).await.unwrap();
+        running.claim(&[(1, 1)]).unwrap();
+
+        let reader = SqliteStore::open_read_only(&path).unwrap();
+        assert_eq!(reader.recent(10).unwrap().len(), 1);
+        assert!(matches!(reader.claim(&[(2, 1)]), Err(StoreError::JournalHeld)));
+        assert!(matches!(SqliteStore::open(&path), Err(StoreError::JournalHeld)));
+        let admin = SqliteStore::open_without_deliveries(&path).unwrap();
+        assert_eq!(admin.replay(None).await.unwrap(), 0);
+        drop((reader, admin));
+        // The server's claim is still in its journal.
+        running.claim(&[(3, 1)]).unwrap();
+        let journal = std::fs::read_to_string(dir.path().join("events.db-claims")).unwrap();
+        assert_eq!(journal, "claim 1 1\nclaim 3 1\n");
+        drop(running);
+
+        // After a clean stop, a listing still opens it; an older file is not upgraded by one.
+        assert_eq!(SqliteStore::open_read_only(&path).unwrap().recent(10).unwrap().len(), 1);
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION - 1).unwrap();
+        drop(conn);
+        let refused = SqliteStore::open_read_only(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("plugboard up"), "{refused}");
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION - 1);
+    }
+
+    /// The per-minute charts count what the writer stored, at the minute it stored it.
+    #[tokio::test]
+    async fn minute_stats_count_events_attempts_failures_and_durations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("events.db")).unwrap();
+        let queued = |e: &Event| QueuedDelivery {
+            event_id: e.id.clone(),
+            route: "r".into(),
+            target: "t".into(),
+            action: None,
+            order_key: None,
+        };
+        let events = vec![event("a/b"), event("a/b"), event("a/c")];
+        let deliveries = events.iter().map(queued).collect();
+        let append =
+            Append { instance: "shop".into(), delivery_id: None, dedup_window_ms: 0, events, deliveries };
+        store.append(append).await.unwrap();
+        let delivered = Outcome::Delivered { events: vec![event("x/y")], deliveries: vec![], output: None };
+        store.record(1, Attempt { number: 1, duration_us: 3_000, handler: None }, delivered).await.unwrap();
+        let dead = Outcome::Dead { error: "no".into(), events: vec![], deliveries: vec![] };
+        store.record(2, Attempt { number: 1, duration_us: 1_000, handler: None }, dead).await.unwrap();
+        let now = crate::runtime::clock::now_ms();
+        let minutes = store.stats(now - 120_000).unwrap();
+        let total = |f: fn(&MinuteStats) -> u64| minutes.iter().map(f).sum::<u64>();
+        assert_eq!(total(|m| m.events), 4, "{minutes:?}");
+        assert_eq!(total(|m| m.attempts), 2, "{minutes:?}");
+        assert_eq!(total(|m| m.failures), 1, "{minutes:?}");
+        if let [one] = minutes.as_slice() {
+            assert_eq!((one.mean_ms, one.max_ms), (2.0, 3.0));
+        }
+        assert!(store.stats(now + 120_000).unwrap().is_empty());
+    }
+
+    fn event(kind: &str) -> Event {
+        Event {
+            id: crate::capabilities::emit::new_event_id(),
+            source: "shop".into(),
+            kind: kind.into(),
+            occurred_at_ms: 1,
+            content_type: "application/octet-stream".into(),
+            payload: vec![7; 1024],
+            attributes: vec![],
+        }
+    }
+
+    /// A long synthetic history under a count limit: once the limit is reached the file stops
+    /// growing (retention's freed pages are reused or handed back), finished events go oldest
+    /// first, and an event whose delivery is still pending is never deleted.
+    #[tokio::test]
+    async fn retention_keeps_the_file_from_growing_and_spares_pending_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let retention = Retention { max_age_ms: 0, max_events: 2_000, chunk: 5_000 };
+        let stuck = event("orders/create");
+        let pending = QueuedDelivery {
+            event_id: stuck.id.clone(),
+            route: "r".into(),
+            target: "t".into(),
+            action: None,
+            order_key: None,
+        };
+        let append = |events: Vec<Event>, deliveries: Vec<QueuedDelivery>| Append {
+            instance: "shop".into(),
+            delivery_id: None,
+            dedup_window_ms: 0,
+            events,
+            deliveries,
+        };
+        store.append(append(vec![stuck.clone()], vec![pending])).await.unwrap();
+        let size = || {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+            std::fs::metadata(&path).unwrap().len()
+        };
+        let mut sizes = Vec::new();
+        let mut swept = 0;
+        for _ in 0..24 {
+            for _ in 0..10 {
+                store.append(append((0..50).map(|_| event("orders/paid")).collect(), vec![])).await.unwrap();
+            }
+            swept += store.sweep(retention).await.unwrap().events;
+            sizes.push(size());
+        }
+        // The newest 2,000, and the oldest one, whose delivery is still pending.
+        assert_eq!(store.count().unwrap(), 2_001);
+        assert_eq!(swept, 24 * 500 - 2_000);
+        assert!(store.recent(100_000).unwrap().iter().any(|e| e.id == stuck.id), "pending work stays");
+        // 12,000 events were written; after the first rounds the file holds steady.
+        let (early, late) = (sizes[7], *sizes.last().unwrap());
+        assert!(late <= early + early / 20, "the file kept growing: {sizes:?}");
+        assert!(late < 12_000 * 1024 / 2, "12,000 events of 1 KiB would take {late} bytes: {sizes:?}");
+    }
+}

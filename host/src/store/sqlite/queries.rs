@@ -1,0 +1,201 @@
+//! Reads: what is due for the dispatcher, and the queue, jobs and events as operators see them.
+//! With WAL they do not wait for the writer.
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteStore;
+use crate::store::{
+    AttemptRecord, DeliveryDetail, DeliveryRecord, DueDelivery, JobRecord, QueueStats, StoreError,
+};
+use crate::types::Event;
+
+impl SqliteStore {
+    /// Up to `limit` pending deliveries due at `now_ms`, oldest first, skipping `busy` ones.
+    pub fn due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        busy: &HashSet<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT q.id, q.route, q.target, q.action, q.attempts, \
+                    e.id, e.source, e.kind, e.occurred_at_ms, e.content_type, e.payload, e.attributes \
+             FROM delivery_queue q JOIN events e ON e.id = q.event_id \
+             WHERE q.status = 'pending' AND q.next_at_ms <= ?1 \
+               AND (q.order_key IS NULL OR q.id = (SELECT MIN(p.id) FROM delivery_queue p \
+                    WHERE p.status = 'pending' AND p.route = q.route AND p.order_key = q.order_key)) \
+             ORDER BY q.next_at_ms, q.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now_ms as i64, (limit + busy.len()) as i64], |r| {
+            Ok(DueDelivery {
+                id: r.get(0)?,
+                route: r.get(1)?,
+                target: r.get(2)?,
+                action: r.get(3)?,
+                attempts: r.get::<_, i64>(4)? as u32,
+                event: event_from_row(r, 5)?,
+            })
+        })?;
+        let mut due: Vec<DueDelivery> = rows.collect::<Result<_, _>>()?;
+        due.retain(|d| !busy.contains(&d.id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    /// One delivery with its event and every attempt.
+    pub fn delivery(&self, id: i64) -> Result<Option<DeliveryDetail>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let head = conn
+            .query_row(
+                "SELECT q.id, q.event_id, q.route, q.target, q.status, q.attempts, q.last_error, e.kind, e.source, e.payload \
+                 FROM delivery_queue q JOIN events e ON e.id = q.event_id WHERE q.id = ?1",
+                params![id],
+                |r| {
+                    Ok(DeliveryDetail {
+                        delivery: delivery_from_row(r)?,
+                        event_kind: r.get(7)?,
+                        event_source: r.get(8)?,
+                        payload: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(9)?).into_owned(),
+                        attempts: Vec::new(),
+                    })
+                },
+            )
+            .optional()?;
+        let Some(mut detail) = head else { return Ok(None) };
+        detail.attempts = attempts(&conn, id)?;
+        Ok(Some(detail))
+    }
+
+    /// The async job whose id is `id` (the id of its `job/requested` event).
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        Ok(conn
+            .query_row(
+                "SELECT status, attempts, output, last_error FROM delivery_queue WHERE event_id = ?1 AND route = 'job'",
+                params![id],
+                |r| {
+                    let status: String = r.get(0)?;
+                    Ok(JobRecord {
+                        id: id.to_owned(),
+                        status: match status.as_str() {
+                            "delivered" => "succeeded",
+                            "dead" => "failed",
+                            _ => "pending",
+                        },
+                        attempts: r.get::<_, i64>(1)? as u32,
+                        output: r.get::<_, Option<String>>(2)?.and_then(|o| serde_json::from_str(&o).ok()),
+                        error: if status == "dead" { r.get(3)? } else { None },
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Deliveries with `status` (`pending`, `delivered`, `dead`), newest first.
+    pub fn deliveries(&self, status: &str, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, event_id, route, target, status, attempts, last_error FROM delivery_queue \
+             WHERE status = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![status, limit as i64], delivery_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether `delivery_id` of `instance` is already stored and not expired.
+    pub fn is_duplicate(&self, instance: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let now = crate::runtime::clock::now_ms() as i64;
+        let found: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM webhook_deliveries WHERE instance = ?1 AND delivery_id = ?2 AND expires_at_ms > ?3",
+                params![instance, delivery_id, now],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    /// The most recent `limit` events, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let mut stmt = conn.prepare(
+            "SELECT id, source, kind, occurred_at_ms, content_type, payload, attributes \
+             FROM events ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| event_from_row(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The delivery queue's depth, lag and dead letters at `now_ms`.
+    pub fn queue_stats(&self, now_ms: u64) -> Result<QueueStats, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        // Three index ranges (pending and dead rows only), not a scan of every delivery ever
+        // made: `/metrics` runs this at each scrape.
+        let (pending, oldest, dead): (i64, Option<i64>, i64) = conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM delivery_queue WHERE status = 'pending'), \
+                    (SELECT MIN(next_at_ms) FROM delivery_queue WHERE status = 'pending' AND next_at_ms <= ?1), \
+                    (SELECT COUNT(*) FROM delivery_queue WHERE status = 'dead')",
+            params![now_ms as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(QueueStats {
+            pending: pending as u64,
+            lag_ms: oldest.map(|t| now_ms.saturating_sub(t as u64)).unwrap_or(0),
+            dead: dead as u64,
+        })
+    }
+
+    /// How many events are stored.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        Ok(conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+/// Every attempt of delivery `id`, oldest first.
+pub(super) fn attempts(conn: &Connection, id: i64) -> rusqlite::Result<Vec<AttemptRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT attempt, at_ms, duration_us, outcome, detail, handler FROM attempts WHERE delivery = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map(params![id], |r| {
+        Ok(AttemptRecord {
+            attempt: r.get::<_, i64>(0)? as u32,
+            at_ms: r.get::<_, i64>(1)? as u64,
+            duration_us: r.get::<_, i64>(2)? as u64,
+            outcome: r.get(3)?,
+            detail: r.get(4)?,
+            handler: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Reads `id, event_id, route, target, status, attempts, last_error` from the first columns.
+pub(super) fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        route: r.get(2)?,
+        target: r.get(3)?,
+        status: r.get(4)?,
+        attempts: r.get::<_, i64>(5)? as u32,
+        last_error: r.get(6)?,
+    })
+}
+
+pub(super) fn event_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Event> {
+    let attributes: String = r.get(at + 6)?;
+    Ok(Event {
+        id: r.get(at)?,
+        source: r.get(at + 1)?,
+        kind: r.get(at + 2)?,
+        occurred_at_ms: r.get::<_, i64>(at + 3)? as u64,
+        content_type: r.get(at + 4)?,
+        payload: r.get(at + 5)?,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+    })
+}

@@ -1,0 +1,328 @@
+//! The writer thread: every job waiting is written in one transaction (group commit), then each
+//! is answered; and what one batch writes (events, deliveries, attempts, per-minute activity,
+//! retention).
+
+use std::sync::mpsc;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use crate::store::{Append, Appended, Attempt, Outcome, QueuedDelivery, Retention, StoreError, Swept};
+use crate::types::Event;
+
+pub(super) enum Work {
+    Append(Append, oneshot::Sender<Result<Appended, StoreError>>),
+    Outcome {
+        delivery: i64,
+        attempt: Attempt,
+        outcome: Outcome,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Replay {
+        delivery: Option<i64>,
+        done: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    Sweep {
+        retention: Retention,
+        done: oneshot::Sender<Result<Swept, StoreError>>,
+    },
+}
+
+pub(super) struct Job {
+    pub(super) work: Work,
+    pub(super) now_ms: u64,
+}
+
+/// How long the per-minute activity (`minute_stats`) is kept.
+const MINUTE_STATS_KEPT_MS: u64 = 7 * 86_400_000;
+
+/// One minute's activity, added up while a batch is written and stored with it.
+#[derive(Default)]
+struct MinuteTotals {
+    events: i64,
+    attempts: i64,
+    failures: i64,
+    duration_us_sum: i64,
+    duration_us_max: i64,
+}
+
+/// What a batch adds to each minute's activity.
+#[derive(Default)]
+struct Activity(std::collections::BTreeMap<i64, MinuteTotals>);
+
+impl Activity {
+    fn events(&mut self, at_ms: u64, n: usize) {
+        if n > 0 {
+            self.0.entry(minute_of(at_ms)).or_default().events += n as i64;
+        }
+    }
+
+    fn attempt(&mut self, at_ms: u64, failed: bool, duration_us: u64) {
+        let totals = self.0.entry(minute_of(at_ms)).or_default();
+        let us = i64::try_from(duration_us).unwrap_or(i64::MAX);
+        totals.attempts += 1;
+        totals.failures += i64::from(failed);
+        totals.duration_us_sum = totals.duration_us_sum.saturating_add(us);
+        totals.duration_us_max = totals.duration_us_max.max(us);
+    }
+
+    fn store(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        let mut add = tx.prepare_cached(
+            "INSERT INTO minute_stats (minute, events, attempts, failures, duration_us_sum, duration_us_max) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (minute) DO UPDATE SET \
+             events = events + excluded.events, attempts = attempts + excluded.attempts, \
+             failures = failures + excluded.failures, duration_us_sum = duration_us_sum + excluded.duration_us_sum, \
+             duration_us_max = MAX(duration_us_max, excluded.duration_us_max)",
+        )?;
+        for (minute, t) in &self.0 {
+            add.execute(params![
+                minute,
+                t.events,
+                t.attempts,
+                t.failures,
+                t.duration_us_sum,
+                t.duration_us_max
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+fn minute_of(at_ms: u64) -> i64 {
+    i64::try_from(at_ms / 60_000).unwrap_or(i64::MAX)
+}
+
+fn sweep(tx: &rusqlite::Transaction<'_>, retention: &Retention, now_ms: u64) -> rusqlite::Result<Swept> {
+    let age_cutoff = match retention.max_age_ms {
+        0 => i64::MIN,
+        age => i64::try_from(now_ms.saturating_sub(age)).unwrap_or(i64::MAX),
+    };
+    let keep = match retention.max_events {
+        0 => None,
+        n => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+    };
+    tx.prepare_cached("DELETE FROM minute_stats WHERE minute < ?1")?
+        .execute(params![minute_of(now_ms.saturating_sub(MINUTE_STATS_KEPT_MS))])?;
+    tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS swept (id TEXT PRIMARY KEY); DELETE FROM temp.swept;")?;
+    tx.prepare_cached(
+        "INSERT INTO temp.swept (id) SELECT e.id FROM events e \
+         WHERE (e.stored_at_ms < ?1 OR (?2 IS NOT NULL AND e.seq <= (SELECT MAX(seq) FROM events) - ?2)) \
+         AND NOT EXISTS (SELECT 1 FROM delivery_queue q WHERE q.event_id = e.id AND q.status = 'pending') \
+         ORDER BY e.seq LIMIT ?3",
+    )?
+    .execute(params![age_cutoff, keep, i64::try_from(retention.chunk).unwrap_or(i64::MAX)])?;
+    let attempts = tx.execute(
+        "DELETE FROM attempts WHERE delivery IN \
+         (SELECT q.id FROM delivery_queue q JOIN temp.swept s ON q.event_id = s.id)",
+        [],
+    )?;
+    let deliveries =
+        tx.execute("DELETE FROM delivery_queue WHERE event_id IN (SELECT id FROM temp.swept)", [])?;
+    let events = tx.execute("DELETE FROM events WHERE id IN (SELECT id FROM temp.swept)", [])?;
+    let dedup_keys = tx.execute(
+        "DELETE FROM webhook_deliveries WHERE expires_at_ms < ?1",
+        [i64::try_from(now_ms).unwrap_or(i64::MAX)],
+    )?;
+    Ok(Swept {
+        events: events as u64,
+        deliveries: deliveries as u64,
+        attempts: attempts as u64,
+        dedup_keys: dedup_keys as u64,
+    })
+}
+
+/// What one job's part of a transaction answered, before the commit decides.
+enum Answer {
+    Append(Appended),
+    Outcome,
+    Replay(u64),
+    Sweep(Swept),
+}
+
+/// Takes every job waiting, writes them in one transaction, then answers each.
+pub(super) fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    commits: &tokio::sync::watch::Sender<u64>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let result = write_batch(&mut conn, &batch);
+        if result.is_ok() {
+            commits.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        if batch.iter().any(|j| matches!(j.work, Work::Sweep { .. })) {
+            // Hand the pages retention freed back to the file system (a no-op for files made
+            // before incremental auto-vacuum: their free pages are reused instead).
+            if let Err(e) = conn.execute_batch("PRAGMA incremental_vacuum;") {
+                tracing::warn!(error = %e, "incremental vacuum failed");
+            }
+        }
+        for (i, job) in batch.into_iter().enumerate() {
+            let failed = || {
+                StoreError::Sqlite(rusqlite::Error::InvalidParameterName(
+                    result.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
+                ))
+            };
+            let answer = result.as_ref().ok().and_then(|a| a.get(i));
+            match (job.work, answer) {
+                (Work::Append(_, done), Some(Answer::Append(a))) => drop(done.send(Ok(*a))),
+                (Work::Append(_, done), _) => drop(done.send(Err(failed()))),
+                (Work::Outcome { done, .. }, Some(Answer::Outcome)) => drop(done.send(Ok(()))),
+                (Work::Outcome { done, .. }, _) => drop(done.send(Err(failed()))),
+                (Work::Replay { done, .. }, Some(Answer::Replay(n))) => drop(done.send(Ok(*n))),
+                (Work::Replay { done, .. }, _) => drop(done.send(Err(failed()))),
+                (Work::Sweep { done, .. }, Some(Answer::Sweep(n))) => drop(done.send(Ok(*n))),
+                (Work::Sweep { done, .. }, _) => drop(done.send(Err(failed()))),
+            }
+        }
+    }
+}
+
+/// Counts, at start, the attempts the claim journal says were running when the process died:
+/// each delivery still pending has at least that many attempts.
+pub(super) fn count_unfinished(
+    conn: &mut Connection,
+    unfinished: &[(i64, u32)],
+    now_ms: u64,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut count = tx.prepare_cached(
+            "UPDATE delivery_queue SET attempts = MAX(attempts, ?2), updated_at_ms = ?3 \
+             WHERE id = ?1 AND status = 'pending'",
+        )?;
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        for (delivery, attempt) in unfinished {
+            count.execute(params![delivery, attempt, now])?;
+        }
+    }
+    tx.commit()
+}
+
+fn insert_events(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[Event],
+    deliveries: &[QueuedDelivery],
+    now_ms: u64,
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (id, source, kind, occurred_at_ms, content_type, payload, attributes, stored_at_ms, caused_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for e in events {
+        let attributes = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "[]".into());
+        let caused_by =
+            e.attributes.iter().find(|(k, _)| k == crate::capabilities::emit::CAUSED_BY).map(|(_, v)| v);
+        insert.execute(params![
+            e.id,
+            e.source,
+            e.kind,
+            e.occurred_at_ms as i64,
+            e.content_type,
+            e.payload,
+            attributes,
+            now_ms as i64,
+            caused_by
+        ])?;
+    }
+    let mut queue = tx.prepare_cached(
+        "INSERT INTO delivery_queue (event_id, route, target, action, order_key, status, attempts, next_at_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+    )?;
+    for d in deliveries {
+        queue.execute(params![d.event_id, d.route, d.target, d.action, d.order_key, now_ms as i64])?;
+    }
+    Ok(())
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let mut answers = Vec::with_capacity(batch.len());
+    // The dashboard's per-minute charts read these totals, not the history.
+    let mut activity = Activity::default();
+    for job in batch {
+        let now = job.now_ms as i64;
+        match &job.work {
+            Work::Append(a, _) => {
+                if let Some(delivery) = &a.delivery_id {
+                    let expires = job.now_ms.saturating_add(a.dedup_window_ms) as i64;
+                    let fresh = tx
+                        .prepare_cached(
+                            "INSERT INTO webhook_deliveries (instance, delivery_id, expires_at_ms) VALUES (?1, ?2, ?3) \
+                             ON CONFLICT (instance, delivery_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
+                             WHERE webhook_deliveries.expires_at_ms <= ?4",
+                        )?
+                        .execute(params![a.instance, delivery, expires, now])?;
+                    if fresh == 0 {
+                        answers.push(Answer::Append(Appended::Duplicate));
+                        continue;
+                    }
+                }
+                insert_events(&tx, &a.events, &a.deliveries, job.now_ms)?;
+                activity.events(job.now_ms, a.events.len());
+                answers.push(Answer::Append(Appended::Stored));
+            }
+            Work::Outcome {
+                delivery,
+                attempt: Attempt { number: attempt, duration_us, handler },
+                outcome,
+                ..
+            } => {
+                let mut output_text = None;
+                let (status, next_at, error, kind) = match outcome {
+                    Outcome::Delivered { events, deliveries, output } => {
+                        insert_events(&tx, events, deliveries, job.now_ms)?;
+                        activity.events(job.now_ms, events.len());
+                        output_text = output.as_deref();
+                        ("delivered", now, None, "delivered")
+                    }
+                    Outcome::Retry { next_at_ms, error } => {
+                        ("pending", *next_at_ms as i64, Some(error.as_str()), "retry")
+                    }
+                    Outcome::Dead { error, events, deliveries } => {
+                        insert_events(&tx, events, deliveries, job.now_ms)?;
+                        activity.events(job.now_ms, events.len());
+                        ("dead", now, Some(error.as_str()), "dead")
+                    }
+                };
+                tx.prepare_cached(
+                    "UPDATE delivery_queue SET status = ?2, attempts = ?3, next_at_ms = ?4, last_error = ?5, updated_at_ms = ?6, \
+                     output = ?7 WHERE id = ?1",
+                )?
+                .execute(params![delivery, status, attempt, next_at, error, now, output_text])?;
+                tx.prepare_cached(
+                    "INSERT INTO attempts (delivery, attempt, at_ms, duration_us, outcome, detail, handler) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    delivery,
+                    attempt,
+                    now,
+                    *duration_us as i64,
+                    kind,
+                    error,
+                    handler
+                ])?;
+                activity.attempt(job.now_ms, kind != "delivered", *duration_us);
+                answers.push(Answer::Outcome);
+            }
+            Work::Sweep { retention, .. } => answers.push(Answer::Sweep(sweep(&tx, retention, job.now_ms)?)),
+            Work::Replay { delivery, .. } => {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE delivery_queue SET status = 'pending', attempts = 0, next_at_ms = ?1, updated_at_ms = ?1 \
+                         WHERE status = 'dead' AND (?2 IS NULL OR id = ?2)",
+                    )?
+                    .execute(params![now, delivery])?;
+                answers.push(Answer::Replay(n as u64));
+            }
+        }
+    }
+    activity.store(&tx)?;
+    tx.commit()?;
+    Ok(answers)
+}
