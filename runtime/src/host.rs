@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use wasmtime::Engine;
-use wasmtime::component::Linker;
+use wasmtime::component::{Linker, LinkerInstance};
 
 use crate::bindings::types::ChatRequest;
 use crate::bindings::types::{Error as WitError, HttpRequest, HttpResponse};
@@ -58,11 +58,14 @@ pub struct HostBuilder {
     pinned: Vec<(String, Vec<IpAddr>)>,
     default_ai_provider: Option<String>,
     interceptor: Option<Arc<dyn OutboundInterceptor>>,
-    imports: Vec<Arc<AddImports>>,
+    imports: Vec<(String, Arc<AddImports>)>,
 }
 
-/// Adds an embedder's own imports to the host's linker.
-type AddImports = dyn Fn(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send + Sync;
+/// Defines the functions of one of an embedder's own interfaces.
+type AddImports = dyn Fn(&mut LinkerInstance<'_, InstanceState>) -> wasmtime::Result<()> + Send + Sync;
+
+/// The namespaces of the interfaces the host provides; an embedder may not add to them.
+const HOST_NAMESPACES: [&str; 2] = ["wasi:", "plugboard:"];
 
 impl Default for HostBuilder {
     fn default() -> Self {
@@ -149,24 +152,31 @@ impl HostBuilder {
         self
     }
 
-    /// Adds the embedder's own imports to the linker every plugin is instantiated with, after
-    /// WASI and the plugboard interfaces (which `add` cannot replace). A plugin that imports
-    /// them loads; one that imports something nobody added is refused when it loads. These
-    /// imports are the embedder's to guard: no grant covers them, so a function that should not
-    /// serve every plugin checks [`InstanceState::instance`].
+    /// Adds interface `name` (`acme:crm/lookup`), defined by `add`, to the linker every plugin
+    /// is instantiated with: the embedder's own imports. WASI and plugboard's interfaces
+    /// (`wasi:*`, `plugboard:*`, any version) are the host's, and [`HostBuilder::build`] refuses
+    /// to let `add` define or replace them. A plugin that imports the interface loads; one that
+    /// imports something nobody added is refused when it loads.
+    ///
+    /// No grant covers these imports: they are the embedder's to guard. A function that should
+    /// not serve every plugin checks [`InstanceState::instance`], and one that acts refuses while
+    /// [`InstanceState::loading`] (the component's metadata is read in a sandbox before any
+    /// grant applies).
     ///
     /// ```
+    /// use plugboard_runtime::wasmtime::StoreContextMut;
     /// use plugboard_runtime::{Host, InstanceState};
     ///
     /// let host = Host::builder()
-    ///     .link(|linker| {
-    ///         linker.instance("acme:crm/lookup")?.func_wrap(
+    ///     .link_instance("acme:crm/lookup", |lookup| {
+    ///         lookup.func_wrap(
     ///             "customer-tier",
-    ///             |store: plugboard_runtime::wasmtime::StoreContextMut<'_, InstanceState>, (email,): (String,)| {
-    ///                 let tier = if store.data().instance() == "crm" && email.ends_with("@bigco.example") {
-    ///                     "gold"
-    ///                 } else {
-    ///                     "standard"
+    ///             |store: StoreContextMut<'_, InstanceState>, (email,): (String,)| {
+    ///                 let state = store.data();
+    ///                 let tier = match (state.instance(), state.loading()) {
+    ///                     ("crm", false) if email.ends_with("@bigco.example") => "gold",
+    ///                     ("crm", false) => "standard",
+    ///                     _ => "unknown",
     ///                 };
     ///                 Ok((tier.to_owned(),))
     ///             },
@@ -176,11 +186,12 @@ impl HostBuilder {
     ///     .unwrap();
     /// # drop(host);
     /// ```
-    pub fn link(
+    pub fn link_instance(
         mut self,
-        add: impl Fn(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send + Sync + 'static,
+        name: &str,
+        add: impl Fn(&mut LinkerInstance<'_, InstanceState>) -> wasmtime::Result<()> + Send + Sync + 'static,
     ) -> Self {
-        self.imports.push(Arc::new(add));
+        self.imports.push((name.to_owned(), Arc::new(add)));
         self
     }
 
@@ -191,8 +202,14 @@ impl HostBuilder {
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
         // Both worlds import the same interfaces, so one linker serves both.
         crate::instance::add_to_linker(&mut linker).map_err(|e| crate::Error::Engine(e.to_string()))?;
-        for add in &self.imports {
-            add(&mut linker).map_err(|e| crate::Error::Engine(format!("the embedder's imports: {e:#}")))?;
+        for (name, add) in &self.imports {
+            let refused =
+                |why: String| crate::Error::Engine(format!("the embedder's import `{name}`: {why}"));
+            if HOST_NAMESPACES.iter().any(|ns| name.to_ascii_lowercase().trim_start().starts_with(ns)) {
+                return Err(refused("WASI and plugboard interfaces are the host's".into()));
+            }
+            let mut instance = linker.instance(name).map_err(|e| refused(format!("{e:#}")))?;
+            add(&mut instance).map_err(|e| refused(format!("{e:#}")))?;
         }
         let cache = match &self.compile_cache_dir {
             Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|e| crate::Error::Io {

@@ -47,6 +47,8 @@ pub(crate) struct Plugin {
     /// Outbound request slots and token buckets, shared by the instance's invocations.
     pub(crate) egress: Arc<InstanceEgress>,
     pub(crate) info: PluginInfo,
+    /// The sandbox that reads a component's metadata while it loads: nothing is granted yet.
+    pub(crate) loading: bool,
 }
 
 impl Plugin {
@@ -97,6 +99,12 @@ impl InstanceState {
     /// The event being handled, if any.
     pub fn event_id(&self) -> Option<&str> {
         self.event_id.as_deref()
+    }
+
+    /// Whether this is the sandbox that reads the component's metadata while it loads, before
+    /// the operator's grants apply: an embedder's import that acts should refuse then.
+    pub fn loading(&self) -> bool {
+        self.plugin.loading
     }
 
     pub(crate) fn new(

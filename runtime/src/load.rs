@@ -223,6 +223,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         slots: Arc::new(Semaphore::new(1)),
         egress: Arc::new(InstanceEgress::new(&Grants::none(), &spec.limits)),
         info: placeholder_info(&id, kind),
+        loading: true,
     });
     let described = crate::invoke::describe(host, probe.clone())
         .await
@@ -287,6 +288,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         config: spec.config,
         effective,
         info,
+        loading: false,
     })
 }
 

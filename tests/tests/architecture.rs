@@ -63,32 +63,139 @@ fn the_embedding_example_depends_on_the_runtime_not_the_server() {
 /// A module path inside one crate: `["egress", "policy"]`.
 type ModulePath = Vec<String>;
 
-/// The modules of the crate whose sources are in `src`, each with its file's text (comments and
-/// test modules left out: they do not make a dependency).
-fn modules(src: &Path) -> BTreeMap<ModulePath, String> {
-    let mut found = BTreeMap::new();
-    let mut dirs = vec![src.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
+/// `code` with its comments, string and character literals blanked out (line breaks kept), so
+/// that only code is left to read paths and braces from.
+fn strip(code: &str) -> String {
+    let chars: Vec<char> = code.chars().collect();
+    let mut out = String::with_capacity(code.len());
+    let mut i = 0;
+    let blank = |out: &mut String, c: char| out.push(if c == '\n' { '\n' } else { ' ' });
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    blank(&mut out, chars[i]);
+                    i += 1;
+                }
+            }
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !out.ends_with(is_ident) {
+            // A raw string: r"..." or r#"..."#, ended by a quote and as many hashes.
+            let hashes = chars[i + 1..].iter().take_while(|c| **c == '#').count();
+            if chars.get(i + 1 + hashes) != Some(&'"') {
+                out.push(c);
+                i += 1;
                 continue;
             }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
+            i += 2 + hashes;
+            while i < chars.len()
+                && !(chars[i] == '"' && chars[i + 1..].iter().take(hashes).all(|c| *c == '#'))
+            {
+                blank(&mut out, chars[i]);
+                i += 1;
             }
-            let relative = path.strip_prefix(src).unwrap().with_extension("");
-            let mut module: ModulePath =
-                relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-            if matches!(module.last().map(String::as_str), Some("mod" | "lib" | "main")) {
-                module.pop();
+            i += 1 + hashes;
+            out.push_str("\"\"");
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                blank(&mut out, chars[i.min(chars.len() - 1)]);
+                i += 1;
             }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
-            let code: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
-            found.insert(module, code.join("\n"));
+            i += 1;
+            out.push_str("\"\"");
+        } else if c == '\'' && (chars.get(i + 2) == Some(&'\'') || next == Some('\\')) {
+            // A character literal ('x', '\n', '\''), not a lifetime.
+            i += if next == Some('\\') { 2 } else { 1 };
+            while i < chars.len() && chars[i] != '\'' {
+                i += 1;
+            }
+            i += 1;
+            out.push_str("' '");
+        } else {
+            out.push(c);
+            i += 1;
         }
+    }
+    out
+}
+
+/// `code` without its `#[cfg(test)] mod ... { ... }` blocks: tests do not make a dependency.
+fn without_tests(code: &str) -> String {
+    let mut code = code.to_owned();
+    while let Some(at) = code.find("#[cfg(test)]") {
+        let rest = code[at + "#[cfg(test)]".len()..].trim_start();
+        let end = if rest.starts_with("mod ")
+            && rest.find('{').is_some_and(|b| rest.find(';').is_none_or(|s| b < s))
+        {
+            let open = code.len() - rest.len() + rest.find('{').unwrap_or(0);
+            let mut depth = 0;
+            let mut end = code.len();
+            for (offset, c) in code[open..].char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = open + offset + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            end
+        } else {
+            // An attribute on one item (`#[cfg(test)] mod proptests;`, a function): only it.
+            at + "#[cfg(test)]".len()
+        };
+        code.replace_range(at..end, "");
+    }
+    code
+}
+
+/// The modules of the crate whose root file is `root` (`lib.rs` or `main.rs`), found by
+/// following its `mod` declarations, each with its code (comments, literals and test modules
+/// left out).
+fn modules(root: &Path) -> BTreeMap<ModulePath, String> {
+    let mut found = BTreeMap::new();
+    // (module path, its file, the folder its child modules live in)
+    let dir = root.parent().unwrap().to_path_buf();
+    let mut pending = vec![(Vec::new(), root.to_path_buf(), dir)];
+    while let Some((module, file, dir)) = pending.pop() {
+        let code = without_tests(&strip(&std::fs::read_to_string(&file).unwrap()));
+        for line in code.lines() {
+            let line = line.trim();
+            let declared = ["mod ", "pub mod ", "pub(crate) mod ", "pub(super) mod "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+                .and_then(|rest| rest.strip_suffix(';'));
+            let Some(name) = declared.filter(|n| n.chars().all(is_ident)) else { continue };
+            let child: ModulePath = module.iter().cloned().chain([name.to_owned()]).collect();
+            let (flat, nested) = (dir.join(format!("{name}.rs")), dir.join(name).join("mod.rs"));
+            let child_file = if flat.exists() { flat } else { nested };
+            assert!(child_file.exists(), "{}: mod {name}; has no file", file.display());
+            pending.push((child, child_file, dir.join(name)));
+        }
+        found.insert(module, code);
     }
     found
 }
@@ -177,16 +284,22 @@ fn root_exports(root: &str) -> BTreeMap<String, ModulePath> {
 
 /// The dependencies between sibling modules of the crate in `src`: module `a::b` using
 /// `a::c::D` makes `a::b -> a::c`; a module using its own parent or children does not count.
-fn sibling_edges(src: &Path) -> BTreeMap<ModulePath, BTreeSet<ModulePath>> {
-    let modules = modules(src);
+fn sibling_edges(root: &Path) -> BTreeMap<ModulePath, BTreeSet<ModulePath>> {
+    let modules = modules(root);
     let exports = root_exports(modules.get(&Vec::new()).map(String::as_str).unwrap_or_default());
     let mut edges: BTreeMap<ModulePath, BTreeSet<ModulePath>> = BTreeMap::new();
     for (module, code) in &modules {
         let mut used: Vec<ModulePath> = paths_after(code, "crate::");
         let parent = &module[..module.len().saturating_sub(1)];
-        used.extend(
-            paths_after(code, "super::").into_iter().map(|p| parent.iter().cloned().chain(p).collect()),
-        );
+        for mut path in paths_after(code, "super::") {
+            // `super::super::x`: one level up per `super`.
+            let mut base = parent.to_vec();
+            while path.first().is_some_and(|s| s == "super") {
+                path.remove(0);
+                base.pop();
+            }
+            used.push(base.into_iter().chain(path).collect());
+        }
         for path in used {
             let path = match exports.get(&path[0]) {
                 Some(home) if !modules.contains_key(&path[..1]) => home.clone(),
@@ -240,17 +353,28 @@ fn find_cycle(edges: &BTreeMap<ModulePath, BTreeSet<ModulePath>>) -> Option<Vec<
 /// cargo refuses them.)
 #[test]
 fn no_module_uses_another_that_uses_it_back() {
-    for src in ["runtime/src", "host/src", "demo/src", "sdk/src"] {
-        let edges = sibling_edges(&repo().join(src));
+    let roots = [
+        "runtime/src/lib.rs",
+        "host/src/lib.rs",
+        "host/src/main.rs",
+        "demo/src/lib.rs",
+        "demo/src/main.rs",
+        "sdk/src/lib.rs",
+        "sdk/macros/src/lib.rs",
+        "tests/src/lib.rs",
+        "examples/embedding/src/main.rs",
+    ];
+    for root in roots {
+        let edges = sibling_edges(&repo().join(root));
         if let Some(cycle) = find_cycle(&edges) {
             let names: Vec<String> = cycle.iter().map(|m| m.join("::")).collect();
-            panic!("modules in {src} use each other in a loop: {} -> {}", names.join(" -> "), names[0]);
+            panic!("modules of {root} use each other in a loop: {} -> {}", names.join(" -> "), names[0]);
         }
     }
 }
 
-/// The cycle check sees a cycle when there is one: through a group import, a root re-export
-/// and `super::`.
+/// The cycle check sees a cycle when there is one (through a group import, a root re-export,
+/// `super::` and `super::super::`), and none that comments, strings or tests make up.
 #[test]
 fn the_cycle_check_finds_cycles() {
     let dir = tempfile::tempdir().unwrap();
@@ -260,14 +384,33 @@ fn the_cycle_check_finds_cycles() {
     std::fs::write(src.join("a/mod.rs"), "mod x;\nmod y;\n").unwrap();
     std::fs::write(src.join("a/x.rs"), "use super::y::Y;\n").unwrap();
     std::fs::write(src.join("a/y.rs"), "use crate::{b::B, a::x::X};\n").unwrap();
-    std::fs::write(src.join("b.rs"), "// crate::a is only named in a comment\npub struct Thing;\n").unwrap();
-    let edges = sibling_edges(src);
+    std::fs::write(
+        src.join("b.rs"),
+        "// crate::a is only named in a comment\npub struct Thing;\nconst T: &str = \"crate::a::x\";\n\
+         const R: &str = r#\"crate::a\"#;\n#[cfg(test)]\nmod tests {\n    use crate::a::x;\n}\n",
+    )
+    .unwrap();
+    let edges = sibling_edges(&src.join("lib.rs"));
     let cycle = find_cycle(&edges).expect("a::x <-> a::y is a cycle");
     assert_eq!(cycle.len(), 2, "{cycle:?}");
     assert!(edges[&vec!["a".to_owned()]].contains(&vec!["b".to_owned()]));
-    assert!(!edges.contains_key(&vec!["b".to_owned()]), "a comment made an edge: {edges:?}");
+    assert!(!edges.contains_key(&vec!["b".to_owned()]), "a comment, string or test made an edge: {edges:?}");
     std::fs::write(src.join("b.rs"), "pub struct Thing(crate::a::A);\n").unwrap();
     std::fs::write(src.join("a/y.rs"), "pub struct Y;\n").unwrap();
     std::fs::write(src.join("a/mod.rs"), "mod x;\nmod y;\nfn f(_: crate::Thing) {}\n").unwrap();
-    assert!(find_cycle(&sibling_edges(src)).is_some(), "a -> b through the root re-export, b -> a");
+    assert!(
+        find_cycle(&sibling_edges(&src.join("lib.rs"))).is_some(),
+        "a -> b through the root re-export, b -> a"
+    );
+
+    let nested = tempfile::tempdir().unwrap();
+    let src = nested.path();
+    std::fs::create_dir_all(src.join("c/d")).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod c;\n").unwrap();
+    std::fs::write(src.join("c/mod.rs"), "mod d;\nmod f;\n").unwrap();
+    std::fs::write(src.join("c/d/mod.rs"), "mod e;\n").unwrap();
+    std::fs::write(src.join("c/d/e.rs"), "use super::super::f::F;\n").unwrap();
+    std::fs::write(src.join("c/f.rs"), "use crate::c::d::e::E;\n").unwrap();
+    let cycle = find_cycle(&sibling_edges(&src.join("lib.rs"))).expect("c::d <-> c::f through super::super");
+    assert_eq!(cycle.len(), 2, "{cycle:?}");
 }

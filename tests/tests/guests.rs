@@ -602,12 +602,10 @@ async fn crm_lookup() {
             })
         }
     }
-    let tier = |linker: &mut plugboard::runtime::wasmtime::component::Linker<InstanceState>| {
-        linker
-            .instance("acme:crm/lookup")?
-            .func_wrap("customer-tier", |_: StoreContextMut<'_, InstanceState>, (_,): (String,)| {
-                Ok(("silver".to_owned(),))
-            })
+    let tier = |lookup: &mut plugboard::runtime::wasmtime::component::LinkerInstance<'_, InstanceState>| {
+        lookup.func_wrap("customer-tier", |_: StoreContextMut<'_, InstanceState>, (_,): (String,)| {
+            Ok(("silver".to_owned(),))
+        })
     };
     let limits = Limits { max_http_response_bytes: 64 << 10, ..Limits::default() };
     let spec = PluginSpec::new("crm", CRM_LOOKUP)
@@ -615,15 +613,22 @@ async fn crm_lookup() {
         .with_limits(limits);
     let order = || Event::json("order/created", "shop", &json!({ "email": "bo@small.example" })).unwrap();
 
-    let within = Host::builder().outbound_interceptor(Arc::new(Answers(1 << 10))).link(tier).build().unwrap();
+    let within = Host::builder()
+        .outbound_interceptor(Arc::new(Answers(1 << 10)))
+        .link_instance("acme:crm/lookup", tier)
+        .build()
+        .unwrap();
     within.load(spec.clone()).await.unwrap();
     let done = within.handle("crm", order()).await.unwrap();
     let payload: serde_json::Value = serde_json::from_slice(&done.output[0].payload).unwrap();
     assert_eq!(payload["tier"], "silver");
     assert_eq!(payload["past_orders"].as_array().map(Vec::len), Some(512));
 
-    let oversized =
-        Host::builder().outbound_interceptor(Arc::new(Answers(1 << 20))).link(tier).build().unwrap();
+    let oversized = Host::builder()
+        .outbound_interceptor(Arc::new(Answers(1 << 20)))
+        .link_instance("acme:crm/lookup", tier)
+        .build()
+        .unwrap();
     oversized.load(spec.clone()).await.unwrap();
     let err = oversized.handle("crm", order()).await.unwrap_err();
     assert!(
@@ -633,16 +638,54 @@ async fn crm_lookup() {
     let recorded = oversized.calls().query(&Default::default());
     assert_eq!(recorded.first().map(|c| c.outcome.as_str()), Some("failed"), "{recorded:?}");
 
-    let shadowing = Host::builder()
-        .link(|linker| {
-            linker
-                .instance("plugboard:connector/kv@0.1.0")?
-                .func_wrap("get", |_: StoreContextMut<'_, InstanceState>, (_,): (String,)| {
+    // The interceptor comes after the limits a real request meets: a rate limit of one
+    // request holds, and an interceptor that never decides fails the request at the deadline.
+    let mut limited = spec.clone();
+    limited.grants.http.rate_limits.push(plugboard::egress::policy::DestinationLimit {
+        destination: "https://crm.example.com".into(),
+        per_second: 0.001,
+        burst: 1.0,
+        max_wait_ms: 0,
+    });
+    let host = Host::builder()
+        .outbound_interceptor(Arc::new(Answers(16)))
+        .link_instance("acme:crm/lookup", tier)
+        .build()
+        .unwrap();
+    host.load(limited).await.unwrap();
+    host.handle("crm", order()).await.unwrap();
+    let err = host.handle("crm", order()).await.unwrap_err();
+    assert!(matches!(&err, InvokeError::Plugin(WitError::RateLimited(_))), "{err}");
+
+    struct Undecided;
+    impl OutboundInterceptor for Undecided {
+        fn intercept<'a>(&'a self, _: Outbound<'a>) -> Deciding<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+    let mut short = spec.clone();
+    short.limits.timeout_ms = 300;
+    let host = Host::builder()
+        .outbound_interceptor(Arc::new(Undecided))
+        .link_instance("acme:crm/lookup", tier)
+        .build()
+        .unwrap();
+    host.load(short).await.unwrap();
+    let err = host.handle("crm", order()).await.unwrap_err();
+    assert!(err.to_string().contains("time"), "{err}");
+
+    // Not plugboard's interfaces nor WASI, in any version or spelling.
+    for name in ["plugboard:connector/kv@0.1.0", "plugboard:connector/kv@0.1.1", "WASI:http/outgoing-handler"]
+    {
+        let shadowing = Host::builder()
+            .link_instance(name, |kv| {
+                kv.func_wrap("get", |_: StoreContextMut<'_, InstanceState>, (_,): (String,)| {
                     Ok((None::<Vec<u8>>,))
                 })
-        })
-        .build();
-    assert!(shadowing.is_err(), "an embedder's import replaced plugboard's kv.get");
+            })
+            .build();
+        assert!(shadowing.is_err(), "an embedder's import was added as {name}");
+    }
 
     let err = Host::builder().build().unwrap().load(spec).await.unwrap_err();
     assert!(err.to_string().contains("acme:crm/lookup"), "{err}");

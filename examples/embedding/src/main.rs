@@ -110,14 +110,16 @@ async fn extend_the_host(wasm: &str) -> Result<(), Failure> {
 
     let host = Host::builder()
         .outbound_interceptor(Arc::new(CrmGateway))
-        .link(|linker| {
-            linker.instance("acme:crm/lookup")?.func_wrap(
+        .link_instance("acme:crm/lookup", |lookup| {
+            lookup.func_wrap(
                 "customer-tier",
                 |store: StoreContextMut<'_, InstanceState>, (email,): (String,)| {
-                    // No grant covers the embedder's imports: it decides who may call them.
-                    let tier = match (store.data().instance(), email.ends_with("@bigco.example")) {
-                        ("crm", true) => "gold",
-                        ("crm", false) => "standard",
+                    // No grant covers the embedder's imports: it decides who may call them, and
+                    // answers nothing while the component's metadata is read at load.
+                    let state = store.data();
+                    let tier = match (state.instance(), state.loading(), email.ends_with("@bigco.example")) {
+                        ("crm", false, true) => "gold",
+                        ("crm", false, false) => "standard",
                         _ => "unknown",
                     };
                     Ok((tier.to_owned(),))

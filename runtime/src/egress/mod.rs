@@ -226,14 +226,6 @@ impl Egress {
         if let Err(why) = caller.grants.http.admit(method.as_str(), &url) {
             return Err(self.refuse(caller, &method, &url, why));
         }
-        if let Some(interceptor) = &self.interceptor {
-            let started = Instant::now();
-            let outbound =
-                Outbound { instance: caller.instance, event_id: caller.event_id, request: &request };
-            if let Interception::Respond(response) = interceptor.intercept(outbound).await {
-                return self.intercepted(caller, &method, &url, &request, response, started);
-            }
-        }
         let _slot = tokio::time::timeout_at(caller.deadline, caller.state.slots.acquire())
             .await
             .map_err(|_| {
@@ -244,11 +236,42 @@ impl Egress {
             })?
             .map_err(|_| Error::Internal("request slots closed".into()))?;
         let client = self.client(caller.grants, caller.limits)?;
+        // The interceptor comes after every limit a real request meets (slot, token, which
+        // secrets may go where): whatever it does with the request, the plugin gets no more.
+        let mut token_held = false;
+        if let Some(interceptor) = &self.interceptor {
+            self.take_token(caller, &method, &url, 1).await?;
+            token_held = true;
+            self.check_placeholders(caller, &method, &url, &request.headers)?;
+            let started = Instant::now();
+            let outbound = Outbound {
+                instance: caller.instance,
+                event_id: caller.event_id,
+                method: method.as_str(),
+                url: &url,
+                request: &request,
+            };
+            match tokio::time::timeout_at(caller.deadline, interceptor.intercept(outbound)).await {
+                Ok(Interception::Continue) => {}
+                Ok(Interception::Respond(response)) => {
+                    return self.intercepted(caller, &method, &url, &request, response, started);
+                }
+                Err(_) => {
+                    let why = "the embedder's interceptor did not decide before the deadline".to_owned();
+                    let hop = Hop { method: &method, url: &url, attempt: 1 };
+                    self.record(caller, &hop, started, Settled::refused("timeout", why.clone()));
+                    return Err(Error::Timeout(why));
+                }
+            }
+        }
         let mut refreshed_oauth = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.take_token(caller, &method, &url, attempt).await?;
+            // The first attempt's token was taken before the interceptor let the request go.
+            if !std::mem::take(&mut token_held) {
+                self.take_token(caller, &method, &url, attempt).await?;
+            }
             let (response, headers, oauth_used) =
                 match self.follow(caller, &client, method.clone(), url.clone(), &request, attempt).await {
                     Ok(answer) => answer,
@@ -331,9 +354,14 @@ impl Egress {
             && response.headers.iter().all(|(n, v)| {
                 http::HeaderName::from_bytes(n.as_bytes()).is_ok() && http::HeaderValue::from_str(v).is_ok()
             });
-        let why = if response.body.len() > cap {
+        // Headers count too: the plugin is handed all of it.
+        let size = response
+            .headers
+            .iter()
+            .fold(response.body.len(), |n, (k, v)| n.saturating_add(k.len() + v.len()));
+        let why = if size > cap {
             Some(format!("the interceptor's answer is larger than the limit of {cap} bytes"))
-        } else if !(100..=599).contains(&response.status) || !headers_ok {
+        } else if !(200..=599).contains(&response.status) || !headers_ok {
             Some("the interceptor's answer is not a valid HTTP response".to_owned())
         } else {
             None
@@ -350,6 +378,32 @@ impl Egress {
             Settled { status: Some(response.status), outcome: "intercepted", error: None, bytes },
         );
         Ok(response)
+    }
+
+    /// Refuses a request whose placeholders name a secret or OAuth2 client the instance may not
+    /// send there, as filling them in would, without filling anything in.
+    fn check_placeholders(
+        &self,
+        caller: &Caller<'_>,
+        method: &reqwest::Method,
+        url: &url::Url,
+        headers: &[(String, String)],
+    ) -> Result<(), Error> {
+        for (_, template) in headers {
+            let found = secrets::placeholders(template).map_err(Error::InvalidInput)?;
+            for (kind, name) in found {
+                let allowed = match kind {
+                    Kind::Secret | Kind::Basic => {
+                        self.granted_secret(&caller.grants.secrets, name, url).map(|_| ())
+                    }
+                    Kind::OAuth => self.oauth_client_for(caller.grants, name, url),
+                };
+                if let Err(why) = allowed {
+                    return Err(self.refuse(caller, method, url, why));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Records a refusal and builds the `denied` answer.
@@ -484,21 +538,21 @@ impl Egress {
         Ok(secret)
     }
 
-    async fn oauth_token(&self, grants: &Grants, name: &str, url: &url::Url) -> Result<String, Error> {
-        let denied = |why: String| Error::Denied(why);
+    /// Whether OAuth2 client `name` is granted, configured, and may send its tokens to `url`.
+    fn oauth_client_for(&self, grants: &Grants, name: &str, url: &url::Url) -> Result<(), String> {
         if !grants.oauth.contains(name) {
-            return Err(denied(format!("OAuth2 client `{name}` is not granted to this instance")));
+            return Err(format!("OAuth2 client `{name}` is not granted to this instance"));
         }
-        let client = self
-            .tokens
-            .client(name)
-            .ok_or_else(|| denied(format!("OAuth2 client `{name}` is not configured")))?;
+        let client =
+            self.tokens.client(name).ok_or_else(|| format!("OAuth2 client `{name}` is not configured"))?;
         if !client.may_go_to(url) {
-            return Err(denied(format!(
-                "tokens of OAuth2 client `{name}` may not be sent to {}",
-                origin(url)
-            )));
+            return Err(format!("tokens of OAuth2 client `{name}` may not be sent to {}", origin(url)));
         }
+        Ok(())
+    }
+
+    async fn oauth_token(&self, grants: &Grants, name: &str, url: &url::Url) -> Result<String, Error> {
+        self.oauth_client_for(grants, name, url).map_err(Error::Denied)?;
         self.tokens.token(&self.operator_http, name).await
     }
 
