@@ -141,7 +141,7 @@ async fn kill_9_under_load_loses_no_acknowledged_webhook() {
     let store = SqliteStore::open_read_only(&dir.path().join("events.db")).unwrap();
     let mut settled = false;
     for _ in 0..600 {
-        if store.deliveries("pending", 1).unwrap().is_empty() {
+        if store.deliveries(plugboard::store::DeliveryStatus::Pending, 1).unwrap().is_empty() {
             settled = true;
             break;
         }
@@ -160,8 +160,8 @@ async fn kill_9_under_load_loses_no_acknowledged_webhook() {
         .collect();
     let lost: Vec<u32> = acked.iter().copied().filter(|n| !received.contains(n)).collect();
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
-    let delivered = store.deliveries("delivered", 1_000_000).unwrap();
-    assert!(store.deliveries("dead", 10).unwrap().is_empty());
+    let delivered = store.deliveries(plugboard::store::DeliveryStatus::Delivered, 1_000_000).unwrap();
+    assert!(store.deliveries(plugboard::store::DeliveryStatus::Dead, 10).unwrap().is_empty());
     assert_eq!(delivered.len(), received.len(), "every stored webhook event was delivered to the sink");
     eprintln!(
         "acknowledged {} before kill -9; {} stored (some stored but unacknowledged); {} delivered after restart",

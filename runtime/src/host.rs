@@ -359,8 +359,8 @@ impl Host {
     }
 
     /// AI token usage so far, by plugin and provider.
-    pub fn ai_usage(&self) -> Vec<(String, String, TokenUsage)> {
-        self.inner.shared.ai.usage(self.inner.shared.kv.as_ref())
+    pub async fn ai_usage(&self) -> Vec<(String, String, TokenUsage)> {
+        self.inner.shared.ai.usage(self.inner.shared.kv.as_ref()).await
     }
 
     /// The host's metrics.

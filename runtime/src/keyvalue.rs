@@ -4,6 +4,8 @@
 //! checked by the implementation on every write.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -61,28 +63,46 @@ impl KvQuota {
     }
 }
 
-/// Where instances' keys live. Implementations must keep namespaces apart and enforce the
-/// quota they are given on every write.
+/// What a [`KvStore`] method returns: a boxed future, so that the trait is object safe and a
+/// store that is remote (a NATS JetStream bucket) answers without blocking the caller.
+pub type KvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KvError>> + Send + 'a>>;
+
+/// Where instances' keys live: the key-value port. What every implementation must do, whatever
+/// it stores in:
+/// - keep namespaces apart: a key of one namespace is never read, listed or counted in another;
+/// - expire an entry once its TTL passed: it is no longer read, listed or counted as live, and
+///   its room is reclaimed before a write is refused for quota;
+/// - check the quota it is given on every write, against the namespace's keys and bytes (key
+///   and value lengths) after the write, and refuse the write whole when it would pass;
+/// - apply `increment` atomically: concurrent increments of one counter all count.
+///
+/// [`check_entries`] checks the listing part; `tests` in the server's SQLite backend run the rest.
 pub trait KvStore: Send + Sync + 'static {
     /// The value under `key`, unless absent or expired.
-    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>>;
     /// Stores `value`, expiring after `ttl` when given.
-    fn set(
-        &self,
-        namespace: &str,
-        key: &str,
+    fn set<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
         quota: KvQuota,
-    ) -> Result<(), KvError>;
+    ) -> KvFuture<'a, ()>;
     /// Removes `key`; answers whether it existed (and had not expired).
-    fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError>;
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, bool>;
     /// Adds `delta` to the counter under `key` and returns the new value; absent counts as 0.
     /// A live counter keeps its expiry.
-    fn increment(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError>;
+    fn increment<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        delta: i64,
+        quota: KvQuota,
+    ) -> KvFuture<'a, i64>;
     /// The live entries whose keys start with `prefix`, sorted by key. Host-side only (usage
     /// reports): plugins cannot list keys.
-    fn entries(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError>;
+    fn entries<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> KvFuture<'a, Vec<(String, Vec<u8>)>>;
 }
 
 /// The new value of a counter holding `current` (absent: 0) after adding `delta`.
@@ -164,13 +184,13 @@ impl MemoryKv {
     }
 }
 
-impl KvStore for MemoryKv {
-    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+impl MemoryKv {
+    fn get_now(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let now = Instant::now();
         self.with(namespace, |ns| ns.live(key, now).map(|e| e.value.clone()))
     }
 
-    fn set(
+    fn set_now(
         &self,
         namespace: &str,
         key: &str,
@@ -184,12 +204,12 @@ impl KvStore for MemoryKv {
         })?
     }
 
-    fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
+    fn delete_now(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
         let now = Instant::now();
         self.with(namespace, |ns| ns.remove(key).is_some_and(|e| e.live(now)))
     }
 
-    fn increment(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError> {
+    fn increment_now(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError> {
         let now = Instant::now();
         self.with(namespace, |ns| {
             let live = ns.live(key, now);
@@ -200,7 +220,7 @@ impl KvStore for MemoryKv {
         })?
     }
 
-    fn entries(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+    fn entries_now(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError> {
         let now = Instant::now();
         self.with(namespace, |ns| {
             let mut found: Vec<_> = ns
@@ -215,19 +235,80 @@ impl KvStore for MemoryKv {
     }
 }
 
+/// Answered at once: the map is in memory.
+impl KvStore for MemoryKv {
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
+        Box::pin(std::future::ready(self.get_now(namespace, key)))
+    }
+
+    fn set<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> KvFuture<'a, ()> {
+        Box::pin(std::future::ready(self.set_now(namespace, key, value, ttl, quota)))
+    }
+
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, bool> {
+        Box::pin(std::future::ready(self.delete_now(namespace, key)))
+    }
+
+    fn increment<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        delta: i64,
+        quota: KvQuota,
+    ) -> KvFuture<'a, i64> {
+        Box::pin(std::future::ready(self.increment_now(namespace, key, delta, quota)))
+    }
+
+    fn entries<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> KvFuture<'a, Vec<(String, Vec<u8>)>> {
+        Box::pin(std::future::ready(self.entries_now(namespace, prefix)))
+    }
+}
+
 /// Checks what every [`KvStore`] must do when listing: only its namespace, only the prefix,
 /// only live entries, sorted by key. For the tests of an implementation: it writes to
 /// namespaces `a` and `b` of `kv`, and panics with the difference when the listing is wrong.
-pub fn check_entries(kv: &dyn KvStore) {
+pub async fn check_entries(kv: &dyn KvStore) {
     let u = KvQuota::UNLIMITED;
-    kv.set("a", "total/x/2", b"2".to_vec(), None, u).unwrap();
-    kv.set("a", "total/x/1", b"1".to_vec(), None, u).unwrap();
-    kv.set("a", "totally", b"no".to_vec(), None, u).unwrap();
-    kv.set("a", "total/gone", b"no".to_vec(), Some(Duration::from_millis(1)), u).unwrap();
-    kv.set("b", "total/other", b"no".to_vec(), None, u).unwrap();
-    std::thread::sleep(Duration::from_millis(5));
-    let found = kv.entries("a", "total/").unwrap();
+    kv.set("a", "total/x/2", b"2".to_vec(), None, u).await.unwrap();
+    kv.set("a", "total/x/1", b"1".to_vec(), None, u).await.unwrap();
+    kv.set("a", "totally", b"no".to_vec(), None, u).await.unwrap();
+    kv.set("a", "total/gone", b"no".to_vec(), Some(Duration::from_millis(1)), u).await.unwrap();
+    kv.set("b", "total/other", b"no".to_vec(), None, u).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let found = kv.entries("a", "total/").await.unwrap();
     assert_eq!(found, vec![("total/x/1".into(), b"1".to_vec()), ("total/x/2".into(), b"2".to_vec())]);
+}
+
+/// Checks that increments of one counter from many tasks at once all count, and that a counter
+/// keeps its expiry. For the tests of an implementation: it writes to namespace `c` of `kv`,
+/// and panics with the difference when they do not.
+pub async fn check_counters(kv: std::sync::Arc<dyn KvStore>) {
+    let u = KvQuota::UNLIMITED;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let kv = kv.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    kv.increment("c", "n", 1, u).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(kv.increment("c", "n", 0, u).await.unwrap(), 400, "concurrent increments were lost");
+    kv.set("c", "short", b"1".to_vec(), Some(Duration::from_millis(20)), u).await.unwrap();
+    assert_eq!(kv.increment("c", "short", 1, u).await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(kv.get("c", "short").await.unwrap(), None, "an increment dropped the counter's expiry");
 }
 
 #[cfg(test)]
@@ -236,58 +317,66 @@ mod tests {
 
     const U: KvQuota = KvQuota::UNLIMITED;
 
-    #[test]
-    fn entries_are_listed_by_prefix() {
-        check_entries(&MemoryKv::default());
+    #[tokio::test]
+    async fn entries_are_listed_by_prefix() {
+        check_entries(&MemoryKv::default()).await;
     }
 
-    #[test]
-    fn namespaces_are_apart_and_ttls_expire() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_increments_all_count() {
+        check_counters(std::sync::Arc::new(MemoryKv::default())).await;
+    }
+
+    #[tokio::test]
+    async fn namespaces_are_apart_and_ttls_expire() {
         let kv = MemoryKv::default();
-        kv.set("a", "k", b"1".to_vec(), None, U).unwrap();
-        assert_eq!(kv.get("b", "k").unwrap(), None);
-        kv.set("a", "short", b"x".to_vec(), Some(Duration::from_millis(1)), U).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(kv.get("a", "short").unwrap(), None);
-        assert!(!kv.delete("a", "short").unwrap());
-        assert!(kv.delete("a", "k").unwrap());
+        kv.set("a", "k", b"1".to_vec(), None, U).await.unwrap();
+        assert_eq!(kv.get("b", "k").await.unwrap(), None);
+        kv.set("a", "short", b"x".to_vec(), Some(Duration::from_millis(1)), U).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(kv.get("a", "short").await.unwrap(), None);
+        assert!(!kv.delete("a", "short").await.unwrap());
+        assert!(kv.delete("a", "k").await.unwrap());
     }
 
-    #[test]
-    fn counters_refuse_non_numbers_and_overflow() {
+    #[tokio::test]
+    async fn counters_refuse_non_numbers_and_overflow() {
         let kv = MemoryKv::default();
-        assert_eq!(kv.increment("a", "n", 5, U).unwrap(), 5);
-        assert_eq!(kv.increment("a", "n", -7, U).unwrap(), -2);
-        kv.set("a", "s", b"text".to_vec(), None, U).unwrap();
-        assert_eq!(kv.increment("a", "s", 1, U), Err(KvError::NotACounter("s".into())));
-        kv.set("a", "max", i64::MAX.to_string().into_bytes(), None, U).unwrap();
-        assert_eq!(kv.increment("a", "max", 1, U), Err(KvError::Overflow("max".into())));
+        assert_eq!(kv.increment("a", "n", 5, U).await.unwrap(), 5);
+        assert_eq!(kv.increment("a", "n", -7, U).await.unwrap(), -2);
+        kv.set("a", "s", b"text".to_vec(), None, U).await.unwrap();
+        assert_eq!(kv.increment("a", "s", 1, U).await, Err(KvError::NotACounter("s".into())));
+        kv.set("a", "max", i64::MAX.to_string().into_bytes(), None, U).await.unwrap();
+        assert_eq!(kv.increment("a", "max", 1, U).await, Err(KvError::Overflow("max".into())));
     }
 
-    #[test]
-    fn a_ttl_beyond_the_clock_means_no_expiry_not_a_panic() {
+    #[tokio::test]
+    async fn a_ttl_beyond_the_clock_means_no_expiry_not_a_panic() {
         let kv = MemoryKv::default();
-        kv.set("a", "k", b"v".to_vec(), Some(Duration::MAX), U).unwrap();
-        assert_eq!(kv.get("a", "k").unwrap(), Some(b"v".to_vec()));
+        kv.set("a", "k", b"v".to_vec(), Some(Duration::MAX), U).await.unwrap();
+        assert_eq!(kv.get("a", "k").await.unwrap(), Some(b"v".to_vec()));
     }
 
-    #[test]
-    fn quotas_count_keys_and_bytes_and_make_room_from_expired_entries() {
+    #[tokio::test]
+    async fn quotas_count_keys_and_bytes_and_make_room_from_expired_entries() {
         let kv = MemoryKv::default();
         let quota = KvQuota { max_keys: 2, max_bytes: 10 };
-        kv.set("a", "k1", b"12".to_vec(), None, quota).unwrap();
-        kv.set("a", "k2", b"12".to_vec(), Some(Duration::from_millis(1)), quota).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
+        kv.set("a", "k1", b"12".to_vec(), None, quota).await.unwrap();
+        kv.set("a", "k2", b"12".to_vec(), Some(Duration::from_millis(1)), quota).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
         // k2 expired: its room is reclaimed.
-        kv.set("a", "k3", b"12".to_vec(), None, quota).unwrap();
-        assert!(matches!(kv.set("a", "k4", b"1".to_vec(), None, quota), Err(KvError::QuotaExceeded(_))));
+        kv.set("a", "k3", b"12".to_vec(), None, quota).await.unwrap();
         assert!(matches!(
-            kv.set("a", "k1", b"1234567".to_vec(), None, quota),
+            kv.set("a", "k4", b"1".to_vec(), None, quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        assert!(matches!(
+            kv.set("a", "k1", b"1234567".to_vec(), None, quota).await,
             Err(KvError::QuotaExceeded(_))
         ));
         // Overwriting in place within the quota, and other namespaces, are fine.
-        kv.set("a", "k1", b"1234".to_vec(), None, quota).unwrap();
-        kv.set("b", "k4", b"1".to_vec(), None, quota).unwrap();
-        assert_eq!(kv.get("a", "k1").unwrap(), Some(b"1234".to_vec()));
+        kv.set("a", "k1", b"1234".to_vec(), None, quota).await.unwrap();
+        kv.set("b", "k4", b"1".to_vec(), None, quota).await.unwrap();
+        assert_eq!(kv.get("a", "k1").await.unwrap(), Some(b"1234".to_vec()));
     }
 }

@@ -123,7 +123,10 @@ fn measure(store: &SqliteStore, events: usize) -> Vec<(&'static str, Duration)> 
             }),
         ),
         ("GET /v1/events/{id} (trace)", time(|| store.trace(&newest).unwrap())),
-        ("GET /v1/dlq (100 dead letters)", time(|| store.deliveries("dead", 100).unwrap())),
+        (
+            "GET /v1/dlq (100 dead letters)",
+            time(|| store.deliveries(plugboard::store::DeliveryStatus::Dead, 100).unwrap()),
+        ),
         ("dispatcher: due deliveries (64)", time(|| store.due(now, 64, &busy).unwrap())),
         ("webhook: duplicate delivery id?", time(|| store.is_duplicate("shopify", "webhook-7").unwrap())),
     ]

@@ -62,13 +62,13 @@ fn main() {
         let started = Instant::now();
         let _dispatcher = Dispatcher::spawn(host.clone(), store.clone(), routes, RetryPolicy::default(), 64);
         loop {
-            if store.deliveries("pending", 1).unwrap().is_empty() {
+            if store.deliveries(plugboard::store::DeliveryStatus::Pending, 1).unwrap().is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let elapsed = started.elapsed();
-        let delivered = store.deliveries("delivered", EVENTS + 1).unwrap().len();
+        let delivered = store.deliveries(plugboard::store::DeliveryStatus::Delivered, EVENTS + 1).unwrap().len();
         assert_eq!(delivered, EVENTS);
         let rate = EVENTS as f64 / elapsed.as_secs_f64();
         println!(

@@ -558,13 +558,13 @@ async fn ai_answers_at_temperature_zero_are_cached_and_budgets_are_enforced() {
     let first = host.invoke("asker", "ask", &json!({"prompt": "is order 1 risky?"})).await.unwrap();
     let second = host.invoke("asker", "ask", &json!({"prompt": "is order 1 risky?"})).await.unwrap();
     assert_eq!(first.output, second.output);
-    let usage = host.ai_usage();
+    let usage = host.ai_usage().await;
     assert_eq!(usage.len(), 1);
     let (plugin, provider, u) = &usage[0];
     assert_eq!((plugin.as_str(), provider.as_str(), u.calls, u.cache_hits), ("asker", "canned", 1, 1));
     assert!(u.prompt_tokens > 0 && u.completion_tokens > 0);
     // The totals are kept in the store: a restarted host reports them.
-    assert_eq!(with_store().ai_usage(), usage);
+    assert_eq!(with_store().ai_usage().await, usage);
     let metrics = host.metrics().render();
     assert!(
         metrics.contains("plugboard_ai_cache_hits_total{plugin=\"asker\",provider=\"canned\"} 1"),
@@ -581,7 +581,7 @@ async fn ai_answers_at_temperature_zero_are_cached_and_budgets_are_enforced() {
     host.invoke("asker", "ask", &rejected).await.unwrap_err();
     host.invoke("asker", "ask", &json!({"prompt": "is order 2 risky?"})).await.unwrap();
     host.invoke("asker", "ask", &json!({"prompt": "is order 2 risky?"})).await.unwrap();
-    let u = host.ai_usage()[0].2;
+    let u = host.ai_usage().await[0].2;
     assert_eq!((u.calls, u.cache_hits), (3, 2), "{u:?}");
 
     // An answer counts against what the asking invocation may hold: past `max_output_bytes`

@@ -123,20 +123,20 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
     assert_eq!(notice["status"], "succeeded");
     assert_eq!(notice["output"]["read"], json!({"x": 1}));
     // The job's trace leads to its completion notice, and that to the callback's delivery.
-    let mut callback_status = String::new();
+    let mut callback_status = plugboard::store::DeliveryStatus::Pending;
     for _ in 0..200 {
         let trace = store.trace(&id).unwrap().unwrap();
         let notice = &trace.deliveries[0].produced;
         assert_eq!(notice.len(), 1, "{trace:?}");
         assert_eq!(notice[0].event.kind, "job/completed");
         assert_eq!(notice[0].deliveries[0].route, "job-callback");
-        callback_status = notice[0].deliveries[0].status.clone();
-        if callback_status == "delivered" {
+        callback_status = notice[0].deliveries[0].status;
+        if callback_status == plugboard::store::DeliveryStatus::Delivered {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(callback_status, "delivered");
+    assert_eq!(callback_status, plugboard::store::DeliveryStatus::Delivered);
 
     // A job that keeps failing ends as failed, and says so in its callback too.
     let failing = json!({"instance": "slow", "action": "spin", "callback_url": callback_url});
@@ -170,7 +170,7 @@ async fn jobs_run_in_the_background_and_call_back_signed() {
     let mut dead = Vec::new();
     for _ in 0..400 {
         dead = store
-            .deliveries("dead", 100)
+            .deliveries(plugboard::store::DeliveryStatus::Dead, 100)
             .unwrap()
             .into_iter()
             .filter(|d| d.route == "job-callback")

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plugboard::pipeline::{Dispatcher, RetryPolicy, Route, Routes};
-use plugboard::store::{Append, DeliveryRecord, SqliteStore};
+use plugboard::store::{Append, DeliveryRecord, DeliveryStatus, SqliteStore};
 use plugboard::{Event, Grants, Limits};
 use plugboard_tests::*;
 use serde_json::json;
@@ -26,7 +26,7 @@ fn route(name: &str, from: &str, kind: &str, to: &str, action: Option<&str>) -> 
     }
 }
 
-async fn wait_for(store: &SqliteStore, status: &str, n: usize) -> Vec<DeliveryRecord> {
+async fn wait_for(store: &SqliteStore, status: DeliveryStatus, n: usize) -> Vec<DeliveryRecord> {
     for _ in 0..400 {
         let found = store.deliveries(status, 100).unwrap();
         if found.len() >= n {
@@ -72,7 +72,7 @@ async fn events_flow_along_routes_and_failures_become_dead_letters() {
     let order = Event::json("orders/create", "shop", &json!({"order": 1})).unwrap();
     append(&store, &routes, order.clone()).await;
     dispatcher.notifier().notify_one();
-    let delivered = wait_for(&store, "delivered", 1).await;
+    let delivered = wait_for(&store, DeliveryStatus::Delivered, 1).await;
     assert_eq!(delivered[0].event_id, order.id);
     assert_eq!(delivered[0].target, "sink");
     assert_eq!(delivered[0].attempts, 1);
@@ -87,7 +87,7 @@ async fn events_flow_along_routes_and_failures_become_dead_letters() {
     append(&store, &routes, paid.clone()).await;
     let refund = Event::json("refunds/create", "shop", &json!({"order": 3})).unwrap();
     append(&store, &routes, refund.clone()).await;
-    let dead = wait_for(&store, "dead", 2).await;
+    let dead = wait_for(&store, DeliveryStatus::Dead, 2).await;
     let slow = dead.iter().find(|d| d.target == "slow").unwrap();
     assert_eq!(slow.attempts, 3, "one attempt and two retries");
     assert!(slow.last_error.as_deref().unwrap().contains("gave up after 3 attempts"), "{slow:?}");
@@ -100,12 +100,12 @@ async fn events_flow_along_routes_and_failures_become_dead_letters() {
     assert_eq!(store.replay(Some(crash.id)).await.unwrap(), 1);
     assert_eq!(store.replay(Some(crash.id)).await.unwrap(), 0, "only dead letters replay");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let again = wait_for(&store, "dead", 2).await;
+    let again = wait_for(&store, DeliveryStatus::Dead, 2).await;
     let crash_again = again.iter().find(|d| d.id == crash.id).unwrap();
     assert_eq!(crash_again.event_id, refund.id);
     assert_eq!(crash_again.attempts, 1);
     // The sink got each order exactly once (`orders/paid` also matches `orders/*`).
-    let to_sink = store.deliveries("delivered", 100).unwrap();
+    let to_sink = store.deliveries(plugboard::store::DeliveryStatus::Delivered, 100).unwrap();
     let mut ids: Vec<&str> = to_sink.iter().map(|d| d.event_id.as_str()).collect();
     ids.sort();
     let mut expected = vec![order.id.as_str(), paid.id.as_str()];
@@ -146,7 +146,7 @@ async fn ordering_keys_keep_per_key_order_and_route_concurrency_is_respected() {
         )
         .await;
     }
-    wait_for(&store, "delivered", 30).await;
+    wait_for(&store, DeliveryStatus::Delivered, 30).await;
     // The sink's replies are stored as each delivery completes: per customer, in order.
     let mut replies = store.recent(1000).unwrap();
     replies.reverse();
@@ -167,7 +167,7 @@ async fn ordering_keys_keep_per_key_order_and_route_concurrency_is_respected() {
     for n in 0..4 {
         append(&store, &routes, Event::json("slow/job", "shop", &json!({ "n": n })).unwrap()).await;
     }
-    wait_for(&store, "dead", 4).await;
+    wait_for(&store, DeliveryStatus::Dead, 4).await;
     assert!(started.elapsed() >= deadline * 4, "ran concurrently: {:?}", started.elapsed());
 }
 
@@ -190,7 +190,7 @@ async fn schedules_invoke_actions_through_the_durable_pipeline() {
     let _scheduler =
         plugboard::pipeline::Scheduler::spawn(store.clone(), vec![every_second], dispatcher.notifier())
             .unwrap();
-    let delivered = wait_for(&store, "delivered", 2).await;
+    let delivered = wait_for(&store, DeliveryStatus::Delivered, 2).await;
     assert!(delivered.iter().all(|d| d.route == "schedule:tick" && d.target == "reviews"));
     let fired = store.recent(10).unwrap();
     assert!(fired.iter().any(|e| e.kind == "schedule/tick" && e.source == "schedule"));
@@ -228,16 +228,16 @@ async fn two_echoes_in_a_cycle(kind: &str) -> (tempfile::TempDir, Arc<SqliteStor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_of_routes_ends_in_a_dead_letter() {
     let (_dir, store, _dispatcher) = two_echoes_in_a_cycle("echo/replied").await;
-    let dead = wait_for(&store, "dead", 1).await;
+    let dead = wait_for(&store, DeliveryStatus::Dead, 1).await;
     let error = dead[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("route loop") && error.contains("limit 16"), "{error}");
-    let delivered = store.deliveries("delivered", 1000).unwrap().len();
+    let delivered = store.deliveries(plugboard::store::DeliveryStatus::Delivered, 1000).unwrap().len();
     assert_eq!(
         delivered,
         plugboard::pipeline::MAX_HOPS as usize,
         "one delivery per hop, then the dead letter"
     );
-    assert_eq!(store.deliveries("pending", 10).unwrap().len(), 0);
+    assert_eq!(store.deliveries(plugboard::store::DeliveryStatus::Pending, 10).unwrap().len(), 0);
 }
 
 /// A cycle whose plugins each produce two events per delivery doubles at every hop: the
@@ -250,7 +250,7 @@ async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget() {
     let (_dir, store, _dispatcher) = two_echoes_in_a_cycle("*").await;
     let mut pending = usize::MAX;
     for _ in 0..6000 {
-        pending = store.deliveries("pending", 1).unwrap().len();
+        pending = store.deliveries(plugboard::store::DeliveryStatus::Pending, 1).unwrap().len();
         if pending == 0 {
             break;
         }
@@ -259,7 +259,7 @@ async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget() {
     assert_eq!(pending, 0, "the lineage never stopped");
     let events = store.count().unwrap();
     assert!(events <= u64::from(MAX_LINEAGE_EVENTS) + 1, "{events} events stored");
-    let dead = store.deliveries("dead", 1).unwrap();
+    let dead = store.deliveries(plugboard::store::DeliveryStatus::Dead, 1).unwrap();
     let error = dead[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("route fan-out") && error.contains("10000"), "{error}");
 }
@@ -301,14 +301,17 @@ async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
     common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
     let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
     append(&store, &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
-    let id = store.deliveries("pending", 10).unwrap()[0].id;
+    let id = store.deliveries(plugboard::store::DeliveryStatus::Pending, 10).unwrap()[0].id;
     // Attempts 1 and 2 were claimed and never recorded an outcome: the process died running
     // each. Every start counts the attempt that was running.
     for attempt in [1, 2] {
         store.claim(&[(id, attempt)]).unwrap();
         drop(store);
         store = Arc::new(SqliteStore::open(&path).unwrap());
-        assert_eq!(store.deliveries("pending", 10).unwrap()[0].attempts, attempt);
+        assert_eq!(
+            store.deliveries(plugboard::store::DeliveryStatus::Pending, 10).unwrap()[0].attempts,
+            attempt
+        );
     }
     let dispatcher = Dispatcher::spawn(
         host.clone(),
@@ -318,7 +321,7 @@ async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
         8,
     );
     dispatcher.notifier().notify_one();
-    let dead = wait_for(&store, "dead", 1).await;
+    let dead = wait_for(&store, DeliveryStatus::Dead, 1).await;
     assert_eq!(dead[0].attempts, 2);
     let error = dead[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("never finished"), "{error}");

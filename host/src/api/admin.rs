@@ -15,7 +15,7 @@ use crate::store::EventFilter;
 
 /// `GET /v1/dlq`: dead letters, newest first.
 pub(super) async fn dlq_list(_: Admin, State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let dead = state.store.deliveries("dead", 1000).await?;
+    let dead = state.store.deliveries(crate::store::DeliveryStatus::Dead, 1000).await?;
     Ok(axum::Json(dead).into_response())
 }
 
@@ -70,6 +70,7 @@ pub(super) async fn ai_usage(_: Admin, State(state): State<Arc<AppState>>) -> Re
     let usage: Vec<serde_json::Value> = state
         .host
         .ai_usage()
+        .await
         .into_iter()
         .map(
             |(plugin, provider, u)| serde_json::json!({ "plugin": plugin, "provider": provider, "usage": u }),

@@ -162,7 +162,7 @@ fn store_path(args: &ConfigArgs) -> anyhow::Result<std::path::PathBuf> {
 pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
     match cmd {
         DlqCommand::List { config, json } => {
-            let dead = open_store(&config)?.deliveries("dead", 1000)?;
+            let dead = open_store(&config)?.deliveries(plugboard::store::DeliveryStatus::Dead, 1000)?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&dead)?);
             } else if dead.is_empty() {

@@ -22,13 +22,23 @@ use std::pin::Pin;
 
 use crate::types::Event;
 
-/// Why the store failed.
+/// Why the store failed: the storage port's own error, whatever the backend (each backend maps
+/// its errors into it), so that callers can tell a moment's unavailability from a conflict or a
+/// broken store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed.
-    #[error("event store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The writer thread is gone (the store is shutting down).
+    /// The store cannot take this work now (busy, locked, out of space, unreachable): the same
+    /// request may succeed later.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// The write conflicts with what is stored.
+    #[error("event store conflict: {0}")]
+    Conflict(String),
+    /// The store failed in a way that retrying does not mend (a damaged file, data this build
+    /// cannot read).
+    #[error("event store failed: {0}")]
+    Failed(String),
+    /// The writer is gone (the store is shutting down).
     #[error("event store is closed")]
     Closed,
     /// The claim journal (next to the store file) could not be written.
@@ -152,6 +162,90 @@ pub enum Outcome {
     },
 }
 
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (or running it).
+    Pending,
+    /// Delivered.
+    Delivered,
+    /// Failed for good: a dead letter, until replayed.
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// The name operators see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    /// The status named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Dead]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What became of one attempt, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    /// The delivery succeeded.
+    Delivered,
+    /// It failed and will be tried again.
+    Retry,
+    /// It failed for good.
+    Dead,
+}
+
+impl AttemptOutcome {
+    /// The name operators see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Dead => "dead",
+        }
+    }
+
+    /// The outcome named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        [AttemptOutcome::Delivered, AttemptOutcome::Retry, AttemptOutcome::Dead]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an async job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Not finished yet.
+    Pending,
+    /// Its action answered.
+    Succeeded,
+    /// It failed for good.
+    Failed,
+}
+
 /// A delivery in the queue, as listed for operators.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeliveryRecord {
@@ -163,8 +257,8 @@ pub struct DeliveryRecord {
     pub route: String,
     /// The target instance.
     pub target: String,
-    /// `pending`, `delivered` or `dead`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
     /// Attempts made.
     pub attempts: u32,
     /// The last error, if any.
@@ -176,8 +270,8 @@ pub struct DeliveryRecord {
 pub struct JobRecord {
     /// The job's id.
     pub id: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: &'static str,
+    /// Where it stands.
+    pub status: JobStatus,
     /// Attempts so far.
     pub attempts: u32,
     /// The action's output, once succeeded.
@@ -217,8 +311,8 @@ pub struct AttemptRecord {
     pub at_ms: u64,
     /// How long it took.
     pub duration_us: u64,
-    /// `delivered`, `retry` or `dead`.
-    pub outcome: String,
+    /// What became of it.
+    pub outcome: AttemptOutcome,
     /// The error, if any.
     pub detail: Option<String>,
     /// The plugin build that handled it: after a hot reload, which version handled each event.
@@ -277,7 +371,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// An async job's state.
     fn job<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<JobRecord>>;
     /// Deliveries with a status, newest first.
-    fn deliveries<'a>(&'a self, status: &'a str, limit: usize) -> StoreFuture<'a, Vec<DeliveryRecord>>;
+    fn deliveries(&self, status: DeliveryStatus, limit: usize) -> StoreFuture<'_, Vec<DeliveryRecord>>;
     /// Whether a webhook delivery id was already stored within its window.
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool>;
     /// One delivery with its event and attempts.

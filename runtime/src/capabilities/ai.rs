@@ -81,19 +81,19 @@ impl Host for AiView<'_> {
         }
         let limits = self.scope.limits;
         if let Some(key) = &key
-            && let Some(answer) = router.cached(self.kv, plugin, &provider, key)
+            && let Some(answer) = router.cached(self.kv, plugin, &provider, key).await
         {
             hold_output(self.held, answer_bytes(&answer), limits).map_err(Error::QuotaExceeded)?;
             return Ok(answer);
         }
-        router.check_budget(self.kv, plugin, self.scope.grants.ai_daily_tokens, now_ms())?;
+        router.check_budget(self.kv, plugin, self.scope.grants.ai_daily_tokens, now_ms()).await?;
         let remaining = self.scope.deadline.saturating_duration_since(tokio::time::Instant::now());
         let running = self.providers.complete(&provider, request, self.scope.event_id.map(str::to_owned));
         let answer = match tokio::time::timeout(remaining, running).await {
             Ok(answer) => answer?,
             Err(_) => return Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time"))),
         };
-        router.charge(self.kv, plugin, &provider, &answer, now_ms());
+        router.charge(self.kv, plugin, &provider, &answer, now_ms()).await;
         // What the plugin is handed, the host holds for this invocation: bounded like any output.
         hold_output(self.held, answer_bytes(&answer), limits).map_err(Error::QuotaExceeded)?;
         if let Some(key) = key {

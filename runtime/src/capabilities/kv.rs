@@ -65,7 +65,7 @@ impl Host for KvView<'_> {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
         self.scope.require(Capability::Kv)?;
         check_key(&key)?;
-        Ok(self.store.get(self.scope.instance, &key)?)
+        Ok(self.store.get(self.scope.instance, &key).await?)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), Error> {
@@ -74,24 +74,21 @@ impl Host for KvView<'_> {
         if value.len() > MAX_VALUE_BYTES {
             return Err(Error::InvalidInput(format!("a value may be at most {MAX_VALUE_BYTES} bytes")));
         }
-        Ok(self.store.set(
-            self.scope.instance,
-            &key,
-            value,
-            ttl_ms.map(Duration::from_millis),
-            self.quota(),
-        )?)
+        Ok(self
+            .store
+            .set(self.scope.instance, &key, value, ttl_ms.map(Duration::from_millis), self.quota())
+            .await?)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
         self.scope.require(Capability::Kv)?;
         check_key(&key)?;
-        Ok(self.store.delete(self.scope.instance, &key)?)
+        Ok(self.store.delete(self.scope.instance, &key).await?)
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, Error> {
         self.scope.require(Capability::Kv)?;
         check_key(&key)?;
-        Ok(self.store.increment(self.scope.instance, &key, delta, self.quota())?)
+        Ok(self.store.increment(self.scope.instance, &key, delta, self.quota()).await?)
     }
 }

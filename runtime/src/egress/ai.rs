@@ -173,7 +173,7 @@ impl AiRouter {
     }
 
     /// A cached answer, counted as a hit for `plugin`; a miss is counted otherwise.
-    pub(crate) fn cached(
+    pub(crate) async fn cached(
         &self,
         kv: &dyn KvStore,
         plugin: &str,
@@ -188,7 +188,7 @@ impl AiRouter {
         match hit {
             Some(_) => {
                 self.metrics.add("plugboard_ai_cache_hits_total", &labels, 1);
-                account(kv, plugin, provider, &[("cache_hits", 1)]);
+                account(kv, plugin, provider, &[("cache_hits", 1)]).await;
             }
             None => self.metrics.add("plugboard_ai_cache_misses_total", &labels, 1),
         }
@@ -215,7 +215,7 @@ impl AiRouter {
     }
 
     /// Refuses the call when `plugin` already spent its daily budget.
-    pub(crate) fn check_budget(
+    pub(crate) async fn check_budget(
         &self,
         kv: &dyn KvStore,
         plugin: &str,
@@ -225,6 +225,7 @@ impl AiRouter {
         let Some(budget) = budget else { return Ok(()) };
         let spent = kv
             .get(USAGE_NAMESPACE, &format!("{}/{plugin}", day(now_ms)))
+            .await
             .map_err(|e| Error::Internal(e.to_string()))?
             .and_then(|v| counter(&v))
             .unwrap_or(0);
@@ -237,7 +238,7 @@ impl AiRouter {
     }
 
     /// Counts the tokens of one answer from `provider` for `plugin`.
-    pub(crate) fn charge(
+    pub(crate) async fn charge(
         &self,
         kv: &dyn KvStore,
         plugin: &str,
@@ -252,7 +253,8 @@ impl AiRouter {
             plugin,
             provider,
             &[("calls", 1), ("prompt_tokens", prompt), ("completion_tokens", completion)],
-        );
+        )
+        .await;
         for (kind, n) in [("prompt", prompt), ("completion", completion)] {
             self.metrics.add(
                 "plugboard_ai_tokens_total",
@@ -264,17 +266,17 @@ impl AiRouter {
         // Best effort: a failing counter must not fail a completion that was already paid for.
         let today = day(now_ms);
         let key = format!("{today}/{plugin}");
-        let spent = kv.increment(USAGE_NAMESPACE, &key, total, crate::keyvalue::KvQuota::UNLIMITED);
+        let spent = kv.increment(USAGE_NAMESPACE, &key, total, crate::keyvalue::KvQuota::UNLIMITED).await;
         if spent.is_ok_and(|n| n == total) {
             // The day's first charge: earlier days' budget counters are no longer read.
-            forget_earlier_days(kv, today);
+            forget_earlier_days(kv, today).await;
         }
     }
 
     /// Usage so far (kept in the store, so it survives restarts), by plugin and provider.
-    pub(crate) fn usage(&self, kv: &dyn KvStore) -> Vec<(String, String, TokenUsage)> {
+    pub(crate) async fn usage(&self, kv: &dyn KvStore) -> Vec<(String, String, TokenUsage)> {
         let mut all: BTreeMap<(String, String), TokenUsage> = BTreeMap::new();
-        for (key, value) in kv.entries(USAGE_NAMESPACE, TOTALS).unwrap_or_default() {
+        for (key, value) in kv.entries(USAGE_NAMESPACE, TOTALS).await.unwrap_or_default() {
             let Some(rest) = key.strip_prefix(TOTALS) else { continue };
             let mut parts = rest.splitn(3, '/');
             let (Some(plugin), Some(provider), Some(field)) = (parts.next(), parts.next(), parts.next())
@@ -301,11 +303,11 @@ const TOTALS: &str = "total/";
 
 /// Deletes the daily budget counters of days before `today` (best effort), so they do not pile
 /// up over a long uptime; running totals stay.
-fn forget_earlier_days(kv: &dyn KvStore, today: u64) {
-    for (key, _) in kv.entries(USAGE_NAMESPACE, "").unwrap_or_default() {
+async fn forget_earlier_days(kv: &dyn KvStore, today: u64) {
+    for (key, _) in kv.entries(USAGE_NAMESPACE, "").await.unwrap_or_default() {
         let earlier = key.split_once('/').and_then(|(d, _)| d.parse::<u64>().ok()).is_some_and(|d| d < today);
         if earlier {
-            let _ = kv.delete(USAGE_NAMESPACE, &key);
+            let _ = kv.delete(USAGE_NAMESPACE, &key).await;
         }
     }
 }
@@ -317,11 +319,11 @@ fn counter(bytes: &[u8]) -> Option<u64> {
 
 /// Adds to `plugin`'s running totals with `provider`. Best effort: a failing counter must not
 /// fail a completion that was already paid for.
-fn account(kv: &dyn KvStore, plugin: &str, provider: &str, counts: &[(&str, u64)]) {
+async fn account(kv: &dyn KvStore, plugin: &str, provider: &str, counts: &[(&str, u64)]) {
     for (field, n) in counts {
         let key = format!("{TOTALS}{plugin}/{provider}/{field}");
         let delta = i64::try_from(*n).unwrap_or(i64::MAX);
-        let _ = kv.increment(USAGE_NAMESPACE, &key, delta, crate::keyvalue::KvQuota::UNLIMITED);
+        let _ = kv.increment(USAGE_NAMESPACE, &key, delta, crate::keyvalue::KvQuota::UNLIMITED).await;
     }
 }
 
@@ -403,8 +405,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_cache_holds_at_most_its_bytes_oldest_going_first() {
+    #[tokio::test]
+    async fn the_cache_holds_at_most_its_bytes_oldest_going_first() {
         let router = AiRouter::new(Arc::new(Metrics::default()));
         let kv = crate::keyvalue::MemoryKv::default();
         router.configure(AiSettings { cache_max_bytes: 2_500, ..AiSettings::default() });
@@ -413,20 +415,23 @@ mod tests {
         for k in &keys {
             router.store(*k, answer(&"x".repeat(999)));
         }
-        let kept: Vec<bool> = keys.iter().map(|k| router.cached(&kv, "a", "p", k).is_some()).collect();
+        let mut kept = Vec::new();
+        for k in &keys {
+            kept.push(router.cached(&kv, "a", "p", k).await.is_some());
+        }
         assert_eq!(kept, [false, false, true, true], "two answers of 1000 bytes fit in 2500");
         assert!(router.cache.lock().unwrap().bytes <= 2_500);
         // An answer bigger than the whole cache is not kept, and evicts nothing.
         router.store(keys[0], answer(&"x".repeat(3_000)));
-        assert!(router.cached(&kv, "a", "p", &keys[0]).is_none());
-        assert!(router.cached(&kv, "a", "p", &keys[3]).is_some());
+        assert!(router.cached(&kv, "a", "p", &keys[0]).await.is_none());
+        assert!(router.cached(&kv, "a", "p", &keys[3]).await.is_some());
         // Storing the same key again replaces its bytes, not adds to them.
         router.store(keys[3], answer("short"));
         assert_eq!(router.cache.lock().unwrap().bytes, 1_000 + "short".len() + 1);
     }
 
-    #[test]
-    fn daily_budget_counters_of_earlier_days_are_forgotten() {
+    #[tokio::test]
+    async fn daily_budget_counters_of_earlier_days_are_forgotten() {
         use crate::bindings::types::{ChatResponse, FinishReason, Usage};
         let router = AiRouter::new(Arc::new(Metrics::default()));
         let kv = crate::keyvalue::MemoryKv::default();
@@ -439,14 +444,14 @@ mod tests {
         };
         let day_ms = 86_400_000;
         for day in 0..5 {
-            router.charge(&kv, "p", "openai", &answer, day * day_ms + 1_000);
+            router.charge(&kv, "p", "openai", &answer, day * day_ms + 1_000).await;
         }
         let keys: Vec<String> =
-            kv.entries(USAGE_NAMESPACE, "").unwrap().into_iter().map(|(k, _)| k).collect();
+            kv.entries(USAGE_NAMESPACE, "").await.unwrap().into_iter().map(|(k, _)| k).collect();
         let daily: Vec<&String> = keys.iter().filter(|k| !k.starts_with(TOTALS)).collect();
         assert_eq!(daily, [&format!("{}/p", day(4 * day_ms + 1_000))], "{keys:?}");
-        assert_eq!(router.usage(&kv)[0].2.calls, 5, "running totals stay");
-        assert!(router.check_budget(&kv, "p", Some(7), 4 * day_ms + 2_000).is_err());
-        assert!(router.check_budget(&kv, "p", Some(8), 4 * day_ms + 2_000).is_ok());
+        assert_eq!(router.usage(&kv).await[0].2.calls, 5, "running totals stay");
+        assert!(router.check_budget(&kv, "p", Some(7), 4 * day_ms + 2_000).await.is_err());
+        assert!(router.check_budget(&kv, "p", Some(8), 4 * day_ms + 2_000).await.is_ok());
     }
 }

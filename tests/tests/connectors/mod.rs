@@ -575,7 +575,7 @@ pub async fn order_risk() {
         .await;
     assert!(recorded.is_ok(), "{}", flow.admin("/v1/calls").await.unwrap());
     assert_eq!(flow.violations(), Vec::<String>::new());
-    let usage = flow.host.ai_usage();
+    let usage = flow.host.ai_usage().await;
     assert!(
         usage
             .iter()

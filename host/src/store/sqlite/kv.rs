@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::runtime::clock::now_ms;
-use crate::runtime::keyvalue::{KvError, KvQuota, KvStore, add_to_counter};
+use crate::runtime::keyvalue::{KvError, KvFuture, KvQuota, KvStore, add_to_counter};
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -141,8 +141,8 @@ fn now() -> i64 {
     i64::try_from(now_ms()).unwrap_or(i64::MAX)
 }
 
-impl KvStore for SqliteKv {
-    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+impl SqliteKv {
+    fn get_now(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let now = now();
         let conn = self.conn.lock().map_err(|_| KvError::Backend("lock poisoned".into()))?;
         let found: Option<(Vec<u8>, Option<i64>)> = conn
@@ -154,7 +154,7 @@ impl KvStore for SqliteKv {
         Ok(found.filter(|(_, exp)| live(*exp, now)).map(|(v, _)| v))
     }
 
-    fn set(
+    fn set_now(
         &self,
         namespace: &str,
         key: &str,
@@ -167,7 +167,7 @@ impl KvStore for SqliteKv {
         self.transaction(|tx| put(tx, namespace, key, &value, expires, quota, now))
     }
 
-    fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
+    fn delete_now(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
         let now = now();
         self.transaction(|tx| {
             let Some((value, expires)) = entry(tx, namespace, key).map_err(backend)? else {
@@ -180,7 +180,7 @@ impl KvStore for SqliteKv {
         })
     }
 
-    fn increment(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError> {
+    fn increment_now(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError> {
         let now = now();
         self.transaction(|tx| {
             let current = entry(tx, namespace, key).map_err(backend)?.filter(|(_, exp)| live(*exp, now));
@@ -191,7 +191,7 @@ impl KvStore for SqliteKv {
         })
     }
 
-    fn entries(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+    fn entries_now(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError> {
         let now = now();
         let conn = self.conn.lock().map_err(|_| KvError::Backend("lock poisoned".into()))?;
         let mut stmt = conn
@@ -207,43 +207,87 @@ impl KvStore for SqliteKv {
     }
 }
 
+/// Answered on the calling thread, as the capability's other work is: one statement or one short
+/// transaction on a WAL file, which takes microseconds.
+impl KvStore for SqliteKv {
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
+        Box::pin(std::future::ready(self.get_now(namespace, key)))
+    }
+
+    fn set<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> KvFuture<'a, ()> {
+        Box::pin(std::future::ready(self.set_now(namespace, key, value, ttl, quota)))
+    }
+
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, bool> {
+        Box::pin(std::future::ready(self.delete_now(namespace, key)))
+    }
+
+    fn increment<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        delta: i64,
+        quota: KvQuota,
+    ) -> KvFuture<'a, i64> {
+        Box::pin(std::future::ready(self.increment_now(namespace, key, delta, quota)))
+    }
+
+    fn entries<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> KvFuture<'a, Vec<(String, Vec<u8>)>> {
+        Box::pin(std::future::ready(self.entries_now(namespace, prefix)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_are_listed_by_prefix() {
+    #[tokio::test]
+    async fn entries_are_listed_by_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        crate::runtime::keyvalue::check_entries(&SqliteKv::open(&dir.path().join("kv.db")).unwrap());
+        crate::runtime::keyvalue::check_entries(&SqliteKv::open(&dir.path().join("kv.db")).unwrap()).await;
     }
 
-    #[test]
-    fn survives_reopening_and_enforces_quotas() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_increments_all_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = std::sync::Arc::new(SqliteKv::open(&dir.path().join("kv.db")).unwrap());
+        crate::runtime::keyvalue::check_counters(kv).await;
+    }
+
+    #[tokio::test]
+    async fn survives_reopening_and_enforces_quotas() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.db");
         let quota = KvQuota { max_keys: 2, max_bytes: 100 };
         {
             let kv = SqliteKv::open(&path).unwrap();
-            kv.set("a", "k", b"v".to_vec(), None, quota).unwrap();
-            assert_eq!(kv.increment("a", "n", 41, quota).unwrap(), 41);
+            kv.set("a", "k", b"v".to_vec(), None, quota).await.unwrap();
+            assert_eq!(kv.increment("a", "n", 41, quota).await.unwrap(), 41);
             assert!(matches!(
-                kv.set("a", "third", b"v".to_vec(), None, quota),
+                kv.set("a", "third", b"v".to_vec(), None, quota).await,
                 Err(KvError::QuotaExceeded(_))
             ));
-            kv.set("a", "gone", b"v".to_vec(), None, KvQuota::UNLIMITED).unwrap();
-            assert!(kv.delete("a", "gone").unwrap());
+            kv.set("a", "gone", b"v".to_vec(), None, KvQuota::UNLIMITED).await.unwrap();
+            assert!(kv.delete("a", "gone").await.unwrap());
         }
         let kv = SqliteKv::open(&path).unwrap();
-        assert_eq!(kv.get("a", "k").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(kv.increment("a", "n", 1, quota).unwrap(), 42);
-        assert_eq!(kv.get("b", "k").unwrap(), None);
-        kv.set("a", "n", b"x".repeat(98), None, quota).unwrap_err();
-        kv.set("a", "k", b"short".to_vec(), Some(Duration::from_millis(1)), quota).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(kv.get("a", "k").unwrap(), None);
+        assert_eq!(kv.get("a", "k").await.unwrap(), Some(b"v".to_vec()));
+        assert_eq!(kv.increment("a", "n", 1, quota).await.unwrap(), 42);
+        assert_eq!(kv.get("b", "k").await.unwrap(), None);
+        kv.set("a", "n", b"x".repeat(98), None, quota).await.unwrap_err();
+        kv.set("a", "k", b"short".to_vec(), Some(Duration::from_millis(1)), quota).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(kv.get("a", "k").await.unwrap(), None);
         // The expired key's room is reclaimed for a new key.
-        kv.set("a", "new", b"v".to_vec(), None, quota).unwrap();
-        assert!(!kv.delete("a", "k").unwrap());
-        assert_eq!(kv.increment("a", "new", 1, quota), Err(KvError::NotACounter("new".into())));
+        kv.set("a", "new", b"v".to_vec(), None, quota).await.unwrap();
+        assert!(!kv.delete("a", "k").await.unwrap());
+        assert_eq!(kv.increment("a", "new", 1, quota).await, Err(KvError::NotACounter("new".into())));
     }
 }

@@ -34,10 +34,36 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{
-    Append, Appended, Attempt, DeliveryDetail, DeliveryRecord, DueDelivery, EventFilter, EventStore,
-    JobRecord, Outcome, QueueStats, Retention, StoreError, StoreFuture, Swept,
+    Append, Appended, Attempt, DeliveryDetail, DeliveryRecord, DeliveryStatus, DueDelivery, EventFilter,
+    EventStore, JobRecord, Outcome, QueueStats, Retention, StoreError, StoreFuture, Swept,
 };
 use schema::open;
+
+/// SQLite's errors, as the port names them: busy, locked, full or unreachable files are a
+/// moment's unavailability; a constraint is a conflict; anything else is a failure.
+pub(super) fn store_error(e: &rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::OutOfMemory
+            | ErrorCode::ReadOnly => StoreError::Unavailable(e.to_string()),
+            ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            _ => StoreError::Failed(e.to_string()),
+        },
+        _ => StoreError::Failed(e.to_string()),
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        store_error(&e)
+    }
+}
 use writer::{Job, Work, count_unfinished, writer_loop};
 
 impl EventStore for SqliteStore {
@@ -66,7 +92,7 @@ impl EventStore for SqliteStore {
         Box::pin(std::future::ready(SqliteStore::job(self, id)))
     }
 
-    fn deliveries<'a>(&'a self, status: &'a str, limit: usize) -> StoreFuture<'a, Vec<DeliveryRecord>> {
+    fn deliveries(&self, status: DeliveryStatus, limit: usize) -> StoreFuture<'_, Vec<DeliveryRecord>> {
         Box::pin(std::future::ready(SqliteStore::deliveries(self, status, limit)))
     }
 
@@ -306,6 +332,21 @@ impl Drop for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    /// SQLite's errors reach callers as the port's kinds: what retrying may mend, a conflict,
+    /// and a failure; not as SQLite's own type.
+    #[test]
+    fn sqlite_errors_become_the_ports_kinds() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);").unwrap();
+        let duplicate = conn.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+        assert!(matches!(StoreError::from(duplicate), StoreError::Conflict(_)));
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(matches!(StoreError::from(busy), StoreError::Unavailable(_)));
+        let garbage = conn.query_row("SELECT 'x'", [], |r| r.get::<_, i64>(0)).unwrap_err();
+        assert!(matches!(StoreError::from(garbage), StoreError::Failed(_)));
+    }
+
     use super::schema::MIGRATIONS;
     use super::*;
     use crate::store::QueuedDelivery;

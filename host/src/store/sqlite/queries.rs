@@ -3,11 +3,13 @@
 
 use std::collections::HashSet;
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::store::{
-    AttemptRecord, DeliveryDetail, DeliveryRecord, DueDelivery, JobRecord, QueueStats, StoreError,
+    AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryRecord, DeliveryStatus, DueDelivery, JobRecord,
+    JobStatus, QueueStats, StoreError,
 };
 use crate::types::Event;
 
@@ -77,31 +79,35 @@ impl SqliteStore {
                 "SELECT status, attempts, output, last_error FROM delivery_queue WHERE event_id = ?1 AND route = 'job'",
                 params![id],
                 |r| {
-                    let status: String = r.get(0)?;
+                    let status: DeliveryStatus = r.get(0)?;
                     Ok(JobRecord {
                         id: id.to_owned(),
-                        status: match status.as_str() {
-                            "delivered" => "succeeded",
-                            "dead" => "failed",
-                            _ => "pending",
+                        status: match status {
+                            DeliveryStatus::Delivered => JobStatus::Succeeded,
+                            DeliveryStatus::Dead => JobStatus::Failed,
+                            DeliveryStatus::Pending => JobStatus::Pending,
                         },
                         attempts: r.get::<_, i64>(1)? as u32,
                         output: r.get::<_, Option<String>>(2)?.and_then(|o| serde_json::from_str(&o).ok()),
-                        error: if status == "dead" { r.get(3)? } else { None },
+                        error: if status == DeliveryStatus::Dead { r.get(3)? } else { None },
                     })
                 },
             )
             .optional()?)
     }
 
-    /// Deliveries with `status` (`pending`, `delivered`, `dead`), newest first.
-    pub fn deliveries(&self, status: &str, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+    /// Deliveries with `status`, newest first.
+    pub fn deliveries(
+        &self,
+        status: DeliveryStatus,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, event_id, route, target, status, attempts, last_error FROM delivery_queue \
              WHERE status = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![status, limit as i64], delivery_from_row)?;
+        let rows = stmt.query_map(params![status.as_str(), limit as i64], delivery_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -198,4 +204,22 @@ pub(super) fn event_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Resu
         payload: r.get(at + 5)?,
         attributes: serde_json::from_str(&attributes).unwrap_or_default(),
     })
+}
+
+/// A status column, as the schema spells it.
+impl FromSql for DeliveryStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        DeliveryStatus::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown delivery status {name:?}").into()))
+    }
+}
+
+/// An attempt's outcome column, as the schema spells it.
+impl FromSql for AttemptOutcome {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        AttemptOutcome::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown attempt outcome {name:?}").into()))
+    }
 }

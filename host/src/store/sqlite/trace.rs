@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::SqliteStore;
 use super::queries::delivery_from_row;
-use crate::store::{AttemptRecord, EventFilter, StoreError};
+use crate::store::{AttemptRecord, DeliveryStatus, EventFilter, StoreError};
 
 /// How many hops a trace follows.
 const MAX_DEPTH: usize = 8;
@@ -40,8 +40,8 @@ pub struct TracedDelivery {
     pub target: String,
     /// The action invoked (`handle` when absent).
     pub action: Option<String>,
-    /// `pending`, `delivered` or `dead`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
     /// Every attempt, oldest first.
     pub attempts: Vec<AttemptRecord>,
     /// What the action answered, when it succeeded.

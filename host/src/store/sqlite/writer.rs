@@ -162,10 +162,9 @@ pub(super) fn writer_loop(
             }
         }
         for (i, job) in batch.into_iter().enumerate() {
-            let failed = || {
-                StoreError::Sqlite(rusqlite::Error::InvalidParameterName(
-                    result.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
-                ))
+            let failed = || match &result {
+                Err(e) => super::store_error(e),
+                Ok(_) => StoreError::Failed("the batch answered fewer jobs than it was given".into()),
             };
             let answer = result.as_ref().ok().and_then(|a| a.get(i));
             match (job.work, answer) {
