@@ -105,6 +105,57 @@ pub trait KvStore: Send + Sync + 'static {
     fn entries<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> KvFuture<'a, Vec<(String, Vec<u8>)>>;
 }
 
+/// A [`KvStore`] whose answers are ready at once (in memory, or a local file whose statements
+/// take microseconds): it implements these, and the port's futures come ready-made.
+pub trait AnsweredAtOnce: Send + Sync + 'static {
+    /// See [`KvStore::get`].
+    fn get_now(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// See [`KvStore::set`].
+    fn set_now(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> Result<(), KvError>;
+    /// See [`KvStore::delete`].
+    fn delete_now(&self, namespace: &str, key: &str) -> Result<bool, KvError>;
+    /// See [`KvStore::increment`].
+    fn increment_now(&self, namespace: &str, key: &str, delta: i64, quota: KvQuota) -> Result<i64, KvError>;
+    /// See [`KvStore::entries`].
+    fn entries_now(&self, namespace: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, KvError>;
+}
+
+impl<T: AnsweredAtOnce> KvStore for T {
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
+        Box::pin(std::future::ready(self.get_now(namespace, key)))
+    }
+
+    fn set<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> KvFuture<'a, ()> {
+        Box::pin(std::future::ready(self.set_now(namespace, key, value, ttl, quota)))
+    }
+
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, bool> {
+        Box::pin(std::future::ready(self.delete_now(namespace, key)))
+    }
+
+    fn increment<'a>(&'a self, namespace: &'a str, key: &'a str, delta: i64, quota: KvQuota) -> KvFuture<'a, i64> {
+        Box::pin(std::future::ready(self.increment_now(namespace, key, delta, quota)))
+    }
+
+    fn entries<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> KvFuture<'a, Vec<(String, Vec<u8>)>> {
+        Box::pin(std::future::ready(self.entries_now(namespace, prefix)))
+    }
+}
+
 /// The new value of a counter holding `current` (absent: 0) after adding `delta`.
 pub fn add_to_counter(key: &str, current: Option<&[u8]>, delta: i64) -> Result<i64, KvError> {
     let current: i64 = match current {
@@ -184,7 +235,8 @@ impl MemoryKv {
     }
 }
 
-impl MemoryKv {
+/// Answered at once: the map is in memory.
+impl AnsweredAtOnce for MemoryKv {
     fn get_now(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let now = Instant::now();
         self.with(namespace, |ns| ns.live(key, now).map(|e| e.value.clone()))
@@ -235,41 +287,6 @@ impl MemoryKv {
     }
 }
 
-/// Answered at once: the map is in memory.
-impl KvStore for MemoryKv {
-    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
-        Box::pin(std::future::ready(self.get_now(namespace, key)))
-    }
-
-    fn set<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        quota: KvQuota,
-    ) -> KvFuture<'a, ()> {
-        Box::pin(std::future::ready(self.set_now(namespace, key, value, ttl, quota)))
-    }
-
-    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, bool> {
-        Box::pin(std::future::ready(self.delete_now(namespace, key)))
-    }
-
-    fn increment<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        delta: i64,
-        quota: KvQuota,
-    ) -> KvFuture<'a, i64> {
-        Box::pin(std::future::ready(self.increment_now(namespace, key, delta, quota)))
-    }
-
-    fn entries<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> KvFuture<'a, Vec<(String, Vec<u8>)>> {
-        Box::pin(std::future::ready(self.entries_now(namespace, prefix)))
-    }
-}
 
 /// Checks what every [`KvStore`] must do when listing: only its namespace, only the prefix,
 /// only live entries, sorted by key. For the tests of an implementation: it writes to

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::runtime::clock::now_ms;
-use crate::runtime::keyvalue::{KvError, KvFuture, KvQuota, KvStore, add_to_counter};
+use crate::runtime::keyvalue::{AnsweredAtOnce, KvError, KvQuota, add_to_counter};
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -141,7 +141,9 @@ fn now() -> i64 {
     i64::try_from(now_ms()).unwrap_or(i64::MAX)
 }
 
-impl SqliteKv {
+/// Answered on the calling thread, as the capability's other work is: one statement or one short
+/// transaction on a WAL file, which takes microseconds.
+impl AnsweredAtOnce for SqliteKv {
     fn get_now(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let now = now();
         let conn = self.conn.lock().map_err(|_| KvError::Backend("lock poisoned".into()))?;
@@ -207,46 +209,11 @@ impl SqliteKv {
     }
 }
 
-/// Answered on the calling thread, as the capability's other work is: one statement or one short
-/// transaction on a WAL file, which takes microseconds.
-impl KvStore for SqliteKv {
-    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
-        Box::pin(std::future::ready(self.get_now(namespace, key)))
-    }
-
-    fn set<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        quota: KvQuota,
-    ) -> KvFuture<'a, ()> {
-        Box::pin(std::future::ready(self.set_now(namespace, key, value, ttl, quota)))
-    }
-
-    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> KvFuture<'a, bool> {
-        Box::pin(std::future::ready(self.delete_now(namespace, key)))
-    }
-
-    fn increment<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        delta: i64,
-        quota: KvQuota,
-    ) -> KvFuture<'a, i64> {
-        Box::pin(std::future::ready(self.increment_now(namespace, key, delta, quota)))
-    }
-
-    fn entries<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> KvFuture<'a, Vec<(String, Vec<u8>)>> {
-        Box::pin(std::future::ready(self.entries_now(namespace, prefix)))
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::keyvalue::KvStore;
 
     #[tokio::test]
     async fn entries_are_listed_by_prefix() {
