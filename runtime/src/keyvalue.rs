@@ -147,7 +147,13 @@ impl<T: AnsweredAtOnce> KvStore for T {
         Box::pin(std::future::ready(self.delete_now(namespace, key)))
     }
 
-    fn increment<'a>(&'a self, namespace: &'a str, key: &'a str, delta: i64, quota: KvQuota) -> KvFuture<'a, i64> {
+    fn increment<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        delta: i64,
+        quota: KvQuota,
+    ) -> KvFuture<'a, i64> {
         Box::pin(std::future::ready(self.increment_now(namespace, key, delta, quota)))
     }
 
@@ -286,7 +292,6 @@ impl AnsweredAtOnce for MemoryKv {
         })
     }
 }
-
 
 /// Checks what every [`KvStore`] must do when listing: only its namespace, only the prefix,
 /// only live entries, sorted by key. For the tests of an implementation: it writes to

@@ -13,10 +13,63 @@ use super::auth::Admin;
 use super::error::ApiError;
 use crate::store::EventFilter;
 
-/// `GET /v1/dlq`: dead letters, newest first.
-pub(super) async fn dlq_list(_: Admin, State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let dead = state.store.deliveries(crate::store::DeliveryStatus::Dead, 1000).await?;
-    Ok(axum::Json(dead).into_response())
+/// Query of `GET /v1/dlq`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DlqQuery {
+    limit: Option<usize>,
+    before: Option<i64>,
+}
+
+/// The largest page a listing answers.
+const MAX_PAGE: usize = 1_000;
+
+/// A listing's page size: `limit`, or 100, within 1 to [`MAX_PAGE`].
+fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_PAGE}; page with the `before` cursor of the Link header"
+        )));
+    }
+    Ok(limit)
+}
+
+/// `items` as a JSON page of `path`: when the page is full, more may follow, and the
+/// `Link: <...>; rel="next"` header (and `X-Next-Cursor`, the `before` to pass) names the next.
+fn page<T: serde::Serialize>(
+    items: &[T],
+    cursor_of_last: Option<i64>,
+    limit: usize,
+    path: &str,
+    filters: &[(&str, &Option<String>)],
+) -> Response {
+    let mut response = axum::Json(items).into_response();
+    let Some(cursor) = cursor_of_last.filter(|_| items.len() == limit) else { return response };
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in filters {
+        if let Some(v) = value {
+            query.append_pair(key, v);
+        }
+    }
+    query.append_pair("limit", &limit.to_string()).append_pair("before", &cursor.to_string());
+    let link = format!("<{path}?{}>; rel=\"next\"", query.finish());
+    if let Ok(v) = http::HeaderValue::from_str(&link) {
+        response.headers_mut().insert(http::header::LINK, v);
+    }
+    response.headers_mut().insert("x-next-cursor", http::HeaderValue::from(cursor));
+    response
+}
+
+/// `GET /v1/dlq?limit=&before=`: dead letters, newest first, a page at a time (see [`page`]).
+pub(super) async fn dlq_list(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<DlqQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page_size(q.limit)?;
+    let dead = state.store.deliveries(crate::store::DeliveryStatus::Dead, q.before, limit).await?;
+    Ok(page(&dead, dead.last().map(|d| d.id), limit, "/v1/dlq", &[]))
 }
 
 /// `GET /v1/dlq/{id}`: one delivery with its event and attempts.
@@ -89,43 +142,19 @@ pub(super) struct EventsQuery {
     before: Option<i64>,
 }
 
-/// The largest page `GET /v1/events` answers.
-const MAX_EVENTS_PAGE: usize = 1_000;
-
 /// `GET /v1/events?kind=&source=&limit=&before=`: the newest events, newest first, a page at a
-/// time. When more may follow, the answer's `Link: <...>; rel="next"` header (and
-/// `X-Next-Cursor`, the `before` to pass) names the next page.
+/// time (see [`page`]).
 pub(super) async fn events_list(
     _: Admin,
     State(state): State<Arc<AppState>>,
     axum::extract::Query(q): axum::extract::Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {MAX_EVENTS_PAGE}; page with the `before` cursor of the Link header"
-        )));
-    }
+    let limit = page_size(q.limit)?;
     let filter = EventFilter { kind: q.kind.as_deref(), source: q.source.as_deref(), before: q.before };
-    let page = state.store.events(filter, limit).await?;
-    let next = (page.len() == limit).then(|| page.last().map(|(position, _)| *position)).flatten();
-    let events: Vec<_> = page.into_iter().map(|(_, e)| e).collect();
-    let mut response = axum::Json(events).into_response();
-    if let Some(cursor) = next {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in [("kind", &q.kind), ("source", &q.source)] {
-            if let Some(v) = value {
-                query.append_pair(key, v);
-            }
-        }
-        query.append_pair("limit", &limit.to_string()).append_pair("before", &cursor.to_string());
-        let link = format!("</v1/events?{}>; rel=\"next\"", query.finish());
-        if let Ok(v) = http::HeaderValue::from_str(&link) {
-            response.headers_mut().insert(http::header::LINK, v);
-        }
-        response.headers_mut().insert("x-next-cursor", http::HeaderValue::from(cursor));
-    }
-    Ok(response)
+    let found = state.store.events(filter, limit).await?;
+    let cursor = found.last().map(|(position, _)| *position);
+    let events: Vec<_> = found.into_iter().map(|(_, e)| e).collect();
+    Ok(page(&events, cursor, limit, "/v1/events", &[("kind", &q.kind), ("source", &q.source)]))
 }
 
 /// `GET /v1/events/{id}/payload`: the event's payload, byte for byte, as a download: a payload

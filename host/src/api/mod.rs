@@ -257,6 +257,60 @@ mod tests {
         assert_eq!(status(&admin, "/hooks/nobody", None).await, StatusCode::NOT_FOUND);
     }
 
+    /// Dead letters come a page at a time, each page naming the next until the last, and
+    /// together they are every dead letter once.
+    #[tokio::test]
+    async fn dead_letters_are_listed_a_page_at_a_time() {
+        use crate::store::{Append, Attempt, Outcome, QueuedDelivery};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+        let events: Vec<crate::types::Event> = (0..5)
+            .map(|n| crate::Event::json("t/x", "src", &serde_json::json!({ "n": n })).unwrap())
+            .collect();
+        let deliveries = events
+            .iter()
+            .map(|e| QueuedDelivery {
+                event_id: e.id.clone(),
+                route: "r".into(),
+                target: "sink".into(),
+                action: None,
+                order_key: None,
+            })
+            .collect();
+        let append =
+            Append { instance: "src".into(), delivery_id: None, dedup_window_ms: 0, events, deliveries };
+        store.append(append).await.unwrap();
+        for due in store.due(crate::runtime::clock::now_ms() + 1_000, 10, &Default::default()).unwrap() {
+            let attempt = Attempt { number: 1, duration_us: 1, handler: None };
+            let dead = Outcome::Dead { error: "no".into(), events: Vec::new(), deliveries: Vec::new() };
+            store.record(due.id, attempt, dead).await.unwrap();
+        }
+        let state = AppState::builder(Host::builder().build().unwrap(), store)
+            .admin_token(Some(b"t".to_vec()))
+            .build();
+        let app = router(state);
+        let mut seen = Vec::new();
+        let mut path = "/v1/dlq?limit=2".to_owned();
+        for expected in [2, 2, 1] {
+            let request =
+                Request::get(&path).header("authorization", "Bearer t").body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let next = response.headers().get("link").map(|l| l.to_str().unwrap().to_owned());
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            let page: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+            assert_eq!(page.len(), expected, "{path}: {page:?}");
+            seen.extend(page.iter().map(|d| d["id"].as_i64().unwrap()));
+            match next {
+                Some(link) => path = link.trim_start_matches('<').split('>').next().unwrap().to_owned(),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first, each once: {seen:?}");
+        assert_eq!(status(&app, "/v1/dlq?limit=1001", Some("Bearer t")).await, StatusCode::BAD_REQUEST);
+    }
+
     /// The token is checked before the body is read: a caller without it cannot make the
     /// server buffer an upload (up to 256 MiB for a component).
     #[tokio::test]

@@ -162,7 +162,18 @@ fn store_path(args: &ConfigArgs) -> anyhow::Result<std::path::PathBuf> {
 pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
     match cmd {
         DlqCommand::List { config, json } => {
-            let dead = open_store(&config)?.deliveries(plugboard::store::DeliveryStatus::Dead, 1000)?;
+            // Every dead letter, a page at a time.
+            let store = open_store(&config)?;
+            let mut dead = Vec::new();
+            loop {
+                let before = dead.last().map(|d: &plugboard::store::DeliveryRecord| d.id);
+                let page = store.deliveries_before(plugboard::store::DeliveryStatus::Dead, before, 1_000)?;
+                let full = page.len() == 1_000;
+                dead.extend(page);
+                if !full {
+                    break;
+                }
+            }
             if json {
                 say!("{}", serde_json::to_string_pretty(&dead)?);
             } else if dead.is_empty() {

@@ -370,8 +370,14 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> StoreFuture<'a, Vec<DueDelivery>>;
     /// An async job's state.
     fn job<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<JobRecord>>;
-    /// Deliveries with a status, newest first.
-    fn deliveries(&self, status: DeliveryStatus, limit: usize) -> StoreFuture<'_, Vec<DeliveryRecord>>;
+    /// The newest `limit` deliveries with a status whose ids are below `before` (all when
+    /// `None`), newest first: a page, whose last id is the cursor of the next.
+    fn deliveries(
+        &self,
+        status: DeliveryStatus,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<DeliveryRecord>>;
     /// Whether a webhook delivery id was already stored within its window.
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool>;
     /// One delivery with its event and attempts.

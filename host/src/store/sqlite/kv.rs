@@ -209,7 +209,6 @@ impl AnsweredAtOnce for SqliteKv {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

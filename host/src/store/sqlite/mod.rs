@@ -92,8 +92,13 @@ impl EventStore for SqliteStore {
         Box::pin(std::future::ready(SqliteStore::job(self, id)))
     }
 
-    fn deliveries(&self, status: DeliveryStatus, limit: usize) -> StoreFuture<'_, Vec<DeliveryRecord>> {
-        Box::pin(std::future::ready(SqliteStore::deliveries(self, status, limit)))
+    fn deliveries(
+        &self,
+        status: DeliveryStatus,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<DeliveryRecord>> {
+        Box::pin(std::future::ready(SqliteStore::deliveries_before(self, status, before, limit)))
     }
 
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool> {

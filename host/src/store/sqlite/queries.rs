@@ -96,18 +96,30 @@ impl SqliteStore {
             .optional()?)
     }
 
-    /// Deliveries with `status`, newest first.
+    /// The newest `limit` deliveries with `status`, newest first.
     pub fn deliveries(
         &self,
         status: DeliveryStatus,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.deliveries_before(status, None, limit)
+    }
+
+    /// The newest `limit` deliveries with `status` whose ids are below `before` (all when
+    /// `None`), newest first: a page, whose last id is the cursor of the next.
+    pub fn deliveries_before(
+        &self,
+        status: DeliveryStatus,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, event_id, route, target, status, attempts, last_error FROM delivery_queue \
-             WHERE status = ?1 ORDER BY id DESC LIMIT ?2",
+             WHERE status = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![status.as_str(), limit as i64], delivery_from_row)?;
+        let before = before.unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![status.as_str(), before, limit as i64], delivery_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
