@@ -69,7 +69,7 @@ pub(crate) enum Described {
 }
 
 /// What one invocation's store holds. Its contents are the runtime's; an embedder's own imports
-/// ([`HostBuilder::link`](crate::HostBuilder::link)) see which instance and event they serve.
+/// ([`HostBuilder::link_instance`](crate::HostBuilder::link_instance)) see which instance and event they serve.
 pub struct InstanceState {
     wasi: WasiCtx,
     table: ResourceTable,

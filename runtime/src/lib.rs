@@ -81,7 +81,7 @@ pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
 pub use spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
 pub use text::printable;
 pub use types::{Event, NewEvent};
-/// The wasmtime this runtime is built on, for embedders' own imports ([`HostBuilder::link`]).
+/// The wasmtime this runtime is built on, for embedders' own imports ([`HostBuilder::link_instance`]).
 pub use wasmtime;
 
 /// Why the host itself could not be built.

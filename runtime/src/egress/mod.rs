@@ -3,12 +3,13 @@
 //!
 //! 1. [`policy`]: the destination and method against the instance's allow-list (and again on
 //!    every redirect hop); an address written in the URL against the address policy.
-//! 2. [`intercept`]: the embedder's interceptor, when it set one, may answer the request itself.
-//! 3. The instance's concurrent-request slots, then its per-destination token bucket.
-//! 4. [`secrets`] and [`oauth`]: placeholders filled in, only for granted secrets bound to the
-//!    destination.
-//! 5. The request itself, through a pooled client whose resolver ([`dns`]) applies the address
-//!    policy to every name it resolves.
+//! 2. The instance's concurrent-request slots, then its per-destination token bucket.
+//! 3. [`intercept`]: the embedder's interceptor, when it set one, may answer the request itself
+//!    (after the secrets it names are checked, before any is filled in).
+//! 4. `fill`: [`secrets`] and [`oauth`] placeholders filled in, only for granted secrets bound to
+//!    the destination.
+//! 5. `exchange`: the request itself, through a pooled client whose resolver ([`dns`]) applies
+//!    the address policy to every name it resolves, and each redirect hop checked again.
 //! 6. [`retry`]: connection failures of idempotent requests, and `429`/`5xx` answers when the
 //!    plugin opted in, are retried within the invocation's deadline.
 //! 7. [`calls`]: every attempt and every refusal is recorded, with metrics.
@@ -16,13 +17,15 @@
 pub mod ai;
 pub mod calls;
 pub mod dns;
+mod exchange;
+mod fill;
 pub mod intercept;
 pub mod oauth;
 pub mod policy;
 mod retry;
 pub mod secrets;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,7 +41,7 @@ use crate::rate_limit::{Bucket, RateLimit};
 use calls::{CallLog, CallRecord};
 use intercept::{Interception, Outbound, OutboundInterceptor};
 use policy::{Pattern, destination};
-use secrets::{Kind, Secret};
+use secrets::Secret;
 
 /// The most headers an interceptor's answer may carry: as many as the HTTP client accepts in a
 /// real answer.
@@ -48,14 +51,6 @@ const MAX_INTERCEPTED_HEADERS: usize = 100;
 /// than the one it was granted, or smuggle a second request.
 const RESERVED_HEADERS: [&str; 7] =
     ["host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "proxy-authorization"];
-
-/// Request headers that would let an answer carry a filled-in secret in a shape redaction does
-/// not see (compressed, or split across ranges); dropped from requests the host filled in.
-const ECHO_SHAPING_HEADERS: [&str; 4] = ["accept-encoding", "range", "if-range", "te"];
-
-/// Headers dropped when a redirect leaves the original origin, besides those that carried a
-/// placeholder.
-const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 /// The host's side of outbound HTTP: clients, secrets, OAuth2 tokens, the call log, metrics.
 pub struct Egress {
@@ -380,32 +375,6 @@ impl Egress {
         Ok(response)
     }
 
-    /// Refuses a request whose placeholders name a secret or OAuth2 client the instance may not
-    /// send there, as filling them in would, without filling anything in.
-    fn check_placeholders(
-        &self,
-        caller: &Caller<'_>,
-        method: &reqwest::Method,
-        url: &url::Url,
-        headers: &[(String, String)],
-    ) -> Result<(), Error> {
-        for (_, template) in headers {
-            let found = secrets::placeholders(template).map_err(Error::InvalidInput)?;
-            for (kind, name) in found {
-                let allowed = match kind {
-                    Kind::Secret | Kind::Basic => {
-                        self.granted_secret(&caller.grants.secrets, name, url).map(|_| ())
-                    }
-                    Kind::OAuth => self.oauth_client_for(caller.grants, name, url),
-                };
-                if let Err(why) = allowed {
-                    return Err(self.refuse(caller, method, url, why));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Records a refusal and builds the `denied` answer.
     fn refuse(&self, caller: &Caller<'_>, method: &reqwest::Method, url: &url::Url, why: String) -> Error {
         self.metrics.add("plugboard_http_denied_total", &[("instance", caller.instance)], 1);
@@ -461,254 +430,6 @@ impl Egress {
                 }
             }
         }
-    }
-
-    /// Fills the placeholders of every header for a request to `url`. Headers that carried a
-    /// placeholder, and credentials, are dropped when `url` left the first request's origin.
-    async fn headers(
-        &self,
-        caller: &Caller<'_>,
-        templates: &[(String, String)],
-        url: &url::Url,
-        same_origin: bool,
-    ) -> Result<Filled, Error> {
-        let mut tokens: Vec<(String, String)> = Vec::new();
-        let mut substituted: Vec<String> = Vec::new();
-        let mut headers = Vec::with_capacity(templates.len());
-        for (name, template) in templates {
-            let found = secrets::placeholders(template).map_err(Error::InvalidInput)?;
-            if !same_origin
-                && (!found.is_empty() || CREDENTIAL_HEADERS.iter().any(|c| name.eq_ignore_ascii_case(c)))
-            {
-                continue;
-            }
-            for (kind, client) in &found {
-                if *kind == Kind::OAuth && !tokens.iter().any(|(n, _)| n == client) {
-                    let token = self.oauth_token(caller.grants, client, url).await?;
-                    tokens.push(((*client).to_owned(), token));
-                }
-            }
-            let value = secrets::fill(template, |kind, secret| {
-                let filled = match kind {
-                    Kind::OAuth => {
-                        tokens.iter().find(|(n, _)| n == secret).map(|(_, t)| t.clone()).unwrap_or_default()
-                    }
-                    Kind::Secret | Kind::Basic => {
-                        let s = self.granted_secret(&caller.grants.secrets, secret, url)?;
-                        if kind == Kind::Basic {
-                            // The `user:password` itself and its bare base64 too: an echo may
-                            // decode it, or quote only the credentials.
-                            let basic = s.basic();
-                            substituted.push(s.value().to_owned());
-                            substituted.push(basic.trim_start_matches("Basic ").to_owned());
-                            basic
-                        } else {
-                            s.value().to_owned()
-                        }
-                    }
-                };
-                substituted.push(filled.clone());
-                Ok(filled)
-            })
-            .map_err(Error::Denied)?;
-            headers.push((name.clone(), value));
-        }
-        if !substituted.is_empty() {
-            // An answer that quotes the request must come back whole and readable, or redaction
-            // could not find what the host filled in: no compression, no byte ranges.
-            headers.retain(|(n, _)| !ECHO_SHAPING_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)));
-            headers.push(("accept-encoding".into(), "identity".into()));
-        }
-        Ok(Filled { headers, tokens, substituted })
-    }
-
-    fn granted_secret(
-        &self,
-        granted: &BTreeSet<String>,
-        name: &str,
-        url: &url::Url,
-    ) -> Result<Secret, String> {
-        if !granted.contains(name) {
-            return Err(format!("secret `{name}` is not granted to this instance"));
-        }
-        let secret = self.secret(name).ok_or_else(|| format!("secret `{name}` is not configured"))?;
-        if !secret.may_go_to(url) {
-            return Err(format!("secret `{name}` may not be sent to {}", origin(url)));
-        }
-        Ok(secret)
-    }
-
-    /// Whether OAuth2 client `name` is granted, configured, and may send its tokens to `url`.
-    fn oauth_client_for(&self, grants: &Grants, name: &str, url: &url::Url) -> Result<(), String> {
-        if !grants.oauth.contains(name) {
-            return Err(format!("OAuth2 client `{name}` is not granted to this instance"));
-        }
-        let client =
-            self.tokens.client(name).ok_or_else(|| format!("OAuth2 client `{name}` is not configured"))?;
-        if !client.may_go_to(url) {
-            return Err(format!("tokens of OAuth2 client `{name}` may not be sent to {}", origin(url)));
-        }
-        Ok(())
-    }
-
-    async fn oauth_token(&self, grants: &Grants, name: &str, url: &url::Url) -> Result<String, Error> {
-        self.oauth_client_for(grants, name, url).map_err(Error::Denied)?;
-        self.tokens.token(&self.operator_http, name).await
-    }
-
-    /// One attempt: the request and any redirects it is answered with, each hop checked.
-    async fn follow(
-        &self,
-        caller: &Caller<'_>,
-        client: &reqwest::Client,
-        mut method: reqwest::Method,
-        mut url: url::Url,
-        request: &HttpRequest,
-        attempt: u32,
-    ) -> Result<(HttpResponse, reqwest::header::HeaderMap, Vec<(String, String)>), Failure> {
-        let first = url.origin();
-        let mut body = request.body.clone();
-        let mut hops = 0;
-        loop {
-            let Filled { headers, tokens, substituted } = self
-                .headers(caller, &request.headers, &url, url.origin() == first)
-                .await
-                .map_err(|error| {
-                    let outcome = if matches!(error, Error::Denied(_)) {
-                        self.metrics.add("plugboard_http_denied_total", &[("instance", caller.instance)], 1);
-                        "denied"
-                    } else {
-                        "failed"
-                    };
-                    let why = crate::error::describe(&error);
-                    let hop = Hop { method: &method, url: &url, attempt };
-                    self.record(caller, &hop, Instant::now(), Settled::refused(outcome, why));
-                    Failure { error, transport: false }
-                })?;
-            let (status, response_headers, response_body) = self
-                .exchange(caller, client, &Hop { method: &method, url: &url, attempt }, headers, body.clone())
-                .await?;
-            let location = response_headers.get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok());
-            let next = match (status, location) {
-                (301 | 302 | 303 | 307 | 308, Some(location)) if hops < caller.limits.http_max_redirects => {
-                    url.join(location).ok()
-                }
-                _ => None,
-            };
-            let Some(next) = next else {
-                let headers = response_headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                    .collect();
-                // An upstream that echoes the request (a debugging endpoint, an error page that
-                // quotes headers) would hand the plugin what the host filled in: the plugin never
-                // sees a value it was only allowed to have sent.
-                let response = secrets::redact_echoes(
-                    HttpResponse { status, headers, body: response_body },
-                    &substituted,
-                );
-                return Ok((response, response_headers, tokens));
-            };
-            if status == 303 || (matches!(status, 301 | 302) && method == reqwest::Method::POST) {
-                if method != reqwest::Method::HEAD {
-                    method = reqwest::Method::GET;
-                }
-                body.clear();
-            }
-            if let Err(why) = caller.grants.http.admit(method.as_str(), &next) {
-                let why = format!("redirect from {} to {}: {why}", origin(&url), origin(&next));
-                return Err(Failure { error: self.refuse(caller, &method, &next, why), transport: false });
-            }
-            url = next;
-            hops += 1;
-        }
-    }
-
-    /// One HTTP exchange, recorded.
-    async fn exchange(
-        &self,
-        caller: &Caller<'_>,
-        client: &reqwest::Client,
-        hop: &Hop<'_>,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), Failure> {
-        let Hop { method, url, .. } = *hop;
-        let started = Instant::now();
-        let sent = body.len() as u64;
-        let remaining = caller.deadline.saturating_duration_since(tokio::time::Instant::now());
-        let timeout =
-            remaining.min(Duration::from_millis(caller.limits.http_timeout_ms)).max(Duration::from_millis(1));
-        let mut builder = client.request(method.clone(), url.clone()).body(body).timeout(timeout);
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        let fail = |outcome: &str, error: Error, transport: bool| {
-            let settled =
-                Settled { bytes: (sent, 0), ..Settled::refused(outcome, crate::error::describe(&error)) };
-            self.record(caller, hop, started, settled);
-            Failure { error, transport }
-        };
-        let mut response = match builder.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(if let Some(why) = dns::blocked_cause(&e) {
-                    self.metrics.add("plugboard_http_denied_total", &[("instance", caller.instance)], 1);
-                    fail("denied", Error::Denied(why), false)
-                } else if e.is_timeout() {
-                    fail(
-                        "timeout",
-                        Error::Timeout(format!("no answer from {} within {timeout:?}", origin(url))),
-                        false,
-                    )
-                } else if e.is_builder() {
-                    fail("failed", Error::InvalidInput(format!("bad request: {}", e.without_url())), false)
-                } else {
-                    let transport = e.is_connect() || e.is_request();
-                    let why = format!("request to {} failed: {}", origin(url), chain(&e));
-                    fail("failed", upstream(0, why), transport)
-                });
-            }
-        };
-        let status = response.status().as_u16();
-        let cap = caller.limits.max_http_response_bytes as usize;
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) if body.len() + chunk.len() > cap => {
-                    let why = format!("response body larger than the limit of {cap} bytes");
-                    return Err(fail("failed", upstream(status, why), false));
-                }
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => {
-                    return Err(fail(
-                        "timeout",
-                        Error::Timeout(format!("reading the answer of {}", origin(url))),
-                        false,
-                    ));
-                }
-                Err(e) => {
-                    return Err(fail(
-                        "failed",
-                        upstream(status, format!("reading the body: {}", chain(&e))),
-                        false,
-                    ));
-                }
-            }
-        }
-        let headers = std::mem::take(response.headers_mut());
-        // The exchange completed; what the upstream said still decides how it reads in the
-        // call log, the metrics and the debug line.
-        let outcome = match status {
-            429 => "rate-limited",
-            500..=599 => "upstream-error",
-            _ => "ok",
-        };
-        let settled =
-            Settled { status: Some(status), outcome, error: None, bytes: (sent, body.len() as u64) };
-        self.record(caller, hop, started, settled);
-        Ok((status, headers, body))
     }
 
     /// Records one exchange, or one refusal (attempt 0 when refused before any attempt), in the
@@ -782,26 +503,6 @@ impl<'a> Settled<'a> {
     }
 }
 
-/// A request's headers with their placeholders filled, the OAuth2 tokens used, and every value
-/// the host substituted (to redact from the answer).
-struct Filled {
-    headers: Vec<(String, String)>,
-    tokens: Vec<(String, String)>,
-    substituted: Vec<String>,
-}
-
 fn origin(url: &url::Url) -> String {
     url.origin().ascii_serialization()
-}
-
-/// An error and its causes on one line (reqwest's own message is terse), without the URL.
-fn chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
