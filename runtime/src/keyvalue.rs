@@ -296,6 +296,7 @@ impl AnsweredAtOnce for MemoryKv {
 /// Checks what every [`KvStore`] must do when listing: only its namespace, only the prefix,
 /// only live entries, sorted by key. For the tests of an implementation: it writes to
 /// namespaces `a` and `b` of `kv`, and panics with the difference when the listing is wrong.
+#[cfg(any(test, feature = "conformance"))]
 pub async fn check_entries(kv: &dyn KvStore) {
     let u = KvQuota::UNLIMITED;
     kv.set("a", "total/x/2", b"2".to_vec(), None, u).await.unwrap();
@@ -311,6 +312,7 @@ pub async fn check_entries(kv: &dyn KvStore) {
 /// Checks that increments of one counter from many tasks at once all count, and that a counter
 /// keeps its expiry. For the tests of an implementation: it writes to namespace `c` of `kv`,
 /// and panics with the difference when they do not.
+#[cfg(any(test, feature = "conformance"))]
 pub async fn check_counters(kv: std::sync::Arc<dyn KvStore>) {
     let u = KvQuota::UNLIMITED;
     let tasks: Vec<_> = (0..8)

@@ -9,7 +9,7 @@ use crate::store::StoreError;
 /// Why an API request was not answered.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
-    #[error("{}", store_message(.0))]
+    #[error("{}", store_answer(.0).1)]
     Store(#[from] StoreError),
     #[error("the call log is unavailable")]
     CallLog(#[source] tokio::task::JoinError),
@@ -21,21 +21,20 @@ pub(crate) enum ApiError {
     NotFound(String),
 }
 
-/// What a client is told about a store error (the log keeps the cause).
-fn store_message(e: &StoreError) -> &'static str {
+/// The status and message a client gets for a store error (the log keeps the cause).
+fn store_answer(e: &StoreError) -> (StatusCode, &'static str) {
     match e {
-        StoreError::Conflict(_) => "the event store refused a conflicting write",
-        StoreError::Failed(_) => "the event store failed",
-        _ => "the event store is unavailable",
+        StoreError::Conflict(_) => (StatusCode::CONFLICT, "the event store refused a conflicting write"),
+        StoreError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the event store failed"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable"),
     }
 }
 
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
-            ApiError::Store(StoreError::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Store(_) | ApiError::CallLog(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(e) => store_answer(e).0,
+            ApiError::CallLog(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
