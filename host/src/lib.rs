@@ -2,7 +2,8 @@
 //! the durable store and the pipeline around it.
 //!
 //! The runtime that loads and runs plugins is its own crate, [`plugboard_runtime`], which
-//! embedders can depend on alone; its modules are re-exported here under the same names.
+//! embedders can depend on alone; its modules are re-exported here under the same names. The
+//! storage ports and their backends are another, [`plugboard_store`], re-exported as [`store`].
 //!
 //! Where things are:
 //! - [`runtime`]: loading components and running invocations within their limits.
@@ -14,7 +15,8 @@
 //!   connector made of them.
 //! - [`api`]: the HTTP server around it: the admin and jobs APIs, the event stream, the
 //!   dashboard, metrics and health checks.
-//! - [`store`]: where events, deliveries, key-value data and the call log are stored.
+//! - [`store`]: where events, deliveries, key-value data and the call log are stored: the
+//!   ports the pipeline and the API use, and their SQLite and in-memory backends.
 //! - [`pipeline`]: routes, the dispatcher with retries and dead letters, schedules.
 //! - [`config`]: the `plugboard.toml` file.
 
@@ -25,7 +27,6 @@ pub mod pipeline;
 #[cfg(test)]
 mod proptests;
 pub mod run;
-pub mod store;
 
 pub use plugboard_runtime as runtime;
 pub use plugboard_runtime::{
@@ -35,3 +36,4 @@ pub use plugboard_runtime::{
 pub use plugboard_runtime::{
     Event, NewEvent, capabilities, cidr, egress, limits, metrics, rate_limit, types,
 };
+pub use plugboard_store as store;

@@ -83,39 +83,6 @@ proptest! {
         prop_assert!(verifier.verify(&headers, &tampered, SystemTime::now()).is_err());
     }
 
-    /// The claim journal read back after any sequence of claims and dones (and a torn last
-    /// line) holds exactly the claims that were not done, each at its last attempt.
-    #[test]
-    fn the_claim_journal_reads_back_what_is_still_running(
-        ops in proptest::collection::vec((any::<bool>(), 0i64..16, 1u32..6), 0..64),
-        torn_at in 0usize..=9,
-    ) {
-        // The process died while writing `claim 7 3`: any prefix of it ends the file.
-        let torn = &"claim 7 3"[..torn_at];
-        let mut running = std::collections::BTreeMap::new();
-        let mut text = String::new();
-        for (claim, id, attempt) in ops {
-            if claim {
-                text.push_str(&format!("claim {id} {attempt}\n"));
-                running.insert(id, attempt);
-            } else if running.remove(&id).is_some() {
-                text.push_str(&format!("done {id}\n"));
-            }
-        }
-        text.push_str(torn);
-        let mut read = crate::store::sqlite::claims::unfinished(&text);
-        read.sort();
-        let torn_claim = crate::store::sqlite::claims::unfinished(torn);
-        // A torn last line that happens to be a whole claim line is read as one.
-        let mut expected: Vec<(i64, u32)> = running.into_iter().collect();
-        for (id, attempt) in torn_claim {
-            expected.retain(|(d, _)| *d != id);
-            expected.push((id, attempt));
-        }
-        expected.sort();
-        prop_assert_eq!(read, expected);
-    }
-
     /// Arbitrary configuration text is parsed or refused with an error, never a panic.
     #[test]
     fn arbitrary_configuration_text_never_panics(text in "(\\[[a-z.\\[\\]]{0,12}\\]\\n|[a-z_]{1,12} = (\"[ -~]{0,12}\"|[0-9]{1,6}|\\[\\]|\\{ \\})\\n){0,12}") {

@@ -50,10 +50,9 @@ pub enum RunError {
 /// gives it the configuration's secrets, OAuth2 clients and AI settings (no plugins yet).
 pub fn host_for(builder: HostBuilder, resolved: &Resolved) -> Result<Host, RunError> {
     let path = &resolved.store_path;
-    let failed =
-        |e: rusqlite::Error| RunError::Store { path: path.display().to_string(), reason: e.to_string() };
-    let kv = SqliteKv::open(path).map_err(failed)?;
-    let calls = SqliteCallLog::open(path, resolved.config.calls.retain).map_err(failed)?;
+    let failed = |reason: String| RunError::Store { path: path.display().to_string(), reason };
+    let kv = SqliteKv::open(path).map_err(|e| failed(e.to_string()))?;
+    let calls = SqliteCallLog::open(path, resolved.config.calls.retain).map_err(|e| failed(e.to_string()))?;
     let host = builder
         .fuel_metering(resolved.uses_fuel())
         .kv_store(Arc::new(kv))

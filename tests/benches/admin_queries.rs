@@ -6,12 +6,11 @@
 //! `PLUGBOARD_BENCH_EVENTS` sets the large store's size (default 1,000,000). Each figure is the
 //! median of 21 runs of the query.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugboard::Event;
-use plugboard::store::{Append, Attempt, EventFilter, Outcome, QueuedDelivery, SqliteStore};
+use plugboard::store::{Append, Attempt, DeliveryId, EventFilter, Outcome, QueuedDelivery, SqliteStore};
 use serde_json::json;
 
 const BATCH: usize = 1_000;
@@ -68,7 +67,7 @@ async fn build(path: &std::path::Path, events: usize) -> Arc<SqliteStore> {
                     } else {
                         Outcome::Delivered { events: vec![], deliveries: vec![], output: None }
                     };
-                    store.record(id, attempt, outcome).await.unwrap();
+                    store.settle(&DeliveryId::new(id.to_string()), attempt, outcome).await.unwrap();
                 })
             })
             .collect();
@@ -101,7 +100,6 @@ fn measure(store: &SqliteStore, events: usize) -> Vec<(&'static str, Duration)> 
     let now = plugboard_now_ms();
     let newest = store.recent(1).unwrap()[0].id.clone();
     let oldest_page_cursor = Some(((events as i64) / 2).max(2));
-    let busy = HashSet::new();
     vec![
         (
             "GET /v1/stats (per minute, last hour)",
@@ -127,7 +125,7 @@ fn measure(store: &SqliteStore, events: usize) -> Vec<(&'static str, Duration)> 
             "GET /v1/dlq (100 dead letters)",
             time(|| store.deliveries(plugboard::store::DeliveryStatus::Dead, 100).unwrap()),
         ),
-        ("dispatcher: due deliveries (64)", time(|| store.due(now, 64, &busy).unwrap())),
+        ("dispatcher: due deliveries (64)", time(|| store.due(now, 64).unwrap())),
         ("webhook: duplicate delivery id?", time(|| store.is_duplicate("shopify", "webhook-7").unwrap())),
     ]
 }

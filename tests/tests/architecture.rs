@@ -10,6 +10,11 @@ fn repo() -> &'static Path {
 
 /// The packages `package` depends on to build and run (not its tests), by name.
 fn dependencies(package: &str) -> Vec<String> {
+    dependencies_with(package, &[])
+}
+
+/// [`dependencies`], with more arguments to `cargo tree` (features).
+fn dependencies_with(package: &str, more: &[&str]) -> Vec<String> {
     let out = Command::new(env!("CARGO"))
         .current_dir(repo())
         .args([
@@ -25,6 +30,7 @@ fn dependencies(package: &str) -> Vec<String> {
             "-p",
         ])
         .arg(package)
+        .args(more)
         .output()
         .unwrap();
     assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -47,6 +53,23 @@ fn the_runtime_crate_depends_on_no_server_database_or_cli() {
     for forbidden in ["axum", "rusqlite", "libsqlite3-sys", "clap", "cron", "tracing-subscriber", "plugboard"]
     {
         assert!(!names.iter().any(|n| n == forbidden), "plugboard-runtime depends on {forbidden}: {names:?}");
+    }
+}
+
+/// The storage ports and the in-memory backend compile without SQLite (a backend of the ports
+/// is an addition, not a rewrite), and no store depends on the server, its HTTP stack or the
+/// CLI.
+#[test]
+fn the_store_crate_needs_sqlite_only_for_its_sqlite_backend() {
+    let ports = dependencies_with("plugboard-store", &["--no-default-features"]);
+    assert!(ports.iter().any(|n| n == "plugboard-runtime"), "{ports:?}");
+    for forbidden in ["rusqlite", "libsqlite3-sys", "axum", "clap", "cron", "plugboard"] {
+        assert!(!ports.iter().any(|n| n == forbidden), "the storage ports depend on {forbidden}: {ports:?}");
+    }
+    let with_sqlite = dependencies("plugboard-store");
+    assert!(with_sqlite.iter().any(|n| n == "rusqlite"), "{with_sqlite:?}");
+    for forbidden in ["axum", "clap", "cron", "plugboard"] {
+        assert!(!with_sqlite.iter().any(|n| n == forbidden), "the store depends on {forbidden}");
     }
 }
 
@@ -355,6 +378,7 @@ fn find_cycle(edges: &BTreeMap<ModulePath, BTreeSet<ModulePath>>) -> Option<Vec<
 fn no_module_uses_another_that_uses_it_back() {
     let roots = [
         "runtime/src/lib.rs",
+        "store/src/lib.rs",
         "host/src/lib.rs",
         "host/src/main.rs",
         "demo/src/lib.rs",

@@ -1,6 +1,9 @@
 //! Routing and delivery: events reach their routes' targets at least once; failures are retried
 //! with backoff until they succeed or become dead letters; dead letters can be replayed with
 //! their original event ids.
+//!
+//! The pipeline works over the storage ports alone, so every test here runs twice: on the
+//! SQLite backend and on the in-memory one (`pipeline::<test>::sqlite` and `::memory`).
 
 mod common;
 
@@ -8,10 +11,74 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plugboard::pipeline::{Dispatcher, RetryPolicy, Route, Routes};
-use plugboard::store::{Append, DeliveryRecord, DeliveryStatus, SqliteStore};
+use plugboard::store::{
+    Append, DeliveryRecord, DeliveryStatus, EventFilter, EventStore, MemoryStore, SqliteStore,
+};
 use plugboard::{Event, Grants, Limits};
 use plugboard_tests::*;
 use serde_json::json;
+
+/// Which backend of the ports a test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Memory,
+}
+
+/// A store of one backend, with what it needs to live (the SQLite file's directory).
+struct Opened {
+    store: Arc<dyn EventStore>,
+    /// Stops the store taking writes (as a failed disk does).
+    close: Box<dyn Fn() + Send + Sync>,
+    _dir: tempfile::TempDir,
+}
+
+impl Backend {
+    fn open(self) -> Opened {
+        let dir = tempfile::tempdir().unwrap();
+        match self {
+            Backend::Sqlite => {
+                let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+                let closing = store.clone();
+                Opened { store, close: Box::new(move || closing.close()), _dir: dir }
+            }
+            Backend::Memory => {
+                let store = Arc::new(MemoryStore::new());
+                let closing = store.clone();
+                Opened { store, close: Box::new(move || closing.close()), _dir: dir }
+            }
+        }
+    }
+}
+
+/// Runs `async fn $test(backend: Backend)` once per backend, as `$test::sqlite` and
+/// `$test::memory`.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test(super::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$test(super::Backend::Memory).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    events_flow_along_routes_and_failures_become_dead_letters,
+    ordering_keys_keep_per_key_order_and_route_concurrency_is_respected,
+    schedules_invoke_actions_through_the_durable_pipeline,
+    a_cycle_of_routes_ends_in_a_dead_letter,
+    a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget,
+    a_delivery_whose_outcomes_cannot_be_stored_runs_at_most_its_attempts,
+    a_delivery_whose_claimers_die_becomes_a_dead_letter,
+    schedules_make_up_for_missed_ticks_as_configured,
+);
 
 fn route(name: &str, from: &str, kind: &str, to: &str, action: Option<&str>) -> Route {
     Route {
@@ -26,18 +93,47 @@ fn route(name: &str, from: &str, kind: &str, to: &str, action: Option<&str>) -> 
     }
 }
 
-async fn wait_for(store: &SqliteStore, status: DeliveryStatus, n: usize) -> Vec<DeliveryRecord> {
+/// The newest `limit` deliveries with `status`, through the read model.
+async fn deliveries(store: &dyn EventStore, status: DeliveryStatus, limit: usize) -> Vec<DeliveryRecord> {
+    store.deliveries(status, None, limit).await.unwrap()
+}
+
+async fn wait_for(store: &dyn EventStore, status: DeliveryStatus, n: usize) -> Vec<DeliveryRecord> {
     for _ in 0..400 {
-        let found = store.deliveries(status, 100).unwrap();
+        let found = deliveries(store, status, 100).await;
         if found.len() >= n {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("fewer than {n} `{status}` deliveries after 10 s: {:?}", store.deliveries(status, 100));
+    panic!("fewer than {n} `{status}` deliveries after 10 s: {:?}", deliveries(store, status, 100).await);
 }
 
-async fn append(store: &SqliteStore, routes: &Routes, event: Event) {
+/// The newest `limit` events with their payloads, newest first.
+async fn recent(store: &dyn EventStore, limit: usize) -> Vec<Event> {
+    let mut events = Vec::new();
+    for (_, e) in store.events(EventFilter::default(), limit).await.unwrap() {
+        let (content_type, payload) = store.payload(&e.id).await.unwrap().unwrap();
+        let kind = e.kind;
+        events.push(Event {
+            id: e.id,
+            source: e.source,
+            kind,
+            occurred_at_ms: 0,
+            content_type,
+            payload,
+            attributes: e.attributes,
+        });
+    }
+    events
+}
+
+/// How many events are stored.
+async fn count(store: &dyn EventStore) -> usize {
+    store.events(EventFilter::default(), usize::MAX).await.unwrap().len()
+}
+
+async fn append(store: &dyn EventStore, routes: &Routes, event: Event) {
     let deliveries = routes.deliveries(std::slice::from_ref(&event));
     store
         .append(Append {
@@ -51,10 +147,9 @@ async fn append(store: &SqliteStore, routes: &Routes, event: Event) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_flow_along_routes_and_failures_become_dead_letters() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+async fn events_flow_along_routes_and_failures_become_dead_letters(backend: Backend) {
+    let opened = backend.open();
+    let store = opened.store.clone();
     let host = common::host();
     common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
     let short = Limits::default().with_timeout(Duration::from_millis(50));
@@ -70,13 +165,13 @@ async fn events_flow_along_routes_and_failures_become_dead_letters() {
 
     // An order reaches the sink; the sink's own output is stored too.
     let order = Event::json("orders/create", "shop", &json!({"order": 1})).unwrap();
-    append(&store, &routes, order.clone()).await;
+    append(store.as_ref(), &routes, order.clone()).await;
     dispatcher.notifier().notify_one();
-    let delivered = wait_for(&store, DeliveryStatus::Delivered, 1).await;
+    let delivered = wait_for(store.as_ref(), DeliveryStatus::Delivered, 1).await;
     assert_eq!(delivered[0].event_id, order.id);
     assert_eq!(delivered[0].target, "sink");
     assert_eq!(delivered[0].attempts, 1);
-    let kinds: Vec<String> = store.recent(10).unwrap().into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<String> = recent(store.as_ref(), 10).await.into_iter().map(|e| e.kind).collect();
     assert!(
         kinds.contains(&"echo/replied".to_string()) && kinds.contains(&"echo/seen".to_string()),
         "{kinds:?}"
@@ -84,10 +179,10 @@ async fn events_flow_along_routes_and_failures_become_dead_letters() {
 
     // A delivery that keeps timing out is retried, then dead-lettered; a trap is dead at once.
     let paid = Event::json("orders/paid", "shop", &json!({"order": 2})).unwrap();
-    append(&store, &routes, paid.clone()).await;
+    append(store.as_ref(), &routes, paid.clone()).await;
     let refund = Event::json("refunds/create", "shop", &json!({"order": 3})).unwrap();
-    append(&store, &routes, refund.clone()).await;
-    let dead = wait_for(&store, DeliveryStatus::Dead, 2).await;
+    append(store.as_ref(), &routes, refund.clone()).await;
+    let dead = wait_for(store.as_ref(), DeliveryStatus::Dead, 2).await;
     let slow = dead.iter().find(|d| d.target == "slow").unwrap();
     assert_eq!(slow.attempts, 3, "one attempt and two retries");
     assert!(slow.last_error.as_deref().unwrap().contains("gave up after 3 attempts"), "{slow:?}");
@@ -97,15 +192,15 @@ async fn events_flow_along_routes_and_failures_become_dead_letters() {
     assert!(crash.last_error.as_deref().unwrap().contains("boom"), "{crash:?}");
 
     // Replaying a dead letter runs it again with the same event id.
-    assert_eq!(store.replay(Some(crash.id)).await.unwrap(), 1);
-    assert_eq!(store.replay(Some(crash.id)).await.unwrap(), 0, "only dead letters replay");
+    assert_eq!(store.replay(Some(crash.id.clone())).await.unwrap(), 1);
+    assert_eq!(store.replay(Some(crash.id.clone())).await.unwrap(), 0, "only dead letters replay");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let again = wait_for(&store, DeliveryStatus::Dead, 2).await;
+    let again = wait_for(store.as_ref(), DeliveryStatus::Dead, 2).await;
     let crash_again = again.iter().find(|d| d.id == crash.id).unwrap();
     assert_eq!(crash_again.event_id, refund.id);
     assert_eq!(crash_again.attempts, 1);
     // The sink got each order exactly once (`orders/paid` also matches `orders/*`).
-    let to_sink = store.deliveries(plugboard::store::DeliveryStatus::Delivered, 100).unwrap();
+    let to_sink = deliveries(store.as_ref(), DeliveryStatus::Delivered, 100).await;
     let mut ids: Vec<&str> = to_sink.iter().map(|d| d.event_id.as_str()).collect();
     ids.sort();
     let mut expected = vec![order.id.as_str(), paid.id.as_str()];
@@ -114,10 +209,9 @@ async fn events_flow_along_routes_and_failures_become_dead_letters() {
     assert!(to_sink.iter().all(|d| d.target == "sink" && d.attempts == 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordering_keys_keep_per_key_order_and_route_concurrency_is_respected() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+async fn ordering_keys_keep_per_key_order_and_route_concurrency_is_respected(backend: Backend) {
+    let opened = backend.open();
+    let store = opened.store.clone();
     let host = common::host();
     common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
     let deadline = Duration::from_millis(100);
@@ -140,15 +234,15 @@ async fn ordering_keys_keep_per_key_order_and_route_concurrency_is_respected() {
     for n in 0..30 {
         let customer = ["a", "b", "c"][n % 3];
         append(
-            &store,
+            store.as_ref(),
             &routes,
             Event::json("orders/create", "shop", &json!({ "customer": customer, "n": n })).unwrap(),
         )
         .await;
     }
-    wait_for(&store, DeliveryStatus::Delivered, 30).await;
+    wait_for(store.as_ref(), DeliveryStatus::Delivered, 30).await;
     // The sink's replies are stored as each delivery completes: per customer, in order.
-    let mut replies = store.recent(1000).unwrap();
+    let mut replies = recent(store.as_ref(), 1000).await;
     replies.reverse();
     for customer in ["a", "b", "c"] {
         let seen: Vec<u64> = replies
@@ -165,16 +259,15 @@ async fn ordering_keys_keep_per_key_order_and_route_concurrency_is_respected() {
     // Four deliveries that each run into a 100 ms deadline, one at a time: at least 400 ms.
     let started = std::time::Instant::now();
     for n in 0..4 {
-        append(&store, &routes, Event::json("slow/job", "shop", &json!({ "n": n })).unwrap()).await;
+        append(store.as_ref(), &routes, Event::json("slow/job", "shop", &json!({ "n": n })).unwrap()).await;
     }
-    wait_for(&store, DeliveryStatus::Dead, 4).await;
+    wait_for(store.as_ref(), DeliveryStatus::Dead, 4).await;
     assert!(started.elapsed() >= deadline * 4, "ran concurrently: {:?}", started.elapsed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schedules_invoke_actions_through_the_durable_pipeline() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+async fn schedules_invoke_actions_through_the_durable_pipeline(backend: Backend) {
+    let opened = backend.open();
+    let store = opened.store.clone();
     let host = common::host();
     common::load(&host, "reviews", ECHO, Grants::all(), Limits::default()).await;
     let routes = Arc::new(Routes::default());
@@ -190,9 +283,9 @@ async fn schedules_invoke_actions_through_the_durable_pipeline() {
     let _scheduler =
         plugboard::pipeline::Scheduler::spawn(store.clone(), vec![every_second], dispatcher.notifier())
             .unwrap();
-    let delivered = wait_for(&store, DeliveryStatus::Delivered, 2).await;
+    let delivered = wait_for(store.as_ref(), DeliveryStatus::Delivered, 2).await;
     assert!(delivered.iter().all(|d| d.route == "schedule:tick" && d.target == "reviews"));
-    let fired = store.recent(10).unwrap();
+    let fired = recent(store.as_ref(), 10).await;
     assert!(fired.iter().any(|e| e.kind == "schedule/tick" && e.source == "schedule"));
 
     let bad = plugboard::pipeline::Schedule { cron: "every tuesday".into(), ..Default::default() };
@@ -201,9 +294,9 @@ async fn schedules_invoke_actions_through_the_durable_pipeline() {
 
 /// Two echo instances whose events of `kind` are routed to each other, and a first event
 /// stored and dispatched.
-async fn two_echoes_in_a_cycle(kind: &str) -> (tempfile::TempDir, Arc<SqliteStore>, Dispatcher) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+async fn two_echoes_in_a_cycle(backend: Backend, kind: &str) -> (Opened, Dispatcher) {
+    let opened = backend.open();
+    let store = opened.store.clone();
     let host = common::host();
     common::load(&host, "a", ECHO, Grants::all(), Limits::default()).await;
     common::load(&host, "b", ECHO, Grants::all(), Limits::default()).await;
@@ -218,48 +311,48 @@ async fn two_echoes_in_a_cycle(kind: &str) -> (tempfile::TempDir, Arc<SqliteStor
         RetryPolicy { schedule_ms: vec![5] },
         8,
     );
-    append(&store, &routes, Event::json("echo/replied", "a", &json!({"n": 1})).unwrap()).await;
+    append(store.as_ref(), &routes, Event::json("echo/replied", "a", &json!({"n": 1})).unwrap()).await;
     dispatcher.notifier().notify_one();
-    (dir, store, dispatcher)
+    (opened, dispatcher)
 }
 
 /// Routes that form a cycle (a -> b -> a) would deliver forever; the lineage's hop count ends it
 /// in a dead letter that says why, after a bounded number of deliveries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cycle_of_routes_ends_in_a_dead_letter() {
-    let (_dir, store, _dispatcher) = two_echoes_in_a_cycle("echo/replied").await;
-    let dead = wait_for(&store, DeliveryStatus::Dead, 1).await;
+async fn a_cycle_of_routes_ends_in_a_dead_letter(backend: Backend) {
+    let (opened, _dispatcher) = two_echoes_in_a_cycle(backend, "echo/replied").await;
+    let store = opened.store.clone();
+    let dead = wait_for(store.as_ref(), DeliveryStatus::Dead, 1).await;
     let error = dead[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("route loop") && error.contains("limit 16"), "{error}");
-    let delivered = store.deliveries(plugboard::store::DeliveryStatus::Delivered, 1000).unwrap().len();
+    let delivered = deliveries(store.as_ref(), DeliveryStatus::Delivered, 1000).await.len();
     assert_eq!(
         delivered,
         plugboard::pipeline::MAX_HOPS as usize,
         "one delivery per hop, then the dead letter"
     );
-    assert_eq!(store.deliveries(plugboard::store::DeliveryStatus::Pending, 10).unwrap().len(), 0);
+    assert_eq!(deliveries(store.as_ref(), DeliveryStatus::Pending, 10).await.len(), 0);
 }
 
 /// A cycle whose plugins each produce two events per delivery doubles at every hop: the
 /// lineage's event budget ends it (well before the hop limit), and the store holds at most the
 /// budget's worth of events from it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget() {
+async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget(backend: Backend) {
     use plugboard::pipeline::MAX_LINEAGE_EVENTS;
     // echo answers each event with a reply and publishes a second one: both are routed on.
-    let (_dir, store, _dispatcher) = two_echoes_in_a_cycle("*").await;
+    let (opened, _dispatcher) = two_echoes_in_a_cycle(backend, "*").await;
+    let store = opened.store.clone();
     let mut pending = usize::MAX;
     for _ in 0..6000 {
-        pending = store.deliveries(plugboard::store::DeliveryStatus::Pending, 1).unwrap().len();
+        pending = deliveries(store.as_ref(), DeliveryStatus::Pending, 1).await.len();
         if pending == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(pending, 0, "the lineage never stopped");
-    let events = store.count().unwrap();
+    let events = count(store.as_ref()).await as u64;
     assert!(events <= u64::from(MAX_LINEAGE_EVENTS) + 1, "{events} events stored");
-    let dead = store.deliveries(plugboard::store::DeliveryStatus::Dead, 1).unwrap();
+    let dead = deliveries(store.as_ref(), DeliveryStatus::Dead, 1).await;
     let error = dead[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("route fan-out") && error.contains("10000"), "{error}");
 }
@@ -267,15 +360,14 @@ async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget() {
 /// A store that takes no more writes (its writer closed, as when the disk fails): each run's
 /// outcome is lost, yet the runs are counted, so the delivery runs as many times as the policy
 /// allows (with a pause between runs), not every few seconds forever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_whose_outcomes_cannot_be_stored_runs_at_most_its_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+async fn a_delivery_whose_outcomes_cannot_be_stored_runs_at_most_its_attempts(backend: Backend) {
+    let opened = backend.open();
+    let store = opened.store.clone();
     let host = common::host();
     common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
     let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
-    append(&store, &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
-    store.close();
+    append(store.as_ref(), &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
+    (opened.close)();
     let policy = RetryPolicy { schedule_ms: vec![5] };
     let dispatcher = Dispatcher::spawn(host.clone(), store.clone(), routes, policy, 8);
     dispatcher.notifier().notify_one();
@@ -290,28 +382,61 @@ async fn a_delivery_whose_outcomes_cannot_be_stored_runs_at_most_its_attempts() 
     assert_eq!(runs, 2, "{metrics}");
 }
 
-/// Each attempt is counted before it runs, so a delivery whose runs never finish (the host
-/// dies while running it, every time) ends as a dead letter instead of looping across restarts.
+/// Each attempt is counted when it is claimed, so a delivery whose claimers die running it
+/// (their leases run out, every time) ends as a dead letter instead of looping.
+async fn a_delivery_whose_claimers_die_becomes_a_dead_letter(backend: Backend) {
+    let opened = backend.open();
+    let store = opened.store.clone();
+    let host = common::host();
+    common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
+    let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
+    append(store.as_ref(), &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
+    // Two claimers take it in turn, each with a short lease, and die before settling it.
+    let now = plugboard::runtime::clock::now_ms();
+    let lease = Duration::from_millis(10);
+    let first = store.claim(now, 10, lease, &mut |_| true).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.attempt).collect::<Vec<_>>(), [1]);
+    assert!(store.claim(now + 5, 10, lease, &mut |_| true).await.unwrap().is_empty(), "the lease holds");
+    let second = store.claim(now + 20, 10, lease, &mut |_| true).await.unwrap();
+    assert_eq!(
+        second.iter().map(|c| (c.id.clone(), c.attempt)).collect::<Vec<_>>(),
+        [(first[0].id.clone(), 2)]
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let dispatcher = Dispatcher::spawn(
+        host.clone(),
+        store.clone(),
+        routes.clone(),
+        RetryPolicy { schedule_ms: vec![5] },
+        8,
+    );
+    dispatcher.notifier().notify_one();
+    let dead = wait_for(store.as_ref(), DeliveryStatus::Dead, 1).await;
+    assert_eq!(dead[0].attempts, 2);
+    let error = dead[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("never finished"), "{error}");
+    assert_eq!(count(store.as_ref()).await, 1, "the poison delivery did not run again");
+}
+
+/// On SQLite the claimer that dies is the process: each start counts the attempt that was
+/// running (from the claim journal), so a delivery that kills the host ends as a dead letter
+/// instead of looping across restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
+async fn a_delivery_that_kills_the_process_becomes_a_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
     let mut store = Arc::new(SqliteStore::open(&path).unwrap());
     let host = common::host();
     common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
     let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
-    append(&store, &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
-    let id = store.deliveries(plugboard::store::DeliveryStatus::Pending, 10).unwrap()[0].id;
-    // Attempts 1 and 2 were claimed and never recorded an outcome: the process died running
-    // each. Every start counts the attempt that was running.
+    append(store.as_ref(), &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
     for attempt in [1, 2] {
-        store.claim(&[(id, attempt)]).unwrap();
+        let now = plugboard::runtime::clock::now_ms();
+        let claimed = store.claim(now, 10, Duration::from_secs(3600), &mut |_| true).unwrap();
+        assert_eq!(claimed.iter().map(|c| c.attempt).collect::<Vec<_>>(), [attempt]);
         drop(store);
         store = Arc::new(SqliteStore::open(&path).unwrap());
-        assert_eq!(
-            store.deliveries(plugboard::store::DeliveryStatus::Pending, 10).unwrap()[0].attempts,
-            attempt
-        );
+        assert_eq!(store.deliveries(DeliveryStatus::Pending, 10).unwrap()[0].attempts, attempt);
     }
     let dispatcher = Dispatcher::spawn(
         host.clone(),
@@ -321,15 +446,14 @@ async fn a_delivery_that_never_finishes_becomes_a_dead_letter() {
         8,
     );
     dispatcher.notifier().notify_one();
-    let dead = wait_for(&store, DeliveryStatus::Dead, 1).await;
+    let dead = wait_for(store.as_ref(), DeliveryStatus::Dead, 1).await;
     assert_eq!(dead[0].attempts, 2);
-    let error = dead[0].last_error.clone().unwrap_or_default();
-    assert!(error.contains("never finished"), "{error}");
+    assert!(dead[0].last_error.as_deref().unwrap_or_default().contains("never finished"));
     assert_eq!(store.count().unwrap(), 1, "the poison delivery did not run again");
 }
 
 /// A firing of schedule `name` for the tick at `tick_ms`, stored as the scheduler stores one.
-async fn store_firing(store: &SqliteStore, name: &str, tick_ms: u64) {
+async fn store_firing(store: &dyn EventStore, name: &str, tick_ms: u64) {
     let mut fired = Event::json(&format!("schedule/{name}"), "schedule", &json!({})).unwrap();
     fired.attributes.push((plugboard::pipeline::SCHEDULED_FOR.into(), tick_ms.to_string()));
     let append = Append {
@@ -343,10 +467,9 @@ async fn store_firing(store: &SqliteStore, name: &str, tick_ms: u64) {
 }
 
 /// The ticks the stored firings of schedule `name` are for, oldest first.
-fn fired_ticks(store: &SqliteStore, name: &str) -> Vec<u64> {
-    let mut ticks: Vec<u64> = store
-        .recent(10_000)
-        .unwrap()
+async fn fired_ticks(store: &dyn EventStore, name: &str) -> Vec<u64> {
+    let mut ticks: Vec<u64> = recent(store, 10_000)
+        .await
         .into_iter()
         .filter(|e| e.kind == format!("schedule/{name}"))
         .filter_map(|e| {
@@ -360,8 +483,7 @@ fn fired_ticks(store: &SqliteStore, name: &str) -> Vec<u64> {
 
 /// Ticks missed while the server was down are skipped (and logged), fired once, or each
 /// fired, as the schedule's `missed` says; each firing says which tick it is for.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schedules_make_up_for_missed_ticks_as_configured() {
+async fn schedules_make_up_for_missed_ticks_as_configured(backend: Backend) {
     use plugboard::pipeline::{Missed, Schedule, Scheduler};
     let now_ms =
         || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
@@ -372,16 +494,16 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
     let started_ms = now_ms();
     // Fired last 10 minutes and a few seconds ago, every minute: ten ticks were missed.
     let last_ms = (started_ms / 60_000 - 10) * 60_000;
-    let ticks = |store: &SqliteStore, name: &str| -> Vec<u64> {
-        fired_ticks(store, name).into_iter().filter(|t| *t < started_ms).collect()
+    let ticks = async |store: &dyn EventStore, name: &str| -> Vec<u64> {
+        fired_ticks(store, name).await.into_iter().filter(|t| *t < started_ms).collect()
     };
     for (missed, expected) in [
         (Missed::Skip, vec![last_ms]),
         (Missed::Once, vec![last_ms, last_ms + 10 * 60_000]),
         (Missed::All, (0..=10).map(|i| last_ms + i * 60_000).collect()),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+        let opened = backend.open();
+        let store = opened.store.clone();
         let schedule = Schedule {
             name: "minutely".into(),
             cron: "0 * * * * *".into(),
@@ -390,11 +512,11 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
             missed,
             ..Default::default()
         };
-        store_firing(&store, "minutely", last_ms).await;
+        store_firing(store.as_ref(), "minutely", last_ms).await;
         let _scheduler = Scheduler::spawn(store.clone(), vec![schedule], Arc::default()).unwrap();
         let mut seen = Vec::new();
         for _ in 0..500 {
-            seen = ticks(&store, "minutely");
+            seen = ticks(store.as_ref(), "minutely").await;
             if seen.len() >= expected.len() {
                 break;
             }
@@ -402,16 +524,16 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
         }
         // Give a wrong catch-up time to fire more than it should.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(ticks(&store, "minutely"), expected, "missed = {missed:?}; saw {seen:?}");
+        assert_eq!(ticks(store.as_ref(), "minutely").await, expected, "missed = {missed:?}; saw {seen:?}");
     }
 
     // More missed ticks than are made up (a per-second schedule down for two hours): the
     // newest are fired, not the oldest.
     for (missed, count) in [(Missed::Once, 1), (Missed::All, plugboard::pipeline::MAX_CATCH_UP)] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+        let opened = backend.open();
+        let store = opened.store.clone();
         let two_hours_ago = now_ms() / 1000 * 1000 - 7_200_000;
-        store_firing(&store, "secondly", two_hours_ago).await;
+        store_firing(store.as_ref(), "secondly", two_hours_ago).await;
         let started_ms = now_ms();
         let schedule = Schedule {
             name: "secondly".into(),
@@ -424,7 +546,11 @@ async fn schedules_make_up_for_missed_ticks_as_configured() {
         let _scheduler = Scheduler::spawn(store.clone(), vec![schedule], Arc::default()).unwrap();
         let mut caught_up = Vec::new();
         for _ in 0..500 {
-            caught_up = fired_ticks(&store, "secondly").into_iter().filter(|t| *t > two_hours_ago).collect();
+            caught_up = fired_ticks(store.as_ref(), "secondly")
+                .await
+                .into_iter()
+                .filter(|t| *t > two_hours_ago)
+                .collect();
             if caught_up.len() >= count {
                 break;
             }

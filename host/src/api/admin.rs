@@ -11,14 +11,14 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
-use crate::store::EventFilter;
+use crate::store::{DeliveryId, EventFilter};
 
 /// Query of `GET /v1/dlq`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DlqQuery {
     limit: Option<usize>,
-    before: Option<i64>,
+    before: Option<DeliveryId>,
 }
 
 /// The largest page a listing answers.
@@ -39,7 +39,7 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 /// `Link: <...>; rel="next"` header (and `X-Next-Cursor`, the `before` to pass) names the next.
 fn page<T: serde::Serialize>(
     items: &[T],
-    cursor_of_last: Option<i64>,
+    cursor_of_last: Option<String>,
     limit: usize,
     path: &str,
     filters: &[(&str, &Option<String>)],
@@ -57,7 +57,9 @@ fn page<T: serde::Serialize>(
     if let Ok(v) = http::HeaderValue::from_str(&link) {
         response.headers_mut().insert(http::header::LINK, v);
     }
-    response.headers_mut().insert("x-next-cursor", http::HeaderValue::from(cursor));
+    if let Ok(v) = http::HeaderValue::from_str(&cursor) {
+        response.headers_mut().insert("x-next-cursor", v);
+    }
     response
 }
 
@@ -69,21 +71,21 @@ pub(super) async fn dlq_list(
 ) -> Result<Response, ApiError> {
     let limit = page_size(q.limit)?;
     let dead = state.store.deliveries(crate::store::DeliveryStatus::Dead, q.before, limit).await?;
-    Ok(page(&dead, dead.last().map(|d| d.id), limit, "/v1/dlq", &[]))
+    Ok(page(&dead, dead.last().map(|d| d.id.to_string()), limit, "/v1/dlq", &[]))
 }
 
 /// `GET /v1/dlq/{id}`: one delivery with its event and attempts.
 pub(super) async fn dlq_show(
     _: Admin,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    Path(id): Path<DeliveryId>,
 ) -> Result<Response, ApiError> {
-    let detail = state.store.delivery(id).await?;
+    let detail = state.store.delivery(id.clone()).await?;
     let detail = detail.ok_or_else(|| ApiError::NotFound(format!("delivery {id}")))?;
     Ok(axum::Json(detail).into_response())
 }
 
-async fn replay(state: &AppState, id: Option<i64>) -> Result<Response, ApiError> {
+async fn replay(state: &AppState, id: Option<DeliveryId>) -> Result<Response, ApiError> {
     let n = state.store.replay(id).await?;
     state.wake_dispatcher();
     Ok(axum::Json(serde_json::json!({ "replayed": n })).into_response())
@@ -93,7 +95,7 @@ async fn replay(state: &AppState, id: Option<i64>) -> Result<Response, ApiError>
 pub(super) async fn dlq_replay_one(
     _: Admin,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    Path(id): Path<DeliveryId>,
 ) -> Result<Response, ApiError> {
     replay(&state, Some(id)).await
 }
@@ -152,7 +154,7 @@ pub(super) async fn events_list(
     let limit = page_size(q.limit)?;
     let filter = EventFilter { kind: q.kind.as_deref(), source: q.source.as_deref(), before: q.before };
     let found = state.store.events(filter, limit).await?;
-    let cursor = found.last().map(|(position, _)| *position);
+    let cursor = found.last().map(|(position, _)| position.to_string());
     let events: Vec<_> = found.into_iter().map(|(_, e)| e).collect();
     Ok(page(&events, cursor, limit, "/v1/events", &[("kind", &q.kind), ("source", &q.source)]))
 }

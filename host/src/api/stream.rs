@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
-use crate::store::{EventStore, EventSummary};
+use crate::store::{EventLog, EventSummary};
 
 /// Flips to `true` when the server starts shutting down, so that open streams end and the
 /// graceful shutdown does not wait for them.
@@ -31,7 +31,7 @@ pub struct Closing(pub watch::Receiver<bool>);
 const BATCH: usize = 100;
 
 struct Follower {
-    store: Arc<dyn EventStore>,
+    store: Arc<dyn EventLog>,
     commits: watch::Receiver<u64>,
     closing: Option<watch::Receiver<bool>>,
     after: i64,

@@ -8,7 +8,7 @@ use clap::Args;
 use plugboard::HostBuilder;
 use plugboard::config::Config;
 use plugboard::egress::calls::{CallFilter, CallLog};
-use plugboard::store::{SqliteCallLog, SqliteStore};
+use plugboard::store::{DeliveryId, SqliteCallLog, SqliteStore};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -119,7 +119,7 @@ pub enum DlqCommand {
         #[command(flatten)]
         config: ConfigArgs,
         /// The delivery's id (from `dlq list`).
-        id: i64,
+        id: String,
     },
     /// Put dead letters back in the queue (they keep their event ids).
     Replay {
@@ -127,7 +127,7 @@ pub enum DlqCommand {
         config: ConfigArgs,
         /// The delivery to replay; every dead letter with --all.
         #[arg(long, conflicts_with = "all", required_unless_present = "all")]
-        id: Option<i64>,
+        id: Option<String>,
         /// Replay every dead letter.
         #[arg(long)]
         all: bool,
@@ -166,7 +166,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             let store = open_store(&config)?;
             let mut dead = Vec::new();
             loop {
-                let before = dead.last().map(|d: &plugboard::store::DeliveryRecord| d.id);
+                let before = dead.last().map(|d: &plugboard::store::DeliveryRecord| &d.id);
                 let page = store.deliveries_before(plugboard::store::DeliveryStatus::Dead, before, 1_000)?;
                 let full = page.len() == 1_000;
                 dead.extend(page);
@@ -182,7 +182,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
                 for d in dead {
                     say!(
                         "{:>6}  event {}  route {} -> {}  after {} attempts: {}",
-                        d.id,
+                        d.id.as_str(),
                         d.event_id,
                         d.route,
                         d.target,
@@ -193,11 +193,14 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             }
         }
         DlqCommand::Show { config, id } => {
-            let detail = open_store(&config)?.delivery(id)?.with_context(|| format!("no delivery {id}"))?;
+            let detail = open_store(&config)?
+                .delivery(&DeliveryId::new(id.as_str()))?
+                .with_context(|| format!("no delivery {}", plugboard::printable(&id)))?;
             say!("{}", serde_json::to_string_pretty(&detail)?);
         }
         DlqCommand::Replay { config, id, all } => {
-            let n = open_store_for_writing(&config)?.replay(if all { None } else { id }).await?;
+            let id = if all { None } else { id.map(DeliveryId::new) };
+            let n = open_store_for_writing(&config)?.replay(id.as_ref()).await?;
             say!("replayed {n} dead letter(s)");
         }
     }

@@ -19,7 +19,7 @@ use crate::cidr::Cidr;
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::pipeline::Routes;
 use crate::rate_limit::Bucket;
-use crate::store::{Append, Appended, EventStore, StoreError};
+use crate::store::{Append, Appended, EventLog, StoreError};
 use crate::types::{Error as WitError, WebhookRequest};
 use crate::{Host, InvokeError};
 
@@ -41,7 +41,7 @@ pub struct Webhooks {
     /// The plugin host.
     pub host: Host,
     /// The event log.
-    pub store: Arc<dyn EventStore>,
+    pub store: Arc<dyn EventLog>,
     /// The instances that receive webhooks, with their checks.
     pub endpoints: BTreeMap<String, Endpoint>,
     /// The longest a connector may take over one webhook.

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::pipeline::Routes;
 use crate::runtime::clock::now_ms;
-use crate::store::{Attempt, DueDelivery, EventStore, Outcome, QueuedDelivery};
+use crate::store::{Attempt, Claimed, DeliveryId, DeliveryQueue, Outcome, QueuedDelivery};
 use crate::types::{Error as WitError, Event};
 use crate::{Host, InvokeError};
 
@@ -60,7 +60,7 @@ impl Dispatcher {
     /// Starts dispatching with at most `concurrency` deliveries at once.
     pub fn spawn(
         host: Host,
-        store: Arc<dyn EventStore>,
+        store: Arc<dyn DeliveryQueue>,
         routes: Arc<Routes>,
         policy: RetryPolicy,
         concurrency: usize,
@@ -71,7 +71,7 @@ impl Dispatcher {
     /// Like [`Dispatcher::spawn`], also sending async jobs' completion callbacks.
     pub fn spawn_with_callbacks(
         host: Host,
-        store: Arc<dyn EventStore>,
+        store: Arc<dyn DeliveryQueue>,
         routes: Arc<Routes>,
         policy: RetryPolicy,
         concurrency: usize,
@@ -82,48 +82,21 @@ impl Dispatcher {
         let wake = notify.clone();
         let task = tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-            let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
-            // Attempts that ran but whose outcome could not be stored: the store still shows
-            // the count before them, so they are counted here until an outcome is stored (a
-            // store that keeps failing then ends the delivery instead of re-running it forever).
-            let unrecorded: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+            // What this dispatcher runs now: by delivery (never claimed twice here, whatever
+            // the lease) and by route (each route's own concurrency limit).
+            let running: Arc<Mutex<Running>> = Arc::default();
             let lineages: Arc<Lineages> = Arc::default();
-            let per_route: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
             loop {
                 let free = slots.available_permits();
-                let due = if free == 0 {
-                    Vec::new()
+                let claimed = if free == 0 {
+                    Ok(Vec::new())
                 } else {
-                    let taken = busy.lock().map(|b| b.clone()).unwrap_or_default();
-                    let mut due = store.due(now_ms(), free * 4, &taken).await.unwrap_or_else(|e| {
-                        tracing::error!("reading due deliveries: {e}");
-                        Vec::new()
-                    });
-                    // Respect each route's own concurrency limit.
-                    if let Ok(running) = per_route.lock() {
-                        let mut counted = running.clone();
-                        due.retain(|d| {
-                            let n = counted.entry(d.route.clone()).or_default();
-                            let ok = routes.concurrency(&d.route).is_none_or(|limit| *n < limit);
-                            if ok {
-                                *n += 1;
-                            }
-                            ok
-                        });
-                    }
-                    due.truncate(free);
-                    due
+                    let snapshot = running.lock().map(|r| r.clone()).unwrap_or_default();
+                    let mut admit = admit(snapshot, &routes);
+                    store.claim(now_ms(), free, LEASE, &mut admit).await
                 };
-                let mut due = due;
-                if let Ok(unrecorded) = unrecorded.lock() {
-                    for d in &mut due {
-                        if let Some(ran) = unrecorded.get(&d.id) {
-                            d.attempts = d.attempts.max(*ran);
-                        }
-                    }
-                }
-                let due = match claim(&store, &policy, due).await {
-                    Ok(due) => due,
+                let claimed = match claimed {
+                    Ok(claimed) => claimed,
                     Err(e) => {
                         // Nothing runs unclaimed: the deliveries stay due for a later round.
                         host.metrics().add("plugboard_store_errors_total", &[("operation", "claim")], 1);
@@ -132,34 +105,37 @@ impl Dispatcher {
                         continue;
                     }
                 };
-                if due.is_empty() {
+                let runnable = match end_poisoned(store.as_ref(), &policy, claimed).await {
+                    Ok(runnable) => runnable,
+                    Err(e) => {
+                        host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);
+                        tracing::error!("dead-lettering deliveries that never finished: {e}");
+                        tokio::time::sleep(CLAIM_FAILURE_PAUSE).await;
+                        continue;
+                    }
+                };
+                if runnable.is_empty() {
                     // New work wakes us; retries come due on their own, so look again soon.
                     let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
                     continue;
                 }
-                for delivery in due {
+                for delivery in runnable {
                     let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                    if let Ok(mut b) = busy.lock() {
-                        b.insert(delivery.id);
-                    }
-                    if let Ok(mut r) = per_route.lock() {
-                        *r.entry(delivery.route.clone()).or_default() += 1;
+                    if let Ok(mut r) = running.lock() {
+                        r.start(&delivery);
                     }
                     let callbacks = callbacks.clone();
-                    let unrecorded = unrecorded.clone();
                     let lineages = lineages.clone();
-                    let (host, store, routes, policy, busy, per_route, wake) = (
+                    let (host, store, routes, policy, running, wake) = (
                         host.clone(),
                         store.clone(),
                         routes.clone(),
                         policy.clone(),
-                        busy.clone(),
-                        per_route.clone(),
+                        running.clone(),
                         wake.clone(),
                     );
                     tokio::spawn(async move {
-                        let (id, route, attempt) =
-                            (delivery.id, delivery.route.clone(), delivery.attempts + 1);
+                        let (id, route) = (delivery.id.clone(), delivery.route.clone());
                         let recorded = deliver(
                             &host,
                             store.as_ref(),
@@ -170,27 +146,18 @@ impl Dispatcher {
                             delivery,
                         )
                         .await;
-                        if let Ok(mut r) = per_route.lock()
-                            && let Some(n) = r.get_mut(&route)
-                        {
-                            *n = n.saturating_sub(1);
-                        }
                         drop(permit);
-                        if let Ok(mut unrecorded) = unrecorded.lock() {
-                            if recorded {
-                                unrecorded.remove(&id);
-                            } else {
-                                unrecorded.insert(id, attempt);
-                            }
-                        }
                         if !recorded {
                             // Its outcome is not stored, so it is still due: running it again at
-                            // once would repeat its side effects in a tight loop. It stays busy
-                            // (not run) for a while; its attempt is counted by its claim.
-                            tokio::time::sleep(RECORD_FAILURE_PAUSE).await;
+                            // once would repeat its side effects in a tight loop. It goes back to
+                            // the queue unclaimable for a while, its attempt counted.
+                            let later = now_ms().saturating_add(RECORD_FAILURE_PAUSE.as_millis() as u64);
+                            if let Err(e) = store.release(id.clone(), later).await {
+                                tracing::error!(delivery = %id, "releasing a delivery: {e}");
+                            }
                         }
-                        if let Ok(mut b) = busy.lock() {
-                            b.remove(&id);
+                        if let Ok(mut r) = running.lock() {
+                            r.finish(&id, &route);
                         }
                         wake.notify_one();
                     });
@@ -206,31 +173,69 @@ impl Dispatcher {
     }
 }
 
-/// Before deliveries run: each one whose last attempt never recorded an outcome although the
-/// policy allowed no more (the process died running it, every time) becomes a dead letter; the
-/// rest are claimed (their attempt counted before they run) and returned. If the claim cannot
-/// be written, none runs: they stay due.
-async fn claim(
-    store: &Arc<dyn EventStore>,
+/// How long a claim leases a delivery. The dispatcher settles or releases every delivery it
+/// claims and never claims one it is running, so the lease only ends on its own when the
+/// claimer died: then the delivery comes due again after it.
+pub const LEASE: Duration = Duration::from_secs(300);
+
+/// The deliveries one dispatcher runs now.
+#[derive(Debug, Default, Clone)]
+struct Running {
+    deliveries: HashSet<DeliveryId>,
+    per_route: HashMap<String, usize>,
+}
+
+impl Running {
+    fn start(&mut self, d: &Claimed) {
+        self.deliveries.insert(d.id.clone());
+        *self.per_route.entry(d.route.clone()).or_default() += 1;
+    }
+
+    fn finish(&mut self, id: &DeliveryId, route: &str) {
+        self.deliveries.remove(id);
+        if let Some(n) = self.per_route.get_mut(route) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// Which deliveries a claim may take, given what runs now: none already running here, and
+/// no more per route than the route's concurrency limit (counting those this claim takes).
+fn admit(mut running: Running, routes: &Routes) -> impl FnMut(&Claimed) -> bool + Send + '_ {
+    move |d: &Claimed| {
+        if running.deliveries.contains(&d.id) {
+            return false;
+        }
+        let n = running.per_route.entry(d.route.clone()).or_default();
+        let ok = routes.concurrency(&d.route).is_none_or(|limit| *n < limit);
+        if ok {
+            *n += 1;
+        }
+        ok
+    }
+}
+
+/// Before deliveries run: each claimed one whose previous attempt never recorded an outcome
+/// although the policy allowed no more (the process died running it, every time) becomes a
+/// dead letter; the rest are returned to run.
+async fn end_poisoned(
+    store: &dyn DeliveryQueue,
     policy: &RetryPolicy,
-    due: Vec<DueDelivery>,
-) -> Result<Vec<DueDelivery>, crate::store::StoreError> {
+    claimed: Vec<Claimed>,
+) -> Result<Vec<Claimed>, crate::store::StoreError> {
     let (poison, runnable): (Vec<_>, Vec<_>) =
-        due.into_iter().partition(|d| d.attempts > 0 && policy.delay(d.attempts).is_none());
+        claimed.into_iter().partition(|d| d.attempt > 1 && policy.delay(d.attempt - 1).is_none());
     for d in poison {
+        let used = d.attempt - 1;
         let error = format!(
-            "attempt {} never finished (the host stopped while running it) and no attempts are left",
-            d.attempts
+            "attempt {used} never finished (the host stopped while running it) and no attempts are left"
         );
-        tracing::error!(event = %d.event.id, instance = %d.target, route = %d.route, attempt = d.attempts, "dead letter: {error}");
-        let attempt = Attempt { number: d.attempts, duration_us: 0, handler: None };
+        tracing::error!(event = %d.event.id, instance = %d.target, route = %d.route, attempt = used, "dead letter: {error}");
+        let attempt = Attempt { number: used, duration_us: 0, handler: None };
         let outcome = Outcome::Dead { error, events: Vec::new(), deliveries: Vec::new() };
         // A store that cannot take it cannot take the others' outcomes either: the dispatcher
         // pauses instead of trying again at once.
-        store.record(d.id, attempt, outcome).await?;
-    }
-    if !runnable.is_empty() {
-        store.claim(runnable.iter().map(|d| (d.id, d.attempts + 1)).collect()).await?;
+        store.settle(d.id, attempt, outcome).await?;
     }
     Ok(runnable)
 }
@@ -310,12 +315,12 @@ fn hops(event: &Event) -> u32 {
 
 pub use crate::capabilities::emit::{CALLBACK_URL, CAUSED_BY};
 
-/// The route name of async jobs, and of their completion callbacks.
-pub const JOB_ROUTE: &str = "job";
+/// The route name of async jobs (the store reads a job's state from its delivery on it).
+pub use crate::store::JOB_ROUTE;
 
 /// The source of job requests and completions (an instance id no plugin may take).
 pub const JOBS_SOURCE: &str = "jobs";
-/// See [`JOB_ROUTE`].
+/// The route name of async jobs' completion callbacks.
 pub const CALLBACK_ROUTE: &str = "job-callback";
 
 /// How job completion callbacks are sent: signed per Standard Webhooks, only to the
@@ -426,7 +431,7 @@ async fn send_callback(callbacks: Option<&Callbacks>, url: &str, event: &Event) 
 
 /// A job's completion notice and its callback delivery, when the job asked for one.
 fn completion(
-    d: &DueDelivery,
+    d: &Claimed,
     status: &str,
     output: Option<&str>,
     error: Option<&str>,
@@ -456,14 +461,14 @@ fn completion(
 /// Runs one delivery and stores its outcome; answers whether the outcome was stored.
 async fn deliver(
     host: &Host,
-    store: &dyn EventStore,
+    store: &dyn DeliveryQueue,
     routes: &Routes,
     policy: &RetryPolicy,
     callbacks: Option<&Callbacks>,
     lineages: &Lineages,
-    d: DueDelivery,
+    d: Claimed,
 ) -> bool {
-    let attempt = d.attempts + 1;
+    let attempt = d.attempt;
     let started = Instant::now();
     // The build that ran: from the invocation when it finished, else the one loaded now.
     let mut handler = host.plugin(&d.target).map(|p| p.handler());
@@ -570,12 +575,12 @@ async fn deliver(
         metrics.add("plugboard_events_stored_total", &[("source", &d.target)], produced);
     }
     let attempt = Attempt { number: attempt, duration_us: took.as_micros() as u64, handler };
-    match store.record(d.id, attempt, outcome).await {
+    match store.settle(d.id.clone(), attempt, outcome).await {
         Ok(()) => true,
         Err(e) => {
             host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);
             tracing::error!(
-                delivery = d.id,
+                delivery = %d.id,
                 "recording a delivery outcome: {e}; it runs again in {RECORD_FAILURE_PAUSE:?}"
             );
             false

@@ -3,96 +3,16 @@
 //! column). What `GET /v1/events/{id}` and the demo show.
 
 use rusqlite::{Connection, params};
-use serde::Serialize;
 
 use super::SqliteStore;
 use super::queries::delivery_from_row;
-use crate::store::{AttemptRecord, DeliveryStatus, EventFilter, StoreError};
+use crate::{
+    EventFilter, EventSummary, EventTrace, MinuteStats, PAYLOAD_PREVIEW_BYTES, PayloadPreview, StoreError,
+    TracedDelivery,
+};
 
 /// How many hops a trace follows.
 const MAX_DEPTH: usize = 8;
-
-/// A stored event, as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EventSummary {
-    /// Its id.
-    pub id: String,
-    /// The instance that produced it.
-    pub source: String,
-    /// Its kind.
-    pub kind: String,
-    /// When it was stored, ms since the Unix epoch.
-    pub stored_at_ms: u64,
-    /// Its attributes.
-    pub attributes: Vec<(String, String)>,
-    /// The event whose delivery produced it, if any.
-    pub caused_by: Option<String>,
-}
-
-/// One delivery of a traced event, with its attempts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TracedDelivery {
-    /// The delivery's id.
-    pub id: i64,
-    /// The route.
-    pub route: String,
-    /// The target instance.
-    pub target: String,
-    /// The action invoked (`handle` when absent).
-    pub action: Option<String>,
-    /// Where it stands.
-    pub status: DeliveryStatus,
-    /// Every attempt, oldest first.
-    pub attempts: Vec<AttemptRecord>,
-    /// What the action answered, when it succeeded.
-    pub output: Option<String>,
-    /// The events this delivery produced, each traced in turn.
-    pub produced: Vec<EventTrace>,
-}
-
-/// An event and everything that happened because of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EventTrace {
-    /// The event.
-    pub event: EventSummary,
-    /// The traced event's payload (not the produced events'), as operators read it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<PayloadPreview>,
-    /// Its deliveries.
-    pub deliveries: Vec<TracedDelivery>,
-}
-
-/// The most payload bytes a trace shows; the whole payload is at `GET /v1/events/{id}/payload`
-/// and `plugboard events show --raw`.
-pub const PAYLOAD_PREVIEW_BYTES: usize = 16 << 10;
-
-/// An event's payload as text an operator can read safely: the first
-/// [`PAYLOAD_PREVIEW_BYTES`], decoded as UTF-8 (invalid bytes replaced), control characters
-/// written out as `\u{..}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PayloadPreview {
-    /// Its content type, as the producer said.
-    pub content_type: String,
-    /// Its size in bytes.
-    pub bytes: usize,
-    /// The text shown.
-    pub text: String,
-    /// Whether `text` shows only the start.
-    pub truncated: bool,
-}
-
-impl PayloadPreview {
-    /// The preview of `payload`.
-    pub fn of(content_type: &str, payload: &[u8]) -> Self {
-        let shown = &payload[..payload.len().min(PAYLOAD_PREVIEW_BYTES)];
-        PayloadPreview {
-            content_type: crate::runtime::printable(content_type),
-            bytes: payload.len(),
-            text: crate::runtime::printable(&String::from_utf8_lossy(shown)),
-            truncated: shown.len() < payload.len(),
-        }
-    }
-}
 
 fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
     let attributes: String = r.get(4)?;
@@ -132,12 +52,12 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
         "SELECT id, event_id, route, target, status, attempts, last_error, action, output \
          FROM delivery_queue WHERE event_id = ?1 ORDER BY id",
     )?;
-    let heads: Vec<(super::DeliveryRecord, Option<String>, Option<String>)> = stmt
-        .query_map(params![id], |r| Ok((delivery_from_row(r)?, r.get(7)?, r.get(8)?)))?
+    let heads: Vec<(i64, crate::DeliveryRecord, Option<String>, Option<String>)> = stmt
+        .query_map(params![id], |r| Ok((r.get(0)?, delivery_from_row(r)?, r.get(7)?, r.get(8)?)))?
         .collect::<Result<_, _>>()?;
     let mut deliveries = Vec::with_capacity(heads.len());
-    for (d, action, output) in heads {
-        let attempts = super::queries::attempts(conn, d.id)?;
+    for (row, d, action, output) in heads {
+        let attempts = super::queries::attempts(conn, row)?;
         deliveries.push(TracedDelivery {
             id: d.id,
             route: d.route,
@@ -165,23 +85,6 @@ fn trace(conn: &Connection, id: &str, depth: usize) -> rusqlite::Result<Option<E
         }
     }
     Ok(Some(EventTrace { event, payload, deliveries }))
-}
-
-/// One minute of activity, for the dashboard's charts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MinuteStats {
-    /// The minute's start, ms since the Unix epoch.
-    pub minute_ms: u64,
-    /// Events stored.
-    pub events: u64,
-    /// Delivery attempts.
-    pub attempts: u64,
-    /// Attempts that failed (retried or dead).
-    pub failures: u64,
-    /// Mean attempt duration, ms.
-    pub mean_ms: f64,
-    /// Longest attempt, ms.
-    pub max_ms: f64,
 }
 
 impl SqliteStore {
@@ -221,7 +124,7 @@ impl SqliteStore {
         Ok(trace(&conn, id, 0)?)
     }
 
-    /// A page of events, newest first, each with its position: see [`EventStore::events`].
+    /// A page of events, newest first, each with its position: see [`crate::ReadModel::events`].
     pub fn events(
         &self,
         filter: EventFilter<'_>,
@@ -255,22 +158,5 @@ impl SqliteStore {
     pub fn last_position(&self) -> Result<i64, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_payload_preview_is_capped_and_escaped() {
-        let mut payload = b"\x1b]0;owned\x07".to_vec();
-        payload.extend(vec![b'x'; 20 << 10]);
-        let preview = PayloadPreview::of("text/plain\r", &payload);
-        assert!(preview.truncated);
-        assert_eq!(preview.bytes, payload.len());
-        assert!(preview.text.starts_with("\\u{1b}]0;owned\\u{7}"), "{}", &preview.text[..40]);
-        assert!(preview.text.len() < PAYLOAD_PREVIEW_BYTES + 64);
-        assert_eq!(preview.content_type, "text/plain\\u{d}");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
 
-use crate::egress::calls::{CallFilter, CallLog, CallRecord};
+use plugboard_runtime::egress::calls::{CallFilter, CallLog, CallRecord};
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;

@@ -7,8 +7,8 @@ use std::sync::mpsc;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use crate::store::{Append, Appended, Attempt, Outcome, QueuedDelivery, Retention, StoreError, Swept};
-use crate::types::Event;
+use crate::{Append, Appended, Attempt, Outcome, QueuedDelivery, Retention, StoreError, Swept};
+use plugboard_runtime::types::Event;
 
 pub(super) enum Work {
     Append(Append, oneshot::Sender<Result<Appended, StoreError>>),
@@ -214,8 +214,11 @@ fn insert_events(
     )?;
     for e in events {
         let attributes = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "[]".into());
-        let caused_by =
-            e.attributes.iter().find(|(k, _)| k == crate::capabilities::emit::CAUSED_BY).map(|(_, v)| v);
+        let caused_by = e
+            .attributes
+            .iter()
+            .find(|(k, _)| k == plugboard_runtime::capabilities::emit::CAUSED_BY)
+            .map(|(_, v)| v);
         insert.execute(params![
             e.id,
             e.source,

@@ -20,22 +20,21 @@ pub use calls::SqliteCallLog;
 pub use kv::SqliteKv;
 pub use schema::SCHEMA_VERSION;
 pub(crate) use schema::connect;
-pub use trace::{
-    EventSummary, EventTrace, MinuteStats, PAYLOAD_PREVIEW_BYTES, PayloadPreview, TracedDelivery,
-};
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{
-    Append, Appended, Attempt, DeliveryDetail, DeliveryRecord, DeliveryStatus, DueDelivery, EventFilter,
-    EventStore, JobRecord, Outcome, QueueStats, Retention, StoreError, StoreFuture, Swept,
+    Admit, Append, Appended, Attempt, Claimed, DeliveryDetail, DeliveryId, DeliveryQueue, DeliveryRecord,
+    DeliveryStatus, EventFilter, EventLog, EventSummary, EventTrace, JobRecord, MinuteStats, Outcome,
+    QueueStats, ReadModel, Retention, StoreError, StoreFuture, Swept,
 };
 use schema::open;
 
@@ -66,79 +65,25 @@ impl From<rusqlite::Error> for StoreError {
 }
 use writer::{Job, Work, count_unfinished, writer_loop};
 
-impl EventStore for SqliteStore {
+/// The row of delivery `id`: `None` for an id this backend did not make (only the canonical
+/// spelling of a row number is one).
+pub(super) fn rowid(id: &DeliveryId) -> Option<i64> {
+    let row: i64 = id.as_str().parse().ok()?;
+    (row.to_string() == id.as_str()).then_some(row)
+}
+
+/// The id of the delivery in row `row`.
+pub(super) fn delivery_id(row: i64) -> DeliveryId {
+    DeliveryId::new(row.to_string())
+}
+
+impl EventLog for SqliteStore {
     fn append(&self, append: Append) -> StoreFuture<'_, Appended> {
         Box::pin(SqliteStore::append(self, append))
     }
 
-    fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
-        Box::pin(SqliteStore::record(self, delivery, attempt, outcome))
-    }
-
-    fn replay(&self, delivery: Option<i64>) -> StoreFuture<'_, u64> {
-        Box::pin(SqliteStore::replay(self, delivery))
-    }
-
-    fn due<'a>(
-        &'a self,
-        now_ms: u64,
-        limit: usize,
-        busy: &'a HashSet<i64>,
-    ) -> StoreFuture<'a, Vec<DueDelivery>> {
-        Box::pin(std::future::ready(SqliteStore::due(self, now_ms, limit, busy)))
-    }
-
-    fn job<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
-        Box::pin(std::future::ready(SqliteStore::job(self, id)))
-    }
-
-    fn deliveries(
-        &self,
-        status: DeliveryStatus,
-        before: Option<i64>,
-        limit: usize,
-    ) -> StoreFuture<'_, Vec<DeliveryRecord>> {
-        Box::pin(std::future::ready(SqliteStore::deliveries_before(self, status, before, limit)))
-    }
-
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(std::future::ready(SqliteStore::is_duplicate(self, instance, delivery_id)))
-    }
-
-    fn delivery(&self, id: i64) -> StoreFuture<'_, Option<DeliveryDetail>> {
-        Box::pin(std::future::ready(SqliteStore::delivery(self, id)))
-    }
-
-    fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>> {
-        Box::pin(std::future::ready(SqliteStore::trace(self, id)))
-    }
-
-    fn payload<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(String, Vec<u8>)>> {
-        Box::pin(std::future::ready(SqliteStore::payload(self, id)))
-    }
-
-    fn writable(&self) -> bool {
-        SqliteStore::writable(self)
-    }
-
-    fn claim(&self, claims: Vec<(i64, u32)>) -> StoreFuture<'_, ()> {
-        Box::pin(std::future::ready(SqliteStore::claim(self, &claims)))
-    }
-
-    fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
-        Box::pin(std::future::ready(SqliteStore::queue_stats(self, now_ms)))
-    }
-
-    fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>> {
-        Box::pin(std::future::ready(SqliteStore::stats(self, since_ms)))
-    }
-
-    fn events<'a>(
-        &'a self,
-        filter: EventFilter<'a>,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(i64, EventSummary)>> {
-        Box::pin(std::future::ready(SqliteStore::events(self, filter, limit)))
     }
 
     fn events_after(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<(i64, EventSummary)>> {
@@ -152,6 +97,91 @@ impl EventStore for SqliteStore {
     fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.subscribe()
     }
+
+    fn writable(&self) -> bool {
+        SqliteStore::writable(self)
+    }
+}
+
+impl DeliveryQueue for SqliteStore {
+    fn claim<'a>(
+        &'a self,
+        now_ms: u64,
+        limit: usize,
+        lease: Duration,
+        admit: &'a mut Admit<'a>,
+    ) -> StoreFuture<'a, Vec<Claimed>> {
+        Box::pin(std::future::ready(SqliteStore::claim(self, now_ms, limit, lease, admit)))
+    }
+
+    fn settle(&self, delivery: DeliveryId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
+        Box::pin(async move { SqliteStore::settle(self, &delivery, attempt, outcome).await })
+    }
+
+    fn release(&self, delivery: DeliveryId, not_before_ms: u64) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(SqliteStore::release(self, &delivery, not_before_ms)))
+    }
+
+    fn replay(&self, delivery: Option<DeliveryId>) -> StoreFuture<'_, u64> {
+        Box::pin(async move { SqliteStore::replay(self, delivery.as_ref()).await })
+    }
+
+    fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
+        Box::pin(std::future::ready(SqliteStore::queue_stats(self, now_ms)))
+    }
+}
+
+// SQLite reads are answered inline: with WAL they do not wait for the writer, and they take
+// microseconds, less than handing them to another thread would.
+impl ReadModel for SqliteStore {
+    fn events<'a>(
+        &'a self,
+        filter: EventFilter<'a>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(i64, EventSummary)>> {
+        Box::pin(std::future::ready(SqliteStore::events(self, filter, limit)))
+    }
+
+    fn payload<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(String, Vec<u8>)>> {
+        Box::pin(std::future::ready(SqliteStore::payload(self, id)))
+    }
+
+    fn trace<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<EventTrace>> {
+        Box::pin(std::future::ready(SqliteStore::trace(self, id)))
+    }
+
+    fn deliveries(
+        &self,
+        status: DeliveryStatus,
+        before: Option<DeliveryId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<DeliveryRecord>> {
+        Box::pin(std::future::ready(SqliteStore::deliveries_before(self, status, before.as_ref(), limit)))
+    }
+
+    fn delivery(&self, id: DeliveryId) -> StoreFuture<'_, Option<DeliveryDetail>> {
+        Box::pin(std::future::ready(SqliteStore::delivery(self, &id)))
+    }
+
+    fn job<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
+        Box::pin(std::future::ready(SqliteStore::job(self, id)))
+    }
+
+    fn stats(&self, since_ms: u64) -> StoreFuture<'_, Vec<MinuteStats>> {
+        Box::pin(std::future::ready(SqliteStore::stats(self, since_ms)))
+    }
+}
+
+/// A claimed delivery's lease, kept by the process that runs this store's deliveries (the one
+/// holding the claim journal): its leases end with it, which is what a lease's expiry means on
+/// one node.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    /// The attempt the claim counted (kept after the lease ends, until an outcome is stored,
+    /// so that a delivery whose outcome could not be stored does not get that attempt back).
+    attempt: u32,
+    /// Nobody claims it again before this.
+    until_ms: u64,
 }
 
 /// The embedded event log.
@@ -164,6 +194,8 @@ pub struct SqliteStore {
     writer_alive: Arc<AtomicBool>,
     /// Which attempts are running (see [`claims`]); `None` when opened without deliveries.
     claims: Mutex<Option<claims::ClaimJournal>>,
+    /// Claimed deliveries not settled yet, by row.
+    leases: Mutex<HashMap<i64, Lease>>,
 }
 
 /// Clears the writer's liveness flag however the writer thread ends, panics included.
@@ -187,7 +219,7 @@ impl SqliteStore {
         let reader = open(path)?;
         // Attempts that were running when the process died count, before anything runs again.
         if !unfinished.is_empty() {
-            count_unfinished(&mut writer_conn, &unfinished, crate::runtime::clock::now_ms())?;
+            count_unfinished(&mut writer_conn, &unfinished, plugboard_runtime::clock::now_ms())?;
             tracing::warn!(
                 deliveries = unfinished.len(),
                 "counted the attempts that were running when the process stopped"
@@ -227,6 +259,7 @@ impl SqliteStore {
             commits,
             writer_alive,
             claims,
+            leases: Mutex::default(),
         })
     }
 
@@ -253,6 +286,7 @@ impl SqliteStore {
             commits: Arc::new(tokio::sync::watch::Sender::new(0)),
             writer_alive: Arc::new(AtomicBool::new(false)),
             claims: Mutex::new(None),
+            leases: Mutex::default(),
         })
     }
 
@@ -270,7 +304,7 @@ impl SqliteStore {
     }
 
     fn submit(&self, work: Work) -> Result<(), StoreError> {
-        let job = Job { work, now_ms: crate::runtime::clock::now_ms() };
+        let job = Job { work, now_ms: plugboard_runtime::clock::now_ms() };
         let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
         writer.as_ref().ok_or(StoreError::Closed)?.send(job).map_err(|_| StoreError::Closed)
     }
@@ -282,32 +316,84 @@ impl SqliteStore {
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Records the outcome of attempt number `attempt` of `delivery`, durably.
-    pub async fn record(&self, delivery: i64, attempt: Attempt, outcome: Outcome) -> Result<(), StoreError> {
+    /// Settles `attempt` of the claimed `delivery` with `outcome`, durably, and ends its lease.
+    pub async fn settle(
+        &self,
+        delivery: &DeliveryId,
+        attempt: Attempt,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        let row = rowid(delivery).ok_or_else(|| StoreError::Failed(format!("no delivery {delivery}")))?;
         let (done, wait) = oneshot::channel();
-        self.submit(Work::Outcome { delivery, attempt, outcome, done })?;
+        self.submit(Work::Outcome { delivery: row, attempt, outcome, done })?;
         wait.await.map_err(|_| StoreError::Closed)??;
+        if let Ok(mut leases) = self.leases.lock() {
+            leases.remove(&row);
+        }
         // Best effort: a claim left in the journal counts, at the next start, the attempt the
         // outcome just stored (attempts are set to the larger of the two), so nothing is lost.
         let done = self
             .claims
             .lock()
             .map_err(|_| StoreError::Closed)
-            .and_then(|mut journal| Ok(journal.as_mut().map(|j| j.done(delivery)).transpose()?));
+            .and_then(|mut journal| Ok(journal.as_mut().map(|j| j.done(row)).transpose()?));
         if let Err(e) = done {
-            tracing::warn!(delivery, "claim journal: {e}");
+            tracing::warn!(delivery = row, "claim journal: {e}");
         }
         Ok(())
     }
 
-    /// Counts attempt `n` of each `(delivery, n)` before it runs: if the process dies while
-    /// running it, the attempt still counts at the next start, so a delivery that kills the host
-    /// ends as a dead letter instead of looping. Written to the claim journal next to the store
-    /// file (see [`claims`]), which survives the process dying, not a power loss.
-    pub fn claim(&self, claims: &[(i64, u32)]) -> Result<(), StoreError> {
-        let mut journal = self.claims.lock().map_err(|_| StoreError::Closed)?;
-        let journal = journal.as_mut().ok_or(StoreError::JournalHeld)?;
-        Ok(journal.claim(claims)?)
+    /// Claims up to `limit` deliveries due at `now_ms` for `lease` (see
+    /// [`DeliveryQueue::claim`]). Each claimed attempt is written to the claim journal before
+    /// the claim answers: if the process dies while running it, the attempt still counts at
+    /// the next start, so a delivery that kills the host ends as a dead letter instead of
+    /// looping. The journal survives the process dying, not a power loss (see [`claims`]).
+    pub fn claim(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: Duration,
+        admit: &mut Admit<'_>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut leases = self.leases.lock().map_err(|_| StoreError::Closed)?;
+        let held = leases.values().filter(|l| l.until_ms > now_ms).count();
+        let mut taken = Vec::new();
+        for (row, mut claimed) in self.due_rows(now_ms, limit.saturating_add(held))? {
+            if taken.len() == limit {
+                break;
+            }
+            if let Some(l) = leases.get(&row) {
+                if l.until_ms > now_ms {
+                    continue;
+                }
+                claimed.attempt = claimed.attempt.max(l.attempt + 1);
+            }
+            if admit(&claimed) {
+                taken.push((row, claimed));
+            }
+        }
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        let counted: Vec<(i64, u32)> = taken.iter().map(|(row, c)| (*row, c.attempt)).collect();
+        {
+            let mut journal = self.claims.lock().map_err(|_| StoreError::Closed)?;
+            journal.as_mut().ok_or(StoreError::JournalHeld)?.claim(&counted)?;
+        }
+        let until_ms = now_ms.saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
+        for (row, attempt) in counted {
+            leases.insert(row, Lease { attempt, until_ms });
+        }
+        Ok(taken.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Gives back a claimed delivery unsettled: nobody claims it before `not_before_ms`.
+    pub fn release(&self, delivery: &DeliveryId, not_before_ms: u64) -> Result<(), StoreError> {
+        let mut leases = self.leases.lock().map_err(|_| StoreError::Closed)?;
+        if let Some(lease) = rowid(delivery).and_then(|row| leases.get_mut(&row)) {
+            lease.until_ms = not_before_ms;
+        }
+        Ok(())
     }
 
     /// Deletes one chunk of history past `retention` (see [`Retention`]); answers what went.
@@ -319,7 +405,12 @@ impl SqliteStore {
 
     /// Puts dead letters back in the queue (one, or all with `None`), keeping their event ids;
     /// answers how many.
-    pub async fn replay(&self, delivery: Option<i64>) -> Result<u64, StoreError> {
+    pub async fn replay(&self, delivery: Option<&DeliveryId>) -> Result<u64, StoreError> {
+        let delivery = match delivery.map(rowid) {
+            None => None,
+            Some(None) => return Ok(0),
+            Some(Some(row)) => Some(row),
+        };
         let (done, wait) = oneshot::channel();
         self.submit(Work::Replay { delivery, done })?;
         wait.await.map_err(|_| StoreError::Closed)?
@@ -354,8 +445,8 @@ mod tests {
 
     use super::schema::MIGRATIONS;
     use super::*;
-    use crate::store::QueuedDelivery;
-    use crate::types::Event;
+    use crate::QueuedDelivery;
+    use plugboard_runtime::types::Event;
 
     /// A file from before schema versions (user_version 0, no `caused_by`) opens, keeps its
     /// events, and gains the newer columns and indexes; a file from a newer build is refused.
@@ -410,27 +501,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
         let running = SqliteStore::open(&path).unwrap();
+        let created = event("orders/create");
+        let to = |route: &str| QueuedDelivery {
+            event_id: created.id.clone(),
+            route: route.into(),
+            target: "t".into(),
+            action: None,
+            order_key: None,
+        };
         let append = Append {
             instance: "shop".into(),
             delivery_id: None,
             dedup_window_ms: 0,
-            events: vec![event("orders/create")],
-            deliveries: vec![],
+            deliveries: vec![to("a"), to("b")],
+            events: vec![created.clone()],
         };
         running.append(append).await.unwrap();
-        running.claim(&[(1, 1)]).unwrap();
+        let now = plugboard_runtime::clock::now_ms();
+        let lease = Duration::from_secs(60);
+        assert_eq!(running.claim(now, 1, lease, &mut |_| true).unwrap().len(), 1);
 
         let reader = SqliteStore::open_read_only(&path).unwrap();
         assert_eq!(reader.recent(10).unwrap().len(), 1);
-        assert!(matches!(reader.claim(&[(2, 1)]), Err(StoreError::JournalHeld)));
+        assert!(matches!(reader.claim(now, 1, lease, &mut |_| true), Err(StoreError::JournalHeld)));
         assert!(matches!(SqliteStore::open(&path), Err(StoreError::JournalHeld)));
         let admin = SqliteStore::open_without_deliveries(&path).unwrap();
         assert_eq!(admin.replay(None).await.unwrap(), 0);
         drop((reader, admin));
-        // The server's claim is still in its journal.
-        running.claim(&[(3, 1)]).unwrap();
+        // The server's claim is still in its journal, and its lease holds: the next claim takes
+        // the other delivery.
+        assert_eq!(running.claim(now, 2, lease, &mut |_| true).unwrap().len(), 1);
         let journal = std::fs::read_to_string(dir.path().join("events.db-claims")).unwrap();
-        assert_eq!(journal, "claim 1 1\nclaim 3 1\n");
+        assert_eq!(journal, "claim 1 1\nclaim 2 1\n");
         drop(running);
 
         // After a clean stop, a listing still opens it; an older file is not upgraded by one.
@@ -463,10 +565,15 @@ mod tests {
             Append { instance: "shop".into(), delivery_id: None, dedup_window_ms: 0, events, deliveries };
         store.append(append).await.unwrap();
         let delivered = Outcome::Delivered { events: vec![event("x/y")], deliveries: vec![], output: None };
-        store.record(1, Attempt { number: 1, duration_us: 3_000, handler: None }, delivered).await.unwrap();
+        let first = DeliveryId::new("1");
+        store
+            .settle(&first, Attempt { number: 1, duration_us: 3_000, handler: None }, delivered)
+            .await
+            .unwrap();
         let dead = Outcome::Dead { error: "no".into(), events: vec![], deliveries: vec![] };
-        store.record(2, Attempt { number: 1, duration_us: 1_000, handler: None }, dead).await.unwrap();
-        let now = crate::runtime::clock::now_ms();
+        let second = DeliveryId::new("2");
+        store.settle(&second, Attempt { number: 1, duration_us: 1_000, handler: None }, dead).await.unwrap();
+        let now = plugboard_runtime::clock::now_ms();
         let minutes = store.stats(now - 120_000).unwrap();
         let total = |f: fn(&MinuteStats) -> u64| minutes.iter().map(f).sum::<u64>();
         assert_eq!(total(|m| m.events), 4, "{minutes:?}");
@@ -480,7 +587,7 @@ mod tests {
 
     fn event(kind: &str) -> Event {
         Event {
-            id: crate::capabilities::emit::new_event_id(),
+            id: plugboard_runtime::capabilities::emit::new_event_id(),
             source: "shop".into(),
             kind: kind.into(),
             occurred_at_ms: 1,

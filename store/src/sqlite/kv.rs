@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::runtime::clock::now_ms;
-use crate::runtime::keyvalue::{AnsweredAtOnce, KvError, KvQuota, add_to_counter};
+use plugboard_runtime::clock::now_ms;
+use plugboard_runtime::keyvalue::{AnsweredAtOnce, KvError, KvQuota, add_to_counter};
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -212,19 +212,19 @@ impl AnsweredAtOnce for SqliteKv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::keyvalue::KvStore;
+    use plugboard_runtime::keyvalue::KvStore;
 
     #[tokio::test]
     async fn entries_are_listed_by_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        crate::runtime::keyvalue::check_entries(&SqliteKv::open(&dir.path().join("kv.db")).unwrap()).await;
+        plugboard_runtime::keyvalue::check_entries(&SqliteKv::open(&dir.path().join("kv.db")).unwrap()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_increments_all_count() {
         let dir = tempfile::tempdir().unwrap();
         let kv = std::sync::Arc::new(SqliteKv::open(&dir.path().join("kv.db")).unwrap());
-        crate::runtime::keyvalue::check_counters(kv).await;
+        plugboard_runtime::keyvalue::check_counters(kv).await;
     }
 
     #[tokio::test]

@@ -1,26 +1,21 @@
 //! Reads: what is due for the dispatcher, and the queue, jobs and events as operators see them.
 //! With WAL they do not wait for the writer.
 
-use std::collections::HashSet;
-
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::SqliteStore;
-use crate::store::{
-    AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryRecord, DeliveryStatus, DueDelivery, JobRecord,
-    JobStatus, QueueStats, StoreError,
+use super::{SqliteStore, delivery_id, rowid};
+use crate::{
+    AttemptOutcome, AttemptRecord, Claimed, DeliveryDetail, DeliveryId, DeliveryRecord, DeliveryStatus,
+    JobRecord, JobStatus, QueueStats, StoreError,
 };
-use crate::types::Event;
+use plugboard_runtime::types::Event;
 
 impl SqliteStore {
-    /// Up to `limit` pending deliveries due at `now_ms`, oldest first, skipping `busy` ones.
-    pub fn due(
-        &self,
-        now_ms: u64,
-        limit: usize,
-        busy: &HashSet<i64>,
-    ) -> Result<Vec<DueDelivery>, StoreError> {
+    /// Up to `limit` pending deliveries due at `now_ms`, oldest due first, each with its row and
+    /// the number its next attempt would have; of deliveries with an ordering key, only the
+    /// oldest pending one of its route and key (the queue's FIFO order).
+    pub(super) fn due_rows(&self, now_ms: u64, limit: usize) -> Result<Vec<(i64, Claimed)>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let mut stmt = conn.prepare_cached(
             "SELECT q.id, q.route, q.target, q.action, q.attempts, \
@@ -31,24 +26,31 @@ impl SqliteStore {
                     WHERE p.status = 'pending' AND p.route = q.route AND p.order_key = q.order_key)) \
              ORDER BY q.next_at_ms, q.id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![now_ms as i64, (limit + busy.len()) as i64], |r| {
-            Ok(DueDelivery {
-                id: r.get(0)?,
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![now_ms as i64, limit], |r| {
+            let row: i64 = r.get(0)?;
+            let claimed = Claimed {
+                id: delivery_id(row),
                 route: r.get(1)?,
                 target: r.get(2)?,
                 action: r.get(3)?,
-                attempts: r.get::<_, i64>(4)? as u32,
+                attempt: (r.get::<_, i64>(4)? as u32).saturating_add(1),
                 event: event_from_row(r, 5)?,
-            })
+            };
+            Ok((row, claimed))
         })?;
-        let mut due: Vec<DueDelivery> = rows.collect::<Result<_, _>>()?;
-        due.retain(|d| !busy.contains(&d.id));
-        due.truncate(limit);
-        Ok(due)
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What a claim at `now_ms` would look at: up to `limit` due deliveries, leased or not,
+    /// nothing claimed.
+    pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+        Ok(self.due_rows(now_ms, limit)?.into_iter().map(|(_, c)| c).collect())
     }
 
     /// One delivery with its event and every attempt.
-    pub fn delivery(&self, id: i64) -> Result<Option<DeliveryDetail>, StoreError> {
+    pub fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryDetail>, StoreError> {
+        let Some(id) = rowid(id) else { return Ok(None) };
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let head = conn
             .query_row(
@@ -105,20 +107,25 @@ impl SqliteStore {
         self.deliveries_before(status, None, limit)
     }
 
-    /// The newest `limit` deliveries with `status` whose ids are below `before` (all when
-    /// `None`), newest first: a page, whose last id is the cursor of the next.
+    /// The newest `limit` deliveries with `status` queued before the delivery `before` (all
+    /// when `None`), newest first: a page, whose last id is the cursor of the next.
     pub fn deliveries_before(
         &self,
         status: DeliveryStatus,
-        before: Option<i64>,
+        before: Option<&DeliveryId>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        // An id this backend did not make is no position in it: nothing is before it.
+        let before = match before.map(rowid) {
+            None => i64::MAX,
+            Some(None) => return Ok(Vec::new()),
+            Some(Some(row)) => row,
+        };
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, event_id, route, target, status, attempts, last_error FROM delivery_queue \
              WHERE status = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         )?;
-        let before = before.unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![status.as_str(), before, limit as i64], delivery_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -126,7 +133,7 @@ impl SqliteStore {
     /// Whether `delivery_id` of `instance` is already stored and not expired.
     pub fn is_duplicate(&self, instance: &str, delivery_id: &str) -> Result<bool, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
-        let now = crate::runtime::clock::now_ms() as i64;
+        let now = plugboard_runtime::clock::now_ms() as i64;
         let found: Option<i64> = conn
             .query_row(
                 "SELECT 1 FROM webhook_deliveries WHERE instance = ?1 AND delivery_id = ?2 AND expires_at_ms > ?3",
@@ -195,7 +202,7 @@ pub(super) fn attempts(conn: &Connection, id: i64) -> rusqlite::Result<Vec<Attem
 /// Reads `id, event_id, route, target, status, attempts, last_error` from the first columns.
 pub(super) fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
     Ok(DeliveryRecord {
-        id: r.get(0)?,
+        id: delivery_id(r.get(0)?),
         event_id: r.get(1)?,
         route: r.get(2)?,
         target: r.get(3)?,

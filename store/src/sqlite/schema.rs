@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// The event store's schema, one migration per version. A file records the version it is at
 /// in SQLite's `user_version`; opening applies the missing migrations in order, each in its own
