@@ -26,7 +26,8 @@ pub use error::StoreError;
 pub use log::{Append, Appended, EventLog, EventSummary, QueuedDelivery};
 pub use memory::MemoryStore;
 pub use queue::{
-    Admit, Attempt, AttemptOutcome, Claimed, DeliveryId, DeliveryQueue, DeliveryStatus, Outcome, QueueStats,
+    Admit, Attempt, AttemptOutcome, ClaimId, Claimed, DeliveryId, DeliveryQueue, DeliveryStatus, Outcome,
+    QueueStats,
 };
 pub use read::{
     AttemptRecord, DeliveryDetail, DeliveryRecord, EventFilter, EventTrace, JobRecord, JobStatus,
@@ -145,7 +146,6 @@ mod conformance {
     async fn both_backends_keep_the_ports_semantics() {
         for (name, store, _dir) in backends() {
             let store = store.as_ref();
-            let now = plugboard_runtime::clock::now_ms();
             let (a1, a2, b1, free) = (event("a/1"), event("a/2"), event("b/1"), event("free"));
             let deliveries = vec![
                 to(&a1, "r", Some("a")),
@@ -155,6 +155,8 @@ mod conformance {
             ];
             let events = vec![a1.clone(), a2.clone(), b1.clone(), free.clone()];
             assert_eq!(append(store, events, deliveries).await, Appended::Stored);
+            // After the append: what it queued is due by then.
+            let now = plugboard_runtime::clock::now_ms();
 
             // Only the head of each key is offered; a claim leases what it takes.
             let first = claim(store, now, 1_000).await;
@@ -168,13 +170,13 @@ mod conformance {
 
             // a/1 retries later: a/2 waits behind it (FIFO holds through retries).
             let retry = Outcome::Retry { next_at_ms: now + 10_000, error: "later".into() };
-            store.settle(first[0].id.clone(), once(1), retry).await.unwrap();
+            store.settle(first[0].claim_id(), once(1), retry).await.unwrap();
             // b/1 is given back unsettled: not before now + 3 s, its attempt still counted.
-            store.release(first[1].id.clone(), now + 3_000).await.unwrap();
+            store.release(first[1].claim_id(), now + 3_000).await.unwrap();
             // free is delivered, producing an event.
             let produced =
                 Outcome::Delivered { events: vec![event("out")], deliveries: vec![], output: None };
-            store.settle(first[2].id.clone(), once(2), produced).await.unwrap();
+            store.settle(first[2].claim_id(), once(2), produced).await.unwrap();
 
             assert!(
                 claim(store, now + 2_000, 1_000).await.is_empty(),
@@ -184,20 +186,30 @@ mod conformance {
             assert_eq!(kinds(&later), ["b/1"], "{name}");
             assert_eq!(later[0].attempt, 2, "{name}: the released claim's attempt stays counted");
             let dead = Outcome::Dead { error: "no".into(), events: vec![], deliveries: vec![] };
-            store.settle(later[0].id.clone(), Attempt { number: 2, ..once(1) }, dead).await.unwrap();
+            store.settle(later[0].claim_id(), Attempt { number: 2, ..once(1) }, dead).await.unwrap();
             let retried = claim(store, now + 10_000, 1_000).await;
             assert_eq!(kinds(&retried), ["a/1"], "{name}");
             assert_eq!(retried[0].attempt, 2, "{name}");
             let done = Outcome::Delivered { events: vec![], deliveries: vec![], output: None };
-            store.settle(retried[0].id.clone(), Attempt { number: 2, ..once(1) }, done).await.unwrap();
+            store.settle(retried[0].claim_id(), Attempt { number: 2, ..once(1) }, done).await.unwrap();
             let a2_claim = claim(store, now + 10_000, 1_000).await;
             assert_eq!(kinds(&a2_claim), ["a/2"], "{name}: then a/2");
             // Its claimer never settles it: once the lease ran out, it is offered again, that
             // attempt counted.
             let expired = claim(store, now + 11_000, 1_000).await;
             assert_eq!((kinds(&expired), expired[0].attempt), (vec!["a/2"], 2), "{name}");
+            // The first claimer answers late: refused, and it changes nothing (nor can it renew
+            // or release what it lost); the new claimer renews its lease.
+            let late = Outcome::Dead { error: "late".into(), events: vec![], deliveries: vec![] };
+            let lost = a2_claim[0].claim_id();
+            let refused = store.settle(lost.clone(), once(1), late).await;
+            assert!(matches!(refused, Err(StoreError::Conflict(_))), "{name}: {refused:?}");
+            assert!(matches!(store.renew(lost.clone(), now + 99_000).await, Err(StoreError::Conflict(_))));
+            assert!(matches!(store.release(lost, now).await, Err(StoreError::Conflict(_))), "{name}");
+            store.renew(expired[0].claim_id(), now + 20_000).await.unwrap();
+            assert!(claim(store, now + 15_000, 1_000).await.is_empty(), "{name}: the renewed lease holds");
             let done = Outcome::Delivered { events: vec![], deliveries: vec![], output: None };
-            store.settle(expired[0].id.clone(), Attempt { number: 2, ..once(1) }, done).await.unwrap();
+            store.settle(expired[0].claim_id(), Attempt { number: 2, ..once(1) }, done).await.unwrap();
 
             // The read model sees it all, a page at a time.
             let delivered = store.deliveries(DeliveryStatus::Delivered, None, 10).await.unwrap();
@@ -220,6 +232,11 @@ mod conformance {
             assert_eq!(trace.deliveries[0].status, DeliveryStatus::Delivered, "{name}");
             assert_eq!(store.queue_stats(now + 10_000).await.unwrap().dead, 1, "{name}");
 
+            // A claim never made settles nothing.
+            let never = ClaimId { delivery: dead[0].id.clone(), attempt: 7 };
+            let done = Outcome::Delivered { events: vec![], deliveries: vec![], output: None };
+            assert!(matches!(store.settle(never, once(1), done).await, Err(StoreError::Conflict(_))));
+
             // Ids this backend never made are nobody: no error, nothing found or replayed.
             for hostile in ["", "+1", "01", "-0", "x", "99999999999999999999999", " 1"] {
                 let id = DeliveryId::new(hostile);
@@ -232,7 +249,7 @@ mod conformance {
             }
             // Replay puts the dead letter back, attempts from zero.
             assert_eq!(store.replay(Some(dead[0].id.clone())).await.unwrap(), 1, "{name}");
-            let again = claim(store, now + 20_000, 1_000).await;
+            let again = claim(store, now + 30_000, 1_000).await;
             assert_eq!((kinds(&again), again[0].attempt), (vec!["b/1"], 1), "{name}");
 
             // An append with a delivery id is stored once within its window.
@@ -260,6 +277,24 @@ mod conformance {
             assert_eq!(store.last_position().await.unwrap(), before, "{name}");
             let after = store.events_after(0, 100).await.unwrap();
             assert_eq!(after.len(), 6, "{name}: four, one produced, one deduplicated append");
+        }
+    }
+
+    /// A route whose deliveries the pipeline refuses (at its concurrency limit) does not hold
+    /// up the others, however many of its deliveries are due before theirs.
+    #[tokio::test]
+    async fn a_refused_route_does_not_hold_up_the_others() {
+        for (name, store, _dir) in backends() {
+            let store = store.as_ref();
+            let busy: Vec<Event> = (0..1_500).map(|_| event("busy")).collect();
+            let deliveries = busy.iter().map(|e| to(e, "busy", None)).collect();
+            append(store, busy, deliveries).await;
+            let other = event("other");
+            append(store, vec![other.clone()], vec![to(&other, "other", None)]).await;
+            let now = plugboard_runtime::clock::now_ms() + 1_000;
+            let mut not_busy = |c: &Claimed| c.route != "busy";
+            let claimed = store.claim(now, 4, Duration::from_secs(60), &mut not_busy).await.unwrap();
+            assert_eq!(kinds(&claimed), ["other"], "{name}");
         }
     }
 }

@@ -1,18 +1,19 @@
 //! A backend of the event ports that keeps everything in this process's memory: nothing is
 //! durable, and nothing is ever deleted (no retention). It exists to prove the ports' boundary:
-//! the pipeline's tests run on it and on SQLite alike, and an embedder can run the pipeline
-//! without a file. Its semantics are the ports' (dedup windows, leases, FIFO per ordering key,
-//! atomic appends and settlements), each written plainly over maps.
+//! the pipeline's tests run on it and on SQLite alike. Its semantics are the ports' (dedup
+//! windows, leases, FIFO per ordering key, atomic appends and settlements), each written
+//! plainly over maps, for clarity rather than volume: a claim looks at every delivery ever
+//! queued, under one lock. It is not a production backend.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    Admit, Append, Appended, Attempt, AttemptOutcome, AttemptRecord, Claimed, DeliveryDetail, DeliveryId,
-    DeliveryQueue, DeliveryRecord, DeliveryStatus, EventFilter, EventLog, EventSummary, EventTrace,
-    JobRecord, JobStatus, MinuteStats, Outcome, PayloadPreview, QueueStats, QueuedDelivery, ReadModel,
-    StoreError, StoreFuture, TracedDelivery,
+    Admit, Append, Appended, Attempt, AttemptOutcome, AttemptRecord, ClaimId, Claimed, DeliveryDetail,
+    DeliveryId, DeliveryQueue, DeliveryRecord, DeliveryStatus, EventFilter, EventLog, EventSummary,
+    EventTrace, JobRecord, JobStatus, MinuteStats, Outcome, PayloadPreview, QueueStats, QueuedDelivery,
+    ReadModel, StoreError, StoreFuture, TracedDelivery,
 };
 use plugboard_runtime::clock::now_ms;
 use plugboard_runtime::types::Event;
@@ -85,8 +86,10 @@ impl MemoryStore {
         }
     }
 
+    /// The state. A panic while it was held (in a claim's `admit`, which runs before the claim
+    /// changes anything) leaves it whole, so the lock's poison is ignored.
     fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
-        self.state.lock().map_err(|_| StoreError::Failed("the memory store's lock is poisoned".into()))
+        Ok(self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// The state, to write: refused once closed.
@@ -143,6 +146,23 @@ impl State {
         }
         if !events.is_empty() {
             self.minute(now)[0] += events.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// The delivery `claim` holds: a conflict when its lease was lost (or never was).
+    fn held(&self, claim: &ClaimId) -> Result<u64, StoreError> {
+        number(&claim.delivery)
+            .filter(|id| self.leases.get(id).is_some_and(|l| l.attempt == claim.attempt))
+            .filter(|id| self.deliveries.get(id).is_some_and(|r| r.status == DeliveryStatus::Pending))
+            .ok_or_else(|| StoreError::Conflict(format!("{claim} is not claimed here (its lease was lost)")))
+    }
+
+    /// Keeps `claim`'s lease until `until_ms`.
+    fn hold(&mut self, claim: &ClaimId, until_ms: u64) -> Result<(), StoreError> {
+        let id = self.held(claim)?;
+        if let Some(lease) = self.leases.get_mut(&id) {
+            lease.until_ms = until_ms;
         }
         Ok(())
     }
@@ -235,7 +255,8 @@ fn number(id: &DeliveryId) -> Option<u64> {
 }
 
 /// Whether `text` matches `pattern`, whose `*` matches any run of characters and `?` any one
-/// (the kinds filter's wildcards, as SQLite's GLOB has them).
+/// (the kinds filter's wildcards, as SQLite's GLOB has them; GLOB's `[...]` classes, which the
+/// filter does not promise, are matched literally here).
 fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     // Iterative wildcard matching with one backtrack point: linear in practice, never
@@ -364,12 +385,11 @@ impl DeliveryQueue for MemoryStore {
         ready(result)
     }
 
-    fn settle(&self, delivery: DeliveryId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
+    fn settle(&self, claim: ClaimId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
         let result = (|| {
             let now = now_ms();
             let mut state = self.writer()?;
-            let id = number(&delivery).filter(|id| state.deliveries.contains_key(id));
-            let id = id.ok_or_else(|| StoreError::Failed(format!("no delivery {delivery}")))?;
+            let id = state.held(&claim)?;
             let (status, next_at_ms, error, output, kind) = match &outcome {
                 Outcome::Delivered { events, deliveries, output } => {
                     state.insert(events, deliveries, now)?;
@@ -411,12 +431,12 @@ impl DeliveryQueue for MemoryStore {
         ready(result)
     }
 
-    fn release(&self, delivery: DeliveryId, not_before_ms: u64) -> StoreFuture<'_, ()> {
-        ready(self.state().map(|mut state| {
-            if let Some(lease) = number(&delivery).and_then(|id| state.leases.get_mut(&id)) {
-                lease.until_ms = not_before_ms;
-            }
-        }))
+    fn renew(&self, claim: ClaimId, until_ms: u64) -> StoreFuture<'_, ()> {
+        ready(self.state().and_then(|mut state| state.hold(&claim, until_ms)))
+    }
+
+    fn release(&self, claim: ClaimId, not_before_ms: u64) -> StoreFuture<'_, ()> {
+        ready(self.state().and_then(|mut state| state.hold(&claim, not_before_ms)))
     }
 
     fn replay(&self, delivery: Option<DeliveryId>) -> StoreFuture<'_, u64> {
@@ -427,15 +447,20 @@ impl DeliveryQueue for MemoryStore {
                 Some(None) => return Ok(0),
                 only => only.flatten(),
             };
-            let mut n = 0;
+            let mut replayed = Vec::new();
             for (id, row) in &mut state.deliveries {
                 if row.status == DeliveryStatus::Dead && only.is_none_or(|o| o == *id) {
                     row.status = DeliveryStatus::Pending;
                     row.attempts = 0;
                     row.next_at_ms = now;
-                    n += 1;
+                    replayed.push(*id);
                 }
             }
+            // Their attempts count from zero again, whatever lease was left.
+            for id in &replayed {
+                state.leases.remove(id);
+            }
+            let n = replayed.len() as u64;
             drop(state);
             self.committed();
             Ok(n)

@@ -52,6 +52,31 @@ pub struct Claimed {
     pub attempt: u32,
 }
 
+impl Claimed {
+    /// Which claim this is, to settle, renew or release it.
+    pub fn claim_id(&self) -> ClaimId {
+        ClaimId { delivery: self.id.clone(), attempt: self.attempt }
+    }
+}
+
+/// One claim of a delivery: the delivery and the attempt the claim counted. Only the claim that
+/// holds a delivery's lease may settle, renew or release it: a claimer whose lease ran out (and
+/// whose delivery another claim took) is refused with a conflict, so that a late answer cannot
+/// overwrite a newer attempt's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClaimId {
+    /// The delivery.
+    pub delivery: DeliveryId,
+    /// The attempt its claim counted.
+    pub attempt: u32,
+}
+
+impl std::fmt::Display for ClaimId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "delivery {} (attempt {})", self.delivery, self.attempt)
+    }
+}
+
 /// An attempt to settle: which one, how long it took, and which build of the target ran it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -177,19 +202,23 @@ pub struct QueueStats {
 }
 
 /// Decides, for each delivery a claim could take (in the queue's order), whether to take it: the
-/// pipeline's concurrency limits, applied before anything is counted.
+/// pipeline's concurrency limits, applied before anything is counted. It runs while the queue
+/// looks at its candidates (under its lock, in the backends here): it must answer at once and
+/// not call back into the store.
 pub type Admit<'a> = dyn FnMut(&Claimed) -> bool + Send + 'a;
 
 /// The delivery queue, as the dispatcher and operators use it.
 ///
 /// Deliveries are at-least-once: a claim counts its attempt and leases the delivery; a claimer
-/// that dies (or holds it past the lease) loses it, and the delivery comes due again with that
-/// attempt counted, so that one that kills its claimer every time runs out of attempts instead
-/// of looping. Deliveries of one route with the same ordering key are offered one at a time, in
-/// the order they were queued: the next only once the one before is settled delivered or dead.
+/// that dies loses its leases when they run out (one still running renews its own), and the
+/// delivery comes due again with that attempt counted, so that one that kills its claimer every
+/// time runs out of attempts instead of looping. Deliveries of one route with the same ordering
+/// key are offered one at a time, in the order they were queued: the next only once the one
+/// before is settled delivered or dead.
 pub trait DeliveryQueue: Send + Sync + 'static {
     /// Claims up to `limit` deliveries due at `now_ms` that nobody holds, each for `lease`,
-    /// oldest due first, skipping those `admit` refuses (they stay as they were).
+    /// oldest due first. Those `admit` refuses stay as they were, and the claim looks further
+    /// (a busy route does not hold up the others).
     fn claim<'a>(
         &'a self,
         now_ms: u64,
@@ -197,14 +226,19 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         lease: Duration,
         admit: &'a mut Admit<'a>,
     ) -> StoreFuture<'a, Vec<Claimed>>;
-    /// Settles `attempt` of a claimed delivery with its outcome, storing what it produced in the
-    /// same write, and ends its lease.
-    fn settle(&self, delivery: DeliveryId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()>;
+    /// Settles a claim with the outcome of `attempt`, storing what it produced in the same
+    /// write, and ends its lease. [`StoreError::Conflict`](super::StoreError::Conflict) when the
+    /// claim no longer holds the delivery.
+    fn settle(&self, claim: ClaimId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()>;
+    /// Keeps a claim's lease until `until_ms`: what a claimer still running the delivery does
+    /// before the lease runs out. A conflict when the claim no longer holds it.
+    fn renew(&self, claim: ClaimId, until_ms: u64) -> StoreFuture<'_, ()>;
     /// Gives a claimed delivery back unsettled (its outcome could not be stored): nobody may
-    /// claim it before `not_before_ms`; its claimed attempt stays counted.
-    fn release(&self, delivery: DeliveryId, not_before_ms: u64) -> StoreFuture<'_, ()>;
-    /// Puts dead letters back in the queue (one, or all), keeping their event ids; answers how
-    /// many.
+    /// claim it before `not_before_ms`; its claimed attempt stays counted. A conflict when the
+    /// claim no longer holds it.
+    fn release(&self, claim: ClaimId, not_before_ms: u64) -> StoreFuture<'_, ()>;
+    /// Puts dead letters back in the queue (one, or all), keeping their event ids, their
+    /// attempts counted from zero again; answers how many.
     fn replay(&self, delivery: Option<DeliveryId>) -> StoreFuture<'_, u64>;
     /// The queue's depth, lag and dead letters at `now_ms`.
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats>;

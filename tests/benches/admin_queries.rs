@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugboard::Event;
-use plugboard::store::{Append, Attempt, DeliveryId, EventFilter, Outcome, QueuedDelivery, SqliteStore};
+use plugboard::store::{Append, Attempt, EventFilter, Outcome, QueuedDelivery, SqliteStore};
 use serde_json::json;
 
 const BATCH: usize = 1_000;
@@ -51,10 +51,13 @@ async fn build(path: &std::path::Path, events: usize) -> Arc<SqliteStore> {
         }
         // Outcomes are written concurrently, as the dispatcher writes them: the writer thread
         // commits whatever is waiting in one transaction.
-        let first = (b * BATCH) as i64 + 1;
-        let recorded: Vec<_> = (first..first + BATCH as i64)
-            .map(|id| {
+        let now = plugboard_now_ms() + 1_000;
+        let claimed = store.claim(now, BATCH, Duration::from_secs(600), &mut |_| true).unwrap();
+        let recorded: Vec<_> = claimed
+            .into_iter()
+            .map(|claimed| {
                 let store = store.clone();
+                let id: i64 = claimed.id.as_str().parse().unwrap();
                 tokio::spawn(async move {
                     let attempt =
                         Attempt { number: 1, duration_us: 120, handler: Some("order-risk@0.1.0".into()) };
@@ -67,7 +70,7 @@ async fn build(path: &std::path::Path, events: usize) -> Arc<SqliteStore> {
                     } else {
                         Outcome::Delivered { events: vec![], deliveries: vec![], output: None }
                     };
-                    store.settle(&DeliveryId::new(id.to_string()), attempt, outcome).await.unwrap();
+                    store.settle(&claimed.claim_id(), attempt, outcome).await.unwrap();
                 })
             })
             .collect();
@@ -125,7 +128,7 @@ fn measure(store: &SqliteStore, events: usize) -> Vec<(&'static str, Duration)> 
             "GET /v1/dlq (100 dead letters)",
             time(|| store.deliveries(plugboard::store::DeliveryStatus::Dead, 100).unwrap()),
         ),
-        ("dispatcher: due deliveries (64)", time(|| store.due(now, 64).unwrap())),
+        ("dispatcher: due deliveries (64, a claim's first page)", time(|| store.due(now, 64).unwrap())),
         ("webhook: duplicate delivery id?", time(|| store.is_duplicate("shopify", "webhook-7").unwrap())),
     ]
 }

@@ -284,7 +284,7 @@ mod tests {
         for due in store.claim(now, 10, std::time::Duration::from_secs(60), &mut |_| true).unwrap() {
             let attempt = Attempt { number: 1, duration_us: 1, handler: None };
             let dead = Outcome::Dead { error: "no".into(), events: Vec::new(), deliveries: Vec::new() };
-            store.settle(&due.id, attempt, dead).await.unwrap();
+            store.settle(&due.claim_id(), attempt, dead).await.unwrap();
         }
         let state = AppState::builder(Host::builder().build().unwrap(), store.clone())
             .admin_token(Some(b"t".to_vec()))

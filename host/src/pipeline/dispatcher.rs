@@ -11,7 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::pipeline::Routes;
 use crate::runtime::clock::now_ms;
-use crate::store::{Attempt, Claimed, DeliveryId, DeliveryQueue, Outcome, QueuedDelivery};
+use crate::store::{Attempt, ClaimId, Claimed, DeliveryId, DeliveryQueue, Outcome, QueuedDelivery};
 use crate::types::{Error as WitError, Event};
 use crate::{Host, InvokeError};
 
@@ -105,15 +105,7 @@ impl Dispatcher {
                         continue;
                     }
                 };
-                let runnable = match end_poisoned(store.as_ref(), &policy, claimed).await {
-                    Ok(runnable) => runnable,
-                    Err(e) => {
-                        host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);
-                        tracing::error!("dead-lettering deliveries that never finished: {e}");
-                        tokio::time::sleep(CLAIM_FAILURE_PAUSE).await;
-                        continue;
-                    }
-                };
+                let runnable = end_poisoned(&host, store.as_ref(), &policy, claimed).await;
                 if runnable.is_empty() {
                     // New work wakes us; retries come due on their own, so look again soon.
                     let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
@@ -121,22 +113,16 @@ impl Dispatcher {
                 }
                 for delivery in runnable {
                     let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                    if let Ok(mut r) = running.lock() {
-                        r.start(&delivery);
-                    }
+                    // Counted as running until the task ends, however it ends (a panic too).
+                    let finished = Finished::start(running.clone(), wake.clone(), &delivery);
                     let callbacks = callbacks.clone();
                     let lineages = lineages.clone();
-                    let (host, store, routes, policy, running, wake) = (
-                        host.clone(),
-                        store.clone(),
-                        routes.clone(),
-                        policy.clone(),
-                        running.clone(),
-                        wake.clone(),
-                    );
+                    let (host, store, routes, policy) =
+                        (host.clone(), store.clone(), routes.clone(), policy.clone());
                     tokio::spawn(async move {
-                        let (id, route) = (delivery.id.clone(), delivery.route.clone());
-                        let recorded = deliver(
+                        let _finished = finished;
+                        let claim = delivery.claim_id();
+                        let run = deliver(
                             &host,
                             store.as_ref(),
                             &routes,
@@ -144,22 +130,18 @@ impl Dispatcher {
                             callbacks.as_ref().as_ref(),
                             &lineages,
                             delivery,
-                        )
-                        .await;
+                        );
+                        let recorded = renewing(store.as_ref(), &claim, run).await;
                         drop(permit);
                         if !recorded {
                             // Its outcome is not stored, so it is still due: running it again at
                             // once would repeat its side effects in a tight loop. It goes back to
                             // the queue unclaimable for a while, its attempt counted.
                             let later = now_ms().saturating_add(RECORD_FAILURE_PAUSE.as_millis() as u64);
-                            if let Err(e) = store.release(id.clone(), later).await {
-                                tracing::error!(delivery = %id, "releasing a delivery: {e}");
+                            if let Err(e) = store.release(claim.clone(), later).await {
+                                tracing::error!("releasing {claim}: {e}");
                             }
                         }
-                        if let Ok(mut r) = running.lock() {
-                            r.finish(&id, &route);
-                        }
-                        wake.notify_one();
                     });
                 }
             }
@@ -173,10 +155,27 @@ impl Dispatcher {
     }
 }
 
-/// How long a claim leases a delivery. The dispatcher settles or releases every delivery it
-/// claims and never claims one it is running, so the lease only ends on its own when the
-/// claimer died: then the delivery comes due again after it.
+/// How long a claim leases a delivery. The dispatcher renews the lease of each delivery it
+/// runs every third of it, settles or releases every delivery it claims, and never claims one it
+/// is running: a lease ends on its own only when its claimer is gone.
 pub const LEASE: Duration = Duration::from_secs(300);
+
+/// Runs `run` (a delivery), renewing `claim`'s lease while it runs; answers what `run` answers.
+async fn renewing(store: &dyn DeliveryQueue, claim: &ClaimId, run: impl Future<Output = bool>) -> bool {
+    let mut run = std::pin::pin!(run);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + LEASE / 3, LEASE / 3);
+    loop {
+        tokio::select! {
+            recorded = &mut run => return recorded,
+            _ = renew.tick() => {
+                let until = now_ms().saturating_add(LEASE.as_millis() as u64);
+                if let Err(e) = store.renew(claim.clone(), until).await {
+                    tracing::warn!("renewing the lease of {claim}: {e}");
+                }
+            }
+        }
+    }
+}
 
 /// The deliveries one dispatcher runs now.
 #[derive(Debug, Default, Clone)]
@@ -185,17 +184,34 @@ struct Running {
     per_route: HashMap<String, usize>,
 }
 
-impl Running {
-    fn start(&mut self, d: &Claimed) {
-        self.deliveries.insert(d.id.clone());
-        *self.per_route.entry(d.route.clone()).or_default() += 1;
-    }
+/// One delivery counted as running, until dropped (when its task ends, a panic included): then
+/// it is not running any more, and the dispatcher looks for more work.
+struct Finished {
+    running: Arc<Mutex<Running>>,
+    wake: Arc<Notify>,
+    id: DeliveryId,
+    route: String,
+}
 
-    fn finish(&mut self, id: &DeliveryId, route: &str) {
-        self.deliveries.remove(id);
-        if let Some(n) = self.per_route.get_mut(route) {
+impl Finished {
+    fn start(running: Arc<Mutex<Running>>, wake: Arc<Notify>, d: &Claimed) -> Self {
+        if let Ok(mut r) = running.lock() {
+            r.deliveries.insert(d.id.clone());
+            *r.per_route.entry(d.route.clone()).or_default() += 1;
+        }
+        Finished { running, wake, id: d.id.clone(), route: d.route.clone() }
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let mut r = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.deliveries.remove(&self.id);
+        if let Some(n) = r.per_route.get_mut(&self.route) {
             *n = n.saturating_sub(1);
         }
+        drop(r);
+        self.wake.notify_one();
     }
 }
 
@@ -217,12 +233,14 @@ fn admit(mut running: Running, routes: &Routes) -> impl FnMut(&Claimed) -> bool 
 
 /// Before deliveries run: each claimed one whose previous attempt never recorded an outcome
 /// although the policy allowed no more (the process died running it, every time) becomes a
-/// dead letter; the rest are returned to run.
+/// dead letter; the rest are returned to run. A dead letter that cannot be stored is given back
+/// for later (the others run all the same).
 async fn end_poisoned(
+    host: &Host,
     store: &dyn DeliveryQueue,
     policy: &RetryPolicy,
     claimed: Vec<Claimed>,
-) -> Result<Vec<Claimed>, crate::store::StoreError> {
+) -> Vec<Claimed> {
     let (poison, runnable): (Vec<_>, Vec<_>) =
         claimed.into_iter().partition(|d| d.attempt > 1 && policy.delay(d.attempt - 1).is_none());
     for d in poison {
@@ -233,11 +251,17 @@ async fn end_poisoned(
         tracing::error!(event = %d.event.id, instance = %d.target, route = %d.route, attempt = used, "dead letter: {error}");
         let attempt = Attempt { number: used, duration_us: 0, handler: None };
         let outcome = Outcome::Dead { error, events: Vec::new(), deliveries: Vec::new() };
-        // A store that cannot take it cannot take the others' outcomes either: the dispatcher
-        // pauses instead of trying again at once.
-        store.settle(d.id, attempt, outcome).await?;
+        let claim = d.claim_id();
+        if let Err(e) = store.settle(claim.clone(), attempt, outcome).await {
+            host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);
+            tracing::error!("storing the dead letter of {claim}: {e}");
+            let later = now_ms().saturating_add(RECORD_FAILURE_PAUSE.as_millis() as u64);
+            if let Err(e) = store.release(claim.clone(), later).await {
+                tracing::error!("releasing {claim}: {e}");
+            }
+        }
     }
-    Ok(runnable)
+    runnable
 }
 
 /// How long the dispatcher waits after a claim could not be written.
@@ -575,7 +599,7 @@ async fn deliver(
         metrics.add("plugboard_events_stored_total", &[("source", &d.target)], produced);
     }
     let attempt = Attempt { number: attempt, duration_us: took.as_micros() as u64, handler };
-    match store.settle(d.id.clone(), attempt, outcome).await {
+    match store.settle(d.claim_id(), attempt, outcome).await {
         Ok(()) => true,
         Err(e) => {
             host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);

@@ -28,6 +28,9 @@ pub(crate) struct ClaimJournal {
     /// Running claims: delivery -> attempt.
     running: HashMap<i64, u32>,
     written: u64,
+    /// A write failed part-way: the next starts on a new line, so that its first line is not
+    /// read as the end of the torn one.
+    torn: bool,
 }
 
 /// The journal's file for the store file `db`.
@@ -82,7 +85,8 @@ impl ClaimJournal {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let leftovers = unfinished(&String::from_utf8_lossy(&bytes));
-        let journal = ClaimJournal { path, file, running: HashMap::new(), written: bytes.len() as u64 };
+        let journal =
+            ClaimJournal { path, file, running: HashMap::new(), written: bytes.len() as u64, torn: false };
         Ok(Some((journal, leftovers)))
     }
 
@@ -103,18 +107,28 @@ impl ClaimJournal {
         }
         let lines = claim_lines(claims.iter().copied());
         // One write: a process that dies mid-way leaves at most a torn last line.
-        self.file.write_all(lines.as_bytes())?;
-        self.written += lines.len() as u64;
+        self.write(&lines)?;
         self.running.extend(claims.iter().copied());
+        Ok(())
+    }
+
+    /// Appends `lines`, after a line break when the last write was torn.
+    fn write(&mut self, lines: &str) -> io::Result<()> {
+        if self.torn {
+            self.file.write_all(b"\n")?;
+            self.written += 1;
+        }
+        self.torn = true;
+        self.file.write_all(lines.as_bytes())?;
+        self.torn = false;
+        self.written += lines.len() as u64;
         Ok(())
     }
 
     /// Records that `delivery`'s running attempt has its outcome stored.
     pub(crate) fn done(&mut self, delivery: i64) -> io::Result<()> {
         if self.running.remove(&delivery).is_some() {
-            let line = format!("done {delivery}\n");
-            self.file.write_all(line.as_bytes())?;
-            self.written += line.len() as u64;
+            self.write(&format!("done {delivery}\n"))?;
         }
         Ok(())
     }
@@ -139,6 +153,7 @@ impl ClaimJournal {
         std::fs::rename(&aside, &self.path)?;
         self.file = file;
         self.written = lines.len() as u64;
+        self.torn = false;
         Ok(())
     }
 }

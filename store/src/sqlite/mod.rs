@@ -32,9 +32,9 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{
-    Admit, Append, Appended, Attempt, Claimed, DeliveryDetail, DeliveryId, DeliveryQueue, DeliveryRecord,
-    DeliveryStatus, EventFilter, EventLog, EventSummary, EventTrace, JobRecord, MinuteStats, Outcome,
-    QueueStats, ReadModel, Retention, StoreError, StoreFuture, Swept,
+    Admit, Append, Appended, Attempt, ClaimId, Claimed, DeliveryDetail, DeliveryId, DeliveryQueue,
+    DeliveryRecord, DeliveryStatus, EventFilter, EventLog, EventSummary, EventTrace, JobRecord, MinuteStats,
+    Outcome, QueueStats, ReadModel, Retention, StoreError, StoreFuture, Swept,
 };
 use schema::open;
 
@@ -114,12 +114,16 @@ impl DeliveryQueue for SqliteStore {
         Box::pin(std::future::ready(SqliteStore::claim(self, now_ms, limit, lease, admit)))
     }
 
-    fn settle(&self, delivery: DeliveryId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
-        Box::pin(async move { SqliteStore::settle(self, &delivery, attempt, outcome).await })
+    fn settle(&self, claim: ClaimId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
+        Box::pin(async move { SqliteStore::settle(self, &claim, attempt, outcome).await })
     }
 
-    fn release(&self, delivery: DeliveryId, not_before_ms: u64) -> StoreFuture<'_, ()> {
-        Box::pin(std::future::ready(SqliteStore::release(self, &delivery, not_before_ms)))
+    fn renew(&self, claim: ClaimId, until_ms: u64) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(SqliteStore::hold(self, &claim, until_ms)))
+    }
+
+    fn release(&self, claim: ClaimId, not_before_ms: u64) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(SqliteStore::hold(self, &claim, not_before_ms)))
     }
 
     fn replay(&self, delivery: Option<DeliveryId>) -> StoreFuture<'_, u64> {
@@ -171,6 +175,9 @@ impl ReadModel for SqliteStore {
         Box::pin(std::future::ready(SqliteStore::stats(self, since_ms)))
     }
 }
+
+/// The most due deliveries one claim looks through for ones its `admit` takes.
+pub const MAX_CLAIM_SCAN: usize = 10_000;
 
 /// A claimed delivery's lease, kept by the process that runs this store's deliveries (the one
 /// holding the claim journal): its leases end with it, which is what a lease's expiry means on
@@ -316,19 +323,35 @@ impl SqliteStore {
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Settles `attempt` of the claimed `delivery` with `outcome`, durably, and ends its lease.
+    /// The leases, whatever happened to the last holder of their lock: each change to them is
+    /// one map operation, so a panic elsewhere (in an `admit`) leaves them whole.
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Lease>> {
+        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The row of `claim`'s delivery, if the claim still holds its lease.
+    fn held(&self, leases: &HashMap<i64, Lease>, claim: &ClaimId) -> Result<i64, StoreError> {
+        rowid(&claim.delivery)
+            .filter(|row| leases.get(row).is_some_and(|l| l.attempt == claim.attempt))
+            .ok_or_else(|| StoreError::Conflict(format!("{claim} is not claimed here (its lease was lost)")))
+    }
+
+    /// Settles `claim` with the outcome of `attempt`, durably, and ends its lease.
     pub async fn settle(
         &self,
-        delivery: &DeliveryId,
+        claim: &ClaimId,
         attempt: Attempt,
         outcome: Outcome,
     ) -> Result<(), StoreError> {
-        let row = rowid(delivery).ok_or_else(|| StoreError::Failed(format!("no delivery {delivery}")))?;
+        let row = self.held(&self.leases(), claim)?;
         let (done, wait) = oneshot::channel();
         self.submit(Work::Outcome { delivery: row, attempt, outcome, done })?;
         wait.await.map_err(|_| StoreError::Closed)??;
-        if let Ok(mut leases) = self.leases.lock() {
-            leases.remove(&row);
+        {
+            let mut leases = self.leases();
+            if leases.get(&row).is_some_and(|l| l.attempt == claim.attempt) {
+                leases.remove(&row);
+            }
         }
         // Best effort: a claim left in the journal counts, at the next start, the attempt the
         // outcome just stored (attempts are set to the larger of the two), so nothing is lost.
@@ -344,10 +367,11 @@ impl SqliteStore {
     }
 
     /// Claims up to `limit` deliveries due at `now_ms` for `lease` (see
-    /// [`DeliveryQueue::claim`]). Each claimed attempt is written to the claim journal before
-    /// the claim answers: if the process dies while running it, the attempt still counts at
-    /// the next start, so a delivery that kills the host ends as a dead letter instead of
-    /// looping. The journal survives the process dying, not a power loss (see [`claims`]).
+    /// [`DeliveryQueue::claim`]), looking through at most [`MAX_CLAIM_SCAN`] due deliveries.
+    /// Each claimed attempt is written to the claim journal before the claim answers: if the
+    /// process dies while running it, the attempt still counts at the next start, so a
+    /// delivery that kills the host ends as a dead letter instead of looping. The journal
+    /// survives the process dying, not a power loss (see [`claims`]).
     pub fn claim(
         &self,
         now_ms: u64,
@@ -355,21 +379,32 @@ impl SqliteStore {
         lease: Duration,
         admit: &mut Admit<'_>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let mut leases = self.leases.lock().map_err(|_| StoreError::Closed)?;
-        let held = leases.values().filter(|l| l.until_ms > now_ms).count();
+        let mut leases = self.leases();
         let mut taken = Vec::new();
-        for (row, mut claimed) in self.due_rows(now_ms, limit.saturating_add(held))? {
-            if taken.len() == limit {
-                break;
-            }
-            if let Some(l) = leases.get(&row) {
-                if l.until_ms > now_ms {
-                    continue;
+        let mut after = None;
+        let mut scanned = 0;
+        let page = limit.saturating_mul(4).clamp(64, 1_024);
+        'pages: while taken.len() < limit && scanned < MAX_CLAIM_SCAN {
+            let rows = self.due_rows(now_ms, after, page)?;
+            let full = rows.len() == page;
+            for (row, next_at_ms, mut claimed) in rows {
+                scanned += 1;
+                after = Some((next_at_ms, row));
+                if let Some(l) = leases.get(&row) {
+                    if l.until_ms > now_ms {
+                        continue;
+                    }
+                    claimed.attempt = claimed.attempt.max(l.attempt.saturating_add(1));
                 }
-                claimed.attempt = claimed.attempt.max(l.attempt + 1);
+                if admit(&claimed) {
+                    taken.push((row, claimed));
+                    if taken.len() == limit {
+                        break 'pages;
+                    }
+                }
             }
-            if admit(&claimed) {
-                taken.push((row, claimed));
+            if !full {
+                break;
             }
         }
         if taken.is_empty() {
@@ -387,11 +422,13 @@ impl SqliteStore {
         Ok(taken.into_iter().map(|(_, c)| c).collect())
     }
 
-    /// Gives back a claimed delivery unsettled: nobody claims it before `not_before_ms`.
-    pub fn release(&self, delivery: &DeliveryId, not_before_ms: u64) -> Result<(), StoreError> {
-        let mut leases = self.leases.lock().map_err(|_| StoreError::Closed)?;
-        if let Some(lease) = rowid(delivery).and_then(|row| leases.get_mut(&row)) {
-            lease.until_ms = not_before_ms;
+    /// Keeps `claim`'s lease until `until_ms` (renewing it, or giving the delivery back for
+    /// later).
+    pub fn hold(&self, claim: &ClaimId, until_ms: u64) -> Result<(), StoreError> {
+        let mut leases = self.leases();
+        let row = self.held(&leases, claim)?;
+        if let Some(lease) = leases.get_mut(&row) {
+            lease.until_ms = until_ms;
         }
         Ok(())
     }
@@ -413,7 +450,14 @@ impl SqliteStore {
         };
         let (done, wait) = oneshot::channel();
         self.submit(Work::Replay { delivery, done })?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        let replayed = wait.await.map_err(|_| StoreError::Closed)??;
+        // Their attempts count from zero again: a lease an interrupted settlement left behind
+        // must not count for them.
+        let mut leases = self.leases();
+        for row in &replayed {
+            leases.remove(row);
+        }
+        Ok(replayed.len() as u64)
     }
 }
 
@@ -564,14 +608,17 @@ mod tests {
         let append =
             Append { instance: "shop".into(), delivery_id: None, dedup_window_ms: 0, events, deliveries };
         store.append(append).await.unwrap();
+        let claimed = store
+            .claim(plugboard_runtime::clock::now_ms(), 2, Duration::from_secs(60), &mut |_| true)
+            .unwrap();
         let delivered = Outcome::Delivered { events: vec![event("x/y")], deliveries: vec![], output: None };
-        let first = DeliveryId::new("1");
+        let first = claimed[0].claim_id();
         store
             .settle(&first, Attempt { number: 1, duration_us: 3_000, handler: None }, delivered)
             .await
             .unwrap();
         let dead = Outcome::Dead { error: "no".into(), events: vec![], deliveries: vec![] };
-        let second = DeliveryId::new("2");
+        let second = claimed[1].claim_id();
         store.settle(&second, Attempt { number: 1, duration_us: 1_000, handler: None }, dead).await.unwrap();
         let now = plugboard_runtime::clock::now_ms();
         let minutes = store.stats(now - 120_000).unwrap();

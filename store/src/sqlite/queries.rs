@@ -4,6 +4,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::writer::sql_ms;
 use super::{SqliteStore, delivery_id, rowid};
 use crate::{
     AttemptOutcome, AttemptRecord, Claimed, DeliveryDetail, DeliveryId, DeliveryRecord, DeliveryStatus,
@@ -12,22 +13,30 @@ use crate::{
 use plugboard_runtime::types::Event;
 
 impl SqliteStore {
-    /// Up to `limit` pending deliveries due at `now_ms`, oldest due first, each with its row and
+    /// Up to `limit` pending deliveries due at `now_ms`, oldest due first, after the position
+    /// `after` (`(next_at_ms, row)` of the last one seen), each with its row, its position and
     /// the number its next attempt would have; of deliveries with an ordering key, only the
     /// oldest pending one of its route and key (the queue's FIFO order).
-    pub(super) fn due_rows(&self, now_ms: u64, limit: usize) -> Result<Vec<(i64, Claimed)>, StoreError> {
+    pub(super) fn due_rows(
+        &self,
+        now_ms: u64,
+        after: Option<(u64, i64)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, u64, Claimed)>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let mut stmt = conn.prepare_cached(
-            "SELECT q.id, q.route, q.target, q.action, q.attempts, \
+            "SELECT q.id, q.route, q.target, q.action, q.attempts, q.next_at_ms, \
                     e.id, e.source, e.kind, e.occurred_at_ms, e.content_type, e.payload, e.attributes \
              FROM delivery_queue q JOIN events e ON e.id = q.event_id \
-             WHERE q.status = 'pending' AND q.next_at_ms <= ?1 \
+             WHERE q.status = 'pending' AND q.next_at_ms <= ?1 AND (q.next_at_ms, q.id) > (?3, ?4) \
                AND (q.order_key IS NULL OR q.id = (SELECT MIN(p.id) FROM delivery_queue p \
                     WHERE p.status = 'pending' AND p.route = q.route AND p.order_key = q.order_key)) \
              ORDER BY q.next_at_ms, q.id LIMIT ?2",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![now_ms as i64, limit], |r| {
+        let (after_at, after_row) = after.map_or((i64::MIN, i64::MIN), |(at, row)| (sql_ms(at), row));
+        let now = sql_ms(now_ms);
+        let rows = stmt.query_map(params![now, limit, after_at, after_row], |r| {
             let row: i64 = r.get(0)?;
             let claimed = Claimed {
                 id: delivery_id(row),
@@ -35,17 +44,17 @@ impl SqliteStore {
                 target: r.get(2)?,
                 action: r.get(3)?,
                 attempt: (r.get::<_, i64>(4)? as u32).saturating_add(1),
-                event: event_from_row(r, 5)?,
+                event: event_from_row(r, 6)?,
             };
-            Ok((row, claimed))
+            Ok((row, r.get::<_, i64>(5)? as u64, claimed))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// What a claim at `now_ms` would look at: up to `limit` due deliveries, leased or not,
-    /// nothing claimed.
+    /// What a claim at `now_ms` would look at first: up to `limit` due deliveries, leased or
+    /// not, nothing claimed.
     pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<Claimed>, StoreError> {
-        Ok(self.due_rows(now_ms, limit)?.into_iter().map(|(_, c)| c).collect())
+        Ok(self.due_rows(now_ms, None, limit)?.into_iter().map(|(_, _, c)| c).collect())
     }
 
     /// One delivery with its event and every attempt.

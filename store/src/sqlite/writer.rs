@@ -20,7 +20,7 @@ pub(super) enum Work {
     },
     Replay {
         delivery: Option<i64>,
-        done: oneshot::Sender<Result<u64, StoreError>>,
+        done: oneshot::Sender<Result<Vec<i64>, StoreError>>,
     },
     Sweep {
         retention: Retention,
@@ -88,6 +88,12 @@ impl Activity {
     }
 }
 
+/// A time in ms as SQLite stores it: past `i64::MAX` (an absurd retry delay) it is the end of
+/// time, not a negative number that would be due at once.
+pub(super) fn sql_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
 fn minute_of(at_ms: u64) -> i64 {
     i64::try_from(at_ms / 60_000).unwrap_or(i64::MAX)
 }
@@ -135,7 +141,9 @@ fn sweep(tx: &rusqlite::Transaction<'_>, retention: &Retention, now_ms: u64) -> 
 enum Answer {
     Append(Appended),
     Outcome,
-    Replay(u64),
+    /// The delivery was not pending: settled already (a late answer), or not there.
+    NotPending,
+    Replay(Vec<i64>),
     Sweep(Swept),
 }
 
@@ -171,8 +179,11 @@ pub(super) fn writer_loop(
                 (Work::Append(_, done), Some(Answer::Append(a))) => drop(done.send(Ok(*a))),
                 (Work::Append(_, done), _) => drop(done.send(Err(failed()))),
                 (Work::Outcome { done, .. }, Some(Answer::Outcome)) => drop(done.send(Ok(()))),
+                (Work::Outcome { delivery, done, .. }, Some(Answer::NotPending)) => {
+                    drop(done.send(Err(StoreError::Conflict(format!("delivery {delivery} is not pending")))))
+                }
                 (Work::Outcome { done, .. }, _) => drop(done.send(Err(failed()))),
-                (Work::Replay { done, .. }, Some(Answer::Replay(n))) => drop(done.send(Ok(*n))),
+                (Work::Replay { done, .. }, Some(Answer::Replay(rows))) => drop(done.send(Ok(rows.clone()))),
                 (Work::Replay { done, .. }, _) => drop(done.send(Err(failed()))),
                 (Work::Sweep { done, .. }, Some(Answer::Sweep(n))) => drop(done.send(Ok(*n))),
                 (Work::Sweep { done, .. }, _) => drop(done.send(Err(failed()))),
@@ -251,7 +262,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
         match &job.work {
             Work::Append(a, _) => {
                 if let Some(delivery) = &a.delivery_id {
-                    let expires = job.now_ms.saturating_add(a.dedup_window_ms) as i64;
+                    let expires = sql_ms(job.now_ms.saturating_add(a.dedup_window_ms));
                     let fresh = tx
                         .prepare_cached(
                             "INSERT INTO webhook_deliveries (instance, delivery_id, expires_at_ms) VALUES (?1, ?2, ?3) \
@@ -274,6 +285,15 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
                 outcome,
                 ..
             } => {
+                // Only a pending delivery is settled: a late answer for one already settled is
+                // refused, and changes nothing (its claim was lost, see the leases).
+                let pending: bool = tx
+                    .prepare_cached("SELECT 1 FROM delivery_queue WHERE id = ?1 AND status = 'pending'")?
+                    .exists(params![delivery])?;
+                if !pending {
+                    answers.push(Answer::NotPending);
+                    continue;
+                }
                 let mut output_text = None;
                 let (status, next_at, error, kind) = match outcome {
                     Outcome::Delivered { events, deliveries, output } => {
@@ -283,7 +303,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
                         ("delivered", now, None, "delivered")
                     }
                     Outcome::Retry { next_at_ms, error } => {
-                        ("pending", *next_at_ms as i64, Some(error.as_str()), "retry")
+                        ("pending", sql_ms(*next_at_ms), Some(error.as_str()), "retry")
                     }
                     Outcome::Dead { error, events, deliveries } => {
                         insert_events(&tx, events, deliveries, job.now_ms)?;
@@ -314,13 +334,14 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusq
             }
             Work::Sweep { retention, .. } => answers.push(Answer::Sweep(sweep(&tx, retention, job.now_ms)?)),
             Work::Replay { delivery, .. } => {
-                let n = tx
+                let rows = tx
                     .prepare_cached(
                         "UPDATE delivery_queue SET status = 'pending', attempts = 0, next_at_ms = ?1, updated_at_ms = ?1 \
-                         WHERE status = 'dead' AND (?2 IS NULL OR id = ?2)",
+                         WHERE status = 'dead' AND (?2 IS NULL OR id = ?2) RETURNING id",
                     )?
-                    .execute(params![now, delivery])?;
-                answers.push(Answer::Replay(n as u64));
+                    .query_map(params![now, delivery], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()?;
+                answers.push(Answer::Replay(rows));
             }
         }
     }
