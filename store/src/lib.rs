@@ -26,8 +26,8 @@ pub use error::StoreError;
 pub use log::{Append, Appended, EventLog, EventSummary, QueuedDelivery};
 pub use memory::MemoryStore;
 pub use queue::{
-    Admit, Attempt, AttemptOutcome, ClaimId, Claimed, DeliveryId, DeliveryQueue, DeliveryStatus, Outcome,
-    QueueStats,
+    Admit, Attempt, AttemptOutcome, Candidate, ClaimId, Claimed, DeliveryId, DeliveryQueue, DeliveryStatus,
+    Outcome, QueueStats,
 };
 pub use read::{
     AttemptRecord, DeliveryDetail, DeliveryRecord, EventFilter, EventTrace, JobRecord, JobStatus,
@@ -292,7 +292,7 @@ mod conformance {
             let other = event("other");
             append(store, vec![other.clone()], vec![to(&other, "other", None)]).await;
             let now = plugboard_runtime::clock::now_ms() + 1_000;
-            let mut not_busy = |c: &Claimed| c.route != "busy";
+            let mut not_busy = |c: &Candidate<'_>| c.route != "busy";
             let claimed = store.claim(now, 4, Duration::from_secs(60), &mut not_busy).await.unwrap();
             assert_eq!(kinds(&claimed), ["other"], "{name}");
         }

@@ -10,10 +10,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    Admit, Append, Appended, Attempt, AttemptOutcome, AttemptRecord, ClaimId, Claimed, DeliveryDetail,
-    DeliveryId, DeliveryQueue, DeliveryRecord, DeliveryStatus, EventFilter, EventLog, EventSummary,
-    EventTrace, JobRecord, JobStatus, MinuteStats, Outcome, PayloadPreview, QueueStats, QueuedDelivery,
-    ReadModel, StoreError, StoreFuture, TracedDelivery,
+    Admit, Append, Appended, Attempt, AttemptOutcome, AttemptRecord, Candidate, ClaimId, Claimed,
+    DeliveryDetail, DeliveryId, DeliveryQueue, DeliveryRecord, DeliveryStatus, EventFilter, EventLog,
+    EventSummary, EventTrace, JobRecord, JobStatus, MinuteStats, Outcome, PayloadPreview, QueueStats,
+    QueuedDelivery, ReadModel, StoreError, StoreFuture, TracedDelivery,
 };
 use plugboard_runtime::clock::now_ms;
 use plugboard_runtime::types::Event;
@@ -364,15 +364,23 @@ impl DeliveryQueue for MemoryStore {
                     continue;
                 };
                 let Some(stored) = state.event(&row.queued.event_id) else { continue };
-                let claimed = Claimed {
-                    id: DeliveryId::new(id.to_string()),
-                    event: stored.event.clone(),
-                    route: row.queued.route.clone(),
-                    target: row.queued.target.clone(),
-                    action: row.queued.action.clone(),
-                    attempt: row.attempts.max(counted.map_or(0, |l| l.attempt)).saturating_add(1),
+                let delivery = DeliveryId::new(id.to_string());
+                let attempt = row.attempts.max(counted.map_or(0, |l| l.attempt)).saturating_add(1);
+                let candidate = Candidate {
+                    id: &delivery,
+                    route: &row.queued.route,
+                    target: &row.queued.target,
+                    attempt,
                 };
-                if admit(&claimed) {
+                if admit(&candidate) {
+                    let claimed = Claimed {
+                        id: delivery,
+                        event: stored.event.clone(),
+                        route: row.queued.route.clone(),
+                        target: row.queued.target.clone(),
+                        action: row.queued.action.clone(),
+                        attempt,
+                    };
                     taken.push((id, claimed));
                 }
             }

@@ -205,7 +205,21 @@ pub struct QueueStats {
 /// pipeline's concurrency limits, applied before anything is counted. It runs while the queue
 /// looks at its candidates (under its lock, in the backends here): it must answer at once and
 /// not call back into the store.
-pub type Admit<'a> = dyn FnMut(&Claimed) -> bool + Send + 'a;
+pub type Admit<'a> = dyn for<'c> FnMut(&Candidate<'c>) -> bool + Send + 'a;
+
+/// A delivery a claim could take, as its [`Admit`] sees it (its event is read only for those
+/// taken).
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The delivery's id.
+    pub id: &'a DeliveryId,
+    /// The route's name.
+    pub route: &'a str,
+    /// The target instance.
+    pub target: &'a str,
+    /// The number the attempt would have.
+    pub attempt: u32,
+}
 
 /// The delivery queue, as the dispatcher and operators use it.
 ///

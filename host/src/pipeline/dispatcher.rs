@@ -11,7 +11,9 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::pipeline::Routes;
 use crate::runtime::clock::now_ms;
-use crate::store::{Attempt, ClaimId, Claimed, DeliveryId, DeliveryQueue, Outcome, QueuedDelivery};
+use crate::store::{
+    Attempt, Candidate, ClaimId, Claimed, DeliveryId, DeliveryQueue, Outcome, QueuedDelivery,
+};
 use crate::types::{Error as WitError, Event};
 use crate::{Host, InvokeError};
 
@@ -217,13 +219,16 @@ impl Drop for Finished {
 
 /// Which deliveries a claim may take, given what runs now: none already running here, and
 /// no more per route than the route's concurrency limit (counting those this claim takes).
-fn admit(mut running: Running, routes: &Routes) -> impl FnMut(&Claimed) -> bool + Send + '_ {
-    move |d: &Claimed| {
-        if running.deliveries.contains(&d.id) {
+fn admit(mut running: Running, routes: &Routes) -> impl FnMut(&Candidate<'_>) -> bool + Send + '_ {
+    move |d: &Candidate<'_>| {
+        if running.deliveries.contains(d.id) {
             return false;
         }
-        let n = running.per_route.entry(d.route.clone()).or_default();
-        let ok = routes.concurrency(&d.route).is_none_or(|limit| *n < limit);
+        let n = match running.per_route.get_mut(d.route) {
+            Some(n) => n,
+            None => running.per_route.entry(d.route.to_owned()).or_default(),
+        };
+        let ok = routes.concurrency(d.route).is_none_or(|limit| *n < limit);
         if ok {
             *n += 1;
         }

@@ -32,7 +32,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{
-    Admit, Append, Appended, Attempt, ClaimId, Claimed, DeliveryDetail, DeliveryId, DeliveryQueue,
+    Admit, Append, Appended, Attempt, Candidate, ClaimId, Claimed, DeliveryDetail, DeliveryId, DeliveryQueue,
     DeliveryRecord, DeliveryStatus, EventFilter, EventLog, EventSummary, EventTrace, JobRecord, MinuteStats,
     Outcome, QueueStats, ReadModel, Retention, StoreError, StoreFuture, Swept,
 };
@@ -182,7 +182,7 @@ pub const MAX_CLAIM_SCAN: usize = 10_000;
 /// A claimed delivery's lease, kept by the process that runs this store's deliveries (the one
 /// holding the claim journal): its leases end with it, which is what a lease's expiry means on
 /// one node.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Lease {
     /// The attempt the claim counted (kept after the lease ends, until an outcome is stored,
     /// so that a delivery whose outcome could not be stored does not get that attempt back).
@@ -203,6 +203,8 @@ pub struct SqliteStore {
     claims: Mutex<Option<claims::ClaimJournal>>,
     /// Claimed deliveries not settled yet, by row.
     leases: Mutex<HashMap<i64, Lease>>,
+    /// Taken by each claim, so that claims do not interleave.
+    claiming: Mutex<()>,
 }
 
 /// Clears the writer's liveness flag however the writer thread ends, panics included.
@@ -267,6 +269,7 @@ impl SqliteStore {
             writer_alive,
             claims,
             leases: Mutex::default(),
+            claiming: Mutex::default(),
         })
     }
 
@@ -294,6 +297,7 @@ impl SqliteStore {
             writer_alive: Arc::new(AtomicBool::new(false)),
             claims: Mutex::new(None),
             leases: Mutex::default(),
+            claiming: Mutex::default(),
         })
     }
 
@@ -379,7 +383,12 @@ impl SqliteStore {
         lease: Duration,
         admit: &mut Admit<'_>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let mut leases = self.leases();
+        // Claims are taken one at a time, and each decides from the leases as they were before
+        // it read what is due: a lease a settlement ends after that (its delivery no longer
+        // pending, which the read may not show yet) still counts for this claim. Settlements
+        // never wait for a claim's read.
+        let _one_at_a_time = self.claiming.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let leases = self.leases().clone();
         let mut taken = Vec::new();
         let mut after = None;
         let mut scanned = 0;
@@ -387,17 +396,19 @@ impl SqliteStore {
         'pages: while taken.len() < limit && scanned < MAX_CLAIM_SCAN {
             let rows = self.due_rows(now_ms, after, page)?;
             let full = rows.len() == page;
-            for (row, next_at_ms, mut claimed) in rows {
+            for due in rows {
                 scanned += 1;
-                after = Some((next_at_ms, row));
-                if let Some(l) = leases.get(&row) {
+                after = Some((due.next_at_ms, due.row));
+                let mut attempt = due.attempts.saturating_add(1);
+                if let Some(l) = leases.get(&due.row) {
                     if l.until_ms > now_ms {
                         continue;
                     }
-                    claimed.attempt = claimed.attempt.max(l.attempt.saturating_add(1));
+                    attempt = attempt.max(l.attempt.saturating_add(1));
                 }
-                if admit(&claimed) {
-                    taken.push((row, claimed));
+                let candidate = Candidate { id: &due.id, route: &due.route, target: &due.target, attempt };
+                if admit(&candidate) {
+                    taken.push((due, attempt));
                     if taken.len() == limit {
                         break 'pages;
                     }
@@ -407,19 +418,39 @@ impl SqliteStore {
                 break;
             }
         }
+        let mut live = self.leases();
+        // A lease that changed since the snapshot (its claimer settled it meanwhile) may mean
+        // the read is older than the settlement: that delivery waits for the next claim.
+        taken.retain(|(due, _)| live.get(&due.row) == leases.get(&due.row));
         if taken.is_empty() {
             return Ok(Vec::new());
         }
-        let counted: Vec<(i64, u32)> = taken.iter().map(|(row, c)| (*row, c.attempt)).collect();
+        let counted: Vec<(i64, u32)> = taken.iter().map(|(due, attempt)| (due.row, *attempt)).collect();
         {
             let mut journal = self.claims.lock().map_err(|_| StoreError::Closed)?;
             journal.as_mut().ok_or(StoreError::JournalHeld)?.claim(&counted)?;
         }
         let until_ms = now_ms.saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
-        for (row, attempt) in counted {
-            leases.insert(row, Lease { attempt, until_ms });
+        for (row, attempt) in &counted {
+            live.insert(*row, Lease { attempt: *attempt, until_ms });
         }
-        Ok(taken.into_iter().map(|(_, c)| c).collect())
+        let leases = live;
+        drop(leases);
+        // Leased: their events can be read without holding up settlements.
+        let mut claimed = Vec::with_capacity(taken.len());
+        for (due, attempt) in taken {
+            match self.event(&due.event_id) {
+                Ok(Some(event)) => claimed.push(due.claimed(event, attempt)),
+                // A pending delivery keeps its event (retention spares it); if it cannot be
+                // read now, it is given back (its attempt counted) rather than run without it.
+                Ok(None) | Err(_) => {
+                    tracing::error!(delivery = due.row, event = %due.event_id, "reading a claimed delivery's event failed");
+                    let claim = ClaimId { delivery: due.id.clone(), attempt };
+                    let _ = self.hold(&claim, now_ms.saturating_add(10_000));
+                }
+            }
+        }
+        Ok(claimed)
     }
 
     /// Keeps `claim`'s lease until `until_ms` (renewing it, or giving the delivery back for

@@ -14,20 +14,19 @@ use plugboard_runtime::types::Event;
 
 impl SqliteStore {
     /// Up to `limit` pending deliveries due at `now_ms`, oldest due first, after the position
-    /// `after` (`(next_at_ms, row)` of the last one seen), each with its row, its position and
-    /// the number its next attempt would have; of deliveries with an ordering key, only the
-    /// oldest pending one of its route and key (the queue's FIFO order).
+    /// `after` (`(next_at_ms, row)` of the last one seen), without their events; of deliveries
+    /// with an ordering key, only the oldest pending one of its route and key (the queue's FIFO
+    /// order).
     pub(super) fn due_rows(
         &self,
         now_ms: u64,
         after: Option<(u64, i64)>,
         limit: usize,
-    ) -> Result<Vec<(i64, u64, Claimed)>, StoreError> {
+    ) -> Result<Vec<DueRow>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let mut stmt = conn.prepare_cached(
-            "SELECT q.id, q.route, q.target, q.action, q.attempts, q.next_at_ms, \
-                    e.id, e.source, e.kind, e.occurred_at_ms, e.content_type, e.payload, e.attributes \
-             FROM delivery_queue q JOIN events e ON e.id = q.event_id \
+            "SELECT q.id, q.next_at_ms, q.route, q.target, q.action, q.attempts, q.event_id \
+             FROM delivery_queue q \
              WHERE q.status = 'pending' AND q.next_at_ms <= ?1 AND (q.next_at_ms, q.id) > (?3, ?4) \
                AND (q.order_key IS NULL OR q.id = (SELECT MIN(p.id) FROM delivery_queue p \
                     WHERE p.status = 'pending' AND p.route = q.route AND p.order_key = q.order_key)) \
@@ -35,26 +34,41 @@ impl SqliteStore {
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (after_at, after_row) = after.map_or((i64::MIN, i64::MIN), |(at, row)| (sql_ms(at), row));
-        let now = sql_ms(now_ms);
-        let rows = stmt.query_map(params![now, limit, after_at, after_row], |r| {
+        let rows = stmt.query_map(params![sql_ms(now_ms), limit, after_at, after_row], |r| {
             let row: i64 = r.get(0)?;
-            let claimed = Claimed {
+            Ok(DueRow {
+                row,
+                next_at_ms: r.get::<_, i64>(1)? as u64,
                 id: delivery_id(row),
-                route: r.get(1)?,
-                target: r.get(2)?,
-                action: r.get(3)?,
-                attempt: (r.get::<_, i64>(4)? as u32).saturating_add(1),
-                event: event_from_row(r, 6)?,
-            };
-            Ok((row, r.get::<_, i64>(5)? as u64, claimed))
+                route: r.get(2)?,
+                target: r.get(3)?,
+                action: r.get(4)?,
+                attempts: r.get::<_, i64>(5)? as u32,
+                event_id: r.get(6)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The stored event `id`.
+    pub(super) fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, source, kind, occurred_at_ms, content_type, payload, attributes FROM events WHERE id = ?1",
+        )?;
+        Ok(stmt.query_row(params![id], |r| event_from_row(r, 0)).optional()?)
+    }
+
     /// What a claim at `now_ms` would look at first: up to `limit` due deliveries, leased or
-    /// not, nothing claimed.
+    /// not, with their events; nothing claimed.
     pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<Claimed>, StoreError> {
-        Ok(self.due_rows(now_ms, None, limit)?.into_iter().map(|(_, _, c)| c).collect())
+        let mut due = Vec::new();
+        for row in self.due_rows(now_ms, None, limit)? {
+            let Some(event) = self.event(&row.event_id)? else { continue };
+            let attempt = row.attempts.saturating_add(1);
+            due.push(row.claimed(event, attempt));
+        }
+        Ok(due)
     }
 
     /// One delivery with its event and every attempt.
@@ -187,6 +201,26 @@ impl SqliteStore {
     pub fn count(&self) -> Result<u64, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         Ok(conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+/// A due delivery as a claim first reads it: without its event.
+pub(super) struct DueRow {
+    pub(super) row: i64,
+    pub(super) next_at_ms: u64,
+    pub(super) id: DeliveryId,
+    pub(super) route: String,
+    pub(super) target: String,
+    pub(super) action: Option<String>,
+    /// Attempts stored so far.
+    pub(super) attempts: u32,
+    pub(super) event_id: String,
+}
+
+impl DueRow {
+    /// The claim of this delivery, as attempt `attempt`, with its event.
+    pub(super) fn claimed(self, event: Event, attempt: u32) -> Claimed {
+        Claimed { id: self.id, event, route: self.route, target: self.target, action: self.action, attempt }
     }
 }
 
