@@ -211,7 +211,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::{SqliteStore, StoreError};
 
     fn app(admin_token: Option<&str>) -> (Router, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -255,6 +255,45 @@ mod tests {
         assert_eq!(status(&admin, "/v1/events/nope", Some("Bearer t")).await, StatusCode::NOT_FOUND);
         assert_eq!(status(&admin, "/v1/events?limit=0", Some("Bearer t")).await, StatusCode::BAD_REQUEST);
         assert_eq!(status(&admin, "/hooks/nobody", None).await, StatusCode::NOT_FOUND);
+    }
+
+    /// The API runs over any backend of the ports (here the in-memory one), and a store that
+    /// fails answers by kind, never with its cause: a closed store is 503 and not ready.
+    #[tokio::test]
+    async fn a_failing_store_answers_its_kind_not_its_cause() {
+        let store = Arc::new(crate::store::MemoryStore::new());
+        let state = AppState::builder(Host::builder().build().unwrap(), store.clone())
+            .admin_token(Some(b"t".to_vec()))
+            .build();
+        let app = router(state);
+        assert_eq!(status(&app, "/v1/dlq", Some("Bearer t")).await, StatusCode::OK);
+        assert_eq!(status(&app, "/readyz", None).await, StatusCode::OK);
+        store.close();
+        let replay = Request::post("/v1/dlq/replay").header("authorization", "Bearer t").body(Body::empty());
+        let response = app.clone().oneshot(replay.unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("unavailable"), "{body:?}");
+        assert_eq!(status(&app, "/readyz", None).await, StatusCode::SERVICE_UNAVAILABLE);
+        for (e, expected) in [
+            (StoreError::Conflict("UNIQUE constraint failed: events.id".into()), StatusCode::CONFLICT),
+            (
+                StoreError::Failed("database disk image is malformed".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (StoreError::Unavailable("database is locked".into()), StatusCode::SERVICE_UNAVAILABLE),
+            (StoreError::Closed, StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let cause = e.to_string();
+            let response = axum::response::IntoResponse::into_response(error::ApiError::from(e));
+            assert_eq!(response.status(), expected, "{cause}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert!(
+                !body.contains("constraint") && !body.contains("malformed") && !body.contains("locked"),
+                "{body}"
+            );
+        }
     }
 
     /// Dead letters come a page at a time, each page naming the next until the last, and

@@ -1,0 +1,263 @@
+//! What `plugboard.toml` says: one serde type per table, each refusing unknown keys, with the
+//! defaults an omitted key takes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::egress::ai::AiSettings;
+use crate::egress::oauth::ClientAuth;
+use crate::ingress::verify::Scheme;
+use crate::pipeline::{RetryPolicy, Route, Schedule};
+use crate::rate_limit::RateLimit;
+use crate::{Grants, Limits};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The event store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The plugin instances.
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<InstanceConfig>,
+    /// Where events go.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    /// Secrets the host fills into outbound requests, by name.
+    #[serde(default, rename = "secret")]
+    pub secrets: BTreeMap<String, SecretConfig>,
+    /// OAuth2 clients the host runs for plugins, by name (`{{oauth:NAME}}`).
+    #[serde(default, rename = "oauth")]
+    pub oauth: BTreeMap<String, OAuthConfig>,
+    /// How AI answers are cached.
+    #[serde(default)]
+    pub ai: AiSettings,
+    /// The outbound call log.
+    #[serde(default)]
+    pub calls: CallsConfig,
+    /// The async jobs API.
+    #[serde(default)]
+    pub jobs: Option<JobsConfig>,
+    /// The admin API (dead letters, for now).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Cron-style triggers.
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<Schedule>,
+    /// How failed deliveries are retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// How many deliveries run at once.
+    #[serde(default = "default_concurrency")]
+    pub delivery_concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    64
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The largest webhook body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// The longest a webhook request may take before it is answered 503.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1 << 20,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// One secret: a reference to its value, and where it may be sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// `env:NAME` or `file:PATH`.
+    pub value: String,
+    /// Destinations (`scheme://host[:port]`) the secret may be sent to.
+    pub hosts: Vec<String>,
+}
+
+/// One OAuth2 client (client credentials, or a refresh token when given).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// A reference to the client secret (`env:NAME` or `file:PATH`).
+    pub client_secret: String,
+    /// A reference to a refresh token; the refresh-token grant is used when set.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Scopes to ask for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// How the client authenticates to the token endpoint: `basic` (default) or `post`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Destinations (`scheme://host[:port]`) the tokens may be sent to.
+    pub hosts: Vec<String>,
+}
+
+/// The outbound call log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// How many of the newest records are kept.
+    pub retain: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig { retain: 100_000 }
+    }
+}
+
+/// The admin API (`/v1/dlq...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A reference to the bearer token operators must send.
+    pub token: String,
+}
+
+/// The async jobs API (`POST /v1/jobs`, `GET /v1/jobs/{id}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// A reference to the bearer token callers must send.
+    pub token: String,
+    /// A reference to the `whsec_` secret that signs completion callbacks (Standard Webhooks).
+    #[serde(default)]
+    pub callback_secret: Option<String>,
+    /// Where completion callbacks may go, as `scheme://host[:port]` patterns like a plugin's
+    /// `http.allow`. A job whose `callback_url` matches none is refused; empty: no callbacks.
+    #[serde(default)]
+    pub callback_allow: Vec<String>,
+    /// Internal addresses (CIDR blocks or host names) callbacks may reach, like a plugin's
+    /// `http.allow_internal`; none by default.
+    #[serde(default)]
+    pub callback_allow_internal: Vec<String>,
+}
+
+impl JobsConfig {
+    /// The callback destinations, as a grant the egress policy checks.
+    pub fn callback_destinations(&self) -> crate::HttpGrant {
+        crate::HttpGrant {
+            allow: self.callback_allow.clone(),
+            allow_internal: self.callback_allow_internal.clone(),
+            ..crate::HttpGrant::default()
+        }
+    }
+}
+
+/// The event store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The SQLite file (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// How long delivery ids are remembered to drop duplicate deliveries, in seconds.
+    pub dedup_window_secs: u64,
+    /// Events (with their deliveries and attempts) older than this many days are deleted once
+    /// none of their deliveries is pending; 0 keeps them whatever their age.
+    pub retain_days: u64,
+    /// At most this many events are kept (the oldest finished ones go first); 0: no limit.
+    pub retain_events: u64,
+    /// How often retention runs, in seconds.
+    pub retention_interval_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("plugboard.db"),
+            dedup_window_secs: 7 * 24 * 3600,
+            retain_days: 30,
+            retain_events: 1_000_000,
+            retention_interval_secs: 300,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The retention these settings ask for.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            max_age_ms: self.retain_days.saturating_mul(24 * 3600 * 1000),
+            max_events: self.retain_events,
+            chunk: 5_000,
+        }
+    }
+}
+
+/// One plugin instance.
+///
+/// It repeats the fields of [`PluginSpec`] rather than flattening one into it: serde cannot
+/// refuse unknown keys through `#[serde(flatten)]`, and refusing them is the point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// The instance id; webhooks arrive at `/hooks/{id}`.
+    pub id: String,
+    /// The component file (relative to the config file).
+    pub wasm: PathBuf,
+    /// What the operator grants.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Values for the `config` capability.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// How its webhooks are verified; without it the instance receives no webhooks.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Webhook verification for one instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The scheme, e.g. `{ scheme = "shopify" }`.
+    pub verify: Scheme,
+    /// Secret references (`env:NAME`, `file:PATH`); several during a rotation.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// The window for timestamped schemes, in seconds.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+    /// Only these source addresses (CIDR blocks) may deliver; any when empty. Others get 403.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// A rate limit for this instance's webhooks; over it, 429 with `Retry-After`.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// A header carrying the provider's delivery id, for providers the scheme does not know.
+    #[serde(default)]
+    pub delivery_id_header: Option<String>,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
