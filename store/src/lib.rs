@@ -233,7 +233,7 @@ mod conformance {
             assert_eq!(store.queue_stats(now + 10_000).await.unwrap().dead, 1, "{name}");
 
             // A claim never made settles nothing.
-            let never = ClaimId { delivery: dead[0].id.clone(), attempt: 7 };
+            let never = ClaimId { delivery: dead[0].id.clone(), attempt: 7, lease: 7 };
             let done = Outcome::Delivered { events: vec![], deliveries: vec![], output: None };
             assert!(matches!(store.settle(never, once(1), done).await, Err(StoreError::Conflict(_))));
 
@@ -295,6 +295,44 @@ mod conformance {
             let mut not_busy = |c: &Candidate<'_>| c.route != "busy";
             let claimed = store.claim(now, 4, Duration::from_secs(60), &mut not_busy).await.unwrap();
             assert_eq!(kinds(&claimed), ["other"], "{name}");
+        }
+    }
+
+    /// A settlement that cannot be stored (the store closed, as a failed disk) leaves the claim
+    /// as it was: held until its lease runs out, then the delivery comes back with that attempt
+    /// counted.
+    #[tokio::test]
+    async fn a_failed_settlement_leaves_the_claim_held() {
+        /// A store, with how to close it.
+        type Closable = (&'static str, Arc<dyn EventStore>, Box<dyn Fn()>);
+        let memory = Arc::new(MemoryStore::new());
+        let closing = memory.clone();
+        let memory: Closable = ("memory", memory, Box::new(move || closing.close()));
+        #[cfg(feature = "sqlite")]
+        let dir = tempfile::tempdir().unwrap();
+        #[cfg(feature = "sqlite")]
+        let stores = {
+            let sqlite = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+            let closing = sqlite.clone();
+            let sqlite: Closable = ("sqlite", sqlite, Box::new(move || closing.close()));
+            vec![memory, sqlite]
+        };
+        #[cfg(not(feature = "sqlite"))]
+        let stores = vec![memory];
+        for (name, store, close) in stores {
+            let store = store.as_ref();
+            let e = event("e");
+            append(store, vec![e.clone()], vec![to(&e, "r", None)]).await;
+            let now = plugboard_runtime::clock::now_ms();
+            let first = claim(store, now, 1_000).await;
+            close();
+            let done = Outcome::Delivered { events: vec![], deliveries: vec![], output: None };
+            let failed = store.settle(first[0].claim_id(), once(1), done).await;
+            assert!(matches!(failed, Err(StoreError::Closed)), "{name}: {failed:?}");
+            assert!(claim(store, now + 500, 1_000).await.is_empty(), "{name}: still held");
+            // Its lease runs out as it would have: the delivery comes back, that attempt counted.
+            let again = claim(store, now + 2_000, 1_000).await;
+            assert_eq!(again.iter().map(|c| c.attempt).collect::<Vec<_>>(), [2], "{name}");
         }
     }
 }

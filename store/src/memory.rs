@@ -39,6 +39,8 @@ struct State {
     deliveries: BTreeMap<u64, Row>,
     next_delivery: u64,
     leases: HashMap<u64, Lease>,
+    /// The last lease given.
+    serials: u64,
     /// Minute -> (events, attempts, failures, duration sum, duration max), µs.
     minutes: BTreeMap<u64, [u64; 5]>,
 }
@@ -59,11 +61,13 @@ struct Row {
     history: Vec<AttemptRecord>,
 }
 
-/// See the SQLite backend's lease: the attempt counted, and until when nobody claims it again.
+/// See the SQLite backend's lease: the attempt counted, until when nobody claims it again, and
+/// which claim took it.
 #[derive(Clone, Copy)]
 struct Lease {
     attempt: u32,
     until_ms: u64,
+    serial: u64,
 }
 
 impl Default for MemoryStore {
@@ -153,7 +157,9 @@ impl State {
     /// The delivery `claim` holds: a conflict when its lease was lost (or never was).
     fn held(&self, claim: &ClaimId) -> Result<u64, StoreError> {
         number(&claim.delivery)
-            .filter(|id| self.leases.get(id).is_some_and(|l| l.attempt == claim.attempt))
+            .filter(|id| {
+                self.leases.get(id).is_some_and(|l| l.attempt == claim.attempt && l.serial == claim.lease)
+            })
             .filter(|id| self.deliveries.get(id).is_some_and(|r| r.status == DeliveryStatus::Pending))
             .ok_or_else(|| StoreError::Conflict(format!("{claim} is not claimed here (its lease was lost)")))
     }
@@ -380,13 +386,16 @@ impl DeliveryQueue for MemoryStore {
                         target: row.queued.target.clone(),
                         action: row.queued.action.clone(),
                         attempt,
+                        lease: 0,
                     };
                     taken.push((id, claimed));
                 }
             }
             let until_ms = now_ms.saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
-            for (id, claimed) in &taken {
-                state.leases.insert(*id, Lease { attempt: claimed.attempt, until_ms });
+            for (id, claimed) in &mut taken {
+                state.serials += 1;
+                claimed.lease = state.serials;
+                state.leases.insert(*id, Lease { attempt: claimed.attempt, until_ms, serial: claimed.lease });
             }
             Ok(taken.into_iter().map(|(_, c)| c).collect())
         })();

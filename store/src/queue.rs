@@ -50,25 +50,29 @@ pub struct Claimed {
     /// The number of the attempt this claim is (1 for the first). It is counted when claimed:
     /// a claimer that dies running it has used it.
     pub attempt: u32,
+    /// Which lease this claim holds: unique among the claims of one store.
+    pub lease: u64,
 }
 
 impl Claimed {
     /// Which claim this is, to settle, renew or release it.
     pub fn claim_id(&self) -> ClaimId {
-        ClaimId { delivery: self.id.clone(), attempt: self.attempt }
+        ClaimId { delivery: self.id.clone(), attempt: self.attempt, lease: self.lease }
     }
 }
 
-/// One claim of a delivery: the delivery and the attempt the claim counted. Only the claim that
-/// holds a delivery's lease may settle, renew or release it: a claimer whose lease ran out (and
-/// whose delivery another claim took) is refused with a conflict, so that a late answer cannot
-/// overwrite a newer attempt's.
+/// One claim of a delivery: the delivery, the attempt the claim counted and its lease. Only the
+/// claim that holds a delivery's lease may settle, renew or release it: a claimer whose lease
+/// ran out (and whose delivery another claim took, or a replay put back) is refused with a
+/// conflict, so that a late answer cannot overwrite a newer attempt's or end its lease.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClaimId {
     /// The delivery.
     pub delivery: DeliveryId,
     /// The attempt its claim counted.
     pub attempt: u32,
+    /// The lease its claim took ([`Claimed::lease`]).
+    pub lease: u64,
 }
 
 impl std::fmt::Display for ClaimId {
@@ -202,9 +206,9 @@ pub struct QueueStats {
 }
 
 /// Decides, for each delivery a claim could take (in the queue's order), whether to take it: the
-/// pipeline's concurrency limits, applied before anything is counted. It runs while the queue
-/// looks at its candidates (under its lock, in the backends here): it must answer at once and
-/// not call back into the store.
+/// pipeline's concurrency limits, applied before anything is counted. It runs while the claim
+/// holds the queue (no other claim runs meanwhile): it must answer at once and not call back
+/// into the store.
 pub type Admit<'a> = dyn for<'c> FnMut(&Candidate<'c>) -> bool + Send + 'a;
 
 /// A delivery a claim could take, as its [`Admit`] sees it (its event is read only for those
@@ -241,8 +245,10 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         admit: &'a mut Admit<'a>,
     ) -> StoreFuture<'a, Vec<Claimed>>;
     /// Settles a claim with the outcome of `attempt`, storing what it produced in the same
-    /// write, and ends its lease. [`StoreError::Conflict`](super::StoreError::Conflict) when the
-    /// claim no longer holds the delivery.
+    /// write, and ends its lease once that write is durable (no claim takes the delivery
+    /// meanwhile; if the write fails, the claim still holds it).
+    /// [`StoreError::Conflict`](super::StoreError::Conflict) when the claim no longer holds the
+    /// delivery.
     fn settle(&self, claim: ClaimId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()>;
     /// Keeps a claim's lease until `until_ms`: what a claimer still running the delivery does
     /// before the lease runs out. A conflict when the claim no longer holds it.

@@ -159,7 +159,9 @@ impl Dispatcher {
 
 /// How long a claim leases a delivery. The dispatcher renews the lease of each delivery it
 /// runs every third of it, settles or releases every delivery it claims, and never claims one it
-/// is running: a lease ends on its own only when its claimer is gone.
+/// is running: a lease ends on its own when its claimer is gone (or, leases being wall-clock
+/// times, when the clock jumps ahead by more than two thirds of a lease; then another
+/// dispatcher may run the delivery again, and the first one's answer is refused).
 pub const LEASE: Duration = Duration::from_secs(300);
 
 /// Runs `run` (a delivery), renewing `claim`'s lease while it runs; answers what `run` answers.

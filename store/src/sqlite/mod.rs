@@ -63,6 +63,7 @@ impl From<rusqlite::Error> for StoreError {
         store_error(&e)
     }
 }
+use queries::DueRow;
 use writer::{Job, Work, count_unfinished, writer_loop};
 
 /// The row of delivery `id`: `None` for an id this backend did not make (only the canonical
@@ -187,8 +188,10 @@ struct Lease {
     /// The attempt the claim counted (kept after the lease ends, until an outcome is stored,
     /// so that a delivery whose outcome could not be stored does not get that attempt back).
     attempt: u32,
-    /// Nobody claims it again before this.
+    /// Nobody claims it again before this (`u64::MAX` while its outcome is being stored).
     until_ms: u64,
+    /// Which claim took it ([`Claimed::lease`]).
+    serial: u64,
 }
 
 /// The embedded event log.
@@ -205,6 +208,8 @@ pub struct SqliteStore {
     leases: Mutex<HashMap<i64, Lease>>,
     /// Taken by each claim, so that claims do not interleave.
     claiming: Mutex<()>,
+    /// The last lease given.
+    serials: std::sync::atomic::AtomicU64,
 }
 
 /// Clears the writer's liveness flag however the writer thread ends, panics included.
@@ -270,6 +275,7 @@ impl SqliteStore {
             claims,
             leases: Mutex::default(),
             claiming: Mutex::default(),
+            serials: Default::default(),
         })
     }
 
@@ -298,6 +304,7 @@ impl SqliteStore {
             claims: Mutex::new(None),
             leases: Mutex::default(),
             claiming: Mutex::default(),
+            serials: Default::default(),
         })
     }
 
@@ -336,7 +343,9 @@ impl SqliteStore {
     /// The row of `claim`'s delivery, if the claim still holds its lease.
     fn held(&self, leases: &HashMap<i64, Lease>, claim: &ClaimId) -> Result<i64, StoreError> {
         rowid(&claim.delivery)
-            .filter(|row| leases.get(row).is_some_and(|l| l.attempt == claim.attempt))
+            .filter(|row| {
+                leases.get(row).is_some_and(|l| l.attempt == claim.attempt && l.serial == claim.lease)
+            })
             .ok_or_else(|| StoreError::Conflict(format!("{claim} is not claimed here (its lease was lost)")))
     }
 
@@ -347,25 +356,40 @@ impl SqliteStore {
         attempt: Attempt,
         outcome: Outcome,
     ) -> Result<(), StoreError> {
-        let row = self.held(&self.leases(), claim)?;
-        let (done, wait) = oneshot::channel();
-        self.submit(Work::Outcome { delivery: row, attempt, outcome, done })?;
-        wait.await.map_err(|_| StoreError::Closed)??;
-        {
+        // While its outcome is stored, no claim takes it (even if its lease would run out).
+        let (row, until_ms) = {
             let mut leases = self.leases();
-            if leases.get(&row).is_some_and(|l| l.attempt == claim.attempt) {
-                leases.remove(&row);
+            let row = self.held(&leases, claim)?;
+            let lease = leases.get_mut(&row).ok_or(StoreError::Closed)?;
+            (row, std::mem::replace(&mut lease.until_ms, u64::MAX))
+        };
+        let (done, wait) = oneshot::channel();
+        let stored = match self.submit(Work::Outcome { delivery: row, attempt, outcome, done }) {
+            Ok(()) => wait.await.map_err(|_| StoreError::Closed).and_then(|answer| answer),
+            Err(e) => Err(e),
+        };
+        let mut leases = self.leases();
+        let mine = leases.get(&row).is_some_and(|l| l.serial == claim.lease);
+        if let Err(e) = stored {
+            // Not stored: the claim still holds it, as before.
+            if let Some(lease) = leases.get_mut(&row).filter(|_| mine) {
+                lease.until_ms = until_ms;
             }
+            return Err(e);
         }
-        // Best effort: a claim left in the journal counts, at the next start, the attempt the
-        // outcome just stored (attempts are set to the larger of the two), so nothing is lost.
-        let done = self
-            .claims
-            .lock()
-            .map_err(|_| StoreError::Closed)
-            .and_then(|mut journal| Ok(journal.as_mut().map(|j| j.done(row)).transpose()?));
-        if let Err(e) = done {
-            tracing::warn!(delivery = row, "claim journal: {e}");
+        if mine {
+            leases.remove(&row);
+            // Under the leases' lock, so that no new claim of it is journalled in between.
+            // Best effort: a claim left in the journal counts, at the next start, the attempt
+            // the outcome just stored (attempts are set to the larger of the two).
+            let done = self
+                .claims
+                .lock()
+                .map_err(|_| StoreError::Closed)
+                .and_then(|mut journal| Ok(journal.as_mut().map(|j| j.done(row)).transpose()?));
+            if let Err(e) = done {
+                tracing::warn!(delivery = row, "claim journal: {e}");
+            }
         }
         Ok(())
     }
@@ -399,6 +423,10 @@ impl SqliteStore {
             for due in rows {
                 scanned += 1;
                 after = Some((due.next_at_ms, due.row));
+                // Each page is read on its own: one changed in between could show a row again.
+                if taken.iter().any(|(t, _): &(DueRow, u32)| t.row == due.row) {
+                    continue;
+                }
                 let mut attempt = due.attempts.saturating_add(1);
                 if let Some(l) = leases.get(&due.row) {
                     if l.until_ms > now_ms {
@@ -431,22 +459,33 @@ impl SqliteStore {
             journal.as_mut().ok_or(StoreError::JournalHeld)?.claim(&counted)?;
         }
         let until_ms = now_ms.saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
+        let mut serials = Vec::with_capacity(counted.len());
         for (row, attempt) in &counted {
-            live.insert(*row, Lease { attempt: *attempt, until_ms });
+            let serial = self.serials.fetch_add(1, Ordering::Relaxed) + 1;
+            live.insert(*row, Lease { attempt: *attempt, until_ms, serial });
+            serials.push(serial);
         }
-        let leases = live;
-        drop(leases);
+        drop(live);
         // Leased: their events can be read without holding up settlements.
         let mut claimed = Vec::with_capacity(taken.len());
-        for (due, attempt) in taken {
+        for ((due, attempt), serial) in taken.into_iter().zip(serials) {
             match self.event(&due.event_id) {
-                Ok(Some(event)) => claimed.push(due.claimed(event, attempt)),
+                Ok(Some(event)) => claimed.push(due.claimed(event, attempt, serial)),
                 // A pending delivery keeps its event (retention spares it); if it cannot be
-                // read now, it is given back (its attempt counted) rather than run without it.
+                // read now, the claim is undone (its attempt not counted) and the delivery
+                // waits a while, rather than run without its event.
                 Ok(None) | Err(_) => {
                     tracing::error!(delivery = due.row, event = %due.event_id, "reading a claimed delivery's event failed");
-                    let claim = ClaimId { delivery: due.id.clone(), attempt };
-                    let _ = self.hold(&claim, now_ms.saturating_add(10_000));
+                    let mut leases = self.leases();
+                    if let Some(lease) = leases.get_mut(&due.row).filter(|l| l.serial == serial) {
+                        lease.attempt = attempt.saturating_sub(1);
+                        lease.until_ms = now_ms.saturating_add(10_000);
+                        if let Ok(mut journal) = self.claims.lock()
+                            && let Some(Err(e)) = journal.as_mut().map(|j| j.done(due.row))
+                        {
+                            tracing::warn!(delivery = due.row, "claim journal: {e}");
+                        }
+                    }
                 }
             }
         }
@@ -479,14 +518,18 @@ impl SqliteStore {
             Some(None) => return Ok(0),
             Some(Some(row)) => Some(row),
         };
+        // Their attempts count from zero again: a lease an interrupted settlement left behind
+        // must not count for them. But one a claim took after the replay was stored is that
+        // claim's, and stays.
+        let before = self.leases().clone();
         let (done, wait) = oneshot::channel();
         self.submit(Work::Replay { delivery, done })?;
         let replayed = wait.await.map_err(|_| StoreError::Closed)??;
-        // Their attempts count from zero again: a lease an interrupted settlement left behind
-        // must not count for them.
         let mut leases = self.leases();
         for row in &replayed {
-            leases.remove(row);
+            if leases.get(row) == before.get(row) {
+                leases.remove(row);
+            }
         }
         Ok(replayed.len() as u64)
     }

@@ -66,7 +66,7 @@ impl SqliteStore {
         for row in self.due_rows(now_ms, None, limit)? {
             let Some(event) = self.event(&row.event_id)? else { continue };
             let attempt = row.attempts.saturating_add(1);
-            due.push(row.claimed(event, attempt));
+            due.push(row.claimed(event, attempt, 0));
         }
         Ok(due)
     }
@@ -218,9 +218,17 @@ pub(super) struct DueRow {
 }
 
 impl DueRow {
-    /// The claim of this delivery, as attempt `attempt`, with its event.
-    pub(super) fn claimed(self, event: Event, attempt: u32) -> Claimed {
-        Claimed { id: self.id, event, route: self.route, target: self.target, action: self.action, attempt }
+    /// The claim of this delivery, as attempt `attempt` under lease `lease`, with its event.
+    pub(super) fn claimed(self, event: Event, attempt: u32, lease: u64) -> Claimed {
+        Claimed {
+            id: self.id,
+            event,
+            route: self.route,
+            target: self.target,
+            action: self.action,
+            attempt,
+            lease,
+        }
     }
 }
 
