@@ -161,7 +161,8 @@ async fn kill_9_under_load_loses_no_acknowledged_webhook() {
     let lost: Vec<u32> = acked.iter().copied().filter(|n| !received.contains(n)).collect();
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
     let delivered = store.deliveries(plugboard::store::DeliveryStatus::Delivered, 1_000_000).unwrap();
-    assert!(store.deliveries(plugboard::store::DeliveryStatus::Dead, 10).unwrap().is_empty());
+    let dead = store.deliveries(plugboard::store::DeliveryStatus::Dead, 10).unwrap();
+    assert!(dead.is_empty(), "dead letters after the restart: {dead:?}");
     assert_eq!(delivered.len(), received.len(), "every stored webhook event was delivered to the sink");
     eprintln!(
         "acknowledged {} before kill -9; {} stored (some stored but unacknowledged); {} delivered after restart",
