@@ -665,6 +665,56 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION - 1);
     }
 
+    /// Settlements are stored while another connection to the same file (the key-value store,
+    /// the call log) commits all the time: none is refused as "database is locked" (a writer
+    /// transaction that read before writing used to be refused at once when another connection
+    /// committed in between).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settlements_are_stored_while_another_connection_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let events: Vec<Event> = (0..300).map(|_| event("a/b")).collect();
+        let deliveries = events
+            .iter()
+            .map(|e| QueuedDelivery {
+                event_id: e.id.clone(),
+                route: "r".into(),
+                target: "t".into(),
+                action: None,
+                order_key: None,
+            })
+            .collect();
+        let append =
+            Append { instance: "shop".into(), delivery_id: None, dedup_window_ms: 0, events, deliveries };
+        store.append(append).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let conn = super::connect(&path).unwrap();
+                conn.execute_batch("CREATE TABLE IF NOT EXISTS other (n INTEGER)").unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    conn.execute("INSERT INTO other (n) VALUES (1)", []).unwrap();
+                }
+            })
+        };
+        let now = plugboard_runtime::clock::now_ms() + 1_000;
+        let claimed = store.claim(now, 300, Duration::from_secs(60), &mut |_| true).unwrap();
+        assert_eq!(claimed.len(), 300);
+        let mut refused = Vec::new();
+        for c in &claimed {
+            let done = Outcome::Delivered { events: vec![], deliveries: vec![], output: None };
+            let attempt = Attempt { number: 1, duration_us: 1, handler: None };
+            if let Err(e) = store.settle(&c.claim_id(), attempt, done).await {
+                refused.push(e.to_string());
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        other.join().unwrap();
+        assert!(refused.is_empty(), "{} of 300 refused: {:?}", refused.len(), refused.first());
+    }
+
     /// The per-minute charts count what the writer stored, at the minute it stored it.
     #[tokio::test]
     async fn minute_stats_count_events_attempts_failures_and_durations() {

@@ -253,7 +253,13 @@ fn insert_events(
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the write lock is taken (waiting up to the busy timeout) before anything is
+    // read. A deferred transaction that reads first (an outcome checks that its delivery is
+    // still pending) would start from a snapshot, and when the key-value or call-log connection
+    // on the same file commits before its first write, SQLite refuses that write at once
+    // ("database is locked", with no busy wait): the outcome would be lost and the delivery
+    // run again.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(batch.len());
     // The dashboard's per-minute charts read these totals, not the history.
     let mut activity = Activity::default();
