@@ -256,8 +256,7 @@ impl State {
 
 /// A delivery's number in this store: `None` for an id it did not make.
 fn number(id: &DeliveryId) -> Option<u64> {
-    let n: u64 = id.as_str().parse().ok()?;
-    (n.to_string() == id.as_str()).then_some(n)
+    id.number()
 }
 
 /// Whether `text` matches `pattern`, whose `*` matches any run of characters and `?` any one

@@ -26,6 +26,13 @@ impl DeliveryId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The number it spells, for a backend whose ids are numbers: only the canonical spelling
+    /// (no sign, no leading zero) is one, so that each delivery has one id.
+    pub fn number<T: std::str::FromStr + ToString>(&self) -> Option<T> {
+        let n: T = self.0.parse().ok()?;
+        (n.to_string() == self.0).then_some(n)
+    }
 }
 
 impl std::fmt::Display for DeliveryId {

@@ -357,16 +357,23 @@ async fn a_cycle_that_multiplies_events_is_ended_by_the_lineage_budget(backend: 
     assert!(error.contains("route fan-out") && error.contains("10000"), "{error}");
 }
 
+/// A store of `backend` holding one order, routed to an echo instance `sink`.
+async fn one_order_for_the_sink(backend: Backend) -> (Opened, plugboard::Host, Arc<Routes>) {
+    let opened = backend.open();
+    let host = common::host();
+    common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
+    let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
+    let order = Event::json("orders/create", "shop", &json!({"n": 1})).unwrap();
+    append(opened.store.as_ref(), &routes, order).await;
+    (opened, host, routes)
+}
+
 /// A store that takes no more writes (its writer closed, as when the disk fails): each run's
 /// outcome is lost, yet the runs are counted, so the delivery runs as many times as the policy
 /// allows (with a pause between runs), not every few seconds forever.
 async fn a_delivery_whose_outcomes_cannot_be_stored_runs_at_most_its_attempts(backend: Backend) {
-    let opened = backend.open();
+    let (opened, host, routes) = one_order_for_the_sink(backend).await;
     let store = opened.store.clone();
-    let host = common::host();
-    common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
-    let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
-    append(store.as_ref(), &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
     (opened.close)();
     let policy = RetryPolicy { schedule_ms: vec![5] };
     let dispatcher = Dispatcher::spawn(host.clone(), store.clone(), routes, policy, 8);
@@ -385,12 +392,8 @@ async fn a_delivery_whose_outcomes_cannot_be_stored_runs_at_most_its_attempts(ba
 /// Each attempt is counted when it is claimed, so a delivery whose claimers die running it
 /// (their leases run out, every time) ends as a dead letter instead of looping.
 async fn a_delivery_whose_claimers_die_becomes_a_dead_letter(backend: Backend) {
-    let opened = backend.open();
+    let (opened, host, routes) = one_order_for_the_sink(backend).await;
     let store = opened.store.clone();
-    let host = common::host();
-    common::load(&host, "sink", ECHO, Grants::all(), Limits::default()).await;
-    let routes = Arc::new(Routes::new(vec![route("to-sink", "shop", "*", "sink", None)]));
-    append(store.as_ref(), &routes, Event::json("orders/create", "shop", &json!({"n": 1})).unwrap()).await;
     // Two claimers take it in turn, each with a short lease, and die before settling it.
     let now = plugboard::runtime::clock::now_ms();
     let lease = Duration::from_millis(10);

@@ -255,6 +255,12 @@ mod tests {
         assert_eq!(status(&admin, "/v1/events/nope", Some("Bearer t")).await, StatusCode::NOT_FOUND);
         assert_eq!(status(&admin, "/v1/events?limit=0", Some("Bearer t")).await, StatusCode::BAD_REQUEST);
         assert_eq!(status(&admin, "/hooks/nobody", None).await, StatusCode::NOT_FOUND);
+        // Delivery ids are opaque: one this store never made finds nothing, whatever it spells.
+        for id in ["%1b%5b31m", "01", "%2B1", "99999999999999999999999"] {
+            let path = format!("/v1/dlq/{id}");
+            assert_eq!(status(&admin, &path, Some("Bearer t")).await, StatusCode::NOT_FOUND, "{path}");
+        }
+        assert_eq!(status(&admin, "/v1/dlq?before=%1bx", Some("Bearer t")).await, StatusCode::OK);
     }
 
     /// The API runs over any backend of the ports (here the in-memory one), and a store that

@@ -139,10 +139,7 @@ impl Dispatcher {
                             // Its outcome is not stored, so it is still due: running it again at
                             // once would repeat its side effects in a tight loop. It goes back to
                             // the queue unclaimable for a while, its attempt counted.
-                            let later = now_ms().saturating_add(RECORD_FAILURE_PAUSE.as_millis() as u64);
-                            if let Err(e) = store.release(claim.clone(), later).await {
-                                tracing::error!("releasing {claim}: {e}");
-                            }
+                            release_for_later(store.as_ref(), claim).await;
                         }
                     });
                 }
@@ -262,13 +259,20 @@ async fn end_poisoned(
         if let Err(e) = store.settle(claim.clone(), attempt, outcome).await {
             host.metrics().add("plugboard_store_errors_total", &[("operation", "record")], 1);
             tracing::error!("storing the dead letter of {claim}: {e}");
-            let later = now_ms().saturating_add(RECORD_FAILURE_PAUSE.as_millis() as u64);
-            if let Err(e) = store.release(claim.clone(), later).await {
-                tracing::error!("releasing {claim}: {e}");
-            }
+            release_for_later(store, claim).await;
         }
     }
     runnable
+}
+
+/// Gives back a claimed delivery whose outcome could not be stored, claimable again only after
+/// [`RECORD_FAILURE_PAUSE`]: running it again at once would repeat its side effects in a tight
+/// loop.
+async fn release_for_later(store: &dyn DeliveryQueue, claim: ClaimId) {
+    let later = now_ms().saturating_add(RECORD_FAILURE_PAUSE.as_millis() as u64);
+    if let Err(e) = store.release(claim.clone(), later).await {
+        tracing::error!("releasing {claim}: {e}");
+    }
 }
 
 /// How long the dispatcher waits after a claim could not be written.

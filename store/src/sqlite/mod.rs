@@ -69,8 +69,7 @@ use writer::{Job, Work, count_unfinished, writer_loop};
 /// The row of delivery `id`: `None` for an id this backend did not make (only the canonical
 /// spelling of a row number is one).
 pub(super) fn rowid(id: &DeliveryId) -> Option<i64> {
-    let row: i64 = id.as_str().parse().ok()?;
-    (row.to_string() == id.as_str()).then_some(row)
+    id.number()
 }
 
 /// The id of the delivery in row `row`.
