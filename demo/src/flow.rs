@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use plugboard::Host;
-use plugboard::config::Config;
+use plugboard::config::Resolved;
 use serde_json::Value;
 
 use crate::fakes::{self, Fakes};
@@ -97,7 +97,7 @@ impl Flow {
             &dir,
             edits,
         )?;
-        let resolved = Config::load(&config)?;
+        let resolved = Resolved::load(&config)?;
         let wanted = resolved.specs.len();
         let builder = Host::builder().compile_cache_dir(repo().join("target/plugboard-cache"));
         let host = plugboard::run::host_for(builder, &resolved)?;

@@ -89,7 +89,7 @@ fuzz_target!(|a: Attempt| {
     if grant.validate().is_err() {
         return;
     }
-    if grant.admit(a.method, &url).is_err() {
+    if plugboard::egress::policy::admit(&grant, a.method, &url).is_err() {
         return;
     }
     let ip = match url.host() {

@@ -4,11 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plugboard::config::Config;
+use plugboard::config::{Config, Resolved};
 
 fuzz_target!(|text: &str| {
     let Ok(config) = Config::from_toml(text, "fuzz.toml") else { return };
     // Relative paths and `file:` secrets resolve under a directory that does not exist, so
     // nothing outside the input decides the outcome.
-    let _ = config.resolve(std::path::Path::new("/nonexistent/plugboard-fuzz"));
+    let _ = Resolved::resolve(config, std::path::Path::new("/nonexistent/plugboard-fuzz"));
 });

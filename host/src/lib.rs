@@ -18,7 +18,8 @@
 //! - [`store`]: where events, deliveries, key-value data and the call log are stored: the
 //!   ports the pipeline and the API use, and their SQLite and in-memory backends.
 //! - [`pipeline`]: routes, the dispatcher with retries and dead letters, schedules.
-//! - [`config`]: the `plugboard.toml` file.
+//! - [`config`]: the `plugboard.toml` file: its types and checks are [`manifest`]
+//!   (`plugboard-manifest`); this module resolves secrets, paths and verifiers.
 
 pub mod api;
 pub mod config;
@@ -28,12 +29,11 @@ pub mod pipeline;
 mod proptests;
 pub mod run;
 
+pub use plugboard_manifest as manifest;
 pub use plugboard_runtime as runtime;
 pub use plugboard_runtime::{
     Capability, Error, Grants, Host, HostBuilder, HttpGrant, InstanceState, Invocation, InvokeError, Limits,
     LoadError, PluginInfo, PluginKind, PluginSpec, Session, UPLOADED, WebhookOutcome, printable,
 };
-pub use plugboard_runtime::{
-    Event, NewEvent, capabilities, cidr, egress, limits, metrics, rate_limit, types,
-};
+pub use plugboard_runtime::{Event, NewEvent, capabilities, egress, limits, metrics, rate_limit, types};
 pub use plugboard_store as store;

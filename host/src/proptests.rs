@@ -89,6 +89,6 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plugboard.toml");
         std::fs::write(&path, &text).unwrap();
-        let _ = crate::config::Config::load(&path);
+        let _ = crate::config::Resolved::load(&path);
     }
 }

@@ -160,7 +160,7 @@ pub async fn run(
     let watcher = watch_plugin_files(host.clone(), stamps);
     let retention = keep_history_bounded(
         store.clone(),
-        resolved.config.store.retention(),
+        crate::config::retention(&resolved.config.store),
         std::time::Duration::from_secs(resolved.config.store.retention_interval_secs.max(1)),
     );
     let served = serve(listener, state, shutdown).await;

@@ -104,7 +104,7 @@ fn new_store(
     );
     let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
-    store.set_hostcall_fuel(plugin.limits.hostcall_bytes());
+    store.set_hostcall_fuel(crate::limits::hostcall_bytes(&plugin.limits));
     // At every epoch tick a running plugin yields to the async executor, so a plugin that
     // spins cannot hold a worker thread (and stall other plugins) for its whole deadline; once
     // the deadline has passed, the next tick interrupts it.
@@ -168,7 +168,7 @@ fn classify(e: wasmtime::Error, store: &Store<InstanceState>, plugin: &Plugin) -
     if format!("{e:#}").contains(HOSTCALL_FUEL_EXHAUSTED) {
         return InvokeError::InvalidOutput(format!(
             "the plugin passed the host more than {} bytes in one call",
-            plugin.limits.hostcall_bytes()
+            crate::limits::hostcall_bytes(&plugin.limits)
         ));
     }
     // What remains comes from lifting the plugin's answer: invalid UTF-8, bad discriminants,

@@ -4,8 +4,10 @@
 //! Each integration (Shopify, Slack, OpenAI, ...) is a component implementing the WIT contract in
 //! `wit/`. The [`Host`] loads it sandboxed, gives it only the capabilities and limits its operator
 //! granted, and invokes it once per event, each time in a fresh instance. Nothing here serves
-//! HTTP, opens a database or parses a command line: the `plugboard` crate builds the server, the
-//! durable store and the CLI on top of this one.
+//! HTTP, opens a database or parses a command line: the `plugboard` crate builds the server and
+//! the pipeline on top of this one, `plugboard-store` the durable store, `plugboard-cli` the
+//! command. What an operator writes in `plugboard.toml` ([`Grants`], [`Limits`], ...) is defined
+//! by `plugboard-manifest`, re-exported as [`manifest`].
 //!
 //! Where things are (each module uses only modules listed before it, never one that uses it
 //! back; `tests/tests/architecture.rs` checks that):
@@ -47,7 +49,6 @@
 
 mod bindings;
 pub mod capabilities;
-pub mod cidr;
 pub mod clock;
 pub mod compile_cache;
 pub mod egress;
@@ -77,6 +78,8 @@ pub use instance::InstanceState;
 pub(crate) use instance::Plugin;
 pub use invoke::{Invocation, Session, WebhookOutcome};
 pub use limits::Limits;
+/// The configuration types ([`Grants`], [`Limits`], ...) come from the manifest crate.
+pub use plugboard_manifest as manifest;
 pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
 pub use spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
 pub use text::printable;

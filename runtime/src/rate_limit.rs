@@ -4,17 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-/// A per-instance rate limit, as configured.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    /// Sustained requests per second.
-    pub per_second: f64,
-    /// How many may arrive at once after a quiet period.
-    pub burst: f64,
-}
+pub use plugboard_manifest::RateLimit;
 
 /// A token bucket.
 #[derive(Debug)]

@@ -39,8 +39,9 @@ pub use sqlite::{SqliteCallLog, SqliteKv, SqliteStore};
 use std::future::Future;
 use std::pin::Pin;
 
-/// The route of async jobs: [`ReadModel::job`] reads a job's state from its delivery on it.
-pub const JOB_ROUTE: &str = "job";
+/// The route of async jobs: [`ReadModel::job`] reads a job's state from its delivery on it. (A
+/// name the manifest reserves: no configured route may take it.)
+pub use plugboard_runtime::manifest::pipeline::JOB_ROUTE;
 
 /// What a port's method returns: a boxed future, so that the ports are object safe.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

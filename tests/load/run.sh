@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-10}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 bin=${PLUGBOARD_BIN:-target/release/plugboard}
-[ -n "${PLUGBOARD_BIN:-}" ] || cargo build --quiet --release -p plugboard
+[ -n "${PLUGBOARD_BIN:-}" ] || cargo build --quiet --release -p plugboard-cli
 cargo build --quiet -p plugboard-tests   # builds the echo plugin
 dir=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$dir"' EXIT

@@ -341,19 +341,20 @@ async fn the_dashboard_in_headless_chromium() {
 }
 
 /// `target/debug/plugboard`, which `cargo test` in the workspace builds before running any test
-/// (the host's own tests use it); `cargo test -p plugboard-tests` alone does not, hence the check.
+/// (the CLI crate's own tests use it); `cargo test -p plugboard-tests` alone does not, hence the
+/// check.
 fn plugboard_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let binary = exe.parent().and_then(Path::parent).unwrap().join("plugboard");
     let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    let newest_source = ["host/src", "runtime/src"]
+    let newest_source = ["cli/src", "host/src", "manifest/src", "runtime/src", "store/src"]
         .iter()
         .flat_map(|dir| walk(&repo().join(dir)))
         .filter_map(|p| p.metadata().ok()?.modified().ok())
         .max();
     assert!(
         built.is_some_and(|b| newest_source.is_none_or(|s| s <= b)),
-        "{} is missing or older than host/src or runtime/src: run `cargo build -p plugboard` (or `cargo test` for the whole workspace)",
+        "{} is missing or older than its sources: run `cargo build -p plugboard-cli` (or `cargo test` for the whole workspace)",
         binary.display()
     );
     binary

@@ -56,6 +56,34 @@ fn the_runtime_crate_depends_on_no_server_database_or_cli() {
     }
 }
 
+/// The configuration file's types and checks need nothing at run time: no wasm engine, no async
+/// runtime, no HTTP, no database, no CLI, no cron, and none of plugboard's other crates. The
+/// runtime, the store and the server all read the same types from it.
+#[test]
+fn the_manifest_crate_is_data_and_checks_only() {
+    let names = dependencies("plugboard-manifest");
+    assert!(names.iter().any(|n| n == "serde"), "cargo tree listed no serde: {names:?}");
+    for forbidden in [
+        "wasmtime",
+        "tokio",
+        "reqwest",
+        "axum",
+        "rusqlite",
+        "clap",
+        "cron",
+        "plugboard",
+        "plugboard-runtime",
+        "plugboard-store",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == forbidden),
+            "plugboard-manifest depends on {forbidden}: {names:?}"
+        );
+    }
+    let runtime = dependencies("plugboard-runtime");
+    assert!(runtime.iter().any(|n| n == "plugboard-manifest"), "{runtime:?}");
+}
+
 /// The storage ports and the in-memory backend compile without SQLite (a backend of the ports
 /// is an addition, not a rewrite), and no store depends on the server, its HTTP stack or the
 /// CLI.
@@ -71,6 +99,19 @@ fn the_store_crate_needs_sqlite_only_for_its_sqlite_backend() {
     for forbidden in ["axum", "clap", "cron", "plugboard"] {
         assert!(!with_sqlite.iter().any(|n| n == forbidden), "the store depends on {forbidden}");
     }
+}
+
+/// The server crate is a library an embedder can run inside their own program: the command
+/// line (clap, the log subscriber) is the `plugboard-cli` crate's, which builds the binary.
+#[test]
+fn the_server_crate_has_no_command_line() {
+    let names = dependencies("plugboard");
+    assert!(names.iter().any(|n| n == "axum"), "cargo tree listed no axum: {names:?}");
+    for forbidden in ["clap", "tracing-subscriber", "plugboard-cli"] {
+        assert!(!names.iter().any(|n| n == forbidden), "the server crate depends on {forbidden}: {names:?}");
+    }
+    let cli = dependencies("plugboard-cli");
+    assert!(cli.iter().any(|n| n == "plugboard") && cli.iter().any(|n| n == "clap"), "{cli:?}");
 }
 
 /// The embedding example builds against the runtime crate alone.
@@ -377,10 +418,11 @@ fn find_cycle(edges: &BTreeMap<ModulePath, BTreeSet<ModulePath>>) -> Option<Vec<
 #[test]
 fn no_module_uses_another_that_uses_it_back() {
     let roots = [
+        "manifest/src/lib.rs",
         "runtime/src/lib.rs",
         "store/src/lib.rs",
         "host/src/lib.rs",
-        "host/src/main.rs",
+        "cli/src/main.rs",
         "demo/src/lib.rs",
         "demo/src/main.rs",
         "sdk/src/lib.rs",

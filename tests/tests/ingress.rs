@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use plugboard::api::{AppState, serve};
-use plugboard::config::{Config, ConfigError};
+use plugboard::config::{ConfigError, Resolved};
 use plugboard::store::SqliteStore;
 use plugboard_tests::{ECHO, LIAR};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,7 +70,7 @@ async fn start_with_timeout(
     request_timeout: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (String, Arc<SqliteStore>, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let resolved = Config::load(&write_config(dir, extra)).unwrap();
+    let resolved = Resolved::load(&write_config(dir, extra)).unwrap();
     let host = plugboard::Host::builder().build().unwrap();
     for spec in resolved.specs {
         host.load(spec).await.unwrap();
@@ -178,7 +178,7 @@ async fn signed_webhooks_are_stored_and_everything_else_refused() {
 #[test]
 fn config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let err = |extra: &str| match Config::load(&write_config(dir.path(), extra)) {
+    let err = |extra: &str| match Resolved::load(&write_config(dir.path(), extra)) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("accepted: {extra}"),
     };
@@ -202,7 +202,7 @@ fn config_errors_name_the_key() {
     let fixed = moved
         .replace("RATE", r#"{ destination = "https://*.myshopify.com", per_second = 2, burst = 40 }"#)
         .replace("HOSTS", "https://*.myshopify.com");
-    assert!(Config::load(&write_config(dir.path(), &fixed)).is_ok());
+    assert!(Resolved::load(&write_config(dir.path(), &fixed)).is_ok());
     let typo = err("tolerance_sec = 5");
     assert!(typo.contains("tolerance_sec"), "{typo}");
     let missing = err(
@@ -234,7 +234,7 @@ fn config_errors_name_the_key() {
         "[[plugin]]\nid = \"e\"\nwasm = \"x.wasm\"\n[[route]]\nname = \"job-callback\"\nfrom = \"shop\"\nto = \"e\"",
     );
     assert!(reserved.contains("route[0].name") && reserved.contains("host's own job route"), "{reserved}");
-    assert!(matches!(Config::load(&dir.path().join("absent.toml")), Err(ConfigError::Read { .. })));
+    assert!(matches!(Resolved::load(&dir.path().join("absent.toml")), Err(ConfigError::Read { .. })));
 }
 
 async fn post_signed(base: &str, body: &[u8], id: Option<&str>) -> reqwest::Response {
@@ -347,7 +347,7 @@ async fn a_fuel_budget_in_the_config_loads_and_is_enforced() {
         )
     };
     std::fs::write(&path, config(500_000_000)).unwrap();
-    let resolved = Config::load(&path).unwrap();
+    let resolved = Resolved::load(&path).unwrap();
     let host = plugboard::run::host_for(plugboard::Host::builder(), &resolved).unwrap();
     for spec in resolved.specs {
         host.load(spec).await.unwrap();
@@ -355,7 +355,7 @@ async fn a_fuel_budget_in_the_config_loads_and_is_enforced() {
     assert!(host.invoke("echo", "ping", &serde_json::json!({})).await.is_ok());
 
     std::fs::write(&path, config(10)).unwrap();
-    let resolved = Config::load(&path).unwrap();
+    let resolved = Resolved::load(&path).unwrap();
     let host = plugboard::run::host_for(plugboard::Host::builder(), &resolved).unwrap();
     let starved = host.load(resolved.specs[0].clone()).await.unwrap_err().to_string();
     assert!(starved.contains("fuel"), "{starved}");
@@ -371,7 +371,7 @@ async fn a_plugin_file_replaced_with_its_old_modification_time_is_reloaded() {
     let path = dir.path().join("plugboard.toml");
     std::fs::write(&path, "[store]\npath = \"events.db\"\n[[plugin]]\nid = \"p\"\nwasm = \"plugin.wasm\"\n")
         .unwrap();
-    let resolved = Config::load(&path).unwrap();
+    let resolved = Resolved::load(&path).unwrap();
     let host = plugboard::run::host_for(plugboard::Host::builder(), &resolved).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = host.clone();

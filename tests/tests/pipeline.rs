@@ -289,7 +289,7 @@ async fn schedules_invoke_actions_through_the_durable_pipeline(backend: Backend)
     assert!(fired.iter().any(|e| e.kind == "schedule/tick" && e.source == "schedule"));
 
     let bad = plugboard::pipeline::Schedule { cron: "every tuesday".into(), ..Default::default() };
-    assert!(bad.parse().unwrap_err().contains("every tuesday"));
+    assert!(plugboard::pipeline::parse_cron(&bad).unwrap_err().contains("every tuesday"));
 }
 
 /// Two echo instances whose events of `kind` are routed to each other, and a first event

@@ -12,7 +12,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -38,59 +37,7 @@ pub const SCHEME_HEADERS: [&str; 11] = [
 /// The default window for timestamped schemes.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
-/// How a generic HMAC signature is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    /// Lower- or upper-case hex.
-    Hex,
-    /// Standard base64.
-    Base64,
-}
-
-/// A generic HMAC-SHA256 scheme, configured per provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HmacScheme {
-    /// The header that carries the signature, e.g. `X-Signature`.
-    pub header: String,
-    /// How the signature is encoded.
-    pub encoding: Encoding,
-    /// A prefix before the signature in the header, e.g. `sha256=`.
-    #[serde(default)]
-    pub prefix: String,
-    /// A header carrying a Unix timestamp (seconds) that is part of the signed content and
-    /// checked against the tolerance window.
-    #[serde(default)]
-    pub timestamp_header: Option<String>,
-    /// What is signed: `{body}`, `{timestamp}` and `{header:Name}` are replaced. Default `{body}`.
-    #[serde(default = "default_template")]
-    pub signed_content: String,
-}
-
-fn default_template() -> String {
-    "{body}".into()
-}
-
-/// A verification scheme, as configured for an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Scheme {
-    /// No verification: only for instances reachable from trusted networks.
-    None,
-    /// `X-Shopify-Hmac-SHA256`: base64 HMAC-SHA256 of the body.
-    Shopify,
-    /// `X-Slack-Signature: v0=<hex>` over `v0:{X-Slack-Request-Timestamp}:{body}`.
-    Slack,
-    /// `Stripe-Signature: t=..,v1=..` over `{t}.{body}`.
-    Stripe,
-    /// `X-Hub-Signature-256: sha256=<hex>` over the body.
-    Github,
-    /// Standard Webhooks: `webhook-signature: v1,<base64> ...` over `{id}.{timestamp}.{body}`.
-    StandardWebhooks,
-    /// A generic HMAC header.
-    Hmac(HmacScheme),
-}
+pub use plugboard_manifest::webhook::{Encoding, HmacScheme, Scheme};
 
 /// Why a request was refused. The message names what was wrong, never a secret or the expected
 /// signature.

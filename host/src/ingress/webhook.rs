@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
-use crate::cidr::Cidr;
 use crate::ingress::verify::{Scheme, Verifier};
+use crate::manifest::address::Cidr;
 use crate::pipeline::Routes;
 use crate::rate_limit::Bucket;
 use crate::store::{Append, Appended, EventLog, StoreError};

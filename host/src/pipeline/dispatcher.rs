@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 
+use crate::egress::policy;
 use crate::pipeline::Routes;
 use crate::runtime::clock::now_ms;
 use crate::store::{
@@ -17,33 +18,13 @@ use crate::store::{
 use crate::types::{Error as WitError, Event};
 use crate::{Host, InvokeError};
 
-/// When to try a failed delivery again.
-///
-/// Attempt `n` (from 1) that fails with a retryable error is retried after a delay drawn
-/// uniformly from `0..=schedule_ms[n-1]` (full jitter), or after the target's own
-/// `rate-limited(retry-after)` when it gave one. After `schedule_ms.len() + 1` attempts, or on an
-/// error that cannot succeed on retry (`invalid-input`, `unauthorized`, `denied`, traps), the
-/// delivery becomes a dead letter.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryPolicy {
-    /// Upper bounds of the delays between attempts, in ms.
-    pub schedule_ms: Vec<u64>,
-}
+pub use plugboard_manifest::RetryPolicy;
 
-impl Default for RetryPolicy {
-    /// Modelled on Standard Webhooks: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
-    fn default() -> Self {
-        RetryPolicy { schedule_ms: vec![5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000] }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay after failed attempt `attempt` (from 1), or `None` when attempts are used up.
-    pub fn delay(&self, attempt: u32) -> Option<Duration> {
-        let bound = *self.schedule_ms.get(attempt.checked_sub(1)? as usize)?;
-        Some(Duration::from_millis(fastrand::u64(0..=bound)))
-    }
+/// The delay after failed attempt `attempt` (from 1): drawn uniformly from zero to the policy's
+/// bound for it (full jitter), or `None` when attempts are used up.
+fn retry_delay(policy: &RetryPolicy, attempt: u32) -> Option<Duration> {
+    let bound = policy.max_delay(attempt)?;
+    Some(Duration::from_millis(fastrand::u64(0..=u64::try_from(bound.as_millis()).unwrap_or(u64::MAX))))
 }
 
 /// Runs deliveries in the background until dropped.
@@ -246,7 +227,7 @@ async fn end_poisoned(
     claimed: Vec<Claimed>,
 ) -> Vec<Claimed> {
     let (poison, runnable): (Vec<_>, Vec<_>) =
-        claimed.into_iter().partition(|d| d.attempt > 1 && policy.delay(d.attempt - 1).is_none());
+        claimed.into_iter().partition(|d| d.attempt > 1 && retry_delay(policy, d.attempt - 1).is_none());
     for d in poison {
         let used = d.attempt - 1;
         let error = format!(
@@ -353,10 +334,7 @@ pub use crate::capabilities::emit::{CALLBACK_URL, CAUSED_BY};
 /// The route name of async jobs (the store reads a job's state from its delivery on it).
 pub use crate::store::JOB_ROUTE;
 
-/// The source of job requests and completions (an instance id no plugin may take).
-pub const JOBS_SOURCE: &str = "jobs";
-/// The route name of async jobs' completion callbacks.
-pub const CALLBACK_ROUTE: &str = "job-callback";
+pub use plugboard_manifest::pipeline::{CALLBACK_ROUTE, JOBS_SOURCE};
 
 /// How job completion callbacks are sent: signed per Standard Webhooks, only to the
 /// destinations the operator allows, through the same address policy as plugins' requests.
@@ -377,7 +355,7 @@ impl Callbacks {
     /// `destinations`.
     pub fn new(secret: Vec<u8>, destinations: crate::HttpGrant) -> Result<Self, String> {
         destinations.validate()?;
-        let resolver = crate::egress::dns::GuardedResolver::new(destinations.internal_names());
+        let resolver = crate::egress::dns::GuardedResolver::new(policy::internal_names(&destinations));
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -394,10 +372,10 @@ impl Callbacks {
             Ok(u) => u,
             Err(e) => return Some(format!("callback_url {url:?} is not a URL: {e}")),
         };
-        if let Err(why) = self.destinations.check("POST", &parsed) {
+        if let Err(why) = policy::check(&self.destinations, "POST", &parsed) {
             return Some(format!("callback_url: {why} (allow it in jobs.callback_allow)"));
         }
-        let why = self.destinations.admit_address(&parsed).err()?;
+        let why = policy::admit_address(&self.destinations, &parsed).err()?;
         Some(format!("callback_url: {why} (allow it in jobs.callback_allow_internal)"))
     }
 }
@@ -571,7 +549,7 @@ async fn deliver(
             Outcome::Delivered { deliveries, events, output }
         }
         Err(e) if !e.is_retryable() => dead(e.to_string()),
-        Err(e) => match policy.delay(attempt) {
+        Err(e) => match retry_delay(policy, attempt) {
             None => dead(format!("gave up after {attempt} attempts: {e}")),
             Some(delay) => Outcome::Retry { next_at_ms: retry_at(now_ms(), &e, delay), error: e.to_string() },
         },

@@ -10,4 +10,4 @@ pub use dispatcher::{
     MAX_LINEAGE_EVENTS, ROOT, RetryPolicy,
 };
 pub use routes::{Filter, Route, Routes};
-pub use schedule::{MAX_CATCH_UP, Missed, SCHEDULE_SOURCE, SCHEDULED_FOR, Schedule, Scheduler};
+pub use schedule::{MAX_CATCH_UP, Missed, SCHEDULE_SOURCE, SCHEDULED_FOR, Schedule, Scheduler, parse_cron};

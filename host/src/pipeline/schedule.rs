@@ -11,67 +11,23 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::Event;
 use crate::store::{Append, EventFilter, EventStore, QueuedDelivery};
 
-/// The source of schedule firings (an instance id no plugin may take).
-pub const SCHEDULE_SOURCE: &str = "schedule";
-
 /// The attribute that says which tick a firing is for.
 pub const SCHEDULED_FOR: &str = "plugboard.scheduled_for";
-
-/// The most missed ticks `missed = "all"` fires at one start: the newest ones; older ones are
-/// skipped, and logged.
-pub const MAX_CATCH_UP: usize = 1_000;
 
 /// The most missed ticks counted for the log line.
 const MAX_COUNTED: usize = 1_000_000;
 
-/// What to do with the ticks that passed while the server was down.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Missed {
-    /// Skip them; log how many and which (the default).
-    #[default]
-    Skip,
-    /// Fire once, for the newest missed tick.
-    Once,
-    /// Fire each, oldest first, up to [`MAX_CATCH_UP`].
-    All,
-}
+pub use plugboard_manifest::pipeline::{MAX_CATCH_UP, Missed, SCHEDULE_SOURCE, Schedule};
 
-/// One schedule, as configured.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Schedule {
-    /// Its name; firings are events of kind `schedule/{name}` from source `schedule`.
-    pub name: String,
-    /// When, as `sec min hour day-of-month month day-of-week [year]` in UTC, e.g. `0 0 2 * * *`.
-    pub cron: String,
-    /// The target instance.
-    pub to: String,
-    /// The action to invoke.
-    pub action: String,
-    /// The action's input.
-    #[serde(default = "empty_object")]
-    pub input: serde_json::Value,
-    /// What to do with ticks missed while the server was down.
-    #[serde(default)]
-    pub missed: Missed,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::json!({})
-}
-
-impl Schedule {
-    /// Parses the cron expression; the error says what is wrong with it.
-    pub fn parse(&self) -> Result<cron::Schedule, String> {
-        cron::Schedule::from_str(&self.cron).map_err(|e| format!("bad cron expression `{}`: {e}", self.cron))
-    }
+/// Parses a schedule's cron expression; the error says what is wrong with it.
+pub fn parse_cron(schedule: &Schedule) -> Result<cron::Schedule, String> {
+    cron::Schedule::from_str(&schedule.cron)
+        .map_err(|e| format!("bad cron expression `{}`: {e}", schedule.cron))
 }
 
 /// Fires schedules until dropped.
@@ -97,7 +53,7 @@ impl Scheduler {
     ) -> Result<Self, String> {
         let mut tasks = Vec::new();
         for s in schedules {
-            let cron = s.parse()?;
+            let cron = parse_cron(&s)?;
             let (store, wake) = (store.clone(), wake.clone());
             tasks.push(tokio::spawn(async move {
                 catch_up(store.as_ref(), &s, &cron, Utc::now()).await;

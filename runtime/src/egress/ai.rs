@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::bindings::types::{ChatRequest, ChatResponse, Error, ResponseFormat, Role};
@@ -24,43 +24,7 @@ use crate::metrics::Metrics;
 /// The key-value namespace of the host's own counters (instance ids cannot contain `:`).
 const USAGE_NAMESPACE: &str = "plugboard:ai-usage";
 
-/// Which completions the cache answers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CacheMode {
-    /// Only requests with temperature 0 (the default).
-    #[default]
-    TemperatureZero,
-    /// Every request.
-    Always,
-    /// None.
-    Off,
-}
-
-/// How AI calls are cached. Unknown keys are refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AiSettings {
-    /// Which requests are cached.
-    pub cache: CacheMode,
-    /// How long a cached answer is served, in seconds.
-    pub cache_ttl_secs: u64,
-    /// The most answers kept; the oldest go first.
-    pub cache_max_entries: usize,
-    /// The most bytes of answers (content and model name) kept; the oldest go first.
-    pub cache_max_bytes: usize,
-}
-
-impl Default for AiSettings {
-    fn default() -> Self {
-        AiSettings {
-            cache: CacheMode::TemperatureZero,
-            cache_ttl_secs: 3600,
-            cache_max_entries: 10_000,
-            cache_max_bytes: 64 << 20,
-        }
-    }
-}
+pub use plugboard_manifest::ai::{AiSettings, CacheMode};
 
 /// Tokens one plugin used through one provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -68,7 +68,7 @@ impl Egress {
                 }
                 body.clear();
             }
-            if let Err(why) = caller.grants.http.admit(method.as_str(), &next) {
+            if let Err(why) = crate::egress::policy::admit(&caller.grants.http, method.as_str(), &next) {
                 let why = format!("redirect from {} to {}: {why}", origin(&url), origin(&next));
                 return Err(Failure { error: self.refuse(caller, &method, &next, why), transport: false });
             }

@@ -40,7 +40,8 @@ use crate::metrics::Metrics;
 use crate::rate_limit::{Bucket, RateLimit};
 use calls::{CallLog, CallRecord};
 use intercept::{Interception, Outbound, OutboundInterceptor};
-use policy::{Pattern, destination};
+use plugboard_manifest::pattern::Pattern;
+use policy::destination;
 use secrets::Secret;
 
 /// The most headers an interceptor's answer may carry: as many as the HTTP client accepts in a
@@ -182,7 +183,7 @@ impl Egress {
             return Ok(client.clone());
         }
         let resolver = dns::GuardedResolver {
-            internal_names: grants.http.internal_names(),
+            internal_names: policy::internal_names(&grants.http),
             overrides: self.overrides.clone(),
         };
         // No proxy from the environment: a proxy resolves names itself, past the resolver
@@ -218,7 +219,7 @@ impl Egress {
         if request.body.len() > cap {
             return Err(Error::InvalidInput(format!("request body larger than the limit of {cap} bytes")));
         }
-        if let Err(why) = caller.grants.http.admit(method.as_str(), &url) {
+        if let Err(why) = policy::admit(&caller.grants.http, method.as_str(), &url) {
             return Err(self.refuse(caller, &method, &url, why));
         }
         let _slot = tokio::time::timeout_at(caller.deadline, caller.state.slots.acquire())
@@ -396,7 +397,8 @@ impl Egress {
         url: &url::Url,
         attempt: u32,
     ) -> Result<(), Error> {
-        let Some((_, bucket, max_wait)) = caller.state.buckets.iter().find(|(p, _, _)| p.matches_url(url))
+        let Some((_, bucket, max_wait)) =
+            caller.state.buckets.iter().find(|(p, _, _)| policy::matches_url(p, url))
         else {
             return Ok(());
         };

@@ -25,16 +25,7 @@ fn renewal_margin(lifetime: Duration) -> Duration {
     EXPIRY_MARGIN.min(lifetime / 10)
 }
 
-/// How the client authenticates to the token endpoint (RFC 6749, section 2.3.1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    /// HTTP Basic with the client id and secret (the default every server must support).
-    #[default]
-    Basic,
-    /// `client_id` and `client_secret` in the form body.
-    Post,
-}
+pub use plugboard_manifest::ClientAuth;
 
 /// An OAuth2 client the host runs on plugins' behalf.
 #[derive(Clone)]
@@ -99,7 +90,7 @@ impl OAuthClient {
     }
 
     pub(crate) fn may_go_to(&self, url: &url::Url) -> bool {
-        self.hosts.check("GET", url).is_ok()
+        crate::egress::policy::check(&self.hosts, "GET", url).is_ok()
     }
 }
 

@@ -6,100 +6,60 @@
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
-use crate::cidr::Cidr;
+use plugboard_manifest::address::Cidr;
+use plugboard_manifest::pattern::Pattern;
+
 pub use crate::grants::{DestinationLimit, HttpGrant};
 
-impl HttpGrant {
-    /// Checks that every pattern and address block is well formed, naming the first bad one.
-    pub fn validate(&self) -> Result<(), String> {
-        self.allow.iter().try_for_each(|p| Pattern::parse(p).map(|_| ()))?;
-        for entry in &self.allow_internal {
-            if entry.parse::<Cidr>().is_err() && !is_host_name(entry) {
-                return Err(format!(
-                    "allow_internal `{entry}`: neither an address, a CIDR block nor a host name"
-                ));
-            }
-        }
-        for limit in &self.rate_limits {
-            Pattern::parse(&limit.destination)?;
-            if !(limit.per_second > 0.0 && limit.burst >= 1.0) {
-                return Err(format!(
-                    "rate limit for `{}`: per_second must be > 0 and burst >= 1",
-                    limit.destination
-                ));
-            }
-        }
+/// Whether a request with `method` to `url` is allowed by `grant`; the reason when not.
+pub fn check(grant: &HttpGrant, method: &str, url: &url::Url) -> Result<(), String> {
+    if !grant.methods.is_empty() && !grant.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+        return Err(format!("method {method} is not allowed"));
+    }
+    let (scheme, host, port) = destination(url)?;
+    if grant.allow.iter().filter_map(|p| Pattern::parse(p).ok()).any(|p| p.matches(scheme, host, port)) {
         Ok(())
-    }
-
-    /// Whether some request this grant allows could go to a destination matching `pattern`
-    /// (an allow-list pattern, e.g. a rate limit's or a secret's destination). A pattern no
-    /// `allow` entry reaches is a configuration mistake: the bucket never applies, the secret
-    /// is never sent.
-    pub fn reaches(&self, pattern: &str) -> bool {
-        let Ok(other) = Pattern::parse(pattern) else { return false };
-        self.allow.iter().filter_map(|p| Pattern::parse(p).ok()).any(|p| p.overlaps(&other))
-    }
-
-    /// Whether a request with `method` to `url` is allowed; the reason when not.
-    pub fn check(&self, method: &str, url: &url::Url) -> Result<(), String> {
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
-            return Err(format!("method {method} is not allowed"));
-        }
-        let (scheme, host, port) = destination(url)?;
-        if self.allow.iter().filter_map(|p| Pattern::parse(p).ok()).any(|p| p.matches(scheme, host, port)) {
-            Ok(())
-        } else {
-            Err(format!("{scheme}://{host}:{port} is not in the allow-list"))
-        }
-    }
-
-    /// [`HttpGrant::check`], then, for an address written in the URL, the address policy: an
-    /// internal address only when `allow_internal` lists it. (Names are checked when they
-    /// resolve, by the egress resolver.)
-    pub fn admit(&self, method: &str, url: &url::Url) -> Result<(), String> {
-        self.check(method, url)?;
-        self.admit_address(url)
-    }
-
-    /// The address policy alone (see [`HttpGrant::admit`]), for callers that checked the
-    /// allow-list themselves.
-    pub fn admit_address(&self, url: &url::Url) -> Result<(), String> {
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-            _ => return Ok(()),
-        };
-        if address_allowed(literal, &self.internal_addresses()) {
-            Ok(())
-        } else {
-            Err(format!("{literal} is an internal address outside allow_internal"))
-        }
-    }
-
-    /// The `allow_internal` address blocks (invalid entries were refused at load).
-    pub(crate) fn internal_addresses(&self) -> Vec<Cidr> {
-        self.allow_internal.iter().filter_map(|c| c.parse().ok()).collect()
-    }
-
-    /// The `allow_internal` host names, lower case.
-    pub fn internal_names(&self) -> Vec<String> {
-        self.allow_internal
-            .iter()
-            .filter(|e| e.parse::<Cidr>().is_err())
-            .map(|e| e.to_ascii_lowercase())
-            .collect()
+    } else {
+        Err(format!("{scheme}://{host}:{port} is not in the allow-list"))
     }
 }
 
-fn is_host_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+/// [`check`], then, for an address written in the URL, the address policy: an internal
+/// address only when `allow_internal` lists it. (Names are checked when they resolve, by the
+/// egress resolver.)
+pub fn admit(grant: &HttpGrant, method: &str, url: &url::Url) -> Result<(), String> {
+    check(grant, method, url)?;
+    admit_address(grant, url)
+}
+
+/// The address policy alone (see [`admit`]), for callers that checked the allow-list
+/// themselves.
+pub fn admit_address(grant: &HttpGrant, url: &url::Url) -> Result<(), String> {
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+        _ => return Ok(()),
+    };
+    if address_allowed(literal, &internal_addresses(grant)) {
+        Ok(())
+    } else {
+        Err(format!("{literal} is an internal address outside allow_internal"))
+    }
+}
+
+/// The `allow_internal` address blocks (invalid entries were refused at load).
+fn internal_addresses(grant: &HttpGrant) -> Vec<Cidr> {
+    grant.allow_internal.iter().filter_map(|c| c.parse().ok()).collect()
+}
+
+/// The `allow_internal` host names, lower case.
+pub fn internal_names(grant: &HttpGrant) -> Vec<String> {
+    grant
+        .allow_internal
+        .iter()
+        .filter(|e| e.parse::<Cidr>().is_err())
+        .map(|e| e.to_ascii_lowercase())
+        .collect()
 }
 
 /// A URL's scheme, host and port, or why it has none.
@@ -109,71 +69,9 @@ pub(crate) fn destination(url: &url::Url) -> Result<(&str, &str, u16), String> {
     Ok((url.scheme(), host, port))
 }
 
-/// One parsed allow-list entry.
-pub(crate) struct Pattern {
-    scheme: String,
-    host: String,
-    wildcard: bool,
-    port: u16,
-}
-
-impl Pattern {
-    pub(crate) fn parse(pattern: &str) -> Result<Pattern, String> {
-        let bad = |why: &str| format!("http allow pattern `{pattern}`: {why}");
-        let (scheme, rest) = pattern.split_once("://").ok_or_else(|| bad("expected scheme://host[:port]"))?;
-        let default_port = match scheme {
-            "http" => 80,
-            "https" => 443,
-            _ => return Err(bad("the scheme must be http or https")),
-        };
-        if rest.contains(['/', '?', '#', '@']) {
-            return Err(bad("only scheme, host and port are allowed"));
-        }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => {
-                (h, p.parse().map_err(|_| bad("the port is not a number"))?)
-            }
-            _ => (rest, default_port),
-        };
-        let (wildcard, host) = match host.strip_prefix("*.") {
-            Some(h) => (true, h),
-            None => (false, host),
-        };
-        if host.is_empty() || host.contains('*') {
-            return Err(bad("`*` is only allowed as the first label, as in *.example.com"));
-        }
-        Ok(Pattern { scheme: scheme.into(), host: host.to_ascii_lowercase(), wildcard, port })
-    }
-
-    pub(crate) fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let host = host.to_ascii_lowercase();
-        let host_ok = if self.wildcard {
-            host.strip_suffix(&self.host).is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
-        } else {
-            host == self.host
-        };
-        scheme == self.scheme && port == self.port && host_ok
-    }
-
-    /// Whether some destination matches both patterns.
-    fn overlaps(&self, other: &Pattern) -> bool {
-        if self.scheme != other.scheme || self.port != other.port {
-            return false;
-        }
-        let under = |host: &str, domain: &str| host.strip_suffix(domain).is_some_and(|p| p.ends_with('.'));
-        match (self.wildcard, other.wildcard) {
-            (false, false) => self.host == other.host,
-            (true, false) => self.matches(&other.scheme, &other.host, other.port),
-            (false, true) => other.matches(&self.scheme, &self.host, self.port),
-            (true, true) => {
-                self.host == other.host || under(&self.host, &other.host) || under(&other.host, &self.host)
-            }
-        }
-    }
-
-    pub(crate) fn matches_url(&self, url: &url::Url) -> bool {
-        destination(url).is_ok_and(|(s, h, p)| self.matches(s, h, p))
-    }
+/// Whether `url`'s destination matches `pattern`.
+pub(crate) fn matches_url(pattern: &Pattern, url: &url::Url) -> bool {
+    destination(url).is_ok_and(|(s, h, p)| pattern.matches(s, h, p))
 }
 
 /// Address blocks no plugin reaches unless its operator says so, one row per entry of IANA's
@@ -262,7 +160,7 @@ mod tests {
     }
 
     fn check(g: &HttpGrant, url: &str) -> bool {
-        g.check("GET", &url::Url::parse(url).unwrap()).is_ok()
+        super::check(g, "GET", &url::Url::parse(url).unwrap()).is_ok()
     }
 
     #[test]
@@ -317,8 +215,8 @@ mod tests {
     fn methods_can_be_restricted() {
         let g = HttpGrant { methods: vec!["GET".into()], ..grant(&["https://a.io"]) };
         let url = url::Url::parse("https://a.io/").unwrap();
-        assert!(g.check("get", &url).is_ok());
-        assert!(g.check("POST", &url).is_err());
+        assert!(super::check(&g, "get", &url).is_ok());
+        assert!(super::check(&g, "POST", &url).is_err());
     }
 
     #[test]
@@ -334,7 +232,7 @@ mod tests {
             ..HttpGrant::default()
         };
         assert!(good.validate().is_ok());
-        assert_eq!(good.internal_names(), vec!["crm.corp.local".to_string()]);
+        assert_eq!(internal_names(&good), vec!["crm.corp.local".to_string()]);
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Secret {
 
     /// Whether the secret may travel to `url`.
     pub(crate) fn may_go_to(&self, url: &url::Url) -> bool {
-        self.hosts.check("GET", url).is_ok()
+        crate::egress::policy::check(&self.hosts, "GET", url).is_ok()
     }
 
     pub(crate) fn value(&self) -> &str {

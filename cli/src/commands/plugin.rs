@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use plugboard::egress::secrets::Secret;
 use plugboard::{Capability, Grants, Host, Limits, PluginSpec};
 
-use crate::cli::render::{permission_prompt, print_events, print_logs};
+use crate::commands::render::{permission_prompt, print_events, print_logs};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -114,7 +114,7 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::Call(args) => call(host, *args).await,
         PluginCommand::List { config, json } => {
-            let resolved = plugboard::config::Config::load(config.path())?;
+            let resolved = plugboard::config::Resolved::load(config.path())?;
             plugboard::run::configure(host, &resolved);
             let mut infos = Vec::new();
             for spec in resolved.specs {

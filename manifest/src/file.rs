@@ -7,12 +7,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::egress::ai::AiSettings;
-use crate::egress::oauth::ClientAuth;
-use crate::ingress::verify::Scheme;
+use crate::ai::AiSettings;
+use crate::grants::{Grants, HttpGrant};
+use crate::limits::Limits;
 use crate::pipeline::{RetryPolicy, Route, Schedule};
-use crate::rate_limit::RateLimit;
-use crate::{Grants, Limits};
+use crate::webhook::WebhookConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +117,17 @@ pub struct OAuthConfig {
     pub hosts: Vec<String>,
 }
 
+/// How the client authenticates to the token endpoint (RFC 6749, section 2.3.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (the default every server must support).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
 /// The outbound call log.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -161,11 +171,11 @@ pub struct JobsConfig {
 
 impl JobsConfig {
     /// The callback destinations, as a grant the egress policy checks.
-    pub fn callback_destinations(&self) -> crate::HttpGrant {
-        crate::HttpGrant {
+    pub fn callback_destinations(&self) -> HttpGrant {
+        HttpGrant {
             allow: self.callback_allow.clone(),
             allow_internal: self.callback_allow_internal.clone(),
-            ..crate::HttpGrant::default()
+            ..HttpGrant::default()
         }
     }
 }
@@ -199,20 +209,9 @@ impl Default for StoreConfig {
     }
 }
 
-impl StoreConfig {
-    /// The retention these settings ask for.
-    pub fn retention(&self) -> crate::store::Retention {
-        crate::store::Retention {
-            max_age_ms: self.retain_days.saturating_mul(24 * 3600 * 1000),
-            max_events: self.retain_events,
-            chunk: 5_000,
-        }
-    }
-}
-
 /// One plugin instance.
 ///
-/// It repeats the fields of [`PluginSpec`] rather than flattening one into it: serde cannot
+/// It repeats the fields of the runtime's `PluginSpec` rather than flattening one into it: serde cannot
 /// refuse unknown keys through `#[serde(flatten)]`, and refusing them is the point.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,31 +232,4 @@ pub struct InstanceConfig {
     /// How its webhooks are verified; without it the instance receives no webhooks.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
-}
-
-/// Webhook verification for one instance.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// The scheme, e.g. `{ scheme = "shopify" }`.
-    pub verify: Scheme,
-    /// Secret references (`env:NAME`, `file:PATH`); several during a rotation.
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    /// The window for timestamped schemes, in seconds.
-    #[serde(default = "default_tolerance")]
-    pub tolerance_secs: u64,
-    /// Only these source addresses (CIDR blocks) may deliver; any when empty. Others get 403.
-    #[serde(default)]
-    pub allow_ips: Vec<String>,
-    /// A rate limit for this instance's webhooks; over it, 429 with `Retry-After`.
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-    /// A header carrying the provider's delivery id, for providers the scheme does not know.
-    #[serde(default)]
-    pub delivery_id_header: Option<String>,
-}
-
-fn default_tolerance() -> u64 {
-    300
 }

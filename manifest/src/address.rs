@@ -36,8 +36,7 @@ impl std::str::FromStr for Cidr {
 
 impl Cidr {
     /// The first and the last address of the block.
-    #[cfg(test)]
-    pub(crate) fn bounds(&self) -> (IpAddr, IpAddr) {
+    pub fn bounds(&self) -> (IpAddr, IpAddr) {
         match self.addr {
             IpAddr::V4(net) => {
                 let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);

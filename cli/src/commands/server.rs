@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use plugboard::HostBuilder;
-use plugboard::config::Config;
+use plugboard::config::{Config, Resolved};
 use plugboard::egress::calls::{CallFilter, CallLog};
 use plugboard::store::{DeliveryId, SqliteCallLog, SqliteStore};
 
@@ -26,7 +26,7 @@ impl ConfigArgs {
 
 /// Validates the file, loads every plugin (compiling it), and stops.
 pub async fn check(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
-    let resolved = Config::load(&args.config)?;
+    let resolved = Resolved::load(&args.config)?;
     let host = &builder.fuel_metering(resolved.uses_fuel()).build()?;
     plugboard::run::configure(host, &resolved);
     for spec in resolved.specs.clone() {
@@ -46,7 +46,7 @@ pub async fn check(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()>
 /// Starts the server and runs until interrupted. Plugins' key-value data and the outbound call
 /// log live in the same database file as the events.
 pub async fn up(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
-    let resolved = Config::load(&args.config)?;
+    let resolved = Resolved::load(&args.config)?;
     let host = plugboard::run::host_for(builder, &resolved)?;
     let listen = resolved.config.server.listen;
     let listener =

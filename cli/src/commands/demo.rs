@@ -8,7 +8,7 @@ use clap::Args;
 use plugboard::{Capability, Event, Grants, Host, Limits, PluginSpec};
 use serde_json::json;
 
-use crate::cli::render::{permission_prompt, print_events, print_logs};
+use crate::commands::render::{permission_prompt, print_events, print_logs};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

@@ -1,6 +1,6 @@
 //! The `plugboard` command.
 
-mod cli;
+mod commands;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = commands::Cli::parse();
     // `RUST_LOG` picks what is logged; plugin lines carry `instance` and `event` fields.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.default_log_filter()));
@@ -18,8 +18,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match args.log_format {
-        cli::LogFormat::Json => logs.event_format(cli::json_log::JsonLines).init(),
-        cli::LogFormat::Human => logs.init(),
+        commands::LogFormat::Json => logs.event_format(commands::json_log::JsonLines).init(),
+        commands::LogFormat::Human => logs.init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(commands::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`| head`): nothing more to say.
         Err(e)

@@ -1,0 +1,191 @@
+//! Checking a configuration as a whole, with nothing but the file: names used twice,
+//! references to what does not exist, reserved names, grants that are not well formed.
+
+use std::collections::BTreeSet;
+
+use crate::address::Cidr;
+use crate::pipeline::{CALLBACK_ROUTE, JOB_ROUTE, JOBS_SOURCE, SCHEDULE_SOURCE};
+use crate::webhook::Scheme;
+use crate::{Config, ConfigError, InstanceConfig};
+
+impl Config {
+    /// Checks everything that needs no runtime, no files and no secrets; the error names the
+    /// first wrong key by its path in the file (`plugin[shop].grants.http`, `route[2].to`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut ids = BTreeSet::new();
+        for p in &self.plugins {
+            if !ids.insert(p.id.as_str()) {
+                return Err(ConfigError::invalid(format!("plugin[{}]", p.id), "the id is used twice"));
+            }
+            self.validate_instance(p)?;
+        }
+        self.validate_routes(&ids)?;
+        self.validate_schedules(&ids)?;
+        if let Some(jobs) = &self.jobs {
+            jobs.callback_destinations()
+                .validate()
+                .map_err(|reason| ConfigError::invalid("jobs.callback_allow", reason))?;
+        }
+        for p in &self.plugins {
+            self.validate_bindings(p)?;
+        }
+        Ok(())
+    }
+
+    fn validate_instance(&self, p: &InstanceConfig) -> Result<(), ConfigError> {
+        let key = format!("plugin[{}]", p.id);
+        // The host's own sources: an instance named so could pass its events off as schedule
+        // firings or job notices.
+        if [SCHEDULE_SOURCE, JOBS_SOURCE].contains(&p.id.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{key}.id"),
+                format!("`{}` is the source name of the host's own events", p.id),
+            ));
+        }
+        if let Some(provider) = &p.grants.ai_provider
+            && !self.plugins.iter().any(|q| &q.id == provider)
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.grants.ai_provider"),
+                format!("no instance named `{provider}`"),
+            ));
+        }
+        let http = &p.grants.http;
+        http.validate().map_err(|reason| ConfigError::invalid(format!("{key}.grants.http"), reason))?;
+        for (i, limit) in http.rate_limits.iter().enumerate() {
+            if !http.reaches(&limit.destination) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.grants.http.rate_limits[{i}]"),
+                    format!(
+                        "no http.allow entry reaches `{}`, so this limit would never apply",
+                        limit.destination
+                    ),
+                ));
+            }
+        }
+        let Some(hook) = &p.webhook else { return Ok(()) };
+        if hook.verify != Scheme::None && hook.secrets.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.webhook.secrets"),
+                "at least one secret is needed to verify webhooks",
+            ));
+        }
+        for (i, block) in hook.allow_ips.iter().enumerate() {
+            block
+                .parse::<Cidr>()
+                .map_err(|reason| ConfigError::invalid(format!("{key}.webhook.allow_ips[{i}]"), reason))?;
+        }
+        if let Some(r) = hook.rate_limit
+            && !(r.per_second > 0.0 && r.burst >= 1.0)
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.webhook.rate_limit"),
+                "per_second must be positive and burst at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_routes(&self, ids: &BTreeSet<&str>) -> Result<(), ConfigError> {
+        let mut names = BTreeSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("route[{i}]");
+            if [JOB_ROUTE, CALLBACK_ROUTE].contains(&r.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("`{}` is the name of the host's own job route", r.name),
+                ));
+            }
+            if !names.insert(r.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("`{}` is used twice", r.name),
+                ));
+            }
+            for (field, id) in [("from", &r.from), ("to", &r.to)] {
+                if !id.contains('*') && !ids.contains(id.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{field}"),
+                        format!("no instance named `{id}`"),
+                    ));
+                }
+            }
+            if r.to.contains('*') {
+                return Err(ConfigError::invalid(format!("{key}.to"), "must name one instance"));
+            }
+            if r.to == r.from {
+                return Err(ConfigError::invalid(
+                    format!("{key}.to"),
+                    "an instance's events are never delivered back to it (that could loop); \
+                     use a second instance of the component",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_schedules(&self, ids: &BTreeSet<&str>) -> Result<(), ConfigError> {
+        let mut names = BTreeSet::new();
+        for (i, sch) in self.schedules.iter().enumerate() {
+            let key = format!("schedule[{i}]");
+            // The name makes the firings' kind, which finds the newest firing at start.
+            let name_ok = !sch.name.is_empty()
+                && sch.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !name_ok || !names.insert(sch.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!(
+                        "`{}`: schedule names are unique and made of letters, digits, `-`, `_` and `.`",
+                        sch.name
+                    ),
+                ));
+            }
+            if !ids.contains(sch.to.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.to"),
+                    format!("no instance named `{}`", sch.to),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The secrets and OAuth clients an instance is granted exist, and go where it may send.
+    fn validate_bindings(&self, p: &InstanceConfig) -> Result<(), ConfigError> {
+        let key = format!("plugin[{}].grants", p.id);
+        if let Some(missing) = p.grants.secrets.iter().find(|s| !self.secrets.contains_key(*s)) {
+            return Err(ConfigError::invalid(
+                format!("{key}.secrets"),
+                format!("no [secret.{missing}] is configured"),
+            ));
+        }
+        if let Some(missing) = p.grants.oauth.iter().find(|s| !self.oauth.contains_key(*s)) {
+            return Err(ConfigError::invalid(
+                format!("{key}.oauth"),
+                format!("no [oauth.{missing}] is configured"),
+            ));
+        }
+        // A secret bound to hosts the plugin may not call is never sent: most likely the
+        // allow-list moved (from a stand-in to the real service) and the binding did not.
+        let secrets = p
+            .grants
+            .secrets
+            .iter()
+            .filter_map(|n| Some(("secrets", "secret", n, &self.secrets.get(n)?.hosts)));
+        let clients =
+            p.grants.oauth.iter().filter_map(|n| Some(("oauth", "oauth", n, &self.oauth.get(n)?.hosts)));
+        for (field, table, name, hosts) in secrets.chain(clients) {
+            if !hosts.iter().any(|h| p.grants.http.reaches(h)) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{field}"),
+                    format!(
+                        "[{table}.{name}] may only be sent to {}, which no http.allow entry of this plugin \
+                         reaches",
+                        hosts.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! The configuration file as an operator writes it: every table refuses a key it does not know
+//! (a typo is an error that names it, never a setting silently ignored), and `validate` names
+//! the first wrong reference by its path in the file, with nothing but the file to go on.
+
+use plugboard_manifest::{Config, ConfigError};
+
+/// A file with every table and every nested table the manifest knows.
+const FULL: &str = r#"
+delivery_concurrency = 8
+
+[server]
+listen = "127.0.0.1:8080"
+
+[store]
+path = "plugboard.db"
+
+[ai]
+cache = "always"
+
+[calls]
+retain = 10
+
+[jobs]
+token = "env:JOBS_TOKEN"
+callback_allow = ["https://hooks.example.com"]
+
+[admin]
+token = "env:ADMIN_TOKEN"
+
+[retry]
+schedule_ms = [1000, 2000]
+
+[secret.shop]
+value = "env:SHOP_TOKEN"
+hosts = ["https://*.myshopify.com"]
+
+[oauth.crm]
+token_url = "https://crm.example.com/token"
+client_id = "plugboard"
+client_secret = "env:CRM_SECRET"
+hosts = ["https://crm.example.com"]
+
+[[plugin]]
+id = "shop"
+wasm = "shopify.wasm"
+config = { shop = "example" }
+
+[plugin.grants]
+capabilities = ["http", "log"]
+secrets = ["shop"]
+oauth = ["crm"]
+
+[plugin.grants.http]
+allow = ["https://*.myshopify.com", "https://crm.example.com"]
+
+[[plugin.grants.http.rate_limits]]
+destination = "https://*.myshopify.com"
+per_second = 2.0
+burst = 40.0
+
+[plugin.limits]
+memory_mib = 32
+
+[plugin.webhook]
+verify = { scheme = "shopify" }
+secrets = ["env:SHOPIFY_WEBHOOK_SECRET"]
+rate_limit = { per_second = 10.0, burst = 20.0 }
+
+[[plugin]]
+id = "slack"
+wasm = "slack.wasm"
+
+[plugin.webhook]
+secrets = ["env:SLACK_SIGNING_SECRET"]
+
+[plugin.webhook.verify]
+scheme = "hmac"
+header = "X-Signature"
+encoding = "hex"
+
+[[route]]
+name = "orders"
+from = "shop"
+kind = "orders/*"
+to = "slack"
+filter = { pointer = "/country", equals = "NL" }
+
+[[schedule]]
+name = "digest"
+cron = "0 0 9 * * *"
+to = "slack"
+action = "digest"
+"#;
+
+/// Every table of [`FULL`], as the line its keys follow (the first occurrence in the file).
+const TABLES: [&str; 17] = [
+    "delivery_concurrency = 8",
+    "[server]",
+    "[store]",
+    "[ai]",
+    "[calls]",
+    "[jobs]",
+    "[admin]",
+    "[retry]",
+    "[secret.shop]",
+    "[oauth.crm]",
+    "[plugin.grants]",
+    "[plugin.grants.http]",
+    "[[plugin.grants.http.rate_limits]]",
+    "[plugin.limits]",
+    "[plugin.webhook]",
+    "[plugin.webhook.verify]",
+    "[[schedule]]",
+];
+
+#[test]
+fn the_full_file_parses_and_is_valid() {
+    let config = Config::from_toml(FULL, "full.toml").unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.plugins.len(), 2);
+    assert_eq!(config.plugins[0].limits.memory_mib, 32);
+    assert_eq!(config.plugins[1].limits, plugboard_manifest::Limits::default());
+    assert_eq!(config.routes[0].kind, "orders/*");
+}
+
+#[test]
+fn every_table_refuses_a_key_it_does_not_know() {
+    for table in TABLES {
+        let text = FULL.replacen(table, &format!("{table}\nbogus_key = 1"), 1);
+        assert_ne!(text, FULL, "{table} is not in the file");
+        match Config::from_toml(&text, "typo.toml") {
+            Err(ConfigError::Parse { path, message }) => {
+                assert_eq!(path, "typo.toml");
+                assert!(message.contains("bogus_key"), "{table}: the error does not name the key: {message}");
+            }
+            other => panic!("{table}: an unknown key was accepted: {other:?}"),
+        }
+    }
+    // Inline tables and arrays of tables too.
+    for (inline, with_typo) in [
+        (r#"filter = { pointer = "/country", equals = "NL" }"#, r#"filter = { pointer = "/country", equls = "NL" }"#),
+        (r#"rate_limit = { per_second = 10.0, burst = 20.0 }"#, r#"rate_limit = { per_secnd = 10.0, burst = 20.0 }"#),
+        (r#"name = "orders""#, "name = \"orders\"\nordering = \"/customer\""),
+        (r#"id = "slack""#, "id = \"slack\"\ngrant = {}"),
+    ] {
+        let text = FULL.replacen(inline, with_typo, 1);
+        assert_ne!(text, FULL, "{inline} is not in the file");
+        assert!(matches!(Config::from_toml(&text, "typo.toml"), Err(ConfigError::Parse { .. })), "{with_typo}");
+    }
+}
+
+#[test]
+fn validate_names_the_first_wrong_reference_by_its_key() {
+    let refused = |from: &str, to: &str| {
+        let text = FULL.replacen(from, to, 1);
+        assert_ne!(text, FULL, "{from} is not in the file");
+        let config = Config::from_toml(&text, "wrong.toml").unwrap();
+        match config.validate() {
+            Err(ConfigError::Invalid { key, reason }) => format!("{key}: {reason}"),
+            other => panic!("{to}: accepted: {other:?}"),
+        }
+    };
+    assert_eq!(refused(r#"to = "slack""#, r#"to = "nobody""#), "route[0].to: no instance named `nobody`");
+    assert_eq!(refused(r#"id = "slack""#, r#"id = "shop""#), "plugin[shop]: the id is used twice");
+    assert!(refused(r#"id = "slack""#, r#"id = "schedule""#).starts_with("plugin[schedule].id:"));
+    assert!(refused(r#"name = "orders""#, r#"name = "job""#).starts_with("route[0].name:"));
+    assert!(refused(r#"name = "digest""#, r#"name = "a digest""#).starts_with("schedule[0].name:"));
+    assert_eq!(
+        refused(r#"secrets = ["shop"]"#, r#"secrets = ["shop", "stripe"]"#),
+        "plugin[shop].grants.secrets: no [secret.stripe] is configured"
+    );
+    assert!(refused(r#"hosts = ["https://*.myshopify.com"]"#, r#"hosts = ["https://api.stripe.com"]"#)
+        .starts_with("plugin[shop].grants.secrets: [secret.shop] may only be sent to https://api.stripe.com"));
+    assert!(refused(r#"allow = ["https://*.myshopify.com","#, r#"allow = ["ftp://*.myshopify.com","#)
+        .starts_with("plugin[shop].grants.http:"));
+    assert!(refused(r#"destination = "https://*.myshopify.com""#, r#"destination = "https://api.example.com""#)
+        .starts_with("plugin[shop].grants.http.rate_limits[0]: no http.allow entry reaches"));
+    assert!(refused("rate_limit = { per_second = 10.0", "rate_limit = { per_second = 0.0").starts_with(
+        "plugin[shop].webhook.rate_limit:"
+    ));
+    assert_eq!(
+        refused(r#"secrets = ["env:SHOPIFY_WEBHOOK_SECRET"]"#, "secrets = []"),
+        "plugin[shop].webhook.secrets: at least one secret is needed to verify webhooks"
+    );
+    assert!(refused(r#"callback_allow = ["https://hooks.example.com"]"#, r#"callback_allow = ["hooks"]"#)
+        .starts_with("jobs.callback_allow:"));
+}
