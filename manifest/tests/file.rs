@@ -138,14 +138,23 @@ fn every_table_refuses_a_key_it_does_not_know() {
     }
     // Inline tables and arrays of tables too.
     for (inline, with_typo) in [
-        (r#"filter = { pointer = "/country", equals = "NL" }"#, r#"filter = { pointer = "/country", equls = "NL" }"#),
-        (r#"rate_limit = { per_second = 10.0, burst = 20.0 }"#, r#"rate_limit = { per_secnd = 10.0, burst = 20.0 }"#),
+        (
+            r#"filter = { pointer = "/country", equals = "NL" }"#,
+            r#"filter = { pointer = "/country", equls = "NL" }"#,
+        ),
+        (
+            r#"rate_limit = { per_second = 10.0, burst = 20.0 }"#,
+            r#"rate_limit = { per_secnd = 10.0, burst = 20.0 }"#,
+        ),
         (r#"name = "orders""#, "name = \"orders\"\nordering = \"/customer\""),
         (r#"id = "slack""#, "id = \"slack\"\ngrant = {}"),
     ] {
         let text = FULL.replacen(inline, with_typo, 1);
         assert_ne!(text, FULL, "{inline} is not in the file");
-        assert!(matches!(Config::from_toml(&text, "typo.toml"), Err(ConfigError::Parse { .. })), "{with_typo}");
+        assert!(
+            matches!(Config::from_toml(&text, "typo.toml"), Err(ConfigError::Parse { .. })),
+            "{with_typo}"
+        );
     }
 }
 
@@ -169,19 +178,30 @@ fn validate_names_the_first_wrong_reference_by_its_key() {
         refused(r#"secrets = ["shop"]"#, r#"secrets = ["shop", "stripe"]"#),
         "plugin[shop].grants.secrets: no [secret.stripe] is configured"
     );
-    assert!(refused(r#"hosts = ["https://*.myshopify.com"]"#, r#"hosts = ["https://api.stripe.com"]"#)
-        .starts_with("plugin[shop].grants.secrets: [secret.shop] may only be sent to https://api.stripe.com"));
-    assert!(refused(r#"allow = ["https://*.myshopify.com","#, r#"allow = ["ftp://*.myshopify.com","#)
-        .starts_with("plugin[shop].grants.http:"));
-    assert!(refused(r#"destination = "https://*.myshopify.com""#, r#"destination = "https://api.example.com""#)
-        .starts_with("plugin[shop].grants.http.rate_limits[0]: no http.allow entry reaches"));
-    assert!(refused("rate_limit = { per_second = 10.0", "rate_limit = { per_second = 0.0").starts_with(
-        "plugin[shop].webhook.rate_limit:"
-    ));
+    assert!(
+        refused(r#"hosts = ["https://*.myshopify.com"]"#, r#"hosts = ["https://api.stripe.com"]"#)
+            .starts_with(
+                "plugin[shop].grants.secrets: [secret.shop] may only be sent to https://api.stripe.com"
+            )
+    );
+    assert!(
+        refused(r#"allow = ["https://*.myshopify.com","#, r#"allow = ["ftp://*.myshopify.com","#)
+            .starts_with("plugin[shop].grants.http:")
+    );
+    assert!(
+        refused(r#"destination = "https://*.myshopify.com""#, r#"destination = "https://api.example.com""#)
+            .starts_with("plugin[shop].grants.http.rate_limits[0]: no http.allow entry reaches")
+    );
+    assert!(
+        refused("rate_limit = { per_second = 10.0", "rate_limit = { per_second = 0.0")
+            .starts_with("plugin[shop].webhook.rate_limit:")
+    );
     assert_eq!(
         refused(r#"secrets = ["env:SHOPIFY_WEBHOOK_SECRET"]"#, "secrets = []"),
         "plugin[shop].webhook.secrets: at least one secret is needed to verify webhooks"
     );
-    assert!(refused(r#"callback_allow = ["https://hooks.example.com"]"#, r#"callback_allow = ["hooks"]"#)
-        .starts_with("jobs.callback_allow:"));
+    assert!(
+        refused(r#"callback_allow = ["https://hooks.example.com"]"#, r#"callback_allow = ["hooks"]"#)
+            .starts_with("jobs.callback_allow:")
+    );
 }

@@ -114,7 +114,7 @@ impl Dispatcher {
                             &lineages,
                             delivery,
                         );
-                        let recorded = renewing(store.as_ref(), &claim, run).await;
+                        let recorded = renewing(store.as_ref(), &claim, LEASE, run).await;
                         drop(permit);
                         if !recorded {
                             // Its outcome is not stored, so it is still due: running it again at
@@ -142,15 +142,21 @@ impl Dispatcher {
 /// dispatcher may run the delivery again, and the first one's answer is refused).
 pub const LEASE: Duration = Duration::from_secs(300);
 
-/// Runs `run` (a delivery), renewing `claim`'s lease while it runs; answers what `run` answers.
-async fn renewing(store: &dyn DeliveryQueue, claim: &ClaimId, run: impl Future<Output = bool>) -> bool {
+/// Runs `run` (a delivery), renewing `claim`'s lease (`lease` long) every third of it while it
+/// runs; answers what `run` answers.
+async fn renewing(
+    store: &dyn DeliveryQueue,
+    claim: &ClaimId,
+    lease: Duration,
+    run: impl Future<Output = bool>,
+) -> bool {
     let mut run = std::pin::pin!(run);
-    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + LEASE / 3, LEASE / 3);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
     loop {
         tokio::select! {
             recorded = &mut run => return recorded,
             _ = renew.tick() => {
-                let until = now_ms().saturating_add(LEASE.as_millis() as u64);
+                let until = now_ms().saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
                 if let Err(e) = store.renew(claim.clone(), until).await {
                     tracing::warn!("renewing the lease of {claim}: {e}");
                 }
@@ -604,6 +610,80 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Append, Attempt, EventStore, MemoryStore, Outcome, QueuedDelivery, SqliteStore};
+
+    /// Every backend of the ports, each with one event queued for one delivery.
+    async fn backends_with_one_delivery() -> Vec<(Arc<dyn EventStore>, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+        let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        for store in [&sqlite, &memory] {
+            let event = Event::json("orders/create", "shop", &serde_json::json!({})).unwrap();
+            let delivery = QueuedDelivery {
+                event_id: event.id.clone(),
+                route: "orders".into(),
+                target: "assess".into(),
+                action: None,
+                order_key: None,
+            };
+            let append = Append {
+                instance: "shop".into(),
+                delivery_id: None,
+                dedup_window_ms: 0,
+                events: vec![event],
+                deliveries: vec![delivery],
+            };
+            store.append(append).await.unwrap();
+        }
+        vec![(sqlite, dir), (memory, tempfile::tempdir().unwrap())]
+    }
+
+    /// What another node claiming every `every` for `rounds` rounds gets.
+    async fn another_node_claims(
+        store: &dyn EventStore,
+        lease: Duration,
+        every: Duration,
+        rounds: u32,
+    ) -> Vec<Claimed> {
+        let mut taken = Vec::new();
+        for _ in 0..rounds {
+            tokio::time::sleep(every).await;
+            taken.extend(store.claim(now_ms(), 10, lease, &mut |_| true).await.unwrap());
+        }
+        taken
+    }
+
+    /// A delivery that runs for several leases keeps its lease while it runs: another claimer
+    /// (another node, or this one after a restart) finds nothing to take, and the run's own
+    /// claim settles it afterwards. Without the renewals the same claimer takes it (the control,
+    /// so that the test can fail).
+    #[tokio::test]
+    async fn a_delivery_running_longer_than_its_lease_keeps_it() {
+        let lease = Duration::from_millis(1_500);
+        let every = Duration::from_millis(500);
+        for (store, _dir) in backends_with_one_delivery().await {
+            let claimed = store.claim(now_ms(), 10, lease, &mut |_| true).await.unwrap();
+            assert_eq!(claimed.len(), 1);
+            let claim = claimed[0].claim_id();
+            // The run lasts 4 s, over two leases, while the other node tries every 0.5 s.
+            let run = async { another_node_claims(store.as_ref(), lease, every, 8).await.is_empty() };
+            assert!(
+                renewing(store.as_ref(), &claim, lease, run).await,
+                "another claimer took a running delivery"
+            );
+            let attempt = Attempt { number: claim.attempt, duration_us: 4_000_000, handler: None };
+            let delivered = Outcome::Delivered { events: Vec::new(), deliveries: Vec::new(), output: None };
+            store.settle(claim, attempt, delivered).await.unwrap();
+            assert!(store.claim(now_ms(), 10, lease, &mut |_| true).await.unwrap().is_empty());
+        }
+        for (store, _dir) in backends_with_one_delivery().await {
+            let claimed = store.claim(now_ms(), 10, lease, &mut |_| true).await.unwrap();
+            assert_eq!(claimed.len(), 1);
+            let taken = another_node_claims(store.as_ref(), lease, every, 5).await;
+            assert!(!taken.is_empty(), "an unrenewed lease ends and the delivery is claimed again");
+            assert_eq!(taken[0].attempt, 2);
+        }
+    }
 
     #[test]
     fn a_plugins_absurd_retry_after_is_capped_not_overflowed() {
