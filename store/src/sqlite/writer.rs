@@ -158,7 +158,7 @@ pub(super) fn writer_loop(
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let result = write_batch(&mut conn, &batch);
+        let result = write_patiently(&mut conn, &batch);
         if result.is_ok() {
             commits.send_modify(|n| *n = n.wrapping_add(1));
         }
@@ -250,6 +250,34 @@ fn insert_events(
         queue.execute(params![d.event_id, d.route, d.target, d.action, d.order_key, now_ms as i64])?;
     }
     Ok(())
+}
+
+/// How long the writer keeps trying to take SQLite's write lock for one batch before it answers
+/// the batch's jobs with an error. Each try waits the connection's busy timeout (5 s); another
+/// connection on the same file that commits again and again (the key-value or call-log
+/// connection under load) can win every one of SQLite's polls within one timeout, and an
+/// outcome refused then is a delivery run twice.
+const WRITE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`write_batch`], tried again while the write lock is busy, up to [`WRITE_PATIENCE`]. Safe:
+/// a busy batch's transaction was rolled back, so nothing of it was written.
+fn write_patiently(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusqlite::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match write_batch(conn, batch) {
+            Err(e) if is_busy(&e) && started.elapsed() < WRITE_PATIENCE => {
+                tracing::debug!(error = %e, "the database is busy; writing the batch again");
+            }
+            done => return done,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, rusqlite::Error> {
