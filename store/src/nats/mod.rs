@@ -182,7 +182,15 @@ impl NatsLog {
                 .js
                 .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
                 .await
-                .map_err(|e| unavailable("publishing to JetStream", e))?
+                .map_err(|e| match e.kind() {
+                    // Not a moment's unavailability: the same append would be refused again.
+                    jetstream::context::PublishErrorKind::MaxPayloadExceeded => StoreError::Failed(format!(
+                        "the append is {} bytes, more than the NATS servers take in one message ({e}); \
+                         raise their max_payload or lower server.max_body_bytes",
+                        payload.len()
+                    )),
+                    _ => unavailable("publishing to JetStream", e),
+                })?
                 .await;
             match ack {
                 Ok(ack) => return Ok(if ack.duplicate { Appended::Duplicate } else { Appended::Stored }),
@@ -227,8 +235,17 @@ impl NatsLog {
             if message.sequence != sequence {
                 skip = 0;
             }
-            let record: Record =
-                serde_json::from_slice(&message.payload).map_err(|e| StoreError::Failed(e.to_string()))?;
+            sequence = message.sequence + 1;
+            // A message this build did not write (another program publishing on the log's
+            // subjects) is skipped, not a read that fails from then on.
+            let record: Record = match serde_json::from_slice(&message.payload) {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::warn!(sequence = message.sequence, error = %e, "skipping a message that is not an append");
+                    skip = 0;
+                    continue;
+                }
+            };
             for (index, summary) in record.summaries().into_iter().enumerate().skip(skip as usize) {
                 if found.len() == limit {
                     break;
@@ -236,7 +253,6 @@ impl NatsLog {
                 let position = (message.sequence << INDEX_BITS) | index as u64;
                 found.push((i64::try_from(position).unwrap_or(i64::MAX), summary));
             }
-            sequence = message.sequence + 1;
             skip = 0;
         }
         Ok(found)

@@ -195,6 +195,20 @@ async fn appends_are_stored_once_per_delivery_and_read_back_in_order() {
     let newest = log.last_position().await.unwrap();
     assert!(newest >= all[3].0);
     assert!(log.events_after(newest, 10).await.unwrap().is_empty());
+
+    // Another program publishing on the log's subjects does not break reading it.
+    let other = jetstream::new(async_nats::connect(servers.urls[0].as_str()).await.unwrap());
+    other.publish("plugboard.append.x.y", "not an append".into()).await.unwrap().await.unwrap();
+    assert_eq!(log.append(webhook(None, &["d/1"])).await.unwrap(), Appended::Stored);
+    assert_eq!(kinds(&log.events_after(newest, 10).await.unwrap()), ["d/1"]);
+
+    // An append larger than the servers take in one message is refused for good, saying so
+    // (not "unavailable", which a sender would try again forever).
+    let mut large = webhook(Some("d-large"), &["e/1"]);
+    large.events[0].payload = vec![b'x'; 2 << 20];
+    let err = log.append(large).await.unwrap_err();
+    assert!(matches!(err, StoreError::Failed(_)), "{err}");
+    assert!(err.to_string().contains("max_payload"), "{err}");
 }
 
 /// Each failure to start says what is wrong.
