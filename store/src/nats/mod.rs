@@ -4,10 +4,14 @@
 //! One JetStream stream (`PLUGBOARD` by default, file storage, the configured replicas) holds
 //! one message per append: its events and queued deliveries together, so that an append is
 //! atomic without a transaction. The subject names the instance and the provider's delivery id
-//! (`plugboard.append.<instance>.<delivery>`, each a SHA-256 token), and the delivery id is the
-//! message id, so the same webhook appended through two nodes is stored once (JetStream's
-//! duplicate window is the configured dedup window). An append is acknowledged when JetStream
-//! acknowledged the publish, that is once the stream's replicas stored it.
+//! (`plugboard.append.<instance>.<delivery>`, each a SHA-256 token). A delivery is a duplicate
+//! while the last message on its subject is within that append's dedup window; an append
+//! publishes only if the subject's last sequence is still the one it read
+//! (`Nats-Expected-Last-Subject-Sequence`), so the same webhook appended through two nodes at
+//! once is stored once, and JetStream keeps no long-lived message ids in memory. Reads go to
+//! the stream's leader, never to a replica that may lag. An append is acknowledged when
+//! JetStream acknowledged the publish: a majority of the replicas has it (each server syncs
+//! to disk on its own schedule: `sync_interval`, every two minutes unless set to `always`).
 //!
 //! Positions are `stream sequence << 20 | the event's index in its message`: increasing, not
 //! contiguous, and an append holds fewer than 2^20 events.
@@ -24,20 +28,36 @@ use tokio::sync::watch;
 
 use crate::log::{Append, Appended, EventLog, EventSummary};
 use crate::{StoreError, StoreFuture};
+use plugboard_runtime::clock::now_ms;
 use record::Record;
 
 /// How many bits of a position are the event's index in its message.
 const INDEX_BITS: u32 = 20;
 
-/// How long an append waits for another node's publish of the same message id to be decided.
+/// How long JetStream remembers a message id: enough for a publish tried again.
+const PUBLISH_DEDUP_WINDOW: Duration = Duration::from_secs(120);
+
+/// How long an append keeps asking while other nodes' appends of the same delivery are being
+/// decided.
 const IN_PROCESS_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The JetStream error code behind a refused publish, if it has one.
+fn error_code(e: &jetstream::context::PublishError) -> Option<jetstream::ErrorCode> {
+    std::error::Error::source(e).and_then(|s| s.downcast_ref::<jetstream::Error>()).map(|e| e.error_code())
+}
 
 /// JetStream's "duplicate message id is in process" (10158): a publish with the same id is
 /// being stored; it ends as stored (then this one is a duplicate) or failed.
 fn in_process(e: &jetstream::context::PublishError) -> bool {
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<jetstream::Error>())
-        .is_some_and(|e| e.error_code() == jetstream::ErrorCode(10158))
+    error_code(e) == Some(jetstream::ErrorCode(10158))
+}
+
+/// The subject's last sequence is no longer the one the append read (10071, or 10164 as
+/// servers 2.12 and later answer for `Nats-Expected-Last-Subject-Sequence`): another append of
+/// the same delivery was stored first.
+fn another_came_first(e: &jetstream::context::PublishError) -> bool {
+    e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence
+        || error_code(e) == Some(jetstream::ErrorCode(10164))
 }
 
 /// Where the log lives and how it is kept.
@@ -51,8 +71,6 @@ pub struct NatsSettings {
     pub subject_prefix: String,
     /// How many servers store each message (1, 3 or 5; a cluster needs at least as many).
     pub replicas: usize,
-    /// How long a delivery id is remembered (JetStream's duplicate window).
-    pub dedup_window: Duration,
 }
 
 impl NatsSettings {
@@ -63,7 +81,6 @@ impl NatsSettings {
             stream: "PLUGBOARD".into(),
             subject_prefix: "plugboard".into(),
             replicas: 1,
-            dedup_window: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -117,17 +134,29 @@ impl NatsLog {
             name: settings.stream.clone(),
             subjects: vec![format!("{}.append.>", settings.subject_prefix)],
             num_replicas: settings.replicas,
-            duplicate_window: settings.dedup_window,
+            // Message ids only cover a publish tried again; a webhook's own dedup window is
+            // checked on its subject, for as long as the append asks.
+            duplicate_window: PUBLISH_DEDUP_WINDOW,
             storage: stream::StorageType::File,
-            allow_direct: true,
             ..Default::default()
         };
-        let stream = js.get_or_create_stream(config).await.map_err(|e| {
+        let subjects = config.subjects.clone();
+        let mut stream = js.get_or_create_stream(config).await.map_err(|e| {
             unavailable(
                 &format!("cannot create the stream {} with {} replicas", settings.stream, settings.replicas),
                 e,
             )
         })?;
+        // An existing stream is taken as it is: say so when it is not the one asked for.
+        let found =
+            stream.info().await.map_err(|e| unavailable("reading the stream's state", e))?.config.clone();
+        if found.num_replicas.max(1) != settings.replicas.max(1) || found.subjects != subjects {
+            return Err(StoreError::Failed(format!(
+                "the stream {} exists with {} replicas and subjects {:?}; this configuration asks for {} and \
+                 {subjects:?}: change the stream (`nats stream edit`) or name another",
+                settings.stream, found.num_replicas, found.subjects, settings.replicas
+            )));
+        }
         // Watching starts before `connect` returns, so no append made after it goes unnoticed.
         let mut info = stream.clone();
         let next =
@@ -159,18 +188,10 @@ impl NatsLog {
             )));
         }
         let subject = self.subject(&append.instance, append.delivery_id.as_deref());
-        let mut headers = async_nats::HeaderMap::new();
-        // The message id: the delivery for a webhook, otherwise the first event (its id is
-        // fresh), so that a publish tried again is stored once.
-        let id = match (&append.delivery_id, append.events.first()) {
-            (Some(_), _) => Some(subject.clone()),
-            (None, Some(first)) => Some(format!("event.{}", token(&first.id))),
-            (None, None) => None,
-        };
-        if let Some(id) = id {
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-        }
-        let record = Record::new(&append, plugboard_runtime::clock::now_ms());
+        // The message id: the first event's (fresh) id, so that a publish tried again is
+        // stored once.
+        let id = append.events.first().map(|first| format!("event.{}", token(&first.id)));
+        let record = Record::new(&append, now_ms());
         let payload: bytes::Bytes =
             serde_json::to_vec(&record).map_err(|e| StoreError::Failed(e.to_string()))?.into();
         // While another node's publish of the same message id is being replicated, JetStream
@@ -178,6 +199,26 @@ impl NatsLog {
         let mut pause = Duration::from_millis(10);
         let started = std::time::Instant::now();
         loop {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(id) = &id {
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            }
+            if append.delivery_id.is_some() {
+                // Stored only if no other append of this delivery came first.
+                let last = match self.last_on(&subject).await? {
+                    Some((_, record))
+                        if record.stored_at_ms.saturating_add(record.dedup_window_ms) > now_ms() =>
+                    {
+                        return Ok(Appended::Duplicate);
+                    }
+                    Some((sequence, _)) => sequence,
+                    None => 0,
+                };
+                headers.insert(
+                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                    last.to_string().as_str(),
+                );
+            }
             let ack = self
                 .js
                 .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
@@ -194,6 +235,8 @@ impl NatsLog {
                 .await;
             match ack {
                 Ok(ack) => return Ok(if ack.duplicate { Appended::Duplicate } else { Appended::Stored }),
+                // Another append of this delivery was stored since: look again.
+                Err(e) if another_came_first(&e) && started.elapsed() < IN_PROCESS_PATIENCE => {}
                 Err(e) if in_process(&e) && started.elapsed() < IN_PROCESS_PATIENCE => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
@@ -203,18 +246,23 @@ impl NatsLog {
         }
     }
 
-    async fn duplicate(&self, instance: &str, delivery_id: &str) -> Result<bool, StoreError> {
-        let subject = self.subject(instance, Some(delivery_id));
-        match self.stream.direct_get_last_for_subject(subject).await {
+    /// The last message on `subject`, read from the stream's leader, with its record.
+    async fn last_on(&self, subject: &str) -> Result<Option<(u64, Record)>, StoreError> {
+        match self.stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => {
                 let record: Record = serde_json::from_slice(&message.payload)
                     .map_err(|e| StoreError::Failed(e.to_string()))?;
-                let now = plugboard_runtime::clock::now_ms();
-                Ok(record.stored_at_ms.saturating_add(record.dedup_window_ms) > now)
+                Ok(Some((message.sequence, record)))
             }
-            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(unavailable("reading the log", e)),
         }
+    }
+
+    async fn duplicate(&self, instance: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        let last = self.last_on(&self.subject(instance, Some(delivery_id))).await?;
+        Ok(last
+            .is_some_and(|(_, record)| record.stored_at_ms.saturating_add(record.dedup_window_ms) > now_ms()))
     }
 
     async fn read_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, EventSummary)>, StoreError> {
@@ -225,13 +273,16 @@ impl NatsLog {
         let mut found = Vec::new();
         let subjects = format!("{}.append.>", self.prefix);
         while found.len() < limit {
-            let message =
-                match self.stream.direct_get_next_for_subject(subjects.as_str(), Some(sequence.max(1))).await
-                {
-                    Ok(message) => message,
-                    Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
-                    Err(e) => return Err(unavailable("reading the log", e)),
-                };
+            let next = self
+                .stream
+                .raw_message_builder()
+                .sequence(sequence.max(1))
+                .next_by_subject(subjects.as_str());
+            let message = match next.send().await {
+                Ok(message) => message,
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => break,
+                Err(e) => return Err(unavailable("reading the log", e)),
+            };
             if message.sequence != sequence {
                 skip = 0;
             }
@@ -294,9 +345,13 @@ async fn watch_commits(
 ) {
     loop {
         while let Some(Ok(message)) = stored.next().await {
-            if let Ok(info) = message.info() {
-                next = next.max(info.stream_sequence + 1);
+            // A consumer rebuilt by the client after a server restart may start from the
+            // beginning: what was seen already is no news.
+            let Ok(info) = message.info() else { continue };
+            if info.stream_sequence < next {
+                continue;
             }
+            next = info.stream_sequence + 1;
             notify.send_modify(|n| *n = n.wrapping_add(1));
         }
         loop {

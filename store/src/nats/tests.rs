@@ -177,9 +177,12 @@ async fn appends_are_stored_once_per_delivery_and_read_back_in_order() {
     assert!(!log.is_duplicate("shop", "d-2").await.unwrap());
     assert!(!log.is_duplicate("other-shop", "d-1").await.unwrap());
     assert_eq!(log.append(webhook(None, &["b/1"])).await.unwrap(), Appended::Stored);
-    // A hostile delivery id cannot reach another subject or use wildcards.
+    // A hostile delivery id cannot reach another subject or use wildcards: it is a delivery
+    // like any other, and only itself.
     assert_eq!(log.append(webhook(Some("x.>.*"), &["c/1"])).await.unwrap(), Appended::Stored);
+    assert!(log.is_duplicate("shop", "x.>.*").await.unwrap());
     assert!(!log.is_duplicate("shop", "x.>").await.unwrap());
+    assert!(!log.is_duplicate("shop.>", "x.>.*").await.unwrap());
 
     let all = log.events_after(0, 10).await.unwrap();
     assert_eq!(kinds(&all), ["a/1", "a/2", "b/1", "c/1"]);
@@ -195,6 +198,19 @@ async fn appends_are_stored_once_per_delivery_and_read_back_in_order() {
     let newest = log.last_position().await.unwrap();
     assert!(newest >= all[3].0);
     assert!(log.events_after(newest, 10).await.unwrap().is_empty());
+
+    // A delivery is a duplicate for its own append's window, and only that long.
+    let mut brief = webhook(Some("d-brief"), &["f/1"]);
+    brief.dedup_window_ms = 300;
+    assert_eq!(log.append(brief).await.unwrap(), Appended::Stored);
+    assert!(log.is_duplicate("shop", "d-brief").await.unwrap());
+    assert_eq!(log.append(webhook(Some("d-brief"), &["f/1"])).await.unwrap(), Appended::Duplicate);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!log.is_duplicate("shop", "d-brief").await.unwrap());
+    let mut again = webhook(Some("d-brief"), &["f/2"]);
+    again.dedup_window_ms = 300;
+    assert_eq!(log.append(again).await.unwrap(), Appended::Stored);
+    let newest = log.last_position().await.unwrap();
 
     // Another program publishing on the log's subjects does not break reading it.
     let other = jetstream::new(async_nats::connect(servers.urls[0].as_str()).await.unwrap());
@@ -237,11 +253,23 @@ async fn connecting_says_what_is_missing() {
         .unwrap()
         .to_string();
     assert!(err.contains("cannot create the stream THREE with 3 replicas"), "{err}");
+
+    // An existing stream that is not the one asked for is named, not used as it is.
+    let err = NatsLog::connect(&NatsSettings { subject_prefix: "elsewhere".into(), ..single.settings(0, 1) })
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("the stream PLUGBOARD exists with 1 replicas and subjects [\"plugboard.append.>\"]"),
+        "{err}"
+    );
 }
 
 /// Three servers, each message on all three: the same webhook sent to two plugboard nodes at
-/// once (each connected to another server) is stored once; with one server killed (-9) appends
-/// go on, and the restarted server serves what was stored.
+/// once (each connected to another server) is stored once; with the stream's leader killed (-9)
+/// appends go on once another is elected, and a node connected through the restarted server
+/// reads everything stored.
 #[tokio::test]
 async fn the_same_webhook_through_two_nodes_is_stored_once_and_survives_a_server_killed() {
     let mut servers = Servers::start(3, true);
@@ -259,23 +287,26 @@ async fn the_same_webhook_through_two_nodes_is_stored_once_and_survives_a_server
     }
     assert_eq!(first.events_after(0, 100).await.unwrap().len(), 20);
 
-    // The killed server may have led the stream: until another is elected, an append is refused
-    // as unavailable (the webhook is answered 503 and its sender tries again), never lost.
-    servers.kill(2);
+    // Kill the stream's leader: until another is elected, an append is refused as unavailable
+    // (the webhook is answered 503 and its sender tries again), never lost.
+    let leader = first.stream.clone().info().await.unwrap().cluster.clone().and_then(|c| c.leader).unwrap();
+    let killed: usize = leader.trim_start_matches('n').parse().unwrap();
+    let (survivor, restarted) = if killed == 0 { (&second, 0) } else { (&first, killed) };
+    servers.kill(restarted);
     let mut refused = 0;
     for n in 20..30 {
         let id = format!("order-{n}");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(e) = first.append(webhook(Some(&id), &["orders/create"])).await {
+        while let Err(e) = survivor.append(webhook(Some(&id), &["orders/create"])).await {
             assert!(matches!(e, StoreError::Unavailable(_)), "{id}: {e}");
             assert!(Instant::now() < deadline, "{id} still refused: {e}");
             refused += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    assert_eq!(first.events_after(0, 100).await.unwrap().len(), 30, "after {refused} refused tries");
-    servers.restart(2);
-    let third = servers.connect(2, 3).await;
+    assert_eq!(survivor.events_after(0, 100).await.unwrap().len(), 30, "after {refused} refused tries");
+    servers.restart(restarted);
+    let third = servers.connect(restarted, 3).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let seen = third.events_after(0, 100).await.map(|e| e.len()).unwrap_or(0);
