@@ -148,8 +148,8 @@ impl NatsLog {
             )
         })?;
         // An existing stream is taken as it is: say so when it is not the one asked for.
-        let found =
-            stream.info().await.map_err(|e| unavailable("reading the stream's state", e))?.config.clone();
+        let info = stream.info().await.map_err(|e| unavailable("reading the stream's state", e))?;
+        let (found, last_sequence) = (info.config.clone(), info.state.last_sequence);
         if found.num_replicas.max(1) != settings.replicas.max(1) || found.subjects != subjects {
             return Err(StoreError::Failed(format!(
                 "the stream {} exists with {} replicas and subjects {:?}; this configuration asks for {} and \
@@ -157,11 +157,9 @@ impl NatsLog {
                 settings.stream, found.num_replicas, found.subjects, settings.replicas
             )));
         }
-        // Watching starts before `connect` returns, so no append made after it goes unnoticed.
-        let mut info = stream.clone();
-        let next =
-            info.info().await.map_err(|e| unavailable("reading the stream's state", e))?.state.last_sequence
-                + 1;
+        // Watching starts before `connect` returns, after what the stream held when it was read
+        // above, so no append made after it goes unnoticed.
+        let next = last_sequence + 1;
         let stored = stored_from(&stream, next).await?;
         let (notify, commits) = watch::channel(0u64);
         let watcher = tokio::spawn(watch_commits(stream.clone(), stored, next, notify));
@@ -206,9 +204,7 @@ impl NatsLog {
             if append.delivery_id.is_some() {
                 // Stored only if no other append of this delivery came first.
                 let last = match self.last_on(&subject).await? {
-                    Some((_, record))
-                        if record.stored_at_ms.saturating_add(record.dedup_window_ms) > now_ms() =>
-                    {
+                    Some((_, record)) if record.remembered_at(now_ms()) => {
                         return Ok(Appended::Duplicate);
                     }
                     Some((sequence, _)) => sequence,
@@ -261,8 +257,7 @@ impl NatsLog {
 
     async fn duplicate(&self, instance: &str, delivery_id: &str) -> Result<bool, StoreError> {
         let last = self.last_on(&self.subject(instance, Some(delivery_id))).await?;
-        Ok(last
-            .is_some_and(|(_, record)| record.stored_at_ms.saturating_add(record.dedup_window_ms) > now_ms()))
+        Ok(last.is_some_and(|(_, record)| record.remembered_at(now_ms())))
     }
 
     async fn read_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, EventSummary)>, StoreError> {

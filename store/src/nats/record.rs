@@ -75,6 +75,11 @@ impl Record {
         }
     }
 
+    /// Whether its delivery id is still remembered at `now_ms` (within its dedup window).
+    pub(super) fn remembered_at(&self, now_ms: u64) -> bool {
+        self.stored_at_ms.saturating_add(self.dedup_window_ms) > now_ms
+    }
+
     /// The events as operators list them.
     pub(super) fn summaries(&self) -> Vec<EventSummary> {
         self.events
