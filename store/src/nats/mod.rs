@@ -1,5 +1,6 @@
-//! The event log on NATS JetStream, for several plugboard nodes sharing one log (the first port
-//! of the distributed backend; the delivery queue and the read model follow).
+//! The event log and the delivery queue on NATS JetStream, for several plugboard nodes sharing
+//! one log (the read model and the plugins' key-value store on NATS follow). The queue is in
+//! `queue.rs`; this file is the log.
 //!
 //! One JetStream stream (`PLUGBOARD` by default, file storage, the configured replicas) holds
 //! one message per append: its events and queued deliveries together, so that an append is
@@ -16,7 +17,10 @@
 //! Positions are `stream sequence << 20 | the event's index in its message`: increasing, not
 //! contiguous, and an append holds fewer than 2^20 events.
 
+mod queue;
 mod record;
+
+pub use queue::{NatsQueue, QueueRoute, QueueSettings};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +33,7 @@ use tokio::sync::watch;
 use crate::log::{Append, Appended, EventLog, EventSummary};
 use crate::{StoreError, StoreFuture};
 use plugboard_runtime::clock::now_ms;
-use record::Record;
+use record::{Record, Settlement};
 
 /// How many bits of a position are the event's index in its message.
 const INDEX_BITS: u32 = 20;
@@ -178,7 +182,12 @@ impl NatsLog {
         format!("{}.append.{}.{delivery}", self.prefix, token(instance))
     }
 
-    async fn append_record(&self, append: Append) -> Result<Appended, StoreError> {
+    /// Stores `append`, with the attempt it settles if any.
+    async fn append_record(
+        &self,
+        append: Append,
+        settles: Option<Settlement>,
+    ) -> Result<Appended, StoreError> {
         if append.events.len() >= 1 << INDEX_BITS {
             return Err(StoreError::Failed(format!(
                 "an append holds fewer than {} events",
@@ -189,7 +198,8 @@ impl NatsLog {
         // The message id: the first event's (fresh) id, so that a publish tried again is
         // stored once.
         let id = append.events.first().map(|first| format!("event.{}", token(&first.id)));
-        let record = Record::new(&append, now_ms());
+        let mut record = Record::new(&append, now_ms());
+        record.settles = settles;
         let payload: bytes::Bytes =
             serde_json::to_vec(&record).map_err(|e| StoreError::Failed(e.to_string()))?.into();
         // While another node's publish of the same message id is being replicated, JetStream
@@ -364,7 +374,7 @@ async fn watch_commits(
 
 impl EventLog for NatsLog {
     fn append(&self, append: Append) -> StoreFuture<'_, Appended> {
-        Box::pin(self.append_record(append))
+        Box::pin(self.append_record(append, None))
     }
 
     fn is_duplicate<'a>(&'a self, instance: &'a str, delivery_id: &'a str) -> StoreFuture<'a, bool> {

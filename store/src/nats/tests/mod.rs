@@ -4,6 +4,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod queue;
+
 use super::*;
 use crate::log::QueuedDelivery;
 use plugboard_runtime::types::Event;

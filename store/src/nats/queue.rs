@@ -1,0 +1,879 @@
+//! The delivery queue on JetStream: any node claims any delivery, a claim is a consumer's ack
+//! wait, retries are delayed negative acknowledgements, and a node killed mid-delivery loses
+//! its claims to the others when their ack wait runs out.
+//!
+//! - **Queueing.** Every node runs a fan-out: one durable consumer of the log, shared by all
+//!   nodes, that holds one append at a time (`max_ack_pending = 1`), so deliveries are queued in
+//!   the log's order whichever node queues them. It publishes each of an append's deliveries to
+//!   the work-queue stream `<stream>_QUEUE` on `<prefix>.queue.<route>.<ordering key>` (both
+//!   SHA-256 tokens; `_` without a key), with a message id made from the delivery's id, then
+//!   acknowledges the append: a fan-out killed between the two queues the append again, and
+//!   JetStream drops the repeated publishes.
+//! - **Claiming.** One durable pull consumer per route (its ack wait is the lease). A delivery
+//!   with an ordering key runs only while it is the oldest message left on its subject: the
+//!   one before it (running, or waiting for its retry) keeps it waiting, on every node. A
+//!   route's concurrency is a set of slots in the key-value bucket `<stream>_SLOTS`, whose
+//!   entries expire one lease after they were last written: a claim takes a slot before it
+//!   takes a delivery, so the limit holds across nodes, and a dead node's slots come free.
+//! - **Attempts and fencing.** Each delivery claimed at least once has an entry in
+//!   `<stream>_CLAIMS`: its attempts, which claim holds it, its last error, and whether it is a
+//!   dead letter. Claiming, renewing, releasing and settling write it at the revision the claim
+//!   last saw, so a claimer whose lease ran out (and whose delivery another node took) is
+//!   refused with a conflict before it changes anything.
+//! - **Settling.** What an attempt produced, and the attempt itself, are appended to the log
+//!   under an id made from the delivery, its replay generation and (for a retry) the attempt:
+//!   a claimer that dies between the append and the acknowledgement, and the node that runs the
+//!   delivery again, store its events once.
+//!
+//! Time is the servers': a claim's `now_ms` is not used (a delivery is due when JetStream
+//! redelivers it), and every claim asks for the lease the consumers were made with.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer, kv, stream};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::record::{Record, Settlement, StoredDelivery, StoredEvent};
+use super::{INDEX_BITS, NatsLog, NatsSettings, PUBLISH_DEDUP_WINDOW, token, unavailable};
+use crate::log::{Append, Appended};
+use crate::queue::{
+    Admit, Attempt, AttemptOutcome, Candidate, ClaimId, Claimed, DeliveryId, DeliveryQueue, Outcome,
+    QueueStats,
+};
+use crate::read::DeliveryRecord;
+use crate::{DeliveryStatus, StoreError, StoreFuture};
+use plugboard_runtime::clock::now_ms;
+
+/// The log's instance name for the appends that settle attempts.
+const SETTLEMENTS: &str = "plugboard/settlements";
+
+/// How long a delivery refused by the pipeline (its route busy on this node) waits before
+/// another claim is offered it.
+const REFUSED_PAUSE: Duration = Duration::from_millis(100);
+
+/// The longest a delivery waits behind the one before it with its ordering key before it asks
+/// again.
+const ORDER_PAUSE: Duration = Duration::from_secs(1);
+
+/// Deliveries a route's consumer has handed out and not yet seen acknowledged: running,
+/// waiting for a retry, or waiting behind their ordering key. Past it, the route's other
+/// deliveries wait.
+const MAX_OUTSTANDING: i64 = 65_536;
+
+/// A route whose deliveries the queue hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRoute {
+    /// Its name.
+    pub name: String,
+    /// The most of its deliveries running at once across all nodes; unlimited when absent.
+    pub concurrency: Option<usize>,
+}
+
+/// How the queue runs.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// How long a claim holds a delivery unless renewed: the consumers' ack wait, and how long
+    /// a concurrency slot outlives a node that died holding it. Every claim asks for this lease.
+    pub lease: Duration,
+    /// The routes whose deliveries this node runs.
+    pub routes: Vec<QueueRoute>,
+}
+
+/// A delivery as queued: everything a claimer needs, its event included.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Queued {
+    /// The delivery's id: the log position of the append that queued it, and its index there.
+    id: String,
+    /// Which replay of it: 0, then one more each time a dead letter is replayed.
+    generation: u32,
+    delivery: StoredDelivery,
+    event: StoredEvent,
+}
+
+/// A delivery's claims, as kept in the claims bucket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimState {
+    generation: u32,
+    /// Attempts counted (each claim counts one).
+    attempt: u32,
+    /// The claim that holds it last ([`Claimed::lease`]).
+    serial: u64,
+    last_error: Option<String>,
+    /// A dead letter: the delivery, to list and replay it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dead: Option<Queued>,
+}
+
+/// A route's consumer.
+struct RouteQueue {
+    name: String,
+    concurrency: Option<usize>,
+    consumer: consumer::PullConsumer,
+    /// The first token of its slots' keys.
+    slot_prefix: String,
+}
+
+/// A claim this node holds.
+#[derive(Clone)]
+pub(super) struct Held {
+    message: jetstream::Message,
+    pub(super) queued: Queued,
+    state: ClaimState,
+    /// The claims bucket's revision of the delivery's entry, as this claim last wrote it.
+    revision: u64,
+    /// The concurrency slot it holds, and that entry's revision.
+    slot: Option<(String, u64)>,
+}
+
+/// The delivery queue on JetStream.
+pub struct NatsQueue {
+    log: Arc<NatsLog>,
+    queue: stream::Stream,
+    prefix: String,
+    claims: kv::Store,
+    slots: kv::Store,
+    routes: Vec<RouteQueue>,
+    pub(super) lease: Duration,
+    next_route: AtomicUsize,
+    serials: AtomicU64,
+    held: Mutex<HashMap<u64, Held>>,
+    fan_out: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for NatsQueue {
+    fn drop(&mut self) {
+        self.fan_out.abort();
+    }
+}
+
+/// What a claim did with one message.
+enum Offer {
+    Taken(Box<(Claimed, Held)>),
+    /// Not this claim's: waiting behind its key, taken by another node meanwhile, or not a
+    /// delivery.
+    Passed,
+    /// The pipeline refused it: this route is busy here.
+    Refused,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Failed(format!("{what}: {e}"))
+}
+
+/// The key-value bucket `config` asks for, created unless it exists.
+async fn bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, StoreError> {
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        return Ok(store);
+    }
+    let name = config.bucket.clone();
+    js.create_key_value(config).await.map_err(|e| unavailable(&format!("cannot create the bucket {name}"), e))
+}
+
+impl NatsQueue {
+    /// Creates (or finds) the queue's stream, buckets and consumers next to `log`'s stream,
+    /// and starts this node's fan-out.
+    pub async fn connect(
+        log: Arc<NatsLog>,
+        settings: &NatsSettings,
+        queue: QueueSettings,
+    ) -> Result<Arc<Self>, StoreError> {
+        let js = log.js.clone();
+        let prefix = settings.subject_prefix.clone();
+        let replicas = settings.replicas;
+        let name = format!("{}_QUEUE", settings.stream);
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{prefix}.queue.>")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            num_replicas: replicas,
+            duplicate_window: PUBLISH_DEDUP_WINDOW,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        let stream = js.get_or_create_stream(config).await.map_err(|e| {
+            unavailable(&format!("cannot create the stream {name} with {replicas} replicas"), e)
+        })?;
+        let claims = bucket(
+            &js,
+            kv::Config {
+                bucket: format!("{}_CLAIMS", settings.stream),
+                history: 1,
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let slots = bucket(
+            &js,
+            kv::Config {
+                bucket: format!("{}_SLOTS", settings.stream),
+                history: 1,
+                max_age: queue.lease,
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let mut routes = Vec::new();
+        for route in &queue.routes {
+            let tag = token(&route.name);
+            let config = consumer::pull::Config {
+                durable_name: Some(format!("route-{}", &tag[..32])),
+                description: Some(format!("deliveries of the route {}", route.name)),
+                filter_subject: format!("{prefix}.queue.{tag}.>"),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: queue.lease,
+                max_ack_pending: MAX_OUTSTANDING,
+                num_replicas: replicas,
+                ..Default::default()
+            };
+            let consumer = stream.create_consumer(config).await.map_err(|e| {
+                unavailable(&format!("cannot create the consumer of the route {}", route.name), e)
+            })?;
+            routes.push(RouteQueue {
+                name: route.name.clone(),
+                concurrency: route.concurrency,
+                consumer,
+                slot_prefix: tag[..32].to_owned(),
+            });
+        }
+        let fan_out = log
+            .stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("fan-out".into()),
+                description: Some("queues the deliveries of each append, one append at a time".into()),
+                filter_subject: format!("{prefix}.append.>"),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                // One at a time: whichever node queues an append, the one before it is queued.
+                max_ack_pending: 1,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable("cannot create the fan-out consumer", e))?;
+        let fan_out = tokio::spawn(fan_out_forever(js, fan_out, prefix.clone()));
+        // Serials unique among every node's claims: each node starts from a random point.
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish() >> 1;
+        Ok(Arc::new(NatsQueue {
+            log,
+            queue: stream,
+            prefix,
+            claims,
+            slots,
+            routes,
+            lease: queue.lease,
+            next_route: AtomicUsize::new(0),
+            serials: AtomicU64::new(seed),
+            held: Mutex::new(HashMap::new()),
+            fan_out,
+        }))
+    }
+
+    /// The claims bucket's entry of a delivery: its revision (to write it back) and state.
+    async fn state(&self, id: &str) -> Result<(Option<u64>, Option<ClaimState>), StoreError> {
+        let entry = self.claims.entry(id).await.map_err(|e| unavailable("reading a delivery's claims", e))?;
+        let Some(entry) = entry else { return Ok((None, None)) };
+        if entry.operation != kv::Operation::Put {
+            return Ok((Some(entry.revision), None));
+        }
+        let state = serde_json::from_slice(&entry.value).map_err(|e| failed("a delivery's claims", e))?;
+        Ok((Some(entry.revision), Some(state)))
+    }
+
+    /// Writes a delivery's state if its entry is still at `revision` (`None`: there is none),
+    /// answering the new revision; a conflict when another claim wrote it since.
+    async fn write_state(
+        &self,
+        id: &str,
+        state: &ClaimState,
+        revision: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let value: bytes::Bytes =
+            serde_json::to_vec(state).map_err(|e| failed("a delivery's claims", e))?.into();
+        let written = match revision {
+            Some(revision) => self.claims.update(id, value, revision).await.map_err(|e| match e.kind() {
+                kv::UpdateErrorKind::WrongLastRevision => StoreError::Conflict(format!("delivery {id}")),
+                _ => unavailable("writing a delivery's claims", e),
+            }),
+            None => self.claims.create(id, value).await.map_err(|e| match e.kind() {
+                kv::CreateErrorKind::AlreadyExists => StoreError::Conflict(format!("delivery {id}")),
+                _ => unavailable("writing a delivery's claims", e),
+            }),
+        }?;
+        Ok(written)
+    }
+
+    /// Takes up to `want` of `route`'s free concurrency slots (all it wants when unlimited).
+    async fn take_slots(
+        &self,
+        route: &RouteQueue,
+        want: usize,
+    ) -> Result<Vec<Option<(String, u64)>>, StoreError> {
+        let Some(limit) = route.concurrency else { return Ok(vec![None; want]) };
+        let mut taken = Vec::new();
+        for index in 0..limit.max(1) {
+            if taken.len() == want {
+                break;
+            }
+            let key = format!("{}.{index}", route.slot_prefix);
+            match self.slots.create(&key, bytes::Bytes::new()).await {
+                Ok(revision) => taken.push(Some((key, revision))),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    self.free_slots(taken).await;
+                    return Err(unavailable("taking a concurrency slot", e));
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn free_slots(&self, slots: impl IntoIterator<Item = Option<(String, u64)>>) {
+        for (key, revision) in slots.into_iter().flatten() {
+            // A slot not freed comes free one lease after it was last written.
+            if let Err(e) = self.slots.delete_expect_revision(&key, Some(revision)).await {
+                tracing::debug!(error = %e, "freeing concurrency slot {key}");
+            }
+        }
+    }
+
+    /// Whether the message at `sequence` is the oldest one left on `subject`.
+    async fn is_head(&self, subject: &str, sequence: u64) -> Result<bool, StoreError> {
+        let first = self.queue.raw_message_builder().sequence(1).next_by_subject(subject).send().await;
+        match first {
+            Ok(first) => Ok(first.sequence >= sequence),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(true),
+            Err(e) => Err(unavailable("reading the queue", e)),
+        }
+    }
+
+    async fn claim_due(
+        &self,
+        limit: usize,
+        lease: Duration,
+        admit: &mut Admit<'_>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if lease != self.lease {
+            return Err(StoreError::Failed(format!(
+                "a claim asked for a lease of {lease:?}; this queue's consumers hold deliveries for {:?}",
+                self.lease
+            )));
+        }
+        let mut taken = Vec::new();
+        let count = self.routes.len();
+        // Each claim starts at another route, so that none waits behind the others.
+        let start = self.next_route.fetch_add(1, Ordering::Relaxed);
+        for k in 0..count {
+            if taken.len() >= limit {
+                break;
+            }
+            let route = &self.routes[(start + k) % count];
+            self.claim_from(route, limit, admit, &mut taken).await?;
+        }
+        Ok(taken)
+    }
+
+    async fn claim_from(
+        &self,
+        route: &RouteQueue,
+        limit: usize,
+        admit: &mut Admit<'_>,
+        taken: &mut Vec<Claimed>,
+    ) -> Result<(), StoreError> {
+        while taken.len() < limit {
+            let slots = self.take_slots(route, limit - taken.len()).await?;
+            if slots.is_empty() {
+                return Ok(());
+            }
+            let batch = route.consumer.fetch().max_messages(slots.len()).messages().await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.free_slots(slots).await;
+                    return Err(unavailable(&format!("fetching deliveries of the route {}", route.name), e));
+                }
+            };
+            let mut slots = slots.into_iter();
+            let mut fetched = 0;
+            let mut refused = false;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(|e| unavailable("fetching deliveries", e))?;
+                fetched += 1;
+                if refused {
+                    // The route is busy here: what came with the refused one waits too.
+                    let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
+                    continue;
+                }
+                let slot = slots.next().flatten();
+                match self.offer(message, admit).await {
+                    Ok(Offer::Taken(claim)) => {
+                        let (claimed, mut held) = *claim;
+                        held.slot = slot;
+                        if let Ok(mut all) = self.held.lock() {
+                            all.insert(claimed.lease, held);
+                        }
+                        taken.push(claimed);
+                    }
+                    Ok(Offer::Passed) => self.free_slots([slot]).await,
+                    Ok(Offer::Refused) => {
+                        self.free_slots([slot]).await;
+                        refused = true;
+                    }
+                    Err(e) => {
+                        self.free_slots([slot]).await;
+                        self.free_slots(slots).await;
+                        return Err(e);
+                    }
+                }
+            }
+            self.free_slots(slots).await;
+            if refused || fetched == 0 {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Offers one delivery to the claim: waiting behind its key, refused, or taken.
+    async fn offer(&self, message: jetstream::Message, admit: &mut Admit<'_>) -> Result<Offer, StoreError> {
+        let (sequence, delivered) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.delivered),
+            Err(e) => return Err(unavailable("reading a delivery's metadata", e)),
+        };
+        let queued: Queued = match serde_json::from_slice(&message.payload) {
+            Ok(queued) => queued,
+            Err(e) => {
+                // Not a delivery this build queued: it is taken off the queue, not retried forever.
+                tracing::warn!(sequence, error = %e, "dropping a message on the queue that is not a delivery");
+                let _ = message.double_ack().await;
+                return Ok(Offer::Passed);
+            }
+        };
+        if queued.delivery.order_key.is_some() && !self.is_head(message.subject.as_str(), sequence).await? {
+            // The one before it is still running or waiting for a retry.
+            let pause = (REFUSED_PAUSE * u32::try_from(delivered).unwrap_or(u32::MAX)).min(ORDER_PAUSE);
+            let _ = message.ack_with(AckKind::Nak(Some(pause))).await;
+            return Ok(Offer::Passed);
+        }
+        let (revision, state) = self.state(&queued.id).await?;
+        let previous = state.filter(|s| s.generation == queued.generation);
+        if previous.as_ref().is_some_and(|s| s.dead.is_some()) {
+            // Settled dead by a claimer that died before it acknowledged the message.
+            let _ = message.double_ack().await;
+            return Ok(Offer::Passed);
+        }
+        let id = DeliveryId::new(queued.id.clone());
+        let attempt = previous.as_ref().map_or(0, |s| s.attempt).saturating_add(1);
+        let candidate =
+            Candidate { id: &id, route: &queued.delivery.route, target: &queued.delivery.target, attempt };
+        if !admit(&candidate) {
+            let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
+            return Ok(Offer::Refused);
+        }
+        let event = match queued.event.event() {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(delivery = %id, error = %e, "dropping a delivery whose event cannot be read");
+                let _ = message.double_ack().await;
+                return Ok(Offer::Passed);
+            }
+        };
+        let serial = self.serials.fetch_add(1, Ordering::Relaxed);
+        let state = ClaimState {
+            generation: queued.generation,
+            attempt,
+            serial,
+            last_error: previous.and_then(|s| s.last_error),
+            dead: None,
+        };
+        let revision = match self.write_state(&queued.id, &state, revision).await {
+            Ok(revision) => revision,
+            Err(StoreError::Conflict(_)) => {
+                // Another node claimed it at the same moment (its lease had just run out).
+                let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
+                return Ok(Offer::Passed);
+            }
+            Err(e) => {
+                let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
+                return Err(e);
+            }
+        };
+        let claimed = Claimed {
+            id,
+            event,
+            route: queued.delivery.route.clone(),
+            target: queued.delivery.target.clone(),
+            action: queued.delivery.action.clone(),
+            attempt,
+            lease: serial,
+        };
+        Ok(Offer::Taken(Box::new((claimed, Held { message, queued, state, revision, slot: None }))))
+    }
+
+    /// The claim `claim` names, if this node holds it.
+    pub(super) fn held(&self, claim: &ClaimId) -> Result<Held, StoreError> {
+        let all = self.held.lock().map_err(|_| StoreError::Failed("the claims lock is poisoned".into()))?;
+        match all.get(&claim.lease) {
+            Some(held)
+                if held.queued.id == claim.delivery.as_str() && held.state.attempt == claim.attempt =>
+            {
+                Ok(held.clone())
+            }
+            _ => Err(StoreError::Conflict(format!("{claim} is not held by this claim"))),
+        }
+    }
+
+    fn forget(&self, claim: &ClaimId) {
+        if let Ok(mut all) = self.held.lock() {
+            all.remove(&claim.lease);
+        }
+    }
+
+    /// Writes the claim's state back (a newer claim refuses it), keeping what it holds.
+    async fn fence(&self, claim: &ClaimId, held: &mut Held, state: ClaimState) -> Result<(), StoreError> {
+        match self.write_state(&held.queued.id, &state, Some(held.revision)).await {
+            Ok(revision) => {
+                held.revision = revision;
+                held.state = state;
+                if let Ok(mut all) = self.held.lock() {
+                    all.insert(claim.lease, held.clone());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, StoreError::Conflict(_)) {
+                    // Its lease ran out and another claim took the delivery.
+                    self.forget(claim);
+                    self.free_slots([held.slot.take()]).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn settle_claim(
+        &self,
+        claim: ClaimId,
+        attempt: Attempt,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        let mut held = self.held(&claim)?;
+        let id = held.queued.id.clone();
+        let (kind, error, events, deliveries, output, retry_at) = match outcome {
+            Outcome::Delivered { events, deliveries, output } => {
+                (AttemptOutcome::Delivered, None, events, deliveries, output, None)
+            }
+            Outcome::Retry { next_at_ms, error } => {
+                (AttemptOutcome::Retry, Some(error), Vec::new(), Vec::new(), None, Some(next_at_ms))
+            }
+            Outcome::Dead { error, events, deliveries } => {
+                (AttemptOutcome::Dead, Some(error), events, deliveries, None, None)
+            }
+        };
+        // First the fence: a claim whose lease ran out changes nothing.
+        let mut state = held.state.clone();
+        state.last_error = error.clone().or(state.last_error);
+        if kind == AttemptOutcome::Dead {
+            state.dead = Some(held.queued.clone());
+        }
+        self.fence(&claim, &mut held, state).await?;
+        // Then what it produced, and the attempt, once whichever claimer appends it.
+        let (append, settles) = settlement(&held.queued, attempt, kind, error, events, deliveries, output);
+        match self.log.append_record(append, Some(settles)).await? {
+            Appended::Stored => {}
+            Appended::Duplicate => {
+                tracing::debug!(delivery = %id, "this attempt's outcome was stored by a claimer before")
+            }
+        }
+        // Then the queue: the delivery leaves it, or comes back when its retry is due.
+        let acked = match retry_at {
+            Some(at) => {
+                let delay = Duration::from_millis(at.saturating_sub(now_ms()));
+                held.message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            None => {
+                if kind == AttemptOutcome::Delivered
+                    && let Err(e) = self.claims.delete_expect_revision(&id, Some(held.revision)).await
+                {
+                    tracing::debug!(delivery = %id, error = %e, "forgetting a delivered delivery's claims");
+                }
+                held.message.double_ack().await
+            }
+        };
+        if let Err(e) = acked {
+            // Settled all the same: whoever runs it again finds its outcome stored.
+            tracing::warn!(delivery = %id, error = %e, "acknowledging a settled delivery");
+        }
+        self.forget(&claim);
+        self.free_slots([held.slot]).await;
+        Ok(())
+    }
+
+    async fn renew_claim(&self, claim: ClaimId, _until_ms: u64) -> Result<(), StoreError> {
+        let mut held = self.held(&claim)?;
+        let state = held.state.clone();
+        self.fence(&claim, &mut held, state).await?;
+        held.message.ack_with(AckKind::Progress).await.map_err(|e| unavailable("renewing a lease", e))?;
+        if let Some((key, revision)) = &held.slot {
+            match self.slots.update(key, bytes::Bytes::new(), *revision).await {
+                Ok(revision) => {
+                    held.slot = Some((key.clone(), revision));
+                    if let Ok(mut all) = self.held.lock() {
+                        all.insert(claim.lease, held);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "keeping a concurrency slot"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn release_claim(&self, claim: ClaimId, not_before_ms: u64) -> Result<(), StoreError> {
+        let mut held = self.held(&claim)?;
+        let state = held.state.clone();
+        self.fence(&claim, &mut held, state).await?;
+        let delay = Duration::from_millis(not_before_ms.saturating_sub(now_ms()));
+        held.message
+            .ack_with(AckKind::Nak(Some(delay)))
+            .await
+            .map_err(|e| unavailable("releasing a delivery", e))?;
+        self.forget(&claim);
+        self.free_slots([held.slot]).await;
+        Ok(())
+    }
+
+    /// Every delivery id the claims bucket has.
+    async fn claimed_ids(&self) -> Result<Vec<String>, StoreError> {
+        let keys = self.claims.keys().await.map_err(|e| unavailable("listing deliveries", e))?;
+        let keys: Vec<_> = keys.collect().await;
+        keys.into_iter().map(|k| k.map_err(|e| unavailable("listing deliveries", e))).collect()
+    }
+
+    async fn replay_dead(&self, delivery: Option<DeliveryId>) -> Result<u64, StoreError> {
+        let ids = match delivery {
+            // Ids this queue never made are nobody's.
+            Some(id) => match id.number::<u64>() {
+                Some(_) => vec![id.as_str().to_owned()],
+                None => return Ok(0),
+            },
+            None => self.claimed_ids().await?,
+        };
+        let mut replayed = 0;
+        for id in ids {
+            let (revision, state) = self.state(&id).await?;
+            let Some(ClaimState { dead: Some(mut queued), .. }) = state else { continue };
+            queued.generation = queued.generation.saturating_add(1);
+            // Queued first, then the entry: a replay that stops between them leaves the dead
+            // letter listed, and its new generation claimed from attempt 1 all the same.
+            publish_queued(&self.log.js, &self.prefix, &queued)
+                .await?
+                .await
+                .map_err(|e| unavailable("queueing a replayed delivery", e))?;
+            let fresh = ClaimState { generation: queued.generation, ..ClaimState::default() };
+            match self.write_state(&id, &fresh, revision).await {
+                Ok(_) => replayed += 1,
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// The dead letters, as operators list them.
+    pub async fn dead_letters(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut dead = Vec::new();
+        for id in self.claimed_ids().await? {
+            if let (_, Some(ClaimState { dead: Some(queued), attempt, last_error, .. })) =
+                self.state(&id).await?
+            {
+                dead.push(DeliveryRecord {
+                    id: DeliveryId::new(id),
+                    event_id: queued.event.id().to_owned(),
+                    route: queued.delivery.route.clone(),
+                    target: queued.delivery.target.clone(),
+                    status: DeliveryStatus::Dead,
+                    attempts: attempt,
+                    last_error,
+                });
+            }
+        }
+        dead.sort_by_key(|d| std::cmp::Reverse(d.id.number::<u64>()));
+        Ok(dead)
+    }
+
+    async fn stats(&self, now: u64) -> Result<QueueStats, StoreError> {
+        let info = self.queue.get_info().await.map_err(|e| unavailable("reading the queue's state", e))?;
+        let lag_ms = if info.state.messages == 0 {
+            0
+        } else {
+            let first =
+                u64::try_from(info.state.first_timestamp.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            now.saturating_sub(first)
+        };
+        let dead = self.dead_letters().await?.len() as u64;
+        Ok(QueueStats { pending: info.state.messages, lag_ms, dead })
+    }
+}
+
+/// The append that settles an attempt at `queued`: what it produced and the attempt, under an
+/// id made from the delivery, its generation and (for a retry) the attempt, so that it is
+/// stored once whichever claimer appends it.
+pub(super) fn settlement(
+    queued: &Queued,
+    attempt: Attempt,
+    outcome: AttemptOutcome,
+    error: Option<String>,
+    events: Vec<plugboard_runtime::types::Event>,
+    deliveries: Vec<crate::QueuedDelivery>,
+    output: Option<String>,
+) -> (Append, Settlement) {
+    let (id, generation) = (queued.id.clone(), queued.generation);
+    let key = match outcome {
+        AttemptOutcome::Retry => format!("{id}:{generation}:{}", attempt.number),
+        _ => format!("{id}:{generation}:settled"),
+    };
+    let append = Append {
+        instance: SETTLEMENTS.into(),
+        delivery_id: Some(key),
+        dedup_window_ms: u64::MAX,
+        events,
+        deliveries,
+    };
+    let settles = Settlement {
+        delivery: id,
+        generation,
+        attempt: attempt.number,
+        outcome,
+        duration_us: attempt.duration_us,
+        handler: attempt.handler,
+        error,
+        output,
+    };
+    (append, settles)
+}
+
+/// Publishes a delivery to the queue, its message id made from its id and generation: a
+/// publish tried again (a fan-out killed before it acknowledged the append) is stored once.
+async fn publish_queued(
+    js: &jetstream::Context,
+    prefix: &str,
+    queued: &Queued,
+) -> Result<jetstream::context::PublishAckFuture, StoreError> {
+    let key = queued.delivery.order_key.as_deref().map(token).unwrap_or_else(|| "_".into());
+    let subject = format!("{prefix}.queue.{}.{key}", token(&queued.delivery.route));
+    let mut headers = async_nats::HeaderMap::new();
+    headers
+        .insert(async_nats::header::NATS_MESSAGE_ID, format!("{}.{}", queued.id, queued.generation).as_str());
+    let payload: bytes::Bytes =
+        serde_json::to_vec(queued).map_err(|e| failed("a queued delivery", e))?.into();
+    js.publish_with_headers(subject, headers, payload)
+        .await
+        .map_err(|e| unavailable("queueing a delivery", e))
+}
+
+/// Queues the deliveries of one append of the log, in order.
+async fn fan_out_one(
+    js: &jetstream::Context,
+    prefix: &str,
+    message: &jetstream::Message,
+) -> Result<(), StoreError> {
+    let sequence =
+        message.info().map_err(|e| unavailable("reading an append's metadata", e))?.stream_sequence;
+    let record: Record = match serde_json::from_slice(&message.payload) {
+        Ok(record) => record,
+        // Another program's message on the log's subjects: nothing to queue.
+        Err(_) => return Ok(()),
+    };
+    let mut acks = Vec::new();
+    for (index, delivery) in record.deliveries().iter().enumerate() {
+        let Some(event) = record.events().iter().find(|e| e.id() == delivery.event_id) else {
+            tracing::warn!(sequence, event = %delivery.event_id, "a queued delivery's event is not in its append");
+            continue;
+        };
+        let queued = Queued {
+            id: ((sequence << INDEX_BITS) | index as u64).to_string(),
+            generation: 0,
+            delivery: delivery.clone(),
+            event: event.clone(),
+        };
+        acks.push(publish_queued(js, prefix, &queued).await?);
+    }
+    for ack in acks {
+        ack.await.map_err(|e| unavailable("queueing a delivery", e))?;
+    }
+    Ok(())
+}
+
+/// This node's share of the fan-out, until the queue is dropped.
+async fn fan_out_forever(js: jetstream::Context, consumer: consumer::PullConsumer, prefix: String) {
+    loop {
+        match consumer.messages().await {
+            Ok(mut messages) => {
+                while let Some(message) = messages.next().await {
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "fan-out");
+                            continue;
+                        }
+                    };
+                    match fan_out_one(&js, &prefix, &message).await {
+                        Ok(()) => {
+                            if let Err(e) = message.double_ack().await {
+                                tracing::warn!(error = %e, "acknowledging a queued append");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "queueing an append's deliveries; trying again");
+                            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "starting the fan-out"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+impl DeliveryQueue for NatsQueue {
+    fn claim<'a>(
+        &'a self,
+        _now_ms: u64,
+        limit: usize,
+        lease: Duration,
+        admit: &'a mut Admit<'a>,
+    ) -> StoreFuture<'a, Vec<Claimed>> {
+        Box::pin(self.claim_due(limit, lease, admit))
+    }
+
+    fn settle(&self, claim: ClaimId, attempt: Attempt, outcome: Outcome) -> StoreFuture<'_, ()> {
+        Box::pin(self.settle_claim(claim, attempt, outcome))
+    }
+
+    fn renew(&self, claim: ClaimId, until_ms: u64) -> StoreFuture<'_, ()> {
+        Box::pin(self.renew_claim(claim, until_ms))
+    }
+
+    fn release(&self, claim: ClaimId, not_before_ms: u64) -> StoreFuture<'_, ()> {
+        Box::pin(self.release_claim(claim, not_before_ms))
+    }
+
+    fn replay(&self, delivery: Option<DeliveryId>) -> StoreFuture<'_, u64> {
+        Box::pin(self.replay_dead(delivery))
+    }
+
+    fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
+        Box::pin(self.stats(now_ms))
+    }
+}
