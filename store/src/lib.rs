@@ -11,9 +11,9 @@
 //! [`EventStore`] is the three event ports together, what a backend offers. Backends:
 //! `SqliteStore` (`sqlite`, the embedded default behind the `sqlite` feature: one file, zero
 //! setup) and [`MemoryStore`] ([`memory`]: nothing durable; the same pipeline tests run on
-//! both); the event log and the delivery queue on NATS JetStream (`nats`, behind the `nats`
-//! feature), for several nodes. Nothing here knows the server, the pipeline or a plugin's code: the pipeline depends
-//! on the ports, not the other way round.
+//! both); and `NatsStore` (`nats`, behind the `nats` feature: NATS JetStream, for several
+//! nodes sharing one log, queue and read model). Nothing here knows the server, the pipeline or
+//! a plugin's code: the pipeline depends on the ports, not the other way round.
 
 mod error;
 pub mod log;

@@ -254,6 +254,93 @@ impl State {
     }
 }
 
+/// One attempt at a delivery, as a log kept elsewhere recorded it (see
+/// [`MemoryStore::project`]).
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) struct ProjectedAttempt {
+    pub(crate) delivery: u64,
+    pub(crate) record: AttemptRecord,
+    pub(crate) output: Option<String>,
+}
+
+/// A read model of a log kept elsewhere (the NATS backend's): each node folds the shared log
+/// into one of these, at the positions and delivery ids that log gave, so that its listings,
+/// traces and stats are the whole cluster's.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+impl MemoryStore {
+    /// Folds in one append of that log: its events (at their positions), their deliveries
+    /// (with their ids), and the attempt it settles, if any.
+    pub(crate) fn project(
+        &self,
+        stored_at_ms: u64,
+        events: Vec<(i64, Event)>,
+        deliveries: Vec<(u64, QueuedDelivery)>,
+        settles: Option<ProjectedAttempt>,
+    ) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = events.len() as u64;
+        for (position, event) in events {
+            let caused_by = event
+                .attributes
+                .iter()
+                .find(|(k, _)| k == plugboard_runtime::capabilities::emit::CAUSED_BY)
+                .map(|(_, v)| v.clone());
+            state.positions.insert(event.id.clone(), position);
+            state.events.insert(position, Stored { event, stored_at_ms, caused_by });
+        }
+        for (id, queued) in deliveries {
+            let row = Row {
+                queued,
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_at_ms: stored_at_ms,
+                last_error: None,
+                output: None,
+                history: Vec::new(),
+            };
+            state.deliveries.insert(id, row);
+        }
+        if count > 0 {
+            state.minute(stored_at_ms)[0] += count;
+        }
+        if let Some(ProjectedAttempt { delivery, record, output }) = settles {
+            let totals = state.minute(record.at_ms);
+            totals[1] += 1;
+            totals[2] += u64::from(record.outcome != AttemptOutcome::Delivered);
+            totals[3] = totals[3].saturating_add(record.duration_us);
+            totals[4] = totals[4].max(record.duration_us);
+            if let Some(row) = state.deliveries.get_mut(&delivery) {
+                row.status = match record.outcome {
+                    AttemptOutcome::Delivered => DeliveryStatus::Delivered,
+                    AttemptOutcome::Retry => DeliveryStatus::Pending,
+                    AttemptOutcome::Dead => DeliveryStatus::Dead,
+                };
+                row.attempts = record.attempt;
+                row.last_error = record.detail.clone();
+                row.output = output;
+                row.history.push(record);
+            }
+        }
+        drop(state);
+        self.committed();
+    }
+
+    /// A dead letter put back in that log's queue: pending again, its attempts from zero.
+    pub(crate) fn project_replay(&self, delivery: u64) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(row) = state.deliveries.get_mut(&delivery).filter(|r| r.status == DeliveryStatus::Dead) {
+            row.status = DeliveryStatus::Pending;
+            row.attempts = 0;
+        }
+    }
+
+    /// Where the event `id` is in that log.
+    pub(crate) fn position_of(&self, id: &str) -> Option<i64> {
+        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.positions.get(id).copied()
+    }
+}
+
 /// A delivery's number in this store: `None` for an id it did not make.
 fn number(id: &DeliveryId) -> Option<u64> {
     id.number()

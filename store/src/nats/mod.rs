@@ -1,6 +1,7 @@
-//! The event log and the delivery queue on NATS JetStream, for several plugboard nodes sharing
-//! one log (the read model and the plugins' key-value store on NATS follow). The queue is in
-//! `queue.rs`; this file is the log.
+//! The event ports on NATS JetStream, for several plugboard nodes sharing one log: the log (this
+//! file), the delivery queue (`queue.rs`), the read model each node folds from the log
+//! (`read.rs`), and the three together as one store (`store.rs`). The plugins' key-value store
+//! on NATS follows.
 //!
 //! One JetStream stream (`PLUGBOARD` by default, file storage, the configured replicas) holds
 //! one message per append: its events and queued deliveries together, so that an append is
@@ -18,9 +19,13 @@
 //! contiguous, and an append holds fewer than 2^20 events.
 
 mod queue;
+mod read;
 mod record;
+mod store;
 
 pub use queue::{NatsQueue, QueueRoute, QueueSettings};
+pub use read::NatsReadModel;
+pub use store::NatsStore;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,6 +193,15 @@ impl NatsLog {
         append: Append,
         settles: Option<Settlement>,
     ) -> Result<Appended, StoreError> {
+        self.append_with(append, |record| record.settles = settles).await
+    }
+
+    /// Stores `append`, its record completed by `complete`.
+    async fn append_with(
+        &self,
+        append: Append,
+        complete: impl FnOnce(&mut Record) + Send,
+    ) -> Result<Appended, StoreError> {
         if append.events.len() >= 1 << INDEX_BITS {
             return Err(StoreError::Failed(format!(
                 "an append holds fewer than {} events",
@@ -199,7 +213,7 @@ impl NatsLog {
         // stored once.
         let id = append.events.first().map(|first| format!("event.{}", token(&first.id)));
         let mut record = Record::new(&append, now_ms());
-        record.settles = settles;
+        complete(&mut record);
         let payload: bytes::Bytes =
             serde_json::to_vec(&record).map_err(|e| StoreError::Failed(e.to_string()))?.into();
         // While another node's publish of the same message id is being replicated, JetStream

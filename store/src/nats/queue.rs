@@ -682,9 +682,18 @@ impl NatsQueue {
             let fresh = ClaimState { generation: queued.generation, ..ClaimState::default() };
             match self.write_state(&id, &fresh, revision).await {
                 Ok(_) => replayed += 1,
-                Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }
+            // And the log, for every node's read model to show it pending again.
+            let append = Append {
+                instance: SETTLEMENTS.into(),
+                delivery_id: Some(format!("{id}:{}:replayed", queued.generation)),
+                dedup_window_ms: u64::MAX,
+                events: Vec::new(),
+                deliveries: Vec::new(),
+            };
+            self.log.append_with(append, |record| record.replays = Some(id.clone())).await?;
         }
         Ok(replayed)
     }

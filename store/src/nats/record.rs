@@ -25,6 +25,9 @@ pub(super) struct Record {
     /// records of the first NATS builds.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) settles: Option<Settlement>,
+    /// The dead letter this append puts back in the queue, when an operator replayed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) replays: Option<String>,
 }
 
 /// What became of one attempt at a delivery, as the log keeps it.
@@ -119,7 +122,13 @@ impl Record {
                 })
                 .collect(),
             settles: None,
+            replays: None,
         }
+    }
+
+    /// When it was stored.
+    pub(super) fn stored_at_ms(&self) -> u64 {
+        self.stored_at_ms
     }
 
     /// The events stored.

@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod queue;
+mod read;
 
 use super::*;
 use crate::log::QueuedDelivery;
