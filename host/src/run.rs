@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::api::{AppState, serve};
 use crate::config::Resolved;
+use crate::config::StoreBackend;
 use crate::pipeline::{Callbacks, Dispatcher, Routes, Scheduler};
-use crate::store::{SqliteCallLog, SqliteKv, SqliteStore};
+use crate::store::{EventStore, SqliteCallLog, SqliteKv, SqliteStore};
 use crate::{Host, HostBuilder};
 
 /// Why a configuration could not be started.
@@ -125,24 +126,21 @@ pub async fn run(
         );
     }
     check_actions(host, &resolved.config)?;
-    let path = resolved.store_path.display().to_string();
-    let store = Arc::new(
-        SqliteStore::open(&resolved.store_path)
-            .map_err(|e| RunError::Store { path: path.clone(), reason: e.to_string() })?,
-    );
+    let (store, sqlite) = open_events(&resolved).await?;
     let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
     let destinations = resolved.config.jobs.as_ref().map(|j| j.callback_destinations()).unwrap_or_default();
     let callbacks = match resolved.callback_key.clone() {
         Some(secret) => Some(Callbacks::new(secret, destinations).map_err(RunError::Callbacks)?),
         None => None,
     };
-    let dispatcher = Dispatcher::spawn_with_callbacks(
+    let dispatcher = Dispatcher::spawn_leasing(
         host.clone(),
         store.clone(),
         routes.clone(),
         resolved.config.retry.clone(),
         resolved.config.delivery_concurrency,
         callbacks,
+        lease(&resolved),
     );
     let _scheduler =
         Scheduler::spawn(store.clone(), resolved.config.schedules.clone(), dispatcher.notifier())
@@ -158,16 +156,83 @@ pub async fn run(
         .max_body_bytes(resolved.config.server.max_body_bytes)
         .build();
     let watcher = watch_plugin_files(host.clone(), stamps);
-    let retention = keep_history_bounded(
-        store.clone(),
-        crate::config::retention(&resolved.config.store),
-        std::time::Duration::from_secs(resolved.config.store.retention_interval_secs.max(1)),
-    );
+    // On NATS, history is bounded by the streams' own limits, not swept from here.
+    let retention = sqlite.map(|sqlite| {
+        keep_history_bounded(
+            sqlite,
+            crate::config::retention(&resolved.config.store),
+            std::time::Duration::from_secs(resolved.config.store.retention_interval_secs.max(1)),
+        )
+    });
     let served = serve(listener, state, shutdown).await;
     watcher.abort();
-    retention.abort();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     served?;
     Ok(())
+}
+
+/// How long the dispatcher claims a delivery for.
+fn lease(resolved: &Resolved) -> std::time::Duration {
+    match resolved.config.store.backend {
+        StoreBackend::Sqlite => crate::pipeline::LEASE,
+        StoreBackend::Nats => std::time::Duration::from_secs(resolved.config.store.nats.lease_secs),
+    }
+}
+
+/// The configuration's event store, and the SQLite store behind it (what retention sweeps)
+/// when it is one.
+async fn open_events(
+    resolved: &Resolved,
+) -> Result<(Arc<dyn EventStore>, Option<Arc<SqliteStore>>), RunError> {
+    match resolved.config.store.backend {
+        StoreBackend::Sqlite => {
+            let path = resolved.store_path.display().to_string();
+            let sqlite = Arc::new(
+                SqliteStore::open(&resolved.store_path)
+                    .map_err(|e| RunError::Store { path, reason: e.to_string() })?,
+            );
+            Ok((sqlite.clone(), Some(sqlite)))
+        }
+        #[cfg(feature = "nats")]
+        StoreBackend::Nats => {
+            let Some(settings) = &resolved.nats else {
+                return Err(RunError::Store { path: "nats".into(), reason: "not resolved".into() });
+            };
+            let store = crate::store::nats::NatsStore::connect(settings, queue_settings(resolved))
+                .await
+                .map_err(|e| RunError::Store { path: settings.servers.join(", "), reason: e.to_string() })?;
+            Ok((store, None))
+        }
+        #[cfg(not(feature = "nats"))]
+        StoreBackend::Nats => Err(RunError::Store {
+            path: "nats".into(),
+            reason: "this build of plugboard has no NATS backend (its `nats` feature)".into(),
+        }),
+    }
+}
+
+/// The routes a node on NATS runs deliveries of: the configured ones with their concurrency
+/// limits (which then hold across the cluster), each schedule's, async jobs' and their callbacks'.
+#[cfg(feature = "nats")]
+fn queue_settings(resolved: &Resolved) -> crate::store::nats::QueueSettings {
+    use crate::store::nats::QueueRoute;
+    let config = &resolved.config;
+    let configured =
+        config.routes.iter().map(|r| QueueRoute { name: r.name.clone(), concurrency: r.concurrency });
+    let schedules = config
+        .schedules
+        .iter()
+        .map(|s| QueueRoute { name: format!("schedule:{}", s.name), concurrency: None });
+    let host = [crate::store::JOB_ROUTE, crate::manifest::pipeline::CALLBACK_ROUTE]
+        .into_iter()
+        .map(|name| QueueRoute { name: name.into(), concurrency: None });
+    crate::store::nats::QueueSettings {
+        lease: lease(resolved),
+        routes: configured.chain(schedules).chain(host).collect(),
+        fan_out: true,
+    }
 }
 
 /// Deletes history past `retention` every `interval`, a chunk at a time until a pass finds less

@@ -180,11 +180,27 @@ impl JobsConfig {
     }
 }
 
+/// Where events are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One SQLite file: one node, nothing to set up.
+    #[default]
+    Sqlite,
+    /// A NATS JetStream cluster shared by several nodes (`[store.nats]`).
+    Nats,
+}
+
 /// The event store.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// The SQLite file (relative paths are relative to the config file).
+    /// Where events, deliveries and their history live: `sqlite` (the default) or `nats`.
+    pub backend: StoreBackend,
+    /// The NATS cluster, when `backend = "nats"`.
+    pub nats: NatsConfig,
+    /// The SQLite file (relative paths are relative to the config file). With `nats`, it holds
+    /// what stays on each node: the plugins' key-value data and the call log.
     pub path: PathBuf,
     /// How long delivery ids are remembered to drop duplicate deliveries, in seconds.
     pub dedup_window_secs: u64,
@@ -197,9 +213,48 @@ pub struct StoreConfig {
     pub retention_interval_secs: u64,
 }
 
+/// The NATS cluster a `nats` store lives on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// Its servers (`nats://host:port`, `tls://host:port` for TLS); any one reachable is enough.
+    pub servers: Vec<String>,
+    /// A reference (`env:NAME` or `file:PATH`) to the user's credentials (a `.creds` file's
+    /// content: JWT and NKey seed), when the cluster asks for them.
+    pub credentials: Option<String>,
+    /// A CA certificate file (PEM) to verify the servers' TLS certificates with, when they are
+    /// not signed by a CA the system trusts; setting it requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// How many servers store each message: 1, 3 or 5 (at most the cluster's size).
+    pub replicas: usize,
+    /// The event log's stream; the queue's stream and buckets are named after it.
+    pub stream: String,
+    /// The first token of every subject plugboard uses.
+    pub subject_prefix: String,
+    /// How long a node holds a delivery it runs without renewing its claim (it renews every
+    /// third of it), in seconds: after a node dies, how long its deliveries wait for another.
+    pub lease_secs: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            credentials: None,
+            tls_ca: None,
+            replicas: 3,
+            stream: "PLUGBOARD".into(),
+            subject_prefix: "plugboard".into(),
+            lease_secs: 30,
+        }
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: StoreBackend::Sqlite,
+            nats: NatsConfig::default(),
             path: PathBuf::from("plugboard.db"),
             dedup_window_secs: 7 * 24 * 3600,
             retain_days: 30,

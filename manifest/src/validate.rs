@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::address::Cidr;
 use crate::pipeline::{CALLBACK_ROUTE, JOB_ROUTE, JOBS_SOURCE, SCHEDULE_SOURCE};
 use crate::webhook::Scheme;
-use crate::{Config, ConfigError, InstanceConfig};
+use crate::{Config, ConfigError, InstanceConfig, NatsConfig, StoreBackend};
 
 impl Config {
     /// Checks everything that needs no runtime, no files and no secrets; the error names the
@@ -28,6 +28,9 @@ impl Config {
         }
         for p in &self.plugins {
             self.validate_bindings(p)?;
+        }
+        if self.store.backend == StoreBackend::Nats {
+            self.store.nats.validate()?;
         }
         Ok(())
     }
@@ -185,6 +188,48 @@ impl Config {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl NatsConfig {
+    /// What the servers would refuse, said before connecting: no server, a replica count
+    /// JetStream does not take, names that are not one subject token.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("store.nats.{field}");
+        if self.servers.is_empty() {
+            return Err(ConfigError::invalid(key("servers"), "name at least one server"));
+        }
+        for server in &self.servers {
+            let scheme = server.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("nats" | "tls")) {
+                return Err(ConfigError::invalid(
+                    key("servers"),
+                    format!("`{server}` is not a nats://host:port or tls://host:port address"),
+                ));
+            }
+        }
+        if !matches!(self.replicas, 1 | 3 | 5) {
+            return Err(ConfigError::invalid(
+                key("replicas"),
+                format!("{}: JetStream keeps 1, 3 or 5 replicas of a stream", self.replicas),
+            ));
+        }
+        let token = |name: &str| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !token(&self.stream) {
+            return Err(ConfigError::invalid(key("stream"), "letters, digits, `-` and `_` only"));
+        }
+        if !token(&self.subject_prefix) {
+            return Err(ConfigError::invalid(key("subject_prefix"), "letters, digits, `-` and `_` only"));
+        }
+        if self.lease_secs < 3 {
+            return Err(ConfigError::invalid(
+                key("lease_secs"),
+                "at least 3 seconds (a claim is renewed every third of it)",
+            ));
         }
         Ok(())
     }

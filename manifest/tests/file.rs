@@ -13,6 +13,12 @@ listen = "127.0.0.1:8080"
 
 [store]
 path = "plugboard.db"
+backend = "nats"
+
+[store.nats]
+servers = ["nats://10.0.0.1:4222", "tls://10.0.0.2:4222"]
+credentials = "file:/etc/plugboard/nats.creds"
+replicas = 3
 
 [ai]
 cache = "always"
@@ -93,10 +99,11 @@ action = "digest"
 "#;
 
 /// Every table of [`FULL`], as the line its keys follow (the first occurrence in the file).
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 18] = [
     "delivery_concurrency = 8",
     "[server]",
     "[store]",
+    "[store.nats]",
     "[ai]",
     "[calls]",
     "[jobs]",
@@ -204,4 +211,28 @@ fn validate_names_the_first_wrong_reference_by_its_key() {
         refused(r#"callback_allow = ["https://hooks.example.com"]"#, r#"callback_allow = ["hooks"]"#)
             .starts_with("jobs.callback_allow:")
     );
+    // A NATS store the cluster would refuse is refused before connecting.
+    assert_eq!(
+        refused("replicas = 3", "replicas = 2"),
+        "store.nats.replicas: 2: JetStream keeps 1, 3 or 5 replicas of a stream"
+    );
+    assert!(
+        refused(r#""tls://10.0.0.2:4222""#, r#""http://10.0.0.2:4222""#).starts_with("store.nats.servers:")
+    );
+    assert!(refused("replicas = 3", "replicas = 3\nstream = \"A.B\"").starts_with("store.nats.stream:"));
+    assert!(
+        refused("replicas = 3", "replicas = 3\nsubject_prefix = \">\"")
+            .starts_with("store.nats.subject_prefix:")
+    );
+    let no_server = r#"servers = ["nats://10.0.0.1:4222", "tls://10.0.0.2:4222"]"#;
+    assert!(refused(no_server, "servers = []").starts_with("store.nats.servers:"));
+    // Another backend does not read the table.
+    let sqlite = FULL.replacen(r#"backend = "nats""#, r#"backend = "sqlite""#, 1).replacen(
+        "replicas = 3",
+        "replicas = 2",
+        1,
+    );
+    Config::from_toml(&sqlite, "sqlite.toml").unwrap().validate().unwrap();
+    let unknown = FULL.replacen(r#"backend = "nats""#, r#"backend = "postgres""#, 1);
+    assert!(matches!(Config::from_toml(&unknown, "pg.toml"), Err(ConfigError::Parse { .. })));
 }

@@ -2,6 +2,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+pub mod nats;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;

@@ -1,5 +1,5 @@
 //! `plugboard events` and `plugboard jobs`: what the store holds, read directly from the
-//! database a server uses (SQLite lets both run at once).
+//! database a server uses (SQLite lets both run at once) or from the NATS cluster.
 
 use clap::Subcommand;
 use plugboard::store::{EventFilter, EventTrace};
@@ -89,7 +89,7 @@ pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
         EventsCommand::List { config, kind, source, limit, json } => {
             let filter = EventFilter { kind: kind.as_deref(), source: source.as_deref(), before: None };
             let events: Vec<_> =
-                open_store(&config)?.events(filter, limit)?.into_iter().map(|(_, e)| e).collect();
+                open_store(&config).await?.events(filter, limit).await?.into_iter().map(|(_, e)| e).collect();
             if json {
                 say!("{}", serde_json::to_string_pretty(&events)?);
             } else if events.is_empty() {
@@ -104,14 +104,15 @@ pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         EventsCommand::Show { config, id, json, raw } => {
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             if raw {
-                let (_, payload) = store.payload(&id)?.ok_or_else(|| anyhow::anyhow!("no event {id}"))?;
+                let (_, payload) =
+                    store.payload(&id).await?.ok_or_else(|| anyhow::anyhow!("no event {id}"))?;
                 use std::io::Write as _;
                 std::io::stdout().lock().write_all(&payload)?;
                 return Ok(());
             }
-            let trace = store.trace(&id)?.ok_or_else(|| anyhow::anyhow!("no event {id}"))?;
+            let trace = store.trace(&id).await?.ok_or_else(|| anyhow::anyhow!("no event {id}"))?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&trace)?);
             } else {
@@ -130,7 +131,8 @@ pub async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
 pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
     match cmd {
         JobsCommand::Show { config, id } => {
-            let job = open_store(&config)?.job(&id)?.ok_or_else(|| anyhow::anyhow!("no job {id}"))?;
+            let job =
+                open_store(&config).await?.job(&id).await?.ok_or_else(|| anyhow::anyhow!("no job {id}"))?;
             say!("{}", serde_json::to_string_pretty(&job)?);
             Ok(())
         }

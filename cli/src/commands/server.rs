@@ -6,9 +6,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use plugboard::HostBuilder;
-use plugboard::config::{Config, Resolved};
+use std::sync::Arc;
+
+use plugboard::config::{Config, Resolved, StoreBackend};
 use plugboard::egress::calls::{CallFilter, CallLog};
-use plugboard::store::{DeliveryId, SqliteCallLog, SqliteStore};
+use plugboard::store::nats::{NatsStore, QueueSettings};
+use plugboard::store::{DeliveryId, EventStore, SqliteCallLog, SqliteStore};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -134,28 +137,43 @@ pub enum DlqCommand {
     },
 }
 
-/// The store `args` configures, opened for reading only: listings change nothing in a store a
-/// running server uses (no upgrade, no claim journal).
-pub(crate) fn open_store(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
-    open_with(args, SqliteStore::open_read_only)
+/// The event store `args` configures, to read: on SQLite opened read-only (listings change
+/// nothing in a store a running server uses: no upgrade, no claim journal); on NATS connected
+/// as an operator's client (it queues and runs nothing).
+pub(crate) async fn open_store(args: &ConfigArgs) -> anyhow::Result<Arc<dyn EventStore>> {
+    open_with(args, SqliteStore::open_read_only).await
 }
 
-/// The store `args` configures, opened for writing (`dlq replay`).
-fn open_store_for_writing(args: &ConfigArgs) -> anyhow::Result<SqliteStore> {
-    open_with(args, SqliteStore::open_without_deliveries)
+/// The event store `args` configures, to write (`dlq replay`).
+async fn open_store_for_writing(args: &ConfigArgs) -> anyhow::Result<Arc<dyn EventStore>> {
+    open_with(args, SqliteStore::open_without_deliveries).await
 }
 
-fn open_with(
+async fn open_with(
     args: &ConfigArgs,
     open: fn(&std::path::Path) -> Result<SqliteStore, plugboard::store::StoreError>,
-) -> anyhow::Result<SqliteStore> {
-    let path = store_path(args)?;
-    open(&path).with_context(|| format!("opening the event store {}", path.display()))
-}
-
-fn store_path(args: &ConfigArgs) -> anyhow::Result<std::path::PathBuf> {
+) -> anyhow::Result<Arc<dyn EventStore>> {
     let config = Config::parse(&args.config)?;
-    Ok(Config::base(&args.config).join(&config.store.path))
+    let base = Config::base(&args.config);
+    match config.store.backend {
+        StoreBackend::Sqlite => {
+            let path = base.join(&config.store.path);
+            let store = open(&path).with_context(|| format!("opening the event store {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreBackend::Nats => {
+            let settings = plugboard::config::nats_settings(&config, &base)?;
+            let queue = QueueSettings {
+                lease: Duration::from_secs(config.store.nats.lease_secs),
+                routes: Vec::new(),
+                fan_out: false,
+            };
+            let store = NatsStore::connect(&settings, queue).await.with_context(|| {
+                format!("connecting to the NATS store at {}", settings.servers.join(", "))
+            })?;
+            Ok(store)
+        }
+    }
 }
 
 /// `plugboard dlq ...`, against the store a running server uses (SQLite allows both).
@@ -163,11 +181,11 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
     match cmd {
         DlqCommand::List { config, json } => {
             // Every dead letter, a page at a time.
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             let mut dead = Vec::new();
             loop {
-                let before = dead.last().map(|d: &plugboard::store::DeliveryRecord| &d.id);
-                let page = store.deliveries_before(plugboard::store::DeliveryStatus::Dead, before, 1_000)?;
+                let before = dead.last().map(|d: &plugboard::store::DeliveryRecord| d.id.clone());
+                let page = store.deliveries(plugboard::store::DeliveryStatus::Dead, before, 1_000).await?;
                 let full = page.len() == 1_000;
                 dead.extend(page);
                 if !full {
@@ -193,14 +211,16 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             }
         }
         DlqCommand::Show { config, id } => {
-            let detail = open_store(&config)?
-                .delivery(&DeliveryId::new(id.as_str()))?
+            let detail = open_store(&config)
+                .await?
+                .delivery(DeliveryId::new(id.as_str()))
+                .await?
                 .with_context(|| format!("no delivery {}", plugboard::printable(&id)))?;
             say!("{}", serde_json::to_string_pretty(&detail)?);
         }
         DlqCommand::Replay { config, id, all } => {
             let id = if all { None } else { id.map(DeliveryId::new) };
-            let n = open_store_for_writing(&config)?.replay(id.as_ref()).await?;
+            let n = open_store_for_writing(&config).await?.replay(id).await?;
             say!("replayed {n} dead letter(s)");
         }
     }

@@ -10,8 +10,8 @@
 mod resolve;
 
 pub use plugboard_manifest::{
-    AdminConfig, CallsConfig, ClientAuth, Config, ConfigError, InstanceConfig, JobsConfig, OAuthConfig,
-    SecretConfig, ServerConfig, StoreConfig, WebhookConfig,
+    AdminConfig, CallsConfig, ClientAuth, Config, ConfigError, InstanceConfig, JobsConfig, NatsConfig,
+    OAuthConfig, SecretConfig, ServerConfig, StoreBackend, StoreConfig, WebhookConfig,
 };
 pub use resolve::{Resolved, read_secret};
 
@@ -32,4 +32,23 @@ pub fn retention(store: &StoreConfig) -> crate::store::Retention {
         max_events: store.retain_events,
         chunk: 5_000,
     }
+}
+
+/// How to reach the NATS store `config` names (`[store.nats]`), its credentials read (a `file:`
+/// reference relative to `base`, the config file's folder, as the TLS CA file is).
+#[cfg(feature = "nats")]
+pub fn nats_settings(config: &Config, base: &Path) -> Result<crate::store::nats::NatsSettings, ConfigError> {
+    let nats = &config.store.nats;
+    let credentials = match &nats.credentials {
+        Some(reference) => Some(resolve::read_secret_at("store.nats.credentials", reference, base)?),
+        None => None,
+    };
+    Ok(crate::store::nats::NatsSettings {
+        servers: nats.servers.clone(),
+        stream: nats.stream.clone(),
+        subject_prefix: nats.subject_prefix.clone(),
+        replicas: nats.replicas,
+        credentials,
+        tls_ca: nats.tls_ca.as_ref().map(|ca| base.join(ca)),
+    })
 }

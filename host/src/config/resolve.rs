@@ -33,6 +33,9 @@ pub struct Resolved {
     pub secrets: BTreeMap<String, crate::egress::secrets::Secret>,
     /// The OAuth2 clients, resolved.
     pub oauth: BTreeMap<String, OAuthClient>,
+    /// How to reach the NATS store, when the store is on NATS.
+    #[cfg(feature = "nats")]
+    pub nats: Option<crate::store::nats::NatsSettings>,
 }
 
 impl Resolved {
@@ -45,7 +48,12 @@ impl Resolved {
 /// Reads the secret `reference` (`env:NAME`, or `file:PATH` relative to the working directory)
 /// as text; `key` names it in errors.
 pub fn read_secret(key: &str, reference: &str) -> Result<String, ConfigError> {
-    let raw = resolve_secret(key, reference, Path::new("."))?;
+    read_secret_at(key, reference, Path::new("."))
+}
+
+/// Reads the secret `reference` as text, a `file:` path relative to `base`.
+pub(super) fn read_secret_at(key: &str, reference: &str, base: &Path) -> Result<String, ConfigError> {
+    let raw = resolve_secret(key, reference, base)?;
     String::from_utf8(raw)
         .map_err(|_| ConfigError::Invalid { key: key.to_owned(), reason: "not UTF-8".into() })
 }
@@ -182,6 +190,18 @@ impl Resolved {
             None => None,
         };
         let store_path = base.join(&config.store.path);
+        #[cfg(feature = "nats")]
+        let nats = match config.store.backend {
+            super::StoreBackend::Nats => Some(super::nats_settings(&config, base)?),
+            super::StoreBackend::Sqlite => None,
+        };
+        #[cfg(not(feature = "nats"))]
+        if config.store.backend == super::StoreBackend::Nats {
+            return Err(ConfigError::Invalid {
+                key: "store.backend".into(),
+                reason: "this build of plugboard has no NATS backend (its `nats` feature)".into(),
+            });
+        }
         Ok(Resolved {
             config,
             store_path,
@@ -192,6 +212,8 @@ impl Resolved {
             admin_token,
             secrets,
             oauth,
+            #[cfg(feature = "nats")]
+            nats,
         })
     }
 }

@@ -60,6 +60,21 @@ impl Dispatcher {
         concurrency: usize,
         callbacks: Option<Callbacks>,
     ) -> Self {
+        Self::spawn_leasing(host, store, routes, policy, concurrency, callbacks, LEASE)
+    }
+
+    /// Like [`Dispatcher::spawn_with_callbacks`], claiming each delivery for `lease` (renewed
+    /// every third of it while it runs): what a store whose leases are fixed when it connects
+    /// (NATS: its consumers' ack wait) asks for.
+    pub fn spawn_leasing(
+        host: Host,
+        store: Arc<dyn DeliveryQueue>,
+        routes: Arc<Routes>,
+        policy: RetryPolicy,
+        concurrency: usize,
+        callbacks: Option<Callbacks>,
+        lease: Duration,
+    ) -> Self {
         let callbacks = Arc::new(callbacks);
         let notify = Arc::new(Notify::new());
         let wake = notify.clone();
@@ -76,7 +91,7 @@ impl Dispatcher {
                 } else {
                     let snapshot = running.lock().map(|r| r.clone()).unwrap_or_default();
                     let mut admit = admit(snapshot, &routes);
-                    store.claim(now_ms(), free, LEASE, &mut admit).await
+                    store.claim(now_ms(), free, lease, &mut admit).await
                 };
                 let claimed = match claimed {
                     Ok(claimed) => claimed,
@@ -114,7 +129,7 @@ impl Dispatcher {
                             &lineages,
                             delivery,
                         );
-                        let recorded = renewing(store.as_ref(), &claim, LEASE, run).await;
+                        let recorded = renewing(store.as_ref(), &claim, lease, run).await;
                         drop(permit);
                         if !recorded {
                             // Its outcome is not stored, so it is still due: running it again at

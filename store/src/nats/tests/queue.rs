@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Servers, event};
+use super::{Connect as _, Servers, event};
 use crate::StoreError;
 use crate::log::{Append, EventLog, QueuedDelivery};
 use crate::nats::queue::settlement;
@@ -27,9 +27,13 @@ async fn node(
         .iter()
         .map(|(name, concurrency)| QueueRoute { name: (*name).into(), concurrency: *concurrency })
         .collect();
-    let queue = NatsQueue::connect(log.clone(), &servers.settings(i, 1), QueueSettings { lease, routes })
-        .await
-        .unwrap();
+    let queue = NatsQueue::connect(
+        log.clone(),
+        &servers.settings(i, 1),
+        QueueSettings { lease, routes, fan_out: true },
+    )
+    .await
+    .unwrap();
     (log, queue)
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Servers, event};
+use super::{Connect as _, Servers, event};
 use crate::log::{Append, EventLog, QueuedDelivery};
 use crate::nats::{NatsStore, QueueRoute, QueueSettings};
 use crate::queue::{Attempt, Claimed, DeliveryQueue, DeliveryStatus, Outcome};
@@ -19,7 +19,9 @@ async fn node(servers: &Servers) -> Arc<NatsStore> {
     let _ready = servers.connect(0, 1).await;
     let routes =
         ["orders", JOB_ROUTE].iter().map(|r| QueueRoute { name: (*r).into(), concurrency: None }).collect();
-    NatsStore::connect(&servers.settings(0, 1), QueueSettings { lease: LEASE, routes }).await.unwrap()
+    NatsStore::connect(&servers.settings(0, 1), QueueSettings { lease: LEASE, routes, fan_out: true })
+        .await
+        .unwrap()
 }
 
 fn to(e: &Event, route: &str, action: Option<&str>) -> QueuedDelivery {
