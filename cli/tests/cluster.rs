@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use plugboard::runtime::keyvalue::KvStore as _;
 use plugboard::store::nats::{NatsStore, QueueSettings};
-use plugboard::store::{EventFilter, ReadModel};
+use plugboard::store::{DeliveryStatus, EventFilter, ReadModel};
 use plugboard_tests::ECHO;
 use plugboard_tests::nats::{NatsServers, free_port};
 use tokio::sync::Mutex;
@@ -69,6 +70,17 @@ from = "shop"
 kind = "echo/received"
 to = "forward"
 action = "fetch"
+
+[[plugin]]
+id = "counter"
+wasm = {ECHO:?}
+grants = {{ capabilities = ["kv", "emit", "config", "log"] }}
+
+[[route]]
+name = "received-to-counter"
+from = "shop"
+kind = "echo/received"
+to = "counter"
 
 [[schedule]]
 name = "tick"
@@ -208,8 +220,8 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
         let mut text = nats.logs();
         for node in nodes {
             let log = std::fs::read_to_string(&node.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            text += &format!("\n--- {}\n{}", node.base, lines[lines.len().saturating_sub(20)..].join("\n"));
+            let lines: Vec<&str> = log.lines().filter(|l| !l.contains(" INFO ")).collect();
+            text += &format!("\n--- {}\n{}", node.base, lines[lines.len().saturating_sub(40)..].join("\n"));
         }
         text
     };
@@ -329,11 +341,51 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
         .unwrap();
     let mut per_tick: BTreeMap<String, u32> = BTreeMap::new();
     for (_, event) in &ticks {
-        let tick = event.attributes.iter().find(|(k, _)| k == plugboard::pipeline::SCHEDULED_FOR).map(|(_, v)| v.clone());
+        let tick = event
+            .attributes
+            .iter()
+            .find(|(k, _)| k == plugboard::pipeline::SCHEDULED_FOR)
+            .map(|(_, v)| v.clone());
         *per_tick.entry(tick.unwrap_or_default()).or_default() += 1;
     }
     assert!(per_tick.len() >= 3, "the schedule fired during the test: {per_tick:?}");
     assert!(per_tick.values().all(|c| *c == 1), "a tick fired more than once: {per_tick:?}");
+
+    // The plugins' key-value data is the cluster's: the counter the `counter` instance keeps,
+    // whichever node ran each delivery, counted every one (at least once each).
+    let kv = plugboard::store::nats::NatsKv::connect(
+        &plugboard::store::nats::NatsLog::connect(&settings).await.unwrap(),
+        &settings,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let counted = loop {
+        let counted: u64 = kv
+            .get("counter", "events-seen")
+            .await
+            .unwrap()
+            .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+            .unwrap_or(0);
+        if counted >= acked.len() as u64 || Instant::now() > deadline {
+            break counted;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    if counted < acked.len() as u64 {
+        let mut why = String::new();
+        for status in [DeliveryStatus::Pending, DeliveryStatus::Dead, DeliveryStatus::Delivered] {
+            let listed = reader.deliveries(status, None, 100_000).await.unwrap();
+            let counter: Vec<_> = listed.iter().filter(|d| d.route == "received-to-counter").collect();
+            why += &format!(
+                "\n{status}: {} ({} to the counter), e.g. {:?}",
+                listed.len(),
+                counter.len(),
+                counter.first()
+            );
+        }
+        panic!("the shared counter saw {counted} of {} events{why}\n{}", acked.len(), logs(&nodes, &nats));
+    }
 
     let got = received.lock().await.clone();
     let duplicates: u32 = got.values().map(|c| c - 1).sum();

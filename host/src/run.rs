@@ -51,14 +51,37 @@ pub enum RunError {
 /// gives it the configuration's secrets, OAuth2 clients and AI settings (no plugins yet).
 pub fn host_for(builder: HostBuilder, resolved: &Resolved) -> Result<Host, RunError> {
     let path = &resolved.store_path;
+    let kv = SqliteKv::open(path)
+        .map_err(|e| RunError::Store { path: path.display().to_string(), reason: e.to_string() })?;
+    host_with(builder, resolved, Arc::new(kv))
+}
+
+/// Like [`host_for`], with the plugins' key-value data (and the AI daily budgets kept in it)
+/// where the configuration's events are: on NATS, in the cluster's bucket, shared by every
+/// node. The call log stays in the node's own file.
+pub async fn host_for_store(builder: HostBuilder, resolved: &Resolved) -> Result<Host, RunError> {
+    #[cfg(feature = "nats")]
+    if let Some(settings) = &resolved.nats {
+        let failed = |e: crate::store::StoreError| RunError::Store {
+            path: settings.servers.join(", "),
+            reason: e.to_string(),
+        };
+        let log = crate::store::nats::NatsLog::connect(settings).await.map_err(failed)?;
+        let kv = crate::store::nats::NatsKv::connect(&log, settings).await.map_err(failed)?;
+        return host_with(builder, resolved, Arc::new(kv));
+    }
+    host_for(builder, resolved)
+}
+
+fn host_with(
+    builder: HostBuilder,
+    resolved: &Resolved,
+    kv: Arc<dyn plugboard_runtime::keyvalue::KvStore>,
+) -> Result<Host, RunError> {
+    let path = &resolved.store_path;
     let failed = |reason: String| RunError::Store { path: path.display().to_string(), reason };
-    let kv = SqliteKv::open(path).map_err(|e| failed(e.to_string()))?;
     let calls = SqliteCallLog::open(path, resolved.config.calls.retain).map_err(|e| failed(e.to_string()))?;
-    let host = builder
-        .fuel_metering(resolved.uses_fuel())
-        .kv_store(Arc::new(kv))
-        .call_log(Arc::new(calls))
-        .build()?;
+    let host = builder.fuel_metering(resolved.uses_fuel()).kv_store(kv).call_log(Arc::new(calls)).build()?;
     configure(&host, resolved);
     Ok(host)
 }

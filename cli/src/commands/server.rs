@@ -46,11 +46,11 @@ pub async fn check(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Starts the server and runs until interrupted. Plugins' key-value data and the outbound call
-/// log live in the same database file as the events.
+/// Starts the server and runs until interrupted. Plugins' key-value data live where the events
+/// do (the SQLite file, or the NATS cluster); the outbound call log in the node's file.
 pub async fn up(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
     let resolved = Resolved::load(&args.config)?;
-    let host = plugboard::run::host_for(builder, &resolved)?;
+    let host = plugboard::run::host_for_store(builder, &resolved).await?;
     let listen = resolved.config.server.listen;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;

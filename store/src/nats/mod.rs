@@ -18,11 +18,13 @@
 //! Positions are `stream sequence << 20 | the event's index in its message`: increasing, not
 //! contiguous, and an append holds fewer than 2^20 events.
 
+mod kv;
 mod queue;
 mod read;
 mod record;
 mod store;
 
+pub use kv::NatsKv;
 pub use queue::{NatsQueue, QueueRoute, QueueSettings};
 pub use read::NatsReadModel;
 pub use store::NatsStore;
@@ -67,6 +69,34 @@ fn in_process(e: &jetstream::context::PublishError) -> bool {
 fn another_came_first(e: &jetstream::context::PublishError) -> bool {
     e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence
         || error_code(e) == Some(jetstream::ErrorCode(10164))
+}
+
+/// Whether `e`, or what caused it, is JetStream refusing a write made at a revision (a subject
+/// sequence) that is no longer the last one: another write came first. The client reports this
+/// by kind only for some calls (and not for the code servers 2.12 and later answer), so the
+/// cause is looked for.
+fn lost_race(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(js) = e.downcast_ref::<jetstream::Error>()
+            && matches!(js.error_code(), jetstream::ErrorCode(10071) | jetstream::ErrorCode(10164))
+        {
+            return true;
+        }
+        if let Some(publish) = e.downcast_ref::<jetstream::context::PublishError>()
+            && another_came_first(publish)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// A short pause after a lost race, longer each time: the winner's write reaches the replica
+/// the next read is served from.
+async fn after_race(tries: usize) {
+    tokio::time::sleep(Duration::from_millis(tries.min(20) as u64)).await;
 }
 
 /// Where the log lives and how it is kept.

@@ -2,13 +2,15 @@
 //! wait, retries are delayed negative acknowledgements, and a node killed mid-delivery loses
 //! its claims to the others when their ack wait runs out.
 //!
-//! - **Queueing.** Every node runs a fan-out: one durable consumer of the log, shared by all
-//!   nodes, that holds one append at a time (`max_ack_pending = 1`), so deliveries are queued in
-//!   the log's order whichever node queues them. It publishes each of an append's deliveries to
-//!   the work-queue stream `<stream>_QUEUE` on `<prefix>.queue.<route>.<ordering key>` (both
-//!   SHA-256 tokens; `_` without a key), with a message id made from the delivery's id, then
-//!   acknowledges the append: a fan-out killed between the two queues the append again, and
-//!   JetStream drops the repeated publishes.
+//! - **Queueing.** One node at a time runs the fan-out: it holds the key `fan-out` in the slots
+//!   bucket (which expires one lease after its last write; it renews it every third of a lease,
+//!   and another node takes over when it stops). It reads the log through one durable consumer,
+//!   in order, and publishes each append's deliveries to the work-queue stream `<stream>_QUEUE`
+//!   on `<prefix>.queue.<route>.<ordering key>` (both SHA-256 tokens; `_` without a key), with a
+//!   message id made from the delivery's id, then acknowledges the append: a fan-out killed
+//!   between the two has the append queued again by the next, and JetStream drops the repeated
+//!   publishes. One reader keeps deliveries in the log's order (a node that stalls for longer
+//!   than a lease while it holds the key can interleave its last appends with its successor's).
 //! - **Claiming.** One durable pull consumer per route (its ack wait is the lease). A delivery
 //!   with an ordering key runs only while it is the oldest message left on its subject: the
 //!   one before it (running, or waiting for its retry) keeps it waiting, on every node. A
@@ -36,10 +38,11 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer, kv, stream};
 use futures_util::StreamExt as _;
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::record::{Record, Settlement, StoredDelivery, StoredEvent};
-use super::{INDEX_BITS, NatsLog, NatsSettings, PUBLISH_DEDUP_WINDOW, token, unavailable};
+use super::{INDEX_BITS, NatsLog, NatsSettings, PUBLISH_DEDUP_WINDOW, lost_race, token, unavailable};
 use crate::log::{Append, Appended};
 use crate::queue::{
     Admit, Attempt, AttemptOutcome, Candidate, ClaimId, Claimed, DeliveryId, DeliveryQueue, Outcome,
@@ -64,6 +67,9 @@ const ORDER_PAUSE: Duration = Duration::from_secs(1);
 /// waiting for a retry, or waiting behind their ordering key. Past it, the route's other
 /// deliveries wait.
 const MAX_OUTSTANDING: i64 = 65_536;
+
+/// How long a delivery's claims entry outlives its last write.
+const CLAIMS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A route whose deliveries the queue hands out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,14 +165,24 @@ impl Drop for NatsQueue {
     }
 }
 
-/// What a claim did with one message.
-enum Offer {
-    Taken(Box<(Claimed, Held)>),
-    /// Not this claim's: waiting behind its key, taken by another node meanwhile, or not a
-    /// delivery.
+/// What a claim found one fetched message to be.
+enum Inspected {
+    /// Not this claim's: waiting behind its key, settled already, or not a delivery.
     Passed,
-    /// The pipeline refused it: this route is busy here.
-    Refused,
+    /// A delivery the pipeline may take.
+    Candidate(Box<Found>),
+}
+
+/// A delivery a claim may take, as read.
+struct Found {
+    message: jetstream::Message,
+    queued: Queued,
+    event: plugboard_runtime::types::Event,
+    /// Its claims entry's revision, to count the attempt at.
+    revision: Option<u64>,
+    /// What earlier claims of this generation counted.
+    previous: Option<ClaimState>,
+    attempt: u32,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -211,6 +227,9 @@ impl NatsQueue {
             kv::Config {
                 bucket: format!("{}_CLAIMS", settings.stream),
                 history: 1,
+                // What a delivered delivery leaves (a delete marker) goes after a week, as does
+                // the entry of one nobody claimed for a week (its attempts then count from 1).
+                max_age: CLAIMS_KEPT,
                 num_replicas: replicas,
                 storage: stream::StorageType::File,
                 ..Default::default()
@@ -260,14 +279,16 @@ impl NatsQueue {
                 filter_subject: format!("{prefix}.append.>"),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
-                // One at a time: whichever node queues an append, the one before it is queued.
-                max_ack_pending: 1,
+                // Read by one node at a time (the holder of the `fan-out` key), in order.
+                max_ack_pending: 4_096,
                 num_replicas: replicas,
                 ..Default::default()
             })
             .await
             .map_err(|e| unavailable("cannot create the fan-out consumer", e))?;
-        let fan_out = queue.fan_out.then(|| tokio::spawn(fan_out_forever(js, fan_out, prefix.clone())));
+        let fan_out = queue
+            .fan_out
+            .then(|| tokio::spawn(fan_out_forever(js, fan_out, prefix.clone(), slots.clone(), queue.lease)));
         // Serials unique among every node's claims: each node starts from a random point.
         let seed = std::collections::hash_map::RandomState::new().build_hasher().finish() >> 1;
         Ok(Arc::new(NatsQueue {
@@ -307,13 +328,19 @@ impl NatsQueue {
         let value: bytes::Bytes =
             serde_json::to_vec(state).map_err(|e| failed("a delivery's claims", e))?.into();
         let written = match revision {
-            Some(revision) => self.claims.update(id, value, revision).await.map_err(|e| match e.kind() {
-                kv::UpdateErrorKind::WrongLastRevision => StoreError::Conflict(format!("delivery {id}")),
-                _ => unavailable("writing a delivery's claims", e),
+            Some(revision) => self.claims.update(id, value, revision).await.map_err(|e| {
+                if e.kind() == kv::UpdateErrorKind::WrongLastRevision || lost_race(&e) {
+                    StoreError::Conflict(format!("delivery {id}"))
+                } else {
+                    unavailable("writing a delivery's claims", e)
+                }
             }),
-            None => self.claims.create(id, value).await.map_err(|e| match e.kind() {
-                kv::CreateErrorKind::AlreadyExists => StoreError::Conflict(format!("delivery {id}")),
-                _ => unavailable("writing a delivery's claims", e),
+            None => self.claims.create(id, value).await.map_err(|e| {
+                if e.kind() == kv::CreateErrorKind::AlreadyExists || lost_race(&e) {
+                    StoreError::Conflict(format!("delivery {id}"))
+                } else {
+                    unavailable("writing a delivery's claims", e)
+                }
             }),
         }?;
         Ok(written)
@@ -334,7 +361,7 @@ impl NatsQueue {
             let key = format!("{}.{index}", route.slot_prefix);
             match self.slots.create(&key, bytes::Bytes::new()).await {
                 Ok(revision) => taken.push(Some((key, revision))),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists || lost_race(&e) => {}
                 Err(e) => {
                     self.free_slots(taken).await;
                     return Err(unavailable("taking a concurrency slot", e));
@@ -409,40 +436,67 @@ impl NatsQueue {
                     return Err(unavailable(&format!("fetching deliveries of the route {}", route.name), e));
                 }
             };
-            let mut slots = slots.into_iter();
-            let mut fetched = 0;
-            let mut refused = false;
+            let mut messages = Vec::new();
             while let Some(message) = batch.next().await {
-                let message = message.map_err(|e| unavailable("fetching deliveries", e))?;
-                fetched += 1;
-                if refused {
-                    // The route is busy here: what came with the refused one waits too.
-                    let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
+                match message {
+                    Ok(message) => messages.push(message),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "fetching deliveries");
+                        break;
+                    }
+                }
+            }
+            let fetched = messages.len();
+            // What each is, in parallel; then the pipeline's say, in order; then the claims,
+            // in parallel again: a batch takes a few round trips, not a few per delivery.
+            let inspected = join_all(messages.into_iter().map(|m| self.inspect(m))).await;
+            let mut slots = slots.into_iter();
+            let (mut refused, mut failure) = (false, None);
+            let mut chosen = Vec::new();
+            for inspected in inspected {
+                let candidate = match inspected {
+                    Ok(Inspected::Candidate(candidate)) => candidate,
+                    Ok(Inspected::Passed) => continue,
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        continue;
+                    }
+                };
+                let id = DeliveryId::new(candidate.queued.id.clone());
+                let offered = Candidate {
+                    id: &id,
+                    route: &candidate.queued.delivery.route,
+                    target: &candidate.queued.delivery.target,
+                    attempt: candidate.attempt,
+                };
+                // Once the route is busy here (or the claim failed), what came with it waits.
+                if refused || failure.is_some() || !admit(&offered) {
+                    refused = true;
+                    let _ = candidate.message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
                     continue;
                 }
-                let slot = slots.next().flatten();
-                match self.offer(message, admit).await {
-                    Ok(Offer::Taken(claim)) => {
-                        let (claimed, mut held) = *claim;
-                        held.slot = slot;
+                chosen.push((candidate, slots.next().flatten()));
+            }
+            self.free_slots(slots).await;
+            let claims =
+                join_all(chosen.into_iter().map(|(candidate, slot)| self.take(candidate, slot))).await;
+            for claim in claims {
+                match claim {
+                    Ok(Some((claimed, held))) => {
                         if let Ok(mut all) = self.held.lock() {
                             all.insert(claimed.lease, held);
                         }
                         taken.push(claimed);
                     }
-                    Ok(Offer::Passed) => self.free_slots([slot]).await,
-                    Ok(Offer::Refused) => {
-                        self.free_slots([slot]).await;
-                        refused = true;
-                    }
+                    Ok(None) => {}
                     Err(e) => {
-                        self.free_slots([slot]).await;
-                        self.free_slots(slots).await;
-                        return Err(e);
+                        failure.get_or_insert(e);
                     }
                 }
             }
-            self.free_slots(slots).await;
+            if let Some(e) = failure {
+                return Err(e);
+            }
             if refused || fetched == 0 {
                 return Ok(());
             }
@@ -450,8 +504,9 @@ impl NatsQueue {
         Ok(())
     }
 
-    /// Offers one delivery to the claim: waiting behind its key, refused, or taken.
-    async fn offer(&self, message: jetstream::Message, admit: &mut Admit<'_>) -> Result<Offer, StoreError> {
+    /// What one fetched delivery is: not this claim's (waiting behind its key, not a delivery,
+    /// settled already), or a candidate with its attempt counted.
+    async fn inspect(&self, message: jetstream::Message) -> Result<Inspected, StoreError> {
         let (sequence, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(e) => return Err(unavailable("reading a delivery's metadata", e)),
@@ -462,38 +517,60 @@ impl NatsQueue {
                 // Not a delivery this build queued: it is taken off the queue, not retried forever.
                 tracing::warn!(sequence, error = %e, "dropping a message on the queue that is not a delivery");
                 let _ = message.double_ack().await;
-                return Ok(Offer::Passed);
+                return Ok(Inspected::Passed);
             }
         };
-        if queued.delivery.order_key.is_some() && !self.is_head(message.subject.as_str(), sequence).await? {
-            // The one before it is still running or waiting for a retry.
-            let pause = (REFUSED_PAUSE * u32::try_from(delivered).unwrap_or(u32::MAX)).min(ORDER_PAUSE);
-            let _ = message.ack_with(AckKind::Nak(Some(pause))).await;
-            return Ok(Offer::Passed);
-        }
-        let (revision, state) = self.state(&queued.id).await?;
-        let previous = state.filter(|s| s.generation == queued.generation);
-        if previous.as_ref().is_some_and(|s| s.dead.is_some()) {
-            // Settled dead by a claimer that died before it acknowledged the message.
-            let _ = message.double_ack().await;
-            return Ok(Offer::Passed);
-        }
-        let id = DeliveryId::new(queued.id.clone());
-        let attempt = previous.as_ref().map_or(0, |s| s.attempt).saturating_add(1);
-        let candidate =
-            Candidate { id: &id, route: &queued.delivery.route, target: &queued.delivery.target, attempt };
-        if !admit(&candidate) {
-            let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
-            return Ok(Offer::Refused);
-        }
         let event = match queued.event.event() {
             Ok(event) => event,
             Err(e) => {
-                tracing::warn!(delivery = %id, error = %e, "dropping a delivery whose event cannot be read");
+                tracing::warn!(delivery = %queued.id, error = %e, "dropping a delivery whose event cannot be read");
                 let _ = message.double_ack().await;
-                return Ok(Offer::Passed);
+                return Ok(Inspected::Passed);
             }
         };
+        let give_back = |e: StoreError| async {
+            let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
+            Err(e)
+        };
+        if queued.delivery.order_key.is_some() {
+            match self.is_head(message.subject.as_str(), sequence).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // The one before it is still running or waiting for a retry.
+                    let pause =
+                        (REFUSED_PAUSE * u32::try_from(delivered).unwrap_or(u32::MAX)).min(ORDER_PAUSE);
+                    let _ = message.ack_with(AckKind::Nak(Some(pause))).await;
+                    return Ok(Inspected::Passed);
+                }
+                Err(e) => return give_back(e).await,
+            }
+        }
+        // Handed out for the first time, and never replayed: nobody claimed it before.
+        let (revision, previous) = if delivered == 1 && queued.generation == 0 {
+            (None, None)
+        } else {
+            match self.state(&queued.id).await {
+                Ok((revision, state)) => (revision, state.filter(|s| s.generation == queued.generation)),
+                Err(e) => return give_back(e).await,
+            }
+        };
+        if previous.as_ref().is_some_and(|s| s.dead.is_some()) {
+            // Settled dead by a claimer that died before it acknowledged the message.
+            let _ = message.double_ack().await;
+            return Ok(Inspected::Passed);
+        }
+        let attempt = previous.as_ref().map_or(0, |s| s.attempt).saturating_add(1);
+        Ok(Inspected::Candidate(Box::new(Found { message, queued, event, revision, previous, attempt })))
+    }
+
+    /// Claims a candidate the pipeline took: counts its attempt in its claims entry, at the
+    /// revision it was read at (`None` when another node claimed it meanwhile).
+    async fn take(
+        &self,
+        found: Box<Found>,
+        slot: Option<(String, u64)>,
+    ) -> Result<Option<(Claimed, Held)>, StoreError> {
+        let Found { message, queued, event, revision, previous, attempt } = *found;
         let serial = self.serials.fetch_add(1, Ordering::Relaxed);
         let state = ClaimState {
             generation: queued.generation,
@@ -504,18 +581,18 @@ impl NatsQueue {
         };
         let revision = match self.write_state(&queued.id, &state, revision).await {
             Ok(revision) => revision,
-            Err(StoreError::Conflict(_)) => {
-                // Another node claimed it at the same moment (its lease had just run out).
-                let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
-                return Ok(Offer::Passed);
-            }
             Err(e) => {
                 let _ = message.ack_with(AckKind::Nak(Some(REFUSED_PAUSE))).await;
-                return Err(e);
+                self.free_slots([slot]).await;
+                return match e {
+                    // Another node claimed it at the same moment (its lease had just run out).
+                    StoreError::Conflict(_) => Ok(None),
+                    e => Err(e),
+                };
             }
         };
         let claimed = Claimed {
-            id,
+            id: DeliveryId::new(queued.id.clone()),
             event,
             route: queued.delivery.route.clone(),
             target: queued.delivery.target.clone(),
@@ -523,7 +600,7 @@ impl NatsQueue {
             attempt,
             lease: serial,
         };
-        Ok(Offer::Taken(Box::new((claimed, Held { message, queued, state, revision, slot: None }))))
+        Ok(Some((claimed, Held { message, queued, state, revision, slot })))
     }
 
     /// The claim `claim` names, if this node holds it.
@@ -735,8 +812,9 @@ impl NatsQueue {
                 u64::try_from(info.state.first_timestamp.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
             now.saturating_sub(first)
         };
-        let dead = self.dead_letters().await?.len() as u64;
-        Ok(QueueStats { pending: info.state.messages, lag_ms, dead })
+        // Dead letters are the read model's to count (NatsStore does): counting them here
+        // would read every claims entry.
+        Ok(QueueStats { pending: info.state.messages, lag_ms, dead: 0 })
     }
 }
 
@@ -829,35 +907,62 @@ async fn fan_out_one(
     Ok(())
 }
 
-/// This node's share of the fan-out, until the queue is dropped.
-async fn fan_out_forever(js: jetstream::Context, consumer: consumer::PullConsumer, prefix: String) {
+/// The key whose holder runs the fan-out.
+const FAN_OUT_KEY: &str = "fan-out";
+
+/// Runs the fan-out whenever this node holds its key, until the queue is dropped.
+async fn fan_out_forever(
+    js: jetstream::Context,
+    consumer: consumer::PullConsumer,
+    prefix: String,
+    slots: kv::Store,
+    lease: Duration,
+) {
     loop {
-        match consumer.messages().await {
-            Ok(mut messages) => {
-                while let Some(message) = messages.next().await {
-                    let message = match message {
-                        Ok(message) => message,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "fan-out");
-                            continue;
-                        }
-                    };
-                    match fan_out_one(&js, &prefix, &message).await {
-                        Ok(()) => {
-                            if let Err(e) = message.double_ack().await {
-                                tracing::warn!(error = %e, "acknowledging a queued append");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "queueing an append's deliveries; trying again");
-                            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
-                        }
-                    }
+        match slots.create(FAN_OUT_KEY, bytes::Bytes::new()).await {
+            Ok(revision) => {
+                tracing::debug!("this node runs the fan-out");
+                if let Err(e) = fan_out_while_held(&js, &consumer, &prefix, &slots, lease, revision).await {
+                    tracing::warn!(error = %e, "the fan-out stopped; trying again");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "starting the fan-out"),
+            // Another node runs it (or the bucket is unreachable): look again later.
+            Err(_) => tokio::time::sleep(lease / 3).await,
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Queues the log's appends in order for as long as this node keeps the fan-out key.
+async fn fan_out_while_held(
+    js: &jetstream::Context,
+    consumer: &consumer::PullConsumer,
+    prefix: &str,
+    slots: &kv::Store,
+    lease: Duration,
+    mut revision: u64,
+) -> Result<(), StoreError> {
+    let mut messages =
+        consumer.messages().await.map_err(|e| unavailable("reading the log to queue it", e))?;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+    loop {
+        tokio::select! {
+            _ = renew.tick() => {
+                revision = slots
+                    .update(FAN_OUT_KEY, bytes::Bytes::new(), revision)
+                    .await
+                    .map_err(|e| unavailable("keeping the fan-out", e))?;
+            }
+            next = messages.next() => {
+                let Some(message) = next else { return Ok(()) };
+                let message = message.map_err(|e| unavailable("reading the log to queue it", e))?;
+                if let Err(e) = fan_out_one(js, prefix, &message).await {
+                    // Given back, to be queued again before anything after it.
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    return Err(e);
+                }
+                message.ack().await.map_err(|e| unavailable("acknowledging a queued append", e))?;
+            }
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use super::record::Record;
 use super::{INDEX_BITS, NatsLog, unavailable};
 use crate::log::{EventSummary, QueuedDelivery};
 use crate::memory::{MemoryStore, ProjectedAttempt};
-use crate::queue::{DeliveryId, DeliveryStatus};
+use crate::queue::{DeliveryId, DeliveryQueue as _, DeliveryStatus};
 use crate::read::{
     AttemptRecord, DeliveryDetail, DeliveryRecord, EventFilter, EventTrace, JobRecord, MinuteStats,
     PayloadPreview, ReadModel,
@@ -65,6 +65,11 @@ impl NatsReadModel {
                 *self.folded.borrow()
             ))),
         }
+    }
+
+    /// How many dead letters the cluster has.
+    pub async fn dead_letters(&self) -> Result<u64, StoreError> {
+        Ok(self.caught_up().await?.queue_stats(0).await?.dead)
     }
 
     /// An event's content type and payload, read from the log.

@@ -88,7 +88,10 @@ impl DeliveryQueue for NatsStore {
     }
 
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
-        self.queue.queue_stats(now_ms)
+        Box::pin(async move {
+            let queued = self.queue.queue_stats(now_ms).await?;
+            Ok(QueueStats { dead: self.read.dead_letters().await?, ..queued })
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+mod kv;
 mod queue;
 mod read;
 

@@ -199,7 +199,6 @@ async fn dead_letters_are_replayed_from_any_node_and_outcomes_are_stored_once() 
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].event_id.as_str(), listed[0].attempts), (doomed.id.as_str(), 1));
     assert_eq!(listed[0].last_error.as_deref(), Some("400 from upstream"));
-    assert_eq!(first.queue_stats(now_ms()).await.unwrap().dead, 1);
     for hostile in ["", "x", "+1", "01", "1.2", "$KV.>", " 1"] {
         assert_eq!(second.replay(Some(DeliveryId::new(hostile))).await.unwrap(), 0, "{hostile:?}");
     }

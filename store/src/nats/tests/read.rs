@@ -115,6 +115,7 @@ async fn every_node_reads_the_whole_clusters_events_traces_dead_letters_and_jobs
     let dead = Outcome::Dead { error: "400 from upstream".into(), events: vec![], deliveries: vec![] };
     first.settle(claimed[0].claim_id(), attempt(), dead).await.unwrap();
     let letters = second.deliveries(DeliveryStatus::Dead, None, 10).await.unwrap();
+    assert_eq!(second.queue_stats(now_ms()).await.unwrap().dead, 1, "for /metrics");
     assert_eq!(letters.len(), 1);
     assert_eq!(
         (letters[0].event_id.as_str(), letters[0].last_error.as_deref()),
