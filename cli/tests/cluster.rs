@@ -5,6 +5,9 @@
 //! stored exactly once and delivered at least once to a recording receiver (over real HTTP,
 //! through a plugin's granted `http`); a schedule every node runs fires once per tick.
 
+mod common;
+
+use common::{shopify_signature, wait_healthy};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,8 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use plugboard::runtime::keyvalue::KvStore as _;
 use plugboard::store::nats::{NatsStore, QueueSettings};
 use plugboard::store::{DeliveryStatus, EventFilter, ReadModel};
@@ -132,22 +133,6 @@ impl Drop for Node {
     }
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    for _ in 0..1_200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{base} did not become healthy");
-}
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
 /// The recording receiver: counts each body it is sent.
 async fn receiver() -> (u16, Arc<Mutex<HashMap<u32, u32>>>) {
     let received: Arc<Mutex<HashMap<u32, u32>>> = Arc::default();
@@ -184,7 +169,7 @@ async fn send(client: &reqwest::Client, bases: &[String], first: usize, n: u32, 
     while Instant::now() < deadline {
         let sent = client
             .post(format!("{}/hooks/shop", bases[node % bases.len()]))
-            .header("x-shopify-hmac-sha256", sign(body.as_bytes()))
+            .header("x-shopify-hmac-sha256", shopify_signature(SECRET, body.as_bytes()))
             .header("x-shopify-webhook-id", format!("d-{n}"))
             .header("content-type", "application/json")
             .body(body.clone())

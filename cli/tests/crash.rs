@@ -1,14 +1,15 @@
 //! `kill -9` under load loses no acknowledged webhook, and deliveries that were in flight resume
 //! after a restart: the real `plugboard up` process, real HTTP on loopback, a real SQLite file.
 
+mod common;
+
+use common::{shopify_signature, wait_healthy};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use plugboard::store::SqliteStore;
 use plugboard_tests::ECHO;
 use tokio::sync::Mutex;
@@ -69,22 +70,6 @@ fn start(config: &Path) -> Child {
         .expect("plugboard starts")
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    for _ in 0..600 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("plugboard did not become healthy");
-}
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_webhook() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,7 +96,7 @@ async fn kill_9_under_load_loses_no_acknowledged_webhook() {
                     let body = format!(r#"{{"n":{n}}}"#);
                     let sent = client
                         .post(format!("{base}/hooks/shop"))
-                        .header("x-shopify-hmac-sha256", sign(body.as_bytes()))
+                        .header("x-shopify-hmac-sha256", shopify_signature(SECRET, body.as_bytes()))
                         .header("x-shopify-webhook-id", format!("d-{n}"))
                         .body(body)
                         .send()
@@ -194,7 +179,7 @@ async fn sigterm_shuts_the_server_down_gracefully() {
     let body = br#"{"n":1}"#;
     let sent = client
         .post(format!("{base}/hooks/shop"))
-        .header("x-shopify-hmac-sha256", sign(body))
+        .header("x-shopify-hmac-sha256", shopify_signature(SECRET, body))
         .body(body.to_vec())
         .send()
         .await
