@@ -352,12 +352,12 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
             .unwrap()
             .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
             .unwrap_or(0);
-        if counted >= acked.len() as u64 || Instant::now() > deadline {
+        if counted >= stored.len() as u64 || Instant::now() > deadline {
             break counted;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    if counted < acked.len() as u64 {
+    if counted < stored.len() as u64 {
         let mut why = String::new();
         for status in [DeliveryStatus::Pending, DeliveryStatus::Dead, DeliveryStatus::Delivered] {
             let listed = reader.deliveries(status, None, 100_000).await.unwrap();
@@ -369,7 +369,7 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
                 counter.first()
             );
         }
-        panic!("the shared counter saw {counted} of {} events{why}\n{}", acked.len(), logs(&nodes, &nats));
+        panic!("the shared counter saw {counted} of {} events{why}\n{}", stored.len(), logs(&nodes, &nats));
     }
 
     let got = received.lock().await.clone();

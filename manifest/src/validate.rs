@@ -225,10 +225,10 @@ impl NatsConfig {
         if !token(&self.subject_prefix) {
             return Err(ConfigError::invalid(key("subject_prefix"), "letters, digits, `-` and `_` only"));
         }
-        if self.lease_secs < 3 {
+        if !(3..=86_400).contains(&self.lease_secs) {
             return Err(ConfigError::invalid(
                 key("lease_secs"),
-                "at least 3 seconds (a claim is renewed every third of it)",
+                "from 3 seconds (a claim is renewed every third of it) to a day",
             ));
         }
         Ok(())

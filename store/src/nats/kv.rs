@@ -10,6 +10,10 @@
 //! - **Atomicity.** Every write is a compare-and-set on the entry's revision, tried again when
 //!   another node wrote first: concurrent increments of one counter from several nodes all
 //!   count.
+//! - **Reads.** A read may be answered by any server that holds the bucket, which can lag the
+//!   newest write by a moment: a value written through one node may be read through another
+//!   just before it arrives there (writes are never lost: each checks the revision at the
+//!   stream's leader).
 //! - **Quotas.** Each namespace has a usage entry (`<namespace token>.usage`: keys and bytes of
 //!   its stored entries). A write reserves its growth there first (a compare-and-set that refuses
 //!   past the quota) and gives it back if the write loses its race; a delete gives its room back
@@ -43,7 +47,6 @@ pub struct NatsKv {
 
 /// A namespace's stored entries.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Usage {
     keys: i64,
     bytes: i64,

@@ -18,14 +18,18 @@
 //!   entries expire one lease after they were last written: a claim takes a slot before it
 //!   takes a delivery, so the limit holds across nodes, and a dead node's slots come free.
 //! - **Attempts and fencing.** Each delivery claimed at least once has an entry in
-//!   `<stream>_CLAIMS`: its attempts, which claim holds it, its last error, and whether it is a
-//!   dead letter. Claiming, renewing, releasing and settling write it at the revision the claim
-//!   last saw, so a claimer whose lease ran out (and whose delivery another node took) is
-//!   refused with a conflict before it changes anything.
+//!   `<stream>_CLAIMS` (until it is settled): its attempts, which claim holds it, its last
+//!   error. Claiming, renewing, releasing and settling write it at the revision the claim last
+//!   saw, so a claimer whose lease ran out (and whose delivery another node took) is refused
+//!   with a conflict before it changes anything.
 //! - **Settling.** What an attempt produced, and the attempt itself, are appended to the log
 //!   under an id made from the delivery, its replay generation and (for a retry) the attempt:
 //!   a claimer that dies between the append and the acknowledgement, and the node that runs the
-//!   delivery again, store its events once.
+//!   delivery again, store its events once; a delivery handed out again whose final outcome is
+//!   in the log already is acknowledged, not run again. Dead letters are kept in
+//!   `<stream>_DEAD` until replayed.
+//! - **Configuration.** Every node must be given the same lease: a node whose lease differs from
+//!   the one the consumers and the slots bucket were made with is refused at start.
 //!
 //! Time is the servers': a claim's `now_ms` is not used (a delivery is due when JetStream
 //! redelivers it), and every claim asks for the lease the consumers were made with.
@@ -94,9 +98,10 @@ pub struct QueueSettings {
     pub fan_out: bool,
 }
 
-/// A delivery as queued: everything a claimer needs, its event included.
+/// A delivery as queued: everything a claimer needs, its event included. (Unknown fields are
+/// ignored, here and in every record nodes share: during a rolling upgrade an older node reads
+/// what a newer one wrote.)
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct Queued {
     /// The delivery's id: the log position of the append that queued it, and its index there.
     id: String,
@@ -108,7 +113,6 @@ pub(super) struct Queued {
 
 /// A delivery's claims, as kept in the claims bucket.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ClaimState {
     generation: u32,
     /// Attempts counted (each claim counts one).
@@ -116,9 +120,14 @@ struct ClaimState {
     /// The claim that holds it last ([`Claimed::lease`]).
     serial: u64,
     last_error: Option<String>,
-    /// A dead letter: the delivery, to list and replay it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    dead: Option<Queued>,
+}
+
+/// A dead letter, as kept in the dead-letter bucket until replayed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeadLetter {
+    queued: Queued,
+    attempts: u32,
+    error: String,
 }
 
 /// A route's consumer.
@@ -148,6 +157,8 @@ pub struct NatsQueue {
     queue: stream::Stream,
     prefix: String,
     claims: kv::Store,
+    /// Dead letters, kept until replayed.
+    dead: kv::Store,
     slots: kv::Store,
     routes: Vec<RouteQueue>,
     pub(super) lease: Duration,
@@ -187,6 +198,16 @@ struct Found {
 
 fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed(format!("{what}: {e}"))
+}
+
+/// A node configured with another lease than the cluster's queue was made with.
+fn different_lease(what: &str, found: Duration, asked: Duration) -> StoreError {
+    StoreError::Failed(format!(
+        "{what} holds deliveries for {} s, this node's lease_secs is {}: give every node the same \
+         lease_secs (or remove the queue's consumers and buckets to change it)",
+        found.as_secs(),
+        asked.as_secs()
+    ))
 }
 
 /// The key-value bucket `config` asks for, created unless it exists.
@@ -236,6 +257,17 @@ impl NatsQueue {
             },
         )
         .await?;
+        let dead = bucket(
+            &js,
+            kv::Config {
+                bucket: format!("{}_DEAD", settings.stream),
+                history: 1,
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
         let slots = bucket(
             &js,
             kv::Config {
@@ -248,6 +280,15 @@ impl NatsQueue {
             },
         )
         .await?;
+        let slots_age =
+            slots.status().await.map_err(|e| unavailable("reading the slots bucket", e))?.max_age();
+        if slots_age != queue.lease {
+            return Err(different_lease(
+                &format!("the bucket {}_SLOTS", settings.stream),
+                slots_age,
+                queue.lease,
+            ));
+        }
         let mut routes = Vec::new();
         for route in &queue.routes {
             let tag = token(&route.name);
@@ -261,6 +302,14 @@ impl NatsQueue {
                 num_replicas: replicas,
                 ..Default::default()
             };
+            let name = format!("route-{}", &tag[..32]);
+            if let Ok(mut existing) = stream.get_consumer::<consumer::pull::Config>(&name).await
+                && let Ok(info) = existing.info().await
+                && info.config.ack_wait != queue.lease
+            {
+                let what = format!("the consumer of the route {}", route.name);
+                return Err(different_lease(&what, info.config.ack_wait, queue.lease));
+            }
             let consumer = stream.create_consumer(config).await.map_err(|e| {
                 unavailable(&format!("cannot create the consumer of the route {}", route.name), e)
             })?;
@@ -278,7 +327,8 @@ impl NatsQueue {
                 description: Some("queues the deliveries of each append, one append at a time".into()),
                 filter_subject: format!("{prefix}.append.>"),
                 ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
+                // A dead holder's appends come back as its key expires.
+                ack_wait: queue.lease,
                 // Read by one node at a time (the holder of the `fan-out` key), in order.
                 max_ack_pending: 4_096,
                 num_replicas: replicas,
@@ -296,6 +346,7 @@ impl NatsQueue {
             queue: stream,
             prefix,
             claims,
+            dead,
             slots,
             routes,
             lease: queue.lease,
@@ -411,7 +462,15 @@ impl NatsQueue {
                 break;
             }
             let route = &self.routes[(start + k) % count];
-            self.claim_from(route, limit, admit, &mut taken).await?;
+            if let Err(e) = self.claim_from(route, limit, admit, &mut taken).await {
+                // What was claimed before the failure is held: it must run, not wait out its
+                // lease unseen.
+                if taken.is_empty() {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, claimed = taken.len(), "claiming deliveries stopped early");
+                break;
+            }
         }
         Ok(taken)
     }
@@ -554,13 +613,42 @@ impl NatsQueue {
                 Err(e) => return give_back(e).await,
             }
         };
-        if previous.as_ref().is_some_and(|s| s.dead.is_some()) {
-            // Settled dead by a claimer that died before it acknowledged the message.
-            let _ = message.double_ack().await;
-            return Ok(Inspected::Passed);
+        // Handed out again: its claimer may have died after its outcome was stored, before the
+        // queue heard of it (whatever its claims entry says, or if it was deleted).
+        if delivered > 1 {
+            match self.settled_before(&queued).await {
+                Ok(true) => {
+                    let _ = message.double_ack().await;
+                    return Ok(Inspected::Passed);
+                }
+                Ok(false) => {}
+                Err(e) => return give_back(e).await,
+            }
         }
         let attempt = previous.as_ref().map_or(0, |s| s.attempt).saturating_add(1);
         Ok(Inspected::Candidate(Box::new(Found { message, queued, event, revision, previous, attempt })))
+    }
+
+    /// Whether `queued`'s final outcome is in the log already; a dead one is kept as a dead
+    /// letter too, if its claimer died before it could.
+    async fn settled_before(&self, queued: &Queued) -> Result<bool, StoreError> {
+        let subject = self.log.subject(SETTLEMENTS, Some(&settled_key(&queued.id, queued.generation)));
+        let Some((_, record)) = self.log.last_on(&subject).await? else { return Ok(false) };
+        if let Some(settled) = record.settles.filter(|s| s.outcome == AttemptOutcome::Dead) {
+            let letter = DeadLetter {
+                queued: queued.clone(),
+                attempts: settled.attempt,
+                error: settled.error.unwrap_or_default(),
+            };
+            self.keep_dead_letter(&queued.id, &letter).await?;
+        }
+        Ok(true)
+    }
+
+    async fn keep_dead_letter(&self, id: &str, letter: &DeadLetter) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(letter).map_err(|e| failed("a dead letter", e))?;
+        self.dead.put(id, value.into()).await.map_err(|e| unavailable("keeping a dead letter", e))?;
+        Ok(())
     }
 
     /// Claims a candidate the pipeline took: counts its attempt in its claims entry, at the
@@ -577,7 +665,6 @@ impl NatsQueue {
             attempt,
             serial,
             last_error: previous.and_then(|s| s.last_error),
-            dead: None,
         };
         let revision = match self.write_state(&queued.id, &state, revision).await {
             Ok(revision) => revision,
@@ -666,10 +753,12 @@ impl NatsQueue {
         // First the fence: a claim whose lease ran out changes nothing.
         let mut state = held.state.clone();
         state.last_error = error.clone().or(state.last_error);
-        if kind == AttemptOutcome::Dead {
-            state.dead = Some(held.queued.clone());
-        }
         self.fence(&claim, &mut held, state).await?;
+        let dead_letter = (kind == AttemptOutcome::Dead).then(|| DeadLetter {
+            queued: held.queued.clone(),
+            attempts: attempt.number,
+            error: error.clone().unwrap_or_default(),
+        });
         // Then what it produced, and the attempt, once whichever claimer appends it.
         let (append, settles) = settlement(&held.queued, attempt, kind, error, events, deliveries, output);
         match self.log.append_record(append, Some(settles)).await? {
@@ -678,6 +767,12 @@ impl NatsQueue {
                 tracing::debug!(delivery = %id, "this attempt's outcome was stored by a claimer before")
             }
         }
+        // Then the dead letter, kept until replayed (a claimer killed before this has its
+        // outcome in the log: the delivery comes back, is found settled, and is acknowledged;
+        // the read model lists it dead all the same).
+        if let Some(letter) = dead_letter {
+            self.keep_dead_letter(&id, &letter).await?;
+        }
         // Then the queue: the delivery leaves it, or comes back when its retry is due.
         let acked = match retry_at {
             Some(at) => {
@@ -685,10 +780,8 @@ impl NatsQueue {
                 held.message.ack_with(AckKind::Nak(Some(delay))).await
             }
             None => {
-                if kind == AttemptOutcome::Delivered
-                    && let Err(e) = self.claims.delete_expect_revision(&id, Some(held.revision)).await
-                {
-                    tracing::debug!(delivery = %id, error = %e, "forgetting a delivered delivery's claims");
+                if let Err(e) = self.claims.delete_expect_revision(&id, Some(held.revision)).await {
+                    tracing::debug!(delivery = %id, error = %e, "forgetting a settled delivery's claims");
                 }
                 held.message.double_ack().await
             }
@@ -735,11 +828,19 @@ impl NatsQueue {
         Ok(())
     }
 
-    /// Every delivery id the claims bucket has.
-    async fn claimed_ids(&self) -> Result<Vec<String>, StoreError> {
-        let keys = self.claims.keys().await.map_err(|e| unavailable("listing deliveries", e))?;
+    /// The dead letters kept, by delivery id.
+    async fn dead_letter_ids(&self) -> Result<Vec<String>, StoreError> {
+        let keys = self.dead.keys().await.map_err(|e| unavailable("listing dead letters", e))?;
         let keys: Vec<_> = keys.collect().await;
-        keys.into_iter().map(|k| k.map_err(|e| unavailable("listing deliveries", e))).collect()
+        keys.into_iter().map(|k| k.map_err(|e| unavailable("listing dead letters", e))).collect()
+    }
+
+    /// A dead letter kept, with its entry's revision.
+    async fn dead_letter(&self, id: &str) -> Result<Option<(u64, DeadLetter)>, StoreError> {
+        let entry = self.dead.entry(id).await.map_err(|e| unavailable("reading a dead letter", e))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else { return Ok(None) };
+        let letter = serde_json::from_slice(&entry.value).map_err(|e| failed("a dead letter", e))?;
+        Ok(Some((entry.revision, letter)))
     }
 
     async fn replay_dead(&self, delivery: Option<DeliveryId>) -> Result<u64, StoreError> {
@@ -749,24 +850,26 @@ impl NatsQueue {
                 Some(_) => vec![id.as_str().to_owned()],
                 None => return Ok(0),
             },
-            None => self.claimed_ids().await?,
+            None => self.dead_letter_ids().await?,
         };
         let mut replayed = 0;
         for id in ids {
-            let (revision, state) = self.state(&id).await?;
-            let Some(ClaimState { dead: Some(mut queued), .. }) = state else { continue };
+            let Some((revision, DeadLetter { mut queued, .. })) = self.dead_letter(&id).await? else {
+                continue;
+            };
             queued.generation = queued.generation.saturating_add(1);
-            // Queued first, then the entry: a replay that stops between them leaves the dead
-            // letter listed, and its new generation claimed from attempt 1 all the same.
+            // Queued first, then the letter removed: a replay that stops between them leaves
+            // the letter listed, and its new generation runs from attempt 1 all the same.
             publish_queued(&self.log.js, &self.prefix, &queued)
                 .await?
                 .await
                 .map_err(|e| unavailable("queueing a replayed delivery", e))?;
-            let fresh = ClaimState { generation: queued.generation, ..ClaimState::default() };
-            match self.write_state(&id, &fresh, revision).await {
-                Ok(_) => replayed += 1,
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e),
+            match self.dead.delete_expect_revision(&id, Some(revision)).await {
+                Ok(()) => replayed += 1,
+                // Replayed by another node at the same moment: its publish and this one are the
+                // same message (the same id), stored once.
+                Err(e) if lost_race(&e) => continue,
+                Err(e) => return Err(unavailable("removing a replayed dead letter", e)),
             }
             // And the log, for every node's read model to show it pending again.
             let append = Append {
@@ -781,21 +884,19 @@ impl NatsQueue {
         Ok(replayed)
     }
 
-    /// The dead letters, as operators list them.
+    /// The dead letters, as operators list them (the read model lists them too).
     pub async fn dead_letters(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
         let mut dead = Vec::new();
-        for id in self.claimed_ids().await? {
-            if let (_, Some(ClaimState { dead: Some(queued), attempt, last_error, .. })) =
-                self.state(&id).await?
-            {
+        for id in self.dead_letter_ids().await? {
+            if let Some((_, DeadLetter { queued, attempts, error })) = self.dead_letter(&id).await? {
                 dead.push(DeliveryRecord {
                     id: DeliveryId::new(id),
                     event_id: queued.event.id().to_owned(),
                     route: queued.delivery.route.clone(),
                     target: queued.delivery.target.clone(),
                     status: DeliveryStatus::Dead,
-                    attempts: attempt,
-                    last_error,
+                    attempts,
+                    last_error: Some(error),
                 });
             }
         }
@@ -818,6 +919,11 @@ impl NatsQueue {
     }
 }
 
+/// The log's delivery id of the append that settles a delivery for good (delivered or dead).
+fn settled_key(id: &str, generation: u32) -> String {
+    format!("{id}:{generation}:settled")
+}
+
 /// The append that settles an attempt at `queued`: what it produced and the attempt, under an
 /// id made from the delivery, its generation and (for a retry) the attempt, so that it is
 /// stored once whichever claimer appends it.
@@ -833,7 +939,7 @@ pub(super) fn settlement(
     let (id, generation) = (queued.id.clone(), queued.generation);
     let key = match outcome {
         AttemptOutcome::Retry => format!("{id}:{generation}:{}", attempt.number),
-        _ => format!("{id}:{generation}:settled"),
+        _ => settled_key(&id, generation),
     };
     let append = Append {
         instance: SETTLEMENTS.into(),
@@ -922,9 +1028,13 @@ async fn fan_out_forever(
         match slots.create(FAN_OUT_KEY, bytes::Bytes::new()).await {
             Ok(revision) => {
                 tracing::debug!("this node runs the fan-out");
-                if let Err(e) = fan_out_while_held(&js, &consumer, &prefix, &slots, lease, revision).await {
+                let held = AtomicU64::new(revision);
+                if let Err(e) = fan_out_while_held(&js, &consumer, &prefix, &slots, lease, &held).await {
                     tracing::warn!(error = %e, "the fan-out stopped; trying again");
                 }
+                // Given up at once, for whichever node takes it next (this one, a moment later).
+                let _ = slots.delete_expect_revision(FAN_OUT_KEY, Some(held.load(Ordering::Relaxed))).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             // Another node runs it (or the bucket is unreachable): look again later.
             Err(_) => tokio::time::sleep(lease / 3).await,
@@ -939,7 +1049,7 @@ async fn fan_out_while_held(
     prefix: &str,
     slots: &kv::Store,
     lease: Duration,
-    mut revision: u64,
+    held: &AtomicU64,
 ) -> Result<(), StoreError> {
     let mut messages =
         consumer.messages().await.map_err(|e| unavailable("reading the log to queue it", e))?;
@@ -947,10 +1057,11 @@ async fn fan_out_while_held(
     loop {
         tokio::select! {
             _ = renew.tick() => {
-                revision = slots
-                    .update(FAN_OUT_KEY, bytes::Bytes::new(), revision)
+                let revision = slots
+                    .update(FAN_OUT_KEY, bytes::Bytes::new(), held.load(Ordering::Relaxed))
                     .await
                     .map_err(|e| unavailable("keeping the fan-out", e))?;
+                held.store(revision, Ordering::Relaxed);
             }
             next = messages.next() => {
                 let Some(message) = next else { return Ok(()) };

@@ -1,4 +1,5 @@
-//! One append as a JetStream message: JSON, payloads in base64. The queued deliveries are kept
+//! One append as a JetStream message: JSON, payloads in base64. Fields this build does not know
+//! are ignored, not refused: during a rolling upgrade an older node reads what a newer one wrote. The queued deliveries are kept
 //! with their events, for the delivery queue on JetStream to take them from; an append that
 //! settles an attempt at a delivery says so ([`Settlement`]), so that the log is also the
 //! history of every attempt.
@@ -13,7 +14,6 @@ use plugboard_runtime::types::Event;
 
 /// An append as stored.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct Record {
     pub(super) instance: String,
     pub(super) delivery_id: Option<String>,
@@ -32,7 +32,6 @@ pub(super) struct Record {
 
 /// What became of one attempt at a delivery, as the log keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct Settlement {
     /// The delivery.
     pub(super) delivery: String,
@@ -49,7 +48,6 @@ pub(super) struct Settlement {
 
 /// An event as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct StoredEvent {
     id: String,
     source: String,
@@ -62,7 +60,6 @@ pub(super) struct StoredEvent {
 
 /// A queued delivery as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct StoredDelivery {
     pub(super) event_id: String,
     pub(super) route: String,
