@@ -207,3 +207,34 @@ fn the_readme_configuration_passes_check() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("shop: echo") && stdout.contains("sink: echo"), "{stdout}");
 }
+
+/// On a NATS store, `plugboard check` refuses what the cluster would (and reads the
+/// credentials), and `plugboard up` says which server it cannot reach, and stops, instead of
+/// serving webhooks it could not store.
+#[test]
+fn a_nats_store_is_checked_and_an_unreachable_cluster_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = plugboard_tests::nats::free_port();
+    let config = |replicas: u32, credentials: &str| {
+        let path = dir.path().join(format!("nats-{replicas}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nbackend = \"nats\"\n[store.nats]\n\
+                 servers = [\"nats://127.0.0.1:{port}\"]\nreplicas = {replicas}\n{credentials}\n"
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let (code, _, err) = plugboard(&["check", "--config", &config(2, "")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("store.nats.replicas: 2: JetStream keeps 1, 3 or 5 replicas"), "{err}");
+    let missing = config(3, "credentials = \"file:nowhere.creds\"");
+    let (code, _, err) = plugboard(&["check", "--config", &missing]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("store.nats.credentials"), "{err}");
+    let (code, _, err) = plugboard(&["up", "--config", &config(1, "")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("cannot reach NATS at nats://127.0.0.1:{port}")), "{err}");
+}
