@@ -7,12 +7,11 @@
 
 mod common;
 
-use common::{shopify_signature, wait_healthy};
+use common::{Senders, shopify_signature, wait_healthy};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use plugboard::runtime::keyvalue::KvStore as _;
@@ -230,53 +229,25 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
 
     // Four senders, round-robin over the nodes.
-    let acked = Arc::new(Mutex::new(Vec::<u32>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let senders: Vec<_> = (0..4u32)
-        .map(|s| {
-            let (client, bases, acked, stop) = (client.clone(), bases.clone(), acked.clone(), stop.clone());
-            tokio::spawn(async move {
-                for i in 0..100_000u32 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let n = s * 100_000 + i;
-                    if send(&client, &bases, (n as usize) % bases.len(), n, receiver_port).await {
-                        acked.lock().await.push(n);
-                    }
-                }
-            })
-        })
-        .collect();
-    let reach = |count: usize| {
-        let acked = acked.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while acked.lock().await.len() < count {
-                assert!(
-                    Instant::now() < deadline,
-                    "only {} of {count} webhooks acknowledged",
-                    acked.lock().await.len()
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+    let send = {
+        let (client, bases) = (client.clone(), bases.clone());
+        move |n: u32| {
+            let (client, bases) = (client.clone(), bases.clone());
+            async move { send(&client, &bases, (n as usize) % bases.len(), n, receiver_port).await }
         }
     };
-    reach(100).await;
+    let senders = Senders::start(4, send);
+    senders.reach(100).await;
     nodes[1].kill();
-    reach(200).await;
+    senders.reach(200).await;
     nodes[1].start();
     wait_healthy(&client, &nodes[1].base).await;
-    reach(300).await;
+    senders.reach(300).await;
     nats.kill(0);
-    reach(400).await;
+    senders.reach(400).await;
     nats.restart(0);
-    reach(500).await;
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.await.unwrap();
-    }
-    let acked: Vec<u32> = acked.lock().await.clone();
+    senders.reach(500).await;
+    let acked = senders.stop().await;
 
     // Every acknowledged webhook reaches the receiver.
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -3,16 +3,13 @@
 
 mod common;
 
-use common::{shopify_signature, wait_healthy};
+use common::{Senders, shopify_signature, wait_healthy};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use plugboard::store::SqliteStore;
 use plugboard_tests::ECHO;
-use tokio::sync::Mutex;
 
 const SECRET: &str = "shpss_crash_test";
 
@@ -82,43 +79,28 @@ async fn kill_9_under_load_loses_no_acknowledged_webhook() {
     wait_healthy(&client, &base).await;
 
     // Eight senders post signed webhooks until the server dies under them.
-    let acked = Arc::new(Mutex::new(Vec::<u32>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let senders: Vec<_> = (0..8u32)
-        .map(|s| {
-            let (client, base, acked, stop) = (client.clone(), base.clone(), acked.clone(), stop.clone());
-            tokio::spawn(async move {
-                for i in 0..10_000u32 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let n = s * 10_000 + i;
-                    let body = format!(r#"{{"n":{n}}}"#);
-                    let sent = client
-                        .post(format!("{base}/hooks/shop"))
-                        .header("x-shopify-hmac-sha256", shopify_signature(SECRET, body.as_bytes()))
-                        .header("x-shopify-webhook-id", format!("d-{n}"))
-                        .body(body)
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(r) if r.status() == 200 => acked.lock().await.push(n),
-                        _ => break,
-                    }
-                }
-            })
-        })
-        .collect();
-    while acked.lock().await.len() < 300 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let send = {
+        let (client, base) = (client.clone(), base.clone());
+        move |n: u32| {
+            let (client, base) = (client.clone(), base.clone());
+            async move {
+                let body = format!(r#"{{"n":{n}}}"#);
+                let sent = client
+                    .post(format!("{base}/hooks/shop"))
+                    .header("x-shopify-hmac-sha256", shopify_signature(SECRET, body.as_bytes()))
+                    .header("x-shopify-webhook-id", format!("d-{n}"))
+                    .body(body)
+                    .send()
+                    .await;
+                sent.is_ok_and(|r| r.status() == 200)
+            }
+        }
+    };
+    let senders = Senders::start(8, send);
+    senders.reach(300).await;
     server.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
     server.wait().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        s.await.unwrap();
-    }
-    let acked = acked.lock().await.clone();
+    let acked = senders.stop().await;
 
     // Restart: in-flight deliveries resume.
     let mut server = start(&config);
