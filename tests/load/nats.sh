@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Load test of plugboard on NATS JetStream against the same server on SQLite, in one run, on
-# loopback: signed webhooks -> verified -> stored -> 200 (wrk, 64 connections), each webhook
-# also queued for a delivery to a second echo instance (its `ping` action); then how long the
-# deliveries queued during the load take to drain. One nats-server (R1, file storage), so the
-# figures are the path's own cost, not replication's.
+# loopback: signed webhooks -> verified -> stored -> 200 (wrk, 64 connections in all), each
+# webhook also queued for a delivery to a second echo instance (its `ping` action); then how
+# long the deliveries queued during the load take to drain. Four setups: one node on SQLite; one
+# node on one nats-server (R1); three nodes on that server; three nodes on a three-server
+# cluster (R3). Everything shares this machine's cores, so the figures compare costs, not how
+# several machines would scale (see the README).
 # Usage: tests/load/nats.sh [seconds]   (needs wrk, and nats-server: ./dev setup installs it)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,18 +24,31 @@ printf %s "$secret" > "$dir/secret"
 nats_port=$(free_port)
 nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$dir/nats" >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
+# A three-server cluster, for three nodes with every stream on all three servers (R3).
+cluster_ports=($(free_port) $(free_port) $(free_port))
+routes_ports=($(free_port) $(free_port) $(free_port))
+routes=$(printf 'nats://127.0.0.1:%s,' "${routes_ports[@]}")
+for i in 0 1 2; do
+  nats-server -a 127.0.0.1 -p "${cluster_ports[$i]}" -js -sd "$dir/cluster$i" --server_name "n$i" \
+    --cluster "nats://127.0.0.1:${routes_ports[$i]}" --cluster_name load --routes "${routes%,}" >/dev/null 2>&1 &
+  pids+=($!)
+done
+for p in "$nats_port" "${cluster_ports[@]}"; do
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
+done
+sleep 2  # the cluster elects its meta leader
 export BODY='{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00","currency":"EUR"}'
 export SIGNATURE=$(python3 -c 'import base64,hashlib,hmac,os,sys; print(base64.b64encode(hmac.new(sys.argv[1].encode(), os.environ["BODY"].encode(), hashlib.sha256).digest()).decode())' "$secret")
 
-run() { # backend, store table
-  local name=$1 store=$2 port
-  port=$(free_port)
-  cat > "$dir/$name.toml" <<TOML
+run() { # name, number of nodes, [store] table (NODE is replaced by the node's number)
+  local name=$1 nodes=$2 store=$3 ports=() servers=() i
+  for ((i = 0; i < nodes; i++)); do
+    ports+=($(free_port))
+    cat > "$dir/$name-$i.toml" <<TOML
 [server]
-listen = "127.0.0.1:$port"
+listen = "127.0.0.1:${ports[$i]}"
 [store]
-$store
+${store//NODE/$i}
 [[plugin]]
 id = "shop"
 wasm = "$PWD/target/wasm-guests/wasm32-wasip2/guest/echo.wasm"
@@ -43,7 +58,6 @@ secrets = ["file:secret"]
 [[plugin]]
 id = "sink"
 wasm = "$PWD/target/wasm-guests/wasm32-wasip2/guest/echo.wasm"
-grants = { capabilities = ["kv", "emit", "config", "log"] }
 [[route]]
 name = "to-sink"
 from = "shop"
@@ -51,25 +65,48 @@ kind = "echo/received"
 to = "sink"
 action = "ping"
 TOML
-  "$bin" up --config "$dir/$name.toml" 2>"$dir/$name.log" &
-  local server=$!
-  pids+=($server)
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-  echo "== $name: signed webhook -> verified -> stored (with its delivery queued) -> 200"
-  wrk -t2 -c64 -d"${secs}s" --latency -s tests/load/webhook.lua "http://127.0.0.1:$port/hooks/shop" | grep -E "Requests/sec|99%|Non-2xx"
+    "$bin" up --config "$dir/$name-$i.toml" 2>"$dir/$name-$i.log" &
+    servers+=($!)
+    pids+=($!)
+    for _ in $(seq 300); do curl -sf "http://127.0.0.1:${ports[$i]}/healthz" >/dev/null && break; sleep 0.1; done
+  done
+  echo "== $name: signed webhook -> verified -> stored (with its delivery queued) -> 200, $nodes node(s), 64 connections in all"
+  # One wrk per node, the connections shared out; their rates added up.
+  local wrks=()
+  for ((i = 0; i < nodes; i++)); do
+    wrk -t$((nodes == 1 ? 2 : 1)) -c$((64 / nodes)) -d"${secs}s" --latency -s tests/load/webhook.lua \
+      "http://127.0.0.1:${ports[$i]}/hooks/shop" > "$dir/$name-wrk-$i.txt" &
+    wrks+=($!)
+  done
+  wait "${wrks[@]}"
+  cat "$dir"/$name-wrk-*.txt | awk '/Requests\/sec/ {r += $2} /^ +99%/ {p = p " " $2} /Non-2xx/ {n += $4}
+    END { printf "   %.0f req/s in all; p99 per node:%s; non-2xx: %d\n", r, p, n }'
   local start=$(date +%s.%N) depth
   while :; do
-    depth=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^plugboard_queue_depth /{print $2}')
+    depth=$(curl -sf "http://127.0.0.1:${ports[0]}/metrics" | awk '/^plugboard_queue_depth /{print $2}')
     [ "${depth:-1}" = 0 ] && break
     sleep 0.2
   done
-  echo "   deliveries queued during the load drained in $(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$start" "$(date +%s.%N)") s"
-  kill "$server"; wait "$server" 2>/dev/null || true
+  echo "   deliveries queued during the load drained in $(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$start" "$(date +%s.%N)") s after it"
+  kill "${servers[@]}"; wait "${servers[@]}" 2>/dev/null || true
 }
 
-run sqlite 'path = "events.db"'
-run nats "backend = \"nats\"
-path = \"node.db\"
+run sqlite 1 'path = "events.db"'
+run nats-1-node 1 "backend = \"nats\"
+path = \"one-NODE.db\"
 [store.nats]
 servers = [\"nats://127.0.0.1:$nats_port\"]
+stream = \"ONE\"
 replicas = 1"
+run nats-3-nodes 3 "backend = \"nats\"
+path = \"three-NODE.db\"
+[store.nats]
+servers = [\"nats://127.0.0.1:$nats_port\"]
+stream = \"THREE\"
+replicas = 1"
+run nats-3-nodes-r3 3 "backend = \"nats\"
+path = \"r3-NODE.db\"
+[store.nats]
+servers = [\"nats://127.0.0.1:${cluster_ports[0]}\", \"nats://127.0.0.1:${cluster_ports[1]}\", \"nats://127.0.0.1:${cluster_ports[2]}\"]
+stream = \"R3\"
+replicas = 3"
