@@ -17,7 +17,7 @@ bin=${PLUGBOARD_BIN:-target/release/plugboard}
 cargo build --quiet -p plugboard-tests   # builds the echo plugin
 dir=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 secret=shpss_load_test
 printf %s "$secret" > "$dir/secret"
@@ -97,12 +97,14 @@ path = \"one-NODE.db\"
 [store.nats]
 servers = [\"nats://127.0.0.1:$nats_port\"]
 stream = \"ONE\"
+subject_prefix = \"one\"
 replicas = 1"
 run nats-3-nodes 3 "backend = \"nats\"
 path = \"three-NODE.db\"
 [store.nats]
 servers = [\"nats://127.0.0.1:$nats_port\"]
 stream = \"THREE\"
+subject_prefix = \"three\"
 replicas = 1"
 run nats-3-nodes-r3 3 "backend = \"nats\"
 path = \"r3-NODE.db\"
