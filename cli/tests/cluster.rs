@@ -309,12 +309,7 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
 
     // The plugins' key-value data is the cluster's: the counter the `counter` instance keeps,
     // whichever node ran each delivery, counted every one (at least once each).
-    let kv = plugboard::store::nats::NatsKv::connect(
-        &plugboard::store::nats::NatsLog::connect(&settings).await.unwrap(),
-        &settings,
-    )
-    .await
-    .unwrap();
+    let kv = plugboard::store::nats::NatsKv::connect(&settings).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let counted = loop {
         let counted: u64 = kv

@@ -66,8 +66,7 @@ pub async fn host_for_store(builder: HostBuilder, resolved: &Resolved) -> Result
             path: settings.servers.join(", "),
             reason: e.to_string(),
         };
-        let log = crate::store::nats::NatsLog::connect(settings).await.map_err(failed)?;
-        let kv = crate::store::nats::NatsKv::connect(&log, settings).await.map_err(failed)?;
+        let kv = crate::store::nats::NatsKv::connect(settings).await.map_err(failed)?;
         return host_with(builder, resolved, Arc::new(kv));
     }
     host_for(builder, resolved)

@@ -52,6 +52,14 @@ pub struct EventSummary {
     pub caused_by: Option<String>,
 }
 
+/// The event whose delivery produced an event with these attributes, if any (the host sets it).
+pub(crate) fn caused_by(attributes: &[(String, String)]) -> Option<&str> {
+    attributes
+        .iter()
+        .find(|(k, _)| k == plugboard_runtime::capabilities::emit::CAUSED_BY)
+        .map(|(_, v)| v.as_str())
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {

@@ -61,6 +61,21 @@ struct Row {
     history: Vec<AttemptRecord>,
 }
 
+impl Row {
+    /// A delivery just queued, due at `now`.
+    fn queued(queued: QueuedDelivery, now: u64) -> Self {
+        Row {
+            queued,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_at_ms: now,
+            last_error: None,
+            output: None,
+            history: Vec::new(),
+        }
+    }
+}
+
 /// See the SQLite backend's lease: the attempt counted, until when nobody claims it again, and
 /// which claim took it.
 #[derive(Clone, Copy)]
@@ -127,26 +142,13 @@ impl State {
         }
         for e in events {
             let position = self.events.last_key_value().map_or(1, |(p, _)| p + 1);
-            let caused_by = e
-                .attributes
-                .iter()
-                .find(|(k, _)| k == plugboard_runtime::capabilities::emit::CAUSED_BY)
-                .map(|(_, v)| v.clone());
+            let caused_by = crate::log::caused_by(&e.attributes).map(Into::into);
             self.positions.insert(e.id.clone(), position);
             self.events.insert(position, Stored { event: e.clone(), stored_at_ms: now, caused_by });
         }
         for d in deliveries {
             self.next_delivery += 1;
-            let row = Row {
-                queued: d.clone(),
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_at_ms: now,
-                last_error: None,
-                output: None,
-                history: Vec::new(),
-            };
-            self.deliveries.insert(self.next_delivery, row);
+            self.deliveries.insert(self.next_delivery, Row::queued(d.clone(), now));
         }
         if !events.is_empty() {
             self.minute(now)[0] += events.len() as u64;
@@ -175,6 +177,15 @@ impl State {
 
     fn minute(&mut self, at_ms: u64) -> &mut [u64; 5] {
         self.minutes.entry(at_ms / 60_000).or_default()
+    }
+
+    /// Counts one attempt in its minute's totals.
+    fn count_attempt(&mut self, at_ms: u64, outcome: AttemptOutcome, duration_us: u64) {
+        let totals = self.minute(at_ms);
+        totals[1] += 1;
+        totals[2] += u64::from(outcome != AttemptOutcome::Delivered);
+        totals[3] = totals[3].saturating_add(duration_us);
+        totals[4] = totals[4].max(duration_us);
     }
 
     fn summary(&self, position: i64) -> Option<(i64, EventSummary)> {
@@ -280,35 +291,18 @@ impl MemoryStore {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = events.len() as u64;
         for (position, event) in events {
-            let caused_by = event
-                .attributes
-                .iter()
-                .find(|(k, _)| k == plugboard_runtime::capabilities::emit::CAUSED_BY)
-                .map(|(_, v)| v.clone());
+            let caused_by = crate::log::caused_by(&event.attributes).map(Into::into);
             state.positions.insert(event.id.clone(), position);
             state.events.insert(position, Stored { event, stored_at_ms, caused_by });
         }
         for (id, queued) in deliveries {
-            let row = Row {
-                queued,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_at_ms: stored_at_ms,
-                last_error: None,
-                output: None,
-                history: Vec::new(),
-            };
-            state.deliveries.insert(id, row);
+            state.deliveries.insert(id, Row::queued(queued, stored_at_ms));
         }
         if count > 0 {
             state.minute(stored_at_ms)[0] += count;
         }
         if let Some(ProjectedAttempt { delivery, record, output }) = settles {
-            let totals = state.minute(record.at_ms);
-            totals[1] += 1;
-            totals[2] += u64::from(record.outcome != AttemptOutcome::Delivered);
-            totals[3] = totals[3].saturating_add(record.duration_us);
-            totals[4] = totals[4].max(record.duration_us);
+            state.count_attempt(record.at_ms, record.outcome, record.duration_us);
             if let Some(row) = state.deliveries.get_mut(&delivery) {
                 row.status = match record.outcome {
                     AttemptOutcome::Delivered => DeliveryStatus::Delivered,
@@ -506,11 +500,7 @@ impl DeliveryQueue for MemoryStore {
                     (DeliveryStatus::Dead, now, Some(error.clone()), None, AttemptOutcome::Dead)
                 }
             };
-            let totals = state.minute(now);
-            totals[1] += 1;
-            totals[2] += u64::from(kind != AttemptOutcome::Delivered);
-            totals[3] = totals[3].saturating_add(attempt.duration_us);
-            totals[4] = totals[4].max(attempt.duration_us);
+            state.count_attempt(now, kind, attempt.duration_us);
             state.leases.remove(&id);
             if let Some(row) = state.deliveries.get_mut(&id) {
                 row.status = status;

@@ -92,23 +92,14 @@ TOML
 }
 
 run sqlite 1 'path = "events.db"'
-run nats-1-node 1 "backend = \"nats\"
-path = \"one-NODE.db\"
-[store.nats]
-servers = [\"nats://127.0.0.1:$nats_port\"]
-stream = \"ONE\"
-subject_prefix = \"one\"
-replicas = 1"
-run nats-3-nodes 3 "backend = \"nats\"
-path = \"three-NODE.db\"
-[store.nats]
-servers = [\"nats://127.0.0.1:$nats_port\"]
-stream = \"THREE\"
-subject_prefix = \"three\"
-replicas = 1"
-run nats-3-nodes-r3 3 "backend = \"nats\"
-path = \"r3-NODE.db\"
-[store.nats]
-servers = [\"nats://127.0.0.1:${cluster_ports[0]}\", \"nats://127.0.0.1:${cluster_ports[1]}\", \"nats://127.0.0.1:${cluster_ports[2]}\"]
-stream = \"R3\"
-replicas = 3"
+# The [store] table of a NATS setup: its stream and subjects (each setup its own), servers and
+# replicas.
+nats_store() { # name, servers, replicas
+  printf 'backend = "nats"\npath = "%s-NODE.db"\n[store.nats]\nservers = [%s]\nstream = "%s"\nsubject_prefix = "%s"\nreplicas = %s\n' \
+    "$1" "$2" "${1^^}" "$1" "$3"
+}
+one="\"nats://127.0.0.1:$nats_port\""
+cluster=$(printf '"nats://127.0.0.1:%s", ' "${cluster_ports[@]}")
+run nats-1-node 1 "$(nats_store one "$one" 1)"
+run nats-3-nodes 3 "$(nats_store three "$one" 1)"
+run nats-3-nodes-r3 3 "$(nats_store r3 "${cluster%, }" 3)"

@@ -29,7 +29,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as KEY_CODE;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{NatsLog, NatsSettings, after_race, lost_race, token, unavailable};
+use super::{
+    NatsSettings, after_race, bucket, compare_and_set, connect_jetstream, lost_race, token, unavailable,
+};
 use crate::StoreError;
 use plugboard_runtime::clock::now_ms;
 use plugboard_runtime::keyvalue::{KvError, KvFuture, KvQuota, KvStore, add_to_counter};
@@ -92,8 +94,10 @@ fn namespace(ns: &str) -> String {
 }
 
 impl NatsKv {
-    /// Creates (or finds) the bucket next to `log`'s stream.
-    pub async fn connect(log: &NatsLog, settings: &NatsSettings) -> Result<Self, StoreError> {
+    /// Connects to the servers `settings` names and creates (or finds) the bucket next to the
+    /// log's stream.
+    pub async fn connect(settings: &NatsSettings) -> Result<Self, StoreError> {
+        let (_, js) = connect_jetstream(settings).await?;
         let name = format!("{}_KV", settings.stream);
         let config = kv::Config {
             bucket: name.clone(),
@@ -102,16 +106,8 @@ impl NatsKv {
             storage: stream::StorageType::File,
             ..Default::default()
         };
-        let bucket = match log.js.get_key_value(&name).await {
-            Ok(bucket) => bucket,
-            Err(_) => log
-                .js
-                .create_key_value(config)
-                .await
-                .map_err(|e| unavailable(&format!("cannot create the bucket {name}"), e))?,
-        };
-        let stream = log
-            .js
+        let bucket = bucket(&js, config).await?;
+        let stream = js
             .get_stream(format!("KV_{name}"))
             .await
             .map_err(|e| unavailable(&format!("cannot read the bucket {name}"), e))?;
@@ -135,18 +131,10 @@ impl NatsKv {
     /// Writes `value` if the entry is still at `revision`; `Ok(false)` when another write came
     /// first.
     async fn write(&self, key: &str, value: bytes::Bytes, revision: Option<u64>) -> Result<bool, KvError> {
-        match revision {
-            Some(revision) => match self.bucket.update(key, value, revision).await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision || lost_race(&e) => Ok(false),
-                Err(e) => Err(backend("writing a key", e)),
-            },
-            None => match self.bucket.create(key, value).await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists || lost_race(&e) => Ok(false),
-                Err(e) => Err(backend("writing a key", e)),
-            },
-        }
+        compare_and_set(&self.bucket, key, value, revision)
+            .await
+            .map(|written| written.is_some())
+            .map_err(|e| backend("writing a key", e))
     }
 
     /// Adds `keys` and `bytes` to the namespace's usage; refused past `quota` when it grows.

@@ -99,6 +99,71 @@ async fn after_race(tries: usize) {
     tokio::time::sleep(Duration::from_millis(tries.min(20) as u64)).await;
 }
 
+/// A client of the servers `settings` names, checked to run JetStream. Each failure says which:
+/// no server reachable, no JetStream, unreadable credentials.
+async fn connect_jetstream(
+    settings: &NatsSettings,
+) -> Result<(async_nats::Client, jetstream::Context), StoreError> {
+    let mut options =
+        async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5)).name("plugboard");
+    if let Some(credentials) = &settings.credentials {
+        options = options
+            .credentials(credentials)
+            .map_err(|e| StoreError::Failed(format!("the NATS credentials cannot be read: {e}")))?;
+    }
+    if let Some(ca) = &settings.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let client = options
+        .connect(settings.servers.clone())
+        .await
+        .map_err(|e| unavailable(&format!("cannot reach NATS at {}", settings.servers.join(", ")), e))?;
+    let js = jetstream::new(client.clone());
+    js.query_account().await.map_err(|e| match e.kind() {
+        jetstream::context::AccountErrorKind::JetStreamUnavailable => StoreError::Unavailable(
+            "the NATS server does not run JetStream (start it with -js, or `jetstream {}` in its config)"
+                .into(),
+        ),
+        _ => unavailable("JetStream is not ready", e),
+    })?;
+    Ok((client, js))
+}
+
+/// The key-value bucket `config` asks for, created unless it exists.
+async fn bucket(
+    js: &jetstream::Context,
+    config: async_nats::jetstream::kv::Config,
+) -> Result<async_nats::jetstream::kv::Store, StoreError> {
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        return Ok(store);
+    }
+    let name = config.bucket.clone();
+    js.create_key_value(config).await.map_err(|e| unavailable(&format!("cannot create the bucket {name}"), e))
+}
+
+/// Writes `value` under `key` if its entry is still at `revision` (`None`: there is none):
+/// `Some` new revision, or `None` when another write came first.
+async fn compare_and_set(
+    bucket: &async_nats::jetstream::kv::Store,
+    key: &str,
+    value: bytes::Bytes,
+    revision: Option<u64>,
+) -> Result<Option<u64>, async_nats::Error> {
+    use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
+    match revision {
+        Some(revision) => match bucket.update(key, value, revision).await {
+            Ok(written) => Ok(Some(written)),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision || lost_race(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        None => match bucket.create(key, value).await {
+            Ok(written) => Ok(Some(written)),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists || lost_race(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
 /// Where the log lives and how it is kept.
 #[derive(Debug, Clone)]
 pub struct NatsSettings {
@@ -161,28 +226,7 @@ impl NatsLog {
     /// exist. Each failure says which: no server reachable, no JetStream, too few servers for
     /// the replicas asked.
     pub async fn connect(settings: &NatsSettings) -> Result<Arc<Self>, StoreError> {
-        let mut options =
-            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5)).name("plugboard");
-        if let Some(credentials) = &settings.credentials {
-            options = options
-                .credentials(credentials)
-                .map_err(|e| StoreError::Failed(format!("the NATS credentials cannot be read: {e}")))?;
-        }
-        if let Some(ca) = &settings.tls_ca {
-            options = options.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        let client = options
-            .connect(settings.servers.clone())
-            .await
-            .map_err(|e| unavailable(&format!("cannot reach NATS at {}", settings.servers.join(", ")), e))?;
-        let js = jetstream::new(client.clone());
-        js.query_account().await.map_err(|e| match e.kind() {
-            jetstream::context::AccountErrorKind::JetStreamUnavailable => StoreError::Unavailable(
-                "the NATS server does not run JetStream (start it with -js, or `jetstream {}` in its config)"
-                    .into(),
-            ),
-            _ => unavailable("JetStream is not ready", e),
-        })?;
+        let (client, js) = connect_jetstream(settings).await?;
         let config = stream::Config {
             name: settings.stream.clone(),
             subjects: vec![format!("{}.append.>", settings.subject_prefix)],

@@ -46,7 +46,10 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::record::{Record, Settlement, StoredDelivery, StoredEvent};
-use super::{INDEX_BITS, NatsLog, NatsSettings, PUBLISH_DEDUP_WINDOW, lost_race, token, unavailable};
+use super::{
+    INDEX_BITS, NatsLog, NatsSettings, PUBLISH_DEDUP_WINDOW, bucket, compare_and_set, lost_race, token,
+    unavailable,
+};
 use crate::log::{Append, Appended};
 use crate::queue::{
     Admit, Attempt, AttemptOutcome, Candidate, ClaimId, Claimed, DeliveryId, DeliveryQueue, Outcome,
@@ -210,15 +213,6 @@ fn different_lease(what: &str, found: Duration, asked: Duration) -> StoreError {
     ))
 }
 
-/// The key-value bucket `config` asks for, created unless it exists.
-async fn bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, StoreError> {
-    if let Ok(store) = js.get_key_value(&config.bucket).await {
-        return Ok(store);
-    }
-    let name = config.bucket.clone();
-    js.create_key_value(config).await.map_err(|e| unavailable(&format!("cannot create the bucket {name}"), e))
-}
-
 impl NatsQueue {
     /// Creates (or finds) the queue's stream, buckets and consumers next to `log`'s stream,
     /// and starts this node's fan-out.
@@ -378,23 +372,11 @@ impl NatsQueue {
     ) -> Result<u64, StoreError> {
         let value: bytes::Bytes =
             serde_json::to_vec(state).map_err(|e| failed("a delivery's claims", e))?.into();
-        let written = match revision {
-            Some(revision) => self.claims.update(id, value, revision).await.map_err(|e| {
-                if e.kind() == kv::UpdateErrorKind::WrongLastRevision || lost_race(&e) {
-                    StoreError::Conflict(format!("delivery {id}"))
-                } else {
-                    unavailable("writing a delivery's claims", e)
-                }
-            }),
-            None => self.claims.create(id, value).await.map_err(|e| {
-                if e.kind() == kv::CreateErrorKind::AlreadyExists || lost_race(&e) {
-                    StoreError::Conflict(format!("delivery {id}"))
-                } else {
-                    unavailable("writing a delivery's claims", e)
-                }
-            }),
-        }?;
-        Ok(written)
+        match compare_and_set(&self.claims, id, value, revision).await {
+            Ok(Some(written)) => Ok(written),
+            Ok(None) => Err(StoreError::Conflict(format!("delivery {id}"))),
+            Err(e) => Err(unavailable("writing a delivery's claims", e)),
+        }
     }
 
     /// Takes up to `want` of `route`'s free concurrency slots (all it wants when unlimited).

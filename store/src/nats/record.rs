@@ -153,11 +153,7 @@ impl Record {
                 kind: e.kind.clone(),
                 stored_at_ms: self.stored_at_ms,
                 attributes: e.attributes.clone(),
-                caused_by: e
-                    .attributes
-                    .iter()
-                    .find(|(k, _)| k == plugboard_runtime::capabilities::emit::CAUSED_BY)
-                    .map(|(_, v)| v.clone()),
+                caused_by: crate::log::caused_by(&e.attributes).map(Into::into),
             })
             .collect()
     }

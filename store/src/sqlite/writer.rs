@@ -225,11 +225,7 @@ fn insert_events(
     )?;
     for e in events {
         let attributes = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "[]".into());
-        let caused_by = e
-            .attributes
-            .iter()
-            .find(|(k, _)| k == plugboard_runtime::capabilities::emit::CAUSED_BY)
-            .map(|(_, v)| v);
+        let caused_by = crate::log::caused_by(&e.attributes);
         insert.execute(params![
             e.id,
             e.source,

@@ -10,8 +10,9 @@ use plugboard_runtime::keyvalue::{KvError, KvQuota, KvStore};
 
 /// A node's bucket, through server `i`, each entry on `replicas` servers.
 async fn node(servers: &Servers, i: usize, replicas: usize) -> Arc<NatsKv> {
-    let log = servers.connect(i, replicas).await;
-    Arc::new(NatsKv::connect(&log, &servers.settings(i, replicas)).await.unwrap())
+    // Once the servers (and the cluster's leaders) are ready.
+    let _ready = servers.connect(i, replicas).await;
+    Arc::new(NatsKv::connect(&servers.settings(i, replicas)).await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
