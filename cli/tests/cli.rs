@@ -237,4 +237,11 @@ fn a_nats_store_is_checked_and_an_unreachable_cluster_is_named() {
     let (code, _, err) = plugboard(&["up", "--config", &config(1, "")]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&format!("cannot reach NATS at nats://127.0.0.1:{port}")), "{err}");
+    // Credentials that are not a .creds file are refused, and what they hold is not echoed.
+    std::fs::write(dir.path().join("bad.creds"), "SUAsecret-seed-not-a-creds-file").unwrap();
+    let bad = config(5, "credentials = \"file:bad.creds\"");
+    let (code, _, err) = plugboard(&["up", "--config", &bad]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the NATS credentials cannot be read"), "{err}");
+    assert!(!err.contains("secret-seed"), "{err}");
 }

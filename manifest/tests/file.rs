@@ -224,6 +224,9 @@ fn validate_names_the_first_wrong_reference_by_its_key() {
         refused("replicas = 3", "replicas = 3\nsubject_prefix = \">\"")
             .starts_with("store.nats.subject_prefix:")
     );
+    assert!(refused("replicas = 3", "replicas = 3\nlease_secs = 0").starts_with("store.nats.lease_secs:"));
+    let forever = "replicas = 3\nlease_secs = 18446744073709551615";
+    assert!(refused("replicas = 3", forever).starts_with("store.nats.lease_secs:"));
     let no_server = r#"servers = ["nats://10.0.0.1:4222", "tls://10.0.0.2:4222"]"#;
     assert!(refused(no_server, "servers = []").starts_with("store.nats.servers:"));
     // Another backend does not read the table.
