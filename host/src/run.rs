@@ -155,14 +155,13 @@ pub async fn run(
         Some(secret) => Some(Callbacks::new(secret, destinations).map_err(RunError::Callbacks)?),
         None => None,
     };
-    let dispatcher = Dispatcher::spawn_leasing(
+    let dispatcher = Dispatcher::spawn_with_callbacks(
         host.clone(),
         store.clone(),
         routes.clone(),
         resolved.config.retry.clone(),
         resolved.config.delivery_concurrency,
         callbacks,
-        lease(&resolved),
     );
     let _scheduler =
         Scheduler::spawn(store.clone(), resolved.config.schedules.clone(), dispatcher.notifier())
@@ -193,14 +192,6 @@ pub async fn run(
     }
     served?;
     Ok(())
-}
-
-/// How long the dispatcher claims a delivery for.
-fn lease(resolved: &Resolved) -> std::time::Duration {
-    match resolved.config.store.backend {
-        StoreBackend::Sqlite => crate::pipeline::LEASE,
-        StoreBackend::Nats => std::time::Duration::from_secs(resolved.config.store.nats.lease_secs),
-    }
 }
 
 /// The configuration's event store, and the SQLite store behind it (what retention sweeps)
@@ -235,26 +226,32 @@ async fn open_events(
     }
 }
 
-/// The routes a node on NATS runs deliveries of: the configured ones with their concurrency
-/// limits (which then hold across the cluster), each schedule's, async jobs' and their callbacks'.
+/// How the queue of a node on NATS runs: its lease and the routes it runs deliveries of.
 #[cfg(feature = "nats")]
 fn queue_settings(resolved: &Resolved) -> crate::store::nats::QueueSettings {
-    use crate::store::nats::QueueRoute;
     let config = &resolved.config;
-    let configured =
-        config.routes.iter().map(|r| QueueRoute { name: r.name.clone(), concurrency: r.concurrency });
-    let schedules = config
-        .schedules
-        .iter()
-        .map(|s| QueueRoute { name: format!("schedule:{}", s.name), concurrency: None });
+    crate::store::nats::QueueSettings {
+        lease: std::time::Duration::from_secs(config.store.nats.lease_secs),
+        routes: queue_routes(&config.routes, &config.schedules),
+        fan_out: true,
+    }
+}
+
+/// The routes whose deliveries a node on NATS runs: the configured ones with their concurrency
+/// limits (which then hold across the cluster), each schedule's, async jobs' and their
+/// callbacks'. A delivery of any other route waits in the queue until a node runs that route.
+#[cfg(feature = "nats")]
+pub fn queue_routes(
+    routes: &[crate::pipeline::Route],
+    schedules: &[crate::pipeline::Schedule],
+) -> Vec<crate::store::nats::QueueRoute> {
+    use crate::store::nats::QueueRoute;
+    let configured = routes.iter().map(|r| QueueRoute { name: r.name.clone(), concurrency: r.concurrency });
+    let schedules = schedules.iter().map(|s| QueueRoute { name: s.route(), concurrency: None });
     let host = [crate::store::JOB_ROUTE, crate::manifest::pipeline::CALLBACK_ROUTE]
         .into_iter()
         .map(|name| QueueRoute { name: name.into(), concurrency: None });
-    crate::store::nats::QueueSettings {
-        lease: lease(resolved),
-        routes: configured.chain(schedules).chain(host).collect(),
-        fan_out: true,
-    }
+    configured.chain(schedules).chain(host).collect()
 }
 
 /// Deletes history past `retention` every `interval`, a chunk at a time until a pass finds less

@@ -102,6 +102,13 @@ pub struct Schedule {
     pub missed: Missed,
 }
 
+impl Schedule {
+    /// The route its firings are delivered on: `schedule:{name}`.
+    pub fn route(&self) -> String {
+        format!("schedule:{}", self.name)
+    }
+}
+
 fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }

@@ -269,4 +269,9 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     fn replay(&self, delivery: Option<DeliveryId>) -> StoreFuture<'_, u64>;
     /// The queue's depth, lag and dead letters at `now_ms`.
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats>;
+    /// The lease every claim must ask for, when the queue fixed it as it was made (NATS: its
+    /// consumers' ack wait); `None` when a claim chooses its own.
+    fn fixed_lease(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -51,7 +51,9 @@ impl Dispatcher {
         Self::spawn_with_callbacks(host, store, routes, policy, concurrency, None)
     }
 
-    /// Like [`Dispatcher::spawn`], also sending async jobs' completion callbacks.
+    /// Like [`Dispatcher::spawn`], also sending async jobs' completion callbacks. Each delivery
+    /// is claimed for [`LEASE`], or for the lease the store fixed (NATS: its consumers' ack
+    /// wait), and renewed every third of it while it runs.
     pub fn spawn_with_callbacks(
         host: Host,
         store: Arc<dyn DeliveryQueue>,
@@ -60,21 +62,7 @@ impl Dispatcher {
         concurrency: usize,
         callbacks: Option<Callbacks>,
     ) -> Self {
-        Self::spawn_leasing(host, store, routes, policy, concurrency, callbacks, LEASE)
-    }
-
-    /// Like [`Dispatcher::spawn_with_callbacks`], claiming each delivery for `lease` (renewed
-    /// every third of it while it runs): what a store whose leases are fixed when it connects
-    /// (NATS: its consumers' ack wait) asks for.
-    pub fn spawn_leasing(
-        host: Host,
-        store: Arc<dyn DeliveryQueue>,
-        routes: Arc<Routes>,
-        policy: RetryPolicy,
-        concurrency: usize,
-        callbacks: Option<Callbacks>,
-        lease: Duration,
-    ) -> Self {
+        let lease = store.fixed_lease().unwrap_or(LEASE);
         let callbacks = Arc::new(callbacks);
         let notify = Arc::new(Notify::new());
         let wake = notify.clone();

@@ -149,7 +149,7 @@ async fn fire(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>) -> Resu
     event.attributes.push((SCHEDULED_FOR.into(), tick.timestamp_millis().to_string()));
     let delivery = QueuedDelivery {
         event_id: event.id.clone(),
-        route: format!("schedule:{}", s.name),
+        route: s.route(),
         target: s.to.clone(),
         action: Some(s.action.clone()),
         order_key: None,

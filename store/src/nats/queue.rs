@@ -1089,4 +1089,8 @@ impl DeliveryQueue for NatsQueue {
     fn queue_stats(&self, now_ms: u64) -> StoreFuture<'_, QueueStats> {
         Box::pin(self.stats(now_ms))
     }
+
+    fn fixed_lease(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
 }

@@ -93,6 +93,10 @@ impl DeliveryQueue for NatsStore {
             Ok(QueueStats { dead: self.read.dead_letters().await?, ..queued })
         })
     }
+
+    fn fixed_lease(&self) -> Option<Duration> {
+        self.queue.fixed_lease()
+    }
 }
 
 impl ReadModel for NatsStore {
