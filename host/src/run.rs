@@ -8,7 +8,7 @@ use crate::api::{AppState, serve};
 use crate::config::Resolved;
 use crate::config::StoreBackend;
 use crate::pipeline::{Callbacks, Dispatcher, Routes, Scheduler};
-use crate::store::{EventStore, SqliteCallLog, SqliteKv, SqliteStore};
+use crate::store::{EventStore, SqliteCallLog, SqliteKv, SqliteStore, Sweep};
 use crate::{Host, HostBuilder};
 
 /// Why a configuration could not be started.
@@ -148,7 +148,7 @@ pub async fn run(
         );
     }
     check_actions(host, &resolved.config)?;
-    let (store, sqlite) = open_events(&resolved).await?;
+    let (store, history) = open_events(&resolved).await?;
     let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
     let destinations = resolved.config.jobs.as_ref().map(|j| j.callback_destinations()).unwrap_or_default();
     let callbacks = match resolved.callback_key.clone() {
@@ -177,28 +177,20 @@ pub async fn run(
         .max_body_bytes(resolved.config.server.max_body_bytes)
         .build();
     let watcher = watch_plugin_files(host.clone(), stamps);
-    // On NATS, history is bounded by the streams' own limits, not swept from here.
-    let retention = sqlite.map(|sqlite| {
-        keep_history_bounded(
-            sqlite,
-            crate::config::retention(&resolved.config.store),
-            std::time::Duration::from_secs(resolved.config.store.retention_interval_secs.max(1)),
-        )
-    });
+    let retention = keep_history_bounded(
+        history,
+        crate::config::retention(&resolved.config.store),
+        std::time::Duration::from_secs(resolved.config.store.retention_interval_secs.max(1)),
+    );
     let served = serve(listener, state, shutdown).await;
     watcher.abort();
-    if let Some(retention) = retention {
-        retention.abort();
-    }
+    retention.abort();
     served?;
     Ok(())
 }
 
-/// The configuration's event store, and the SQLite store behind it (what retention sweeps)
-/// when it is one.
-async fn open_events(
-    resolved: &Resolved,
-) -> Result<(Arc<dyn EventStore>, Option<Arc<SqliteStore>>), RunError> {
+/// The configuration's event store, as the pipeline uses it and as retention sweeps it.
+async fn open_events(resolved: &Resolved) -> Result<(Arc<dyn EventStore>, Arc<dyn Sweep>), RunError> {
     match resolved.config.store.backend {
         StoreBackend::Sqlite => {
             let path = resolved.store_path.display().to_string();
@@ -206,7 +198,7 @@ async fn open_events(
                 SqliteStore::open(&resolved.store_path)
                     .map_err(|e| RunError::Store { path, reason: e.to_string() })?,
             );
-            Ok((sqlite.clone(), Some(sqlite)))
+            Ok((sqlite.clone(), sqlite))
         }
         #[cfg(feature = "nats")]
         StoreBackend::Nats => {
@@ -216,7 +208,7 @@ async fn open_events(
             let store = crate::store::nats::NatsStore::connect(settings, queue_settings(resolved))
                 .await
                 .map_err(|e| RunError::Store { path: settings.servers.join(", "), reason: e.to_string() })?;
-            Ok((store, None))
+            Ok((store.clone(), store))
         }
         #[cfg(not(feature = "nats"))]
         StoreBackend::Nats => Err(RunError::Store {
@@ -257,7 +249,7 @@ pub fn queue_routes(
 /// Deletes history past `retention` every `interval`, a chunk at a time until a pass finds less
 /// than a chunk, so a long uptime does not grow the store without bound.
 fn keep_history_bounded(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Sweep>,
     retention: crate::store::Retention,
     interval: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {

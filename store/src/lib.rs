@@ -55,6 +55,9 @@ pub trait EventStore: EventLog + DeliveryQueue + ReadModel {}
 
 impl<T: EventLog + DeliveryQueue + ReadModel> EventStore for T {}
 
+/// How long the per-minute activity totals are kept.
+pub(crate) const MINUTE_STATS_KEPT_MS: u64 = 7 * 86_400_000;
+
 /// How much history the store keeps. Only finished work goes: an event is deleted, with its
 /// deliveries and their attempts, once none of its deliveries is pending (delivered and dead
 /// ones alike), when it is older than `max_age_ms` or not among the newest `max_events`.
@@ -88,6 +91,26 @@ impl std::ops::AddAssign for Swept {
         self.deliveries += more.deliveries;
         self.attempts += more.attempts;
         self.dedup_keys += more.dedup_keys;
+    }
+}
+
+/// A store whose history a retention pass bounds (the server runs one every
+/// `retention_interval_secs`).
+pub trait Sweep: Send + Sync + 'static {
+    /// Deletes what is past `retention`, up to about `retention.chunk` events at a time.
+    fn sweep(&self, retention: Retention) -> StoreFuture<'_, Swept>;
+}
+
+impl Sweep for SqliteStore {
+    fn sweep(&self, retention: Retention) -> StoreFuture<'_, Swept> {
+        Box::pin(SqliteStore::sweep(self, retention))
+    }
+}
+
+#[cfg(feature = "nats")]
+impl Sweep for nats::NatsStore {
+    fn sweep(&self, retention: Retention) -> StoreFuture<'_, Swept> {
+        Box::pin(nats::NatsStore::sweep(self, retention))
     }
 }
 

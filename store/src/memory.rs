@@ -13,7 +13,7 @@ use super::{
     Admit, Append, Appended, Attempt, AttemptOutcome, AttemptRecord, Candidate, ClaimId, Claimed,
     DeliveryDetail, DeliveryId, DeliveryQueue, DeliveryRecord, DeliveryStatus, EventFilter, EventLog,
     EventSummary, EventTrace, JobRecord, JobStatus, MinuteStats, Outcome, PayloadPreview, QueueStats,
-    QueuedDelivery, ReadModel, StoreError, StoreFuture, TracedDelivery,
+    QueuedDelivery, ReadModel, Retention, StoreError, StoreFuture, Swept, TracedDelivery,
 };
 use plugboard_runtime::clock::now_ms;
 use plugboard_runtime::types::Event;
@@ -332,6 +332,65 @@ impl MemoryStore {
     pub(crate) fn position_of(&self, id: &str) -> Option<i64> {
         let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         state.positions.get(id).copied()
+    }
+
+    /// The position of the newest event past `retention` at `now_ms`: stored longer ago than
+    /// its age, or older than its newest `max_events`. `None` when no event is past either.
+    pub(crate) fn newest_past(&self, now_ms: u64, retention: &Retention) -> Option<i64> {
+        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let too_many = match retention.max_events {
+            0 => None,
+            keep => state.events.keys().rev().nth(usize::try_from(keep).unwrap_or(usize::MAX)).copied(),
+        };
+        let too_old = match retention.max_age_ms {
+            0 => None,
+            age => {
+                let cutoff = now_ms.saturating_sub(age);
+                // Positions follow the order events were stored in.
+                state.events.iter().take_while(|(_, e)| e.stored_at_ms < cutoff).last().map(|(p, _)| *p)
+            }
+        };
+        too_many.max(too_old)
+    }
+
+    /// Forgets what that log no longer holds: the events before `position` and their
+    /// deliveries and attempts, except the events of deliveries still pending (their queue
+    /// holds them, and they are shown until they end, as on SQLite); and the minute totals
+    /// before `stats_before_ms`.
+    pub(crate) fn forget_before(&self, position: i64, stats_before_ms: u64) -> Swept {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = &mut *state;
+        let mut swept = Swept::default();
+        let first_kept = u64::try_from(position).unwrap_or(0);
+        let mut pending = std::collections::HashSet::new();
+        let mut finished = Vec::new();
+        for (id, row) in state.deliveries.range(..first_kept) {
+            if row.status == DeliveryStatus::Pending {
+                pending.insert(row.queued.event_id.clone());
+            } else {
+                finished.push(*id);
+            }
+        }
+        for id in finished {
+            if let Some(row) = state.deliveries.remove(&id) {
+                swept.deliveries += 1;
+                swept.attempts += row.history.len() as u64;
+            }
+        }
+        let old: Vec<i64> = state
+            .events
+            .range(..position)
+            .filter(|(_, stored)| !pending.contains(&stored.event.id))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in old {
+            if let Some(stored) = state.events.remove(&p) {
+                state.positions.remove(&stored.event.id);
+                swept.events += 1;
+            }
+        }
+        state.minutes = state.minutes.split_off(&(stats_before_ms / 60_000));
+        swept
     }
 }
 

@@ -317,7 +317,7 @@ impl NatsQueue {
         let fan_out = log
             .stream
             .create_consumer(consumer::pull::Config {
-                durable_name: Some("fan-out".into()),
+                durable_name: Some(FAN_OUT_CONSUMER.into()),
                 description: Some("queues the deliveries of each append, one append at a time".into()),
                 filter_subject: format!("{prefix}.append.>"),
                 ack_policy: consumer::AckPolicy::Explicit,
@@ -810,6 +810,44 @@ impl NatsQueue {
         Ok(())
     }
 
+    /// Removes a dead letter's every trace from its bucket, delete markers included.
+    async fn drop_dead_letter(&self, id: &str) -> Result<(), StoreError> {
+        let subject = format!("{}{id}", self.dead.prefix);
+        self.dead
+            .stream
+            .purge()
+            .filter(subject)
+            .await
+            .map_err(|e| unavailable("removing a dead letter", e))?;
+        Ok(())
+    }
+
+    /// Removes the dead letters of deliveries before `position` (what the log no longer
+    /// holds the history of), answering how many.
+    pub(super) async fn forget_dead_before(&self, position: u64) -> Result<u64, StoreError> {
+        let mut forgotten = 0;
+        for id in self.dead_letter_ids().await? {
+            if DeliveryId::new(id.clone()).number::<u64>().is_some_and(|n| n < position) {
+                self.drop_dead_letter(&id).await?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
+    /// The first log message the fan-out has not queued the deliveries of: history before it
+    /// may go, and none after it.
+    pub(super) async fn fanned_out_until(&self) -> Result<u64, StoreError> {
+        let mut consumer = self
+            .log
+            .stream
+            .get_consumer::<consumer::pull::Config>(FAN_OUT_CONSUMER)
+            .await
+            .map_err(|e| unavailable("finding the fan-out", e))?;
+        let info = consumer.info().await.map_err(|e| unavailable("reading the fan-out's progress", e))?;
+        Ok(info.ack_floor.stream_sequence + 1)
+    }
+
     /// The dead letters kept, by delivery id.
     async fn dead_letter_ids(&self) -> Result<Vec<String>, StoreError> {
         let keys = self.dead.keys().await.map_err(|e| unavailable("listing dead letters", e))?;
@@ -847,7 +885,11 @@ impl NatsQueue {
                 .await
                 .map_err(|e| unavailable("queueing a replayed delivery", e))?;
             match self.dead.delete_expect_revision(&id, Some(revision)).await {
-                Ok(()) => replayed += 1,
+                Ok(()) => {
+                    replayed += 1;
+                    // Its delete marker too, or every dead letter ever replayed would leave one.
+                    self.drop_dead_letter(&id).await?;
+                }
                 // Replayed by another node at the same moment: its publish and this one are the
                 // same message (the same id), stored once.
                 Err(e) if lost_race(&e) => continue,
@@ -994,6 +1036,9 @@ async fn fan_out_one(
     }
     Ok(())
 }
+
+/// The durable consumer of the log that the fan-out reads.
+const FAN_OUT_CONSUMER: &str = "fan-out";
 
 /// The key whose holder runs the fan-out.
 const FAN_OUT_KEY: &str = "fan-out";

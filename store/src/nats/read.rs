@@ -24,10 +24,14 @@ use crate::read::{
     AttemptRecord, DeliveryDetail, DeliveryRecord, EventFilter, EventTrace, JobRecord, MinuteStats,
     PayloadPreview, ReadModel,
 };
-use crate::{StoreError, StoreFuture};
+use crate::{MINUTE_STATS_KEPT_MS, Retention, StoreError, StoreFuture, Swept};
+use plugboard_runtime::clock::now_ms;
 
 /// How long a read waits for this node's projection to reach the log's end.
 const CATCH_UP: Duration = Duration::from_secs(10);
+
+/// How often each node forgets what the log no longer holds (history another node swept).
+const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// The read model on NATS.
 pub struct NatsReadModel {
@@ -36,21 +40,39 @@ pub struct NatsReadModel {
     /// The last sequence of the log folded in.
     folded: watch::Receiver<u64>,
     tail: tokio::task::JoinHandle<()>,
+    forget: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for NatsReadModel {
     fn drop(&mut self) {
         self.tail.abort();
+        self.forget.abort();
     }
 }
 
 impl NatsReadModel {
-    /// Starts folding `log` into this node's projection, from its first message.
+    /// Starts folding `log` into this node's projection, from its first message, and
+    /// forgetting what the log no longer holds.
     pub fn start(log: Arc<NatsLog>) -> Arc<Self> {
         let projection = Arc::new(MemoryStore::new());
         let (notify, folded) = watch::channel(0);
         let tail = tokio::spawn(fold_forever(log.stream.clone(), projection.clone(), notify));
-        Arc::new(NatsReadModel { log, projection, folded, tail })
+        let forget = tokio::spawn(forget_forever(log.stream.clone(), projection.clone()));
+        Arc::new(NatsReadModel { log, projection, folded, tail, forget })
+    }
+
+    /// The log's first message kept: this node's projection forgets what came before it
+    /// (swept from the log by a retention pass, on any node).
+    pub(super) async fn forget_swept(&self) -> Result<Swept, StoreError> {
+        let info = self.log.stream.get_info().await.map_err(|e| unavailable("reading the log's state", e))?;
+        Ok(forget_before(&self.projection, info.state.first_sequence))
+    }
+
+    /// The log message of the newest event past `retention` now, once the projection holds
+    /// the whole log.
+    pub(super) async fn newest_past(&self, retention: &Retention) -> Result<Option<u64>, StoreError> {
+        let past = self.caught_up().await?.newest_past(now_ms(), retention);
+        Ok(past.map(|position| u64::try_from(position).unwrap_or(0) >> INDEX_BITS))
     }
 
     /// Waits until the projection holds every message the log held when this was called.
@@ -193,6 +215,25 @@ async fn fold_forever(stream: stream::Stream, projection: Arc<MemoryStore>, fold
             Err(e) => tracing::warn!(error = %e, "folding the NATS log into this node's read model"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Forgets from `projection` what came before the log's message `first`.
+fn forget_before(projection: &MemoryStore, first: u64) -> Swept {
+    let position = i64::try_from(first << INDEX_BITS).unwrap_or(i64::MAX);
+    projection.forget_before(position, now_ms().saturating_sub(MINUTE_STATS_KEPT_MS))
+}
+
+/// Every [`FORGET_EVERY`], forgets from `projection` what the log no longer holds.
+async fn forget_forever(stream: stream::Stream, projection: Arc<MemoryStore>) {
+    loop {
+        tokio::time::sleep(FORGET_EVERY).await;
+        match stream.get_info().await {
+            Ok(info) => {
+                forget_before(&projection, info.state.first_sequence);
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the log's first message"),
+        }
     }
 }
 

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{NatsLog, NatsQueue, NatsReadModel, NatsSettings, QueueSettings};
+use super::{INDEX_BITS, NatsLog, NatsQueue, NatsReadModel, NatsSettings, QueueSettings, unavailable};
 use crate::log::{Append, Appended, EventLog, EventSummary};
 use crate::queue::{Admit, Attempt, ClaimId, Claimed, DeliveryId, DeliveryQueue, Outcome, QueueStats};
 use crate::read::{
     DeliveryDetail, DeliveryRecord, EventFilter, EventTrace, JobRecord, MinuteStats, ReadModel,
 };
-use crate::{DeliveryStatus, StoreError, StoreFuture};
+use crate::{DeliveryStatus, Retention, StoreError, StoreFuture, Swept};
 
 /// The event log, the delivery queue and the read model on one NATS cluster.
 pub struct NatsStore {
@@ -26,6 +26,25 @@ impl NatsStore {
         let queue = NatsQueue::connect(log.clone(), settings, queue).await?;
         let read = NatsReadModel::start(log.clone());
         Ok(Arc::new(NatsStore { log, queue, read }))
+    }
+
+    /// Deletes the history past `retention`, as a SQLite store's retention pass does: from the
+    /// log, every append up to the newest event past it (never one whose deliveries the fan-out
+    /// has not queued yet: a pending delivery's event lives on in the queue), the dead letters
+    /// of those appends, and from this node's read model what the log no longer holds (other
+    /// nodes' forget it within a minute). Expired webhook delivery ids go with their appends.
+    pub async fn sweep(&self, retention: Retention) -> Result<Swept, StoreError> {
+        if let Some(newest_past) = self.read.newest_past(&retention).await? {
+            let first_kept = (newest_past + 1).min(self.queue.fanned_out_until().await?);
+            self.log
+                .stream
+                .purge()
+                .sequence(first_kept)
+                .await
+                .map_err(|e| unavailable("deleting history from the log", e))?;
+            self.queue.forget_dead_before(first_kept << INDEX_BITS).await?;
+        }
+        self.read.forget_swept().await
     }
 
     /// The delivery queue, for what only it answers (its dead letters from the claims bucket).

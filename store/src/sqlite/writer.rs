@@ -33,9 +33,6 @@ pub(super) struct Job {
     pub(super) now_ms: u64,
 }
 
-/// How long the per-minute activity (`minute_stats`) is kept.
-const MINUTE_STATS_KEPT_MS: u64 = 7 * 86_400_000;
-
 /// One minute's activity, added up while a batch is written and stored with it.
 #[derive(Default)]
 struct MinuteTotals {
@@ -108,7 +105,7 @@ fn sweep(tx: &rusqlite::Transaction<'_>, retention: &Retention, now_ms: u64) -> 
         n => Some(i64::try_from(n).unwrap_or(i64::MAX)),
     };
     tx.prepare_cached("DELETE FROM minute_stats WHERE minute < ?1")?
-        .execute(params![minute_of(now_ms.saturating_sub(MINUTE_STATS_KEPT_MS))])?;
+        .execute(params![minute_of(now_ms.saturating_sub(crate::MINUTE_STATS_KEPT_MS))])?;
     tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS swept (id TEXT PRIMARY KEY); DELETE FROM temp.swept;")?;
     tx.prepare_cached(
         "INSERT INTO temp.swept (id) SELECT e.id FROM events e \

@@ -9,17 +9,22 @@ use crate::log::{Append, EventLog, QueuedDelivery};
 use crate::nats::{NatsStore, QueueRoute, QueueSettings};
 use crate::queue::{Attempt, Claimed, DeliveryQueue, DeliveryStatus, Outcome};
 use crate::read::{EventFilter, JobStatus, ReadModel};
-use crate::{AttemptOutcome, JOB_ROUTE};
+use crate::{AttemptOutcome, JOB_ROUTE, Retention};
 use plugboard_runtime::clock::now_ms;
 use plugboard_runtime::types::Event;
 
 const LEASE: Duration = Duration::from_secs(5);
 
 async fn node(servers: &Servers) -> Arc<NatsStore> {
+    node_queueing(servers, true).await
+}
+
+/// A node that runs the fan-out (`fan_out`) or only reads and claims.
+async fn node_queueing(servers: &Servers, fan_out: bool) -> Arc<NatsStore> {
     let _ready = servers.connect(0, 1).await;
     let routes =
         ["orders", JOB_ROUTE].iter().map(|r| QueueRoute { name: (*r).into(), concurrency: None }).collect();
-    NatsStore::connect(&servers.settings(0, 1), QueueSettings { lease: LEASE, routes, fan_out: true })
+    NatsStore::connect(&servers.settings(0, 1), QueueSettings { lease: LEASE, routes, fan_out })
         .await
         .unwrap()
 }
@@ -133,4 +138,81 @@ async fn every_node_reads_the_whole_clusters_events_traces_dead_letters_and_jobs
     let third = node(&servers).await;
     assert_eq!(third.events(EventFilter::default(), 10).await.unwrap().len(), 4);
     assert_eq!(third.trace(&order.id).await.unwrap(), first.trace(&order.id).await.unwrap());
+}
+
+/// The ids of the events every node lists, newest first.
+async fn listed(store: &NatsStore) -> Vec<String> {
+    let events = store.events(EventFilter::default(), 100).await.unwrap();
+    events.into_iter().map(|(_, e)| e.id).collect()
+}
+
+/// A retention pass deletes the history past its limits from the log, the dead letters and
+/// every node's read model; a delivery still pending stays listed and runs after it; and an
+/// append goes only once the fan-out queued its deliveries.
+#[tokio::test]
+async fn history_past_retention_goes_from_the_log_the_dead_letters_and_every_node() {
+    let servers = Servers::start(1, true);
+    let reader = node_queueing(&servers, false).await;
+    let orders: Vec<Event> = (0..4)
+        .map(|n| Event::json("orders/create", "shop", &serde_json::json!({ "n": n })).unwrap())
+        .collect();
+    for order in &orders {
+        append(&reader, vec![order.clone()], vec![to(order, "orders", None)]).await;
+    }
+    let keep_one = Retention { max_age_ms: 0, max_events: 1, chunk: 1000 };
+    // No node has queued their deliveries yet: nothing goes.
+    reader.sweep(keep_one).await.unwrap();
+    assert_eq!(listed(&reader).await.len(), 4);
+    assert!(reader.payload(&orders[0].id).await.unwrap().is_some());
+
+    // Order 0 and 3 delivered, 1 dead, 2 still running.
+    let runner = node(&servers).await;
+    let mut running = None;
+    for claimed in claim_until(&runner, 4).await {
+        let n = orders.iter().position(|o| o.id == claimed.event.id).unwrap();
+        let outcome = match n {
+            1 => Outcome::Dead { error: "400".into(), events: vec![], deliveries: vec![] },
+            2 => {
+                running = Some(claimed);
+                continue;
+            }
+            _ => Outcome::Delivered { events: vec![], deliveries: vec![], output: None },
+        };
+        runner.settle(claimed.claim_id(), attempt(), outcome).await.unwrap();
+    }
+    assert_eq!(runner.queue().dead_letters().await.unwrap().len(), 1);
+
+    // Only the newest event is kept, and the one whose delivery still runs.
+    let swept = runner.sweep(keep_one).await.unwrap();
+    assert_eq!((swept.events, swept.deliveries, swept.attempts), (2, 2, 2), "{swept:?}");
+    let kept = vec![orders[3].id.clone(), orders[2].id.clone()];
+    assert_eq!(listed(&runner).await, kept);
+    assert!(runner.payload(&orders[0].id).await.unwrap().is_none(), "gone from the log");
+    assert!(runner.queue().dead_letters().await.unwrap().is_empty());
+    assert!(runner.deliveries(DeliveryStatus::Dead, None, 10).await.unwrap().is_empty());
+    assert_eq!(runner.queue_stats(now_ms()).await.unwrap().dead, 0);
+    // The other node forgets it too (at its own pass, or within a minute).
+    reader.sweep(keep_one).await.unwrap();
+    assert_eq!(listed(&reader).await, kept);
+
+    // The running delivery ends after the sweep, and goes at the next pass.
+    let running = running.unwrap();
+    let delivered = Outcome::Delivered { events: vec![], deliveries: vec![], output: None };
+    runner.settle(running.claim_id(), attempt(), delivered).await.unwrap();
+    let pending = runner.deliveries(DeliveryStatus::Pending, None, 10).await.unwrap();
+    assert!(pending.is_empty(), "{pending:?}");
+    runner.sweep(keep_one).await.unwrap();
+    assert_eq!(listed(&runner).await, [orders[3].id.clone()]);
+
+    // By age: everything stored before now.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    runner.sweep(Retention { max_age_ms: 1, max_events: 0, chunk: 1000 }).await.unwrap();
+    assert!(listed(&runner).await.is_empty());
+    // What is stored after a sweep is kept and shown as before; a node whose own limits are
+    // off forgets what another swept.
+    let later = event("orders/create");
+    append(&runner, vec![later.clone()], vec![]).await;
+    reader.sweep(Retention { max_age_ms: 0, max_events: 0, chunk: 1000 }).await.unwrap();
+    assert_eq!(listed(&reader).await, std::slice::from_ref(&later.id));
+    assert!(reader.payload(&later.id).await.unwrap().is_some());
 }
