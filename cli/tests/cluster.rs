@@ -3,7 +3,9 @@
 //! next node when one does not answer, as providers retry; during the load one plugboard node
 //! and then one NATS server are killed with SIGKILL and restarted. Every acknowledged webhook is
 //! stored exactly once and delivered at least once to a recording receiver (over real HTTP,
-//! through a plugin's granted `http`); a schedule every node runs fires once per tick.
+//! through a plugin's granted `http`); a schedule every node runs fires once per tick; every
+//! node's admin API lists the whole cluster's events, and its live stream shows a webhook
+//! another node took.
 
 mod common;
 
@@ -22,11 +24,13 @@ use plugboard_tests::nats::{NatsServers, free_port};
 use tokio::sync::Mutex;
 
 const SECRET: &str = "shpss_cluster_test";
+const ADMIN_TOKEN: &str = "cluster-admin-token";
 const NODES: usize = 3;
 
 /// Node `i`'s configuration: its own port and local file, the shared cluster.
 fn config(dir: &Path, i: usize, port: u16, nats: &[String], receiver: u16) -> PathBuf {
     std::fs::write(dir.join("secret"), SECRET).unwrap();
+    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
     let path = dir.join(format!("node{i}.toml"));
     let servers: Vec<String> = nats.iter().map(|u| format!("{u:?}")).collect();
     std::fs::write(
@@ -35,6 +39,9 @@ fn config(dir: &Path, i: usize, port: u16, nats: &[String], receiver: u16) -> Pa
             r#"
 [server]
 listen = "127.0.0.1:{port}"
+
+[admin]
+token = "file:admin-token"
 
 [store]
 backend = "nats"
@@ -181,6 +188,28 @@ async fn send(client: &reqwest::Client, bases: &[String], first: usize, n: u32, 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// The ids of the events of `kind` a node's admin API lists, every page.
+async fn admin_events(client: &reqwest::Client, base: &str, kind: &str) -> Result<Vec<String>, String> {
+    let mut ids = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/events?kind={kind}&limit=500");
+        if let Some(cursor) = &before {
+            url += &format!("&before={cursor}");
+        }
+        let response = client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        if response.status() != 200 {
+            return Err(format!("{url}: {}", response.text().await.unwrap()));
+        }
+        before = response.headers().get("x-next-cursor").map(|v| v.to_str().unwrap().to_owned());
+        let page: Vec<serde_json::Value> = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        ids.extend(page.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        if before.is_none() {
+            return Ok(ids);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,6 +365,37 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
             );
         }
         panic!("the shared counter saw {counted} of {} events{why}\n{}", stored.len(), logs(&nodes, &nats));
+    }
+
+    // Every node's admin API lists the whole cluster's events, whichever node stored them.
+    let mut expected: Vec<String> = stored.iter().map(|(_, e)| e.id.clone()).collect();
+    expected.sort();
+    for node in &nodes {
+        let listed = admin_events(&client, &node.base, "echo/received").await;
+        let mut listed = listed.unwrap_or_else(|e| panic!("{e}\n{}", logs(&nodes, &nats)));
+        listed.sort();
+        assert_eq!(listed, expected, "{} lists other events than the cluster holds", node.base);
+    }
+
+    // A webhook stored through one node is in another node's live event stream.
+    let mut live = client
+        .get(format!("{}/v1/events/stream", nodes[2].base))
+        .bearer_auth(ADMIN_TOKEN)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert!(crate::send(&client, &bases[..1], 0, 1_000_000, receiver_port).await, "node 0 takes a webhook");
+    let newest = admin_events(&client, &nodes[0].base, "echo/received").await.unwrap();
+    let fresh: Vec<&String> = newest.iter().filter(|id| !expected.contains(id)).collect();
+    assert_eq!(fresh.len(), 1, "the new webhook is stored once");
+    let mut streamed = String::new();
+    while !streamed.contains(fresh[0].as_str()) {
+        match tokio::time::timeout(Duration::from_secs(30), live.chunk()).await {
+            Ok(Ok(Some(chunk))) => streamed.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("node 2's live stream never showed {}: {other:?}\n{streamed}", fresh[0]),
+        }
     }
 
     let got = received.lock().await.clone();

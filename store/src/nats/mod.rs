@@ -257,9 +257,12 @@ impl NatsLog {
         // Watching starts before `connect` returns, after what the stream held when it was read
         // above, so no append made after it goes unnoticed.
         let next = last_sequence + 1;
-        let stored = stored_from(&stream, next).await?;
+        let stored = ordered_from(&stream, next, true).await?;
         let (notify, commits) = watch::channel(0u64);
-        let watcher = tokio::spawn(watch_commits(stream.clone(), stored, next, notify));
+        // Every message the stream stores is a commit to announce.
+        let watcher = tokio::spawn(follow(stream.clone(), Some(stored), next, true, move |_, _| {
+            notify.send_modify(|n| *n = n.wrapping_add(1));
+        }));
         Ok(Arc::new(NatsLog {
             client,
             stream,
@@ -428,49 +431,73 @@ impl NatsLog {
     }
 }
 
-type Stored = jetstream::consumer::pull::Ordered;
+/// An ordered consumer of the log's stream: its messages in order, as they are stored (it sees
+/// only what was stored, never a publish JetStream refused as a duplicate).
+pub(super) type Ordered = jetstream::consumer::pull::Ordered;
 
-/// The stream's messages from sequence `next` on, headers only, as they are stored (an ordered
-/// consumer sees only what was stored, never a publish JetStream refused as a duplicate).
-async fn stored_from(stream: &stream::Stream, next: u64) -> Result<Stored, StoreError> {
+/// How long a reader of the log waits for a message before it checks that it is not stuck.
+const STALL_CHECK: Duration = Duration::from_secs(5);
+
+/// The stream's messages from sequence `next` on (`headers_only`: without their payloads).
+pub(super) async fn ordered_from(
+    stream: &stream::Stream,
+    next: u64,
+    headers_only: bool,
+) -> Result<Ordered, StoreError> {
     let config = jetstream::consumer::pull::OrderedConfig {
         deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
-        headers_only: true,
+        headers_only,
         ..Default::default()
     };
-    let consumer = stream.create_consumer(config).await.map_err(|e| unavailable("watching the log", e))?;
-    consumer.messages().await.map_err(|e| unavailable("watching the log", e))
+    let consumer = stream.create_consumer(config).await.map_err(|e| unavailable("reading the log", e))?;
+    consumer.messages().await.map_err(|e| unavailable("reading the log", e))
 }
 
-/// Bumps `notify` for every message the stream stores, from sequence `next` on; when the
-/// watch breaks (the server went away), it starts again after the last message it saw.
-async fn watch_commits(
+/// Hands `each` every message of the stream from sequence `next` on, in order and once, for as
+/// long as it runs, starting with `messages` when given. When the consumer breaks, or stalls
+/// (after a server restart the client's consumer can stop handing out what the stream holds),
+/// it starts another after the last message handed.
+pub(super) async fn follow(
     stream: stream::Stream,
-    mut stored: Stored,
+    mut messages: Option<Ordered>,
     mut next: u64,
-    notify: watch::Sender<u64>,
+    headers_only: bool,
+    mut each: impl FnMut(u64, &jetstream::Message),
 ) {
     loop {
-        while let Some(Ok(message)) = stored.next().await {
-            // A consumer rebuilt by the client after a server restart may start from the
-            // beginning: what was seen already is no news.
-            let Ok(info) = message.info() else { continue };
-            if info.stream_sequence < next {
-                continue;
-            }
-            next = info.stream_sequence + 1;
-            notify.send_modify(|n| *n = n.wrapping_add(1));
-        }
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            match stored_from(&stream, next).await {
-                Ok(again) => {
-                    stored = again;
-                    break;
+        let mut reading = match messages.take() {
+            Some(reading) => reading,
+            None => match ordered_from(&stream, next, headers_only).await {
+                Ok(reading) => reading,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the NATS log");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "watching the NATS log for commits"),
+            },
+        };
+        loop {
+            match tokio::time::timeout(STALL_CHECK, reading.next()).await {
+                Ok(Some(Ok(message))) => {
+                    let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
+                    // A consumer the client rebuilt may start over: what was handed is done.
+                    if sequence >= next {
+                        each(sequence, &message);
+                        next = sequence + 1;
+                    }
+                }
+                Ok(_) => break,
+                Err(_idle) => match stream.get_info().await {
+                    Ok(info) if info.state.last_sequence >= next => {
+                        let last = info.state.last_sequence;
+                        tracing::warn!(next, last, "reading the NATS log stalled; reading it again");
+                        break;
+                    }
+                    _ => {}
+                },
             }
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

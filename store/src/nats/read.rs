@@ -11,8 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
-use futures_util::StreamExt as _;
+use async_nats::jetstream::stream;
 use tokio::sync::watch;
 
 use super::record::Record;
@@ -182,40 +181,14 @@ fn fold(projection: &MemoryStore, sequence: u64, payload: &[u8]) {
     }
 }
 
-type Tail = jetstream::consumer::pull::Ordered;
-
-async fn tail_from(stream: &stream::Stream, next: u64) -> Result<Tail, StoreError> {
-    let config = jetstream::consumer::pull::OrderedConfig {
-        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
-        ..Default::default()
-    };
-    let consumer = stream.create_consumer(config).await.map_err(|e| unavailable("reading the log", e))?;
-    consumer.messages().await.map_err(|e| unavailable("reading the log", e))
-}
-
 /// Folds every message of the log into `projection`, from the first, for as long as the read
-/// model lives; when the consumer breaks (a server went away), it starts again after the last
-/// message folded.
+/// model lives.
 async fn fold_forever(stream: stream::Stream, projection: Arc<MemoryStore>, folded: watch::Sender<u64>) {
-    let mut next = 1;
-    loop {
-        match tail_from(&stream, next).await {
-            Ok(mut messages) => {
-                while let Some(Ok(message)) = messages.next().await {
-                    let Ok(info) = message.info() else { continue };
-                    let sequence = info.stream_sequence;
-                    if sequence < next {
-                        continue;
-                    }
-                    fold(&projection, sequence, &message.payload);
-                    next = sequence + 1;
-                    folded.send_replace(sequence);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "folding the NATS log into this node's read model"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    super::follow(stream, None, 1, false, move |sequence, message| {
+        fold(&projection, sequence, &message.payload);
+        folded.send_replace(sequence);
+    })
+    .await
 }
 
 /// Forgets from `projection` what came before the log's message `first`.
