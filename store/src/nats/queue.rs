@@ -1081,6 +1081,7 @@ async fn fan_out_while_held(
     let mut messages =
         consumer.messages().await.map_err(|e| unavailable("reading the log to queue it", e))?;
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+    let mut queued_since_renewal = false;
     loop {
         tokio::select! {
             _ = renew.tick() => {
@@ -1089,8 +1090,16 @@ async fn fan_out_while_held(
                     .await
                     .map_err(|e| unavailable("keeping the fan-out", e))?;
                 held.store(revision, Ordering::Relaxed);
+                // After a server restart the client's consumer can stop handing out what the
+                // log holds: idle with appends waiting, it is read again.
+                if !std::mem::take(&mut queued_since_renewal)
+                    && consumer.get_info().await.is_ok_and(|info| info.num_pending > 0)
+                {
+                    return Err(StoreError::Unavailable("reading the log to queue it stalled".into()));
+                }
             }
             next = messages.next() => {
+                queued_since_renewal = true;
                 let Some(message) = next else { return Ok(()) };
                 let message = message.map_err(|e| unavailable("reading the log to queue it", e))?;
                 if let Err(e) = fan_out_one(js, prefix, &message).await {
