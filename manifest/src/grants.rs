@@ -208,6 +208,24 @@ pub struct DestinationLimit {
     /// How long a request may wait for a token before it fails with `rate-limited`, in ms.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
+    /// Where the limit is counted: in each plugboard process (`node`, the default), or across
+    /// every node sharing the store (`cluster`).
+    #[serde(default)]
+    pub scope: LimitScope,
+}
+
+/// Where a destination's rate limit is counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitScope {
+    /// A token bucket in each plugboard process: exact and free, but on N nodes the
+    /// destination may see N times the rate.
+    #[default]
+    Node,
+    /// Counters in the host's key-value store, which every node on a NATS cluster shares: the
+    /// rate holds across the cluster, at two store round trips per request (a sliding window
+    /// of `max(burst / per_second, 1 s)`, so bursts are approximate).
+    Cluster,
 }
 
 impl HttpGrant {

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 pub use ai::{AiSettings, CacheMode};
 pub use error::ConfigError;
 pub use file::*;
-pub use grants::{Capability, DestinationLimit, Grants, HttpGrant};
+pub use grants::{Capability, DestinationLimit, Grants, HttpGrant, LimitScope};
 pub use limits::Limits;
 pub use pipeline::{Filter, Missed, RetryPolicy, Route, Schedule};
 pub use webhook::{Encoding, HmacScheme, RateLimit, Scheme, WebhookConfig};

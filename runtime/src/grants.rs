@@ -2,7 +2,7 @@
 //! conversion from the capabilities a component's metadata names. The checks that apply a grant
 //! live with each capability and in [`crate::egress::policy`].
 
-pub use plugboard_manifest::grants::{Capability, DestinationLimit, Grants, HttpGrant};
+pub use plugboard_manifest::grants::{Capability, DestinationLimit, Grants, HttpGrant, LimitScope};
 
 use crate::bindings::types::Capability as WitCapability;
 

@@ -220,7 +220,8 @@ impl HostBuilder {
         };
         let metrics = Arc::new(Metrics::default());
         let calls = self.calls.unwrap_or_else(|| Arc::new(MemoryCallLog::new(10_000)));
-        let egress = Egress::new(calls, metrics.clone(), self.interceptor)
+        let kv = self.kv.unwrap_or_else(|| Arc::new(MemoryKv::default()));
+        let egress = Egress::new(calls, kv.clone(), metrics.clone(), self.interceptor)
             .map_err(|e| crate::Error::Engine(format!("HTTP client: {e}")))?;
         for (name, addrs) in self.pinned {
             egress.pin(&name, addrs);
@@ -236,7 +237,7 @@ impl HostBuilder {
                 plugins: RwLock::new(HashMap::new()),
                 compiled: std::sync::Mutex::new(HashMap::new()),
                 shared: Arc::new(Shared {
-                    kv: self.kv.unwrap_or_else(|| Arc::new(MemoryKv::default())),
+                    kv,
                     egress,
                     ai: AiRouter::new(metrics.clone()),
                     metrics,

@@ -221,7 +221,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         config: BTreeMap::new(),
         effective: BTreeSet::new(),
         slots: Arc::new(Semaphore::new(1)),
-        egress: Arc::new(InstanceEgress::new(&Grants::none(), &spec.limits)),
+        egress: Arc::new(InstanceEgress::new(&id, &Grants::none(), &spec.limits)),
         info: placeholder_info(&id, kind),
         loading: true,
     });
@@ -282,7 +282,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         kind,
         pre: probe.pre,
         slots: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
-        egress: Arc::new(InstanceEgress::new(&spec.grants, &spec.limits)),
+        egress: Arc::new(InstanceEgress::new(&spec.id, &spec.grants, &spec.limits)),
         grants: spec.grants,
         limits: spec.limits,
         config: spec.config,

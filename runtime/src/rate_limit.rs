@@ -1,8 +1,11 @@
-//! Token buckets, shared by the webhook endpoint's per-instance rate limits and the outbound
-//! per-destination limits.
+//! Rate limits. Token buckets, in this process, for the webhook endpoint's per-instance limits
+//! and the outbound per-destination ones; and outbound limits counted in the key-value store,
+//! which every node of a cluster shares (`scope = "cluster"`).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::keyvalue::{KvError, KvQuota, KvStore};
 
 pub use plugboard_manifest::RateLimit;
 
@@ -38,6 +41,82 @@ impl Bucket {
     }
 }
 
+/// Where cluster-scoped limits keep their counters (instance ids have no `:`).
+const SHARED_NAMESPACE: &str = "plugboard:rate-limits";
+
+/// A rate limit counted in a key-value store that every node shares: requests are counted in
+/// windows of `max(burst / per_second, 1 s)`, each allowed `per_second` times its length, and
+/// a request is let through while the previous window's count (weighted by how much of it
+/// still overlaps the last window's length) plus the current one's stays within that: the
+/// sliding-window estimate, which needs only the store's atomic increments.
+#[derive(Debug)]
+pub struct SharedLimit {
+    /// `{instance}/{destination}/`: each window's counter is this and its number.
+    prefix: String,
+    window_ms: u64,
+    allowance: f64,
+}
+
+impl SharedLimit {
+    /// The limit of `instance`'s requests to `destination`.
+    pub fn new(instance: &str, destination: &str, limit: RateLimit) -> Self {
+        let window_ms = ((limit.burst / limit.per_second) * 1000.0).clamp(1000.0, 86_400_000.0) as u64;
+        SharedLimit {
+            prefix: format!("{instance}/{destination}/"),
+            window_ms,
+            allowance: limit.per_second * window_ms as f64 / 1000.0,
+        }
+    }
+
+    /// Takes room for one request at `now_ms`, or says how long until there is some (a
+    /// refused request is not counted); an error when the store cannot be reached.
+    pub async fn take(&self, kv: &dyn KvStore, now_ms: u64) -> Result<Result<(), Duration>, KvError> {
+        let window = now_ms / self.window_ms;
+        let into = now_ms % self.window_ms;
+        let key = |w: u64| format!("{}{w}", self.prefix);
+        let current = kv.increment(SHARED_NAMESPACE, &key(window), 1, KvQuota::UNLIMITED).await?;
+        if current == 1 {
+            // The window's first request: counters of earlier windows are no longer read.
+            self.forget_before(kv, window.saturating_sub(1)).await;
+        }
+        let previous = match window.checked_sub(1) {
+            Some(w) => kv.get(SHARED_NAMESPACE, &key(w)).await?.and_then(|v| counter(&v)).unwrap_or(0),
+            None => 0,
+        };
+        let overlap = 1.0 - into as f64 / self.window_ms as f64;
+        let estimate = previous as f64 * overlap + current as f64;
+        if estimate <= self.allowance {
+            return Ok(Ok(()));
+        }
+        // Best effort: a refusal that stays counted only makes the limit stricter for a moment.
+        let _ = kv.increment(SHARED_NAMESPACE, &key(window), -1, KvQuota::UNLIMITED).await;
+        let until_next_window = self.window_ms - into;
+        // The previous window's weight falls by `previous / window_ms` each ms.
+        let wait_ms = if previous > 0 {
+            let excess = estimate - self.allowance;
+            ((excess * self.window_ms as f64 / previous as f64).ceil() as u64).min(until_next_window)
+        } else {
+            until_next_window
+        };
+        Ok(Err(Duration::from_millis(wait_ms.max(1))))
+    }
+
+    /// Deletes the counters of windows before `window` (best effort).
+    async fn forget_before(&self, kv: &dyn KvStore, window: u64) {
+        for (key, _) in kv.entries(SHARED_NAMESPACE, &self.prefix).await.unwrap_or_default() {
+            let old = key[self.prefix.len()..].parse::<u64>().is_ok_and(|w| w < window);
+            if old {
+                let _ = kv.delete(SHARED_NAMESPACE, &key).await;
+            }
+        }
+    }
+}
+
+/// The value of a counter kept by `KvStore::increment` (decimal text).
+fn counter(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +127,46 @@ mod tests {
         assert!((0..3).all(|_| b.take().is_ok()));
         let wait = b.take().unwrap_err();
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+    }
+
+    /// Two nodes sharing one store: together they get the limit's rate, not twice it; a
+    /// refused request says how long to wait and is not counted; a later window has room again.
+    #[tokio::test]
+    async fn a_shared_limit_holds_across_nodes() {
+        let kv = crate::keyvalue::MemoryKv::default();
+        let limit = RateLimit { per_second: 5.0, burst: 5.0 };
+        let (first, second) = (
+            SharedLimit::new("p", "https://api.example", limit),
+            SharedLimit::new("p", "https://api.example", limit),
+        );
+        let start = 1_000_000_000;
+        let mut allowed = 0;
+        for i in 0..20 {
+            let node = if i % 2 == 0 { &first } else { &second };
+            match node.take(&kv, start + i).await.unwrap() {
+                Ok(()) => allowed += 1,
+                Err(wait) => assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}"),
+            }
+        }
+        assert_eq!(allowed, 5, "one window allows per_second x its length");
+        // Half a window later the previous window still weighs half: 2 more.
+        let later: Vec<bool> = take_n(&first, &kv, start + 1_500, 5).await;
+        assert_eq!(later.iter().filter(|ok| **ok).count(), 2, "{later:?}");
+        // Another instance's limit, or another destination's, is counted apart.
+        let other = SharedLimit::new("q", "https://api.example", limit);
+        assert!(other.take(&kv, start + 20).await.unwrap().is_ok());
+        // Two windows later, all of it again, and the old counters are gone.
+        let fresh: Vec<bool> = take_n(&second, &kv, start + 3_000, 6).await;
+        assert_eq!(fresh.iter().filter(|ok| **ok).count(), 5, "{fresh:?}");
+        let kept = kv.entries(SHARED_NAMESPACE, "p/").await.unwrap();
+        assert!(kept.len() <= 2, "{kept:?}");
+    }
+
+    async fn take_n(limit: &SharedLimit, kv: &dyn KvStore, now_ms: u64, n: usize) -> Vec<bool> {
+        let mut taken = Vec::new();
+        for _ in 0..n {
+            taken.push(limit.take(kv, now_ms).await.unwrap().is_ok());
+        }
+        taken
     }
 }

@@ -39,6 +39,7 @@ fn benches(c: &mut Criterion) {
             per_second: 1e9,
             burst: 1e9,
             max_wait_ms: 0,
+            scope: Default::default(),
         });
         for h in [&host, &memory_host] {
             h.set_secret("api", Secret::new("sk-bench-0123456789", &[origin.as_str()]).unwrap());

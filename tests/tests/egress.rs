@@ -337,6 +337,7 @@ async fn a_hostile_plugin_is_refused_everywhere_and_the_secret_leaks_nowhere() {
             per_second: 0.5,
             burst: 1.0,
             max_wait_ms: 0,
+            scope: Default::default(),
         }],
         ..grants.http.clone()
     };
@@ -659,6 +660,72 @@ async fn an_upstream_that_echoes_credentials_hands_back_none_of_them() {
         assert!(body.ends_with("encoding=identity range=none"), "{placeholder}: {body}");
         for leak in leaks {
             assert!(!body.contains(leak), "{placeholder}: {leak} came back in {body}");
+        }
+    }
+}
+
+/// Two nodes (two hosts, each with its own connection to one NATS server's key-value bucket)
+/// whose instance sends to one destination: with the limit's scope `cluster` they share it, so
+/// the destination sees the limit's rate, not twice it; with `node` each counts its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_scoped_rate_limit_holds_across_nodes() {
+    use plugboard::egress::policy::{DestinationLimit, LimitScope};
+    use plugboard::store::nats::{NatsKv, NatsSettings};
+    let servers = plugboard_tests::nats::NatsServers::start(1, true);
+    let settings = NatsSettings::new(&servers.urls[0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let connect = async || loop {
+        match NatsKv::connect(&settings).await {
+            Ok(kv) => return Arc::new(kv),
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("NATS not ready yet: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("nats-server never became ready: {e}\n{}", servers.logs()),
+        }
+    };
+    let (up, _) = upstream().await;
+    let origin = format!("http://{up}");
+    let request = || plugboard::types::HttpRequest {
+        method: "GET".into(),
+        url: format!("{origin}/hello"),
+        headers: vec![],
+        body: Vec::new(),
+        retry: false,
+    };
+    // 2 per second with a burst of 4: a window of 2 s that allows 4.
+    let (per_second, burst) = (2.0, 4.0);
+    for (scope, id) in [(LimitScope::Cluster, "shared"), (LimitScope::Node, "apart")] {
+        let mut grants = Grants::none().allow_http(&origin).allow_internal("127.0.0.1");
+        let limit =
+            DestinationLimit { destination: origin.clone(), per_second, burst, max_wait_ms: 0, scope };
+        grants.http.rate_limits.push(limit);
+        let mut nodes = Vec::new();
+        for _ in 0..2 {
+            let host = Host::builder().kv_store(connect().await).build().unwrap();
+            load(&host, id, ECHO, grants.clone(), Limits::default()).await;
+            nodes.push(host);
+        }
+        let started = std::time::Instant::now();
+        let mut allowed = 0;
+        for i in 0..12 {
+            match nodes[i % 2].send_as(id, request()).await {
+                Ok(response) => {
+                    assert_eq!(response.status, 200);
+                    allowed += 1;
+                }
+                Err(WitError::RateLimited(Some(ms))) => assert!(ms > 0),
+                Err(e) => panic!("{scope:?}: {e:?}"),
+            }
+        }
+        // What the rate allows in the time the requests took, beyond the first burst.
+        let refilled = (started.elapsed().as_secs_f64() * per_second).ceil() as usize;
+        match scope {
+            LimitScope::Cluster => assert!(
+                (4..=4 + refilled + 1).contains(&allowed),
+                "{allowed} of 12 went through two nodes sharing a limit of 4 (+{refilled} refilled)"
+            ),
+            LimitScope::Node => assert!(allowed >= 8, "{allowed}: each node lets its own burst of 4 through"),
         }
     }
 }

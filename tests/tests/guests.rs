@@ -646,6 +646,7 @@ async fn crm_lookup() {
         per_second: 0.001,
         burst: 1.0,
         max_wait_ms: 0,
+        scope: Default::default(),
     });
     let host = Host::builder()
         .outbound_interceptor(Arc::new(Answers(16)))

@@ -35,9 +35,11 @@ use tokio::sync::Semaphore;
 use crate::bindings::types::{Error, HttpRequest, HttpResponse, UpstreamFailure};
 use crate::clock::now_ms;
 use crate::grants::Grants;
+use crate::grants::LimitScope;
+use crate::keyvalue::KvStore;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::rate_limit::{Bucket, RateLimit};
+use crate::rate_limit::{Bucket, RateLimit, SharedLimit};
 use calls::{CallLog, CallRecord};
 use intercept::{Interception, Outbound, OutboundInterceptor};
 use plugboard_manifest::pattern::Pattern;
@@ -63,32 +65,47 @@ pub struct Egress {
     secrets: RwLock<HashMap<String, Secret>>,
     tokens: oauth::Tokens,
     calls: Arc<dyn CallLog>,
+    /// Where cluster-scoped rate limits are counted (the host's key-value store).
+    kv: Arc<dyn KvStore>,
     metrics: Arc<Metrics>,
     interceptor: Option<Arc<dyn OutboundInterceptor>>,
 }
 
-/// What one instance holds for its outbound requests: its request slots and token buckets.
+/// What one instance holds for its outbound requests: its request slots and rate limits.
 pub(crate) struct InstanceEgress {
     slots: Semaphore,
-    buckets: Vec<(Pattern, Bucket, Duration)>,
+    limits: Vec<DestinationBucket>,
+}
+
+/// The rate limit of one destination pattern: a token bucket here, and the counters every
+/// node shares when its scope is the cluster (the bucket then stands in while the store cannot
+/// be reached).
+struct DestinationBucket {
+    pattern: Pattern,
+    bucket: Bucket,
+    shared: Option<SharedLimit>,
+    max_wait: Duration,
 }
 
 impl InstanceEgress {
-    pub(crate) fn new(grants: &Grants, limits: &Limits) -> Self {
+    pub(crate) fn new(instance: &str, grants: &Grants, limits: &Limits) -> Self {
         let buckets = grants
             .http
             .rate_limits
             .iter()
             .filter_map(|l| {
                 let limit = RateLimit { per_second: l.per_second, burst: l.burst };
-                Some((
-                    Pattern::parse(&l.destination).ok()?,
-                    Bucket::new(limit),
-                    Duration::from_millis(l.max_wait_ms),
-                ))
+                let shared = (l.scope == LimitScope::Cluster)
+                    .then(|| SharedLimit::new(instance, &l.destination, limit));
+                Some(DestinationBucket {
+                    pattern: Pattern::parse(&l.destination).ok()?,
+                    bucket: Bucket::new(limit),
+                    shared,
+                    max_wait: Duration::from_millis(l.max_wait_ms),
+                })
             })
             .collect();
-        InstanceEgress { slots: Semaphore::new(limits.max_http_concurrency.max(1) as usize), buckets }
+        InstanceEgress { slots: Semaphore::new(limits.max_http_concurrency.max(1) as usize), limits: buckets }
     }
 }
 
@@ -120,10 +137,12 @@ fn ms(d: Duration) -> u64 {
 impl Egress {
     pub(crate) fn new(
         calls: Arc<dyn CallLog>,
+        kv: Arc<dyn KvStore>,
         metrics: Arc<Metrics>,
         interceptor: Option<Arc<dyn OutboundInterceptor>>,
     ) -> Result<Self, reqwest::Error> {
         Ok(Egress {
+            kv,
             clients: Mutex::new(HashMap::new()),
             overrides: Arc::new(RwLock::new(HashMap::new())),
             operator_http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?,
@@ -397,16 +416,14 @@ impl Egress {
         url: &url::Url,
         attempt: u32,
     ) -> Result<(), Error> {
-        let Some((_, bucket, max_wait)) =
-            caller.state.buckets.iter().find(|(p, _, _)| policy::matches_url(p, url))
-        else {
+        let Some(limit) = caller.state.limits.iter().find(|l| policy::matches_url(&l.pattern, url)) else {
             return Ok(());
         };
         let mut waited = false;
         loop {
-            match bucket.take() {
+            match self.take_from(limit).await {
                 Ok(()) => return Ok(()),
-                Err(wait) if wait <= *max_wait && self.fits(caller, wait) => {
+                Err(wait) if wait <= limit.max_wait && self.fits(caller, wait) => {
                     if !waited {
                         self.metrics.add(
                             "plugboard_rate_limit_waits_total",
@@ -432,6 +449,20 @@ impl Egress {
                 }
             }
         }
+    }
+
+    /// Takes room for one request under `limit`, or says how long until there is some.
+    async fn take_from(&self, limit: &DestinationBucket) -> Result<(), Duration> {
+        if let Some(shared) = &limit.shared {
+            match shared.take(self.kv.as_ref(), now_ms()).await {
+                Ok(taken) => return taken,
+                Err(e) => {
+                    self.metrics.add("plugboard_store_errors_total", &[("operation", "rate-limit")], 1);
+                    tracing::warn!(error = %e, "a cluster-wide rate limit is counted on this node alone meanwhile");
+                }
+            }
+        }
+        limit.bucket.take()
     }
 
     /// Records one exchange, or one refusal (attempt 0 when refused before any attempt), in the

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use plugboard_manifest::address::Cidr;
 use plugboard_manifest::pattern::Pattern;
 
-pub use crate::grants::{DestinationLimit, HttpGrant};
+pub use crate::grants::{DestinationLimit, HttpGrant, LimitScope};
 
 /// Whether a request with `method` to `url` is allowed by `grant`; the reason when not.
 pub fn check(grant: &HttpGrant, method: &str, url: &url::Url) -> Result<(), String> {
