@@ -241,9 +241,10 @@ impl HttpGrant {
         }
         for limit in &self.rate_limits {
             Pattern::parse(&limit.destination)?;
-            if !(limit.per_second > 0.0 && limit.burst >= 1.0) {
+            let sound = crate::RateLimit { per_second: limit.per_second, burst: limit.burst }.is_sound();
+            if !sound {
                 return Err(format!(
-                    "rate limit for `{}`: per_second must be > 0 and burst >= 1",
+                    "rate limit for `{}`: per_second must be > 0 and burst >= 1, both finite",
                     limit.destination
                 ));
             }

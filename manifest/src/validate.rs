@@ -79,11 +79,11 @@ impl Config {
                 .map_err(|reason| ConfigError::invalid(format!("{key}.webhook.allow_ips[{i}]"), reason))?;
         }
         if let Some(r) = hook.rate_limit
-            && !(r.per_second > 0.0 && r.burst >= 1.0)
+            && !r.is_sound()
         {
             return Err(ConfigError::invalid(
                 format!("{key}.webhook.rate_limit"),
-                "per_second must be positive and burst at least 1",
+                "per_second must be positive and burst at least 1, both finite",
             ));
         }
         Ok(())

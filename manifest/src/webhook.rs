@@ -93,3 +93,10 @@ pub struct RateLimit {
     /// How many may arrive at once after a quiet period.
     pub burst: f64,
 }
+
+impl RateLimit {
+    /// Whether it can be enforced: a positive rate and a burst of at least one, both finite.
+    pub fn is_sound(&self) -> bool {
+        self.per_second.is_finite() && self.burst.is_finite() && self.per_second > 0.0 && self.burst >= 1.0
+    }
+}

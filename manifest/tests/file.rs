@@ -203,6 +203,21 @@ fn validate_names_the_first_wrong_reference_by_its_key() {
         refused("rate_limit = { per_second = 10.0", "rate_limit = { per_second = 0.0")
             .starts_with("plugin[shop].webhook.rate_limit:")
     );
+    // Rates TOML spells as infinite (or not a number) cannot be enforced: refused, not a panic
+    // at the first request.
+    assert!(
+        refused("rate_limit = { per_second = 10.0", "rate_limit = { per_second = inf")
+            .starts_with("plugin[shop].webhook.rate_limit:")
+    );
+    assert!(
+        refused("per_second = 2.0\nburst = 40.0", "per_second = inf\nburst = inf")
+            .contains("per_second must be > 0 and burst >= 1, both finite")
+    );
+    assert!(
+        refused("per_second = 2.0\nburst = 40.0", "per_second = nan\nburst = 40.0").contains("both finite")
+    );
+    // A shared limit's scope is one of two words.
+    assert!(refused("burst = 40.0", "burst = 40.0\nscope = \"global\"").contains("unknown variant"));
     assert_eq!(
         refused(r#"secrets = ["env:SHOPIFY_WEBHOOK_SECRET"]"#, "secrets = []"),
         "plugin[shop].webhook.secrets: at least one secret is needed to verify webhooks"

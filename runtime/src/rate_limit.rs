@@ -41,30 +41,39 @@ impl Bucket {
     }
 }
 
-/// Where cluster-scoped limits keep their counters (instance ids have no `:`).
-const SHARED_NAMESPACE: &str = "plugboard:rate-limits";
+/// Where cluster-scoped limits keep their counters: a namespace per instance (instance ids
+/// have no `:`), so that forgetting old windows lists only that instance's counters.
+fn namespace(instance: &str) -> String {
+    format!("plugboard:rate-limits:{instance}")
+}
 
 /// A rate limit counted in a key-value store that every node shares: requests are counted in
-/// windows of `max(burst / per_second, 1 s)`, each allowed `per_second` times its length, and
-/// a request is let through while the previous window's count (weighted by how much of it
-/// still overlaps the last window's length) plus the current one's stays within that: the
-/// sliding-window estimate, which needs only the store's atomic increments.
+/// windows of `max(burst / per_second, 1 s)` (at most a day), each allowed `per_second` times
+/// its length (at least one), and a request is let through while the previous window's count
+/// (weighted by how much of it still overlaps the last window's length) plus the current one's
+/// stays within that: the sliding-window estimate, which needs only the store's atomic
+/// increments.
 #[derive(Debug)]
 pub struct SharedLimit {
-    /// `{instance}/{destination}/`: each window's counter is this and its number.
+    namespace: String,
+    /// `{destination}/`: each window's counter is this and its number.
     prefix: String,
     window_ms: u64,
     allowance: f64,
 }
 
 impl SharedLimit {
-    /// The limit of `instance`'s requests to `destination`.
+    /// The limit of `instance`'s requests to `destination` (a sound limit: see
+    /// [`RateLimit::is_sound`]).
     pub fn new(instance: &str, destination: &str, limit: RateLimit) -> Self {
-        let window_ms = ((limit.burst / limit.per_second) * 1000.0).clamp(1000.0, 86_400_000.0) as u64;
+        let window = (limit.burst / limit.per_second * 1000.0).clamp(1000.0, 86_400_000.0);
+        // A limit that is not a number gets the shortest window, not a division by zero.
+        let window_ms = if window.is_nan() { 1000 } else { (window as u64).max(1) };
         SharedLimit {
-            prefix: format!("{instance}/{destination}/"),
+            namespace: namespace(instance),
+            prefix: format!("{destination}/"),
             window_ms,
-            allowance: limit.per_second * window_ms as f64 / 1000.0,
+            allowance: (limit.per_second * window_ms as f64 / 1000.0).max(1.0),
         }
     }
 
@@ -74,13 +83,13 @@ impl SharedLimit {
         let window = now_ms / self.window_ms;
         let into = now_ms % self.window_ms;
         let key = |w: u64| format!("{}{w}", self.prefix);
-        let current = kv.increment(SHARED_NAMESPACE, &key(window), 1, KvQuota::UNLIMITED).await?;
+        let current = kv.increment(&self.namespace, &key(window), 1, KvQuota::UNLIMITED).await?;
         if current == 1 {
             // The window's first request: counters of earlier windows are no longer read.
             self.forget_before(kv, window.saturating_sub(1)).await;
         }
         let previous = match window.checked_sub(1) {
-            Some(w) => kv.get(SHARED_NAMESPACE, &key(w)).await?.and_then(|v| counter(&v)).unwrap_or(0),
+            Some(w) => kv.get(&self.namespace, &key(w)).await?.and_then(|v| counter(&v)).unwrap_or(0),
             None => 0,
         };
         let overlap = 1.0 - into as f64 / self.window_ms as f64;
@@ -89,7 +98,7 @@ impl SharedLimit {
             return Ok(Ok(()));
         }
         // Best effort: a refusal that stays counted only makes the limit stricter for a moment.
-        let _ = kv.increment(SHARED_NAMESPACE, &key(window), -1, KvQuota::UNLIMITED).await;
+        let _ = kv.increment(&self.namespace, &key(window), -1, KvQuota::UNLIMITED).await;
         let until_next_window = self.window_ms - into;
         // The previous window's weight falls by `previous / window_ms` each ms.
         let wait_ms = if previous > 0 {
@@ -103,10 +112,10 @@ impl SharedLimit {
 
     /// Deletes the counters of windows before `window` (best effort).
     async fn forget_before(&self, kv: &dyn KvStore, window: u64) {
-        for (key, _) in kv.entries(SHARED_NAMESPACE, &self.prefix).await.unwrap_or_default() {
+        for (key, _) in kv.entries(&self.namespace, &self.prefix).await.unwrap_or_default() {
             let old = key[self.prefix.len()..].parse::<u64>().is_ok_and(|w| w < window);
             if old {
-                let _ = kv.delete(SHARED_NAMESPACE, &key).await;
+                let _ = kv.delete(&self.namespace, &key).await;
             }
         }
     }
@@ -158,7 +167,7 @@ mod tests {
         // Two windows later, all of it again, and the old counters are gone.
         let fresh: Vec<bool> = take_n(&second, &kv, start + 3_000, 6).await;
         assert_eq!(fresh.iter().filter(|ok| **ok).count(), 5, "{fresh:?}");
-        let kept = kv.entries(SHARED_NAMESPACE, "p/").await.unwrap();
+        let kept = kv.entries(&namespace("p"), "https://api.example/").await.unwrap();
         assert!(kept.len() <= 2, "{kept:?}");
     }
 

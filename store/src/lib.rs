@@ -56,6 +56,7 @@ pub trait EventStore: EventLog + DeliveryQueue + ReadModel {}
 impl<T: EventLog + DeliveryQueue + ReadModel> EventStore for T {}
 
 /// How long the per-minute activity totals are kept.
+#[cfg(any(feature = "sqlite", feature = "nats"))]
 pub(crate) const MINUTE_STATS_KEPT_MS: u64 = 7 * 86_400_000;
 
 /// How much history the store keeps. Only finished work goes: an event is deleted, with its
@@ -70,6 +71,11 @@ pub struct Retention {
     pub max_events: u64,
     /// The most events one pass deletes, so that a pass holds the writer only briefly.
     pub chunk: u64,
+    /// On NATS, nothing stored more recently than this goes, whatever the limits say: an
+    /// append there is also the record of its webhook's delivery id (and a schedule's tick),
+    /// so it stays for as long as those are recognised. SQLite keeps delivery ids apart from
+    /// events and ignores it.
+    pub min_age_ms: u64,
 }
 
 /// What one retention pass deleted.
@@ -101,6 +107,7 @@ pub trait Sweep: Send + Sync + 'static {
     fn sweep(&self, retention: Retention) -> StoreFuture<'_, Swept>;
 }
 
+#[cfg(feature = "sqlite")]
 impl Sweep for SqliteStore {
     fn sweep(&self, retention: Retention) -> StoreFuture<'_, Swept> {
         Box::pin(SqliteStore::sweep(self, retention))

@@ -328,49 +328,64 @@ impl MemoryStore {
         }
     }
 
+    /// Whether that log's delivery `id` is listed.
+    pub(crate) fn lists_delivery(&self, id: u64) -> bool {
+        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.deliveries.contains_key(&id)
+    }
+
     /// Where the event `id` is in that log.
     pub(crate) fn position_of(&self, id: &str) -> Option<i64> {
         let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         state.positions.get(id).copied()
     }
 
-    /// The position of the newest event past `retention` at `now_ms`: stored longer ago than
-    /// its age, or older than its newest `max_events`. `None` when no event is past either.
-    pub(crate) fn newest_past(&self, now_ms: u64, retention: &Retention) -> Option<i64> {
+    /// Where `retention` cuts that log at `now_ms`: the position of the newest event past it
+    /// (stored longer ago than its age, or older than its newest `max_events`, and in either
+    /// case longer ago than its `min_age_ms`), with the position of the oldest event kept, if
+    /// any. `None` when no event is past.
+    pub(crate) fn retention_cut(&self, now_ms: u64, retention: &Retention) -> Option<(i64, Option<i64>)> {
         let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let too_many = match retention.max_events {
-            0 => None,
-            keep => state.events.keys().rev().nth(usize::try_from(keep).unwrap_or(usize::MAX)).copied(),
-        };
+        let floor = now_ms.saturating_sub(retention.min_age_ms);
         let too_old = match retention.max_age_ms {
-            0 => None,
-            age => {
-                let cutoff = now_ms.saturating_sub(age);
-                // Positions follow the order events were stored in.
-                state.events.iter().take_while(|(_, e)| e.stored_at_ms < cutoff).last().map(|(p, _)| *p)
-            }
+            0 => 0,
+            age => now_ms.saturating_sub(age),
         };
-        too_many.max(too_old)
+        let keep = usize::try_from(retention.max_events).unwrap_or(usize::MAX);
+        let mut kept = None;
+        // Newest first: positions follow the order events were stored in.
+        for (newer, (position, stored)) in state.events.iter().rev().enumerate() {
+            let beyond = (keep > 0 && newer >= keep) || stored.stored_at_ms < too_old;
+            if beyond && stored.stored_at_ms < floor {
+                return Some((*position, kept));
+            }
+            kept = Some(*position);
+        }
+        None
     }
 
     /// Forgets what that log no longer holds: the events before `position` and their
-    /// deliveries and attempts, except the events of deliveries still pending (their queue
-    /// holds them, and they are shown until they end, as on SQLite); and the minute totals
-    /// before `stats_before_ms`.
+    /// deliveries and attempts, except the events with a delivery still pending and all their
+    /// deliveries (their queue holds them, and they are shown until they end, as on SQLite);
+    /// and the minute totals before `stats_before_ms`.
     pub(crate) fn forget_before(&self, position: i64, stats_before_ms: u64) -> Swept {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let state = &mut *state;
         let mut swept = Swept::default();
         let first_kept = u64::try_from(position).unwrap_or(0);
-        let mut pending = std::collections::HashSet::new();
-        let mut finished = Vec::new();
-        for (id, row) in state.deliveries.range(..first_kept) {
-            if row.status == DeliveryStatus::Pending {
-                pending.insert(row.queued.event_id.clone());
-            } else {
-                finished.push(*id);
-            }
-        }
+        // An event stays, with all its deliveries, while one of them is pending (as on SQLite).
+        let pending: std::collections::HashSet<String> = state
+            .deliveries
+            .range(..first_kept)
+            .filter(|(_, row)| row.status == DeliveryStatus::Pending)
+            .map(|(_, row)| row.queued.event_id.clone())
+            .collect();
+        let finished: Vec<u64> = state
+            .deliveries
+            .range(..first_kept)
+            .filter(|(_, row)| !pending.contains(&row.queued.event_id))
+            .map(|(id, _)| *id)
+            .collect();
         for id in finished {
             if let Some(row) = state.deliveries.remove(&id) {
                 swept.deliveries += 1;

@@ -718,6 +718,11 @@ async fn a_cluster_scoped_rate_limit_holds_across_nodes() {
                 Err(e) => panic!("{scope:?}: {e:?}"),
             }
         }
+        // Counted in the shared store, not in a node's bucket standing in for it.
+        for node in &nodes {
+            let metrics = node.metrics().render();
+            assert!(!metrics.contains("operation=\"rate-limit\""), "{metrics}");
+        }
         // What the rate allows in the time the requests took, beyond the first burst.
         let refilled = (started.elapsed().as_secs_f64() * per_second).ceil() as usize;
         match scope {

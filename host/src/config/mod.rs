@@ -31,6 +31,7 @@ pub fn retention(store: &StoreConfig) -> crate::store::Retention {
         max_age_ms: store.retain_days.saturating_mul(24 * 3600 * 1000),
         max_events: store.retain_events,
         chunk: 5_000,
+        min_age_ms: store.dedup_window_secs.saturating_mul(1000).max(crate::pipeline::TICK_DEDUP_WINDOW_MS),
     }
 }
 

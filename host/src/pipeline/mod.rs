@@ -10,4 +10,7 @@ pub use dispatcher::{
     MAX_HOPS, MAX_LINEAGE_EVENTS, ROOT, RetryPolicy,
 };
 pub use routes::{Filter, Route, Routes};
-pub use schedule::{MAX_CATCH_UP, Missed, SCHEDULE_SOURCE, SCHEDULED_FOR, Schedule, Scheduler, parse_cron};
+pub use schedule::{
+    MAX_CATCH_UP, Missed, SCHEDULE_SOURCE, SCHEDULED_FOR, Schedule, Scheduler, TICK_DEDUP_WINDOW_MS,
+    parse_cron,
+};

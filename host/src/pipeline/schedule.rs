@@ -138,7 +138,7 @@ async fn catch_up(store: &dyn EventStore, s: &Schedule, cron: &cron::Schedule, n
 }
 
 /// How long a tick's firing is remembered: longer than nodes' clocks and starts differ.
-const TICK_DEDUP_WINDOW_MS: u64 = 24 * 3600 * 1000;
+pub const TICK_DEDUP_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
 fn kind(s: &Schedule) -> String {
     format!("schedule/{}", s.name)

@@ -488,7 +488,7 @@ pub(super) async fn follow(
                 }
                 Ok(_) => break,
                 Err(_idle) => match stream.get_info().await {
-                    Ok(info) if info.state.last_sequence >= next => {
+                    Ok(info) if info.state.messages > 0 && info.state.last_sequence >= next => {
                         let last = info.state.last_sequence;
                         tracing::warn!(next, last, "reading the NATS log stalled; reading it again");
                         break;

@@ -810,7 +810,7 @@ impl NatsQueue {
         Ok(())
     }
 
-    /// Removes a dead letter's every trace from its bucket, delete markers included.
+    /// Removes a dead letter's every trace from its bucket (no delete marker stays).
     async fn drop_dead_letter(&self, id: &str) -> Result<(), StoreError> {
         let subject = format!("{}{id}", self.dead.prefix);
         self.dead
@@ -823,11 +823,15 @@ impl NatsQueue {
     }
 
     /// Removes the dead letters of deliveries before `position` (what the log no longer
-    /// holds the history of), answering how many.
-    pub(super) async fn forget_dead_before(&self, position: u64) -> Result<u64, StoreError> {
+    /// holds the history of) but those `kept` says stay, answering how many.
+    pub(super) async fn forget_dead_before(
+        &self,
+        position: u64,
+        kept: impl Fn(u64) -> bool,
+    ) -> Result<u64, StoreError> {
         let mut forgotten = 0;
         for id in self.dead_letter_ids().await? {
-            if DeliveryId::new(id.clone()).number::<u64>().is_some_and(|n| n < position) {
+            if DeliveryId::new(id.clone()).number::<u64>().is_some_and(|n| n < position && !kept(n)) {
                 self.drop_dead_letter(&id).await?;
                 forgotten += 1;
             }
@@ -885,11 +889,7 @@ impl NatsQueue {
                 .await
                 .map_err(|e| unavailable("queueing a replayed delivery", e))?;
             match self.dead.delete_expect_revision(&id, Some(revision)).await {
-                Ok(()) => {
-                    replayed += 1;
-                    // Its delete marker too, or every dead letter ever replayed would leave one.
-                    self.drop_dead_letter(&id).await?;
-                }
+                Ok(()) => replayed += 1,
                 // Replayed by another node at the same moment: its publish and this one are the
                 // same message (the same id), stored once.
                 Err(e) if lost_race(&e) => continue,
@@ -1081,7 +1081,9 @@ async fn fan_out_while_held(
     let mut messages =
         consumer.messages().await.map_err(|e| unavailable("reading the log to queue it", e))?;
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
-    let mut queued_since_renewal = false;
+    // A tick missed while an append was being queued is not made up in a burst.
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_read = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = renew.tick() => {
@@ -1092,14 +1094,13 @@ async fn fan_out_while_held(
                 held.store(revision, Ordering::Relaxed);
                 // After a server restart the client's consumer can stop handing out what the
                 // log holds: idle with appends waiting, it is read again.
-                if !std::mem::take(&mut queued_since_renewal)
+                if last_read.elapsed() >= lease / 3
                     && consumer.get_info().await.is_ok_and(|info| info.num_pending > 0)
                 {
                     return Err(StoreError::Unavailable("reading the log to queue it stalled".into()));
                 }
             }
             next = messages.next() => {
-                queued_since_renewal = true;
                 let Some(message) = next else { return Ok(()) };
                 let message = message.map_err(|e| unavailable("reading the log to queue it", e))?;
                 if let Err(e) = fan_out_one(js, prefix, &message).await {
@@ -1108,6 +1109,7 @@ async fn fan_out_while_held(
                     return Err(e);
                 }
                 message.ack().await.map_err(|e| unavailable("acknowledging a queued append", e))?;
+                last_read = tokio::time::Instant::now();
             }
         }
     }

@@ -67,17 +67,26 @@ impl NatsReadModel {
         Ok(forget_before(&self.projection, info.state.first_sequence))
     }
 
-    /// The log message of the newest event past `retention` now, once the projection holds
-    /// the whole log.
-    pub(super) async fn newest_past(&self, retention: &Retention) -> Result<Option<u64>, StoreError> {
-        let past = self.caught_up().await?.newest_past(now_ms(), retention);
-        Ok(past.map(|position| u64::try_from(position).unwrap_or(0) >> INDEX_BITS))
+    /// The first log message `retention` keeps now, once the projection holds the whole log:
+    /// the message of the oldest event kept (so that a message holding a kept event stays
+    /// whole), or the one after the newest event past it when none is kept. `None` when
+    /// nothing is past it.
+    pub(super) async fn first_kept(&self, retention: &Retention) -> Result<Option<u64>, StoreError> {
+        let message = |position: i64| u64::try_from(position).unwrap_or(0) >> INDEX_BITS;
+        let cut = self.caught_up().await?.retention_cut(now_ms(), retention);
+        Ok(cut.map(|(past, kept)| kept.map_or(message(past) + 1, message)))
+    }
+
+    /// Whether this node's read model lists delivery `id` (forgotten with its event, or not).
+    pub(super) fn lists_delivery(&self, id: u64) -> bool {
+        self.projection.lists_delivery(id)
     }
 
     /// Waits until the projection holds every message the log held when this was called.
     async fn caught_up(&self) -> Result<&MemoryStore, StoreError> {
         let info = self.log.stream.get_info().await.map_err(|e| unavailable("reading the log's state", e))?;
-        let last = info.state.last_sequence;
+        // A stream emptied by retention has nothing to fold: there is no message `last` to wait for.
+        let last = if info.state.messages == 0 { 0 } else { info.state.last_sequence };
         let mut folded = self.folded.clone();
         match tokio::time::timeout(CATCH_UP, folded.wait_for(|f| *f >= last)).await {
             Ok(Ok(_)) => Ok(&self.projection),

@@ -29,22 +29,27 @@ impl NatsStore {
     }
 
     /// Deletes the history past `retention`, as a SQLite store's retention pass does: from the
-    /// log, every append up to the newest event past it (never one whose deliveries the fan-out
-    /// has not queued yet: a pending delivery's event lives on in the queue), the dead letters
-    /// of those appends, and from this node's read model what the log no longer holds (other
-    /// nodes' forget it within a minute). Expired webhook delivery ids go with their appends.
+    /// log, every append before the first it keeps (never one whose deliveries the fan-out has
+    /// not queued yet: a pending delivery's event lives on in the queue; never one younger than
+    /// `min_age_ms`, which still records its webhook's delivery id), the dead letters of those
+    /// appends, and from this node's read model what the log no longer holds (other nodes'
+    /// forget it within a minute).
     pub async fn sweep(&self, retention: Retention) -> Result<Swept, StoreError> {
-        if let Some(newest_past) = self.read.newest_past(&retention).await? {
-            let first_kept = (newest_past + 1).min(self.queue.fanned_out_until().await?);
-            self.log
-                .stream
-                .purge()
-                .sequence(first_kept)
-                .await
-                .map_err(|e| unavailable("deleting history from the log", e))?;
-            self.queue.forget_dead_before(first_kept << INDEX_BITS).await?;
-        }
-        self.read.forget_swept().await
+        let Some(first_kept) = self.read.first_kept(&retention).await? else {
+            return self.read.forget_swept().await;
+        };
+        let first_kept = first_kept.min(self.queue.fanned_out_until().await?);
+        self.log
+            .stream
+            .purge()
+            .sequence(first_kept)
+            .await
+            .map_err(|e| unavailable("deleting history from the log", e))?;
+        let swept = self.read.forget_swept().await?;
+        // Those of events kept for a sibling delivery still pending stay, as on SQLite.
+        let read = &self.read;
+        self.queue.forget_dead_before(first_kept << INDEX_BITS, |id| read.lists_delivery(id)).await?;
+        Ok(swept)
     }
 
     /// The delivery queue, for what only it answers (its dead letters from the claims bucket).

@@ -775,7 +775,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
         let store = SqliteStore::open(&path).unwrap();
-        let retention = Retention { max_age_ms: 0, max_events: 2_000, chunk: 5_000 };
+        let retention = Retention { max_age_ms: 0, max_events: 2_000, chunk: 5_000, min_age_ms: 0 };
         let stuck = event("orders/create");
         let pending = QueuedDelivery {
             event_id: stuck.id.clone(),

@@ -159,7 +159,7 @@ async fn history_past_retention_goes_from_the_log_the_dead_letters_and_every_nod
     for order in &orders {
         append(&reader, vec![order.clone()], vec![to(order, "orders", None)]).await;
     }
-    let keep_one = Retention { max_age_ms: 0, max_events: 1, chunk: 1000 };
+    let keep_one = Retention { max_age_ms: 0, max_events: 1, chunk: 1000, min_age_ms: 0 };
     // No node has queued their deliveries yet: nothing goes.
     reader.sweep(keep_one).await.unwrap();
     assert_eq!(listed(&reader).await.len(), 4);
@@ -204,15 +204,53 @@ async fn history_past_retention_goes_from_the_log_the_dead_letters_and_every_nod
     runner.sweep(keep_one).await.unwrap();
     assert_eq!(listed(&runner).await, [orders[3].id.clone()]);
 
-    // By age: everything stored before now.
+    // Nothing younger than `min_age_ms` goes (it still records its webhook's delivery id).
     tokio::time::sleep(Duration::from_millis(5)).await;
-    runner.sweep(Retention { max_age_ms: 1, max_events: 0, chunk: 1000 }).await.unwrap();
+    let by_age = Retention { max_age_ms: 1, max_events: 0, chunk: 1000, min_age_ms: 0 };
+    runner.sweep(Retention { min_age_ms: 3_600_000, ..by_age }).await.unwrap();
+    runner.sweep(Retention { max_events: 1, min_age_ms: 3_600_000, ..by_age }).await.unwrap();
+    assert_eq!(listed(&runner).await, [orders[3].id.clone()]);
+    // By age: everything stored before now. A node started on the emptied log reads it.
+    runner.sweep(by_age).await.unwrap();
     assert!(listed(&runner).await.is_empty());
+    let fresh = node_queueing(&servers, false).await;
+    assert!(listed(&fresh).await.is_empty());
+
     // What is stored after a sweep is kept and shown as before; a node whose own limits are
     // off forgets what another swept.
     let later = event("orders/create");
     append(&runner, vec![later.clone()], vec![]).await;
-    reader.sweep(Retention { max_age_ms: 0, max_events: 0, chunk: 1000 }).await.unwrap();
+    let no_limits = Retention { max_age_ms: 0, max_events: 0, chunk: 1000, min_age_ms: 0 };
+    reader.sweep(no_limits).await.unwrap();
     assert_eq!(listed(&reader).await, std::slice::from_ref(&later.id));
     assert!(reader.payload(&later.id).await.unwrap().is_some());
+
+    // One append of two events, the newer kept by the count: the older one, stored with it,
+    // stays with it.
+    let (first_of_two, second_of_two) = (event("orders/a"), event("orders/b"));
+    append(&runner, vec![first_of_two.clone(), second_of_two.clone()], vec![]).await;
+    runner.sweep(keep_one).await.unwrap();
+    assert_eq!(listed(&runner).await, [second_of_two.id.clone(), first_of_two.id.clone()]);
+
+    // An event with a dead delivery and a running one stays whole, its dead letter too, until
+    // the running one ends.
+    let both = event("orders/both");
+    let mut to_other = to(&both, "orders", None);
+    to_other.target = "other".into();
+    append(&runner, vec![both.clone()], vec![to(&both, "orders", None), to_other]).await;
+    append(&runner, vec![event("orders/newer")], vec![]).await;
+    let (mut dead, mut running) = (None, None);
+    for claimed in claim_until(&runner, 2).await {
+        if claimed.target == "other" { running = Some(claimed) } else { dead = Some(claimed) }
+    }
+    let died = Outcome::Dead { error: "400".into(), events: vec![], deliveries: vec![] };
+    runner.settle(dead.unwrap().claim_id(), attempt(), died).await.unwrap();
+    runner.sweep(keep_one).await.unwrap();
+    assert!(listed(&runner).await.contains(&both.id));
+    assert_eq!(runner.queue().dead_letters().await.unwrap().len(), 1);
+    let delivered = Outcome::Delivered { events: vec![], deliveries: vec![], output: None };
+    runner.settle(running.unwrap().claim_id(), attempt(), delivered).await.unwrap();
+    runner.sweep(keep_one).await.unwrap();
+    assert!(!listed(&runner).await.contains(&both.id));
+    assert!(runner.queue().dead_letters().await.unwrap().is_empty());
 }
