@@ -216,8 +216,12 @@ fn validate_names_the_first_wrong_reference_by_its_key() {
     assert!(
         refused("per_second = 2.0\nburst = 40.0", "per_second = nan\nburst = 40.0").contains("both finite")
     );
-    // A shared limit's scope is one of two words.
-    assert!(refused("burst = 40.0", "burst = 40.0\nscope = \"global\"").contains("unknown variant"));
+    // A shared limit's scope is one of two words, or the file does not parse.
+    let scoped = FULL.replacen("burst = 40.0", "burst = 40.0\nscope = \"global\"", 1);
+    let err = Config::from_toml(&scoped, "wrong.toml").unwrap_err().to_string();
+    assert!(err.contains("unknown variant `global`, expected `node` or `cluster`"), "{err}");
+    let cluster = FULL.replacen("burst = 40.0", "burst = 40.0\nscope = \"cluster\"", 1);
+    assert!(Config::from_toml(&cluster, "ok.toml").unwrap().validate().is_ok());
     assert_eq!(
         refused(r#"secrets = ["env:SHOPIFY_WEBHOOK_SECRET"]"#, "secrets = []"),
         "plugin[shop].webhook.secrets: at least one secret is needed to verify webhooks"
