@@ -190,8 +190,10 @@ async fn send(client: &reqwest::Client, bases: &[String], first: usize, n: u32, 
     false
 }
 
-/// The ids of the events of `kind` a node's admin API lists, every page.
+/// The ids of the events of `kind` a node's admin API lists, every page. A node still folding
+/// the log answers 503 ("try again"): it is asked again, for up to a minute.
 async fn admin_events(client: &reqwest::Client, base: &str, kind: &str) -> Result<Vec<String>, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut ids = Vec::new();
     let mut before: Option<String> = None;
     loop {
@@ -199,10 +201,22 @@ async fn admin_events(client: &reqwest::Client, base: &str, kind: &str) -> Resul
         if let Some(cursor) = &before {
             url += &format!("&before={cursor}");
         }
-        let response = client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-        if response.status() != 200 {
-            return Err(format!("{url}: {}", response.text().await.unwrap()));
-        }
+        let started = Instant::now();
+        let sent = client.get(&url).bearer_auth(ADMIN_TOKEN).timeout(Duration::from_secs(30)).send().await;
+        let response = match sent {
+            Ok(response) if response.status() == 200 => response,
+            Ok(response) if response.status() == 503 && Instant::now() < deadline => {
+                eprintln!(
+                    "{url} after {:?}: {}",
+                    started.elapsed(),
+                    response.text().await.unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Ok(response) => return Err(format!("{url}: {}", response.text().await.unwrap_or_default())),
+            Err(e) => return Err(format!("{url} after {:?}: {e}", started.elapsed())),
+        };
         before = response.headers().get("x-next-cursor").map(|v| v.to_str().unwrap().to_owned());
         let page: Vec<serde_json::Value> = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
         ids.extend(page.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
@@ -387,7 +401,8 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
         .unwrap();
     assert_eq!(live.status(), 200);
     assert!(crate::send(&client, &bases[..1], 0, 1_000_000, receiver_port).await, "node 0 takes a webhook");
-    let newest = admin_events(&client, &nodes[0].base, "echo/received").await.unwrap();
+    let newest = admin_events(&client, &nodes[0].base, "echo/received").await;
+    let newest = newest.unwrap_or_else(|e| panic!("{e}\n{}", logs(&nodes, &nats)));
     let fresh: Vec<&String> = newest.iter().filter(|id| !expected.contains(id)).collect();
     assert_eq!(fresh.len(), 1, "the new webhook is stored once");
     let mut streamed = String::new();

@@ -304,14 +304,18 @@ impl MemoryStore {
         if let Some(ProjectedAttempt { delivery, record, output }) = settles {
             state.count_attempt(record.at_ms, record.outcome, record.duration_us);
             if let Some(row) = state.deliveries.get_mut(&delivery) {
-                row.status = match record.outcome {
-                    AttemptOutcome::Delivered => DeliveryStatus::Delivered,
-                    AttemptOutcome::Retry => DeliveryStatus::Pending,
-                    AttemptOutcome::Dead => DeliveryStatus::Dead,
-                };
-                row.attempts = record.attempt;
-                row.last_error = record.detail.clone();
-                row.output = output;
+                // An earlier attempt's outcome stored after a later one's (its claimer was slow
+                // to settle) is history, not the delivery's state.
+                if record.attempt >= row.attempts {
+                    row.status = match record.outcome {
+                        AttemptOutcome::Delivered => DeliveryStatus::Delivered,
+                        AttemptOutcome::Retry => DeliveryStatus::Pending,
+                        AttemptOutcome::Dead => DeliveryStatus::Dead,
+                    };
+                    row.attempts = record.attempt;
+                    row.last_error = record.detail.clone();
+                    row.output = output;
+                }
                 row.history.push(record);
             }
         }
@@ -764,5 +768,43 @@ mod tests {
         assert!(!glob("a*b*c", "aXbY"));
         // A hostile pattern does not blow up.
         assert!(!glob(&"*a".repeat(50), &"a".repeat(40)));
+    }
+
+    /// A log's attempts folded out of order (a claimer whose lease ran out stored its
+    /// outcome after the next claimer's): the delivery shows the later attempt's outcome, and
+    /// both attempts in its history.
+    #[cfg(feature = "nats")]
+    #[tokio::test]
+    async fn an_earlier_attempt_folded_late_does_not_change_the_delivery() {
+        use super::*;
+        let store = MemoryStore::new();
+        let event = Event::json("orders/create", "shop", &serde_json::json!({})).unwrap();
+        let queued = QueuedDelivery {
+            event_id: event.id.clone(),
+            route: "orders".into(),
+            target: "assess".into(),
+            action: None,
+            order_key: None,
+        };
+        store.project(1, vec![(1 << 20, event)], vec![(1 << 20, queued)], None);
+        let settled = |attempt, outcome, detail: Option<&str>| ProjectedAttempt {
+            delivery: 1 << 20,
+            record: AttemptRecord {
+                attempt,
+                at_ms: 2,
+                duration_us: 1,
+                outcome,
+                detail: detail.map(Into::into),
+                handler: None,
+            },
+            output: None,
+        };
+        store.project(2, vec![], vec![], Some(settled(2, AttemptOutcome::Delivered, None)));
+        store.project(3, vec![], vec![], Some(settled(1, AttemptOutcome::Retry, Some("late"))));
+        let listed = store.deliveries(DeliveryStatus::Delivered, None, 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].attempts, listed[0].last_error.as_deref()), (2, None));
+        let detail = store.delivery(listed[0].id.clone()).await.unwrap().unwrap();
+        assert_eq!(detail.attempts.len(), 2);
     }
 }

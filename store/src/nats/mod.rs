@@ -436,7 +436,7 @@ impl NatsLog {
 pub(super) type Ordered = jetstream::consumer::pull::Ordered;
 
 /// How long a reader of the log waits for a message before it checks that it is not stuck.
-const STALL_CHECK: Duration = Duration::from_secs(5);
+const STALL_CHECK: Duration = Duration::from_secs(2);
 
 /// The stream's messages from sequence `next` on (`headers_only`: without their payloads).
 pub(super) async fn ordered_from(

@@ -152,6 +152,8 @@ pub(super) struct Held {
     revision: u64,
     /// The concurrency slot it holds, and that entry's revision.
     slot: Option<(String, u64)>,
+    /// When it was claimed or last renewed: past two leases, its lease has surely run out.
+    renewed: tokio::time::Instant,
 }
 
 /// The delivery queue on JetStream.
@@ -435,6 +437,11 @@ impl NatsQueue {
                 self.lease
             )));
         }
+        // Claims whose settling and releasing both failed (the cluster was unreachable) are
+        // held no longer than their lease, which ran out long ago: the delivery went back.
+        if let Ok(mut all) = self.held.lock() {
+            all.retain(|_, held| held.renewed.elapsed() < self.lease * 2);
+        }
         let mut taken = Vec::new();
         let count = self.routes.len();
         // Each claim starts at another route, so that none waits behind the others.
@@ -669,7 +676,8 @@ impl NatsQueue {
             attempt,
             lease: serial,
         };
-        Ok(Some((claimed, Held { message, queued, state, revision, slot })))
+        let renewed = tokio::time::Instant::now();
+        Ok(Some((claimed, Held { message, queued, state, revision, slot, renewed })))
     }
 
     /// The claim `claim` names, if this node holds it.
@@ -685,6 +693,12 @@ impl NatsQueue {
         }
     }
 
+    /// How many claims this node holds.
+    #[cfg(test)]
+    pub(super) fn holding(&self) -> usize {
+        self.held.lock().map(|all| all.len()).unwrap_or(0)
+    }
+
     fn forget(&self, claim: &ClaimId) {
         if let Ok(mut all) = self.held.lock() {
             all.remove(&claim.lease);
@@ -697,6 +711,7 @@ impl NatsQueue {
             Ok(revision) => {
                 held.revision = revision;
                 held.state = state;
+                held.renewed = tokio::time::Instant::now();
                 if let Ok(mut all) = self.held.lock() {
                     all.insert(claim.lease, held.clone());
                 }

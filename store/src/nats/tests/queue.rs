@@ -137,6 +137,23 @@ async fn any_node_runs_a_delivery_and_a_dead_claimers_lease_passes_to_another() 
     assert_eq!(second.queue_stats(now_ms()).await.unwrap().pending, 0);
 }
 
+/// A claim its claimer neither settled nor released (both failed: the cluster was out of
+/// reach) is not held in memory past its lease: claims go on, and what it held is let go.
+#[tokio::test]
+async fn a_claim_never_settled_is_not_held_past_its_lease() {
+    let servers = Servers::start(1, true);
+    let (log, queue) = node(&servers, 0, &[("orders", None)], LEASE).await;
+    log.append(queued(&[event("lost")], "orders", &[None])).await.unwrap();
+    let first = claim_until(&queue, 1, Duration::from_secs(10)).await;
+    assert_eq!(queue.holding(), 1);
+    tokio::time::sleep(LEASE * 2).await;
+    let again = claim_until(&queue, 1, Duration::from_secs(10)).await;
+    assert_eq!(again[0].attempt, 2, "the delivery came back once its lease ran out");
+    assert_eq!(queue.holding(), 1, "only the new claim is held");
+    let late = queue.settle(first[0].claim_id(), attempt(1), delivered(vec![], vec![])).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+}
+
 /// Deliveries with one ordering key run one at a time, in order, whichever node claims them,
 /// through retries; a route's concurrency limit holds across nodes.
 #[tokio::test]
