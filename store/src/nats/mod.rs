@@ -476,7 +476,7 @@ pub(super) async fn follow(
                 }
             },
         };
-        loop {
+        let stalled = loop {
             match tokio::time::timeout(STALL_CHECK, reading.next()).await {
                 Ok(Some(Ok(message))) => {
                     let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
@@ -486,18 +486,22 @@ pub(super) async fn follow(
                         next = sequence + 1;
                     }
                 }
-                Ok(_) => break,
+                Ok(_) => break false,
                 Err(_idle) => match stream.get_info().await {
                     Ok(info) if info.state.messages > 0 && info.state.last_sequence >= next => {
                         let last = info.state.last_sequence;
                         tracing::warn!(next, last, "reading the NATS log stalled; reading it again");
-                        break;
+                        break true;
                     }
                     _ => {}
                 },
             }
+        };
+        // A broken consumer may mean the servers are away: a pause before the next. A stalled
+        // one is replaced at once.
+        if !stalled {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -1093,39 +1093,40 @@ async fn fan_out_while_held(
     lease: Duration,
     held: &AtomicU64,
 ) -> Result<(), StoreError> {
-    let mut messages =
-        consumer.messages().await.map_err(|e| unavailable("reading the log to queue it", e))?;
-    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
-    // A tick missed while an append was being queued is not made up in a burst.
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_read = tokio::time::Instant::now();
+    // The key is renewed every third of a lease: it expires one lease after its last write.
+    let every = lease / 3;
+    let mut renewed = tokio::time::Instant::now();
+    let renew = async |renewed: &mut tokio::time::Instant| -> Result<(), StoreError> {
+        if renewed.elapsed() >= every {
+            let revision = slots
+                .update(FAN_OUT_KEY, bytes::Bytes::new(), held.load(Ordering::Relaxed))
+                .await
+                .map_err(|e| unavailable("keeping the fan-out", e))?;
+            held.store(revision, Ordering::Relaxed);
+            *renewed = tokio::time::Instant::now();
+        }
+        Ok(())
+    };
     loop {
-        tokio::select! {
-            _ = renew.tick() => {
-                let revision = slots
-                    .update(FAN_OUT_KEY, bytes::Bytes::new(), held.load(Ordering::Relaxed))
-                    .await
-                    .map_err(|e| unavailable("keeping the fan-out", e))?;
-                held.store(revision, Ordering::Relaxed);
-                // After a server restart the client's consumer can stop handing out what the
-                // log holds: idle with appends waiting, it is read again.
-                if last_read.elapsed() >= lease / 3
-                    && consumer.get_info().await.is_ok_and(|info| info.num_pending > 0)
-                {
-                    return Err(StoreError::Unavailable("reading the log to queue it stalled".into()));
-                }
+        renew(&mut renewed).await?;
+        // Each read is a pull request of its own that ends within a third of a lease: a
+        // long-lived subscription can stop handing out messages after a server restart.
+        let mut batch = consumer
+            .batch()
+            .max_messages(256)
+            .expires(every)
+            .messages()
+            .await
+            .map_err(|e| unavailable("reading the log to queue it", e))?;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| unavailable("reading the log to queue it", e))?;
+            if let Err(e) = fan_out_one(js, prefix, &message).await {
+                // Given back, to be queued again before anything after it.
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                return Err(e);
             }
-            next = messages.next() => {
-                let Some(message) = next else { return Ok(()) };
-                let message = message.map_err(|e| unavailable("reading the log to queue it", e))?;
-                if let Err(e) = fan_out_one(js, prefix, &message).await {
-                    // Given back, to be queued again before anything after it.
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                    return Err(e);
-                }
-                message.ack().await.map_err(|e| unavailable("acknowledging a queued append", e))?;
-                last_read = tokio::time::Instant::now();
-            }
+            message.ack().await.map_err(|e| unavailable("acknowledging a queued append", e))?;
+            renew(&mut renewed).await?;
         }
     }
 }
