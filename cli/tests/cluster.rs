@@ -400,6 +400,7 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
+    let sent = Instant::now();
     assert!(crate::send(&client, &bases[..1], 0, 1_000_000, receiver_port).await, "node 0 takes a webhook");
     let newest = admin_events(&client, &nodes[0].base, "echo/received").await;
     let newest = newest.unwrap_or_else(|e| panic!("{e}\n{}", logs(&nodes, &nats)));
@@ -412,6 +413,7 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
             other => panic!("node 2's live stream never showed {}: {other:?}\n{streamed}", fresh[0]),
         }
     }
+    eprintln!("a webhook sent to node 0 was in node 2's live stream {:?} later", sent.elapsed());
 
     let got = received.lock().await.clone();
     let duplicates: u32 = got.values().map(|c| c - 1).sum();

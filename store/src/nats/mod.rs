@@ -32,7 +32,7 @@ pub use store::NatsStore;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -257,7 +257,7 @@ impl NatsLog {
         // Watching starts before `connect` returns, after what the stream held when it was read
         // above, so no append made after it goes unnoticed.
         let next = last_sequence + 1;
-        let stored = ordered_from(&stream, next, true).await?;
+        let stored = reader_from(&stream, next, true).await?;
         let (notify, commits) = watch::channel(0u64);
         // Every message the stream stores is a commit to announce.
         let watcher = tokio::spawn(follow(stream.clone(), Some(stored), next, true, move |_, _| {
@@ -431,44 +431,53 @@ impl NatsLog {
     }
 }
 
-/// An ordered consumer of the log's stream: its messages in order, as they are stored (it sees
-/// only what was stored, never a publish JetStream refused as a duplicate).
-pub(super) type Ordered = jetstream::consumer::pull::Ordered;
+/// A reader of the log's stream: an ephemeral consumer that hands out its messages in order, as
+/// they are stored (it sees only what was stored, never a publish JetStream refused as a
+/// duplicate), without acknowledgements.
+pub(super) type Reader = consumer::PullConsumer;
 
-/// How long a reader of the log waits for a message before it checks that it is not stuck.
-const STALL_CHECK: Duration = Duration::from_secs(2);
+/// How long one pull request of a reader of the log waits for messages.
+const READ_WAIT: Duration = Duration::from_secs(2);
 
-/// The stream's messages from sequence `next` on (`headers_only`: without their payloads).
-pub(super) async fn ordered_from(
+/// The most messages one pull request of a reader takes.
+const READ_BATCH: usize = 1_000;
+
+/// A reader of the stream from sequence `next` on (`headers_only`: without the payloads). The
+/// servers remove it a minute after its last pull.
+pub(super) async fn reader_from(
     stream: &stream::Stream,
     next: u64,
     headers_only: bool,
-) -> Result<Ordered, StoreError> {
-    let config = jetstream::consumer::pull::OrderedConfig {
-        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+) -> Result<Reader, StoreError> {
+    let config = consumer::pull::Config {
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+        ack_policy: consumer::AckPolicy::None,
         headers_only,
+        inactive_threshold: Duration::from_secs(60),
+        num_replicas: 1,
+        memory_storage: true,
         ..Default::default()
     };
-    let consumer = stream.create_consumer(config).await.map_err(|e| unavailable("reading the log", e))?;
-    consumer.messages().await.map_err(|e| unavailable("reading the log", e))
+    stream.create_consumer(config).await.map_err(|e| unavailable("reading the log", e))
 }
 
 /// Hands `each` every message of the stream from sequence `next` on, in order and once, for as
-/// long as it runs, starting with `messages` when given. When the consumer breaks, or stalls
-/// (after a server restart the client's consumer can stop handing out what the stream holds),
-/// it starts another after the last message handed.
+/// long as it runs, starting with `reader` when given. It reads in pull requests that each end
+/// (a long-lived subscription can stop handing out messages after a server restart); when a
+/// request fails, or a message went missing on the way (its consumer sequence skips one), it
+/// starts another reader after the last message handed.
 pub(super) async fn follow(
     stream: stream::Stream,
-    mut messages: Option<Ordered>,
+    mut reader: Option<Reader>,
     mut next: u64,
     headers_only: bool,
     mut each: impl FnMut(u64, &jetstream::Message),
 ) {
     loop {
-        let mut reading = match messages.take() {
-            Some(reading) => reading,
-            None => match ordered_from(&stream, next, headers_only).await {
-                Ok(reading) => reading,
+        let consumer = match reader.take() {
+            Some(reader) => reader,
+            None => match reader_from(&stream, next, headers_only).await {
+                Ok(reader) => reader,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the NATS log");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -476,32 +485,33 @@ pub(super) async fn follow(
                 }
             },
         };
-        let stalled = loop {
-            match tokio::time::timeout(STALL_CHECK, reading.next()).await {
-                Ok(Some(Ok(message))) => {
-                    let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { continue };
-                    // A consumer the client rebuilt may start over: what was handed is done.
-                    if sequence >= next {
-                        each(sequence, &message);
-                        next = sequence + 1;
-                    }
+        // The consumer's own count of what it handed out: a jump means a message was lost.
+        let mut handed = 0;
+        'reading: loop {
+            let batch = consumer.batch().max_messages(READ_BATCH).expires(READ_WAIT).messages().await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the NATS log; reading it again");
+                    break 'reading;
                 }
-                Ok(_) => break false,
-                Err(_idle) => match stream.get_info().await {
-                    Ok(info) if info.state.messages > 0 && info.state.last_sequence >= next => {
-                        let last = info.state.last_sequence;
-                        tracing::warn!(next, last, "reading the NATS log stalled; reading it again");
-                        break true;
-                    }
-                    _ => {}
-                },
+            };
+            while let Some(message) = batch.next().await {
+                let Ok(message) = message else { break 'reading };
+                let Ok(info) = message.info() else { continue };
+                if info.consumer_sequence != handed + 1 {
+                    tracing::debug!(next, "a message of the NATS log went missing; reading it again");
+                    break 'reading;
+                }
+                handed = info.consumer_sequence;
+                let sequence = info.stream_sequence;
+                if sequence >= next {
+                    each(sequence, &message);
+                    next = sequence + 1;
+                }
             }
-        };
-        // A broken consumer may mean the servers are away: a pause before the next. A stalled
-        // one is replaced at once.
-        if !stalled {
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
