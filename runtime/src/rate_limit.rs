@@ -107,7 +107,10 @@ impl SharedLimit {
         } else {
             until_next_window
         };
-        Ok(Err(Duration::from_millis(wait_ms.max(1))))
+        // Not sooner than one request's share of the window: each try costs the store round
+        // trips, and a caller waiting for room would otherwise ask every millisecond.
+        let spacing = (self.window_ms as f64 / self.allowance).ceil() as u64;
+        Ok(Err(Duration::from_millis(wait_ms.max(spacing).max(1))))
     }
 
     /// Deletes the counters of windows before `window` (best effort).
@@ -154,13 +157,20 @@ mod tests {
             let node = if i % 2 == 0 { &first } else { &second };
             match node.take(&kv, start + i).await.unwrap() {
                 Ok(()) => allowed += 1,
-                Err(wait) => assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}"),
+                // Not sooner than one request's share (200 ms at 5 per second).
+                Err(wait) => {
+                    assert!(wait >= Duration::from_millis(200) && wait <= Duration::from_secs(1), "{wait:?}")
+                }
             }
         }
         assert_eq!(allowed, 5, "one window allows per_second x its length");
         // Half a window later the previous window still weighs half: 2 more.
         let later: Vec<bool> = take_n(&first, &kv, start + 1_500, 5).await;
         assert_eq!(later.iter().filter(|ok| **ok).count(), 2, "{later:?}");
+        // Room comes back as the previous window slides out (half a request's worth is 100 ms
+        // away), but a caller is not told to ask again sooner than one request's share.
+        let wait = first.take(&kv, start + 1_500).await.unwrap().unwrap_err();
+        assert_eq!(wait, Duration::from_millis(200));
         // Another instance's limit, or another destination's, is counted apart.
         let other = SharedLimit::new("q", "https://api.example", limit);
         assert!(other.take(&kv, start + 20).await.unwrap().is_ok());
