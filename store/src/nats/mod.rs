@@ -431,6 +431,19 @@ impl NatsLog {
     }
 }
 
+/// The next item of a pull request's batch, or `None` once the batch ended or `wait` passed
+/// without one: a request whose answer was lost (around a server restart) is otherwise waited
+/// for forever.
+pub(super) async fn next_within<S>(batch: &mut S, wait: Duration) -> Option<S::Item>
+where
+    S: futures_util::Stream + Unpin,
+{
+    tokio::time::timeout(wait, batch.next()).await.ok().flatten()
+}
+
+/// How much longer than a pull request's own expiry its answer is waited for.
+pub(super) const PULL_GRACE: Duration = Duration::from_secs(3);
+
 /// A reader of the log's stream: an ephemeral consumer that hands out its messages in order, as
 /// they are stored (it sees only what was stored, never a publish JetStream refused as a
 /// duplicate), without acknowledgements.
@@ -496,7 +509,7 @@ pub(super) async fn follow(
                     break 'reading;
                 }
             };
-            while let Some(message) = batch.next().await {
+            while let Some(message) = next_within(&mut batch, READ_WAIT + PULL_GRACE).await {
                 let Ok(message) = message else { break 'reading };
                 let Ok(info) = message.info() else { continue };
                 if info.consumer_sequence != handed + 1 {

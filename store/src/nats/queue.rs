@@ -47,8 +47,8 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{Record, Settlement, StoredDelivery, StoredEvent};
 use super::{
-    INDEX_BITS, NatsLog, NatsSettings, PUBLISH_DEDUP_WINDOW, bucket, compare_and_set, lost_race, token,
-    unavailable,
+    INDEX_BITS, NatsLog, NatsSettings, PUBLISH_DEDUP_WINDOW, PULL_GRACE, bucket, compare_and_set, lost_race,
+    next_within, token, unavailable,
 };
 use crate::log::{Append, Appended};
 use crate::queue::{
@@ -485,7 +485,7 @@ impl NatsQueue {
                 }
             };
             let mut messages = Vec::new();
-            while let Some(message) = batch.next().await {
+            while let Some(message) = next_within(&mut batch, PULL_GRACE).await {
                 match message {
                     Ok(message) => messages.push(message),
                     Err(e) => {
@@ -1118,7 +1118,7 @@ async fn fan_out_while_held(
             .messages()
             .await
             .map_err(|e| unavailable("reading the log to queue it", e))?;
-        while let Some(message) = batch.next().await {
+        while let Some(message) = next_within(&mut batch, every + PULL_GRACE).await {
             let message = message.map_err(|e| unavailable("reading the log to queue it", e))?;
             if let Err(e) = fan_out_one(js, prefix, &message).await {
                 // Given back, to be queued again before anything after it.
