@@ -162,14 +162,17 @@ impl<T: AnsweredAtOnce> KvStore for T {
     }
 }
 
+/// The value of a counter kept by [`KvStore::increment`] (decimal text); `None` for a value
+/// that is not one.
+pub fn counter_value(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
 /// The new value of a counter holding `current` (absent: 0) after adding `delta`.
 pub fn add_to_counter(key: &str, current: Option<&[u8]>, delta: i64) -> Result<i64, KvError> {
     let current: i64 = match current {
         None => 0,
-        Some(bytes) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| KvError::NotACounter(key.to_owned()))?,
+        Some(bytes) => counter_value(bytes).ok_or_else(|| KvError::NotACounter(key.to_owned()))?,
     };
     current.checked_add(delta).ok_or_else(|| KvError::Overflow(key.to_owned()))
 }

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::keyvalue::{KvError, KvQuota, KvStore};
+use crate::keyvalue::{KvError, KvQuota, KvStore, counter_value};
 
 pub use plugboard_manifest::RateLimit;
 
@@ -89,7 +89,7 @@ impl SharedLimit {
             self.forget_before(kv, window.saturating_sub(1)).await;
         }
         let previous = match window.checked_sub(1) {
-            Some(w) => kv.get(&self.namespace, &key(w)).await?.and_then(|v| counter(&v)).unwrap_or(0),
+            Some(w) => kv.get(&self.namespace, &key(w)).await?.and_then(|v| counter_value(&v)).unwrap_or(0),
             None => 0,
         };
         let overlap = 1.0 - into as f64 / self.window_ms as f64;
@@ -122,11 +122,6 @@ impl SharedLimit {
             }
         }
     }
-}
-
-/// The value of a counter kept by `KvStore::increment` (decimal text).
-fn counter(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 #[cfg(test)]

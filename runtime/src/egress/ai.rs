@@ -276,9 +276,9 @@ async fn forget_earlier_days(kv: &dyn KvStore, today: u64) {
     }
 }
 
-/// The value of a counter kept by `KvStore::increment` (decimal text).
+/// The value of a counter kept by `KvStore::increment`, where only counts (never negative) are.
 fn counter(bytes: &[u8]) -> Option<u64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    crate::keyvalue::counter_value(bytes).and_then(|n| u64::try_from(n).ok())
 }
 
 /// Adds to `plugin`'s running totals with `provider`. Best effort: a failing counter must not

@@ -215,6 +215,19 @@ fn different_lease(what: &str, found: Duration, asked: Duration) -> StoreError {
     ))
 }
 
+/// One of the queue's buckets, `{stream}_{suffix}`: a value per key, on the stream's replicas'
+/// disks, each entry kept `max_age` after its last write (zero: until deleted).
+fn queue_bucket(settings: &NatsSettings, suffix: &str, max_age: Duration) -> kv::Config {
+    kv::Config {
+        bucket: format!("{}_{suffix}", settings.stream),
+        history: 1,
+        max_age,
+        num_replicas: settings.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    }
+}
+
 impl NatsQueue {
     /// Creates (or finds) the queue's stream, buckets and consumers next to `log`'s stream,
     /// and starts this node's fan-out.
@@ -239,43 +252,11 @@ impl NatsQueue {
         let stream = js.get_or_create_stream(config).await.map_err(|e| {
             unavailable(&format!("cannot create the stream {name} with {replicas} replicas"), e)
         })?;
-        let claims = bucket(
-            &js,
-            kv::Config {
-                bucket: format!("{}_CLAIMS", settings.stream),
-                history: 1,
-                // What a delivered delivery leaves (a delete marker) goes after a week, as does
-                // the entry of one nobody claimed for a week (its attempts then count from 1).
-                max_age: CLAIMS_KEPT,
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            },
-        )
-        .await?;
-        let dead = bucket(
-            &js,
-            kv::Config {
-                bucket: format!("{}_DEAD", settings.stream),
-                history: 1,
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            },
-        )
-        .await?;
-        let slots = bucket(
-            &js,
-            kv::Config {
-                bucket: format!("{}_SLOTS", settings.stream),
-                history: 1,
-                max_age: queue.lease,
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            },
-        )
-        .await?;
+        // What a delivered delivery leaves (a delete marker) goes after a week, as does the
+        // entry of one nobody claimed for a week (its attempts then count from 1).
+        let claims = bucket(&js, queue_bucket(settings, "CLAIMS", CLAIMS_KEPT)).await?;
+        let dead = bucket(&js, queue_bucket(settings, "DEAD", Duration::ZERO)).await?;
+        let slots = bucket(&js, queue_bucket(settings, "SLOTS", queue.lease)).await?;
         let slots_age =
             slots.status().await.map_err(|e| unavailable("reading the slots bucket", e))?.max_age();
         if slots_age != queue.lease {
