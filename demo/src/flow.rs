@@ -125,6 +125,11 @@ impl Flow {
         Ok(flow)
     }
 
+    /// The configuration file this run serves (the example's, prepared for the run).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("plugboard.toml")
+    }
+
     /// GETs an admin API path.
     pub async fn admin(&self, path: &str) -> anyhow::Result<Value> {
         let r = self.client.get(format!("{}{path}", self.origin)).bearer_auth(ADMIN_TOKEN).send().await?;

@@ -18,12 +18,15 @@
 //! - [`store`]: where events, deliveries, key-value data and the call log are stored: the
 //!   ports the pipeline and the API use, and their SQLite and in-memory backends.
 //! - [`pipeline`]: routes, the dispatcher with retries and dead letters, schedules.
+//! - [`mcp`]: where AI clients enter: connector actions as MCP tools, over Streamable HTTP
+//!   (`/mcp`) and stdio (`plugboard mcp`).
 //! - [`config`]: the `plugboard.toml` file: its types and checks are [`manifest`]
 //!   (`plugboard-manifest`); this module resolves secrets, paths and verifiers.
 
 pub mod api;
 pub mod config;
 pub mod ingress;
+pub mod mcp;
 pub mod pipeline;
 #[cfg(test)]
 mod proptests;

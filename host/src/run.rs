@@ -45,6 +45,9 @@ pub enum RunError {
     /// The server failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    /// The MCP server could not start or failed.
+    #[error("mcp: {0}")]
+    Mcp(String),
 }
 
 /// Builds a host whose key-value data and call log live in the configuration's store file, and
@@ -138,16 +141,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     // Before loading: a file replaced while the plugins load is then seen as changed.
     let stamps: Vec<_> = resolved.specs.iter().map(|s| (file_stamp(&s.wasm), s.clone())).collect();
-    for spec in resolved.specs.clone() {
-        let started = std::time::Instant::now();
-        tracing::info!(instance = %spec.id, wasm = %spec.wasm.display(), "loading plugin (compiling it unless cached)");
-        let info = host.load(spec).await?;
-        tracing::info!(
-            instance = %info.id, plugin = %info.name, version = %info.version, from_cache = info.compiled_from_cache,
-            ms = started.elapsed().as_millis() as u64, "plugin loaded"
-        );
-    }
-    check_actions(host, &resolved.config)?;
+    load_plugins(host, &resolved).await?;
     let (store, history) = open_events(&resolved).await?;
     let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
     let destinations = resolved.config.jobs.as_ref().map(|j| j.callback_destinations()).unwrap_or_default();
@@ -166,7 +160,11 @@ pub async fn run(
     let _scheduler =
         Scheduler::spawn(store.clone(), resolved.config.schedules.clone(), dispatcher.notifier())
             .map_err(RunError::Schedule)?;
-    let state = AppState::builder(host.clone(), store.clone())
+    let mut state = AppState::builder(host.clone(), store.clone());
+    if let Some(mcp) = &resolved.config.mcp {
+        state = state.mcp(crate::mcp::McpClients::new(mcp, &resolved.mcp_tokens), mcp.clone());
+    }
+    let state = state
         .routes(routes)
         .dispatcher(dispatcher.notifier())
         .jobs_token(resolved.jobs_token.clone())
@@ -186,6 +184,48 @@ pub async fn run(
     watcher.abort();
     retention.abort();
     served?;
+    Ok(())
+}
+
+/// Loads every plugin of `resolved` into `host` and checks the actions routes and schedules
+/// name.
+async fn load_plugins(host: &Host, resolved: &Resolved) -> Result<(), RunError> {
+    for spec in resolved.specs.clone() {
+        let started = std::time::Instant::now();
+        tracing::info!(instance = %spec.id, wasm = %spec.wasm.display(), "loading plugin (compiling it unless cached)");
+        let info = host.load(spec).await?;
+        tracing::info!(
+            instance = %info.id, plugin = %info.name, version = %info.version, from_cache = info.compiled_from_cache,
+            ms = started.elapsed().as_millis() as u64, "plugin loaded"
+        );
+    }
+    check_actions(host, &resolved.config)
+}
+
+/// Loads every plugin of `resolved` into `host` and serves the MCP client named `client` over
+/// stdin and stdout until it closes them: what `plugboard mcp` does for AI clients that launch
+/// a command. Tool calls are recorded in the configuration's store, as over HTTP; their
+/// deliveries are run by the server (`plugboard up`) on the same store.
+pub async fn serve_mcp_stdio(host: &Host, resolved: Resolved, client: &str) -> Result<(), RunError> {
+    use rmcp::ServiceExt as _;
+    let Some(config) = &resolved.config.mcp else {
+        return Err(RunError::Mcp("the configuration has no [mcp] section".into()));
+    };
+    let clients = crate::mcp::McpClients::new(config, &resolved.mcp_tokens);
+    let Some(client) = clients.named(client) else {
+        let names: Vec<&str> = config.clients.iter().map(|c| c.name.as_str()).collect();
+        return Err(RunError::Mcp(format!(
+            "no client named `{client}` in [mcp]; there are: {}",
+            names.join(", ")
+        )));
+    };
+    load_plugins(host, &resolved).await?;
+    let store = open_events_without_deliveries(&resolved).await?;
+    let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
+    let state = Arc::new(crate::mcp::McpState::new(host.clone(), store, clients).with_routes(routes, None));
+    let server = crate::mcp::McpServer::for_client(state, client);
+    let running = server.serve(rmcp::transport::stdio()).await.map_err(|e| RunError::Mcp(e.to_string()))?;
+    running.waiting().await.map_err(|e| RunError::Mcp(e.to_string()))?;
     Ok(())
 }
 
@@ -209,6 +249,40 @@ async fn open_events(resolved: &Resolved) -> Result<(Arc<dyn EventStore>, Arc<dy
                 .await
                 .map_err(|e| RunError::Store { path: settings.servers.join(", "), reason: e.to_string() })?;
             Ok((store.clone(), store))
+        }
+        #[cfg(not(feature = "nats"))]
+        StoreBackend::Nats => Err(RunError::Store {
+            path: "nats".into(),
+            reason: "this build of plugboard has no NATS backend (its `nats` feature)".into(),
+        }),
+    }
+}
+
+/// The configuration's event store for a process that appends next to a running server but
+/// runs no deliveries (`plugboard mcp`): on SQLite the server keeps the claim journal; on NATS
+/// this process neither fans out nor claims.
+async fn open_events_without_deliveries(resolved: &Resolved) -> Result<Arc<dyn EventStore>, RunError> {
+    match resolved.config.store.backend {
+        StoreBackend::Sqlite => {
+            let path = resolved.store_path.display().to_string();
+            let sqlite = SqliteStore::open_without_deliveries(&resolved.store_path)
+                .map_err(|e| RunError::Store { path, reason: e.to_string() })?;
+            Ok(Arc::new(sqlite))
+        }
+        #[cfg(feature = "nats")]
+        StoreBackend::Nats => {
+            let Some(settings) = &resolved.nats else {
+                return Err(RunError::Store { path: "nats".into(), reason: "not resolved".into() });
+            };
+            let queue = crate::store::nats::QueueSettings {
+                routes: Vec::new(),
+                fan_out: false,
+                ..queue_settings(resolved)
+            };
+            let store = crate::store::nats::NatsStore::connect(settings, queue)
+                .await
+                .map_err(|e| RunError::Store { path: settings.servers.join(", "), reason: e.to_string() })?;
+            Ok(store)
         }
         #[cfg(not(feature = "nats"))]
         StoreBackend::Nats => Err(RunError::Store {

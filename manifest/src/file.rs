@@ -47,6 +47,9 @@ pub struct Config {
     /// The admin API (dead letters, for now).
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The MCP server for AI clients; off when absent.
+    #[serde(default)]
+    pub mcp: Option<crate::mcp::McpConfig>,
     /// Cron-style triggers.
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<Schedule>,

@@ -30,6 +30,7 @@ mod error;
 mod file;
 pub mod grants;
 pub mod limits;
+pub mod mcp;
 pub mod pattern;
 pub mod pipeline;
 mod validate;
@@ -42,6 +43,7 @@ pub use error::ConfigError;
 pub use file::*;
 pub use grants::{Capability, DestinationLimit, Grants, HttpGrant, LimitScope};
 pub use limits::Limits;
+pub use mcp::{McpClientConfig, McpConfig, ToolPattern};
 pub use pipeline::{Filter, Missed, RetryPolicy, Route, Schedule};
 pub use webhook::{Encoding, HmacScheme, RateLimit, Scheme, WebhookConfig};
 

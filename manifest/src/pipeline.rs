@@ -11,6 +11,9 @@ pub const SCHEDULE_SOURCE: &str = "schedule";
 /// The source of the host's job notices (an instance id no plugin may take).
 pub const JOBS_SOURCE: &str = "jobs";
 
+/// The source of the events that record AI clients' tool calls through the MCP server.
+pub const MCP_SOURCE: &str = "mcp";
+
 /// The route of async jobs (a route name no configuration may take).
 pub const JOB_ROUTE: &str = "job";
 

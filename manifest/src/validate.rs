@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::address::Cidr;
-use crate::pipeline::{CALLBACK_ROUTE, JOB_ROUTE, JOBS_SOURCE, SCHEDULE_SOURCE};
+use crate::pipeline::{CALLBACK_ROUTE, JOB_ROUTE, JOBS_SOURCE, MCP_SOURCE, SCHEDULE_SOURCE};
 use crate::webhook::Scheme;
 use crate::{Config, ConfigError, InstanceConfig, NatsConfig, StoreBackend};
 
@@ -29,6 +29,9 @@ impl Config {
         for p in &self.plugins {
             self.validate_bindings(p)?;
         }
+        if let Some(mcp) = &self.mcp {
+            mcp.validate(&ids)?;
+        }
         if self.store.backend == StoreBackend::Nats {
             self.store.nats.validate()?;
         }
@@ -38,8 +41,8 @@ impl Config {
     fn validate_instance(&self, p: &InstanceConfig) -> Result<(), ConfigError> {
         let key = format!("plugin[{}]", p.id);
         // The host's own sources: an instance named so could pass its events off as schedule
-        // firings or job notices.
-        if [SCHEDULE_SOURCE, JOBS_SOURCE].contains(&p.id.as_str()) {
+        // firings, job notices or records of AI clients' tool calls.
+        if [SCHEDULE_SOURCE, JOBS_SOURCE, MCP_SOURCE].contains(&p.id.as_str()) {
             return Err(ConfigError::invalid(
                 format!("{key}.id"),
                 format!("`{}` is the source name of the host's own events", p.id),

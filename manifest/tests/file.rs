@@ -96,10 +96,19 @@ name = "digest"
 cron = "0 0 9 * * *"
 to = "slack"
 action = "digest"
+
+[mcp]
+allowed_origins = ["https://claude.example.com"]
+
+[[mcp.client]]
+name = "agent"
+token = "env:MCP_AGENT_TOKEN"
+tools = ["shop.get-order", "slack.*"]
+rate_limit = { per_second = 1.0, burst = 5.0 }
 "#;
 
 /// Every table of [`FULL`], as the line its keys follow (the first occurrence in the file).
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 20] = [
     "delivery_concurrency = 8",
     "[server]",
     "[store]",
@@ -118,6 +127,8 @@ const TABLES: [&str; 18] = [
     "[plugin.webhook]",
     "[plugin.webhook.verify]",
     "[[schedule]]",
+    "[mcp]",
+    "[[mcp.client]]",
 ];
 
 #[test]
@@ -255,6 +266,29 @@ fn validate_names_the_first_wrong_reference_by_its_key() {
         1,
     );
     Config::from_toml(&sqlite, "sqlite.toml").unwrap().validate().unwrap();
+    // AI clients' tools name configured instances; names, limits and origins are checked.
+    assert_eq!(
+        refused(r#"tools = ["shop.get-order", "slack.*"]"#, r#"tools = ["shopp.get-order"]"#),
+        "mcp.client[0].tools[0]: no instance named `shopp`"
+    );
+    assert!(
+        refused(r#"tools = ["shop.get-order", "slack.*"]"#, r#"tools = ["shop"]"#)
+            .starts_with("mcp.client[0].tools[0]: `shop` is not `instance.action`")
+    );
+    assert!(refused(r#"name = "agent""#, r#"name = "an agent""#).starts_with("mcp.client[0].name:"));
+    assert!(
+        refused("rate_limit = { per_second = 1.0", "rate_limit = { per_second = inf")
+            .starts_with("mcp.client[0].rate_limit:")
+    );
+    assert!(
+        refused(r#"name = "agent""#, "name = \"agent\"\nmax_concurrency = 0")
+            .starts_with("mcp.client[0].max_concurrency:")
+    );
+    assert!(
+        refused(r#"["https://claude.example.com"]"#, r#"["claude.example.com"]"#)
+            .starts_with("mcp.allowed_origins[0]:")
+    );
+    assert!(refused(r#"id = "slack""#, r#"id = "mcp""#).starts_with("plugin[mcp].id:"));
     let unknown = FULL.replacen(r#"backend = "nats""#, r#"backend = "postgres""#, 1);
     assert!(matches!(Config::from_toml(&unknown, "pg.toml"), Err(ConfigError::Parse { .. })));
 }

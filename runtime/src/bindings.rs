@@ -34,9 +34,31 @@ mod provider_world {
     });
 }
 
+/// The optional `action-hints` export of a connector (world `connector-with-hints`): only its
+/// export is used, looked up on a connector that may not have it.
+mod hints_world {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugboard:connector/connector-with-hints",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "plugboard:connector/types": super::connector_world::plugboard::connector::types,
+            "plugboard:connector/ai-types": super::connector_world::plugboard::connector::ai_types,
+            "plugboard:connector/http": super::connector_world::plugboard::connector::http,
+            "plugboard:connector/kv": super::connector_world::plugboard::connector::kv,
+            "plugboard:connector/log": super::connector_world::plugboard::connector::log,
+            "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
+            "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
+            "plugboard:connector/config": super::connector_world::plugboard::connector::config,
+        },
+    });
+}
+
 pub(crate) use connector_world::plugboard::connector::{ai, config, emit, http, kv, log};
 pub(crate) use connector_world::plugboard::connector::{ai_types as ai_types_host, types as types_host};
 pub(crate) use connector_world::{Connector, ConnectorPre};
+pub(crate) use hints_world::exports::plugboard::connector::action_hints;
 pub(crate) use provider_world::AiProviderPre;
 pub(crate) use provider_world::exports::plugboard::connector::provider::ProviderMetadata;
 

@@ -64,7 +64,8 @@ impl Plugin {
 
 /// What `metadata()` answered, per world.
 pub(crate) enum Described {
-    Connector(ConnectorMetadata),
+    /// Its metadata, and its action hints when it exports them.
+    Connector(ConnectorMetadata, Vec<crate::bindings::action_hints::Hints>),
     AiProvider(ProviderMetadata),
 }
 

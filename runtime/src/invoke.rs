@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
-use crate::bindings::Connector;
 use crate::bindings::types::{ChatRequest, ChatResponse, Event, WebhookRequest};
+use crate::bindings::{Connector, action_hints};
 use crate::capabilities::emit;
 use crate::capabilities::log::LogRecord;
 use crate::egress::ai::CacheKey;
@@ -271,10 +271,21 @@ pub(crate) async fn describe(host: &Host, plugin: Arc<Plugin>) -> Result<Invocat
             Box::pin(async move {
                 match pre {
                     PluginPre::Connector(pre) => {
-                        let c = pre.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;
-                        Ok(Described::Connector(
-                            c.plugboard_connector_plugin().call_metadata(&mut *store).await?,
-                        ))
+                        let instance = pre
+                            .instance_pre()
+                            .instantiate_async(&mut *store)
+                            .await
+                            .map_err(instantiate_failed)?;
+                        let c = Connector::new(&mut *store, &instance)?;
+                        let metadata = c.plugboard_connector_plugin().call_metadata(&mut *store).await?;
+                        // The hints are an optional export: a connector without it has none.
+                        let hints = match action_hints::GuestIndices::new(pre.instance_pre()) {
+                            Ok(indices) => {
+                                indices.load(&mut *store, &instance)?.call_action_hints(&mut *store).await?
+                            }
+                            Err(_) => Vec::new(),
+                        };
+                        Ok(Described::Connector(metadata, hints))
                     }
                     PluginPre::AiProvider(pre) => {
                         let p = pre.instantiate_async(&mut *store).await.map_err(instantiate_failed)?;

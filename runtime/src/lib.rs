@@ -72,7 +72,7 @@ pub mod text;
 
 pub use bindings::types;
 pub use capabilities::{Capability, Grants, HttpGrant};
-pub use error::{InvokeError, LoadError};
+pub use error::{InvokeError, LoadError, describe as describe_error};
 pub use host::{Host, HostBuilder};
 pub use instance::InstanceState;
 pub(crate) use instance::Plugin;
@@ -81,7 +81,7 @@ pub use limits::Limits;
 /// The configuration types ([`Grants`], [`Limits`], ...) come from the manifest crate.
 pub use plugboard_manifest as manifest;
 pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
-pub use spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
+pub use spec::{ActionHints, ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
 pub use text::printable;
 pub use types::{Event, NewEvent};
 /// The wasmtime this runtime is built on, for embedders' own imports ([`HostBuilder::link_instance`]).

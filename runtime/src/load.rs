@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use crate::bindings::action_hints::Hints as RawHints;
 use crate::bindings::types::{ConnectorMetadata, VerificationScheme};
 use crate::bindings::{AiProviderPre, ConnectorPre};
 use crate::capabilities::{Capability, Grants};
@@ -156,9 +157,68 @@ fn parse_actions(m: &ConnectorMetadata) -> Result<Vec<ActionInfo>, String> {
                 name: a.name.clone(),
                 description: description(&format!("action `{}` description", a.name), &a.description)?,
                 input_schema: printable_json(schema),
+                hints: None,
             })
         })
         .collect()
+}
+
+/// The longest action title, in bytes.
+const MAX_TITLE_BYTES: usize = 128;
+
+/// Attaches each action's hints, refusing hints for an action the metadata does not declare,
+/// two for one action, and titles or output schemas too large or not what they claim to be.
+fn attach_hints(actions: &mut [ActionInfo], hints: Vec<RawHints>) -> Result<(), String> {
+    if hints.len() > MAX_METADATA_ITEMS {
+        return Err(format!("{} action hints; at most {MAX_METADATA_ITEMS}", hints.len()));
+    }
+    let mut total = 0usize;
+    for h in hints {
+        let name = printable(&h.action);
+        total += h.action.len() + h.title.as_ref().map_or(0, String::len);
+        total += h.output_schema.as_ref().map_or(0, String::len);
+        if total > MAX_METADATA_BYTES {
+            return Err(format!("action hints are over {MAX_METADATA_BYTES} bytes in all"));
+        }
+        let Some(action) = actions.iter_mut().find(|a| a.name == h.action) else {
+            return Err(format!("hints for action {name:?}, which the metadata does not declare"));
+        };
+        if action.hints.is_some() {
+            return Err(format!("two sets of hints for action `{name}`"));
+        }
+        let title = match h.title {
+            Some(t) if t.len() > MAX_TITLE_BYTES => {
+                return Err(format!("action `{name}` title is over {MAX_TITLE_BYTES} bytes"));
+            }
+            t => t.map(|t| printable(&t)),
+        };
+        let output_schema = match h.output_schema {
+            None => None,
+            Some(text) => {
+                if text.len() > MAX_SCHEMA_BYTES {
+                    return Err(format!("action `{name}` output schema is over {MAX_SCHEMA_BYTES} bytes"));
+                }
+                let schema: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("action `{name}` output schema is not JSON: {e}"))?;
+                // MCP's `outputSchema` describes an object (a tool's structured content).
+                if schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+                    return Err(format!(
+                        "action `{name}` output schema must be a JSON Schema of \"type\": \"object\""
+                    ));
+                }
+                Some(printable_json(schema))
+            }
+        };
+        action.hints = Some(crate::spec::ActionHints {
+            title,
+            read_only: h.read_only,
+            destructive: h.destructive,
+            idempotent: h.idempotent,
+            open_world: h.open_world,
+            output_schema,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<Plugin, LoadError> {
@@ -242,10 +302,11 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
 
     let mut info = placeholder_info(&id, kind);
     match described.output {
-        Described::Connector(m) => {
+        Described::Connector(m, hints) => {
             check_name_and_version(&m.name, &m.version).map_err(invalid)?;
             check_metadata_size(&m).map_err(invalid)?;
             info.actions = parse_actions(&m).map_err(invalid)?;
+            attach_hints(&mut info.actions, hints).map_err(invalid)?;
             info.description = description("the description", &m.description).map_err(invalid)?;
             info.name = m.name;
             info.version = m.version;
@@ -408,5 +469,65 @@ impl Host {
         let spec = PluginSpec::new(&id, path);
         let bytes = read_component(path).await?;
         Ok(load(self, spec, &bytes).await?.info())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::spec::ActionHints;
+
+    fn action(name: &str) -> ActionInfo {
+        ActionInfo {
+            name: name.into(),
+            description: String::new(),
+            input_schema: serde_json::json!({"type": "object"}),
+            hints: None,
+        }
+    }
+
+    fn hints(action: &str) -> RawHints {
+        RawHints {
+            action: action.into(),
+            title: Some("Tag\u{1b}[31m".into()),
+            read_only: false,
+            destructive: false,
+            idempotent: true,
+            open_world: true,
+            output_schema: Some(r#"{"type": "object"}"#.into()),
+        }
+    }
+
+    #[test]
+    fn hints_attach_to_declared_actions_made_safe_to_show() {
+        let mut actions = vec![action("tag"), action("read")];
+        attach_hints(&mut actions, vec![hints("tag")]).unwrap();
+        let h = actions[0].hints.as_ref().unwrap();
+        assert_eq!(h.title.as_deref(), Some("Tag\\u{1b}[31m"));
+        assert!(h.idempotent && !h.destructive);
+        assert!(!ActionHints::is_destructive(Some(h)));
+        // An action without hints is taken to be destructive.
+        assert!(actions[1].hints.is_none());
+        assert!(ActionHints::is_destructive(actions[1].hints.as_ref()));
+    }
+
+    /// A plugin's hints cannot name an action it does not declare, come twice, or carry a
+    /// title or output schema too large or not an object schema.
+    #[test]
+    fn hints_a_plugin_gets_wrong_refuse_the_load_with_a_reason() {
+        let refused = |h: Vec<RawHints>| attach_hints(&mut [action("tag")], h).unwrap_err();
+        assert!(refused(vec![hints("delete")]).contains("does not declare"));
+        assert!(refused(vec![hints("tag"), hints("tag")]).contains("two sets of hints"));
+        let long_title = RawHints { title: Some("x".repeat(129)), ..hints("tag") };
+        assert!(refused(vec![long_title]).contains("title is over"));
+        let not_json = RawHints { output_schema: Some("{".into()), ..hints("tag") };
+        assert!(refused(vec![not_json]).contains("not JSON"));
+        let array = RawHints { output_schema: Some(r#"{"type": "array"}"#.into()), ..hints("tag") };
+        assert!(refused(vec![array]).contains("\"type\": \"object\""));
+        let huge = RawHints { output_schema: Some(" ".repeat(MAX_SCHEMA_BYTES + 1)), ..hints("tag") };
+        assert!(refused(vec![huge]).contains("over"));
+        let many = (0..=MAX_METADATA_ITEMS).map(|_| hints("tag")).collect();
+        assert!(refused(many).contains("at most"));
     }
 }

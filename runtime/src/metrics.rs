@@ -58,6 +58,12 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ("plugboard_ai_cache_hits_total", "counter", "AI completions answered from the response cache."),
     ("plugboard_ai_cache_misses_total", "counter", "Cacheable AI completions sent to the provider."),
     ("plugboard_ai_tokens_total", "counter", "AI tokens used, by plugin, provider and kind."),
+    (
+        "plugboard_mcp_tool_calls_total",
+        "counter",
+        "MCP tool calls by client and outcome (ok, denied, invalid-input, rate-limited, a plugin error's kind).",
+    ),
+    ("plugboard_mcp_tool_call_seconds", "histogram", "MCP tool call duration by client."),
 ];
 
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];

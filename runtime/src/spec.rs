@@ -107,6 +107,37 @@ pub struct ActionInfo {
     pub description: String,
     /// The JSON Schema of its input.
     pub input_schema: serde_json::Value,
+    /// How it behaves, as the plugin declares (its `action-hints` export); none when the
+    /// plugin does not say, and then a client must assume the worst.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hints: Option<ActionHints>,
+}
+
+/// How an action behaves, as its plugin declares: the MCP tool annotations and output schema.
+/// Hints are the plugin's word, not a guarantee; the operator's policy decides what runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionHints {
+    /// A short title for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// It changes nothing outside the plugin.
+    pub read_only: bool,
+    /// It may delete or overwrite (when not read-only).
+    pub destructive: bool,
+    /// Running it again with the same input has no further effect.
+    pub idempotent: bool,
+    /// It reaches an open world rather than a closed domain.
+    pub open_world: bool,
+    /// The JSON Schema of its output, an object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
+}
+
+impl ActionHints {
+    /// Whether a client must treat the action as destructive: it says so, or says nothing.
+    pub fn is_destructive(hints: Option<&ActionHints>) -> bool {
+        hints.is_none_or(|h| !h.read_only && h.destructive)
+    }
 }
 
 /// What a loaded (or inspected) plugin is and what it may do.

@@ -89,6 +89,13 @@ pub trait Connector {
         let _ = input;
         Err(Error::NotFound(format!("unknown action `{action}`")))
     }
+
+    /// How the actions behave, for AI clients (MCP tool annotations) and operators. An action
+    /// without hints is taken to be destructive, and an AI client may call it only where the
+    /// operator allows destructive tools.
+    fn action_hints() -> Vec<ActionHints> {
+        Vec::new()
+    }
 }
 
 /// An AI provider: runs chat completions against one vendor's API.

@@ -78,6 +78,87 @@ impl Metadata {
     }
 }
 
+/// How an action behaves, declared by [`Connector::action_hints`](crate::Connector::action_hints):
+/// the annotations an AI client sees for the action as a tool, and its output's schema.
+///
+/// ```
+/// use plugboard_sdk::ActionHints;
+/// let h = ActionHints::read_only("get-order").title("Read an order");
+/// assert!(h.read_only && !h.destructive && h.idempotent);
+/// let tag = ActionHints::additive("add-order-tags").idempotent();
+/// assert!(!tag.read_only && !tag.destructive && tag.idempotent);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionHints {
+    /// The action, by its name in the metadata.
+    pub action: String,
+    /// A short title for people.
+    pub title: Option<String>,
+    /// It changes nothing outside the plugin.
+    pub read_only: bool,
+    /// It may delete or overwrite.
+    pub destructive: bool,
+    /// Running it again with the same input has no further effect.
+    pub idempotent: bool,
+    /// It reaches an open world (the internet, other people) rather than a closed domain.
+    pub open_world: bool,
+    /// The JSON Schema of its output (an object).
+    pub output_schema: Option<serde_json::Value>,
+}
+
+impl ActionHints {
+    fn new(action: &str, read_only: bool, destructive: bool, idempotent: bool) -> Self {
+        ActionHints {
+            action: action.into(),
+            title: None,
+            read_only,
+            destructive,
+            idempotent,
+            open_world: true,
+            output_schema: None,
+        }
+    }
+
+    /// An action that only reads (and so may be repeated).
+    pub fn read_only(action: &str) -> Self {
+        Self::new(action, true, false, true)
+    }
+
+    /// An action that adds or changes things but deletes and overwrites nothing.
+    pub fn additive(action: &str) -> Self {
+        Self::new(action, false, false, false)
+    }
+
+    /// An action that may delete or overwrite.
+    pub fn destructive(action: &str) -> Self {
+        Self::new(action, false, true, false)
+    }
+
+    /// Running it again with the same input has no further effect.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// It works within a closed domain (this plugin's own data), not the open world.
+    pub fn closed_world(mut self) -> Self {
+        self.open_world = false;
+        self
+    }
+
+    /// A short title for people.
+    pub fn title(mut self, title: &str) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// The JSON Schema of the action's output, an object.
+    pub fn output_schema(mut self, schema: serde_json::Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+}
+
 impl Event {
     /// Parses the payload as JSON into `T`.
     ///

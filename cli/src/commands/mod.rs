@@ -71,6 +71,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Start the server with a configuration file.
     Up(server::ConfigArgs),
+    /// Serve one `[mcp]` client over stdin and stdout, for AI clients that launch a command.
+    Mcp(server::McpArgs),
     /// Validate a configuration file and load its plugins, without starting.
     Check(server::ConfigArgs),
     /// Dead letters: list, show and replay.
@@ -99,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&builder.build()?, args).await,
         Command::Up(args) => server::up(builder, args).await,
         Command::Check(args) => server::check(builder, args).await,
+        Command::Mcp(args) => server::mcp(builder, args).await,
         Command::Dlq(cmd) => server::dlq(cmd).await,
         Command::Calls(args) => server::calls(args).await,
         Command::Events(cmd) => events::events(cmd).await,

@@ -82,6 +82,26 @@ pub async fn up(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The `[[mcp.client]]` to serve: its tools and limits apply.
+    #[arg(long)]
+    client: String,
+}
+
+/// Serves one MCP client over stdio until it hangs up. Only JSON-RPC goes to stdout; logs go
+/// to stderr.
+pub async fn mcp(builder: HostBuilder, args: McpArgs) -> anyhow::Result<()> {
+    let resolved = Resolved::load(&args.config.config)?;
+    let host = plugboard::run::host_for_store(builder, &resolved).await?;
+    plugboard::run::serve_mcp_stdio(&host, resolved, &args.client).await?;
+    let calls = host.calls().clone();
+    tokio::task::spawn_blocking(move || calls.flush(Duration::from_secs(5))).await.ok();
+    Ok(())
+}
+
 /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 

@@ -40,6 +40,8 @@ pub struct AppState {
     admin_token: Option<Vec<u8>>,
     /// The webhook endpoint's own state.
     webhooks: Arc<Webhooks>,
+    /// The MCP server at `/mcp`, when `[mcp]` is configured.
+    mcp: Option<(Arc<crate::mcp::McpState>, crate::manifest::McpConfig)>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             max_body_bytes: server.max_body_bytes,
             jobs_token: None,
             admin_token: None,
+            mcp: None,
         }
     }
 
@@ -81,9 +84,16 @@ pub struct AppStateBuilder {
     max_body_bytes: usize,
     jobs_token: Option<Vec<u8>>,
     admin_token: Option<Vec<u8>>,
+    mcp: Option<(crate::mcp::McpClients, crate::manifest::McpConfig)>,
 }
 
 impl AppStateBuilder {
+    /// Turns the MCP server on at `/mcp` for `clients`, within `config`'s Origin and Host rules.
+    pub fn mcp(mut self, clients: crate::mcp::McpClients, config: crate::manifest::McpConfig) -> Self {
+        self.mcp = Some((clients, config));
+        self
+    }
+
     /// Where stored events go next.
     pub fn routes(mut self, routes: Arc<Routes>) -> Self {
         self.routes = routes;
@@ -145,6 +155,12 @@ impl AppStateBuilder {
             routes: self.routes,
             dispatcher: self.dispatcher.clone(),
         });
+        // Tool calls' records and what actions emit take the webhooks' routes.
+        let mcp = self.mcp.map(|(clients, config)| {
+            let state = crate::mcp::McpState::new(self.host.clone(), self.store.clone(), clients)
+                .with_routes(webhooks.routes.clone(), self.dispatcher.clone());
+            (Arc::new(state), config)
+        });
         Arc::new(AppState {
             host: self.host,
             store: self.store,
@@ -152,6 +168,7 @@ impl AppStateBuilder {
             jobs_token: self.jobs_token,
             admin_token: self.admin_token,
             webhooks,
+            mcp,
         })
     }
 }
@@ -183,7 +200,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone());
-    crate::ingress::router(state.webhooks.clone()).merge(api)
+    let mut app = crate::ingress::router(state.webhooks.clone()).merge(api);
+    if let Some((mcp, config)) = &state.mcp {
+        app = app.merge(crate::mcp::http::router(mcp.clone(), config, limit));
+    }
+    app
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, with source addresses available

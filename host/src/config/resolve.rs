@@ -29,6 +29,8 @@ pub struct Resolved {
     pub callback_key: Option<Vec<u8>>,
     /// The admin API's token, when it is on.
     pub admin_token: Option<Vec<u8>>,
+    /// Each MCP client's bearer token, by client name (clients without one are left out).
+    pub mcp_tokens: BTreeMap<String, Vec<u8>>,
     /// The secrets, resolved.
     pub secrets: BTreeMap<String, crate::egress::secrets::Secret>,
     /// The OAuth2 clients, resolved.
@@ -189,6 +191,23 @@ impl Resolved {
             Some(admin) => Some(resolve_secret("admin.token", &admin.token, base)?),
             None => None,
         };
+        let mut mcp_tokens = BTreeMap::new();
+        for (i, client) in config.mcp.iter().flat_map(|m| m.clients.iter()).enumerate() {
+            let Some(reference) = &client.token else { continue };
+            let key = format!("mcp.client[{i}].token");
+            let token = resolve_secret(&key, reference, base)?;
+            // A token is all that names a client over HTTP: short ones are guessed.
+            if token.len() < 16 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "a client token must be at least 16 bytes".into(),
+                });
+            }
+            if mcp_tokens.values().any(|t| *t == token) {
+                return Err(ConfigError::Invalid { key, reason: "two clients have the same token".into() });
+            }
+            mcp_tokens.insert(client.name.clone(), token);
+        }
         let store_path = base.join(&config.store.path);
         #[cfg(feature = "nats")]
         let nats = match config.store.backend {
@@ -210,6 +229,7 @@ impl Resolved {
             jobs_token,
             callback_key,
             admin_token,
+            mcp_tokens,
             secrets,
             oauth,
             #[cfg(feature = "nats")]

@@ -16,8 +16,8 @@
 
 use plugboard_sdk::http::Request;
 use plugboard_sdk::{
-    Capability, Connector, Error, Metadata, NewEvent, VerificationScheme, WebhookReply, WebhookRequest,
-    config,
+    ActionHints, Capability, Connector, Error, Metadata, NewEvent, VerificationScheme, WebhookReply,
+    WebhookRequest, config,
 };
 use serde_json::{Value, json};
 
@@ -113,24 +113,26 @@ fn check_user_errors(payload: &Value) -> Result<(), Error> {
 impl Connector for Shopify {
     fn metadata() -> Metadata {
         let id_schema = json!({"type": "object", "required": ["id"], "properties": {"id": {"type": ["integer", "string"]}}});
-        let mut m = Metadata::new("shopify", env!("CARGO_PKG_VERSION"), "Shopify webhooks and Admin GraphQL API")
-            .action("get-order", "Reads an order", id_schema.clone())
-            .action("get-customer", "Reads a customer", id_schema)
-            .action(
-                "add-order-tags",
-                "Adds tags to an order",
-                json!({"type": "object", "required": ["id", "tags"], "properties": {
-                    "id": {"type": ["integer", "string"]}, "tags": {"type": "array", "items": {"type": "string"}}}}),
-            )
-            .action(
-                "add-order-note",
-                "Sets an order's note",
-                json!({"type": "object", "required": ["id", "note"], "properties": {
+        let mut m =
+            Metadata::new("shopify", env!("CARGO_PKG_VERSION"), "Shopify webhooks and Admin GraphQL API")
+                .action("get-order", "Reads an order", id_schema.clone())
+                .action("get-customer", "Reads a customer", id_schema)
+                .action(
+                    "add-order-tags",
+                    "Adds tags to an order",
+                    json!({"type": "object", "required": ["id", "tags"], "properties": {
+                    "id": {"type": ["integer", "string"]},
+                    "tags": {"type": "array", "minItems": 1, "items": {"type": "string"}}}}),
+                )
+                .action(
+                    "add-order-note",
+                    "Sets an order's note",
+                    json!({"type": "object", "required": ["id", "note"], "properties": {
                     "id": {"type": ["integer", "string"]}, "note": {"type": "string"}}}),
-            )
-            .requests(Capability::Http)
-            .requests(Capability::Config)
-            .verifies_with(VerificationScheme::Shopify);
+                )
+                .requests(Capability::Http)
+                .requests(Capability::Config)
+                .verifies_with(VerificationScheme::Shopify);
         for topic in TOPICS {
             m = m.produces(topic);
         }
@@ -198,6 +200,19 @@ impl Connector for Shopify {
             }
             other => Err(Error::NotFound(format!("unknown action `{other}`"))),
         }
+    }
+
+    fn action_hints() -> Vec<ActionHints> {
+        vec![
+            ActionHints::read_only("get-order").title("Read an order"),
+            ActionHints::read_only("get-customer").title("Read a customer"),
+            // Tagging twice leaves the same tags: nothing is removed or repeated.
+            ActionHints::additive("add-order-tags").idempotent().title("Tag an order").output_schema(json!({
+                "type": "object", "required": ["id", "tags_added"], "properties": {
+                    "id": {"type": "string"}, "tags_added": {"type": "array", "items": {"type": "string"}}}})),
+            // The note replaces the order's note.
+            ActionHints::destructive("add-order-note").idempotent().title("Set an order's note"),
+        ]
     }
 }
 

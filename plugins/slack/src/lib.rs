@@ -20,8 +20,8 @@
 
 use plugboard_sdk::http::{Request, Response};
 use plugboard_sdk::{
-    Capability, Connector, Error, Metadata, NewEvent, UpstreamFailure, VerificationScheme, WebhookReply,
-    WebhookRequest, config,
+    ActionHints, Capability, Connector, Error, Metadata, NewEvent, UpstreamFailure, VerificationScheme,
+    WebhookReply, WebhookRequest, config,
 };
 use serde_json::{Map, Value, json};
 
@@ -216,6 +216,15 @@ impl Connector for Slack {
             }
             other => Err(Error::NotFound(format!("unknown action `{other}`"))),
         }
+    }
+
+    fn action_hints() -> Vec<ActionHints> {
+        vec![
+            ActionHints::additive("post-message").title("Post a message"),
+            // An update replaces the message's text.
+            ActionHints::destructive("update-message").idempotent().title("Update a message"),
+            ActionHints::additive("add-reaction").idempotent().title("React to a message"),
+        ]
     }
 }
 

@@ -28,7 +28,8 @@ fn shared_bindings() -> proc_macro2::TokenStream {
     }
 }
 
-/// Exports a type implementing `plugboard_sdk::Connector` as the component's `connector` world.
+/// Exports a type implementing `plugboard_sdk::Connector` as the component's `connector-with-hints`
+/// world: the `connector` world, and the hints its actions declare.
 #[proc_macro]
 pub fn export_connector(input: TokenStream) -> TokenStream {
     let ty = parse_macro_input!(input as Type);
@@ -46,7 +47,7 @@ pub fn export_connector(input: TokenStream) -> TokenStream {
         mod __plugboard_connector_export {
             ::plugboard_sdk::__wit_bindgen::generate!({
                 path: #WIT_PATH,
-                world: "plugboard:connector/connector",
+                world: "plugboard:connector/connector-with-hints",
                 runtime_path: "::plugboard_sdk::__wit_bindgen::rt",
                 with: { #with },
             });
@@ -72,6 +73,23 @@ pub fn export_connector(input: TokenStream) -> TokenStream {
                     input_json: ::std::string::String,
                 ) -> ::core::result::Result<::std::string::String, ::plugboard_sdk::Error> {
                     ::plugboard_sdk::__export::invoke::<super::__PlugboardConnector>(action, input_json)
+                }
+            }
+
+            impl exports::plugboard::connector::action_hints::Guest for Export {
+                fn action_hints() -> ::std::vec::Vec<exports::plugboard::connector::action_hints::Hints> {
+                    ::plugboard_sdk::__export::action_hints::<super::__PlugboardConnector>()
+                        .into_iter()
+                        .map(|h| exports::plugboard::connector::action_hints::Hints {
+                            action: h.action,
+                            title: h.title,
+                            read_only: h.read_only,
+                            destructive: h.destructive,
+                            idempotent: h.idempotent,
+                            open_world: h.open_world,
+                            output_schema: h.output_schema,
+                        })
+                        .collect()
                 }
             }
 
