@@ -162,7 +162,12 @@ impl Schemas {
         }
         let schema = serde_json::Value::Object((*tool.tool.input_schema).clone());
         // No `$ref` leaves the schema: the crate is built without its file and HTTP resolvers.
-        let validator = jsonschema::validator_for(&schema)
+        // Patterns run on the linear-time `regex` engine, not a backtracking one: a plugin's
+        // `pattern` must not make checking a client's input take exponential time (patterns
+        // with lookaround do not compile, and their tool refuses calls).
+        let validator = jsonschema::options()
+            .with_pattern_options(jsonschema::PatternOptions::regex())
+            .build(&schema)
             .map(Arc::new)
             .map_err(|e| InputError::BadSchema(crate::printable(&clip(e.to_string()))))?;
         if let Ok(mut compiled) = self.compiled.lock() {
@@ -256,6 +261,19 @@ mod schema_tests {
         assert!(reasons.iter().all(|r| r.len() < 400), "{reasons:?}");
     }
 
+    /// `(a+)+$` against `aaa…!` backtracks exponentially; on the linear engine it is one pass
+    /// (this test would run for hours on a backtracking one without a limit).
+    #[test]
+    fn a_pattern_is_matched_in_linear_time() {
+        let schemas = Schemas::default();
+        let tool = offered_with(
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "^(a+)+$"}}}),
+        );
+        let input = serde_json::json!({"a": format!("{}!", "a".repeat(100_000))});
+        assert!(matches!(schemas.check(&tool, &input), Err(InputError::Invalid(_))));
+        schemas.check(&tool, &serde_json::json!({"a": "aaaa"})).unwrap();
+    }
+
     /// A hostile plugin's schema cannot make the host fetch a `$ref` or panic on a bad
     /// pattern: the tool cannot be checked, so it does not run.
     #[test]
@@ -265,6 +283,7 @@ mod schema_tests {
             serde_json::json!({"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:1/schema.json"}}}),
             serde_json::json!({"type": "object", "properties": {"a": {"$ref": "file:///etc/passwd"}}}),
             serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "(unclosed"}}}),
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "(?=a)a"}}}),
         ] {
             let outcome = schemas.check(&offered_with(schema.clone()), &serde_json::json!({"a": "x"}));
             assert!(matches!(outcome, Err(InputError::BadSchema(_))), "{schema}: {outcome:?}");
