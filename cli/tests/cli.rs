@@ -20,7 +20,13 @@ fn inspect_shows_what_a_plugin_asks_for() {
     assert!(out.starts_with("echo 0.1.0 (connector)"), "{out}");
     assert!(out.contains("requests permission to:"), "{out}");
     assert!(out.contains("- http   send HTTP requests to the hosts you allow"), "{out}");
-    assert!(out.contains("action kv-roundtrip"), "{out}");
+    // Echo declares no action hints: an AI client would have to assume the worst.
+    assert!(out.contains("action kv-roundtrip (no hints: counts as destructive)"), "{out}");
+    let shopify = ECHO.replace("echo.wasm", "shopify.wasm");
+    let (code, out, err) = plugboard(&["plugin", "inspect", &shopify]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("action get-order (reads only): Reads an order"), "{out}");
+    assert!(out.contains("action add-order-note (may delete or overwrite)"), "{out}");
 
     let (code, out, _) = plugboard(&["plugin", "inspect", SNOOP]);
     assert_eq!(code, 0);

@@ -35,7 +35,7 @@ tools = ["shopify.get-order", "shopify.add-order-tags", "shopify.add-order-note"
 name = "slow"
 token = "file:{slow}"
 tools = ["shopify.get-order"]
-rate_limit = {{ per_second = 0.001, burst = 1 }}
+rate_limit = {{ per_second = 0.001, burst = 2 }}
 
 [[route]]
 name = "new-orders-assessed""#,
@@ -148,7 +148,9 @@ async fn records(flow: &Flow, client: &str, since: usize) -> Vec<Value> {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["attributes"].as_array().unwrap().contains(&json!(["mcp.client", client])))
+            .filter(|e| {
+                e["attributes"].as_array().unwrap().contains(&json!(["plugboard.mcp.client", client]))
+            })
             .cloned()
             .collect();
         mine.reverse();
@@ -309,8 +311,11 @@ async fn the_endpoint_refuses_missing_tokens_foreign_origins_and_hosts_and_limit
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 4, "{body}");
 
-    // The slow client's rate: one call, then a rate-limited tool error with the wait.
+    // The slow client's rate (two requests, then one in 1,000 s): a listing and a call, then
+    // a rate-limited tool error with the wait, and a listing refused.
     let slow = format!("Bearer {SLOW_TOKEN}");
+    let (_, _, listed) = post(&flow, &[("authorization", &slow)], list.clone()).await;
+    assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 1, "{listed}");
     let (_, _, first) =
         post(&flow, &[("authorization", &slow)], call("shopify_get-order", json!({"id": 7201}))).await;
     assert_eq!(first["result"]["isError"], false, "{first}");
@@ -324,6 +329,8 @@ async fn the_endpoint_refuses_missing_tokens_foreign_origins_and_hosts_and_limit
         "{second}"
     );
     assert!(error["retry_after_ms"].as_u64().unwrap() > 1_000, "{second}");
+    let (_, _, refused) = post(&flow, &[("authorization", &slow)], list.clone()).await;
+    assert!(refused["error"]["message"].as_str().unwrap().contains("over this client's rate"), "{refused}");
     // The agent's own limits are untouched by the slow client's.
     let (_, _, other) =
         post(&flow, &[("authorization", &agent)], call("shopify_get-order", json!({"id": 7201}))).await;

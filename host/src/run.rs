@@ -223,10 +223,12 @@ pub async fn serve_mcp_stdio(host: &Host, resolved: Resolved, client: &str) -> R
     let store = open_events_without_deliveries(&resolved).await?;
     let routes = Arc::new(Routes::new(resolved.config.routes.clone()));
     let state = Arc::new(crate::mcp::McpState::new(host.clone(), store, clients).with_routes(routes, None));
-    let server = crate::mcp::McpServer::for_client(state, client);
+    let server = crate::mcp::McpServer::for_client(state, client.clone());
     let running = server.serve(rmcp::transport::stdio()).await.map_err(|e| RunError::Mcp(e.to_string()))?;
-    running.waiting().await.map_err(|e| RunError::Mcp(e.to_string()))?;
-    Ok(())
+    let ended = running.waiting().await.map_err(|e| RunError::Mcp(e.to_string()));
+    // The client hung up; calls still running finish and store their records first.
+    client.idle().await;
+    ended.map(|_| ())
 }
 
 /// The configuration's event store, as the pipeline uses it and as retention sweeps it.

@@ -153,6 +153,10 @@ impl McpConfig {
                 ));
             }
         }
+        // An empty list would turn rmcp's Host check off altogether.
+        if self.allowed_hosts.is_empty() {
+            return Err(ConfigError::invalid("mcp.allowed_hosts", "at least one host name is needed"));
+        }
         if self.allowed_hosts.iter().any(|h| h.is_empty() || h.contains(['/', ' '])) {
             return Err(ConfigError::invalid("mcp.allowed_hosts", "a host is `name` or `name:port`"));
         }

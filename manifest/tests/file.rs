@@ -289,6 +289,11 @@ fn validate_names_the_first_wrong_reference_by_its_key() {
             .starts_with("mcp.allowed_origins[0]:")
     );
     assert!(refused(r#"id = "slack""#, r#"id = "mcp""#).starts_with("plugin[mcp].id:"));
+    // No host names would switch the Host check off, not make it strict.
+    assert!(
+        refused(r#"allowed_origins = ["https://claude.example.com"]"#, "allowed_hosts = []")
+            .starts_with("mcp.allowed_hosts:")
+    );
     let unknown = FULL.replacen(r#"backend = "nats""#, r#"backend = "postgres""#, 1);
     assert!(matches!(Config::from_toml(&unknown, "pg.toml"), Err(ConfigError::Parse { .. })));
 }

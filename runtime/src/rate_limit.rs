@@ -36,7 +36,9 @@ impl Bucket {
             *state = (tokens, now);
             let wait =
                 if self.limit.per_second > 0.0 { (1.0 - tokens) / self.limit.per_second } else { 3600.0 };
-            Err(Duration::from_secs_f64(wait))
+            // A rate of "almost never" makes a wait past what a Duration holds: the longest
+            // one, not a panic with the lock held.
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
         }
     }
 }
@@ -134,6 +136,17 @@ mod tests {
         assert!((0..3).all(|_| b.take().is_ok()));
         let wait = b.take().unwrap_err();
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+    }
+
+    /// An operator's "almost never" is a rate, not a panic with the bucket's lock held (which
+    /// would have poisoned it and let every later request through): the wait is the longest
+    /// there is, and the bucket goes on limiting.
+    #[test]
+    fn a_tiny_rate_waits_long_instead_of_panicking() {
+        let b = Bucket::new(RateLimit { per_second: 1e-300, burst: 1.0 });
+        assert!(b.take().is_ok());
+        assert_eq!(b.take().unwrap_err(), Duration::MAX);
+        assert!(b.take().is_err(), "the bucket stopped limiting");
     }
 
     /// Two nodes sharing one store: together they get the limit's rate, not twice it; a

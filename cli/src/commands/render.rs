@@ -39,7 +39,15 @@ pub fn permission_prompt(info: &PluginInfo) -> String {
             out += &format!("  produces events: {}\n", info.produces.join(", "));
         }
         for a in &info.actions {
-            out += &format!("  action {}: {}\n", a.name, a.description);
+            // What an AI client is told about it, and what `allow_destructive` decides.
+            let behaviour = match &a.hints {
+                None => "no hints: counts as destructive",
+                Some(h) if h.read_only => "reads only",
+                Some(h) if h.destructive => "may delete or overwrite",
+                Some(h) if h.idempotent => "adds, idempotent",
+                Some(_) => "adds",
+            };
+            out += &format!("  action {} ({behaviour}): {}\n", a.name, a.description);
         }
     }
     if let Some(model) = &info.default_model {

@@ -42,7 +42,12 @@ impl McpClient {
         self.tools.iter().any(|p| p.covers(instance, action))
     }
 
-    /// Takes one call from its rate and one of its slots, held until the permit drops.
+    /// Waits until none of its calls is running (each records itself before it ends).
+    pub async fn idle(&self) {
+        let _all = self.slots.acquire_many(self.max_concurrency).await;
+    }
+
+    /// Takes one request from its rate and one of its slots, held until the permit drops.
     pub fn admit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
         let permit =
             self.slots.clone().try_acquire_owned().map_err(|_| Refusal::Busy(self.max_concurrency))?;
@@ -86,14 +91,17 @@ impl McpClients {
         self.clients.iter().find(|c| c.name == name).cloned()
     }
 
-    /// The client whose token is `given`. Every token is compared, each in constant time, so
-    /// the time taken does not tell which one was nearly right.
+    /// The client whose token is `given`. Every token is compared, as SHA-256 digests (of one
+    /// length, so not even a token's length shows) in constant time, so the time taken does
+    /// not tell which one was nearly right.
     pub fn by_token(&self, given: &[u8]) -> Option<Arc<McpClient>> {
+        use sha2::{Digest, Sha256};
         use subtle::ConstantTimeEq;
+        let given = Sha256::digest(given);
         let mut found = None;
         for client in &self.clients {
             if let Some(token) = &client.token
-                && bool::from(token.as_slice().ct_eq(given))
+                && bool::from(Sha256::digest(token).ct_eq(&given))
             {
                 found = Some(client.clone());
             }

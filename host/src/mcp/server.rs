@@ -27,6 +27,15 @@ use crate::{Event, Host, InvokeError};
 /// The kind of the events that record tool calls.
 pub const TOOL_CALLED: &str = "mcp/tool-called";
 
+/// The attribute of a call's record that names the client (in the host's reserved namespace).
+pub const CLIENT_ATTRIBUTE: &str = "plugboard.mcp.client";
+
+/// The attribute of a call's record that names the tool.
+pub const TOOL_ATTRIBUTE: &str = "plugboard.mcp.tool";
+
+/// How many times a call's record is offered to a store that is unavailable.
+const RECORD_ATTEMPTS: u32 = 3;
+
 /// What every connection's handler shares.
 pub struct McpState {
     host: Host,
@@ -112,6 +121,19 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let client = self.client(&context)?;
+        // A listing costs the host what a call's lookup does: it counts against the limits.
+        let _slot = match client.admit() {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let message = match refusal {
+                    Refusal::RateLimited(wait) => {
+                        format!("over this client's rate: retry after {} ms", millis(wait))
+                    }
+                    Refusal::Busy(n) => format!("this client may run {n} requests at once"),
+                };
+                return Err(McpError::invalid_request(message, None));
+            }
+        };
         let tools = offered(&self.state.host, &client).into_iter().map(|o| o.tool).collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -123,7 +145,18 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, McpError> {
         let client = self.client(&context)?;
         let input = Value::Object(request.arguments.unwrap_or_default());
-        Ok(self.call(&client, &request.name, input).await.into())
+        // A task of its own: a client that hangs up (or a transport that stops waiting) does
+        // not cut the call short between running the action and storing its record.
+        let server = self.clone();
+        let name = request.name.into_owned();
+        let call = tokio::spawn(async move { server.call(&client, &name, input).await });
+        match call.await {
+            Ok(result) => Ok(result.into()),
+            Err(e) => {
+                tracing::error!("an MCP tool call failed: {e}");
+                Ok(tool_error("internal", "the call failed; see the server's log", None).into())
+            }
+        }
     }
 }
 
@@ -159,7 +192,7 @@ impl McpServer {
                 );
                 return match refusal {
                     Refusal::RateLimited(wait) => {
-                        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+                        let ms = millis(wait);
                         tool_error(
                             "rate-limited",
                             &format!("over this client's rate: retry after {ms} ms"),
@@ -281,9 +314,10 @@ impl McpServer {
         }
     }
 
-    /// Stores the call's record with what the action emitted, routed like any events. A
-    /// record that cannot be stored is logged and counted; the client still gets its answer
-    /// (the action has run by then).
+    /// Stores the call's record with what the action emitted, routed like any events, trying
+    /// a store that is briefly unavailable again. A record that still cannot be stored is
+    /// written to the log whole (the audit trail's fallback) and counted; the client still
+    /// gets its answer, since the action has run by then and a retry would run it again.
     async fn record(
         &self,
         client: &McpClient,
@@ -296,30 +330,42 @@ impl McpServer {
         if let Some(id) = id {
             event.id = id;
         }
-        event.attributes.push(("mcp.client".into(), client.name.clone()));
-        event.attributes.push(("mcp.tool".into(), tool.to_owned()));
+        // Reserved attribute names: no plugin's event can carry them.
+        event.attributes.push((CLIENT_ATTRIBUTE.into(), client.name.clone()));
+        event.attributes.push((TOOL_ATTRIBUTE.into(), tool.to_owned()));
         let mut events = vec![event];
         events.extend(emitted);
-        let append = Append {
-            instance: MCP_SOURCE.into(),
-            delivery_id: None,
-            dedup_window_ms: 0,
-            deliveries: self.state.routes.deliveries(&events),
-            events,
-        };
-        match self.state.store.append(append).await {
-            Ok(_) => {
-                if let Some(notify) = &self.state.dispatcher {
-                    notify.notify_one();
+        let deliveries = self.state.routes.deliveries(&events);
+        let mut wait = std::time::Duration::from_millis(100);
+        for attempt in 1..=RECORD_ATTEMPTS {
+            let append = Append {
+                instance: MCP_SOURCE.into(),
+                delivery_id: None,
+                dedup_window_ms: 0,
+                deliveries: deliveries.clone(),
+                events: events.clone(),
+            };
+            match self.state.store.append(append).await {
+                Ok(_) => {
+                    if let Some(notify) = &self.state.dispatcher {
+                        notify.notify_one();
+                    }
+                    return;
                 }
-            }
-            Err(e) => {
-                self.state.host.metrics().add(
-                    "plugboard_store_errors_total",
-                    &[("operation", "mcp-record")],
-                    1,
-                );
-                tracing::error!(client = %client.name, tool, "the record of an MCP tool call could not be stored: {e}");
+                Err(crate::store::StoreError::Unavailable(_)) if attempt < RECORD_ATTEMPTS => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+                Err(e) => {
+                    self.state.host.metrics().add(
+                        "plugboard_store_errors_total",
+                        &[("operation", "mcp-record")],
+                        1,
+                    );
+                    tracing::error!(client = %client.name, tool, record = %payload,
+                        "the record of an MCP tool call could not be stored: {e}");
+                    return;
+                }
             }
         }
     }
@@ -365,6 +411,11 @@ fn describe_failure(e: &InvokeError) -> (&'static str, String, Option<u64>) {
         InvokeError::Timeout(d) => ("timeout", format!("the action did not finish within {d:?}"), None),
         other => ("internal", format!("the action failed ({})", other.kind()), None),
     }
+}
+
+/// A wait in whole milliseconds, at least one.
+fn millis(wait: std::time::Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// `text` cut to `max` bytes.

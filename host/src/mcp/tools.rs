@@ -15,6 +15,10 @@ use crate::{Host, PluginKind};
 /// The longest tool name the MCP spec allows.
 const MAX_TOOL_NAME: usize = 128;
 
+/// The largest compiled `pattern` of an input schema: a plugin's patterns are the host's
+/// memory (a 64 KiB schema holds thousands).
+const MAX_PATTERN_BYTES: usize = 32 << 10;
+
 /// The most schema errors a refused input is told about.
 const MAX_REPORTED_ERRORS: usize = 5;
 
@@ -57,7 +61,8 @@ fn annotations(hints: Option<&ActionHints>) -> Option<ToolAnnotations> {
     ))
 }
 
-/// The tools `client` may see, in a stable order: every action of a loaded connector that a
+/// The tools `client` may see, in a stable order (what is left out is logged at debug level:
+/// every listing would repeat it): every action of a loaded connector that a
 /// pattern of the client's covers, less destructive ones unless it may call those, less any
 /// whose name would not be unique or would break the spec's rules.
 pub fn offered(host: &Host, client: &McpClient) -> Vec<Offered> {
@@ -74,14 +79,14 @@ pub fn offered(host: &Host, client: &McpClient) -> Vec<Offered> {
                 continue;
             }
             let Some(name) = tool_name(&info.id, &action.name) else {
-                tracing::warn!(instance = %info.id, action = %action.name, "action not offered to MCP clients: its tool name would be over 128 characters");
+                tracing::debug!(instance = %info.id, action = %action.name, "action not offered to MCP clients: its tool name would be over 128 characters");
                 continue;
             };
             // MCP wants an object schema for a tool's input.
             let Some(schema) =
                 action.input_schema.as_object().filter(|s| s.get("type").is_some_and(|t| t == "object"))
             else {
-                tracing::warn!(instance = %info.id, action = %action.name, "action not offered to MCP clients: its input schema is not of \"type\": \"object\"");
+                tracing::debug!(instance = %info.id, action = %action.name, "action not offered to MCP clients: its input schema is not of \"type\": \"object\"");
                 continue;
             };
             let mut tool = Tool::new(name.clone(), action.description.clone(), Arc::new(schema.clone()));
@@ -110,7 +115,7 @@ pub fn offered(host: &Host, client: &McpClient) -> Vec<Offered> {
     offered.retain(|o| {
         let unique = counts[&o.name] == 1;
         if !unique {
-            tracing::warn!(tool = %o.name, "tool not offered to MCP clients: two actions would share its name");
+            tracing::debug!(tool = %o.name, "tool not offered to MCP clients: two actions would share its name");
         }
         unique
     });
@@ -165,8 +170,13 @@ impl Schemas {
         // Patterns run on the linear-time `regex` engine, not a backtracking one: a plugin's
         // `pattern` must not make checking a client's input take exponential time (patterns
         // with lookaround do not compile, and their tool refuses calls).
+        let patterns = jsonschema::PatternOptions::regex()
+            .size_limit(MAX_PATTERN_BYTES)
+            .dfa_size_limit(MAX_PATTERN_BYTES);
         let validator = jsonschema::options()
-            .with_pattern_options(jsonschema::PatternOptions::regex())
+            .with_pattern_options(patterns)
+            // Formats are annotations: `"format": "regex"` would compile the client's strings.
+            .should_validate_formats(false)
             .build(&schema)
             .map(Arc::new)
             .map_err(|e| InputError::BadSchema(crate::printable(&clip(e.to_string()))))?;
