@@ -5,6 +5,8 @@
 //!   stand-ins, with the demo's credentials), sends two correctly signed Shopify `orders/create`
 //!   webhooks (one risky, one not), and prints each event's path with timings: verified ->
 //!   stored -> assessed by the AI provider -> Slack message posted -> Shopify order tagged.
+//! - `plugboard-demo agent` (what `./dev demo agent` runs): example flow 4, a question about an
+//!   order in Slack answered by a model that looks the order up with a tool call.
 //! - `plugboard-demo fakes [ADDR]`: only the stand-ins (default `127.0.0.1:8788`), to run
 //!   `plugboard up --config examples/order-risk/plugboard.toml` against by hand.
 
@@ -167,11 +169,59 @@ async fn flow_one() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flow 4: a signed Slack message asks about an order; the model calls Shopify's `get-order`
+/// as a tool and the answer is posted in the message's thread.
+async fn flow_four() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let flow = Flow::start("order-agent").await?;
+    println!(
+        "==> stand-ins for Slack, Shopify and OpenAI on {} (requests checked against the official API descriptions)",
+        flow.fakes.origin()
+    );
+    println!(
+        "==> plugboard serving examples/order-agent/plugboard.toml on {} (started in {:.0} ms)",
+        flow.origin,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    flow.fakes.state.add_order(sample_order(1001, "", "1249.00"));
+    let text = "Hi! Where is my order 1001?";
+    let message = serde_json::json!({ "type": "message", "channel": "C0SUPPORT", "user": "U7", "text": text, "ts": "1700000200.000100" });
+    let body = serde_json::to_vec(&plugboard_demo::slack_event("EvDemo4", message))?;
+    let headers =
+        plugboard_demo::slack_headers(plugboard_demo::SLACK_SIGNING_SECRET, &body, "application/json");
+    let sent = now_ms();
+    let (status, _) = flow.webhook("slack", headers, body).await?;
+    println!("\n==> a customer asks in Slack #C0SUPPORT: {text:?} (answered {status})");
+    let state = flow.fakes.state.clone();
+    flow.wait_for("the answer in the thread", async || state.messages.lock().is_ok_and(|m| !m.is_empty()))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the call log is written in batches
+    let event = flow.admin("/v1/events?kind=slack/message").await?;
+    let id = event[0]["id"].as_str().unwrap_or("").to_owned();
+    print_trace(&flow, &flow.admin(&format!("/v1/events/{id}")).await?, sent, 0).await?;
+    let messages = state.messages.lock().map(|m| m.clone()).unwrap_or_default();
+    for m in &messages {
+        println!("\n==> posted in the thread: {:?}", m.text);
+    }
+    let violations = flow.violations();
+    for v in &violations {
+        println!("      {v}");
+    }
+    if !violations.is_empty() || messages.len() != 1 {
+        bail!("the flow did not run as it should");
+    }
+    println!(
+        "\nflow 4 ok: the model looked the order up with Shopify's get-order (run with Shopify's grants) and answered in the thread."
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("flow1") => flow_one().await,
+        Some("agent") => flow_four().await,
         Some("fakes") => {
             let listen = args.get(1).map(String::as_str).unwrap_or("127.0.0.1:8788").parse()?;
             let fakes = Fakes::start(listen, Specs::shared()?).await?;
@@ -183,6 +233,8 @@ async fn main() -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
-        Some(other) => bail!("unknown command {other:?}: use no argument (flow 1) or `fakes [ADDR]`"),
+        Some(other) => {
+            bail!("unknown command {other:?}: use no argument (flow 1), `agent` (flow 4) or `fakes [ADDR]`")
+        }
     }
 }

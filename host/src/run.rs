@@ -114,6 +114,18 @@ pub fn check_actions(host: &Host, config: &crate::config::Config) -> Result<(), 
                 .enumerate()
                 .map(|(i, s)| (format!("schedule[{i}].action"), &s.to, &s.action)),
         );
+    // The actions a plugin's model may call as tools.
+    let tools: Vec<(String, String, String)> = config
+        .plugins
+        .iter()
+        .flat_map(|p| {
+            p.grants.ai_tools.iter().enumerate().filter_map(move |(i, t)| {
+                let pattern = crate::manifest::ToolPattern::parse(t).ok()?;
+                Some((format!("plugin[{}].grants.ai_tools[{i}]", p.id), pattern.instance, pattern.action?))
+            })
+        })
+        .collect();
+    let wanted = wanted.chain(tools.iter().map(|(key, target, action)| (key.clone(), target, action)));
     for (key, target, action) in wanted {
         let Some(info) = host.plugin(target) else { continue };
         if !info.actions.iter().any(|a| &a.name == action) {

@@ -112,6 +112,10 @@ pub struct Grants {
     /// The most AI tokens (prompt and completion) this plugin may use per UTC day; further
     /// `ai` calls fail with `quota-exceeded`. No budget when absent.
     pub ai_daily_tokens: Option<u64>,
+    /// Connector actions the model may call as tools in this plugin's `ai-tools` calls, as
+    /// `instance.action` or `instance.*` (with the `ai` capability). Each runs with its own
+    /// instance's grants, not this plugin's.
+    pub ai_tools: Vec<String>,
     /// Let the plugin write to stdout and stderr (into the host's own streams). Off by default:
     /// use the `log` capability instead.
     pub stdio: bool,

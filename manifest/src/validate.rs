@@ -32,6 +32,7 @@ impl Config {
         if let Some(mcp) = &self.mcp {
             mcp.validate(&ids)?;
         }
+        self.validate_ai_tools(&ids)?;
         if self.store.backend == StoreBackend::Nats {
             self.store.nats.validate()?;
         }
@@ -157,6 +158,43 @@ impl Config {
     }
 
     /// The secrets and OAuth clients an instance is granted exist, and go where it may send.
+    /// Each `grants.ai_tools` entry names a configured instance, and no instance can reach
+    /// itself through them: an action run as a tool that may run the caller again (directly
+    /// or round a cycle) could recurse without end.
+    fn validate_ai_tools(&self, ids: &BTreeSet<&str>) -> Result<(), ConfigError> {
+        let mut reaches: std::collections::BTreeMap<&str, BTreeSet<&str>> = Default::default();
+        for p in &self.plugins {
+            for (i, text) in p.grants.ai_tools.iter().enumerate() {
+                let key = format!("plugin[{}].grants.ai_tools[{i}]", p.id);
+                let pattern =
+                    crate::mcp::ToolPattern::parse(text).map_err(|e| ConfigError::invalid(&key, e))?;
+                let Some(target) = ids.get(pattern.instance.as_str()) else {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!("no instance named `{}`", pattern.instance),
+                    ));
+                };
+                reaches.entry(p.id.as_str()).or_default().insert(target);
+            }
+        }
+        for start in reaches.keys() {
+            let mut seen = BTreeSet::new();
+            let mut next: Vec<&str> = reaches[start].iter().copied().collect();
+            while let Some(at) = next.pop() {
+                if at == *start {
+                    return Err(ConfigError::invalid(
+                        format!("plugin[{start}].grants.ai_tools"),
+                        "its tools can run it again (directly or through another instance's ai_tools)",
+                    ));
+                }
+                if seen.insert(at) {
+                    next.extend(reaches.get(at).into_iter().flatten().copied());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_bindings(&self, p: &InstanceConfig) -> Result<(), ConfigError> {
         let key = format!("plugin[{}].grants", p.id);
         if let Some(missing) = p.grants.secrets.iter().find(|s| !self.secrets.contains_key(*s)) {

@@ -55,6 +55,7 @@ config = { shop = "example" }
 capabilities = ["http", "log"]
 secrets = ["shop"]
 oauth = ["crm"]
+ai_tools = ["slack.post-message"]
 
 [plugin.grants.http]
 allow = ["https://*.myshopify.com", "https://crm.example.com"]
@@ -289,6 +290,19 @@ fn validate_names_the_first_wrong_reference_by_its_key() {
             .starts_with("mcp.allowed_origins[0]:")
     );
     assert!(refused(r#"id = "slack""#, r#"id = "mcp""#).starts_with("plugin[mcp].id:"));
+    // Tools name configured instances, and no instance's tools can run it again.
+    assert_eq!(
+        refused(r#"ai_tools = ["slack.post-message"]"#, r#"ai_tools = ["slak.post-message"]"#),
+        "plugin[shop].grants.ai_tools[0]: no instance named `slak`"
+    );
+    assert!(
+        refused(r#"ai_tools = ["slack.post-message"]"#, r#"ai_tools = ["shop.get-order"]"#)
+            .starts_with("plugin[shop].grants.ai_tools: its tools can run it again")
+    );
+    let cycle = FULL.replacen("[plugin.webhook]\nsecrets = [\"env:SLACK_SIGNING_SECRET\"]", "[plugin.grants]\nai_tools = [\"shop.*\"]\n\n[plugin.webhook]\nsecrets = [\"env:SLACK_SIGNING_SECRET\"]", 1);
+    assert_ne!(cycle, FULL);
+    let err = Config::from_toml(&cycle, "cycle.toml").unwrap().validate().unwrap_err().to_string();
+    assert!(err.contains("its tools can run it again"), "{err}");
     // No host names would switch the Host check off, not make it strict.
     assert!(
         refused(r#"allowed_origins = ["https://claude.example.com"]"#, "allowed_hosts = []")

@@ -30,6 +30,8 @@ mod provider_world {
             "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
             "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
             "plugboard:connector/config": super::connector_world::plugboard::connector::config,
+            "plugboard:connector/tool-types": super::connector_world::plugboard::connector::tool_types,
+            "plugboard:connector/ai-tools": super::connector_world::plugboard::connector::ai_tools,
         },
     });
 }
@@ -51,14 +53,41 @@ mod hints_world {
             "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
             "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
             "plugboard:connector/config": super::connector_world::plugboard::connector::config,
+            "plugboard:connector/tool-types": super::connector_world::plugboard::connector::tool_types,
+            "plugboard:connector/ai-tools": super::connector_world::plugboard::connector::ai_tools,
         },
     });
 }
 
-pub(crate) use connector_world::plugboard::connector::{ai, config, emit, http, kv, log};
-pub(crate) use connector_world::plugboard::connector::{ai_types as ai_types_host, types as types_host};
+/// The optional `provider-tools` export of an AI provider (world `ai-provider-with-tools`).
+mod provider_tools_world {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugboard:connector/ai-provider-with-tools",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "plugboard:connector/types": super::connector_world::plugboard::connector::types,
+            "plugboard:connector/ai-types": super::connector_world::plugboard::connector::ai_types,
+            "plugboard:connector/http": super::connector_world::plugboard::connector::http,
+            "plugboard:connector/kv": super::connector_world::plugboard::connector::kv,
+            "plugboard:connector/log": super::connector_world::plugboard::connector::log,
+            "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
+            "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
+            "plugboard:connector/config": super::connector_world::plugboard::connector::config,
+            "plugboard:connector/tool-types": super::connector_world::plugboard::connector::tool_types,
+            "plugboard:connector/ai-tools": super::connector_world::plugboard::connector::ai_tools,
+        },
+    });
+}
+
+pub(crate) use connector_world::plugboard::connector::{ai, ai_tools, config, emit, http, kv, log};
+pub(crate) use connector_world::plugboard::connector::{
+    ai_types as ai_types_host, tool_types as tool_types_host, types as types_host,
+};
 pub(crate) use connector_world::{Connector, ConnectorPre};
 pub(crate) use hints_world::exports::plugboard::connector::action_hints;
+pub(crate) use provider_tools_world::exports::plugboard::connector::provider_tools;
 pub(crate) use provider_world::AiProviderPre;
 pub(crate) use provider_world::exports::plugboard::connector::provider::ProviderMetadata;
 
@@ -66,6 +95,9 @@ pub(crate) use provider_world::exports::plugboard::connector::provider::Provider
 pub mod types {
     pub use super::connector_world::plugboard::connector::ai_types::{
         ChatRequest, ChatResponse, FinishReason, Message, ResponseFormat, Role, Usage,
+    };
+    pub use super::connector_world::plugboard::connector::tool_types::{
+        Tool, ToolCall, ToolCalls, ToolResult, ToolsRequest, ToolsResponse, Turn,
     };
     pub use super::connector_world::plugboard::connector::types::{
         Action, Capability, ConnectorMetadata, Error, Event, HttpRequest, HttpResponse, NewEvent,

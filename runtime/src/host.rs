@@ -311,6 +311,49 @@ impl AiProviders for HostProviders {
                 .map_err(|e| e.into_wit_error())
         })
     }
+
+    fn complete_with_tools(
+        &self,
+        provider: &str,
+        request: crate::bindings::types::ToolsRequest,
+        event_id: Option<String>,
+    ) -> crate::capabilities::ai::ToolsCompletion {
+        let host = self.0.upgrade().map(Host::from_inner);
+        let provider = provider.to_owned();
+        Box::pin(async move {
+            let host = host.ok_or_else(|| WitError::Internal("the host is shutting down".into()))?;
+            host.complete_with_tools_for_event(&provider, request, event_id)
+                .await
+                .map(|done| done.output)
+                .map_err(|e| e.into_wit_error())
+        })
+    }
+
+    fn action(&self, instance: &str, action: &str) -> Option<(String, serde_json::Value)> {
+        let host = Host::from_inner(self.0.upgrade()?);
+        let info = host.plugin(instance).filter(|p| p.kind == crate::PluginKind::Connector)?;
+        let a = info.actions.into_iter().find(|a| a.name == action)?;
+        Some((a.description, a.input_schema))
+    }
+
+    fn run_action(
+        &self,
+        instance: &str,
+        action: &str,
+        input: serde_json::Value,
+        event_id: Option<String>,
+    ) -> crate::capabilities::ai::ActionRun {
+        let host = self.0.upgrade().map(Host::from_inner);
+        let (instance, action) = (instance.to_owned(), action.to_owned());
+        Box::pin(async move {
+            let host = host.ok_or_else(|| WitError::Internal("the host is shutting down".into()))?;
+            let done = host
+                .invoke_for_event(&instance, &action, &input, event_id.as_deref())
+                .await
+                .map_err(|e| e.into_wit_error())?;
+            Ok((done.output.to_string(), done.emitted))
+        })
+    }
 }
 
 impl Host {

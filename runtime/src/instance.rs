@@ -199,6 +199,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Res
         instance: &s.plugin.egress,
         sent: &mut s.http_requests,
     })?;
+    capabilities::ai_tools::add_to_linker(linker, |s| capabilities::ai_tools::AiToolsView {
+        scope: scope(&s.plugin, &s.event_id, s.deadline),
+        caller_is_provider: s.plugin.kind == PluginKind::AiProvider,
+        default_provider: s.shared.default_ai_provider(),
+        providers: s.shared.providers.as_ref(),
+        router: &s.shared.ai,
+        kv: s.shared.kv.as_ref(),
+        emitted: &mut s.emitted,
+        held: &mut s.output_bytes,
+    })?;
     capabilities::ai::add_to_linker(linker, |s| AiView {
         scope: scope(&s.plugin, &s.event_id, s.deadline),
         caller_is_provider: s.plugin.kind == PluginKind::AiProvider,

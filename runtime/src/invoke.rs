@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
-use crate::bindings::types::{ChatRequest, ChatResponse, Event, WebhookRequest};
-use crate::bindings::{Connector, action_hints};
+use crate::bindings::types::{ChatRequest, ChatResponse, Event, ToolsRequest, ToolsResponse, WebhookRequest};
+use crate::bindings::{Connector, action_hints, provider_tools};
 use crate::capabilities::emit;
 use crate::capabilities::log::LogRecord;
 use crate::egress::ai::CacheKey;
@@ -519,6 +519,52 @@ impl Host {
         let response = plugin_result(response)?;
         // The answer is cached and handed to the asking plugin: bounded like any output.
         done.hold(&plugin, crate::egress::ai::answer_bytes(&response))?;
+        Ok(done.with_output(self, response))
+    }
+
+    /// Runs one tool-calling turn on AI provider `id`, which must export `provider-tools`.
+    pub(crate) async fn complete_with_tools_for_event(
+        &self,
+        id: &str,
+        request: ToolsRequest,
+        event_id: Option<String>,
+    ) -> Result<Invocation<ToolsResponse>, InvokeError> {
+        let plugin = self.get_kind(id, PluginKind::AiProvider)?;
+        let PluginPre::AiProvider(pre) = &plugin.pre else {
+            return Err(wrong_kind(&plugin, PluginKind::AiProvider));
+        };
+        // The export is optional: a provider built before tool calling has none.
+        let Ok(indices) = provider_tools::GuestIndices::new(pre.instance_pre()) else {
+            return Err(InvokeError::Plugin(crate::bindings::types::Error::Denied(format!(
+                "AI provider `{id}` does not support tool calling (it does not export provider-tools)"
+            ))));
+        };
+        let indices = Arc::new(indices);
+        let done = run(
+            self,
+            plugin.clone(),
+            event_id,
+            call(move |store, pre| {
+                Box::pin(async move {
+                    let PluginPre::AiProvider(pre) = pre else {
+                        return Err(wasmtime::format_err!("not an AI provider"));
+                    };
+                    let instance = pre
+                        .instance_pre()
+                        .instantiate_async(&mut *store)
+                        .await
+                        .map_err(instantiate_failed)?;
+                    let tools = indices.load(&mut *store, &instance)?;
+                    tools.call_complete_with_tools(&mut *store, &request).await
+                })
+            }),
+        )
+        .await?;
+        let (response, mut done) = done.split();
+        let response = plugin_result(response)?;
+        let bytes = response.content.len()
+            + response.calls.iter().map(|c| c.id.len() + c.name.len() + c.arguments.len()).sum::<usize>();
+        done.hold(&plugin, bytes)?;
         Ok(done.with_output(self, response))
     }
 

@@ -118,3 +118,94 @@ impl ChatResponse {
         })
     }
 }
+
+pub use crate::wit::plugboard::connector::ai_tools::{AgentRequest, AgentResponse, ToolRound};
+pub use crate::wit::plugboard::connector::tool_types::{
+    Tool, ToolCall, ToolCalls, ToolResult, ToolsRequest, ToolsResponse, Turn,
+};
+
+/// A conversation in which the model may call connector actions as tools; the host runs the
+/// calls (each with its own instance's grants) until the model answers. Each action must be in
+/// this instance's `grants.ai_tools`.
+///
+/// ```no_run
+/// use plugboard_sdk::ai::Agent;
+///
+/// # fn run() -> Result<(), plugboard_sdk::Error> {
+/// let answer = Agent::new()
+///     .system("You answer customers about their orders. Look orders up; never guess.")
+///     .user("Where is my order 1001?")
+///     .tool("shopify.get-order")
+///     .send()?;
+/// for round in &answer.rounds {
+///     plugboard_sdk::info!("tool call"; "tool" => &round.call.name);
+/// }
+/// # let _ = answer.content; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Agent {
+    request: AgentRequest,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Agent {
+    /// An empty conversation with no tools, the provider's defaults and 4 rounds of calls.
+    pub fn new() -> Self {
+        Agent {
+            request: AgentRequest {
+                model: None,
+                messages: Vec::new(),
+                tools: Vec::new(),
+                max_rounds: None,
+                temperature: None,
+                max_tokens: None,
+            },
+        }
+    }
+
+    /// Names the model.
+    pub fn model(mut self, model: &str) -> Self {
+        self.request.model = Some(model.into());
+        self
+    }
+
+    /// Adds instructions.
+    pub fn system(mut self, content: &str) -> Self {
+        self.request.messages.push(Message { role: Role::System, content: content.into() });
+        self
+    }
+
+    /// Adds the user's words.
+    pub fn user(mut self, content: &str) -> Self {
+        self.request.messages.push(Message { role: Role::User, content: content.into() });
+        self
+    }
+
+    /// Lets the model call a connector action, as `instance.action`.
+    pub fn tool(mut self, action: &str) -> Self {
+        self.request.tools.push(action.into());
+        self
+    }
+
+    /// The most model turns that may ask for calls (at most 8).
+    pub fn max_rounds(mut self, n: u32) -> Self {
+        self.request.max_rounds = Some(n);
+        self
+    }
+
+    /// Sets the sampling temperature.
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.request.temperature = Some(t);
+        self
+    }
+
+    /// Runs the conversation to the model's answer.
+    pub fn send(self) -> Result<AgentResponse, Error> {
+        crate::wit::plugboard::connector::ai_tools::run(&self.request)
+    }
+}

@@ -60,3 +60,7 @@ pub fn provider_metadata<T: AiProvider>() -> ProviderMetadata {
 pub fn complete<T: AiProvider>(request: ai::ChatRequest) -> Result<ai::ChatResponse, Error> {
     T::complete(request)
 }
+
+pub fn complete_with_tools<T: AiProvider>(request: ai::ToolsRequest) -> Result<ai::ToolsResponse, Error> {
+    T::complete_with_tools(request)
+}

@@ -109,4 +109,11 @@ pub trait AiProvider {
 
     /// Runs one chat completion.
     fn complete(request: ai::ChatRequest) -> Result<ai::ChatResponse, Error>;
+
+    /// Runs one turn of a conversation with tools (`ai-tools`): the model answers, or asks for
+    /// calls. Providers whose API has tool calling map it here; the default says it has none.
+    fn complete_with_tools(request: ai::ToolsRequest) -> Result<ai::ToolsResponse, Error> {
+        let _ = request;
+        Err(Error::Denied("this AI provider does not support tool calling".into()))
+    }
 }

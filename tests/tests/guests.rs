@@ -12,7 +12,7 @@ use plugboard_tests::*;
 use serde_json::json;
 
 use common::{host, load};
-use connectors::{anthropic, openai, order_risk, review_digest, shopify, slack, support_triage};
+use connectors::{anthropic, openai, order_agent, order_risk, review_digest, shopify, slack, support_triage};
 
 macro_rules! assert_guest_tested {
     ($name:ident) => {
@@ -455,6 +455,76 @@ async fn canned_ai() {
 
     // A provider is not a connector, and the reverse.
     assert!(matches!(host.invoke("canned", "ping", &json!({})).await, Err(InvokeError::WrongKind { .. })));
+}
+
+/// `ai-tools`: the model calls the actions the caller was granted as tools, each run as its
+/// own instance; everything else is refused, and a model that will not stop is stopped.
+#[tokio::test]
+async fn ai_tools_run_granted_actions_as_tools_within_bounds() {
+    let host = host();
+    load(&host, "canned", CANNED_AI, Grants::none(), Limits::default()).await;
+    // The tools: `target`'s `config` action answers its config (it may read it); `bare` may
+    // not, although the agent may: a tool runs with its own instance's grants.
+    let target = PluginSpec::new("target", ECHO)
+        .with_grants(Grants::none().with(Capability::Config))
+        .with_config("shop", "demo");
+    host.load(target).await.unwrap();
+    host.load(PluginSpec::new("bare", ECHO).with_config("shop", "demo")).await.unwrap();
+    let mut grants = Grants::none().with(Capability::Ai).with(Capability::Config).with_ai_provider("canned");
+    grants.ai_tools = vec!["target.config".into(), "target.ping".into(), "bare.config".into()];
+    load(&host, "agent", ECHO, grants, Limits::default()).await;
+    let agent = async |input: serde_json::Value| host.invoke("agent", "agent", &input).await;
+
+    let done =
+        agent(json!({"prompt": "what is the shop?", "tools": ["target.config"]})).await.unwrap().output;
+    assert_eq!(done["content"], "canned: tools said {\"shop\":\"demo\"}", "{done}");
+    assert_eq!(
+        done["rounds"],
+        json!([{ "name": "target_config", "output": "{\"shop\":\"demo\"}", "is_error": false }])
+    );
+    assert_eq!(done["tokens"], 4, "two turns of the provider, counted together");
+    let done = agent(json!({"prompt": "what is the shop?", "tools": ["bare.config"]})).await.unwrap().output;
+    let denied = &done["rounds"][0];
+    assert_eq!(denied["is_error"], true, "{done}");
+    assert!(
+        denied["output"].as_str().unwrap().contains("capability `config` is not granted to instance `bare`")
+    );
+
+    // An action not in grants.ai_tools, a pattern, and a tool that is not loaded are refused
+    // before the model is asked.
+    for (tools, expected) in [
+        (json!(["target.kv-roundtrip"]), "not in grants.ai_tools"),
+        (json!(["target.*"]), "is not `instance.action`"),
+        (json!([]), "name 1 to 32 tools"),
+    ] {
+        let err = agent(json!({"prompt": "x", "tools": tools})).await.unwrap_err();
+        assert!(err.to_string().contains(expected), "{tools}: {err}");
+    }
+    // The model asks for a tool it was not given: the call fails, the model is told, and answers.
+    let done = agent(json!({"prompt": "unknown", "tools": ["target.ping"]})).await.unwrap().output;
+    assert_eq!(done["rounds"][0]["is_error"], true, "{done}");
+    assert!(done["content"].as_str().unwrap().contains("no tool named `nope`"), "{done}");
+    // A model that keeps calling is stopped after the rounds asked for; one that asks for too
+    // many calls at once is refused.
+    let err = agent(json!({"prompt": "loop", "tools": ["target.ping"], "max_rounds": 2})).await.unwrap_err();
+    assert!(
+        matches!(&err, InvokeError::Plugin(WitError::QuotaExceeded(m)) if m.contains("after 2 rounds")),
+        "{err}"
+    );
+    let err = agent(json!({"prompt": "loop", "tools": ["target.ping"], "max_rounds": 9})).await.unwrap_err();
+    assert!(matches!(&err, InvokeError::Plugin(WitError::InvalidInput(_))), "{err}");
+    let err = agent(json!({"prompt": "many", "tools": ["target.ping"]})).await.unwrap_err();
+    assert!(err.to_string().contains("17 calls at once"), "{err}");
+
+    // Without the ai capability, nothing.
+    let mut no_ai = Grants::none().with(Capability::Config);
+    no_ai.ai_tools = vec!["target.ping".into()];
+    load(&host, "agent-no-ai", ECHO, no_ai, Limits::default()).await;
+    let err = host
+        .invoke("agent-no-ai", "agent", &json!({"prompt": "x", "tools": ["target.ping"]}))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, InvokeError::Plugin(WitError::Denied(m)) if m.contains("`ai`")), "{err}");
 }
 
 #[tokio::test]

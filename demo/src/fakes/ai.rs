@@ -182,26 +182,148 @@ pub(super) async fn azure_openai(
     response
 }
 
+/// What breaks the Messages API reference's rules for tool use: each tool has a name of 1 to
+/// 64 of `[A-Za-z0-9_-]` and an object `input_schema`; `tool_use` blocks (an `id`, a `name`
+/// and an object `input`) only in assistant turns; `tool_result` blocks only in user turns,
+/// first in them, each naming a `tool_use` of the assistant turn just before.
+pub fn anthropic_tool_violations(body: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, tool) in body["tools"].as_array().into_iter().flatten().enumerate() {
+        let name_ok = tool["name"].as_str().is_some_and(|n| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        });
+        if !name_ok {
+            problems.push(format!("tools.{i}.name: must match ^[a-zA-Z0-9_-]{{1,64}}$"));
+        }
+        if tool["input_schema"]["type"] != "object" {
+            problems.push(format!("tools.{i}.input_schema: must be a JSON Schema of type object"));
+        }
+        if tool.get("description").is_some_and(|d| !d.is_string()) {
+            problems.push(format!("tools.{i}.description: must be a string"));
+        }
+    }
+    let mut previous_uses: Vec<String> = Vec::new();
+    for (i, m) in body["messages"].as_array().into_iter().flatten().enumerate() {
+        let blocks = m["content"].as_array().cloned().unwrap_or_default();
+        let mut uses = Vec::new();
+        let mut seen_other = false;
+        for (j, b) in blocks.iter().enumerate() {
+            match b["type"].as_str() {
+                Some("tool_use") => {
+                    if m["role"] != "assistant" {
+                        problems.push(format!("messages.{i}.content.{j}: tool_use only in assistant turns"));
+                    }
+                    if !b["id"].is_string() || !b["name"].is_string() || !b["input"].is_object() {
+                        problems.push(format!(
+                            "messages.{i}.content.{j}: tool_use needs id, name and an object input"
+                        ));
+                    }
+                    uses.extend(b["id"].as_str().map(str::to_owned));
+                }
+                Some("tool_result") => {
+                    if m["role"] != "user" {
+                        problems.push(format!("messages.{i}.content.{j}: tool_result only in user turns"));
+                    }
+                    if seen_other {
+                        problems
+                            .push(format!("messages.{i}.content.{j}: tool_result blocks must come first"));
+                    }
+                    let named =
+                        b["tool_use_id"].as_str().is_some_and(|id| previous_uses.iter().any(|u| u == id));
+                    if !named {
+                        problems.push(format!(
+                            "messages.{i}.content.{j}: tool_use_id must name a tool_use of the previous assistant turn"
+                        ));
+                    }
+                    if b.get("is_error").is_some_and(|e| !e.is_boolean()) {
+                        problems.push(format!("messages.{i}.content.{j}.is_error: must be a boolean"));
+                    }
+                }
+                Some("text") => seen_other = true,
+                other => problems.push(format!("messages.{i}.content.{j}: unknown block type {other:?}")),
+            }
+        }
+        previous_uses = uses;
+    }
+    problems
+}
+
 /// The deployment the Azure OpenAI stand-in serves.
 pub const AZURE_DEPLOYMENT: &str = "triage-gpt-4o-mini";
 
-/// A Chat Completions answer to `body` (a structured answer when it asks for one), and its
-/// number for ids.
+/// The stand-in "model" with tools: while no tool has answered, it calls the first tool whose
+/// input requires an `id` with the first number of three or more digits in the user's words
+/// (`"where is order 1001?"`); once a tool has answered, it answers from the result: an order's
+/// `name`, financial status and tags. `None`: no tool fits, answer as without tools.
+pub fn fake_tool_turn(
+    user: &str,
+    tools: &[Value],
+    results: &[Value],
+) -> Option<Result<String, (String, Value)>> {
+    if let Some(last) = results.last() {
+        let Ok(order) = serde_json::from_str::<Value>(last.as_str().unwrap_or("")) else {
+            return Some(Ok(format!("The lookup failed: {}", last.as_str().unwrap_or(""))));
+        };
+        let status = order["displayFinancialStatus"].as_str().unwrap_or("unknown").to_lowercase();
+        let tags = order["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+        return Some(Ok(format!(
+            "Order {} is {status}{}.",
+            order["name"].as_str().unwrap_or("?"),
+            tags.filter(|t| !t.is_empty()).map(|t| format!(" (tags: {t})")).unwrap_or_default()
+        )));
+    }
+    let number = user
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() >= 3)
+        .and_then(|w| w.parse::<u64>().ok())?;
+    let tool = tools.iter().find(|t| {
+        t["required"].as_array().is_some_and(|r| r.contains(&json!("id")))
+            || t["parameters"]["required"].as_array().is_some_and(|r| r.contains(&json!("id")))
+            || t["input_schema"]["required"].as_array().is_some_and(|r| r.contains(&json!("id")))
+    })?;
+    let name = tool["name"].as_str().unwrap_or_default().to_owned();
+    Some(Err((name, json!({ "id": number }))))
+}
+
+/// A Chat Completions answer to `body` (a structured answer when it asks for one; a tool call
+/// or an answer from tool results when it offers tools), and its number for ids.
 fn chat_completion(state: &FakeState, body: &Value, model: Value) -> (Value, u64) {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let user: Vec<&str> =
         messages.iter().filter(|m| m["role"] == "user").filter_map(|m| m["content"].as_str()).collect();
     let schema = body["response_format"]["json_schema"]["schema"].clone();
-    let content = fake_answer(&user.join("\n"), (!schema.is_null()).then_some(&schema));
+    let mut content = fake_answer(&user.join("\n"), (!schema.is_null()).then_some(&schema));
     let prompt: u64 = messages.iter().filter_map(|m| m["content"].as_str()).map(tokens).sum();
     let n = state.clock.fetch_add(1, Ordering::SeqCst);
+    let mut message = json!({ "role": "assistant", "content": null, "refusal": null, "annotations": [] });
+    let mut finish = "stop";
+    let tools: Vec<Value> =
+        body["tools"].as_array().into_iter().flatten().map(|t| t["function"].clone()).collect();
+    let results: Vec<Value> =
+        messages.iter().filter(|m| m["role"] == "tool").map(|m| m["content"].clone()).collect();
+    match (!tools.is_empty()).then(|| fake_tool_turn(&user.join("\n"), &tools, &results)).flatten() {
+        Some(Err((name, arguments))) => {
+            content = String::new();
+            finish = "tool_calls";
+            message["tool_calls"] = json!([{ "id": format!("call_demo{n}"), "type": "function",
+                "function": { "name": name, "arguments": arguments.to_string() } }]);
+        }
+        Some(Ok(text)) => content = text,
+        None => {}
+    }
+    if !content.is_empty() {
+        message["content"] = json!(content);
+    }
     let answer = json!({
         "id": format!("chatcmpl-demo{n}"),
         "object": "chat.completion",
         "created": chrono::Utc::now().timestamp(),
         "model": model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content, "refusal": null, "annotations": [] },
-                      "logprobs": null, "finish_reason": "stop" }],
+        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
         "usage": { "prompt_tokens": prompt, "completion_tokens": tokens(&content), "total_tokens": prompt + tokens(&content) },
         "service_tier": "default",
         "system_fingerprint": "fp_demo",
@@ -240,6 +362,7 @@ pub(super) async fn anthropic(
     if header(&headers, "anthropic-version").is_none() {
         violations.push("anthropic-version: header is required".into());
     }
+    violations.extend(anthropic_tool_violations(&body));
     state.record("anthropic", "/v1/messages", &body, violations.clone());
     if header(&headers, "x-api-key") != Some(ANTHROPIC_KEY) {
         return error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key".into());
@@ -260,12 +383,37 @@ pub(super) async fn anthropic(
     // The connector puts a JSON Schema into the system prompt when it wants JSON.
     let system = body["system"].as_str().unwrap_or("");
     let schema = system.find('{').and_then(|at| serde_json::from_str::<Value>(&system[at..]).ok());
-    let content = fake_answer(&user.join("\n"), schema.as_ref());
+    let mut content = fake_answer(&user.join("\n"), schema.as_ref());
     let n = state.clock.fetch_add(1, Ordering::SeqCst);
+    let tools: Vec<Value> = body["tools"].as_array().cloned().unwrap_or_default();
+    let results: Vec<Value> = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| b["content"].clone())
+        .collect();
+    let mut blocks = vec![];
+    let mut stop = "end_turn";
+    match (!tools.is_empty()).then(|| fake_tool_turn(&user.join("\n"), &tools, &results)).flatten() {
+        Some(Err((name, input))) => {
+            content = String::new();
+            stop = "tool_use";
+            blocks.push(
+                json!({ "type": "tool_use", "id": format!("toolu_demo{n}"), "name": name, "input": input }),
+            );
+        }
+        Some(Ok(text)) => content = text,
+        None => {}
+    }
+    if !content.is_empty() {
+        blocks.insert(0, json!({ "type": "text", "text": content }));
+    }
     axum::Json(json!({
         "id": format!("msg_demo{n}"), "type": "message", "role": "assistant", "model": body["model"],
-        "content": [{ "type": "text", "text": content }],
-        "stop_reason": "end_turn", "stop_sequence": null,
+        "content": blocks,
+        "stop_reason": stop, "stop_sequence": null,
         "usage": { "input_tokens": tokens(&user.join(" ")) + tokens(system), "output_tokens": tokens(&content) },
     }))
     .into_response()

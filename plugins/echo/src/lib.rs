@@ -11,7 +11,7 @@
 //!   completion through the configured AI provider; `kv-roundtrip` sets, reads and deletes a key;
 //!   `config` returns every config value; `calls` counts calls in the instance's own memory.
 
-use plugboard_sdk::ai::Chat;
+use plugboard_sdk::ai::{Agent, Chat};
 use plugboard_sdk::http::Request;
 use plugboard_sdk::{
     Capability, Connector, Error, Event, Metadata, NewEvent, VerificationScheme, WebhookReply,
@@ -44,6 +44,13 @@ impl Connector for Echo {
                 "ask",
                 "Asks the configured AI provider",
                 json!({"type": "object", "required": ["prompt"], "properties": {"prompt": {"type": "string"}}}),
+            )
+            .action(
+                "agent",
+                "Asks the configured AI provider, letting the model call these actions",
+                json!({"type": "object", "required": ["prompt", "tools"], "properties": {
+                    "prompt": {"type": "string"}, "tools": {"type": "array", "items": {"type": "string"}},
+                    "max_rounds": {"type": "integer"}}}),
             )
             .action("kv-roundtrip", "Sets, reads and deletes a key", json!({"type": "object"}))
             .action("config", "Returns every config value", json!({"type": "object"}))
@@ -104,6 +111,27 @@ impl Connector for Echo {
                 }
                 let reply = request.send()?;
                 Ok(json!({ "status": reply.status, "body": String::from_utf8_lossy(&reply.body) }))
+            }
+            "agent" => {
+                let prompt = input["prompt"]
+                    .as_str()
+                    .ok_or_else(|| Error::InvalidInput("`prompt` is required".into()))?;
+                let mut agent = Agent::new().user(prompt);
+                for tool in input["tools"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    agent = agent.tool(tool);
+                }
+                if let Some(n) = input["max_rounds"].as_u64() {
+                    agent = agent.max_rounds(n as u32);
+                }
+                let answer = agent.send()?;
+                let rounds: Vec<Value> = answer
+                    .rounds
+                    .iter()
+                    .map(|r| json!({ "name": r.call.name, "output": r.output, "is_error": r.is_error }))
+                    .collect();
+                Ok(
+                    json!({ "content": answer.content, "rounds": rounds, "tokens": answer.usage.prompt_tokens + answer.usage.completion_tokens }),
+                )
             }
             "ask" => {
                 let prompt = input["prompt"]

@@ -14,7 +14,10 @@
 //! an `api-key` header; the deployment decides the model, so set `model` to the deployment's
 //! model too (it picks `max_tokens` or, for o-series and gpt-5, `max_completion_tokens`).
 
-use plugboard_sdk::ai::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, Usage};
+use plugboard_sdk::ai::{
+    ChatRequest, ChatResponse, FinishReason, Message, ResponseFormat, Role, ToolCall, ToolsRequest,
+    ToolsResponse, Turn, Usage,
+};
 use plugboard_sdk::http::{Request, Response};
 use plugboard_sdk::{AiProvider, Capability, Error, ProviderMetadata, UpstreamFailure, config};
 use serde_json::{Value, json};
@@ -59,28 +62,69 @@ fn needs_max_completion_tokens(model: &str) -> bool {
     ["o1", "o3", "o4", "gpt-5"].iter().any(|p| model.starts_with(p))
 }
 
-/// The request body, as the Chat Completions API describes it.
-fn body(request: &ChatRequest, model: &str) -> Value {
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .map(|m| {
-            let role = match m.role {
-                Role::System => "system",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({ "role": role, "content": m.content })
-        })
-        .collect();
+/// A message as Chat Completions writes it.
+fn message(m: &Message) -> Value {
+    let role = match m.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    };
+    json!({ "role": role, "content": m.content })
+}
+
+/// The body's model, sampling and length fields.
+fn base_body(messages: Vec<Value>, model: &str, temperature: Option<f32>, max_tokens: Option<u32>) -> Value {
     let mut body = json!({ "model": model, "messages": messages });
-    if let Some(t) = request.temperature {
+    if let Some(t) = temperature {
         body["temperature"] = json!(t);
     }
-    if let Some(n) = request.max_tokens {
+    if let Some(n) = max_tokens {
         let key = if needs_max_completion_tokens(model) { "max_completion_tokens" } else { "max_tokens" };
         body[key] = json!(n);
     }
+    body
+}
+
+/// A conversation with tools, as Chat Completions takes it: the tools as `function` tools, the
+/// model's calls as an assistant message's `tool_calls`, each result as a `tool` message.
+fn tools_body(request: &ToolsRequest, model: &str) -> Value {
+    let mut messages = Vec::new();
+    for turn in &request.turns {
+        match turn {
+            Turn::Message(m) => messages.push(message(m)),
+            Turn::Calls(c) => {
+                let calls: Vec<Value> = c
+                    .calls
+                    .iter()
+                    .map(|call| json!({ "id": call.id, "type": "function", "function": { "name": call.name, "arguments": call.arguments } }))
+                    .collect();
+                let content = if c.content.is_empty() { Value::Null } else { json!(c.content) };
+                messages.push(json!({ "role": "assistant", "content": content, "tool_calls": calls }));
+            }
+            Turn::Results(results) => {
+                for r in results {
+                    messages.push(json!({ "role": "tool", "tool_call_id": r.call_id, "content": r.content }));
+                }
+            }
+        }
+    }
+    let mut body = base_body(messages, model, request.temperature, request.max_tokens);
+    let tools: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|t| {
+            let parameters: Value = serde_json::from_str(&t.input_schema).unwrap_or_else(|_| json!({ "type": "object" }));
+            json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": parameters } })
+        })
+        .collect();
+    body["tools"] = json!(tools);
+    body
+}
+
+/// The request body, as the Chat Completions API describes it.
+fn body(request: &ChatRequest, model: &str) -> Value {
+    let messages: Vec<Value> = request.messages.iter().map(message).collect();
+    let mut body = base_body(messages, model, request.temperature, request.max_tokens);
     match &request.response_format {
         ResponseFormat::Text => {}
         ResponseFormat::JsonObject => body["response_format"] = json!({ "type": "json_object" }),
@@ -166,51 +210,85 @@ impl AiProvider for OpenAi {
 
     fn complete(request: ChatRequest) -> Result<ChatResponse, Error> {
         let model = request.model.clone().or(config::get("model")?).unwrap_or_else(|| DEFAULT_MODEL.into());
-        let secret = config::get("api_key_secret")?.unwrap_or_else(|| "openai_api_key".into());
-        let key = format!("{{{{secret:{secret}}}}}");
-        let call = match config::get("azure_deployment")? {
-            Some(deployment) => {
-                let base = config::require("base_url")?;
-                let version = config::get("api_version")?.unwrap_or_else(|| AZURE_API_VERSION.into());
-                Request::post(azure_chat_completions_url(&base, &deployment, &version)).header("api-key", key)
-            }
-            None => {
-                let base = config::get("base_url")?.unwrap_or_else(|| "https://api.openai.com".into());
-                Request::post(chat_completions_url(&base)).bearer(&key)
-            }
-        };
-        let mut call = call
-            .json(&body(&request, &model))?
-            // Completions are safe to repeat here: the host may retry 429s and 5xx.
-            .retry();
-        if let Some(org) = config::get("organization")? {
-            call = call.header("openai-organization", org);
-        }
-        let response = call.send()?;
-        if !response.is_success() {
-            return Err(error(&response));
-        }
-        let answer: Value = response.json()?;
+        let (answer, request_id, status) = send(&body(&request, &model))?;
         let choice = &answer["choices"][0];
         let content = choice["message"]["content"].as_str().ok_or_else(|| {
             let refusal = choice["message"]["refusal"].as_str().unwrap_or("no content in the answer");
-            Error::Upstream(UpstreamFailure { status: response.status, message: refusal.into() })
+            Error::Upstream(UpstreamFailure { status, message: refusal.into() })
         })?;
-        let tokens = |k: &str| answer["usage"][k].as_u64().unwrap_or(0) as u32;
         Ok(ChatResponse {
             content: content.to_owned(),
             finish_reason: finish_reason(choice["finish_reason"].as_str()),
-            usage: Usage {
-                prompt_tokens: tokens("prompt_tokens"),
-                completion_tokens: tokens("completion_tokens"),
-            },
+            usage: usage(&answer),
             model: answer["model"].as_str().unwrap_or(&model).to_owned(),
-            request_id: response
-                .header("x-request-id")
-                .map(str::to_owned)
-                .or_else(|| answer["id"].as_str().map(str::to_owned)),
+            request_id,
         })
     }
+
+    fn complete_with_tools(request: ToolsRequest) -> Result<ToolsResponse, Error> {
+        let model = request.model.clone().or(config::get("model")?).unwrap_or_else(|| DEFAULT_MODEL.into());
+        let (answer, request_id, _) = send(&tools_body(&request, &model))?;
+        let message = &answer["choices"][0]["message"];
+        let calls = message["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["type"] == "function")
+            .map(|c| ToolCall {
+                id: c["id"].as_str().unwrap_or_default().to_owned(),
+                name: c["function"]["name"].as_str().unwrap_or_default().to_owned(),
+                arguments: c["function"]["arguments"].as_str().unwrap_or("{}").to_owned(),
+            })
+            .collect();
+        Ok(ToolsResponse {
+            content: message["content"].as_str().unwrap_or_default().to_owned(),
+            calls,
+            finish_reason: finish_reason(answer["choices"][0]["finish_reason"].as_str()),
+            usage: usage(&answer),
+            model: answer["model"].as_str().unwrap_or(&model).to_owned(),
+            request_id,
+        })
+    }
+}
+
+/// Tokens the answer says it used.
+fn usage(answer: &Value) -> Usage {
+    let tokens = |k: &str| answer["usage"][k].as_u64().unwrap_or(0) as u32;
+    Usage { prompt_tokens: tokens("prompt_tokens"), completion_tokens: tokens("completion_tokens") }
+}
+
+/// Sends `body` to the configured endpoint; the answer, its request id and status.
+fn send(body: &Value) -> Result<(Value, Option<String>, u16), Error> {
+    let secret = config::get("api_key_secret")?.unwrap_or_else(|| "openai_api_key".into());
+    let key = format!("{{{{secret:{secret}}}}}");
+    let call = match config::get("azure_deployment")? {
+        Some(deployment) => {
+            let base = config::require("base_url")?;
+            let version = config::get("api_version")?.unwrap_or_else(|| AZURE_API_VERSION.into());
+            Request::post(azure_chat_completions_url(&base, &deployment, &version)).header("api-key", key)
+        }
+        None => {
+            let base = config::get("base_url")?.unwrap_or_else(|| "https://api.openai.com".into());
+            Request::post(chat_completions_url(&base)).bearer(&key)
+        }
+    };
+    let mut call = call
+        .json(body)?
+        // Completions are safe to repeat here: the host may retry 429s and 5xx.
+        .retry();
+    if let Some(org) = config::get("organization")? {
+        call = call.header("openai-organization", org);
+    }
+    let response = call.send()?;
+    if !response.is_success() {
+        return Err(error(&response));
+    }
+    let answer: Value = response.json()?;
+    let request_id = response
+        .header("x-request-id")
+        .map(str::to_owned)
+        .or_else(|| answer["id"].as_str().map(str::to_owned));
+    Ok((answer, request_id, response.status))
 }
 
 plugboard_sdk::export_ai_provider!(OpenAi);

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::ai::{self as wit, Host};
-use crate::bindings::types::{ChatRequest, ChatResponse, Error};
+use crate::bindings::types::{ChatRequest, ChatResponse, Error, ToolsRequest, ToolsResponse};
 use crate::capabilities::{Capability, Scope};
 use crate::clock::now_ms;
 use crate::egress::ai::{AiRouter, CacheKey, answer_bytes};
@@ -19,11 +19,40 @@ use crate::limits::hold_output;
 /// A completion on its way, from whoever runs the provider instances.
 pub type Completion = Pin<Box<dyn Future<Output = Result<ChatResponse, Error>> + Send>>;
 
-/// Runs AI provider instances for the `ai` capability: the runtime's host does, in their own
-/// sandboxes. The capability names only this, never the host.
+/// A tool-calling turn on its way.
+pub type ToolsCompletion = Pin<Box<dyn Future<Output = Result<ToolsResponse, Error>> + Send>>;
+
+/// A connector action run as a tool, on its way: its output (JSON text) and the events it
+/// emitted.
+pub type ActionRun = Pin<Box<dyn Future<Output = Result<(String, Vec<crate::Event>), Error>> + Send>>;
+
+/// Runs AI provider instances for the `ai` and `ai-tools` capabilities, and connector actions
+/// as tools: the runtime's host does, each in its own sandbox. The capabilities name only
+/// this, never the host.
 pub trait AiProviders: Send + Sync {
     /// Runs `request` on provider instance `provider`, on behalf of event `event_id`.
     fn complete(&self, provider: &str, request: ChatRequest, event_id: Option<String>) -> Completion;
+
+    /// Runs one tool-calling turn on provider instance `provider`.
+    fn complete_with_tools(
+        &self,
+        provider: &str,
+        request: ToolsRequest,
+        event_id: Option<String>,
+    ) -> ToolsCompletion;
+
+    /// The description and input schema of connector `instance`'s `action`, if it is loaded
+    /// and offers it.
+    fn action(&self, instance: &str, action: &str) -> Option<(String, serde_json::Value)>;
+
+    /// Runs connector `instance`'s `action` with `input`, in its own instance and grants.
+    fn run_action(
+        &self,
+        instance: &str,
+        action: &str,
+        input: serde_json::Value,
+        event_id: Option<String>,
+    ) -> ActionRun;
 }
 
 /// What an `ai` call sees: the caller, the providers, the host's cache and budgets, the answers
@@ -93,7 +122,7 @@ impl Host for AiView<'_> {
             Ok(answer) => answer?,
             Err(_) => return Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time"))),
         };
-        router.charge(self.kv, plugin, &provider, &answer, now_ms()).await;
+        router.charge(self.kv, plugin, &provider, &answer.usage, now_ms()).await;
         // What the plugin is handed, the host holds for this invocation: bounded like any output.
         hold_output(self.held, answer_bytes(&answer), limits).map_err(Error::QuotaExceeded)?;
         if let Some(key) = key {

@@ -9,6 +9,7 @@
 //! a trap that looks like a bug.
 
 pub mod ai;
+pub mod ai_tools;
 pub mod config;
 pub mod emit;
 pub mod http;
@@ -61,13 +62,15 @@ struct SharedTypes;
 
 impl types_host::Host for SharedTypes {}
 impl ai_types_host::Host for SharedTypes {}
+impl crate::bindings::tool_types_host::Host for SharedTypes {}
 
 impl HasData for SharedTypes {
     type Data<'a> = SharedTypes;
 }
 
-/// Adds the `types` and `ai-types` interfaces to `linker`.
+/// Adds the `types`, `ai-types` and `tool-types` interfaces to `linker`.
 pub fn add_types_to_linker<T: Send + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     types_host::add_to_linker::<T, SharedTypes>(linker, |_| SharedTypes)?;
-    ai_types_host::add_to_linker::<T, SharedTypes>(linker, |_| SharedTypes)
+    ai_types_host::add_to_linker::<T, SharedTypes>(linker, |_| SharedTypes)?;
+    crate::bindings::tool_types_host::add_to_linker::<T, SharedTypes>(linker, |_| SharedTypes)
 }

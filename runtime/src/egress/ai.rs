@@ -201,17 +201,17 @@ impl AiRouter {
         Ok(())
     }
 
-    /// Counts the tokens of one answer from `provider` for `plugin`.
+    /// Counts the tokens of one answer from `provider` for `plugin` (a chat answer's, or a
+    /// tool-calling turn's).
     pub(crate) async fn charge(
         &self,
         kv: &dyn KvStore,
         plugin: &str,
         provider: &str,
-        answer: &ChatResponse,
+        usage: &crate::bindings::types::Usage,
         now_ms: u64,
     ) {
-        let (prompt, completion) =
-            (u64::from(answer.usage.prompt_tokens), u64::from(answer.usage.completion_tokens));
+        let (prompt, completion) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
         account(
             kv,
             plugin,
@@ -408,7 +408,7 @@ mod tests {
         };
         let day_ms = 86_400_000;
         for day in 0..5 {
-            router.charge(&kv, "p", "openai", &answer, day * day_ms + 1_000).await;
+            router.charge(&kv, "p", "openai", &answer.usage, day * day_ms + 1_000).await;
         }
         let keys: Vec<String> =
             kv.entries(USAGE_NAMESPACE, "").await.unwrap().into_iter().map(|(k, _)| k).collect();

@@ -25,6 +25,8 @@ fn shared_bindings() -> proc_macro2::TokenStream {
         "plugboard:connector/emit@0.1.0": ::plugboard_sdk::wit::plugboard::connector::emit,
         "plugboard:connector/ai@0.1.0": ::plugboard_sdk::wit::plugboard::connector::ai,
         "plugboard:connector/config@0.1.0": ::plugboard_sdk::wit::plugboard::connector::config,
+        "plugboard:connector/tool-types@0.1.0": ::plugboard_sdk::wit::plugboard::connector::tool_types,
+        "plugboard:connector/ai-tools@0.1.0": ::plugboard_sdk::wit::plugboard::connector::ai_tools,
     }
 }
 
@@ -99,7 +101,8 @@ pub fn export_connector(input: TokenStream) -> TokenStream {
     .into()
 }
 
-/// Exports a type implementing `plugboard_sdk::AiProvider` as the component's `ai-provider` world.
+/// Exports a type implementing `plugboard_sdk::AiProvider` as the component's
+/// `ai-provider-with-tools` world.
 #[proc_macro]
 pub fn export_ai_provider(input: TokenStream) -> TokenStream {
     let ty = parse_macro_input!(input as Type);
@@ -116,7 +119,7 @@ pub fn export_ai_provider(input: TokenStream) -> TokenStream {
         mod __plugboard_ai_provider_export {
             ::plugboard_sdk::__wit_bindgen::generate!({
                 path: #WIT_PATH,
-                world: "plugboard:connector/ai-provider",
+                world: "plugboard:connector/ai-provider-with-tools",
                 runtime_path: "::plugboard_sdk::__wit_bindgen::rt",
                 with: { #with },
             });
@@ -138,6 +141,14 @@ pub fn export_ai_provider(input: TokenStream) -> TokenStream {
                     request: ::plugboard_sdk::ai::ChatRequest,
                 ) -> ::core::result::Result<::plugboard_sdk::ai::ChatResponse, ::plugboard_sdk::Error> {
                     ::plugboard_sdk::__export::complete::<super::__PlugboardAiProvider>(request)
+                }
+            }
+
+            impl exports::plugboard::connector::provider_tools::Guest for Export {
+                fn complete_with_tools(
+                    request: ::plugboard_sdk::ai::ToolsRequest,
+                ) -> ::core::result::Result<::plugboard_sdk::ai::ToolsResponse, ::plugboard_sdk::Error> {
+                    ::plugboard_sdk::__export::complete_with_tools::<super::__PlugboardAiProvider>(request)
                 }
             }
 

@@ -715,3 +715,157 @@ pub async fn review_digest() {
     );
     assert_eq!(flow.violations(), Vec::<String>::new());
 }
+
+/// Flow 4 with the example's config: a question about an order in Slack -> the model, through
+/// the OpenAI connector, calls Shopify's `get-order` as a tool (the host runs it as the shopify
+/// instance, with its token; the agent has neither HTTP nor the token) -> the answer in the
+/// message's thread. The requests the stand-ins get match OpenAI's and Shopify's descriptions.
+#[tokio::test]
+pub async fn order_agent() {
+    let flow = plugboard_demo::flow::Flow::start("order-agent").await.unwrap();
+    flow.fakes.state.add_order(plugboard_demo::sample_order(1001, "", "42.00"));
+    let send = async |event_id: &str, event: Value| {
+        let body = serde_json::to_vec(&plugboard_demo::slack_event(event_id, event)).unwrap();
+        let headers =
+            plugboard_demo::slack_headers(plugboard_demo::SLACK_SIGNING_SECRET, &body, "application/json");
+        flow.webhook("slack", headers, body).await.unwrap()
+    };
+    let question = json!({ "type": "message", "channel": "C0SUPPORT", "user": "U7", "text": "Hi! Where is my order 1001?", "ts": "1700000200.000100" });
+    assert_eq!(send("EvA1", question).await.0, 200);
+    let state = flow.fakes.state.clone();
+    if flow
+        .wait_for("the answer in the thread", async || !state.messages.lock().unwrap().is_empty())
+        .await
+        .is_err()
+    {
+        let received: Vec<_> =
+            state.received().into_iter().map(|r| (r.provider, r.path, r.violations)).collect();
+        panic!("no answer; dead letters: {}\nreceived: {received:?}", flow.admin("/v1/dlq").await.unwrap());
+    }
+    flow.settled().await.unwrap();
+    let messages = state.messages.lock().unwrap().clone();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        (messages[0].channel.as_str(), messages[0].thread_ts.as_deref(), messages[0].text.as_str()),
+        ("C0SUPPORT", Some("1700000200.000100"), "Order #1001 is paid.")
+    );
+
+    // Two model turns: the first offered the tool and got a call back, the second carried the
+    // call and its result in OpenAI's format.
+    let asked: Vec<Value> =
+        state.received().into_iter().filter(|r| r.provider == "openai").map(|r| r.body).collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    let tool = &asked[0]["tools"][0];
+    assert_eq!((&tool["type"], &tool["function"]["name"]), (&json!("function"), &json!("shopify_get-order")));
+    assert_eq!(tool["function"]["parameters"]["required"], json!(["id"]));
+    let turns = asked[1]["messages"].as_array().unwrap();
+    let call = &turns[2]["tool_calls"][0];
+    assert_eq!(
+        (&turns[2]["role"], &call["function"]["name"]),
+        (&json!("assistant"), &json!("shopify_get-order"))
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        json!({"id": 1001})
+    );
+    assert_eq!((&turns[3]["role"], &turns[3]["tool_call_id"]), (&json!("tool"), &call["id"]));
+    assert!(turns[3]["content"].as_str().unwrap().contains("gid://shopify/Order/1001"), "{}", turns[3]);
+    assert_eq!(flow.violations(), Vec::<String>::new());
+
+    // The tool call ran as the shopify instance, on behalf of the Slack message's event: its
+    // GraphQL request is in the call log under that event, next to the two model calls.
+    let event = flow.find_event("slack/message", "slack.event_id", "EvA1").await.unwrap();
+    let event_id = match event {
+        Some(e) => e["id"].as_str().unwrap().to_owned(),
+        None => {
+            flow.admin("/v1/events?kind=slack/message").await.unwrap()[0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let calls = flow.admin("/v1/calls?limit=100").await.unwrap();
+    let mine: Vec<(&str, &str)> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["event_id"] == event_id.as_str())
+        .map(|c| (c["instance"].as_str().unwrap(), c["path"].as_str().unwrap()))
+        .collect();
+    assert!(mine.iter().any(|(i, p)| *i == "shopify" && p.ends_with("/graphql.json")), "{mine:?}");
+    assert_eq!(mine.iter().filter(|(i, _)| *i == "openai").count(), 2, "{mine:?}");
+    assert!(mine.iter().all(|(i, _)| *i != "order-agent"), "the agent itself sends nothing: {mine:?}");
+
+    // A model that keeps asking for tools is stopped after the agent's rounds (3): the
+    // delivery fails with quota-exceeded instead of looping.
+    for n in 0..4 {
+        let turn = json!({ "id": format!("chatcmpl-loop{n}"), "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{ "index": 0, "finish_reason": "tool_calls", "logprobs": null, "message": { "role": "assistant", "content": null, "refusal": null,
+                "tool_calls": [{ "id": format!("call_loop{n}"), "type": "function", "function": { "name": "shopify_get-order", "arguments": "{\"id\": 1001}" } }] } }],
+            "usage": { "prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2 } });
+        state.script("openai", plugboard_demo::fakes::Script::Status(200, vec![], turn));
+    }
+    let question = json!({ "type": "message", "channel": "C0SUPPORT", "user": "U7", "text": "And order 1001 again?", "ts": "1700000300.000100" });
+    assert_eq!(send("EvA2", question).await.0, 200);
+    flow.wait_for("the dead letter", async || {
+        flow.admin("/v1/dlq").await.is_ok_and(|d| d.as_array().is_some_and(|d| !d.is_empty()))
+    })
+    .await
+    .unwrap();
+    let dead = flow.admin("/v1/dlq").await.unwrap();
+    let error = dead[0]["last_error"].as_str().or(dead[0]["error"].as_str()).unwrap_or_default().to_owned();
+    assert!(error.contains("still asked for tools after 3 rounds"), "{dead}");
+    assert_eq!(state.messages.lock().unwrap().len(), 1, "no second answer");
+}
+
+/// Flow 4 with Anthropic as the provider (one line of its config changed): the tool and its
+/// result travel as `tool_use` and `tool_result` blocks, checked against the Messages API
+/// reference's rules by the stand-in.
+#[tokio::test]
+pub async fn order_agent_on_anthropic() {
+    let anthropic = r#"[secret.anthropic_api_key]
+value = "env:ANTHROPIC_API_KEY"
+hosts = ["http://127.0.0.1:8788"]
+
+[[plugin]]
+id = "anthropic"
+wasm = "../../target/wasm-guests/wasm32-wasip2/guest/anthropic.wasm"
+grants = { capabilities = ["http", "config"], secrets = ["anthropic_api_key"], http = { allow = ["http://127.0.0.1:8788"], allow_internal = ["127.0.0.1"] } }
+config = { base_url = "http://127.0.0.1:8788", max_tokens = "512" }
+
+[[plugin]]
+id = "openai""#;
+    let flow = plugboard_demo::flow::Flow::start_with(
+        "order-agent",
+        &[
+            ("ai_provider = \"openai\"", "ai_provider = \"anthropic\""),
+            ("[[plugin]]\nid = \"openai\"", anthropic),
+        ],
+    )
+    .await
+    .unwrap();
+    flow.fakes.state.add_order(plugboard_demo::sample_order(2002, "", "42.00"));
+    let question = json!({ "type": "message", "channel": "C0SUPPORT", "user": "U7", "text": "Status of order 2002 please", "ts": "1700000400.000100" });
+    let body = serde_json::to_vec(&plugboard_demo::slack_event("EvB1", question)).unwrap();
+    let headers =
+        plugboard_demo::slack_headers(plugboard_demo::SLACK_SIGNING_SECRET, &body, "application/json");
+    assert_eq!(flow.webhook("slack", headers, body).await.unwrap().0, 200);
+    let state = flow.fakes.state.clone();
+    flow.wait_for("the answer in the thread", async || !state.messages.lock().unwrap().is_empty())
+        .await
+        .unwrap();
+    assert_eq!(state.messages.lock().unwrap()[0].text, "Order #2002 is paid.");
+    let asked: Vec<Value> =
+        state.received().into_iter().filter(|r| r.provider == "anthropic").map(|r| r.body).collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0]["tools"][0]["name"], "shopify_get-order");
+    assert_eq!(asked[0]["tools"][0]["input_schema"]["required"], json!(["id"]));
+    let turns = asked[1]["messages"].as_array().unwrap();
+    assert_eq!(
+        (&turns[1]["role"], &turns[1]["content"][0]["type"]),
+        (&json!("assistant"), &json!("tool_use"))
+    );
+    assert_eq!(turns[1]["content"][0]["input"], json!({"id": 2002}));
+    let result = &turns[2]["content"][0];
+    assert_eq!((&turns[2]["role"], &result["type"]), (&json!("user"), &json!("tool_result")));
+    assert_eq!(result["tool_use_id"], turns[1]["content"][0]["id"]);
+    assert_eq!(result["is_error"], false);
+    assert_eq!(flow.violations(), Vec::<String>::new());
+}

@@ -1,7 +1,14 @@
 //! A deterministic AI provider for tests: answers `canned: <last user message>` (or a JSON object
 //! when JSON was asked for), with token counts from the text's length. No network.
+//!
+//! With tools: the first turn calls the first tool with `{}`; once results came back it answers
+//! `canned: tools said <results>`. A user message `loop` makes it call forever, `unknown` makes
+//! it call a tool it was not given, `many` makes it ask for 17 calls at once.
 
-use plugboard_sdk::ai::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, Usage};
+use plugboard_sdk::ai::{
+    ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, ToolCall, ToolsRequest, ToolsResponse,
+    Turn, Usage,
+};
 use plugboard_sdk::{AiProvider, Error, ProviderMetadata};
 
 struct CannedAi;
@@ -39,6 +46,58 @@ impl AiProvider for CannedAi {
             finish_reason: FinishReason::Stop,
             model: request.model.unwrap_or_else(|| "canned-1".into()),
             request_id: Some("canned-req-1".into()),
+        })
+    }
+
+    fn complete_with_tools(request: ToolsRequest) -> Result<ToolsResponse, Error> {
+        CannedAi::turn(&request)
+    }
+}
+
+impl CannedAi {
+    fn turn(request: &ToolsRequest) -> Result<ToolsResponse, Error> {
+        let user = request
+            .turns
+            .iter()
+            .rev()
+            .find_map(|t| match t {
+                Turn::Message(m) if m.role == Role::User => Some(m.content.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| Error::InvalidInput("no user message".into()))?;
+        let results: Vec<String> = request
+            .turns
+            .iter()
+            .filter_map(|t| match t {
+                Turn::Results(r) => Some(r.iter().map(|r| r.content.clone()).collect::<Vec<_>>().join(",")),
+                _ => None,
+            })
+            .collect();
+        let first = request.tools.first().map(|t| t.name.clone()).unwrap_or_default();
+        let call = |n: usize, name: &str| ToolCall {
+            id: format!("call-{n}"),
+            name: name.into(),
+            arguments: "{}".into(),
+        };
+        let calls = match user.as_str() {
+            "loop" => vec![call(results.len(), &first)],
+            "many" => (0..17).map(|n| call(n, &first)).collect(),
+            "unknown" if results.is_empty() => vec![call(0, "nope")],
+            _ if results.is_empty() => vec![call(0, &first)],
+            _ => Vec::new(),
+        };
+        let content = if calls.is_empty() {
+            format!("canned: tools said {}", results.join(";"))
+        } else {
+            String::new()
+        };
+        Ok(ToolsResponse {
+            finish_reason: if calls.is_empty() { FinishReason::Stop } else { FinishReason::ToolCalls },
+            calls,
+            usage: Usage { prompt_tokens: 1, completion_tokens: 1 },
+            content,
+            model: "canned-1".into(),
+            request_id: None,
         })
     }
 }
