@@ -157,7 +157,6 @@ impl Config {
         Ok(())
     }
 
-    /// The secrets and OAuth clients an instance is granted exist, and go where it may send.
     /// Each `grants.ai_tools` entry names a configured instance, and no instance can reach
     /// itself through them: an action run as a tool that may run the caller again (directly
     /// or round a cycle) could recurse without end.
@@ -195,6 +194,7 @@ impl Config {
         Ok(())
     }
 
+    /// The secrets and OAuth clients an instance is granted exist, and go where it may send.
     fn validate_bindings(&self, p: &InstanceConfig) -> Result<(), ConfigError> {
         let key = format!("plugin[{}].grants", p.id);
         if let Some(missing) = p.grants.secrets.iter().find(|s| !self.secrets.contains_key(*s)) {

@@ -329,11 +329,15 @@ impl AiProviders for HostProviders {
         })
     }
 
-    fn action(&self, instance: &str, action: &str) -> Option<(String, serde_json::Value)> {
+    fn action(&self, instance: &str, action: &str) -> Option<crate::capabilities::ai::ToolTarget> {
         let host = Host::from_inner(self.0.upgrade()?);
         let info = host.plugin(instance).filter(|p| p.kind == crate::PluginKind::Connector)?;
         let a = info.actions.into_iter().find(|a| a.name == action)?;
-        Some((a.description, a.input_schema))
+        Some(crate::capabilities::ai::ToolTarget {
+            destructive: crate::spec::ActionHints::is_destructive(a.hints.as_ref()),
+            description: a.description,
+            input_schema: a.input_schema,
+        })
     }
 
     fn run_action(
@@ -347,10 +351,17 @@ impl AiProviders for HostProviders {
         let (instance, action) = (instance.to_owned(), action.to_owned());
         Box::pin(async move {
             let host = host.ok_or_else(|| WitError::Internal("the host is shutting down".into()))?;
-            let done = host
-                .invoke_for_event(&instance, &action, &input, event_id.as_deref())
-                .await
-                .map_err(|e| e.into_wit_error())?;
+            // The model sees a tool's own error; of the host's reasons (a trap, its fuel), only
+            // the kind: a backtrace is the operator's, not the model provider's.
+            let done = host.invoke_for_event(&instance, &action, &input, event_id.as_deref()).await.map_err(
+                |e| match e {
+                    crate::InvokeError::Plugin(e) => e,
+                    crate::InvokeError::Timeout(_) => {
+                        WitError::Timeout("the tool did not answer in time".into())
+                    }
+                    other => WitError::Internal(format!("the tool failed ({})", other.kind())),
+                },
+            )?;
             Ok((done.output.to_string(), done.emitted))
         })
     }

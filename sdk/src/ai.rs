@@ -124,6 +124,13 @@ pub use crate::wit::plugboard::connector::tool_types::{
     Tool, ToolCall, ToolCalls, ToolResult, ToolsRequest, ToolsResponse, Turn,
 };
 
+/// One model turn with tools the plugin defines and runs itself: the model answers, or asks
+/// for calls; the plugin runs them and sends their results in the next turn (`Turn::Calls`,
+/// `Turn::Results`). For connector actions as tools, [`Agent`] lets the host run the loop.
+pub fn complete_turn(request: &ToolsRequest) -> Result<ToolsResponse, Error> {
+    crate::wit::plugboard::connector::ai_tools::complete_turn(request)
+}
+
 /// A conversation in which the model may call connector actions as tools; the host runs the
 /// calls (each with its own instance's grants) until the model answers. Each action must be in
 /// this instance's `grants.ai_tools`.

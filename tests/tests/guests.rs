@@ -516,6 +516,23 @@ async fn ai_tools_run_granted_actions_as_tools_within_bounds() {
     let err = agent(json!({"prompt": "many", "tools": ["target.ping"]})).await.unwrap_err();
     assert!(err.to_string().contains("17 calls at once"), "{err}");
 
+    // A wildcard covers only what adds or reads (echo's actions declare nothing, so count as
+    // destructive); an instance cannot offer itself.
+    let mut wild = Grants::none().with_ai_provider("canned");
+    wild.ai_tools = vec!["target.*".into(), "agent-wild.ping".into()];
+    load(&host, "agent-wild", ECHO, wild, Limits::default()).await;
+    let wild = async |tools: serde_json::Value| {
+        host.invoke("agent-wild", "agent", &json!({"prompt": "x", "tools": tools}))
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(wild(json!(["target.ping"])).await.contains("a wildcard does not cover it"));
+    assert!(wild(json!(["agent-wild.ping"])).await.contains("the calling instance itself"));
+    // A plugin with tools of its own runs one turn at a time; the host runs nothing.
+    let turn = host.invoke("agent", "turn", &json!({"prompt": "x"})).await.unwrap().output;
+    assert_eq!(turn, json!({ "content": "", "calls": ["lookup"] }));
+
     // Without the ai capability, nothing.
     let mut no_ai = Grants::none().with(Capability::Config);
     no_ai.ai_tools = vec!["target.ping".into()];

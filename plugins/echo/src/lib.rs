@@ -52,6 +52,11 @@ impl Connector for Echo {
                     "prompt": {"type": "string"}, "tools": {"type": "array", "items": {"type": "string"}},
                     "max_rounds": {"type": "integer"}}}),
             )
+            .action(
+                "turn",
+                "One model turn with a tool of its own (`lookup`); answers what the model asked for",
+                json!({"type": "object", "required": ["prompt"], "properties": {"prompt": {"type": "string"}}}),
+            )
             .action("kv-roundtrip", "Sets, reads and deletes a key", json!({"type": "object"}))
             .action("config", "Returns every config value", json!({"type": "object"}))
             .action("calls", "Counts calls in this instance's memory", json!({"type": "object"}))
@@ -132,6 +137,28 @@ impl Connector for Echo {
                 Ok(
                     json!({ "content": answer.content, "rounds": rounds, "tokens": answer.usage.prompt_tokens + answer.usage.completion_tokens }),
                 )
+            }
+            "turn" => {
+                let prompt = input["prompt"]
+                    .as_str()
+                    .ok_or_else(|| Error::InvalidInput("`prompt` is required".into()))?;
+                let request = plugboard_sdk::ai::ToolsRequest {
+                    model: None,
+                    turns: vec![plugboard_sdk::ai::Turn::Message(plugboard_sdk::ai::Message {
+                        role: plugboard_sdk::ai::Role::User,
+                        content: prompt.into(),
+                    })],
+                    tools: vec![plugboard_sdk::ai::Tool {
+                        name: "lookup".into(),
+                        description: "Looks something up".into(),
+                        input_schema: json!({"type": "object"}).to_string(),
+                    }],
+                    temperature: None,
+                    max_tokens: None,
+                };
+                let answer = plugboard_sdk::ai::complete_turn(&request)?;
+                let calls: Vec<&str> = answer.calls.iter().map(|c| c.name.as_str()).collect();
+                Ok(json!({ "content": answer.content, "calls": calls }))
             }
             "ask" => {
                 let prompt = input["prompt"]

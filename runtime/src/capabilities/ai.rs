@@ -26,6 +26,16 @@ pub type ToolsCompletion = Pin<Box<dyn Future<Output = Result<ToolsResponse, Err
 /// emitted.
 pub type ActionRun = Pin<Box<dyn Future<Output = Result<(String, Vec<crate::Event>), Error>> + Send>>;
 
+/// A connector action as a tool: what the model is told, and what the grant check needs.
+pub struct ToolTarget {
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its input.
+    pub input_schema: serde_json::Value,
+    /// Whether it may delete or overwrite, as its plugin declares (or does not say).
+    pub destructive: bool,
+}
+
 /// Runs AI provider instances for the `ai` and `ai-tools` capabilities, and connector actions
 /// as tools: the runtime's host does, each in its own sandbox. The capabilities name only
 /// this, never the host.
@@ -41,9 +51,8 @@ pub trait AiProviders: Send + Sync {
         event_id: Option<String>,
     ) -> ToolsCompletion;
 
-    /// The description and input schema of connector `instance`'s `action`, if it is loaded
-    /// and offers it.
-    fn action(&self, instance: &str, action: &str) -> Option<(String, serde_json::Value)>;
+    /// Connector `instance`'s `action`, if it is loaded and offers it.
+    fn action(&self, instance: &str, action: &str) -> Option<ToolTarget>;
 
     /// Runs connector `instance`'s `action` with `input`, in its own instance and grants.
     fn run_action(
