@@ -457,6 +457,20 @@ async fn canned_ai() {
     assert!(matches!(host.invoke("canned", "ping", &json!({})).await, Err(InvokeError::WrongKind { .. })));
 }
 
+/// A connector built against the contract before action hints and tool calling (its own
+/// frozen copy of the WIT) loads and runs unchanged; with no hints, its action counts as
+/// destructive.
+#[tokio::test]
+async fn legacy() {
+    let host = host();
+    let info = load(&host, "legacy", LEGACY, Grants::none().with(Capability::Kv), Limits::default()).await;
+    assert_eq!(info.actions.len(), 1);
+    assert!(info.actions[0].hints.is_none());
+    assert!(plugboard::runtime::ActionHints::is_destructive(info.actions[0].hints.as_ref()));
+    let done = host.invoke("legacy", "remember", &json!({"value": 42})).await.unwrap();
+    assert_eq!(done.output, json!({"value": 42}));
+}
+
 /// `ai-tools`: the model calls the actions the caller was granted as tools, each run as its
 /// own instance; everything else is refused, and a model that will not stop is stopped.
 #[tokio::test]
