@@ -15,70 +15,44 @@ mod connector_world {
     });
 }
 
+/// Bindings for another world of the package, whose imports and shared types are the
+/// `connector` world's: only its own exports are new.
+macro_rules! world_sharing_imports {
+    ($world:literal) => {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: $world,
+            imports: { default: async },
+            exports: { default: async },
+            with: {
+                "plugboard:connector/types": super::connector_world::plugboard::connector::types,
+                "plugboard:connector/ai-types": super::connector_world::plugboard::connector::ai_types,
+                "plugboard:connector/tool-types": super::connector_world::plugboard::connector::tool_types,
+                "plugboard:connector/http": super::connector_world::plugboard::connector::http,
+                "plugboard:connector/kv": super::connector_world::plugboard::connector::kv,
+                "plugboard:connector/log": super::connector_world::plugboard::connector::log,
+                "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
+                "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
+                "plugboard:connector/ai-tools": super::connector_world::plugboard::connector::ai_tools,
+                "plugboard:connector/config": super::connector_world::plugboard::connector::config,
+            },
+        });
+    };
+}
+
 mod provider_world {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugboard:connector/ai-provider",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "plugboard:connector/types": super::connector_world::plugboard::connector::types,
-            "plugboard:connector/ai-types": super::connector_world::plugboard::connector::ai_types,
-            "plugboard:connector/http": super::connector_world::plugboard::connector::http,
-            "plugboard:connector/kv": super::connector_world::plugboard::connector::kv,
-            "plugboard:connector/log": super::connector_world::plugboard::connector::log,
-            "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
-            "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
-            "plugboard:connector/config": super::connector_world::plugboard::connector::config,
-            "plugboard:connector/tool-types": super::connector_world::plugboard::connector::tool_types,
-            "plugboard:connector/ai-tools": super::connector_world::plugboard::connector::ai_tools,
-        },
-    });
+    world_sharing_imports!("plugboard:connector/ai-provider");
 }
 
 /// The optional `action-hints` export of a connector (world `connector-with-hints`): only its
 /// export is used, looked up on a connector that may not have it.
 mod hints_world {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugboard:connector/connector-with-hints",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "plugboard:connector/types": super::connector_world::plugboard::connector::types,
-            "plugboard:connector/ai-types": super::connector_world::plugboard::connector::ai_types,
-            "plugboard:connector/http": super::connector_world::plugboard::connector::http,
-            "plugboard:connector/kv": super::connector_world::plugboard::connector::kv,
-            "plugboard:connector/log": super::connector_world::plugboard::connector::log,
-            "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
-            "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
-            "plugboard:connector/config": super::connector_world::plugboard::connector::config,
-            "plugboard:connector/tool-types": super::connector_world::plugboard::connector::tool_types,
-            "plugboard:connector/ai-tools": super::connector_world::plugboard::connector::ai_tools,
-        },
-    });
+    world_sharing_imports!("plugboard:connector/connector-with-hints");
 }
 
 /// The optional `provider-tools` export of an AI provider (world `ai-provider-with-tools`).
 mod provider_tools_world {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugboard:connector/ai-provider-with-tools",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "plugboard:connector/types": super::connector_world::plugboard::connector::types,
-            "plugboard:connector/ai-types": super::connector_world::plugboard::connector::ai_types,
-            "plugboard:connector/http": super::connector_world::plugboard::connector::http,
-            "plugboard:connector/kv": super::connector_world::plugboard::connector::kv,
-            "plugboard:connector/log": super::connector_world::plugboard::connector::log,
-            "plugboard:connector/emit": super::connector_world::plugboard::connector::emit,
-            "plugboard:connector/ai": super::connector_world::plugboard::connector::ai,
-            "plugboard:connector/config": super::connector_world::plugboard::connector::config,
-            "plugboard:connector/tool-types": super::connector_world::plugboard::connector::tool_types,
-            "plugboard:connector/ai-tools": super::connector_world::plugboard::connector::ai_tools,
-        },
-    });
+    world_sharing_imports!("plugboard:connector/ai-provider-with-tools");
 }
 
 pub(crate) use connector_world::plugboard::connector::{ai, ai_tools, config, emit, http, kv, log};

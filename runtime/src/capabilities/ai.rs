@@ -93,21 +93,33 @@ pub fn add_to_linker<T: Send + 'static>(
     wit::add_to_linker::<T, HasAi>(linker, get)
 }
 
+/// The provider instance that serves `scope`'s `capability` calls (`ai` or `ai-tools`): the
+/// instance's grant, else the host's default. An AI provider may not call either: a provider
+/// calling a provider could loop forever, and bills twice.
+pub(crate) fn provider_for(
+    scope: &Scope<'_>,
+    capability: &str,
+    caller_is_provider: bool,
+    default_provider: Option<&String>,
+) -> Result<String, Error> {
+    scope.require(Capability::Ai)?;
+    if caller_is_provider {
+        return Err(Error::Denied(format!("an AI provider cannot call the `{capability}` capability")));
+    }
+    let plugin = scope.instance;
+    scope
+        .grants
+        .ai_provider
+        .clone()
+        .or_else(|| default_provider.cloned())
+        .ok_or_else(|| Error::Denied(format!("no AI provider is configured for `{plugin}`")))
+}
+
 impl Host for AiView<'_> {
     async fn complete(&mut self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        self.scope.require(Capability::Ai)?;
-        if self.caller_is_provider {
-            // A provider calling a provider could loop forever, and bills twice.
-            return Err(Error::Denied("an AI provider cannot call the `ai` capability".into()));
-        }
+        let provider =
+            provider_for(&self.scope, "ai", self.caller_is_provider, self.default_provider.as_ref())?;
         let plugin = self.scope.instance;
-        let provider = self
-            .scope
-            .grants
-            .ai_provider
-            .clone()
-            .or_else(|| self.default_provider.clone())
-            .ok_or_else(|| Error::Denied(format!("no AI provider is configured for `{plugin}`")))?;
         let router = self.router;
         let key = router.cache_key(&provider, &request);
         // The same question again in this invocation: the answer it already holds (not yet in

@@ -13,7 +13,7 @@ use wasmtime::component::{HasData, Linker};
 use super::ai::AiProviders;
 use crate::bindings::ai_tools::{self as wit, AgentRequest, AgentResponse, Host, ToolRound};
 use crate::bindings::types::{Error, Tool, ToolCalls, ToolResult, ToolsRequest, ToolsResponse, Turn, Usage};
-use crate::capabilities::{Capability, Scope};
+use crate::capabilities::Scope;
 use crate::clock::now_ms;
 use crate::egress::ai::AiRouter;
 use crate::keyvalue::KvStore;
@@ -205,17 +205,12 @@ impl AiToolsView<'_> {
 impl AiToolsView<'_> {
     /// The provider that serves the caller, once the caller may use it.
     fn provider(&self) -> Result<String, Error> {
-        self.scope.require(Capability::Ai)?;
-        if self.caller_is_provider {
-            return Err(Error::Denied("an AI provider cannot call the `ai-tools` capability".into()));
-        }
-        let plugin = self.scope.instance;
-        self.scope
-            .grants
-            .ai_provider
-            .clone()
-            .or_else(|| self.default_provider.clone())
-            .ok_or_else(|| Error::Denied(format!("no AI provider is configured for `{plugin}`")))
+        super::ai::provider_for(
+            &self.scope,
+            "ai-tools",
+            self.caller_is_provider,
+            self.default_provider.as_ref(),
+        )
     }
 
     /// One turn on `provider`, within the budget, deadline and output limit, charged.
