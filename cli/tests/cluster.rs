@@ -25,12 +25,14 @@ use tokio::sync::Mutex;
 
 const SECRET: &str = "shpss_cluster_test";
 const ADMIN_TOKEN: &str = "cluster-admin-token";
+const MCP_TOKEN: &str = "cluster-mcp-token-0123456789";
 const NODES: usize = 3;
 
 /// Node `i`'s configuration: its own port and local file, the shared cluster.
 fn config(dir: &Path, i: usize, port: u16, nats: &[String], receiver: u16) -> PathBuf {
     std::fs::write(dir.join("secret"), SECRET).unwrap();
     std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
+    std::fs::write(dir.join("mcp-token"), MCP_TOKEN).unwrap();
     let path = dir.join(format!("node{i}.toml"));
     let servers: Vec<String> = nats.iter().map(|u| format!("{u:?}")).collect();
     std::fs::write(
@@ -97,6 +99,13 @@ cron = "*/2 * * * * *"
 to = "forward"
 action = "ping"
 missed = "skip"
+
+[mcp]
+[[mcp.client]]
+name = "agent"
+token = "file:mcp-token"
+tools = ["counter.kv-roundtrip"]
+allow_destructive = true
 "#,
             servers = servers.join(", ")
         ),
@@ -416,6 +425,28 @@ async fn three_nodes_on_a_three_server_cluster_lose_nothing_under_kill_9() {
         }
     }
     eprintln!("a webhook sent to node 0 was in node 2's live stream {:?} later", sent.elapsed());
+
+    // An AI client calls a tool through node 1 (MCP over Streamable HTTP, which keeps no
+    // session on a node): the action runs with the counter's grants on the cluster's
+    // key-value bucket, and the call's record is in node 0's admin API.
+    let call = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "counter_kv-roundtrip", "arguments": {} } });
+    let answer = client
+        .post(format!("{}/mcp", nodes[1].base))
+        .bearer_auth(MCP_TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&call)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let records = admin_events(&client, &nodes[0].base, "mcp/tool-called").await;
+    let records = records.unwrap_or_else(|e| panic!("{e}\n{}", logs(&nodes, &nats)));
+    assert_eq!(records.len(), 1, "the call through node 1 is recorded once, listed by node 0");
 
     let got = received.lock().await.clone();
     let duplicates: u32 = got.values().map(|c| c - 1).sum();
