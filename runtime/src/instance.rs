@@ -199,17 +199,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Res
         instance: &s.plugin.egress,
         sent: &mut s.http_requests,
     })?;
-    capabilities::ai_tools::add_to_linker(linker, |s| capabilities::ai_tools::AiToolsView {
-        scope: scope(&s.plugin, &s.event_id, s.deadline),
-        caller_is_provider: s.plugin.kind == PluginKind::AiProvider,
-        default_provider: s.shared.default_ai_provider(),
-        providers: s.shared.providers.as_ref(),
-        router: &s.shared.ai,
-        kv: s.shared.kv.as_ref(),
-        emitted: &mut s.emitted,
-        held: &mut s.output_bytes,
-    })?;
-    capabilities::ai::add_to_linker(linker, |s| AiView {
+    // `ai` and `ai-tools` share one view: the same provider, cache, budget and output.
+    capabilities::ai_tools::add_to_linker(linker, ai_view)?;
+    capabilities::ai::add_to_linker(linker, ai_view)
+}
+
+fn ai_view(s: &mut InstanceState) -> AiView<'_> {
+    AiView {
         scope: scope(&s.plugin, &s.event_id, s.deadline),
         caller_is_provider: s.plugin.kind == PluginKind::AiProvider,
         default_provider: s.shared.default_ai_provider(),
@@ -217,6 +213,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Res
         router: &s.shared.ai,
         kv: s.shared.kv.as_ref(),
         answers: &mut s.ai_answers,
+        emitted: &mut s.emitted,
         held: &mut s.output_bytes,
-    })
+    }
 }

@@ -22,6 +22,18 @@ fn is_deceptive(c: char) -> bool {
         )
 }
 
+/// `text` cut to at most `max` bytes on a character boundary, with `…` where it was cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// Plugin-supplied text as the host shows it anywhere (CLI, dashboard, admin API): every
 /// deceptive character written out as `\u{..}`, so metadata cannot hide or reorder what an
 /// operator reads next to it (the permission list).

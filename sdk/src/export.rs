@@ -12,30 +12,8 @@ pub fn metadata<T: Connector>() -> Metadata {
     T::metadata()
 }
 
-/// An action's hints as the WIT record carries them (the macro builds the record).
-pub struct RawHints {
-    pub action: String,
-    pub title: Option<String>,
-    pub read_only: bool,
-    pub destructive: bool,
-    pub idempotent: bool,
-    pub open_world: bool,
-    pub output_schema: Option<String>,
-}
-
-pub fn action_hints<T: Connector>() -> Vec<RawHints> {
+pub fn action_hints<T: Connector>() -> Vec<crate::ActionHints> {
     T::action_hints()
-        .into_iter()
-        .map(|h| RawHints {
-            action: h.action,
-            title: h.title,
-            read_only: h.read_only,
-            destructive: h.destructive,
-            idempotent: h.idempotent,
-            open_world: h.open_world,
-            output_schema: h.output_schema.map(|s| s.to_string()),
-        })
-        .collect()
 }
 
 pub fn on_webhook<T: Connector>(request: WebhookRequest) -> Result<WebhookReply, Error> {

@@ -20,6 +20,7 @@ use super::clients::{McpClient, McpClients, Refusal};
 use super::tools::{InputError, Offered, Schemas, offered};
 use crate::manifest::pipeline::MCP_SOURCE;
 use crate::pipeline::Routes;
+use crate::runtime::text::clip;
 use crate::store::{Append, EventStore};
 use crate::types::Error as WitError;
 use crate::{Event, Host, InvokeError};
@@ -416,16 +417,4 @@ fn describe_failure(e: &InvokeError) -> (&'static str, String, Option<u64>) {
 /// A wait in whole milliseconds, at least one.
 fn millis(wait: std::time::Duration) -> u64 {
     u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// `text` cut to `max` bytes.
-fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

@@ -10,6 +10,7 @@ use rmcp::model::{Tool, ToolAnnotations};
 
 use super::clients::McpClient;
 use crate::runtime::ActionHints;
+use crate::runtime::text::clip;
 use crate::{Host, PluginKind};
 
 /// The longest tool name the MCP spec allows.
@@ -18,6 +19,10 @@ const MAX_TOOL_NAME: usize = 128;
 /// The largest compiled `pattern` of an input schema: a plugin's patterns are the host's
 /// memory (a 64 KiB schema holds thousands).
 const MAX_PATTERN_BYTES: usize = 32 << 10;
+
+/// The most bytes of one reason an input or schema was refused (a schema error may quote the
+/// whole input).
+const MAX_REASON_BYTES: usize = 300;
 
 /// The most schema errors a refused input is told about.
 const MAX_REPORTED_ERRORS: usize = 5;
@@ -151,7 +156,7 @@ impl Schemas {
             .map(|e| {
                 let at = e.instance_path().to_string();
                 let at = if at.is_empty() { "(the input)".to_owned() } else { at };
-                crate::printable(&clip(format!("{at}: {e}")))
+                crate::printable(&clip(&format!("{at}: {e}"), MAX_REASON_BYTES))
             })
             .collect();
         if errors.is_empty() { Ok(()) } else { Err(InputError::Invalid(errors)) }
@@ -179,28 +184,13 @@ impl Schemas {
             .should_validate_formats(false)
             .build(&schema)
             .map(Arc::new)
-            .map_err(|e| InputError::BadSchema(crate::printable(&clip(e.to_string()))))?;
+            .map_err(|e| InputError::BadSchema(crate::printable(&clip(&e.to_string(), MAX_REASON_BYTES))))?;
         if let Ok(mut compiled) = self.compiled.lock() {
             compiled.insert(key, (tool.sha256.clone(), validator.clone()));
         }
         Ok(validator)
     }
 }
-
-/// A message cut to 300 bytes (a schema error may quote the whole input).
-fn clip(mut text: String) -> String {
-    const MAX: usize = 300;
-    if text.len() > MAX {
-        let mut end = MAX;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,8 +64,9 @@ pub trait AiProviders: Send + Sync {
     ) -> ActionRun;
 }
 
-/// What an `ai` call sees: the caller, the providers, the host's cache and budgets, the answers
-/// this invocation already received, and the bytes it has made the host hold.
+/// What an `ai` or `ai-tools` call sees: the caller, the providers, the host's cache and
+/// budgets, the answers this invocation already received, its emitted events, and the bytes it
+/// has made the host hold.
 pub struct AiView<'a> {
     pub(crate) scope: Scope<'a>,
     /// The caller is itself an AI provider, which may not call the capability.
@@ -76,6 +77,8 @@ pub struct AiView<'a> {
     pub(crate) router: &'a AiRouter,
     pub(crate) kv: &'a dyn KvStore,
     pub(crate) answers: &'a mut Vec<(CacheKey, ChatResponse)>,
+    /// The events the caller emitted; `ai-tools` adds those of the tools it runs.
+    pub(crate) emitted: &'a mut Vec<crate::Event>,
     pub(crate) held: &'a mut usize,
 }
 

@@ -10,14 +10,12 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use wasmtime::component::{HasData, Linker};
 
-use super::ai::AiProviders;
+use super::ai::AiView;
 use crate::bindings::ai_tools::{self as wit, AgentRequest, AgentResponse, Host, ToolRound};
 use crate::bindings::types::{Error, Tool, ToolCalls, ToolResult, ToolsRequest, ToolsResponse, Turn, Usage};
-use crate::capabilities::Scope;
 use crate::clock::now_ms;
-use crate::egress::ai::AiRouter;
-use crate::keyvalue::KvStore;
 use crate::limits::hold_output;
+use crate::text::clip;
 
 /// Model turns that may ask for calls when the request names no limit.
 const DEFAULT_ROUNDS: u32 = 4;
@@ -39,30 +37,16 @@ const MAX_ERROR_BYTES: usize = 1 << 10;
 /// The tools' model names, each with its instance and action.
 type ToolTargets = BTreeMap<String, (String, String)>;
 
-/// What an `ai-tools` call sees: what an `ai` call does, and the caller's emitted events (a
-/// tool's events join them, stored when the caller's invocation succeeds).
-pub struct AiToolsView<'a> {
-    pub(crate) scope: Scope<'a>,
-    /// The caller is itself an AI provider, which may not call the capability.
-    pub(crate) caller_is_provider: bool,
-    pub(crate) default_provider: Option<String>,
-    pub(crate) providers: &'a dyn AiProviders,
-    pub(crate) router: &'a AiRouter,
-    pub(crate) kv: &'a dyn KvStore,
-    pub(crate) emitted: &'a mut Vec<crate::Event>,
-    pub(crate) held: &'a mut usize,
-}
-
 struct HasAiTools;
 
 impl HasData for HasAiTools {
-    type Data<'a> = AiToolsView<'a>;
+    type Data<'a> = AiView<'a>;
 }
 
 /// Adds the `ai-tools` interface to `linker`; `get` borrows the view from the store's state.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
-    get: fn(&mut T) -> AiToolsView<'_>,
+    get: fn(&mut T) -> AiView<'_>,
 ) -> wasmtime::Result<()> {
     wit::add_to_linker::<T, HasAiTools>(linker, get)
 }
@@ -74,21 +58,7 @@ fn tool_name(instance: &str, action: &str) -> Option<String> {
     let fits = name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
     fits.then_some(name)
 }
-
-/// `text` cut to `max` bytes on a character boundary.
-fn clip(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
-}
-
-impl AiToolsView<'_> {
+impl AiView<'_> {
     /// The tools the request names, each granted to the caller and offered by its connector.
     fn tools(&self, names: &[String]) -> Result<(Vec<Tool>, ToolTargets), Error> {
         if names.is_empty() || names.len() > MAX_TOOLS {
@@ -104,7 +74,7 @@ impl AiToolsView<'_> {
         let mut tools = Vec::new();
         let mut by_name = BTreeMap::new();
         for text in names {
-            let shown = crate::printable(&clip(text.clone(), 128));
+            let shown = crate::printable(&clip(text, 128));
             let (instance, action) = text
                 .split_once('.')
                 .filter(|(i, a)| !i.is_empty() && !a.is_empty() && *a != "*")
@@ -159,7 +129,7 @@ impl AiToolsView<'_> {
     /// Runs one call the model asked for: its result for the model, and whether it failed.
     async fn run_call(&mut self, by_name: &ToolTargets, name: &str, arguments: &str) -> (String, bool) {
         let Some((instance, action)) = by_name.get(name) else {
-            return (format!("no tool named `{}`", crate::printable(&clip(name.to_owned(), 128))), true);
+            return (format!("no tool named `{}`", crate::printable(&clip(name, 128))), true);
         };
         if arguments.len() > MAX_ARGUMENT_BYTES {
             return (format!("the arguments are over {MAX_ARGUMENT_BYTES} bytes"), true);
@@ -194,15 +164,15 @@ impl AiToolsView<'_> {
                     }
                 }
                 self.emitted.extend(events);
-                (clip(output, MAX_RESULT_BYTES), false)
+                (clip(&output, MAX_RESULT_BYTES), false)
             }
-            Ok(Err(e)) => (crate::printable(&clip(crate::error::describe(&e), MAX_ERROR_BYTES)), true),
+            Ok(Err(e)) => (crate::printable(&clip(&crate::error::describe(&e), MAX_ERROR_BYTES)), true),
             Err(_) => ("the tool did not answer in time".into(), true),
         }
     }
 }
 
-impl AiToolsView<'_> {
+impl AiView<'_> {
     /// The provider that serves the caller, once the caller may use it.
     fn provider(&self) -> Result<String, Error> {
         super::ai::provider_for(
@@ -232,7 +202,7 @@ impl AiToolsView<'_> {
     }
 }
 
-impl Host for AiToolsView<'_> {
+impl Host for AiView<'_> {
     async fn complete_turn(&mut self, request: ToolsRequest) -> Result<ToolsResponse, Error> {
         let provider = self.provider()?;
         if request.tools.len() > MAX_TOOLS {

@@ -89,7 +89,7 @@ pub fn export_connector(input: TokenStream) -> TokenStream {
                             destructive: h.destructive,
                             idempotent: h.idempotent,
                             open_world: h.open_world,
-                            output_schema: h.output_schema,
+                            output_schema: h.output_schema.map(|s| s.to_string()),
                         })
                         .collect()
                 }
