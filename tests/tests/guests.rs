@@ -518,6 +518,12 @@ async fn ai_tools_run_granted_actions_as_tools_within_bounds() {
     let done = agent(json!({"prompt": "unknown", "tools": ["target.ping"]})).await.unwrap().output;
     assert_eq!(done["rounds"][0]["is_error"], true, "{done}");
     assert!(done["content"].as_str().unwrap().contains("no tool named `nope`"), "{done}");
+    // Arguments over 64 KiB, or not an object, never reach the tool: the model is told why.
+    for (prompt, why) in [("big-args", "over 65536 bytes"), ("array-args", "not a JSON object")] {
+        let done = agent(json!({"prompt": prompt, "tools": ["target.ping"]})).await.unwrap().output;
+        assert_eq!(done["rounds"][0]["is_error"], true, "{done}");
+        assert!(done["rounds"][0]["output"].as_str().unwrap().contains(why), "{done}");
+    }
     // A model that keeps calling is stopped after the rounds asked for; one that asks for too
     // many calls at once is refused.
     let err = agent(json!({"prompt": "loop", "tools": ["target.ping"], "max_rounds": 2})).await.unwrap_err();

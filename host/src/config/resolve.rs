@@ -237,3 +237,40 @@ impl Resolved {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client's token is all that names it over HTTP: one shorter than 16 bytes, or the same
+    /// as another client's, is refused when the file is resolved, naming the key.
+    #[test]
+    fn mcp_tokens_that_are_short_or_shared_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolve = |a: &str, b: &str| {
+            std::fs::write(dir.path().join("a"), a).unwrap();
+            std::fs::write(dir.path().join("b"), b).unwrap();
+            let text = r#"
+                [[plugin]]
+                id = "shop"
+                wasm = "x.wasm"
+                [mcp]
+                [[mcp.client]]
+                name = "one"
+                token = "file:a"
+                tools = ["shop.*"]
+                [[mcp.client]]
+                name = "two"
+                token = "file:b"
+                tools = ["shop.*"]
+            "#;
+            let config = Config::from_toml(text, "t.toml").unwrap();
+            Resolved::resolve(config, dir.path()).map(|r| r.mcp_tokens.len()).map_err(|e| e.to_string())
+        };
+        assert_eq!(resolve("0123456789abcdef", "fedcba9876543210"), Ok(2));
+        let short = resolve("0123456789abcdef", "short").unwrap_err();
+        assert!(short.starts_with("mcp.client[1].token:") && short.contains("at least 16 bytes"), "{short}");
+        let shared = resolve("0123456789abcdef", "0123456789abcdef").unwrap_err();
+        assert!(shared.contains("two clients have the same token"), "{shared}");
+    }
+}

@@ -274,6 +274,25 @@ mod schema_tests {
         schemas.check(&tool, &serde_json::json!({"a": "aaaa"})).unwrap();
     }
 
+    /// A plugin's pattern compiles to at most 32 KiB (`\w` is every Unicode word character: a
+    /// few hundred of them compile to megabytes); past that the tool cannot be checked. Formats
+    /// are not checked: `"format": "regex"` would compile the client's strings.
+    #[test]
+    fn patterns_are_bounded_and_formats_are_not_checked() {
+        let schemas = Schemas::default();
+        let huge = offered_with(
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "\\w{500}"}}}),
+        );
+        assert!(matches!(
+            schemas.check(&huge, &serde_json::json!({"a": "x"})),
+            Err(InputError::BadSchema(_))
+        ));
+        let formats = offered_with(
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "format": "regex"}}}),
+        );
+        schemas.check(&formats, &serde_json::json!({"a": "(((("})).unwrap();
+    }
+
     /// A hostile plugin's schema cannot make the host fetch a `$ref` or panic on a bad
     /// pattern: the tool cannot be checked, so it does not run.
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! With tools: the first turn calls the first tool with `{}`; once results came back it answers
 //! `canned: tools said <results>`. A user message `loop` makes it call forever, `unknown` makes
-//! it call a tool it was not given, `many` makes it ask for 17 calls at once.
+//! it call a tool it was not given, `many` makes it ask for 17 calls at once, `big-args` calls
+//! with 70 KB of arguments and `array-args` with arguments that are not an object.
 
 use plugboard_sdk::ai::{
     ChatRequest, ChatResponse, FinishReason, ResponseFormat, Role, ToolCall, ToolsRequest, ToolsResponse,
@@ -83,6 +84,15 @@ impl CannedAi {
             "loop" => vec![call(results.len(), &first)],
             "many" => (0..17).map(|n| call(n, &first)).collect(),
             "unknown" if results.is_empty() => vec![call(0, "nope")],
+            "big-args" if results.is_empty() => {
+                vec![ToolCall {
+                    arguments: format!("{{\"x\":\"{}\"}}", "a".repeat(70_000)),
+                    ..call(0, &first)
+                }]
+            }
+            "array-args" if results.is_empty() => {
+                vec![ToolCall { arguments: "[1]".into(), ..call(0, &first) }]
+            }
             _ if results.is_empty() => vec![call(0, &first)],
             _ => Vec::new(),
         };
