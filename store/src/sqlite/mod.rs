@@ -287,6 +287,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::plan_once(&reader)?;
         let found: u32 = reader.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match found.cmp(&SCHEMA_VERSION) {
             std::cmp::Ordering::Greater => {
@@ -609,6 +610,22 @@ mod tests {
         drop(conn);
         let refused = SqliteStore::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(refused.contains("upgrade plugboard"), "{refused}");
+    }
+
+    /// A claim's query is planned once, not again for every new limit or position it is run
+    /// with: SQLite re-plans a statement whose bound values could change its plan (a `LIMIT ?`
+    /// among them) unless the plan is held stable, and planning cost more than the read itself
+    /// on the webhook load test.
+    #[test]
+    fn the_claim_query_is_not_planned_again_for_new_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("events.db")).unwrap();
+        for (limit, after) in [(64, None), (65, Some((1, 1))), (1_024, Some((2, 7))), (100, None)] {
+            store.due_rows(1_000, after, limit).unwrap();
+        }
+        let conn = store.reader.lock().unwrap();
+        let stmt = conn.prepare_cached(super::queries::DUE_ROWS).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     /// What the CLI's listings open changes nothing: no upgrade of an older file, no claim

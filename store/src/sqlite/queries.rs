@@ -12,6 +12,14 @@ use crate::{
 };
 use plugboard_runtime::types::Event;
 
+/// The due deliveries after a position in the queue, oldest first: what every claim reads.
+pub(super) const DUE_ROWS: &str = "SELECT q.id, q.next_at_ms, q.route, q.target, q.action, q.attempts, q.event_id \
+     FROM delivery_queue q \
+     WHERE q.status = 'pending' AND q.next_at_ms <= ?1 AND (q.next_at_ms, q.id) > (?3, ?4) \
+       AND (q.order_key IS NULL OR q.id = (SELECT MIN(p.id) FROM delivery_queue p \
+            WHERE p.status = 'pending' AND p.route = q.route AND p.order_key = q.order_key)) \
+     ORDER BY q.next_at_ms, q.id LIMIT ?2";
+
 impl SqliteStore {
     /// Up to `limit` pending deliveries due at `now_ms`, oldest due first, after the position
     /// `after` (`(next_at_ms, row)` of the last one seen), without their events; of deliveries
@@ -24,14 +32,7 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<DueRow>, StoreError> {
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT q.id, q.next_at_ms, q.route, q.target, q.action, q.attempts, q.event_id \
-             FROM delivery_queue q \
-             WHERE q.status = 'pending' AND q.next_at_ms <= ?1 AND (q.next_at_ms, q.id) > (?3, ?4) \
-               AND (q.order_key IS NULL OR q.id = (SELECT MIN(p.id) FROM delivery_queue p \
-                    WHERE p.status = 'pending' AND p.route = q.route AND p.order_key = q.order_key)) \
-             ORDER BY q.next_at_ms, q.id LIMIT ?2",
-        )?;
+        let mut stmt = conn.prepare_cached(DUE_ROWS)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (after_at, after_row) = after.map_or((i64::MIN, i64::MIN), |(at, row)| (sql_ms(at), row));
         let rows = stmt.query_map(params![sql_ms(now_ms), limit, after_at, after_row], |r| {
