@@ -319,7 +319,7 @@ fn queue_settings(resolved: &Resolved) -> crate::store::nats::QueueSettings {
 
 /// The routes whose deliveries a node on NATS runs: the configured ones with their concurrency
 /// limits (which then hold across the cluster), each schedule's, async jobs' and their
-/// callbacks'. A delivery of any other route waits in the queue until a node runs that route.
+/// callbacks', and webhooks acknowledged on receipt. A delivery of any other route waits in the queue until a node runs that route.
 #[cfg(feature = "nats")]
 pub fn queue_routes(
     routes: &[crate::pipeline::Route],
@@ -328,9 +328,13 @@ pub fn queue_routes(
     use crate::store::nats::QueueRoute;
     let configured = routes.iter().map(|r| QueueRoute { name: r.name.clone(), concurrency: r.concurrency });
     let schedules = schedules.iter().map(|s| QueueRoute { name: s.route(), concurrency: None });
-    let host = [crate::store::JOB_ROUTE, crate::manifest::pipeline::CALLBACK_ROUTE]
-        .into_iter()
-        .map(|name| QueueRoute { name: name.into(), concurrency: None });
+    let host = [
+        crate::store::JOB_ROUTE,
+        crate::manifest::pipeline::CALLBACK_ROUTE,
+        crate::manifest::pipeline::WEBHOOK_ROUTE,
+    ]
+    .into_iter()
+    .map(|name| QueueRoute { name: name.into(), concurrency: None });
     configured.chain(schedules).chain(host).collect()
 }
 

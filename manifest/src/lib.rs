@@ -45,7 +45,7 @@ pub use grants::{Capability, DestinationLimit, Grants, HttpGrant, LimitScope};
 pub use limits::Limits;
 pub use mcp::{McpClientConfig, McpConfig, ToolPattern};
 pub use pipeline::{Filter, Missed, RetryPolicy, Route, Schedule};
-pub use webhook::{Encoding, HmacScheme, RateLimit, Scheme, WebhookConfig};
+pub use webhook::{Acknowledge, Encoding, HmacScheme, RateLimit, Scheme, WebhookConfig};
 
 impl Config {
     /// Reads `path` and parses it, without checking references or reading secrets.

@@ -20,6 +20,14 @@ pub const JOB_ROUTE: &str = "job";
 /// The route of job completion callbacks (a route name no configuration may take).
 pub const CALLBACK_ROUTE: &str = "job-callback";
 
+/// The route on which a webhook acknowledged on receipt reaches its connector's `on-webhook`
+/// (a route name no configuration may take).
+pub const WEBHOOK_ROUTE: &str = "webhook";
+
+/// The kind of the event that holds a webhook request acknowledged on receipt, until its
+/// connector turns it into events.
+pub const WEBHOOK_RECEIVED: &str = "webhook/received";
+
 /// The most missed ticks `missed = "all"` fires at one start: the newest ones; older ones are
 /// skipped, and logged.
 pub const MAX_CATCH_UP: usize = 1_000;

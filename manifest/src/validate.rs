@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::address::Cidr;
-use crate::pipeline::{CALLBACK_ROUTE, JOB_ROUTE, JOBS_SOURCE, MCP_SOURCE, SCHEDULE_SOURCE};
+use crate::pipeline::{CALLBACK_ROUTE, JOB_ROUTE, JOBS_SOURCE, MCP_SOURCE, SCHEDULE_SOURCE, WEBHOOK_ROUTE};
 use crate::webhook::Scheme;
 use crate::{Config, ConfigError, InstanceConfig, NatsConfig, StoreBackend};
 
@@ -97,10 +97,10 @@ impl Config {
         let mut names = BTreeSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             let key = format!("route[{i}]");
-            if [JOB_ROUTE, CALLBACK_ROUTE].contains(&r.name.as_str()) {
+            if [JOB_ROUTE, CALLBACK_ROUTE, WEBHOOK_ROUTE].contains(&r.name.as_str()) {
                 return Err(ConfigError::invalid(
                     format!("{key}.name"),
-                    format!("`{}` is the name of the host's own job route", r.name),
+                    format!("`{}` is the name of one of the host's own routes", r.name),
                 ));
             }
             if !names.insert(r.name.as_str()) {

@@ -24,6 +24,25 @@ pub struct WebhookConfig {
     /// A header carrying the provider's delivery id, for providers the scheme does not know.
     #[serde(default)]
     pub delivery_id_header: Option<String>,
+    /// When the provider gets its answer: after the connector ran and its events were stored
+    /// (the default), or as soon as the verified request is stored.
+    #[serde(default)]
+    pub acknowledge: Acknowledge,
+}
+
+/// When a webhook is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Acknowledge {
+    /// After the connector's `on-webhook` ran and its events were stored: the provider gets the
+    /// connector's reply, and a failure makes it send the webhook again.
+    #[default]
+    AfterProcessing,
+    /// As soon as the verified request is stored durably (`200 {"accepted": EVENT_ID}`); the
+    /// connector's `on-webhook` then runs as a delivery of that stored request, with the
+    /// pipeline's retries, and its reply is discarded. Requests whose answer the connector
+    /// computes (Slack's URL verification, slash commands and interactivity) still run at once.
+    OnReceipt,
 }
 
 fn default_tolerance() -> u64 {

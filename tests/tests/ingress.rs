@@ -233,7 +233,15 @@ fn config_errors_name_the_key() {
     let reserved = err(
         "[[plugin]]\nid = \"e\"\nwasm = \"x.wasm\"\n[[route]]\nname = \"job-callback\"\nfrom = \"shop\"\nto = \"e\"",
     );
-    assert!(reserved.contains("route[0].name") && reserved.contains("host's own job route"), "{reserved}");
+    assert!(reserved.contains("route[0].name") && reserved.contains("host's own routes"), "{reserved}");
+    let reserved = err(
+        "[[plugin]]\nid = \"e\"\nwasm = \"x.wasm\"\n[[route]]\nname = \"webhook\"\nfrom = \"shop\"\nto = \"e\"",
+    );
+    assert!(reserved.contains("route[0].name") && reserved.contains("host's own routes"), "{reserved}");
+    let mode = err(
+        "[[plugin]]\nid = \"e\"\nwasm = \"x.wasm\"\n[plugin.webhook]\nverify = { scheme = \"none\" }\nacknowledge = \"later\"",
+    );
+    assert!(mode.contains("acknowledge") && mode.contains("on-receipt"), "{mode}");
     assert!(matches!(Resolved::load(&dir.path().join("absent.toml")), Err(ConfigError::Read { .. })));
 }
 
@@ -508,4 +516,163 @@ async fn a_slow_append_past_the_request_timeout_still_answers_stored() {
     let answer = posted.await.unwrap();
     assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
     assert_eq!(store.count().unwrap(), 1);
+}
+
+/// `acknowledge = "on-receipt"`: a verified webhook is stored as it came (credentials left out)
+/// and answered before its connector runs; the connector then turns it into events, linked to
+/// the stored request, as a delivery with the pipeline's retries. Duplicates are still dropped,
+/// Slack's URL verification still gets the connector's reply, and a connector that fails leaves
+/// a dead letter, not a lost webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_acknowledged_on_receipt_is_processed_after_the_answer() {
+    use plugboard::store::DeliveryStatus;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("shopify.secret"), "shpss_test_secret").unwrap();
+    std::fs::write(dir.path().join("slack.secret"), "slack_signing_secret").unwrap();
+    let path = dir.path().join("plugboard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[retry]
+schedule_ms = [10]
+[store]
+path = "events.db"
+[[plugin]]
+id = "shop"
+wasm = {ECHO:?}
+[plugin.webhook]
+verify = {{ scheme = "shopify" }}
+secrets = ["file:shopify.secret"]
+acknowledge = "on-receipt"
+[[plugin]]
+id = "slack"
+wasm = {SLACK:?}
+[plugin.webhook]
+verify = {{ scheme = "slack" }}
+secrets = ["file:slack.secret"]
+acknowledge = "on-receipt"
+[[plugin]]
+id = "liar"
+wasm = {LIAR:?}
+grants = {{ capabilities = ["emit"] }}
+[plugin.webhook]
+verify = {{ scheme = "none" }}
+acknowledge = "on-receipt"
+"#,
+            SLACK = plugboard_tests::SLACK
+        ),
+    )
+    .unwrap();
+    let resolved = Resolved::load(&path).unwrap();
+    let store_path = resolved.store_path.clone();
+    let host = plugboard::run::host_for(plugboard::Host::builder(), &resolved).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server =
+        tokio::spawn(
+            async move { plugboard::run::run(&host, resolved, listener, std::future::pending()).await },
+        );
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..600 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server did not start");
+
+    let body = br#"{"id":820982911946154508,"total_price":"199.00"}"#;
+    let post = || {
+        client
+            .post(format!("{base}/hooks/shop/orders"))
+            .header("content-type", "application/json")
+            .header("x-shopify-hmac-sha256", shopify_signature("shpss_test_secret", body))
+            .header("x-shopify-webhook-id", "d-1")
+            .header("authorization", "Bearer sender-credential")
+            .header("cookie", "session=sender-cookie")
+            .body(body.to_vec())
+            .send()
+    };
+    let accepted = post().await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    let answer: serde_json::Value = accepted.json().await.unwrap();
+    let request_id = answer["accepted"].as_str().expect("the stored request's id").to_owned();
+    // Answered with the request stored: it is there, before or whatever the connector did.
+    let read = || SqliteStore::open_read_only(&store_path).unwrap();
+    let request = read().recent(10).unwrap().into_iter().find(|e| e.id == request_id).expect("stored");
+    assert_eq!((request.kind.as_str(), request.source.as_str()), ("webhook/received", "shop"));
+    let kept = String::from_utf8_lossy(&request.payload).into_owned();
+    assert!(kept.contains("x-shopify-topic") || kept.contains("x-shopify-webhook-id"), "{kept}");
+    assert!(!kept.contains("sender-credential") && !kept.contains("sender-cookie"), "{kept}");
+
+    // The connector runs after the answer; its event names the request it came from and the
+    // build that made it.
+    let produced = async |kind: &str| {
+        for _ in 0..600 {
+            if let Some(e) = read().recent(50).unwrap().into_iter().find(|e| e.kind == kind) {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no {kind} event");
+    };
+    let echoed = produced("echo/received").await;
+    assert_eq!(echoed.payload, body);
+    assert!(echoed.attributes.contains(&("path".into(), "/orders".into())), "{:?}", echoed.attributes);
+    assert!(echoed.attributes.contains(&("caused_by".into(), request_id.clone())), "{:?}", echoed.attributes);
+    let build = echoed.attributes.iter().find(|(k, _)| k == plugboard::ingress::BUILD);
+    assert!(build.is_some_and(|(_, b)| b.starts_with("echo@")), "{:?}", echoed.attributes);
+
+    // The provider sends it again: acknowledged, stored and processed once.
+    let again = post().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap()["duplicate"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let events = read().recent(50).unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "webhook/received" && e.source == "shop").count(), 1);
+    assert_eq!(events.iter().filter(|e| e.kind == "echo/received").count(), 1);
+
+    // Slack's URL verification is answered by the connector itself, at once.
+    let challenge = br#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let ts =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"slack_signing_secret").unwrap();
+    mac.update(format!("v0:{ts}:").as_bytes());
+    mac.update(challenge);
+    let signature = format!("v0={}", hex(&mac.finalize().into_bytes()));
+    let verified = client
+        .post(format!("{base}/hooks/slack"))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", &ts)
+        .header("x-slack-signature", signature)
+        .body(challenge.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    assert_eq!(verified.text().await.unwrap(), "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
+
+    // A connector whose reply is invalid: the sender was answered, the request is kept, and
+    // the failure is a dead letter an operator can see and replay.
+    let liar = client.post(format!("{base}/hooks/liar/switching")).body("{}").send().await.unwrap();
+    assert_eq!(liar.status(), 200);
+    let mut dead = Vec::new();
+    for _ in 0..600 {
+        dead = read().deliveries_before(DeliveryStatus::Dead, None, 10).unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].route.as_str(), dead[0].target.as_str()), ("webhook", "liar"));
+    assert!(dead[0].last_error.as_deref().unwrap_or("").contains("101"), "{:?}", dead[0].last_error);
+    server.abort();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -118,6 +118,7 @@ impl Resolved {
                         allow_ips,
                         rate: hook.rate_limit.map(Bucket::new),
                         delivery_id_header: hook.delivery_id_header.as_ref().map(|h| h.to_ascii_lowercase()),
+                        acknowledge: hook.acknowledge,
                     },
                 );
             }

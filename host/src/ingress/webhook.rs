@@ -15,8 +15,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
+use crate::ingress::receipt;
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::manifest::address::Cidr;
+use crate::manifest::webhook::Acknowledge;
 use crate::pipeline::Routes;
 use crate::rate_limit::Bucket;
 use crate::store::{Append, Appended, EventLog, StoreError};
@@ -34,6 +36,8 @@ pub struct Endpoint {
     pub rate: Option<Bucket>,
     /// A header with the delivery id, lower case.
     pub delivery_id_header: Option<String>,
+    /// When the sender is answered.
+    pub acknowledge: Acknowledge,
 }
 
 /// What the webhook endpoint needs.
@@ -233,7 +237,7 @@ struct IncomingHook {
 }
 
 /// Handles one webhook; answers the response and the outcome for metrics (`stored`,
-/// `duplicate`).
+/// `accepted` (on receipt), `duplicate`).
 async fn handle_hook(
     webhooks: Arc<Webhooks>,
     hook: IncomingHook,
@@ -277,6 +281,11 @@ async fn handle_hook(
             .collect(),
         body: body.to_vec(),
     };
+    if endpoint.acknowledge == Acknowledge::OnReceipt
+        && !receipt::needs_connector_reply(endpoint.verifier.as_ref().map(Verifier::scheme), &body)
+    {
+        return accept_on_receipt(&webhooks, instance, delivery_id, &request).await;
+    }
     // The deadline covers the connector, not the append after it: a webhook whose events are
     // being committed is answered with what happened to them, never a 503 that would make the
     // provider send it again.
@@ -298,17 +307,20 @@ async fn handle_hook(
         let join = |f: fn(&crate::Event) -> &str| events.iter().map(f).collect::<Vec<_>>().join(",");
         (join(|e| e.id.as_str()), join(|e| e.kind.as_str()))
     });
+    let deliveries = webhooks.routes.deliveries(&events);
+    // The dispatcher is woken only for new work: a claim that finds none is a query per webhook.
+    let queued = !deliveries.is_empty();
     let appended = webhooks
         .store
         .append(Append {
             instance: instance.clone(),
             delivery_id: delivery_id.clone(),
             dedup_window_ms: webhooks.dedup_window_ms,
-            deliveries: webhooks.routes.deliveries(&events),
+            deliveries,
             events,
         })
         .await?;
-    if let Some(notify) = &webhooks.dispatcher {
+    if queued && let Some(notify) = &webhooks.dispatcher {
         notify.notify_one();
     }
     if appended == Appended::Duplicate {
@@ -347,6 +359,36 @@ async fn handle_hook(
         .headers_mut()
         .insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
     Ok((response, "stored"))
+}
+
+/// Stores the verified request for its connector to run later, and answers at once.
+async fn accept_on_receipt(
+    webhooks: &Webhooks,
+    instance: String,
+    delivery_id: Option<String>,
+    request: &WebhookRequest,
+) -> Result<(Response, &'static str), WebhookError> {
+    let (event, delivery) = receipt::request_event(&instance, request);
+    let id = event.id.clone();
+    let appended = webhooks
+        .store
+        .append(Append {
+            instance: instance.clone(),
+            delivery_id: delivery_id.clone(),
+            dedup_window_ms: webhooks.dedup_window_ms,
+            deliveries: vec![delivery],
+            events: vec![event],
+        })
+        .await?;
+    if appended == Appended::Duplicate {
+        tracing::info!(instance, delivery = delivery_id.as_deref(), "duplicate webhook: already stored");
+        return Ok((duplicate(), "duplicate"));
+    }
+    if let Some(notify) = &webhooks.dispatcher {
+        notify.notify_one();
+    }
+    tracing::debug!(instance, event = id, "webhook accepted on receipt");
+    Ok(((StatusCode::OK, axum::Json(serde_json::json!({ "accepted": id }))).into_response(), "accepted"))
 }
 
 fn duplicate() -> Response {

@@ -343,7 +343,7 @@ pub use crate::capabilities::emit::{CALLBACK_URL, CAUSED_BY};
 /// The route name of async jobs (the store reads a job's state from its delivery on it).
 pub use crate::store::JOB_ROUTE;
 
-pub use plugboard_manifest::pipeline::{CALLBACK_ROUTE, JOBS_SOURCE};
+pub use plugboard_manifest::pipeline::{CALLBACK_ROUTE, JOBS_SOURCE, WEBHOOK_ROUTE};
 
 /// How job completion callbacks are sent: signed per Standard Webhooks, only to the
 /// destinations the operator allows, through the same address policy as plugins' requests.
@@ -498,6 +498,22 @@ async fn deliver(
         let url = d.action.clone().unwrap_or_default();
         handler = None;
         send_callback(callbacks, &url, &d.event).await.map(|()| (Vec::new(), None))
+    } else if d.route == WEBHOOK_ROUTE {
+        match crate::ingress::receipt::stored_request(&d.event) {
+            Ok(request) => host.on_webhook(&d.target, request).await.map(|inv| {
+                // As a webhook answered after processing: its events name the build that made
+                // them; the reply went nowhere, the sender having been answered on receipt.
+                handler = Some(inv.handler.clone());
+                let mut events = inv.output.events;
+                events.extend(inv.emitted);
+                for event in &mut events {
+                    event.attributes.push((crate::ingress::BUILD.into(), inv.handler.clone()));
+                }
+                (events, None)
+            }),
+            Err(why) => Err(InvokeError::Plugin(WitError::InvalidInput(why))),
+        }
+        .map_err(DeliveryError::from)
     } else {
         match &d.action {
             None => host.handle(&d.target, d.event.clone()).await.map(|inv| {
