@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# Load test of the webhook path on loopback: signed webhook -> verified -> connector -> stored
-# durably (SQLite, WAL, synchronous=FULL, group commit) -> 200, against a baseline measured in the
-# same run: the same server's bare `GET /healthz` handler. 64 connections, wrk on the same cores.
+# Load test of the webhook path on loopback, every system in the same run on the same cores, each
+# sent the same signed Shopify `orders/create` webhook by wrk (2 threads, 64 connections):
+#   1. the ceiling: a bare axum handler that reads the POST body and answers 200
+#      (tests/examples/bare_handler.rs; verifies, runs and stores nothing);
+#   2. plugboard, acknowledged after processing (the default): verified -> echo connector ->
+#      events stored durably (SQLite, WAL, synchronous=FULL, group commit) -> 200;
+#   3. plugboard, acknowledged on receipt (`acknowledge = "on-receipt"`): verified -> the request
+#      stored durably -> 200; the connector runs afterwards as a delivery (how long that backlog
+#      takes to drain is printed too);
+#   4. Node-RED 4: http in -> a function node that checks the HMAC -> http response (stores
+#      nothing; installed from npm into tests/load/node-red on first use; PLUGBOARD_LOAD_NODE_RED=0
+#      skips it).
+# Then each one's ratio to the bare handler and to Node-RED.
 # Usage: tests/load/run.sh [seconds]   (needs wrk: apt-get install wrk)
 # PLUGBOARD_BIN=path runs another build of plugboard (to compare two builds in one session).
 set -euo pipefail
@@ -10,13 +20,46 @@ secs=${1:-10}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 bin=${PLUGBOARD_BIN:-target/release/plugboard}
 [ -n "${PLUGBOARD_BIN:-}" ] || cargo build --quiet --release -p plugboard-cli
+cargo build --quiet --release -p plugboard-tests --example bare_handler
 cargo build --quiet -p plugboard-tests   # builds the echo plugin
+node_red=${PLUGBOARD_LOAD_NODE_RED:-1}
+if [ "$node_red" != 0 ] && [ ! -d tests/load/node-red/node_modules/node-red ]; then
+  echo "==> installing Node-RED 4 from npm (tests/load/node-red)"
+  (cd tests/load/node-red && npm ci --no-audit --no-fund --silent)
+fi
 dir=$(mktemp -d)
-trap 'kill $server 2>/dev/null || true; rm -rf "$dir"' EXIT
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$dir"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { # port, path
+  for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$1$2" && return 0; sleep 0.1; done
+  echo "nothing answered on port $1" >&2; exit 1
+}
 secret=shpss_load_test
 printf %s "$secret" > "$dir/secret"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat > "$dir/plugboard.toml" <<TOML
+export BODY='{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00","currency":"EUR"}'
+export SIGNATURE=$(python3 -c 'import base64,hashlib,hmac,os,sys; print(base64.b64encode(hmac.new(sys.argv[1].encode(), os.environ["BODY"].encode(), hashlib.sha256).digest()).decode())' "$secret")
+
+load() { # name, port: runs wrk, prints its figures, records "name req/s p99" in $dir/results
+  echo "== $1"
+  wrk -t2 -c64 -d"${secs}s" --latency -s tests/load/webhook.lua "http://127.0.0.1:$2/hooks/shop" > "$dir/wrk.txt"
+  grep -E "Requests/sec|99%|Latency |Non-2xx|Socket errors" "$dir/wrk.txt" | sed 's/^/   /'
+  awk -v name="$1" '/Requests\/sec/ {r = $2} /^ +99%/ {p = $2} END {print name "\t" r "\t" p}' "$dir/wrk.txt" >> "$dir/results"
+}
+
+port=$(free_port)
+target/release/examples/bare_handler "127.0.0.1:$port" &
+bare=$!
+pids+=($bare)
+wait_for "$port" /
+load "bare axum handler: POST -> 200" "$port"
+kill $bare; wait $bare 2>/dev/null || true
+
+plugboard() { # name, acknowledge mode
+  local port
+  port=$(free_port)
+  mkdir -p "$dir/$2"
+  cat > "$dir/$2/plugboard.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
 [store]
@@ -26,18 +69,54 @@ id = "shop"
 wasm = "$PWD/target/wasm-guests/wasm32-wasip2/guest/echo.wasm"
 [plugin.webhook]
 verify = { scheme = "shopify" }
-secrets = ["file:secret"]
+secrets = ["file:$dir/secret"]
+acknowledge = "$2"
 TOML
-"$bin" up --config "$dir/plugboard.toml" 2>/dev/null &
-server=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-export BODY='{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00","currency":"EUR"}'
-export SIGNATURE=$(python3 -c 'import base64,hashlib,hmac,os,sys; print(base64.b64encode(hmac.new(sys.argv[1].encode(), os.environ["BODY"].encode(), hashlib.sha256).digest()).decode())' "$secret")
-echo "== baseline: bare handler (GET /healthz)"
-wrk -t2 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port/healthz" | grep -E "Requests/sec|99%|Latency "
-echo "== signed webhook -> verified -> stored -> 200"
-wrk -t2 -c64 -d"${secs}s" --latency -s tests/load/webhook.lua "http://127.0.0.1:$port/hooks/shop" | grep -E "Requests/sec|99%|Latency |Non-2xx"
-python3 - "$dir/events.db" <<'PY'
+  "$bin" up --config "$dir/$2/plugboard.toml" 2>"$dir/$2/log" &
+  local server=$!
+  pids+=($server)
+  wait_for "$port" /healthz
+  load "$1" "$port"
+  local start=$(date +%s.%N) depth
+  while :; do
+    depth=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^plugboard_queue_depth /{print $2}')
+    [ "${depth:-1}" = 0 ] && break
+    sleep 0.2
+  done
+  local drained
+  drained=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$start" "$(date +%s.%N)")
+  kill $server; wait $server 2>/dev/null || true
+  python3 - "$dir/$2/events.db" "$drained" <<'PY'
 import sqlite3, sys
-print("events stored:", sqlite3.connect(sys.argv[1]).execute("select count(*) from events").fetchone()[0])
+db = sqlite3.connect(sys.argv[1])
+count = lambda sql: db.execute(sql).fetchone()[0]
+events = count("select count(*) from events")
+queued = count("select count(*) from delivery_queue")
+done = count("select count(*) from delivery_queue where status = 'done'")
+print(f"   stored: {events} events; {queued} deliveries, {done} done (the backlog drained {sys.argv[2]} s after the load)")
+PY
+}
+plugboard "plugboard, acknowledged after processing: verified -> connector -> stored -> 200" after-processing
+plugboard "plugboard, acknowledged on receipt: verified -> request stored -> 200" on-receipt
+
+if [ "$node_red" != 0 ]; then
+  port=$(free_port)
+  cp tests/load/node-red/flows.json tests/load/node-red/settings.js "$dir/"
+  SHOPIFY_SECRET=$secret node tests/load/node-red/node_modules/node-red/red.js \
+    --settings "$dir/settings.js" --userDir "$dir" --port "$port" >"$dir/node-red.log" 2>&1 &
+  pids+=($!)
+  wait_for "$port" /hooks/shop
+  load "Node-RED 4: http in -> HMAC function -> response (stores nothing)" "$port"
+fi
+
+echo "== summary (req/s, p99, ratio to the bare handler, ratio to Node-RED)"
+python3 - "$dir/results" <<'PY'
+import sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+rate = {name: float(r) for name, r, _ in rows}
+bare = rows[0][0]
+red = next((name for name, _, _ in rows if name.startswith("Node-RED")), None)
+for name, r, p99 in rows:
+    vs_red = f"{float(r) / rate[red]:.2f}x Node-RED" if red else ""
+    print(f"   {float(r):>10,.0f} req/s  p99 {p99:>8}  {float(r) / rate[bare]:.2f}x bare  {vs_red}  {name.split(':')[0]}")
 PY
