@@ -7,7 +7,8 @@
 #      events stored durably (SQLite, WAL, synchronous=FULL, group commit) -> 200;
 #   3. plugboard, acknowledged on receipt (`acknowledge = "on-receipt"`): verified -> the request
 #      stored durably -> 200; the connector runs afterwards as a delivery (how long that backlog
-#      takes to drain is printed too);
+#      takes to drain is printed too), with 64 deliveries at once and with one (a burst taken in
+#      while processing waits);
 #   4. Node-RED 4: http in -> a function node that checks the HMAC -> http response (stores
 #      nothing; installed from npm into tests/load/node-red on first use; PLUGBOARD_LOAD_NODE_RED=0
 #      skips it).
@@ -55,11 +56,12 @@ wait_for "$port" /
 load "bare axum handler: POST -> 200" "$port"
 kill $bare; wait $bare 2>/dev/null || true
 
-plugboard() { # name, acknowledge mode
-  local port
+plugboard() { # name, acknowledge mode, deliveries at once, directory
+  local port run=$dir/$4
   port=$(free_port)
-  mkdir -p "$dir/$2"
-  cat > "$dir/$2/plugboard.toml" <<TOML
+  mkdir -p "$run"
+  cat > "$run/plugboard.toml" <<TOML
+delivery_concurrency = $3
 [server]
 listen = "127.0.0.1:$port"
 [store]
@@ -72,7 +74,7 @@ verify = { scheme = "shopify" }
 secrets = ["file:$dir/secret"]
 acknowledge = "$2"
 TOML
-  "$bin" up --config "$dir/$2/plugboard.toml" 2>"$dir/$2/log" &
+  "$bin" up --config "$run/plugboard.toml" 2>"$run/log" &
   local server=$!
   pids+=($server)
   wait_for "$port" /healthz
@@ -86,18 +88,20 @@ TOML
   local drained
   drained=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$start" "$(date +%s.%N)")
   kill $server; wait $server 2>/dev/null || true
-  python3 - "$dir/$2/events.db" "$drained" <<'PY'
+  python3 - "$run/events.db" "$drained" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 count = lambda sql: db.execute(sql).fetchone()[0]
 events = count("select count(*) from events")
 queued = count("select count(*) from delivery_queue")
-done = count("select count(*) from delivery_queue where status = 'done'")
+done = count("select count(*) from delivery_queue where status = 'delivered'")
 print(f"   stored: {events} events; {queued} deliveries, {done} done (the backlog drained {sys.argv[2]} s after the load)")
 PY
 }
-plugboard "plugboard, acknowledged after processing: verified -> connector -> stored -> 200" after-processing
-plugboard "plugboard, acknowledged on receipt: verified -> request stored -> 200" on-receipt
+plugboard "plugboard, acknowledged after processing: verified -> connector -> stored -> 200" after-processing 64 after
+plugboard "plugboard, acknowledged on receipt: verified -> request stored -> 200 (connector runs as deliveries, 64 at once)" on-receipt 64 receipt
+# The same with deliveries one at a time: how fast a burst is taken in when processing waits.
+plugboard "plugboard, acknowledged on receipt, deliveries one at a time (a burst taken in, processed after)" on-receipt 1 burst
 
 if [ "$node_red" != 0 ]; then
   port=$(free_port)
