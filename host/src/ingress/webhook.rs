@@ -281,10 +281,15 @@ async fn handle_hook(
             .collect(),
         body: body.to_vec(),
     };
+    let scheme = endpoint.verifier.as_ref().map(Verifier::scheme);
     if endpoint.acknowledge == Acknowledge::OnReceipt
-        && !receipt::needs_connector_reply(endpoint.verifier.as_ref().map(Verifier::scheme), &body)
+        && !receipt::needs_connector_reply(scheme, &request.method, &body)
     {
-        return accept_on_receipt(&webhooks, instance, delivery_id, &request).await;
+        let signature_header = match scheme {
+            Some(Scheme::Hmac(hmac)) => Some(hmac.header.as_str()),
+            _ => None,
+        };
+        return accept_on_receipt(&webhooks, instance, delivery_id, &request, signature_header).await;
     }
     // The deadline covers the connector, not the append after it: a webhook whose events are
     // being committed is answered with what happened to them, never a 503 that would make the
@@ -367,8 +372,9 @@ async fn accept_on_receipt(
     instance: String,
     delivery_id: Option<String>,
     request: &WebhookRequest,
+    signature_header: Option<&str>,
 ) -> Result<(Response, &'static str), WebhookError> {
-    let (event, delivery) = receipt::request_event(&instance, request);
+    let (event, delivery) = receipt::request_event(&instance, request, signature_header);
     let id = event.id.clone();
     let appended = webhooks
         .store

@@ -15,7 +15,7 @@ use crate::runtime::clock::now_ms;
 use crate::store::{
     Attempt, Candidate, ClaimId, Claimed, DeliveryId, DeliveryQueue, Outcome, QueuedDelivery,
 };
-use crate::types::{Error as WitError, Event};
+use crate::types::{Error as WitError, Event, UpstreamFailure};
 use crate::{Host, InvokeError};
 
 pub use plugboard_manifest::RetryPolicy;
@@ -499,17 +499,30 @@ async fn deliver(
         handler = None;
         send_callback(callbacks, &url, &d.event).await.map(|()| (Vec::new(), None))
     } else if d.route == WEBHOOK_ROUTE {
-        match crate::ingress::receipt::stored_request(&d.event) {
-            Ok(request) => host.on_webhook(&d.target, request).await.map(|inv| {
-                // As a webhook answered after processing: its events name the build that made
-                // them; the reply went nowhere, the sender having been answered on receipt.
+        match crate::ingress::receipt::stored_request(&d.event, &d.target) {
+            Ok(request) => host.on_webhook(&d.target, request).await.and_then(|inv| {
                 handler = Some(inv.handler.clone());
+                // The sender was answered on receipt, so the reply goes nowhere; but a reply
+                // that says the connector failed is a failure: retried when it may pass later
+                // (429, 5xx), else a dead letter, as the sender would have treated it.
+                let status = inv.output.status;
+                if status == 429 || status >= 500 {
+                    let message = format!("the connector replied {status}");
+                    return Err(InvokeError::Plugin(WitError::Upstream(UpstreamFailure { status, message })));
+                }
+                if status >= 400 {
+                    return Err(InvokeError::Plugin(WitError::InvalidInput(format!(
+                        "the connector replied {status}"
+                    ))));
+                }
+                // As a webhook answered after processing: its events name the build that made
+                // them.
                 let mut events = inv.output.events;
                 events.extend(inv.emitted);
                 for event in &mut events {
                     event.attributes.push((crate::ingress::BUILD.into(), inv.handler.clone()));
                 }
-                (events, None)
+                Ok((events, None))
             }),
             Err(why) => Err(InvokeError::Plugin(WitError::InvalidInput(why))),
         }
@@ -562,8 +575,12 @@ async fn deliver(
             let lineage = root.to_owned();
             for e in &mut events {
                 e.attributes.push((CAUSED_BY.into(), d.event.id.clone()));
-                e.attributes.push((HOPS.into(), depth.clone()));
-                e.attributes.push((ROOT.into(), lineage.clone()));
+                // A webhook's events start their lineages, whenever the connector ran: the
+                // stored request they came from counts as no hop.
+                if d.route != WEBHOOK_ROUTE {
+                    e.attributes.push((HOPS.into(), depth.clone()));
+                    e.attributes.push((ROOT.into(), lineage.clone()));
+                }
             }
             let mut deliveries = routes.deliveries(&events);
             if is_job {
