@@ -18,20 +18,33 @@ fn newest_mtime(dir: &Path) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+/// The workspace root, the guest's sources (`tests/{name}`) and its component
+/// (`target/{name}/{file}`).
+fn guest_paths(name: &str, file: &str) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no workspace root")?.to_owned();
+    let (source, out) = (root.join("tests").join(name), root.join("target").join(name).join(file));
+    Ok((root, source, out))
+}
+
+/// Whether `out` is newer than its sources and the contract; else makes its folder, to build it.
+fn is_built(root: &Path, source: &Path, out: &Path) -> Result<bool, String> {
+    let built = std::fs::metadata(out).and_then(|m| m.modified()).ok();
+    let sources = newest_mtime(source).max(newest_mtime(&root.join("wit")));
+    if built.is_some_and(|b| b > sources) {
+        return Ok(true);
+    }
+    std::fs::create_dir_all(out.parent().ok_or("no folder")?).map_err(|e| e.to_string())?;
+    Ok(false)
+}
+
 /// Builds `tests/python-guest/app.py` into a connector component with `componentize-py`
 /// (installed by `./dev setup`), unless the component is newer than its sources, and returns
 /// its path. A realistic large component: about 18 MB.
 pub fn python_component() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no workspace root")?.to_owned();
-    let source = root.join("tests").join("python-guest");
-    let out_dir = root.join("target").join("python-guest");
-    let out = out_dir.join("python_shout.wasm");
-    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
-    let sources = newest_mtime(&source).max(newest_mtime(&root.join("wit")));
-    if built.is_some_and(|b| b > sources) {
+    let (root, source, out) = guest_paths("python-guest", "python_shout.wasm")?;
+    if is_built(&root, &source, &out)? {
         return Ok(out);
     }
-    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let status = Command::new("componentize-py")
         .arg("-d")
         .arg(root.join("wit"))
@@ -52,16 +65,10 @@ pub fn python_component() -> Result<PathBuf, String> {
 /// packages installed into `tests/js-guest` with `npm ci` on first use), unless the component is
 /// newer than its sources, and returns its path. About 12 MB: the JavaScript engine is inside.
 pub fn js_component() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no workspace root")?.to_owned();
-    let source = root.join("tests").join("js-guest");
-    let out_dir = root.join("target").join("js-guest");
-    let out = out_dir.join("js_shout.wasm");
-    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
-    let sources = newest_mtime(&source).max(newest_mtime(&root.join("wit")));
-    if built.is_some_and(|b| b > sources) {
+    let (root, source, out) = guest_paths("js-guest", "js_shout.wasm")?;
+    if is_built(&root, &source, &out)? {
         return Ok(out);
     }
-    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     if !source.join("node_modules").join("@bytecodealliance").join("componentize-js").is_dir() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--silent"])

@@ -21,7 +21,7 @@ use crate::manifest::address::Cidr;
 use crate::manifest::webhook::Acknowledge;
 use crate::pipeline::Routes;
 use crate::rate_limit::Bucket;
-use crate::store::{Append, Appended, EventLog, StoreError};
+use crate::store::{Append, Appended, EventLog, QueuedDelivery, StoreError};
 use crate::types::{Error as WitError, WebhookRequest};
 use crate::{Host, InvokeError};
 
@@ -313,23 +313,7 @@ async fn handle_hook(
         (join(|e| e.id.as_str()), join(|e| e.kind.as_str()))
     });
     let deliveries = webhooks.routes.deliveries(&events);
-    // The dispatcher is woken only for new work: a claim that finds none is a query per webhook.
-    let queued = !deliveries.is_empty();
-    let appended = webhooks
-        .store
-        .append(Append {
-            instance: instance.clone(),
-            delivery_id: delivery_id.clone(),
-            dedup_window_ms: webhooks.dedup_window_ms,
-            deliveries,
-            events,
-        })
-        .await?;
-    if queued && let Some(notify) = &webhooks.dispatcher {
-        notify.notify_one();
-    }
-    if appended == Appended::Duplicate {
-        tracing::info!(instance, delivery = delivery_id.as_deref(), "duplicate webhook: already stored");
+    if store(&webhooks, &instance, delivery_id, events, deliveries).await? == Appended::Duplicate {
         return Ok((duplicate(), "duplicate"));
     }
     if let Some((ids, kinds)) = logged {
@@ -366,6 +350,33 @@ async fn handle_hook(
     Ok((response, "stored"))
 }
 
+/// Appends a webhook's events and their deliveries, unless its delivery id was stored already
+/// (then the answer is [`Appended::Duplicate`], logged), and wakes the dispatcher when it queued
+/// any: a claim that finds nothing is a query per webhook.
+async fn store(
+    webhooks: &Webhooks,
+    instance: &str,
+    delivery_id: Option<String>,
+    events: Vec<crate::Event>,
+    deliveries: Vec<QueuedDelivery>,
+) -> Result<Appended, WebhookError> {
+    let queued = !deliveries.is_empty();
+    let append = Append {
+        instance: instance.to_owned(),
+        delivery_id: delivery_id.clone(),
+        dedup_window_ms: webhooks.dedup_window_ms,
+        deliveries,
+        events,
+    };
+    let appended = webhooks.store.append(append).await?;
+    if appended == Appended::Duplicate {
+        tracing::info!(instance, delivery = delivery_id.as_deref(), "duplicate webhook: already stored");
+    } else if queued && let Some(notify) = &webhooks.dispatcher {
+        notify.notify_one();
+    }
+    Ok(appended)
+}
+
 /// Stores the verified request for its connector to run later, and answers at once.
 async fn accept_on_receipt(
     webhooks: &Webhooks,
@@ -376,22 +387,8 @@ async fn accept_on_receipt(
 ) -> Result<(Response, &'static str), WebhookError> {
     let (event, delivery) = receipt::request_event(&instance, request, signature_header);
     let id = event.id.clone();
-    let appended = webhooks
-        .store
-        .append(Append {
-            instance: instance.clone(),
-            delivery_id: delivery_id.clone(),
-            dedup_window_ms: webhooks.dedup_window_ms,
-            deliveries: vec![delivery],
-            events: vec![event],
-        })
-        .await?;
-    if appended == Appended::Duplicate {
-        tracing::info!(instance, delivery = delivery_id.as_deref(), "duplicate webhook: already stored");
+    if store(webhooks, &instance, delivery_id, vec![event], vec![delivery]).await? == Appended::Duplicate {
         return Ok((duplicate(), "duplicate"));
-    }
-    if let Some(notify) = &webhooks.dispatcher {
-        notify.notify_one();
     }
     tracing::debug!(instance, event = id, "webhook accepted on receipt");
     Ok(((StatusCode::OK, axum::Json(serde_json::json!({ "accepted": id }))).into_response(), "accepted"))
