@@ -2,7 +2,6 @@
 //! signature schemes it verifies on the raw body bytes ([`verify`]), before any plugin sees the
 //! request.
 
-pub mod receipt;
 pub mod verify;
 pub mod webhook;
 

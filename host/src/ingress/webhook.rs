@@ -15,11 +15,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
-use crate::ingress::receipt;
 use crate::ingress::verify::{Scheme, Verifier};
 use crate::manifest::address::Cidr;
 use crate::manifest::webhook::Acknowledge;
-use crate::pipeline::Routes;
+use crate::pipeline::{Routes, receipt};
 use crate::rate_limit::Bucket;
 use crate::store::{Append, Appended, EventLog, QueuedDelivery, StoreError};
 use crate::types::{Error as WitError, WebhookRequest};
@@ -168,9 +167,7 @@ fn plugin_failure(e: InvokeError) -> WebhookError {
     WebhookError::Plugin(message, status)
 }
 
-/// The attribute of a webhook's events that names the plugin build that made them
-/// (`name@version sha256:...`, as attempts record it).
-pub const BUILD: &str = "plugboard.build";
+pub use crate::pipeline::BUILD;
 
 /// The provider's delivery id from the body, for schemes that carry it there (after the
 /// signature check, so the body is the provider's).

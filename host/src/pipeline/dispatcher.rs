@@ -285,6 +285,10 @@ fn retry_at(now_ms: u64, error: &DeliveryError, delay: Duration) -> u64 {
     now_ms.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The attribute of a webhook's events that names the plugin build that made them
+/// (`name@version sha256:...`, as attempts record it).
+pub const BUILD: &str = "plugboard.build";
+
 /// The attribute that counts the deliveries between an event and the webhook, schedule or job
 /// that started its lineage.
 pub const HOPS: &str = "plugboard.hops";
@@ -499,7 +503,7 @@ async fn deliver(
         handler = None;
         send_callback(callbacks, &url, &d.event).await.map(|()| (Vec::new(), None))
     } else if d.route == WEBHOOK_ROUTE {
-        match crate::ingress::receipt::stored_request(&d.event, &d.target) {
+        match super::receipt::stored_request(&d.event, &d.target) {
             Ok(request) => host.on_webhook(&d.target, request).await.and_then(|inv| {
                 handler = Some(inv.handler.clone());
                 // The sender was answered on receipt, so the reply goes nowhere; but a reply
@@ -520,7 +524,7 @@ async fn deliver(
                 let mut events = inv.output.events;
                 events.extend(inv.emitted);
                 for event in &mut events {
-                    event.attributes.push((crate::ingress::BUILD.into(), inv.handler.clone()));
+                    event.attributes.push((BUILD.into(), inv.handler.clone()));
                 }
                 Ok((events, None))
             }),

@@ -2,12 +2,13 @@
 //! delivers them at least once, with retries, backoff and dead letters.
 
 mod dispatcher;
+pub mod receipt;
 mod routes;
 mod schedule;
 
 pub use dispatcher::{
-    CALLBACK_ROUTE, CALLBACK_URL, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, JOBS_SOURCE, LEASE,
-    MAX_HOPS, MAX_LINEAGE_EVENTS, ROOT, RetryPolicy,
+    BUILD, CALLBACK_ROUTE, CALLBACK_URL, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, JOBS_SOURCE,
+    LEASE, MAX_HOPS, MAX_LINEAGE_EVENTS, ROOT, RetryPolicy,
 };
 pub use routes::{Filter, Route, Routes};
 pub use schedule::{

@@ -1,7 +1,8 @@
-//! Webhooks acknowledged on receipt (`acknowledge = "on-receipt"`): the verified request is
-//! stored as an event of its own, answered at once, and handed to the connector's `on-webhook`
-//! later, as a delivery on the host's [`WEBHOOK_ROUTE`] with the pipeline's retries. This module
-//! says which requests may be answered that way, and how a request is kept in an event.
+//! Webhooks acknowledged on receipt (`acknowledge = "on-receipt"`): the ingress verifies the
+//! request, stores it as an event of its own and answers at once; the dispatcher hands it to
+//! the connector's `on-webhook` later, as a delivery on the host's [`WEBHOOK_ROUTE`] with the
+//! pipeline's retries. This module says which requests may be answered that way, and how a
+//! request is kept in an event (both sides use it).
 
 use serde::{Deserialize, Serialize};
 
