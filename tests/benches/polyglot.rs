@@ -27,6 +27,25 @@ async fn per_call(host: &Host, id: &str, action: &str, input: &serde_json::Value
     median(runs)
 }
 
+/// Like [`per_call`], each call after the host sat idle for 5 ms (as when events arrive one by
+/// one): caches and the CPU are no longer warm from the previous call.
+async fn per_call_after_idle(
+    host: &Host,
+    id: &str,
+    action: &str,
+    input: &serde_json::Value,
+    n: usize,
+) -> Duration {
+    let mut runs = Vec::new();
+    for _ in 0..n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let t = Instant::now();
+        host.invoke(id, action, input).await.unwrap();
+        runs.push(t.elapsed());
+    }
+    median(runs)
+}
+
 async fn per_handle(host: &Host, id: &str, n: usize) -> Duration {
     let mut runs = Vec::new();
     for _ in 0..n {
@@ -58,13 +77,23 @@ fn main() {
         let js_shout = per_call(&host, "js", "shout", &json!({ "text": "hi" }), 2_000).await;
         let py_handle = per_handle(&host, "python", 500).await;
         let js_handle = per_handle(&host, "js", 500).await;
+        let text = json!({ "text": "hi" });
+        let rust_idle = per_call_after_idle(&host, "rust", "ping", &json!({}), 200).await;
+        let py_idle = per_call_after_idle(&host, "python", "shout", &text, 100).await;
+        let js_idle = per_call_after_idle(&host, "js", "shout", &text, 100).await;
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        println!("fresh instance per call, median µs (same run):");
-        println!("  Rust echo `ping`                       {:>9.1}", us(rust));
-        println!("  Python (componentize-py) `shout`       {:>9.1}   `handle` {:.1}", us(py), us(py_handle));
+        println!("fresh instance per call, median µs (same run): back to back, and after 5 ms idle");
+        println!("  Rust echo `ping`                       {:>9.1}   idle {:.1}", us(rust), us(rust_idle));
         println!(
-            "  JavaScript (componentize-js) `shout`   {:>9.1}   `handle` {:.1}",
+            "  Python (componentize-py) `shout`       {:>9.1}   idle {:.1}   `handle` {:.1}",
+            us(py),
+            us(py_idle),
+            us(py_handle)
+        );
+        println!(
+            "  JavaScript (componentize-js) `shout`   {:>9.1}   idle {:.1}   `handle` {:.1}",
             us(js_shout),
+            us(js_idle),
             us(js_handle)
         );
     });
