@@ -678,6 +678,22 @@ acknowledge = "on-receipt"
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!((dead[0].route.as_str(), dead[0].target.as_str()), ("webhook", "liar"));
     assert!(dead[0].last_error.as_deref().unwrap_or("").contains("101"), "{:?}", dead[0].last_error);
+    assert_eq!(dead[0].attempts, 1, "an invalid reply is not retried");
+
+    // A connector that replies 503 failed as the sender would have seen it: tried again on the
+    // retry schedule (two attempts here), then a dead letter.
+    let unavailable = client.post(format!("{base}/hooks/liar/unavailable")).body("{}").send().await.unwrap();
+    assert_eq!(unavailable.status(), 200);
+    for _ in 0..600 {
+        dead = read().deliveries_before(DeliveryStatus::Dead, None, 10).unwrap();
+        if dead.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let retried = dead.iter().find(|d| d.last_error.as_deref().unwrap_or("").contains("replied 503"));
+    assert!(retried.is_some_and(|d| d.attempts == 2), "{dead:?}");
     server.abort();
 }
 

@@ -85,6 +85,7 @@ impl Guest for Liar {
             "/continue" => (100, vec![], vec![]),
             "/injection" => (200, vec![header("x-a", "1\r\nx-injected: 2")], vec![]),
             "/cookie" => (200, vec![header("set-cookie", "admin=stolen; Path=/")], vec![]),
+            "/unavailable" => (503, vec![], b"try later".to_vec()),
             "/fine" => (
                 202,
                 vec![header("content-type", "text/plain"), header("x-tag", "a"), header("x-tag", "b")],
