@@ -319,7 +319,8 @@ fn queue_settings(resolved: &Resolved) -> crate::store::nats::QueueSettings {
 
 /// The routes whose deliveries a node on NATS runs: the configured ones with their concurrency
 /// limits (which then hold across the cluster), each schedule's, async jobs' and their
-/// callbacks', and webhooks acknowledged on receipt. A delivery of any other route waits in the queue until a node runs that route.
+/// callbacks', and webhooks acknowledged on receipt. A delivery of any other route waits in the
+/// queue until a node runs that route.
 #[cfg(feature = "nats")]
 pub fn queue_routes(
     routes: &[crate::pipeline::Route],

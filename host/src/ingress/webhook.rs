@@ -295,14 +295,10 @@ async fn handle_hook(
         .await
         .map_err(|_| WebhookError::TimedOut)?
         .map_err(plugin_failure)?;
-    let reply = done.output;
-    let mut events = reply.events;
-    events.extend(done.emitted);
     // Deliveries record the build that ran each attempt; a webhook's events record the build
     // that made them.
-    for event in &mut events {
-        event.attributes.push((BUILD.into(), done.handler.clone()));
-    }
+    let reply = done.output;
+    let events = crate::pipeline::webhook_events(reply.events, done.emitted, &done.handler);
     let stored = events.len() as u64;
     // Only when the line will be written: this is the webhook's hot path.
     let logged = tracing::enabled!(tracing::Level::INFO).then(|| {

@@ -484,6 +484,36 @@ fn completion(
     (vec![event], vec![delivery])
 }
 
+/// Runs the connector's `on-webhook` on a request stored when it was acknowledged on receipt;
+/// answers the build that ran and the events to store. The sender was answered already, so the
+/// reply goes nowhere; but a reply that says the connector failed is a failure: retried when it
+/// may pass later (429, 5xx), else a dead letter, as the sender would have treated it.
+async fn run_stored_webhook(host: &Host, d: &Claimed) -> Result<(String, Vec<Event>), DeliveryError> {
+    let request = super::receipt::stored_request(&d.event, &d.target)
+        .map_err(|why| InvokeError::Plugin(WitError::InvalidInput(why)))?;
+    let inv = host.on_webhook(&d.target, request).await?;
+    let status = inv.output.status;
+    let message = format!("the connector replied {status}");
+    if status == 429 || status >= 500 {
+        return Err(InvokeError::Plugin(WitError::Upstream(UpstreamFailure { status, message })).into());
+    }
+    if status >= 400 {
+        return Err(InvokeError::Plugin(WitError::InvalidInput(message)).into());
+    }
+    let events = webhook_events(inv.output.events, inv.emitted, &inv.handler);
+    Ok((inv.handler, events))
+}
+
+/// The events a connector's `on-webhook` made (its reply's, then those it emitted), each naming
+/// the build that made them.
+pub fn webhook_events(mut events: Vec<Event>, emitted: Vec<Event>, build: &str) -> Vec<Event> {
+    events.extend(emitted);
+    for event in &mut events {
+        event.attributes.push((BUILD.into(), build.to_owned()));
+    }
+    events
+}
+
 /// Runs one delivery and stores its outcome; answers whether the outcome was stored.
 async fn deliver(
     host: &Host,
@@ -503,34 +533,10 @@ async fn deliver(
         handler = None;
         send_callback(callbacks, &url, &d.event).await.map(|()| (Vec::new(), None))
     } else if d.route == WEBHOOK_ROUTE {
-        match super::receipt::stored_request(&d.event, &d.target) {
-            Ok(request) => host.on_webhook(&d.target, request).await.and_then(|inv| {
-                handler = Some(inv.handler.clone());
-                // The sender was answered on receipt, so the reply goes nowhere; but a reply
-                // that says the connector failed is a failure: retried when it may pass later
-                // (429, 5xx), else a dead letter, as the sender would have treated it.
-                let status = inv.output.status;
-                if status == 429 || status >= 500 {
-                    let message = format!("the connector replied {status}");
-                    return Err(InvokeError::Plugin(WitError::Upstream(UpstreamFailure { status, message })));
-                }
-                if status >= 400 {
-                    return Err(InvokeError::Plugin(WitError::InvalidInput(format!(
-                        "the connector replied {status}"
-                    ))));
-                }
-                // As a webhook answered after processing: its events name the build that made
-                // them.
-                let mut events = inv.output.events;
-                events.extend(inv.emitted);
-                for event in &mut events {
-                    event.attributes.push((BUILD.into(), inv.handler.clone()));
-                }
-                Ok((events, None))
-            }),
-            Err(why) => Err(InvokeError::Plugin(WitError::InvalidInput(why))),
-        }
-        .map_err(DeliveryError::from)
+        run_stored_webhook(host, &d).await.map(|(build, events)| {
+            handler = Some(build);
+            (events, None)
+        })
     } else {
         match &d.action {
             None => host.handle(&d.target, d.event.clone()).await.map(|inv| {

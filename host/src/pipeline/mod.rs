@@ -8,7 +8,7 @@ mod schedule;
 
 pub use dispatcher::{
     BUILD, CALLBACK_ROUTE, CALLBACK_URL, CAUSED_BY, Callbacks, Dispatcher, HOPS, JOB_ROUTE, JOBS_SOURCE,
-    LEASE, MAX_HOPS, MAX_LINEAGE_EVENTS, ROOT, RetryPolicy,
+    LEASE, MAX_HOPS, MAX_LINEAGE_EVENTS, ROOT, RetryPolicy, webhook_events,
 };
 pub use routes::{Filter, Route, Routes};
 pub use schedule::{
