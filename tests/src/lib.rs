@@ -62,14 +62,18 @@ pub fn python_component() -> Result<PathBuf, String> {
 }
 
 /// Builds `tests/js-guest/app.js` into a connector component with componentize-js (its npm
-/// packages installed into `tests/js-guest` with `npm ci` on first use), unless the component is
+/// packages installed into `tests/js-guest` with `npm ci` on first use and after the lock file
+/// changes), unless the component is
 /// newer than its sources, and returns its path. About 12 MB: the JavaScript engine is inside.
 pub fn js_component() -> Result<PathBuf, String> {
     let (root, source, out) = guest_paths("js-guest", "js_shout.wasm")?;
     if is_built(&root, &source, &out)? {
         return Ok(out);
     }
-    if !source.join("node_modules").join("@bytecodealliance").join("componentize-js").is_dir() {
+    // npm ci writes `node_modules/.package-lock.json`: install again when the lock file is newer.
+    let mtime = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = mtime(source.join("node_modules").join(".package-lock.json"));
+    if installed.is_none() || mtime(source.join("package-lock.json")) > installed {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--silent"])
             .current_dir(&source)
