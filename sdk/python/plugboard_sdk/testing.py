@@ -1,0 +1,260 @@
+"""Testing handlers without building a component: a fake host in memory.
+
+    from plugboard_sdk.testing import FakeHost, event
+
+    def test_assessment():
+        host = FakeHost(config={"alert_channel": "C1"})
+        host.ai.reply({"risk": "high", "risk_score": 0.9})
+        host.http.on("POST", "https://shop.example/admin/api/2025-07/graphql.json",
+                     json={"data": {"customer": {"numberOfOrders": "3"}}})
+        with host:
+            out = OrderRisk().handle(event("orders/create", {"id": 1}))
+        assert [e.kind for e in out] == ["orders/assessed", "alerts/slack"]
+        assert host.http.requests[0].headers[0] == ("x-shopify-access-token", "{{secret:shop}}")
+
+What the fake host does, as the real one would: `kv` keeps values in memory (with their
+expiry), `log` and `emit` are recorded, `config` answers from a dict, `http` answers from the
+fixtures you add (a request with none is `Denied`, as an unlisted destination is), `ai` answers
+the canned replies in order. Secret placeholders are left as written: the plugin never sees a
+secret, and a test can check which one it asked for. With `grants`, a capability left out is
+`Denied`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json as _json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Union
+
+from . import _host
+from .ai import AgentRequest, AgentResponse, ChatRequest, ChatResponse, ToolRound, Usage
+from .errors import Denied, InvalidInput, PluginError
+from .http import Request, Response
+from .types import Event, NewEvent, WebhookRequest
+
+_ids = itertools.count(1)
+
+
+def event(
+    kind: str,
+    payload: Any = None,
+    *,
+    source: str = "test",
+    id: Optional[str] = None,  # noqa: A002 - the record's field
+    attributes: Iterable[tuple[str, str]] = (),
+    raw: Optional[bytes] = None,
+    content_type: str = "application/json",
+) -> Event:
+    """An event as the host would deliver it: `payload` as JSON, or `raw` bytes."""
+    body = raw if raw is not None else _json.dumps(payload).encode()
+    return Event(
+        id or f"test-{next(_ids)}",
+        source,
+        kind,
+        int(time.time() * 1000),
+        content_type,
+        body,
+        list(attributes),
+    )
+
+
+def webhook(
+    body: Any = None,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+    method: str = "POST",
+    path: str = "/",
+    query: str = "",
+    raw: Optional[bytes] = None,
+) -> WebhookRequest:
+    """A verified webhook as the host hands it over: `body` as JSON, or `raw` bytes. Header names
+    are made lower case, as the host does."""
+    data = raw if raw is not None else _json.dumps(body).encode()
+    return WebhookRequest(method, path, query, [(k.lower(), v) for k, v in headers], data)
+
+
+@dataclass
+class LogLine:
+    """One line a plugin logged."""
+
+    level: str
+    message: str
+    fields: dict[str, str]
+
+
+@dataclass
+class Fixture:
+    method: str
+    url: str
+    response: Response
+    times_used: int = 0
+
+
+class FakeHttp:
+    """Outbound HTTP answered by fixtures; `requests` records what the plugin sent."""
+
+    def __init__(self) -> None:
+        self.fixtures: list[Fixture] = []
+        self.requests: list[Request] = []
+
+    def on(
+        self,
+        method: str,
+        url: str,
+        *,
+        status: int = 200,
+        json: Any = None,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> FakeHttp:
+        """Answers every `method` request to exactly `url` (query included) with `status` and
+        `json` (or raw `body`). The latest fixture for a request wins."""
+        hdrs = list(headers)
+        if json is not None:
+            body = _json.dumps(json).encode()
+            hdrs.append(("content-type", "application/json"))
+        self.fixtures.append(Fixture(method.upper(), url, Response(status, hdrs, body)))
+        return self
+
+    def send(self, request: Request) -> Response:
+        self.requests.append(request)
+        for fixture in reversed(self.fixtures):
+            if fixture.method == request.method.upper() and fixture.url == request.url:
+                fixture.times_used += 1
+                return fixture.response
+        raise Denied(f"no fixture for {request.method} {request.url}: add host.http.on(...) in the test")
+
+
+class FakeAi:
+    """The AI provider, answering canned replies in order; `requests` records what was asked."""
+
+    def __init__(self) -> None:
+        self.replies: list[Union[ChatResponse, PluginError]] = []
+        self.requests: list[Union[ChatRequest, AgentRequest]] = []
+
+    def reply(self, content: Any, *, model: str = "canned-model", usage: tuple[int, int] = (10, 5)) -> FakeAi:
+        """Queues an answer: text, or anything else as JSON."""
+        text = content if isinstance(content, str) else _json.dumps(content)
+        self.replies.append(ChatResponse(text, model, "stop", Usage(*usage)))
+        return self
+
+    def fail(self, error: PluginError) -> FakeAi:
+        """Queues a failure (say `RateLimited(1000)`), raised when its turn comes."""
+        self.replies.append(error)
+        return self
+
+    def _next(self, request: Union[ChatRequest, AgentRequest]) -> ChatResponse:
+        self.requests.append(request)
+        if not self.replies:
+            raise Denied("no canned AI reply left: add host.ai.reply(...) in the test")
+        answer = self.replies.pop(0)
+        if isinstance(answer, PluginError):
+            raise answer
+        return answer
+
+
+class FakeHost:
+    """A host in memory for tests. Enter it (`with host:`) around the calls to the connector."""
+
+    def __init__(
+        self,
+        *,
+        config: Optional[dict[str, str]] = None,
+        grants: Optional[Iterable[str]] = None,
+        kv: Optional[dict[str, Any]] = None,
+    ) -> None:
+        self.config: dict[str, str] = {k: str(v) for k, v in (config or {}).items()}
+        self.grants = None if grants is None else {str(getattr(g, "value", g)) for g in grants}
+        self.kv: dict[str, bytes] = {k: _json.dumps(v).encode() for k, v in (kv or {}).items()}
+        self.kv_expires_ms: dict[str, int] = {}
+        self.logs: list[LogLine] = []
+        self.emitted: list[NewEvent] = []
+        self.http = FakeHttp()
+        self.ai = FakeAi()
+        self.now_ms: Optional[int] = None
+
+    def __enter__(self) -> FakeHost:
+        _host.push(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _host.pop(self)
+
+    def kv_json(self, key: str) -> Any:
+        """What the plugin stored under `key`, parsed (None when absent)."""
+        expired = key in self.kv_expires_ms and self.kv_expires_ms[key] <= self._now()
+        raw = None if expired else self.kv.get(key)
+        return None if raw is None else _json.loads(raw)
+
+    def _check(self, capability: str) -> None:
+        if self.grants is not None and capability not in self.grants:
+            raise Denied(f"capability `{capability}` is not granted")
+
+    def _now(self) -> int:
+        return self.now_ms if self.now_ms is not None else int(time.time() * 1000)
+
+    # The host calls (`_host.Backend`).
+    def kv_get(self, key: str) -> Optional[bytes]:
+        self._check("kv")
+        if key in self.kv_expires_ms and self.kv_expires_ms[key] <= self._now():
+            self.kv.pop(key, None)
+            self.kv_expires_ms.pop(key, None)
+        return self.kv.get(key)
+
+    def kv_set(self, key: str, value: bytes, ttl_ms: Optional[int]) -> None:
+        self._check("kv")
+        self.kv[key] = bytes(value)
+        self.kv_expires_ms.pop(key, None)
+        if ttl_ms is not None:
+            self.kv_expires_ms[key] = self._now() + ttl_ms
+
+    def kv_delete(self, key: str) -> bool:
+        existed = self.kv_get(key) is not None
+        self.kv.pop(key, None)
+        self.kv_expires_ms.pop(key, None)
+        return existed
+
+    def kv_increment(self, key: str, delta: int) -> int:
+        raw = self.kv_get(key)
+        try:
+            value = 0 if raw is None else int(raw.decode())
+        except ValueError:
+            raise InvalidInput(f"kv value of `{key}` is not a counter") from None
+        value += delta
+        if not -(2**63) <= value < 2**63:
+            raise InvalidInput(f"kv counter `{key}` would overflow")
+        self.kv[key] = str(value).encode()
+        return value
+
+    def log_write(self, level: str, message: str, fields: list[tuple[str, str]]) -> None:
+        self._check("log")
+        self.logs.append(LogLine(level, message, dict(fields)))
+
+    def emit_publish(self, event: NewEvent) -> str:
+        self._check("emit")
+        self.emitted.append(event)
+        return f"emitted-{len(self.emitted)}"
+
+    def http_send(self, request: Request) -> Response:
+        self._check("http")
+        return self.http.send(request)
+
+    def ai_complete(self, request: ChatRequest) -> ChatResponse:
+        self._check("ai")
+        return self.ai._next(request)
+
+    def ai_agent(self, request: AgentRequest) -> AgentResponse:
+        self._check("ai")
+        answer = self.ai._next(request)
+        rounds: list[ToolRound] = []
+        return AgentResponse(answer.content, answer.model, rounds, answer.usage)
+
+    def config_get(self, key: str) -> Optional[str]:
+        self._check("config")
+        return self.config.get(key)
+
+    def config_all(self) -> list[tuple[str, str]]:
+        self._check("config")
+        return sorted(self.config.items())
