@@ -8,12 +8,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+/// The newest modification time of the sources under `dir` (installed packages, caches and
+/// built components left out).
 fn newest_mtime(dir: &Path) -> SystemTime {
+    const SKIPPED: [&str; 3] = ["node_modules", "__pycache__", ".pytest_cache"];
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .filter(|e| !SKIPPED.iter().any(|s| e.file_name() == *s))
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".wasm"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let own = meta.modified().ok()?;
+            Some(if meta.is_dir() { own.max(newest_mtime(&e.path())) } else { own })
+        })
         .max()
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
@@ -26,10 +35,13 @@ fn guest_paths(name: &str, file: &str) -> Result<(PathBuf, PathBuf, PathBuf), St
     Ok((root, source, out))
 }
 
-/// Whether `out` is newer than its sources and the contract; else makes its folder, to build it.
+/// Whether `out` is newer than its sources, the contract and the Python SDK; else makes its
+/// folder, to build it.
 fn is_built(root: &Path, source: &Path, out: &Path) -> Result<bool, String> {
     let built = std::fs::metadata(out).and_then(|m| m.modified()).ok();
-    let sources = newest_mtime(source).max(newest_mtime(&root.join("wit")));
+    let sources = newest_mtime(source)
+        .max(newest_mtime(&root.join("wit")))
+        .max(newest_mtime(&root.join("sdk").join("python")));
     if built.is_some_and(|b| b > sources) {
         return Ok(true);
     }
@@ -39,26 +51,54 @@ fn is_built(root: &Path, source: &Path, out: &Path) -> Result<bool, String> {
 
 /// Builds `tests/python-guest/app.py` into a connector component with `componentize-py`
 /// (installed by `./dev setup`), unless the component is newer than its sources, and returns
-/// its path. A realistic large component: about 18 MB.
+/// its path. It uses the generated bindings directly, without the SDK. A realistic large
+/// component: about 18 MB.
 pub fn python_component() -> Result<PathBuf, String> {
     let (root, source, out) = guest_paths("python-guest", "python_shout.wasm")?;
-    if is_built(&root, &source, &out)? {
-        return Ok(out);
+    componentize_py(&root, &source, &[], "connector", &out)
+}
+
+/// Builds flow 1's order-risk step written in Python with the SDK
+/// (`examples/order-risk/python`), as its `build.sh` does, and returns the component's path.
+pub fn python_order_risk() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no workspace root")?.to_owned();
+    let source = root.join("examples/order-risk/python");
+    let out = root.join("target/python-order-risk/order_risk.wasm");
+    let sdk = root.join("sdk/python");
+    componentize_py(&root, &source, &[sdk], "connector-with-hints", &out)
+}
+
+/// Builds the module `app` in `source` (with `paths` also importable) into a component of the
+/// contract's `world`, unless `out` is newer than its sources.
+fn componentize_py(
+    root: &Path,
+    source: &Path,
+    paths: &[PathBuf],
+    world: &str,
+    out: &Path,
+) -> Result<PathBuf, String> {
+    if is_built(root, source, out)? {
+        return Ok(out.to_owned());
     }
-    let status = Command::new("componentize-py")
-        .arg("-d")
-        .arg(root.join("wit"))
-        .args(["-w", "plugboard:connector/connector", "componentize", "-p"])
-        .arg(&source)
+    let mut build = Command::new("componentize-py");
+    build.arg("-d").arg(root.join("wit")).args([
+        "-w",
+        &format!("plugboard:connector/{world}"),
+        "componentize",
+    ]);
+    for path in std::iter::once(&source.to_owned()).chain(paths) {
+        build.arg("-p").arg(path);
+    }
+    let status = build
         .arg("app")
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .status()
         .map_err(|e| format!("cannot run componentize-py ({e}); `./dev setup` installs it"))?;
     if !status.success() {
         return Err(format!("componentize-py failed: {status}"));
     }
-    Ok(out)
+    Ok(out.to_owned())
 }
 
 /// Builds `tests/js-guest/app.js` into a connector component with componentize-js (its npm

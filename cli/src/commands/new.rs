@@ -1,5 +1,5 @@
-//! `plugboard new plugin <name>`: a plugin crate that builds and passes its own test out of the
-//! box, for authors to grow from.
+//! `plugboard new plugin <name> [--lang rust|python]`: a plugin that builds and passes its own
+//! tests out of the box, for authors to grow from. The templates are in `cli/templates/`.
 
 use std::path::{Path, PathBuf};
 
@@ -8,125 +8,52 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum NewCommand {
-    /// A connector crate: metadata, a webhook handler, an event handler, an action, a test.
+    /// A connector: metadata, a webhook handler, an event handler, an action, tests.
     Plugin {
         /// The plugin's name: lower case letters, digits and `-`.
         name: String,
         /// Where to create it (a directory named after the plugin is made inside).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The plugboard SDK to depend on (default: the one this plugboard was built with).
+        /// The language: rust (a crate) or python (a module built with componentize-py).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// The plugboard SDK folder to use (default: the `sdk` folder of the plugboard checkout
+        /// above this folder or the plugboard binary).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
 }
 
-const LIB: &str = r#"//! {{name}}: a plugboard connector.
-//!
-//! - Webhooks sent to `/hooks/<instance>` become `{{name}}/received` events.
-//! - Each event delivered to it is summarised into a `{{name}}/summarized` event.
-//! - Action `greet` answers `{"greeting": "hello, <name>"}`.
-//!
-//! Keep decisions in plain functions (like `summarize`): they are tested with `cargo test`
-//! without a host; the capability calls around them run inside plugboard.
-
-use plugboard_sdk::{
-    Capability, Connector, Error, Event, Metadata, NewEvent, VerificationScheme, WebhookReply, WebhookRequest, info,
-};
-use serde_json::{Value, json};
-
-struct Plugin;
-
-/// What the plugin makes of an event's JSON payload.
-pub fn summarize(payload: &Value) -> Value {
-    let fields = payload.as_object().map(|o| o.len()).unwrap_or(0);
-    json!({ "fields": fields, "has_id": payload.get("id").is_some() })
+/// The language a new plugin is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A crate using the Rust SDK (`sdk/`), built with cargo.
+    Rust,
+    /// A module using the Python SDK (`sdk/python`), built with componentize-py.
+    Python,
 }
 
-impl Connector for Plugin {
-    fn metadata() -> Metadata {
-        Metadata::new("{{name}}", env!("CARGO_PKG_VERSION"), "Describe what {{name}} does in one line")
-            .produces("{{name}}/received")
-            .produces("{{name}}/summarized")
-            .action("greet", "Greets someone", json!({"type": "object", "properties": {"name": {"type": "string"}}}))
-            .requests(Capability::Log)
-            .verifies_with(VerificationScheme::Hmac)
-    }
+/// A template's files: where each goes in the new plugin, and its text (`cli/templates/`).
+type Files = &'static [(&'static str, &'static str)];
 
-    fn on_webhook(request: WebhookRequest) -> Result<WebhookReply, Error> {
-        let payload: Value = request.json()?;
-        Ok(WebhookReply::ok(vec![NewEvent::json("{{name}}/received", &payload)?]))
-    }
+const RUST: Files = &[
+    ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml")),
+    ("src/lib.rs", include_str!("../../templates/rust/src/lib.rs")),
+    ("README.md", include_str!("../../templates/rust/README.md")),
+];
 
-    fn handle(event: Event) -> Result<Vec<NewEvent>, Error> {
-        let payload: Value = event.json()?;
-        info!("summarizing {}", event.kind; "event" => event.id);
-        Ok(vec![NewEvent::json("{{name}}/summarized", &summarize(&payload))?])
-    }
+const PYTHON: Files = &[
+    ("app.py", include_str!("../../templates/python/app.py")),
+    ("test_app.py", include_str!("../../templates/python/test_app.py")),
+    ("build.sh", include_str!("../../templates/python/build.sh")),
+    ("pyproject.toml", include_str!("../../templates/python/pyproject.toml")),
+    ("README.md", include_str!("../../templates/python/README.md")),
+    (".gitignore", include_str!("../../templates/python/gitignore")),
+];
 
-    fn invoke(action: &str, input: Value) -> Result<Value, Error> {
-        match action {
-            "greet" => Ok(json!({ "greeting": format!("hello, {}", input["name"].as_str().unwrap_or("world")) })),
-            other => Err(Error::NotFound(format!("unknown action `{other}`"))),
-        }
-    }
-}
-
-plugboard_sdk::export_connector!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summarize_counts_fields() {
-        assert_eq!(summarize(&json!({"id": 1, "total": "9.99"})), json!({"fields": 2, "has_id": true}));
-        assert_eq!(summarize(&json!("not an object")), json!({"fields": 0, "has_id": false}));
-    }
-}
-"#;
-
-const MANIFEST: &str = r#"[package]
-name = "{{name}}"
-version = "0.1.0"
-edition = "2024"
-publish = false
-
-# Its own workspace, so that it builds wherever it is created.
-[workspace]
-
-[lib]
-# Built for wasm32-wasip2, a cdylib is a component. `cargo test` links only its test harness
-# for this machine, so the plain-function tests run natively.
-crate-type = ["cdylib"]
-
-[dependencies]
-plugboard-sdk = { path = "{{sdk}}" }
-serde_json = "1"
-
-[profile.release]
-opt-level = "s"
-panic = "abort"
-"#;
-
-const README: &str = r#"# {{name}}
-
-A plugboard connector.
-
-    cargo test                                        # the plain-function tests, natively
-    cargo build --release --target wasm32-wasip2      # the component: target/wasm32-wasip2/release/{{crate}}.wasm
-    plugboard plugin inspect target/wasm32-wasip2/release/{{crate}}.wasm
-
-Then add it to `plugboard.toml`:
-
-    [[plugin]]
-    id = "{{name}}"
-    wasm = "path/to/{{crate}}.wasm"
-    grants = { capabilities = ["log"] }
-    [plugin.webhook]
-    verify = { scheme = "hmac", header = "X-Signature", encoding = "hex", prefix = "sha256=" }
-    secrets = ["env:{{env}}_WEBHOOK_SECRET"]
-"#;
+/// The componentize-py release the Python SDK is tested with (`./dev setup` installs it).
+const COMPONENTIZE_PY: &str = "0.25.1";
 
 fn valid(name: &str) -> bool {
     !name.is_empty()
@@ -136,9 +63,21 @@ fn valid(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// `order-notes` -> `OrderNotes`: the name of a Python connector class.
+fn class_name(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
 fn render(template: &str, name: &str, sdk: &Path) -> String {
     template
         .replace("{{name}}", name)
+        .replace("{{class}}", &class_name(name))
+        .replace("{{componentize_py}}", COMPONENTIZE_PY)
         .replace("{{crate}}", &name.replace('-', "_"))
         .replace("{{env}}", &name.replace('-', "_").to_uppercase())
         .replace("{{sdk}}", &sdk.display().to_string().replace('\\', "/"))
@@ -158,7 +97,7 @@ fn find_sdk(dir: &Path) -> Option<std::path::PathBuf> {
 }
 
 pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
-    let NewCommand::Plugin { name, dir, sdk } = cmd;
+    let NewCommand::Plugin { name, dir, lang, sdk } = cmd;
     if !valid(&name) {
         bail!(
             "`{name}` is not a plugin name: use lower case letters, digits and `-`, starting with a letter"
@@ -173,16 +112,44 @@ pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
     };
     let sdk =
         sdk.canonicalize().with_context(|| format!("the SDK is not at {} (use --sdk)", sdk.display()))?;
+    if lang == Lang::Python && !sdk.join("python/plugboard_sdk/__init__.py").is_file() {
+        bail!("{} has no Python SDK (python/plugboard_sdk): pass --sdk PATH", sdk.display());
+    }
     let root = dir.join(&name);
     if root.exists() {
         bail!("{} already exists", root.display());
     }
-    std::fs::create_dir_all(root.join("src")).with_context(|| format!("creating {}", root.display()))?;
-    for (file, template) in [("Cargo.toml", MANIFEST), ("src/lib.rs", LIB), ("README.md", README)] {
-        std::fs::write(root.join(file), render(template, &name, &sdk))
-            .with_context(|| format!("writing {}", root.join(file).display()))?;
+    let files = match lang {
+        Lang::Rust => RUST,
+        Lang::Python => PYTHON,
+    };
+    for (file, template) in files {
+        let path = root.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, render(template, &name, &sdk))
+            .with_context(|| format!("writing {}", path.display()))?;
+        if file.ends_with(".sh") {
+            make_executable(&path)?;
+        }
     }
-    say!("created {} (a connector with a test; see its README.md)", root.display());
-    say!("next: cd {} && cargo test", root.display());
+    say!("created {} (a connector with its tests; see its README.md)", root.display());
+    match lang {
+        Lang::Rust => say!("next: cd {} && cargo test", root.display()),
+        Lang::Python => say!("next: cd {} && python3 -m pytest && ./build.sh", root.display()),
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", path.display()))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &Path) -> anyhow::Result<()> {
     Ok(())
 }

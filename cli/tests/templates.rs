@@ -1,0 +1,150 @@
+//! `plugboard new plugin --lang python` as a new author uses it: the project's own tests pass
+//! against the SDK's fake host, its one build command makes a component, `plugboard plugin
+//! inspect` and `plugin call` load it, and `plugboard up` with the configuration its README gives
+//! turns a signed webhook into events that the plugin then handles.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+
+fn plugboard(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_plugboard")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).current_dir(dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{program} {args:?} failed in {}:\n{text}", dir.display());
+    text
+}
+
+/// The indented `plugboard.toml` lines the README shows after `marker`.
+fn readme_config(readme: &str, marker: &str) -> String {
+    let after = &readme[readme.find(marker).expect("the README shows the configuration")..];
+    after
+        .lines()
+        .skip(1)
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_python_plugin_tests_builds_loads_and_handles_a_webhook_under_plugboard_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = plugboard(&[
+        "new",
+        "plugin",
+        "order-notes",
+        "--lang",
+        "python",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("python3 -m pytest && ./build.sh"), "{out}");
+    let project = dir.path().join("order-notes");
+
+    // Its own tests pass against the fake host, with no component built.
+    let tests = run_in(&project, "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+    assert!(tests.contains("5 passed"), "{tests}");
+
+    // One command builds the component; plugboard reads it and calls it.
+    run_in(&project, "./build.sh", &[]);
+    let wasm = project.join("order-notes.wasm");
+    let wasm_path = wasm.to_str().unwrap();
+    let (code, out, err) = plugboard(&["plugin", "inspect", wasm_path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("order-notes 0.1.0 (connector)") && out.contains("action greet"), "{out}");
+    let (code, out, err) =
+        plugboard(&["plugin", "call", wasm_path, "invoke", "greet", "--input", r#"{"name":"Ada"}"#]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["greeting"], "hello, Ada");
+    // An error the plugin raises reaches the caller as the contract's error, typed.
+    let (code, _, err) = plugboard(&["plugin", "call", wasm_path, "invoke", "nope", "--input", "{}"]);
+    assert!(code != 0 && err.contains("not found: unknown action `nope`"), "{err}");
+
+    // `plugboard up` with the README's configuration, and a route that hands the received event
+    // to a second instance of the plugin (an instance's events never go back to itself).
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    let plugin = readme_config(&readme, "Then add it to `plugboard.toml`")
+        .replace("path/to/order-notes.wasm", wasm_path);
+    let port = free_port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\npath = \"events.db\"\n{plugin}\n\
+         [[plugin]]\nid = \"summarizer\"\nwasm = {wasm_path:?}\ngrants = {{ capabilities = [\"log\"] }}\n\
+         [[route]]\nname = \"summarize\"\nfrom = \"order-notes\"\nkind = \"order-notes/received\"\nto = \"summarizer\"\n"
+    );
+    std::fs::write(project.join("plugboard.toml"), &config).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        .args(["up", "--config", "plugboard.toml"])
+        .current_dir(&project)
+        .env("ORDER_NOTES_WEBHOOK_SECRET", "s3cret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // Up to two minutes: the first start compiles the 18 MB component.
+    let mut healthy = false;
+    for _ in 0..2_400 {
+        if let Some(status) = server.try_wait().unwrap() {
+            let mut log = String::new();
+            std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut log).unwrap();
+            panic!("plugboard up exited ({status}) with\n{config}\nsaying:\n{log}");
+        }
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !healthy {
+        server.kill().unwrap();
+        panic!("plugboard up did not become healthy");
+    }
+
+    let body = br#"{"id": 42, "note": "leave at the door"}"#;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(body);
+    let signature = format!("sha256={}", hex(&mac.finalize().into_bytes()));
+    let forged =
+        client.post(format!("{base}/hooks/order-notes")).header("x-signature", "sha256=00").body(&body[..]);
+    assert_eq!(forged.send().await.unwrap().status(), 401);
+    let sent =
+        client.post(format!("{base}/hooks/order-notes")).header("x-signature", &signature).body(&body[..]);
+    assert_eq!(sent.send().await.unwrap().status(), 200);
+
+    let store = plugboard::store::SqliteStore::open_read_only(&project.join("events.db")).unwrap();
+    let mut summarized = None;
+    for _ in 0..600 {
+        summarized = store.recent(100).unwrap().into_iter().find(|e| e.kind == "order-notes/summarized");
+        if summarized.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill().unwrap();
+    let output = server.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let summarized =
+        summarized.unwrap_or_else(|| panic!("no order-notes/summarized event; plugboard said:\n{log}"));
+    let payload: serde_json::Value = serde_json::from_slice(&summarized.payload).unwrap();
+    assert_eq!(payload, serde_json::json!({"fields": 2, "has_id": true}));
+    assert!(log.contains("summarizing order-notes/received"), "{log}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
