@@ -1,0 +1,140 @@
+// The contract's errors, as exceptions. Throw one from a handler and the host gets the matching
+// case of the WIT `error` variant; a host call that fails throws one. `RateLimited`, `Timeout`
+// and `Upstream` are retried by the host, the others are not (a dead letter, to inspect and
+// replay). Any other exception a handler lets escape reaches the host as `internal`, with its
+// name and message.
+
+/** The cases of the WIT `error` variant. */
+export type ErrorCase =
+  | 'invalid-input'
+  | 'unauthorized'
+  | 'not-found'
+  | 'denied'
+  | 'rate-limited'
+  | 'timeout'
+  | 'upstream'
+  | 'internal'
+  | 'quota-exceeded';
+
+/** A failure the contract names; subclasses are the cases of the WIT `error` variant. */
+export class PluginError extends Error {
+  readonly case: ErrorCase = 'internal';
+  constructor(message = '') {
+    super(message);
+    this.name = new.target.name;
+  }
+  /** Whether the host retries the operation that failed with it. */
+  get retryable(): boolean {
+    return false;
+  }
+}
+
+/** The input cannot be handled, now or later (bad JSON, a missing field). */
+export class InvalidInput extends PluginError {
+  override readonly case = 'invalid-input';
+}
+
+/** Credentials were refused. */
+export class Unauthorized extends PluginError {
+  override readonly case = 'unauthorized';
+}
+
+/** What was asked for does not exist (an unknown action, a missing record). */
+export class NotFound extends PluginError {
+  override readonly case = 'not-found';
+}
+
+/** The operator did not grant what was asked (a capability, a destination, a secret). */
+export class Denied extends PluginError {
+  override readonly case = 'denied';
+}
+
+/** Too many requests; `retryAfterMs` is how long to wait, when known. Retried. */
+export class RateLimited extends PluginError {
+  override readonly case = 'rate-limited';
+  constructor(readonly retryAfterMs?: number) {
+    super(retryAfterMs === undefined ? 'rate limited' : `rate limited (retry after ${retryAfterMs} ms)`);
+  }
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
+/** Something took too long. Retried. */
+export class Timeout extends PluginError {
+  override readonly case = 'timeout';
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
+/** The service behind answered with a failure (`status`, what it said). Retried. */
+export class Upstream extends PluginError {
+  override readonly case = 'upstream';
+  constructor(
+    readonly status: number,
+    readonly upstreamMessage: string,
+  ) {
+    super(status ? `HTTP ${status}: ${upstreamMessage}` : upstreamMessage);
+  }
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
+/** A bug or an unexpected state in the plugin. */
+export class Internal extends PluginError {
+  override readonly case = 'internal';
+}
+
+/** A budget the operator set is spent (AI tokens per day). Not retried. */
+export class QuotaExceeded extends PluginError {
+  override readonly case = 'quota-exceeded';
+}
+
+/** A WIT `error` value as componentize-js passes it: `{ tag, val }`. */
+export interface WitError {
+  tag: string;
+  val?: unknown;
+}
+
+const BY_TAG: Record<string, new (message: string) => PluginError> = {
+  'invalid-input': InvalidInput,
+  unauthorized: Unauthorized,
+  'not-found': NotFound,
+  denied: Denied,
+  timeout: Timeout,
+  internal: Internal,
+  'quota-exceeded': QuotaExceeded,
+};
+
+/** The exception for a WIT `error` value. */
+export function fromWit(e: WitError): PluginError {
+  if (e.tag === 'rate-limited') {
+    return new RateLimited(e.val === undefined || e.val === null ? undefined : Number(e.val));
+  }
+  if (e.tag === 'upstream') {
+    const v = (e.val ?? {}) as { status?: number; message?: string };
+    return new Upstream(Number(v.status ?? 0), String(v.message ?? ''));
+  }
+  const cls = BY_TAG[e.tag] ?? Internal;
+  return new cls(String(e.val ?? ''));
+}
+
+/** The WIT `error` value for any exception: a `PluginError` keeps its case, anything else is
+ * `internal` with its name and message (rather than a trap, which says nothing). */
+export function toWit(e: unknown): WitError {
+  if (e instanceof RateLimited) {
+    return { tag: 'rate-limited', val: e.retryAfterMs === undefined ? undefined : BigInt(Math.max(0, Math.trunc(e.retryAfterMs))) };
+  }
+  if (e instanceof Upstream) {
+    return { tag: 'upstream', val: { status: e.status, message: e.upstreamMessage } };
+  }
+  if (e instanceof PluginError) {
+    return { tag: e.case, val: e.message };
+  }
+  if (e instanceof Error) {
+    return { tag: 'internal', val: `${e.name}: ${e.message}` };
+  }
+  return { tag: 'internal', val: `thrown: ${String(e)}` };
+}

@@ -1,0 +1,262 @@
+// Testing handlers without building a component: a fake host in memory.
+//
+//     import { FakeHost, event } from '@plugboard/sdk/testing';
+//
+//     test('a risky order is announced', () => {
+//       const host = new FakeHost({ config: { alert_channel: 'C1' } });
+//       host.ai.reply({ risk: 'high', risk_score: 0.9 });
+//       host.http.on('POST', 'https://shop.example/admin/api/2025-07/graphql.json', { json: { data: {} } });
+//       const out = host.run(() => new OrderRisk().handle(event('orders/create', { id: 1 })));
+//       assert.deepEqual(out.map((e) => e.kind), ['orders/assessed', 'alerts/slack']);
+//     });
+//
+// What the fake host does, as the real one would: `kv` keeps values in memory (with their
+// expiry), `log` and `emit` are recorded, `config` answers from an object, `http` answers from
+// the fixtures you add (a request with none is `Denied`, as an unlisted destination is), `ai`
+// answers the canned replies in order. Secret placeholders are left as written: the plugin never
+// sees a secret, and a test can check which one it asked for. With `grants`, a capability left
+// out is `Denied`.
+
+import type { AgentRequest, AgentResponse, ChatRequest } from './ai.ts';
+import { ChatResponse } from './ai.ts';
+import { Denied, InvalidInput, type PluginError } from './errors.ts';
+import { type Backend, enter, type LogLevel, leave } from './host.ts';
+import { type Request, Response } from './http.ts';
+import { type Capability, Event, type Fields, type NewEvent, WebhookRequest } from './types.ts';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+let ids = 0;
+
+/** An event as the host would deliver it: `payload` as JSON, or `raw` bytes. */
+export function event(
+  kind: string,
+  payload?: unknown,
+  options: { source?: string; id?: string; attributes?: Fields; raw?: Uint8Array | string; contentType?: string } = {},
+): Event {
+  const raw = options.raw ?? JSON.stringify(payload ?? null);
+  return new Event(
+    options.id ?? `test-${++ids}`,
+    options.source ?? 'test',
+    kind,
+    Date.now(),
+    options.contentType ?? 'application/json',
+    typeof raw === 'string' ? encoder.encode(raw) : raw,
+    options.attributes ?? [],
+  );
+}
+
+/** A verified webhook as the host hands it over: `body` as JSON, or `raw` bytes. Header names
+ * are made lower case, as the host does. */
+export function webhook(
+  body?: unknown,
+  options: { headers?: Fields; method?: string; path?: string; query?: string; raw?: Uint8Array | string } = {},
+): WebhookRequest {
+  const raw = options.raw ?? JSON.stringify(body ?? null);
+  return new WebhookRequest(
+    options.method ?? 'POST',
+    options.path ?? '/',
+    options.query ?? '',
+    (options.headers ?? []).map(([k, v]) => [k.toLowerCase(), v]),
+    typeof raw === 'string' ? encoder.encode(raw) : raw,
+  );
+}
+
+/** One line a plugin logged. */
+export interface LogLine {
+  level: LogLevel;
+  message: string;
+  fields: Record<string, string>;
+}
+
+interface Fixture {
+  method: string;
+  url: string;
+  response: Response;
+}
+
+/** Outbound HTTP answered by fixtures; `requests` records what the plugin sent. */
+export class FakeHttp {
+  readonly fixtures: Fixture[] = [];
+  readonly requests: Request[] = [];
+
+  /** Answers every `method` request to exactly `url` (query included) with `status` and `json`
+   * (or a raw `body`). The latest fixture for a request wins. */
+  on(method: string, url: string, answer: { status?: number; json?: unknown; body?: string | Uint8Array; headers?: Fields } = {}): this {
+    const headers: Fields = [...(answer.headers ?? [])];
+    let body = answer.body ?? new Uint8Array();
+    if (answer.json !== undefined) {
+      body = JSON.stringify(answer.json);
+      headers.push(['content-type', 'application/json']);
+    }
+    const bytes = typeof body === 'string' ? encoder.encode(body) : body;
+    this.fixtures.push({ method: method.toUpperCase(), url, response: new Response(answer.status ?? 200, headers, bytes) });
+    return this;
+  }
+
+  send(request: Request): Response {
+    this.requests.push(request);
+    const fixture = [...this.fixtures].reverse().find((f) => f.method === request.method.toUpperCase() && f.url === request.url);
+    if (!fixture) {
+      throw new Denied(`no fixture for ${request.method} ${request.url}: add host.http.on(...) in the test`);
+    }
+    return fixture.response;
+  }
+}
+
+/** The AI provider, answering canned replies in order; `requests` records what was asked. */
+export class FakeAi {
+  readonly replies: (ChatResponse | PluginError)[] = [];
+  readonly requests: (ChatRequest | AgentRequest)[] = [];
+
+  /** Queues an answer: text, or anything else as JSON. */
+  reply(content: unknown, options: { model?: string; usage?: [number, number] } = {}): this {
+    const text = typeof content === 'string' ? content : JSON.stringify(content);
+    const [promptTokens, completionTokens] = options.usage ?? [10, 5];
+    this.replies.push(new ChatResponse(text, options.model ?? 'canned-model', 'stop', { promptTokens, completionTokens }));
+    return this;
+  }
+
+  /** Queues a failure (say `new RateLimited(1000)`), thrown when its turn comes. */
+  fail(error: PluginError): this {
+    this.replies.push(error);
+    return this;
+  }
+
+  next(request: ChatRequest | AgentRequest): ChatResponse {
+    this.requests.push(structuredClone(request));
+    const answer = this.replies.shift();
+    if (answer === undefined) {
+      throw new Denied('no canned AI reply left: add host.ai.reply(...) in the test');
+    }
+    if (!(answer instanceof ChatResponse)) {
+      throw answer;
+    }
+    return answer;
+  }
+}
+
+/** A host in memory for tests: `host.run(() => ...)` calls the connector with it answering. */
+export class FakeHost implements Backend {
+  readonly config: Record<string, string>;
+  readonly grants?: Set<string>;
+  readonly kv = new Map<string, Uint8Array>();
+  readonly kvExpiresMs = new Map<string, number>();
+  readonly logs: LogLine[] = [];
+  readonly emitted: NewEvent[] = [];
+  readonly http = new FakeHttp();
+  readonly ai = new FakeAi();
+  /** The fake clock for expiry (the real clock when unset). */
+  nowMs?: number;
+
+  constructor(options: { config?: Record<string, string | number>; grants?: Capability[]; kv?: Record<string, unknown> } = {}) {
+    this.config = Object.fromEntries(Object.entries(options.config ?? {}).map(([k, v]) => [k, String(v)]));
+    this.grants = options.grants ? new Set(options.grants) : undefined;
+    for (const [k, v] of Object.entries(options.kv ?? {})) {
+      this.kv.set(k, encoder.encode(JSON.stringify(v)));
+    }
+  }
+
+  /** Runs `f` with this host answering the SDK's calls. */
+  run<T>(f: () => T): T {
+    enter(this);
+    try {
+      return f();
+    } finally {
+      leave(this);
+    }
+  }
+
+  /** What the plugin stored under `key`, parsed (undefined when absent or expired). */
+  kvJson(key: string): any {
+    const expired = (this.kvExpiresMs.get(key) ?? Infinity) <= this.now();
+    const raw = expired ? undefined : this.kv.get(key);
+    return raw === undefined ? undefined : JSON.parse(decoder.decode(raw));
+  }
+
+  private check(capability: Capability): void {
+    if (this.grants && !this.grants.has(capability)) {
+      throw new Denied(`capability \`${capability}\` is not granted`);
+    }
+  }
+
+  private now(): number {
+    return this.nowMs ?? Date.now();
+  }
+
+  kvGet(key: string): Uint8Array | undefined {
+    this.check('kv');
+    if ((this.kvExpiresMs.get(key) ?? Infinity) <= this.now()) {
+      this.kv.delete(key);
+      this.kvExpiresMs.delete(key);
+    }
+    return this.kv.get(key);
+  }
+
+  kvSet(key: string, value: Uint8Array, ttlMs: number | undefined): void {
+    this.check('kv');
+    this.kv.set(key, new Uint8Array(value));
+    this.kvExpiresMs.delete(key);
+    if (ttlMs !== undefined) {
+      this.kvExpiresMs.set(key, this.now() + ttlMs);
+    }
+  }
+
+  kvDelete(key: string): boolean {
+    const existed = this.kvGet(key) !== undefined;
+    this.kv.delete(key);
+    this.kvExpiresMs.delete(key);
+    return existed;
+  }
+
+  kvIncrement(key: string, delta: number): number {
+    const raw = this.kvGet(key);
+    const text = raw === undefined ? '0' : decoder.decode(raw);
+    if (!/^-?\d+$/.test(text)) {
+      throw new InvalidInput(`kv value of \`${key}\` is not a counter`);
+    }
+    const value = BigInt(text) + BigInt(Math.trunc(delta));
+    if (value >= 2n ** 63n || value < -(2n ** 63n)) {
+      throw new InvalidInput(`kv counter \`${key}\` would overflow`);
+    }
+    this.kv.set(key, encoder.encode(value.toString()));
+    return Number(value);
+  }
+
+  logWrite(level: LogLevel, message: string, fields: [string, string][]): void {
+    this.check('log');
+    this.logs.push({ level, message, fields: Object.fromEntries(fields) });
+  }
+
+  emitPublish(event: NewEvent): string {
+    this.check('emit');
+    this.emitted.push(event);
+    return `emitted-${this.emitted.length}`;
+  }
+
+  httpSend(request: Request): Response {
+    this.check('http');
+    return this.http.send(request);
+  }
+
+  aiComplete(request: ChatRequest): ChatResponse {
+    this.check('ai');
+    return this.ai.next(request);
+  }
+
+  aiAgent(request: AgentRequest): AgentResponse {
+    this.check('ai');
+    const answer = this.ai.next(request);
+    return { content: answer.content, model: answer.model, rounds: [], usage: answer.usage };
+  }
+
+  configGet(key: string): string | undefined {
+    this.check('config');
+    return Object.hasOwn(this.config, key) ? this.config[key] : undefined;
+  }
+
+  configAll(): [string, string][] {
+    this.check('config');
+    return Object.entries(this.config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+}
