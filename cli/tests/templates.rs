@@ -1,7 +1,8 @@
-//! `plugboard new plugin --lang python` as a new author uses it: the project's own tests pass
-//! against the SDK's fake host, its one build command makes a component, `plugboard plugin
-//! inspect` and `plugin call` load it, and `plugboard up` with the configuration its README gives
-//! turns a signed webhook into events that the plugin then handles.
+//! `plugboard new plugin --lang python|typescript` as a new author uses it, following the
+//! commands the project's README gives: its own tests pass against the SDK's fake host, its one
+//! build command makes a component, `plugboard plugin inspect` and `plugin call` load it, and
+//! `plugboard up` with the configuration the README gives turns a signed webhook into events
+//! that the plugin then handles.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -42,25 +43,41 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_python_plugin_tests_builds_loads_and_handles_a_webhook_under_plugboard_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, out, err) = plugboard(&[
-        "new",
-        "plugin",
-        "order-notes",
-        "--lang",
-        "python",
-        "--dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("python3 -m pytest && ./build.sh"), "{out}");
-    let project = dir.path().join("order-notes");
-
+    let project = new_plugin(dir.path(), "python", "python3 -m pytest && ./build.sh");
     // Its own tests pass against the fake host, with no component built.
     let tests = run_in(&project, "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
     assert!(tests.contains("5 passed"), "{tests}");
-
-    // One command builds the component; plugboard reads it and calls it.
+    // One command builds the component.
     run_in(&project, "./build.sh", &[]);
+    loads_and_handles_a_webhook(&project).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_typescript_plugin_tests_builds_loads_and_handles_a_webhook_under_plugboard_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = new_plugin(dir.path(), "typescript", "npm install && npm test && npm run build");
+    run_in(&project, "npm", &["install", "--no-audit", "--no-fund"]);
+    // Its own tests pass against the fake host, with no component built, and tsc accepts it.
+    let tests = run_in(&project, "npm", &["test"]);
+    assert!(tests.contains("# pass 5") && tests.contains("# fail 0"), "{tests}");
+    run_in(&project, "npm", &["run", "check"]);
+    // One command builds the component.
+    run_in(&project, "npm", &["run", "build"]);
+    loads_and_handles_a_webhook(&project).await;
+}
+
+/// `plugboard new plugin order-notes --lang LANG` in `dir`: its folder, once the command has
+/// named the `next` steps.
+fn new_plugin(dir: &Path, lang: &str, next: &str) -> std::path::PathBuf {
+    let (code, out, err) =
+        plugboard(&["new", "plugin", "order-notes", "--lang", lang, "--dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(next), "{out}");
+    dir.join("order-notes")
+}
+
+/// The built `order-notes.wasm` of `project`, as plugboard loads, calls and serves it.
+async fn loads_and_handles_a_webhook(project: &Path) {
     let wasm = project.join("order-notes.wasm");
     let wasm_path = wasm.to_str().unwrap();
     let (code, out, err) = plugboard(&["plugin", "inspect", wasm_path]);
@@ -88,7 +105,7 @@ async fn a_new_python_plugin_tests_builds_loads_and_handles_a_webhook_under_plug
     std::fs::write(project.join("plugboard.toml"), &config).unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_plugboard"))
         .args(["up", "--config", "plugboard.toml"])
-        .current_dir(&project)
+        .current_dir(project)
         .env("ORDER_NOTES_WEBHOOK_SECRET", "s3cret")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

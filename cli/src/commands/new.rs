@@ -1,4 +1,4 @@
-//! `plugboard new plugin <name> [--lang rust|python]`: a plugin that builds and passes its own
+//! `plugboard new plugin <name> [--lang rust|python|typescript]`: a plugin that builds and passes its own
 //! tests out of the box, for authors to grow from. The templates are in `cli/templates/`.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ pub enum NewCommand {
         /// Where to create it (a directory named after the plugin is made inside).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The language: rust (a crate) or python (a module built with componentize-py).
+        /// The language: rust (a crate), python (componentize-py) or typescript (componentize-js).
         #[arg(long, value_enum, default_value = "rust")]
         lang: Lang,
         /// The plugboard SDK folder to use (default: the `sdk` folder of the plugboard checkout
@@ -32,6 +32,9 @@ pub enum Lang {
     Rust,
     /// A module using the Python SDK (`sdk/python`), built with componentize-py.
     Python,
+    /// A module using the TypeScript SDK (`sdk/typescript`), built with esbuild and
+    /// componentize-js.
+    Typescript,
 }
 
 /// A template's files: where each goes in the new plugin, and its text (`cli/templates/`).
@@ -52,8 +55,20 @@ const PYTHON: Files = &[
     (".gitignore", include_str!("../../templates/python/gitignore")),
 ];
 
+const TYPESCRIPT: Files = &[
+    ("app.ts", include_str!("../../templates/typescript/app.ts")),
+    ("test/app.test.ts", include_str!("../../templates/typescript/test/app.test.ts")),
+    ("package.json", include_str!("../../templates/typescript/package.json")),
+    ("tsconfig.json", include_str!("../../templates/typescript/tsconfig.json")),
+    ("README.md", include_str!("../../templates/typescript/README.md")),
+    (".gitignore", include_str!("../../templates/typescript/gitignore")),
+];
+
 /// The componentize-py release the Python SDK is tested with (`./dev setup` installs it).
 const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// The componentize-js release the TypeScript SDK is tested with (`sdk/typescript/package.json`).
+const COMPONENTIZE_JS: &str = "0.23.0";
 
 fn valid(name: &str) -> bool {
     !name.is_empty()
@@ -78,6 +93,7 @@ fn render(template: &str, name: &str, sdk: &Path) -> String {
         .replace("{{name}}", name)
         .replace("{{class}}", &class_name(name))
         .replace("{{componentize_py}}", COMPONENTIZE_PY)
+        .replace("{{componentize_js}}", COMPONENTIZE_JS)
         .replace("{{crate}}", &name.replace('-', "_"))
         .replace("{{env}}", &name.replace('-', "_").to_uppercase())
         .replace("{{sdk}}", &sdk.display().to_string().replace('\\', "/"))
@@ -115,6 +131,9 @@ pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
     if lang == Lang::Python && !sdk.join("python/plugboard_sdk/__init__.py").is_file() {
         bail!("{} has no Python SDK (python/plugboard_sdk): pass --sdk PATH", sdk.display());
     }
+    if lang == Lang::Typescript && !sdk.join("typescript/build.mjs").is_file() {
+        bail!("{} has no TypeScript SDK (typescript/build.mjs): pass --sdk PATH", sdk.display());
+    }
     let root = dir.join(&name);
     if root.exists() {
         bail!("{} already exists", root.display());
@@ -122,6 +141,7 @@ pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
     let files = match lang {
         Lang::Rust => RUST,
         Lang::Python => PYTHON,
+        Lang::Typescript => TYPESCRIPT,
     };
     for (file, template) in files {
         let path = root.join(file);
@@ -138,6 +158,7 @@ pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
     match lang {
         Lang::Rust => say!("next: cd {} && cargo test", root.display()),
         Lang::Python => say!("next: cd {} && python3 -m pytest && ./build.sh", root.display()),
+        Lang::Typescript => say!("next: cd {} && npm install && npm test && npm run build", root.display()),
     }
     Ok(())
 }
