@@ -35,13 +35,12 @@ fn guest_paths(name: &str, file: &str) -> Result<(PathBuf, PathBuf, PathBuf), St
     Ok((root, source, out))
 }
 
-/// Whether `out` is newer than its sources, the contract and the Python SDK; else makes its
-/// folder, to build it.
+/// Whether `out` is newer than its sources, the contract and the SDKs; else makes its folder, to
+/// build it.
 fn is_built(root: &Path, source: &Path, out: &Path) -> Result<bool, String> {
     let built = std::fs::metadata(out).and_then(|m| m.modified()).ok();
-    let sources = newest_mtime(source)
-        .max(newest_mtime(&root.join("wit")))
-        .max(newest_mtime(&root.join("sdk").join("python")));
+    let sources =
+        newest_mtime(source).max(newest_mtime(&root.join("wit"))).max(newest_mtime(&root.join("sdk")));
     if built.is_some_and(|b| b > sources) {
         return Ok(true);
     }
@@ -110,19 +109,7 @@ pub fn js_component() -> Result<PathBuf, String> {
     if is_built(&root, &source, &out)? {
         return Ok(out);
     }
-    // npm ci writes `node_modules/.package-lock.json`: install again when the lock file is newer.
-    let mtime = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let installed = mtime(source.join("node_modules").join(".package-lock.json"));
-    if installed.is_none() || mtime(source.join("package-lock.json")) > installed {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&source)
-            .status()
-            .map_err(|e| format!("cannot run npm ({e})"))?;
-        if !status.success() {
-            return Err(format!("npm ci failed: {status}"));
-        }
-    }
+    npm_ci(&source)?;
     let status = Command::new("node")
         .arg(source.join("build.mjs"))
         .arg(source.join("app.js"))
@@ -134,4 +121,47 @@ pub fn js_component() -> Result<PathBuf, String> {
         return Err(format!("componentize-js failed: {status}"));
     }
     Ok(out)
+}
+
+/// Builds flow 1's order-risk step written in TypeScript with the SDK
+/// (`examples/order-risk/typescript`), as its `npm run build` does, and returns the component's
+/// path.
+pub fn typescript_order_risk() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no workspace root")?.to_owned();
+    let source = root.join("examples/order-risk/typescript");
+    let out = root.join("target/typescript-order-risk/order_risk.wasm");
+    if is_built(&root, &source, &out)? {
+        return Ok(out);
+    }
+    npm_ci(&source)?;
+    let status = Command::new("node")
+        .arg("node_modules/@plugboard/sdk/build.mjs")
+        .arg("app.ts")
+        .arg(&out)
+        .current_dir(&source)
+        .status()
+        .map_err(|e| format!("cannot run node ({e})"))?;
+    if !status.success() {
+        return Err(format!("the TypeScript build failed: {status}"));
+    }
+    Ok(out)
+}
+
+/// Installs the npm packages of `dir` from its lock file (`npm ci`), unless they are installed
+/// already from this lock file: npm ci writes `node_modules/.package-lock.json`.
+pub fn npm_ci(dir: &Path) -> Result<(), String> {
+    let mtime = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = mtime(dir.join("node_modules").join(".package-lock.json"));
+    if installed.is_some() && mtime(dir.join("package-lock.json")) <= installed {
+        return Ok(());
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("cannot run npm ({e})"))?;
+    if !status.success() {
+        return Err(format!("npm ci failed in {}: {status}", dir.display()));
+    }
+    Ok(())
 }

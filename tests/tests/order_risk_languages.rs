@@ -1,5 +1,6 @@
 //! Flow 1's order-risk step is written three times: in Rust (`examples/order-risk/plugin`), and
-//! with the SDKs in Python (`examples/order-risk/python`). Each runs in the real host with the
+//! with the SDKs in Python (`examples/order-risk/python`) and TypeScript
+//! (`examples/order-risk/typescript`). Each runs in the real host with the
 //! example's own configuration, is fed the same signed Shopify webhooks, and must produce the same
 //! events, send requests that the official API descriptions accept, and leave the same trace.
 
@@ -78,12 +79,15 @@ async fn run(order_risk: Option<&std::path::Path>) -> (Vec<Produced>, Vec<String
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_orders_give_the_same_events_in_rust_and_python() {
+async fn the_same_orders_give_the_same_events_in_rust_python_and_typescript() {
     let python = plugboard_tests::python_order_risk().unwrap();
+    let typescript = plugboard_tests::typescript_order_risk().unwrap();
     let (rust_events, rust_violations) = run(None).await;
     let (python_events, python_violations) = run(Some(&python)).await;
+    let (typescript_events, typescript_violations) = run(Some(&typescript)).await;
     assert_eq!(rust_violations, Vec::<String>::new());
     assert_eq!(python_violations, Vec::<String>::new());
+    assert_eq!(typescript_violations, Vec::<String>::new());
 
     // The Rust step decides as the flow expects: the first and last orders are risky.
     let kinds = |events: &Produced| events.iter().map(|(k, _, _)| k.clone()).collect::<Vec<_>>();
@@ -91,9 +95,11 @@ async fn the_same_orders_give_the_same_events_in_rust_and_python() {
     assert_eq!(kinds(&rust_events[1]), ["orders/assessed"]);
     assert_eq!(kinds(&rust_events[3]), ["orders/assessed", "alerts/slack", "alerts/shopify-tag"]);
     assert_eq!(rust_events[0][0].1["risky"], true, "{:?}", rust_events[0]);
-    // And the Python step produced the same events, payloads and attributes.
-    for (i, (rust, python)) in rust_events.iter().zip(&python_events).enumerate() {
-        assert_eq!(rust, python, "order {}", ORDERS[i].0);
+    // And the Python and TypeScript steps produced the same events, payloads and attributes.
+    for (i, rust) in rust_events.iter().enumerate() {
+        assert_eq!(Some(rust), python_events.get(i), "Python, order {}", ORDERS[i].0);
+        assert_eq!(Some(rust), typescript_events.get(i), "TypeScript, order {}", ORDERS[i].0);
     }
     assert_eq!(rust_events.len(), python_events.len());
+    assert_eq!(rust_events.len(), typescript_events.len());
 }
