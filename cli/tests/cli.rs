@@ -251,3 +251,62 @@ fn a_nats_store_is_checked_and_an_unreachable_cluster_is_named() {
     assert!(err.contains("the NATS credentials cannot be read"), "{err}");
     assert!(!err.contains("secret-seed"), "{err}");
 }
+
+/// `plugboard plugin compile`: the artifact loads without compiling where the configuration pins
+/// it, and is refused, saying why, when the file is not the pinned one, was compiled from another
+/// component, or was compiled for another engine configuration (here: with fuel metering).
+#[test]
+fn a_precompiled_component_loads_only_where_pinned_for_its_component_and_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let compile = |out: &str, extra: &[&str]| {
+        let (code, stdout, err) =
+            plugboard(&[&["plugin", "compile", ECHO, "--out", out][..], extra].concat());
+        assert_eq!(code, 0, "{err}");
+        assert!(stdout.contains("echo 0.1.0 compiled in"), "{stdout}");
+        let pin = stdout.lines().find(|l| l.trim_start().starts_with("precompiled = ")).unwrap();
+        pin.trim().to_owned()
+    };
+    let config = |name: &str, wasm: &str, pin: &str, limits: &str| {
+        let text = format!("[[plugin]]\nid = \"shop\"\nwasm = {wasm:?}\n{pin}\n{limits}\n");
+        std::fs::write(at(name), text).unwrap();
+        at(name)
+    };
+    let list = |config: &str| plugboard(&["plugin", "list", "--config", config]);
+
+    let pin = compile(&at("echo.cwasm"), &[]);
+    let (code, _, err) = list(&config("good.toml", ECHO, &pin, ""));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("from compiled code"), "{err}");
+
+    // The same bytes plus one: not the file the operator pinned.
+    let mut tampered = std::fs::read(at("echo.cwasm")).unwrap();
+    tampered.push(0);
+    std::fs::write(at("tampered.cwasm"), tampered).unwrap();
+    let (code, _, err) =
+        list(&config("tampered.toml", ECHO, &pin.replace("echo.cwasm", "tampered.cwasm"), ""));
+    assert!(code != 0 && err.contains("not the pinned") && err.contains("precompiled"), "{err}");
+
+    // Pinned, but compiled from echo, while the instance's component is another one.
+    let (code, _, err) = list(&config("other.toml", SNOOP, &pin, ""));
+    assert!(code != 0 && err.contains("was compiled from component"), "{err}");
+
+    // Compiled for an engine with fuel metering, loaded by one without.
+    let fueled = config("fueled.toml", ECHO, "", "limits = { fuel = 100000000 }");
+    let fuel_pin = compile(&at("fueled.cwasm"), &["--config", &fueled]);
+    let (code, _, err) = list(&config("unfueled.toml", ECHO, &fuel_pin, ""));
+    assert!(
+        code != 0
+            && err.contains("for another engine configuration")
+            && err.contains("plugboard plugin compile"),
+        "{err}"
+    );
+
+    // A pin that is not a digest is refused before anything loads.
+    let (code, _, err) = plugboard(&[
+        "check",
+        "--config",
+        &config("bad-pin.toml", ECHO, &pin.replace("sha256 = \"", "sha256 = \"x"), ""),
+    ]);
+    assert!(code != 0 && err.contains("precompiled.sha256"), "{err}");
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ai::AiSettings;
 use crate::grants::{Grants, HttpGrant};
@@ -290,4 +290,29 @@ pub struct InstanceConfig {
     /// How its webhooks are verified; without it the instance receives no webhooks.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// Compiled code for `wasm` made by `plugboard plugin compile`, loaded instead of compiling.
+    #[serde(default)]
+    pub precompiled: Option<Precompiled>,
+}
+
+/// A precompiled artifact of an instance's component (`plugboard plugin compile`), so that its
+/// first load does not compile it. Compiled code is native code: the host runs it without
+/// validating it again, so it loads only the exact file the operator pinned here, and only when
+/// the file says it was compiled from the instance's component by this engine configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Precompiled {
+    /// The artifact file (relative to the config file).
+    pub path: PathBuf,
+    /// The SHA-256 of the artifact file, as `plugboard plugin compile` prints it: the operator's
+    /// statement that they trust this file (their own build compiled it).
+    pub sha256: String,
+}
+
+impl Precompiled {
+    /// Whether `sha256` is a SHA-256 digest written in lower-case hex.
+    pub fn pin_is_well_formed(&self) -> bool {
+        self.sha256.len() == 64
+            && self.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
 }

@@ -57,6 +57,14 @@ impl Config {
                 format!("no instance named `{provider}`"),
             ));
         }
+        if let Some(artifact) = &p.precompiled
+            && !artifact.pin_is_well_formed()
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.precompiled.sha256"),
+                "must be the artifact's SHA-256 in lower-case hex (64 characters), as `plugboard plugin compile` prints it",
+            ));
+        }
         let http = &p.grants.http;
         http.validate().map_err(|reason| ConfigError::invalid(format!("{key}.grants.http"), reason))?;
         for (i, limit) in http.rate_limits.iter().enumerate() {

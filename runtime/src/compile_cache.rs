@@ -14,6 +14,8 @@ use wasmtime::component::Component;
 pub enum CacheOutcome {
     /// Loaded compiled code from disk.
     Hit,
+    /// Loaded from the precompiled artifact the operator pinned.
+    Precompiled,
     /// Compiled now (and stored, if a cache directory is set).
     Miss,
 }
@@ -26,9 +28,7 @@ pub(crate) struct CompileCache {
 impl CompileCache {
     pub(crate) fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(CompileCache { dir: dir.to_owned(), engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(CompileCache { dir: dir.to_owned(), engine_key: engine_key(engine) })
     }
 
     fn entry(&self, sha256: &str) -> PathBuf {
@@ -71,6 +71,14 @@ impl CompileCache {
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
+}
+
+/// A short name for the engine's settings that compiled code depends on (wasmtime version,
+/// target, tunables): code compiled under another key must not be loaded.
+pub(crate) fn engine_key(engine: &Engine) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 #[allow(unsafe_code)]

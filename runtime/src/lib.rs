@@ -62,6 +62,7 @@ pub mod keyvalue;
 pub mod limits;
 mod load;
 pub mod metrics;
+pub mod precompiled;
 #[cfg(test)]
 mod proptests;
 pub mod rate_limit;

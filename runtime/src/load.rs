@@ -237,14 +237,24 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
             let inner = host.inner.clone();
             let digest = sha256.clone();
             let owned = bytes.to_vec();
+            let precompiled = spec.precompiled.clone();
+            let refused = |e: crate::precompiled::PrecompiledError| LoadError::Spec {
+                id: id.clone(),
+                reason: format!("precompiled: {e}"),
+            };
             // Compiling is CPU-bound for seconds on large components: keep it off the async workers.
-            let compiled = tokio::task::spawn_blocking(move || match &inner.cache {
-                Some(cache) => cache.load_or_compile(&engine, &digest, &owned),
-                None => wasmtime::component::Component::new(&engine, &owned).map(|c| (c, CacheOutcome::Miss)),
-            })
-            .await
-            .map_err(|e| invalid(format!("compiler task failed: {e}")))?
-            .map_err(|e| invalid(format!("{e:#}")))?;
+            let compiled =
+                tokio::task::spawn_blocking(move || match (&precompiled, &inner.cache) {
+                    (Some(pin), _) => Ok(crate::precompiled::load(&engine, pin, &digest)
+                        .map(|c| (c, CacheOutcome::Precompiled))),
+                    (None, Some(cache)) => cache.load_or_compile(&engine, &digest, &owned).map(Ok),
+                    (None, None) => wasmtime::component::Component::new(&engine, &owned)
+                        .map(|c| Ok((c, CacheOutcome::Miss))),
+                })
+                .await
+                .map_err(|e| invalid(format!("compiler task failed: {e}")))?
+                .map_err(|e| invalid(format!("{e:#}")))?
+                .map_err(refused)?;
             if let Ok(mut cache) = host.inner.compiled.lock() {
                 cache.insert(sha256.clone(), compiled.0.clone());
             }
@@ -294,6 +304,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         compiled_us = (compiled_at - hashed).as_micros() as u64,
         described_us = (started.elapsed() - compiled_at).as_micros() as u64,
         from_cache = outcome == CacheOutcome::Hit,
+        precompiled = outcome == CacheOutcome::Precompiled,
         "loaded plugin"
     );
     let Ok(probe) = Arc::try_unwrap(probe) else {
@@ -335,7 +346,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     info.source = spec.wasm.display().to_string();
     info.build = info.handler();
     info.size_bytes = bytes.len();
-    info.compiled_from_cache = outcome == CacheOutcome::Hit;
+    info.compiled_from_cache = outcome != CacheOutcome::Miss;
     info.limits = spec.limits.clone();
 
     Ok(Plugin {
@@ -382,6 +393,13 @@ async fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
 
 /// Loading, replacing and inspecting plugins.
 impl Host {
+    /// Compiles `component` into a precompiled artifact for this host's engine: what
+    /// `plugboard plugin compile` writes, and an instance's `precompiled` loads (see
+    /// [`crate::precompiled`]).
+    pub fn precompile(&self, component: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        crate::precompiled::compile(self.engine(), component)
+    }
+
     /// Loads the plugin file named by `spec`, replacing any instance with the same id.
     pub async fn load(&self, spec: PluginSpec) -> Result<PluginInfo, LoadError> {
         let bytes = read_component(&spec.wasm).await?;
@@ -416,6 +434,8 @@ impl Host {
             grants: current.grants.clone(),
             limits: current.limits.clone(),
             config: current.config.clone(),
+            // The pinned artifact was compiled from the configured file, not from these bytes.
+            precompiled: None,
         };
         self.replace(&current, spec, bytes).await
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::{Capability, Grants};
 use crate::limits::Limits;
+pub use plugboard_manifest::Precompiled;
 
 /// How an operator declares one plugin instance. Unknown keys are refused.
 ///
@@ -37,6 +38,9 @@ pub struct PluginSpec {
     /// Values the plugin reads through the `config` capability.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Compiled code for `wasm` (`plugboard plugin compile`), loaded instead of compiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precompiled: Option<Precompiled>,
 }
 
 impl PluginSpec {
@@ -48,12 +52,19 @@ impl PluginSpec {
             grants: Grants::none(),
             limits: Limits::default(),
             config: BTreeMap::new(),
+            precompiled: None,
         }
     }
 
     /// Sets the grants.
     pub fn with_grants(mut self, grants: Grants) -> Self {
         self.grants = grants;
+        self
+    }
+
+    /// Loads the pinned precompiled artifact instead of compiling the component.
+    pub fn with_precompiled(mut self, precompiled: Precompiled) -> Self {
+        self.precompiled = Some(precompiled);
         self
     }
 
@@ -174,7 +185,8 @@ pub struct PluginInfo {
     pub source: String,
     /// `name@version sha256:<12 hex>`, as attempts and webhook events record it.
     pub build: String,
-    /// Whether its compiled code came from the compile cache.
+    /// Whether its compiled code was loaded (from the compile cache, or the pinned precompiled
+    /// artifact) rather than compiled now.
     pub compiled_from_cache: bool,
     /// The limits it runs under.
     pub limits: Limits,

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use plugboard::egress::secrets::Secret;
 use plugboard::{Capability, Grants, Host, Limits, PluginSpec};
+use sha2::Digest;
 
 use crate::commands::render::{permission_prompt, print_events, print_logs};
 
@@ -21,6 +22,9 @@ pub enum PluginCommand {
     },
     /// Load a component with the given grants and limits and call one of its exports.
     Call(Box<CallArgs>),
+    /// Compile a component ahead of time for this plugboard's engine, so that its first load
+    /// does not compile it; an instance loads the artifact with `precompiled = { path, sha256 }`.
+    Compile(CompileArgs),
     /// The instances a configuration declares, loaded as `plugboard up` would load them.
     List {
         #[command(flatten)]
@@ -29,6 +33,55 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The component file.
+    file: PathBuf,
+    /// Where to write the artifact (default: the component's path with `.cwasm`).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// The configuration that will load it: its engine settings (fuel metering) are used, as
+    /// `plugboard up` would use them.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// `plugboard plugin compile`: the artifact, checked by loading it as an instance would.
+pub async fn compile(mut builder: plugboard::HostBuilder, args: CompileArgs) -> anyhow::Result<()> {
+    if let Some(config) = &args.config {
+        let resolved = plugboard::config::Resolved::load(config)?;
+        builder = builder.fuel_metering(resolved.uses_fuel());
+    }
+    let host = builder.build()?;
+    let component =
+        std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let started = std::time::Instant::now();
+    let artifact = host
+        .precompile(&component)
+        .map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", args.file.display()))?;
+    let compiled_in = started.elapsed();
+    let out = args.out.unwrap_or_else(|| args.file.with_extension("cwasm"));
+    std::fs::write(&out, &artifact).with_context(|| format!("writing {}", out.display()))?;
+    let sha256 = hex::encode(sha2::Sha256::digest(&artifact));
+    // Load it as an instance pinning it would: a component that is not a plugin fails here.
+    let pin = plugboard::manifest::Precompiled { path: out.clone(), sha256: sha256.clone() };
+    let spec = PluginSpec::new("compiled", &args.file).with_precompiled(pin);
+    let started = std::time::Instant::now();
+    let info = host.load_bytes(spec, &component).await?;
+    say!(
+        "wrote {} ({} bytes): {} {} compiled in {:.1} s; loading it takes {:.0} ms",
+        out.display(),
+        artifact.len(),
+        info.name,
+        info.version,
+        compiled_in.as_secs_f64(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    say!("load it from plugboard.toml (this plugboard release and engine settings only):");
+    say!("  precompiled = {{ path = {:?}, sha256 = \"{sha256}\" }}", out.display().to_string());
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +166,8 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PluginCommand::Call(args) => call(host, *args).await,
+        // Needs the builder, to match the engine settings of a configuration: see `compile`.
+        PluginCommand::Compile(args) => compile(plugboard::Host::builder(), args).await,
         PluginCommand::List { config, json } => {
             let resolved = plugboard::config::Resolved::load(config.path())?;
             plugboard::run::configure(host, &resolved);
@@ -124,7 +179,11 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
                 }
                 let info = host.load(spec).await?;
                 if !json {
-                    let how = if info.compiled_from_cache { "from the compile cache" } else { "compiled" };
+                    let how = if info.compiled_from_cache {
+                        "from compiled code (the compile cache or its precompiled artifact)"
+                    } else {
+                        "compiled"
+                    };
                     eprintln!("{how} in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
                 }
                 infos.push(info);

@@ -128,6 +128,10 @@ impl Resolved {
                 grants: p.grants.clone(),
                 limits: p.limits.clone(),
                 config: p.config.clone(),
+                precompiled: p.precompiled.as_ref().map(|a| crate::manifest::Precompiled {
+                    path: base.join(&a.path),
+                    sha256: a.sha256.clone(),
+                }),
             });
         }
         for (i, sch) in config.schedules.iter().enumerate() {
