@@ -1,6 +1,6 @@
 //! `plugboard new plugin --lang python|typescript` as a new author uses it, following the
 //! commands the project's README gives: its own tests pass against the SDK's fake host, its one
-//! build command makes a component, `plugboard plugin inspect` and `plugin call` load it, and
+//! build command makes a component, the same tests pass against that component in the real host, `plugboard plugin inspect` and `plugin call` load it, and
 //! `plugboard up` with the configuration the README gives turns a signed webhook into events
 //! that the plugin then handles.
 
@@ -47,8 +47,10 @@ async fn a_new_python_plugin_tests_builds_loads_and_handles_a_webhook_under_plug
     // Its own tests pass against the fake host, with no component built.
     let tests = run_in(&project, "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
     assert!(tests.contains("5 passed"), "{tests}");
-    // One command builds the component.
+    // One command builds the component; the same tests pass against it in the real host.
     run_in(&project, "./build.sh", &[]);
+    let tests = against_the_component(&project, "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+    assert!(tests.contains("5 passed"), "{tests}");
     loads_and_handles_a_webhook(&project).await;
 }
 
@@ -61,9 +63,28 @@ async fn a_new_typescript_plugin_tests_builds_loads_and_handles_a_webhook_under_
     let tests = run_in(&project, "npm", &["test"]);
     assert!(tests.contains("# pass 5") && tests.contains("# fail 0"), "{tests}");
     run_in(&project, "npm", &["run", "check"]);
-    // One command builds the component.
+    // One command builds the component; the same tests pass against it in the real host.
     run_in(&project, "npm", &["run", "build"]);
+    let tests = against_the_component(&project, "npm", &["test"]);
+    assert!(tests.contains("# pass 5") && tests.contains("# fail 0"), "{tests}");
     loads_and_handles_a_webhook(&project).await;
+}
+
+/// Runs the project's tests with `PLUGBOARD_COMPONENT` set: each call goes to the built
+/// `order-notes.wasm` through `plugboard plugin call --json` (this build of plugboard, compiling
+/// the component once into a cache).
+fn against_the_component(project: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(project)
+        .env("PLUGBOARD_COMPONENT", "order-notes.wasm")
+        .env("PLUGBOARD_BIN", env!("CARGO_BIN_EXE_plugboard"))
+        .env("PLUGBOARD_CACHE_DIR", project.join("compiled"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{program} {args:?} against the component failed:\n{text}");
+    text
 }
 
 /// `plugboard new plugin order-notes --lang LANG` in `dir`: its folder, once the command has

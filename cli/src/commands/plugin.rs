@@ -88,6 +88,10 @@ pub async fn compile(mut builder: plugboard::HostBuilder, args: CompileArgs) -> 
 pub struct CallArgs {
     /// The component file.
     file: PathBuf,
+    /// Print one JSON object (output, events, logs, error) instead of text: what the SDKs' test
+    /// harnesses read when they run a test against the built component.
+    #[arg(long)]
+    json: bool,
     /// Instance id (default: the file name).
     #[arg(long)]
     id: Option<String>,
@@ -143,6 +147,42 @@ enum Call {
         /// The JSON payload.
         #[arg(long, default_value = "{}")]
         payload: String,
+        /// The payload as base64 bytes instead (any content, with --content-type).
+        #[arg(long, conflicts_with = "payload")]
+        payload_base64: Option<String>,
+        /// The payload's content type.
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
+        /// The event id (default: a fresh one).
+        #[arg(long)]
+        id: Option<String>,
+        /// The instance the event comes from.
+        #[arg(long, default_value = "cli")]
+        source: String,
+        /// An attribute NAME=VALUE (repeatable).
+        #[arg(long = "attribute", value_name = "NAME=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// Hand a webhook request to `on-webhook`, as if verified.
+    Webhook {
+        /// The body as text.
+        #[arg(long, default_value = "")]
+        body: String,
+        /// The body as base64 bytes instead.
+        #[arg(long, conflicts_with = "body")]
+        body_base64: Option<String>,
+        /// A header NAME=VALUE (repeatable; names are made lower case, as the host does).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// The method.
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// The path below `/hooks/<instance>`.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// The query string, without `?`.
+        #[arg(long, default_value = "")]
+        query: String,
     },
     /// Run an action through `invoke`.
     Invoke {
@@ -283,6 +323,152 @@ async fn load_provider(
     Ok(info.id)
 }
 
+/// The event `plugin call handle` delivers.
+fn cli_event(call: &Call) -> anyhow::Result<plugboard::Event> {
+    use base64::Engine as _;
+    let Call::Handle { kind, payload, payload_base64, content_type, id, source, attributes } = call else {
+        anyhow::bail!("not a handle call");
+    };
+    let mut event = plugboard::Event::json(kind, source, &serde_json::Value::Null)?;
+    event.payload = match payload_base64 {
+        Some(b64) => {
+            base64::engine::general_purpose::STANDARD.decode(b64).context("--payload-base64 is not base64")?
+        }
+        None => {
+            let value: serde_json::Value = serde_json::from_str(payload).context("--payload is not JSON")?;
+            serde_json::to_vec(&value)?
+        }
+    };
+    event.content_type = content_type.clone();
+    if let Some(id) = id {
+        event.id = id.clone();
+    }
+    event.attributes = parse_config(attributes)?.into_iter().collect();
+    Ok(event)
+}
+
+/// The request `plugin call webhook` hands over.
+fn cli_webhook(call: &Call) -> anyhow::Result<plugboard::types::WebhookRequest> {
+    use base64::Engine as _;
+    let Call::Webhook { body, body_base64, headers, method, path, query } = call else {
+        anyhow::bail!("not a webhook call");
+    };
+    let body = match body_base64 {
+        Some(b64) => {
+            base64::engine::general_purpose::STANDARD.decode(b64).context("--body-base64 is not base64")?
+        }
+        None => body.clone().into_bytes(),
+    };
+    let headers = parse_config(headers)?.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    Ok(plugboard::types::WebhookRequest {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        headers,
+        body,
+    })
+}
+
+/// `plugin call --json`: one object with the output, the events, the logs and the error (its
+/// contract case, or `trap`, `out-of-memory`, ... for a failure outside the contract). Exits with
+/// 1 when the call failed, after printing it.
+async fn call_json(host: &Host, id: &str, call: Call) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use plugboard::InvokeError;
+    let event_json = |e: &plugboard::Event| {
+        serde_json::json!({
+            "id": e.id, "source": e.source, "kind": e.kind, "occurred_at_ms": e.occurred_at_ms,
+            "content_type": e.content_type,
+            "payload_base64": base64::engine::general_purpose::STANDARD.encode(&e.payload),
+            "attributes": e.attributes,
+        })
+    };
+    let result = match call {
+        Call::Handle { .. } => host.handle(id, cli_event(&call)?).await.map(|done| {
+            serde_json::json!({
+                "output": null,
+                "returned": done.output.iter().map(event_json).collect::<Vec<_>>(),
+                "emitted": done.emitted.iter().map(event_json).collect::<Vec<_>>(),
+                "logs": done.logs,
+            })
+        }),
+        Call::Webhook { .. } => host.on_webhook(id, cli_webhook(&call)?).await.map(|done| {
+            let reply = &done.output;
+            serde_json::json!({
+                "output": {
+                    "status": reply.status,
+                    "headers": reply.headers,
+                    "body_base64": base64::engine::general_purpose::STANDARD.encode(&reply.body),
+                },
+                "returned": reply.events.iter().map(event_json).collect::<Vec<_>>(),
+                "emitted": done.emitted.iter().map(event_json).collect::<Vec<_>>(),
+                "logs": done.logs,
+            })
+        }),
+        Call::Invoke { action, input } => {
+            let input: serde_json::Value = serde_json::from_str(&input).context("--input is not JSON")?;
+            host.invoke(id, &action, &input).await.map(|done| {
+                serde_json::json!({
+                    "output": done.output,
+                    "returned": [],
+                    "emitted": done.emitted.iter().map(event_json).collect::<Vec<_>>(),
+                    "logs": done.logs,
+                })
+            })
+        }
+    };
+    let answer = match result {
+        Ok(mut answer) => {
+            answer["error"] = serde_json::Value::Null;
+            answer
+        }
+        Err(e) => {
+            let error = match &e {
+                InvokeError::Plugin(wit) => contract_error(wit),
+                InvokeError::Timeout(_) => serde_json::json!({ "case": "timeout", "message": e.to_string() }),
+                other => serde_json::json!({ "case": failure_case(other), "message": other.to_string() }),
+            };
+            serde_json::json!({ "output": null, "returned": [], "emitted": [], "logs": [], "error": error })
+        }
+    };
+    say!("{}", serde_json::to_string(&answer)?);
+    if !answer["error"].is_null() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The contract error as the SDKs' harnesses read it.
+fn contract_error(e: &plugboard::types::Error) -> serde_json::Value {
+    use plugboard::types::Error as E;
+    let (case, message) = match e {
+        E::InvalidInput(m) => ("invalid-input", m.clone()),
+        E::Unauthorized(m) => ("unauthorized", m.clone()),
+        E::NotFound(m) => ("not-found", m.clone()),
+        E::Denied(m) => ("denied", m.clone()),
+        E::Timeout(m) => ("timeout", m.clone()),
+        E::Internal(m) => ("internal", m.clone()),
+        E::QuotaExceeded(m) => ("quota-exceeded", m.clone()),
+        E::RateLimited(ms) => return serde_json::json!({ "case": "rate-limited", "retry_after_ms": ms }),
+        E::Upstream(u) => {
+            return serde_json::json!({ "case": "upstream", "status": u.status, "message": u.message });
+        }
+    };
+    serde_json::json!({ "case": case, "message": message })
+}
+
+/// A name for a failure outside the contract.
+fn failure_case(e: &plugboard::InvokeError) -> &'static str {
+    use plugboard::InvokeError as E;
+    match e {
+        E::OutOfMemory { .. } => "out-of-memory",
+        E::OutOfFuel(_) => "out-of-fuel",
+        E::StackOverflow { .. } => "stack-overflow",
+        E::Trap { .. } => "trap",
+        _ => "host",
+    }
+}
+
 async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
     let id = args
         .id
@@ -319,13 +505,25 @@ async fn call(host: &Host, args: CallArgs) -> anyhow::Result<()> {
         spec = spec.with_config(&k, &v);
     }
     let info = host.load(spec).await?;
+    if args.json {
+        return call_json(host, &info.id, args.call).await;
+    }
     match args.call {
-        Call::Handle { kind, payload } => {
-            let payload: serde_json::Value =
-                serde_json::from_str(&payload).context("--payload is not JSON")?;
-            let event = plugboard::Event::json(&kind, "cli", &payload)?;
-            let done = host.handle(&info.id, event).await?;
+        Call::Handle { .. } => {
+            let done = host.handle(&info.id, cli_event(&args.call)?).await?;
             print_events("returned", &done.output)?;
+            print_events("emitted", &done.emitted)?;
+            print_logs(&done.logs)?;
+        }
+        Call::Webhook { .. } => {
+            let done = host.on_webhook(&info.id, cli_webhook(&args.call)?).await?;
+            let reply = &done.output;
+            say!("  status    {}", reply.status);
+            for (k, v) in &reply.headers {
+                say!("  header    {k}: {}", plugboard::printable(v));
+            }
+            say!("  body      {}", plugboard::printable(&String::from_utf8_lossy(&reply.body)));
+            print_events("returned", &reply.events)?;
             print_events("emitted", &done.emitted)?;
             print_logs(&done.logs)?;
         }

@@ -12,6 +12,15 @@
         assert [e.kind for e in out] == ["orders/assessed", "alerts/slack"]
         assert host.http.requests[0].headers[0] == ("x-shopify-access-token", "{{secret:shop}}")
 
+The same tests run against the built component in the real host: call the connector through
+`host.connector(MyConnector)` (`.handle`, `.invoke`, `.on_webhook`), and set
+`PLUGBOARD_COMPONENT=my.wasm` (with `PLUGBOARD_BIN`, else `plugboard` on PATH, and
+`PLUGBOARD_CACHE_DIR` to compile it once). Each call then runs `plugboard plugin call --json`
+with the fake host's grants and config, and its logs and emitted events are recorded the same
+way. The real host answers http and ai for real, and keeps kv for one call only, so a test that
+needs fixtures, canned replies or stored values runs on the fake host alone (it raises
+`ComponentModeError` saying so).
+
 What the fake host does, as the real one would: `kv` keeps values in memory (with their
 expiry), `log` and `emit` are recorded, `config` answers from a dict, `http` answers from the
 fixtures you add (a request with none is `Denied`, as an unlisted destination is), `ai` answers
@@ -22,17 +31,22 @@ secret, and a test can check which one it asked for. With `grants`, a capability
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json as _json
+import os
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Union
 
-from . import _host
+from . import _host, errors
 from .ai import AgentRequest, AgentResponse, ChatRequest, ChatResponse, ToolRound, Usage
-from .errors import Denied, InvalidInput, PluginError
+from .connector import Connector
+from .errors import Denied, Internal, InvalidInput, PluginError
 from .http import Request, Response
-from .types import Event, NewEvent, WebhookRequest
+from .types import Event, NewEvent, WebhookReply, WebhookRequest
 
 _ids = itertools.count(1)
 
@@ -182,6 +196,11 @@ class FakeHost:
     def __exit__(self, *exc: Any) -> None:
         _host.pop(self)
 
+    def connector(self, cls: type[Connector]) -> ConnectorRunner:
+        """Calls `cls` as the host would: in this process with this fake host answering, or the
+        built component in the real host when `PLUGBOARD_COMPONENT` names one."""
+        return ConnectorRunner(self, cls, os.environ.get("PLUGBOARD_COMPONENT"))
+
     def kv_json(self, key: str) -> Any:
         """What the plugin stored under `key`, parsed (None when absent)."""
         expired = key in self.kv_expires_ms and self.kv_expires_ms[key] <= self._now()
@@ -258,3 +277,117 @@ class FakeHost:
     def config_all(self) -> list[tuple[str, str]]:
         self._check("config")
         return sorted(self.config.items())
+
+
+class ComponentModeError(RuntimeError):
+    """A test needs what only the fake host offers (fixtures, canned replies, stored values)."""
+
+
+_CAPABILITIES = ("http", "kv", "log", "emit", "ai", "config")
+_ERRORS = {
+    "invalid-input": errors.InvalidInput,
+    "unauthorized": errors.Unauthorized,
+    "not-found": errors.NotFound,
+    "denied": errors.Denied,
+    "timeout": errors.Timeout,
+    "internal": errors.Internal,
+    "quota-exceeded": errors.QuotaExceeded,
+}
+
+
+def _error(e: dict[str, Any]) -> PluginError:
+    case = e.get("case")
+    if case == "rate-limited":
+        return errors.RateLimited(e.get("retry_after_ms"))
+    if case == "upstream":
+        return errors.Upstream(int(e.get("status", 0)), str(e.get("message", "")))
+    cls = _ERRORS.get(str(case))
+    # A failure outside the contract (a trap, out of memory): the host answers `internal`.
+    return cls(str(e.get("message", ""))) if cls else Internal(f"{case}: {e.get('message', '')}")
+
+
+def _new_event(e: dict[str, Any]) -> NewEvent:
+    payload = base64.b64decode(e["payload_base64"])
+    attributes = [(str(k), str(v)) for k, v in e.get("attributes", [])]
+    return NewEvent(e["kind"], payload, e["content_type"], e.get("occurred_at_ms"), attributes)
+
+
+class ConnectorRunner:
+    """A connector called as the host calls it (`FakeHost.connector`)."""
+
+    def __init__(self, host: FakeHost, cls: type[Connector], component: Optional[str]) -> None:
+        self.host, self.cls, self.component = host, cls, component
+
+    def handle(self, event: Event) -> list[NewEvent]:
+        """Delivers `event`; the events it returned."""
+        if not self.component:
+            with self.host:
+                return self.cls().handle(event)
+        args = ["handle", "--kind", event.kind, "--content-type", event.content_type]
+        args += ["--payload-base64", base64.b64encode(event.payload).decode(), "--id", event.id]
+        args += ["--source", event.source]
+        for k, v in event.attributes:
+            args += ["--attribute", f"{k}={v}"]
+        return [_new_event(e) for e in self._call(args)["returned"]]
+
+    def invoke(self, action: str, input: Any) -> Any:  # noqa: A002 - the contract's name
+        """Runs `action` with `input`; its output."""
+        if not self.component:
+            with self.host:
+                return self.cls().invoke(action, input)
+        return self._call(["invoke", action, "--input", _json.dumps(input)])["output"]
+
+    def on_webhook(self, request: WebhookRequest) -> WebhookReply:
+        """Hands over a verified webhook; the reply."""
+        if not self.component:
+            with self.host:
+                return self.cls().on_webhook(request)
+        args = ["webhook", "--method", request.method, "--path", request.path, "--query", request.query]
+        args += ["--body-base64", base64.b64encode(request.body).decode()]
+        for k, v in request.headers:
+            args += ["--header", f"{k}={v}"]
+        answer = self._call(args)
+        reply = answer["output"]
+        return WebhookReply(
+            reply["status"],
+            [(str(k), str(v)) for k, v in reply["headers"]],
+            base64.b64decode(reply["body_base64"]),
+            [_new_event(e) for e in answer["returned"]],
+        )
+
+    def _call(self, args: list[str]) -> dict[str, Any]:
+        host = self.host
+        missing = [
+            what
+            for what, present in [
+                ("http fixtures", host.http.fixtures),
+                ("canned AI replies", host.ai.replies),
+                ("kv values", host.kv),
+            ]
+            if present
+        ]
+        if missing:
+            raise ComponentModeError(
+                f"this test sets {', '.join(missing)}, which only the fake host answers: "
+                "run it without PLUGBOARD_COMPONENT"
+            )
+        binary = os.environ.get("PLUGBOARD_BIN") or shutil.which("plugboard")
+        if not binary:
+            raise ComponentModeError("PLUGBOARD_COMPONENT is set but no plugboard binary: set PLUGBOARD_BIN")
+        grants = sorted(host.grants) if host.grants is not None else list(_CAPABILITIES)
+        command = [binary, "plugin", "call", str(self.component), "--json"]
+        for capability in grants:
+            command += ["--grant", capability]
+        for k, v in sorted(host.config.items()):
+            command += ["--config", f"{k}={v}"]
+        done = subprocess.run(command + args, capture_output=True, text=True, check=False)
+        try:
+            answer = _json.loads(done.stdout)
+        except ValueError:
+            raise ComponentModeError(f"plugboard plugin call failed: {done.stderr.strip()}") from None
+        for line in answer.get("logs", []):
+            host.logs.append(LogLine(line["level"], line["message"], {k: v for k, v in line["fields"]}))
+        host.emitted.extend(_new_event(e) for e in answer.get("emitted", []))
+        if answer.get("error"):
+            raise _error(answer["error"])
+        return answer

@@ -10,6 +10,15 @@
 //       assert.deepEqual(out.map((e) => e.kind), ['orders/assessed', 'alerts/slack']);
 //     });
 //
+// The same tests run against the built component in the real host: call the connector through
+// `host.connector(MyConnector)` (`.handle`, `.invoke`, `.onWebhook`), and set
+// `PLUGBOARD_COMPONENT=my.wasm` (with `PLUGBOARD_BIN`, else `plugboard` on PATH, and
+// `PLUGBOARD_CACHE_DIR` to compile it once). Each call then runs `plugboard plugin call --json`
+// with the fake host's grants and config, and its logs and emitted events are recorded the same
+// way. The real host answers http and ai for real, and keeps kv for one call only, so a test that
+// needs fixtures, canned replies or stored values runs on the fake host alone (it throws
+// `ComponentModeError` saying so).
+//
 // What the fake host does, as the real one would: `kv` keeps values in memory (with their
 // expiry), `log` and `emit` are recorded, `config` answers from an object, `http` answers from
 // the fixtures you add (a request with none is `Denied`, as an unlisted destination is), `ai`
@@ -17,12 +26,15 @@
 // sees a secret, and a test can check which one it asked for. With `grants`, a capability left
 // out is `Denied`.
 
+import { spawnSync } from 'node:child_process';
+
 import type { AgentRequest, AgentResponse, ChatRequest } from './ai.ts';
 import { ChatResponse } from './ai.ts';
-import { Denied, InvalidInput, type PluginError } from './errors.ts';
+import type { Connector } from './connector.ts';
+import { Denied, fromWit, InvalidInput, type PluginError } from './errors.ts';
 import { type Backend, enter, type LogLevel, leave } from './host.ts';
 import { type Request, Response } from './http.ts';
-import { type Capability, Event, type Fields, type NewEvent, WebhookRequest } from './types.ts';
+import { type Capability, Event, type Fields, NewEvent, WebhookReply, WebhookRequest } from './types.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -167,6 +179,12 @@ export class FakeHost implements Backend {
     }
   }
 
+  /** Calls `connector` as the host would: in this process with this fake host answering, or the
+   * built component in the real host when `PLUGBOARD_COMPONENT` names one. */
+  connector(connector: new () => Connector): ConnectorRunner {
+    return new ConnectorRunner(this, connector, process.env.PLUGBOARD_COMPONENT || undefined);
+  }
+
   /** What the plugin stored under `key`, parsed (undefined when absent or expired). */
   kvJson(key: string): any {
     const expired = (this.kvExpiresMs.get(key) ?? Infinity) <= this.now();
@@ -258,5 +276,98 @@ export class FakeHost implements Backend {
   configAll(): [string, string][] {
     this.check('config');
     return Object.entries(this.config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+}
+
+/** A test needs what only the fake host offers (fixtures, canned replies, stored values). */
+export class ComponentModeError extends Error {}
+
+const CAPABILITIES: Capability[] = ['http', 'kv', 'log', 'emit', 'ai', 'config'];
+
+interface HostEvent {
+  kind: string;
+  content_type: string;
+  occurred_at_ms?: number;
+  payload_base64: string;
+  attributes: [string, string][];
+}
+
+function newEvent(e: HostEvent): NewEvent {
+  return new NewEvent(e.kind, bytes(e.payload_base64), e.content_type, e.occurred_at_ms, e.attributes);
+}
+
+const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
+const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
+
+/** A connector called as the host calls it (`FakeHost.connector`). */
+export class ConnectorRunner {
+  constructor(
+    readonly host: FakeHost,
+    readonly connector: new () => Connector,
+    readonly component?: string,
+  ) {}
+
+  /** Delivers `event`; the events it returned. */
+  handle(event: Event): NewEvent[] {
+    if (!this.component) return this.host.run(() => new this.connector().handle(event));
+    const args = ['handle', '--kind', event.kind, '--content-type', event.contentType, '--payload-base64', base64(event.payload)];
+    args.push('--id', event.id, '--source', event.source);
+    for (const [k, v] of event.attributes) args.push('--attribute', `${k}=${v}`);
+    return (this.call(args).returned as HostEvent[]).map(newEvent);
+  }
+
+  /** Runs `action` with `input`; its output. */
+  invoke(action: string, input: unknown): unknown {
+    if (!this.component) return this.host.run(() => new this.connector().invoke(action, input));
+    return this.call(['invoke', action, '--input', JSON.stringify(input)]).output;
+  }
+
+  /** Hands over a verified webhook; the reply. */
+  onWebhook(request: WebhookRequest): WebhookReply {
+    if (!this.component) return this.host.run(() => new this.connector().onWebhook(request));
+    const args = ['webhook', '--method', request.method, '--path', request.path, '--query', request.query];
+    args.push('--body-base64', base64(request.body));
+    for (const [k, v] of request.headers) args.push('--header', `${k}=${v}`);
+    const answer = this.call(args);
+    const reply = answer.output as { status: number; headers: [string, string][]; body_base64: string };
+    const events = (answer.returned as HostEvent[]).map(newEvent);
+    return new WebhookReply(reply.status, reply.headers, bytes(reply.body_base64), events);
+  }
+
+  private call(args: string[]): Record<string, unknown> {
+    const host = this.host;
+    const missing = [
+      ['http fixtures', host.http.fixtures.length > 0],
+      ['canned AI replies', host.ai.replies.length > 0],
+      ['kv values', host.kv.size > 0],
+    ]
+      .filter(([, present]) => present)
+      .map(([what]) => what);
+    if (missing.length) {
+      throw new ComponentModeError(`this test sets ${missing.join(', ')}, which only the fake host answers: run it without PLUGBOARD_COMPONENT`);
+    }
+    const binary = process.env.PLUGBOARD_BIN || 'plugboard';
+    const command = ['plugin', 'call', this.component as string, '--json'];
+    for (const capability of host.grants ? [...host.grants].sort() : CAPABILITIES) command.push('--grant', capability);
+    for (const [k, v] of Object.entries(host.config).sort()) command.push('--config', `${k}=${v}`);
+    const done = spawnSync(binary, [...command, ...args], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+    let answer: Record<string, any>;
+    try {
+      answer = JSON.parse(done.stdout);
+    } catch {
+      throw new ComponentModeError(`${binary} plugin call failed: ${done.error?.message ?? done.stderr.trim()}`);
+    }
+    for (const line of answer.logs ?? []) {
+      host.logs.push({ level: line.level, message: line.message, fields: Object.fromEntries(line.fields) });
+    }
+    host.emitted.push(...(answer.emitted ?? []).map(newEvent));
+    if (answer.error) {
+      const e = answer.error;
+      const val = e.case === 'upstream' ? { status: e.status, message: e.message } : e.case === 'rate-limited' ? e.retry_after_ms : e.message;
+      // A failure outside the contract (a trap, out of memory): the host answers `internal`.
+      const known = ['invalid-input', 'unauthorized', 'not-found', 'denied', 'rate-limited', 'timeout', 'upstream', 'internal', 'quota-exceeded'];
+      throw fromWit(known.includes(e.case) ? { tag: e.case, val } : { tag: 'internal', val: `${e.case}: ${e.message}` });
+    }
+    return answer;
   }
 }
