@@ -287,6 +287,22 @@ fn a_precompiled_component_loads_only_where_pinned_for_its_component_and_engine(
         list(&config("tampered.toml", ECHO, &pin.replace("echo.cwasm", "tampered.cwasm"), ""));
     assert!(code != 0 && err.contains("not the pinned") && err.contains("precompiled"), "{err}");
 
+    // An instance of the same component loaded first, unpinned, does not stand in for the
+    // pinned artifact: a wrong one is refused now, not at the next restart.
+    let shared = format!(
+        "[[plugin]]\nid = \"first\"\nwasm = {ECHO:?}\n{}",
+        std::fs::read_to_string(config(
+            "second.toml",
+            ECHO,
+            &pin.replace("echo.cwasm", "tampered.cwasm"),
+            ""
+        ))
+        .unwrap()
+    );
+    std::fs::write(at("shared.toml"), shared).unwrap();
+    let (code, _, err) = list(&at("shared.toml"));
+    assert!(code != 0 && err.contains("not the pinned"), "{err}");
+
     // Pinned, but compiled from echo, while the instance's component is another one.
     let (code, _, err) = list(&config("other.toml", SNOOP, &pin, ""));
     assert!(code != 0 && err.contains("was compiled from component"), "{err}");
@@ -298,7 +314,7 @@ fn a_precompiled_component_loads_only_where_pinned_for_its_component_and_engine(
     assert!(
         code != 0
             && err.contains("for another engine configuration")
-            && err.contains("plugboard plugin compile"),
+            && err.contains("fuel metering is part of the engine's settings"),
         "{err}"
     );
 

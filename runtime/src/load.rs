@@ -229,7 +229,12 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     let started = std::time::Instant::now();
     let sha256 = hex::encode(Sha256::digest(bytes));
     let hashed = started.elapsed();
-    let known = host.inner.compiled.lock().ok().and_then(|c| c.get(&sha256).cloned());
+    // An instance with a pinned artifact always loads that artifact (so a bad one fails now, not
+    // at the next restart), and its code is kept out of the table other instances share.
+    let known = match spec.precompiled {
+        Some(_) => None,
+        None => host.inner.compiled.lock().ok().and_then(|c| c.get(&sha256).cloned()),
+    };
     let (component, outcome) = match known {
         Some(component) => (component, CacheOutcome::Hit),
         None => {
@@ -255,7 +260,9 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
                 .map_err(|e| invalid(format!("compiler task failed: {e}")))?
                 .map_err(|e| invalid(format!("{e:#}")))?
                 .map_err(refused)?;
-            if let Ok(mut cache) = host.inner.compiled.lock() {
+            if compiled.1 != CacheOutcome::Precompiled
+                && let Ok(mut cache) = host.inner.compiled.lock()
+            {
                 cache.insert(sha256.clone(), compiled.0.clone());
             }
             compiled

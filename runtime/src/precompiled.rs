@@ -7,7 +7,12 @@
 //! `precompiled` (their statement that they trust that exact file: their build compiled it),
 //! (2) when its header names the instance's component by digest, and (3) when it was compiled for
 //! this engine's settings (wasmtime version, target, tunables); wasmtime checks its own header
-//! after ours. Each refusal says which, and how to make a good artifact.
+//! after ours. Each refusal says which, and how to make a good artifact. The header is written by
+//! whoever made the file, so (2) and (3) catch mistakes, not forgeries: the pin is the only trust,
+//! and an artifact someone else compiled is as trustworthy as a native program from them.
+//!
+//! A pinned artifact's code serves its own instance only: it is not shared with other instances
+//! of the same component through the host's table of compiled components.
 //!
 //! The format: the line `plugboard-precompiled/1`, one line of JSON ([`Header`]), then the bytes
 //! wasmtime's `Engine::precompile_component` wrote.
@@ -23,6 +28,10 @@ use crate::spec::Precompiled;
 const MAGIC: &[u8] = b"plugboard-precompiled/1\n";
 /// A header longer than this is not one of ours.
 const MAX_HEADER: usize = 4096;
+/// The largest artifact read: well above the compiled code of an 18 MB component (35 MB), and
+/// a bound on what a file swapped in place of the pinned one can make the host hold before its
+/// digest is refused.
+const MAX_ARTIFACT: u64 = 1 << 30;
 
 /// What an artifact says about itself.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -72,7 +81,8 @@ pub enum PrecompiledError {
     /// It was compiled for another engine: another wasmtime, target or settings.
     #[error(
         "{path} was compiled by plugboard {plugboard} for another engine configuration ({theirs}; this host's is {ours}): \
-         compile it again with this plugboard (`plugboard plugin compile`)"
+         compile it again with this plugboard, and with `--config` naming the configuration that loads it \
+         (fuel metering is part of the engine's settings)"
     )]
     OtherEngine {
         /// The artifact.
@@ -116,12 +126,34 @@ pub(crate) fn load(
     component_sha256: &str,
 ) -> Result<Component, PrecompiledError> {
     let path = pin.path.display().to_string();
-    let bytes = std::fs::read(&pin.path).map_err(|e| PrecompiledError::Refused {
-        path: path.clone(),
-        reason: format!("cannot read it: {e}"),
-    })?;
+    let bytes =
+        read_bounded(&pin.path).map_err(|reason| PrecompiledError::Refused { path: path.clone(), reason })?;
     let code = check(engine, pin, component_sha256, &bytes)?;
     deserialize(engine, code).map_err(|e| PrecompiledError::Refused { path, reason: format!("{e:#}") })
+}
+
+/// The file at `path`: a regular file (not a pipe or a device, which could block or never end)
+/// of at most [`MAX_ARTIFACT`] bytes, read through the handle that was checked.
+fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    // Checked before opening too: opening a named pipe for reading waits for a writer.
+    if !std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if meta.len() > MAX_ARTIFACT {
+        return Err(format!("it is larger than {MAX_ARTIFACT} bytes"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_ARTIFACT + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_ARTIFACT {
+        return Err(format!("it is larger than {MAX_ARTIFACT} bytes"));
+    }
+    Ok(bytes)
 }
 
 /// The compiled code in `bytes`, once the pin, the component and the engine match.
@@ -184,6 +216,21 @@ mod tests {
         out.push(b'\n');
         out.extend(b"compiled code");
         out
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_bounded(dir.path()).unwrap_err(), "it is not a regular file");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        // Refused at once: no writer is waited for.
+        assert_eq!(read_bounded(&fifo).unwrap_err(), "it is not a regular file");
+        let file = dir.path().join("a.cwasm");
+        std::fs::write(&file, b"bytes").unwrap();
+        assert_eq!(read_bounded(&file).unwrap(), b"bytes");
+        assert!(read_bounded(&dir.path().join("missing")).unwrap_err().starts_with("cannot read it"));
     }
 
     #[test]

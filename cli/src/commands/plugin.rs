@@ -79,9 +79,25 @@ pub async fn compile(mut builder: plugboard::HostBuilder, args: CompileArgs) -> 
         compiled_in.as_secs_f64(),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    say!("load it from plugboard.toml (this plugboard release and engine settings only):");
-    say!("  precompiled = {{ path = {:?}, sha256 = \"{sha256}\" }}", out.display().to_string());
+    say!("load it from plugboard.toml (this plugboard release and engine settings only; the path as seen");
+    say!("from the configuration file's folder):");
+    say!("  precompiled = {{ path = {}, sha256 = \"{sha256}\" }}", toml_string(&out.display().to_string()));
+    say!("The artifact is native code: pin only artifacts your own build compiled.");
     Ok(())
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out + "\""
 }
 
 #[derive(Debug, Args)]

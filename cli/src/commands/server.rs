@@ -36,7 +36,7 @@ pub async fn check(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()>
         let started = std::time::Instant::now();
         eprint!("loading {} ... ", spec.id);
         let info = host.load(spec).await?;
-        let how = if info.compiled_from_cache { "from the compile cache" } else { "compiled" };
+        let how = if info.compiled_from_cache { "from compiled code" } else { "compiled" };
         eprintln!("{how} in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
         let effective: Vec<&str> = info.effective.iter().map(|c| c.name()).collect();
         say!("{}: {} {} ok, may use: {}", info.id, info.name, info.version, effective.join(", "));
