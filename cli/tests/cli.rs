@@ -105,8 +105,10 @@ fn new_plugin_scaffolds_a_crate_that_tests_builds_and_loads() {
         plugboard(&["new", "plugin", "order-notes", "--dir", dir.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("order-notes"), "{out}");
-    let (code, _, err) = plugboard(&["new", "plugin", "Bad Name", "--dir", dir.path().to_str().unwrap()]);
-    assert!(code != 0 && err.contains("not a plugin name"), "{err}");
+    for bad in ["Bad Name", "type", "test"] {
+        let (code, _, err) = plugboard(&["new", "plugin", bad, "--dir", dir.path().to_str().unwrap()]);
+        assert!(code != 0 && err.contains("not a plugin name"), "{bad}: {err}");
+    }
     let crate_dir = dir.path().join("order-notes");
 
     // Its own test passes natively.

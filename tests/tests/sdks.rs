@@ -33,7 +33,7 @@ fn the_python_sdk_passes_its_tests() {
 #[test]
 fn order_risk_in_python_passes_its_tests() {
     let out = pytest("examples/order-risk/python");
-    assert!(out.contains("6 passed"), "{out}");
+    assert!(out.contains("7 passed"), "{out}");
 }
 
 /// `npm test` and `npm run check` (tsc) in `project`, its packages installed from its lock file.
@@ -59,5 +59,5 @@ fn the_typescript_sdk_passes_its_tests_and_type_checks() {
 #[test]
 fn order_risk_in_typescript_passes_its_tests_and_type_checks() {
     let out = npm_test("examples/order-risk/typescript");
-    assert!(out.contains("# pass 6") && out.contains("# fail 0"), "{out}");
+    assert!(out.contains("# pass 8") && out.contains("# fail 0"), "{out}");
 }

@@ -70,8 +70,69 @@ const COMPONENTIZE_PY: &str = "0.25.1";
 /// The componentize-js release the TypeScript SDK is tested with (`sdk/typescript/package.json`).
 const COMPONENTIZE_JS: &str = "0.23.0";
 
+/// Names cargo refuses as a package's (Rust keywords, the standard crates).
+const RESERVED: &[&str] = &[
+    "abstract",
+    "alloc",
+    "as",
+    "async",
+    "await",
+    "become",
+    "box",
+    "break",
+    "const",
+    "continue",
+    "core",
+    "crate",
+    "do",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "final",
+    "fn",
+    "for",
+    "gen",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "macro",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "override",
+    "priv",
+    "proc-macro",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "std",
+    "struct",
+    "super",
+    "test",
+    "trait",
+    "true",
+    "try",
+    "type",
+    "typeof",
+    "unsafe",
+    "unsized",
+    "use",
+    "virtual",
+    "where",
+    "while",
+    "yield",
+];
+
 fn valid(name: &str) -> bool {
-    !name.is_empty()
+    !RESERVED.contains(&name)
+        && !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -96,7 +157,7 @@ fn render(template: &str, name: &str, sdk: &Path) -> String {
         .replace("{{componentize_js}}", COMPONENTIZE_JS)
         .replace("{{crate}}", &name.replace('-', "_"))
         .replace("{{env}}", &name.replace('-', "_").to_uppercase())
-        .replace("{{sdk}}", &sdk.display().to_string().replace('\\', "/"))
+        .replace("{{sdk}}", &sdk.display().to_string())
 }
 
 /// The `sdk` folder of the plugboard checkout that holds `dir` or this binary (a build in its
@@ -116,7 +177,8 @@ pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
     let NewCommand::Plugin { name, dir, lang, sdk } = cmd;
     if !valid(&name) {
         bail!(
-            "`{name}` is not a plugin name: use lower case letters, digits and `-`, starting with a letter"
+            "`{name}` is not a plugin name: use lower case letters, digits and `-`, starting with a letter \
+             (and not a Rust keyword such as `type` or `test`)"
         );
     }
     let sdk = match sdk {
@@ -128,6 +190,14 @@ pub fn run(cmd: NewCommand) -> anyhow::Result<()> {
     };
     let sdk =
         sdk.canonicalize().with_context(|| format!("the SDK is not at {} (use --sdk)", sdk.display()))?;
+    // The path is written into TOML, JSON and a shell script as it is: refuse what any of them
+    // would read as something else.
+    let text = sdk.to_str().context("the SDK's path is not UTF-8")?;
+    if let Some(c) = text.chars().find(|c| matches!(c, '"' | '\\' | '$' | '`') || c.is_control()) {
+        bail!(
+            "the SDK's path {text:?} contains {c:?}, which the generated files cannot quote: move the checkout"
+        );
+    }
     if lang == Lang::Python && !sdk.join("python/plugboard_sdk/__init__.py").is_file() {
         bail!("{} has no Python SDK (python/plugboard_sdk): pass --sdk PATH", sdk.display());
     }

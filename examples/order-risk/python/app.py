@@ -17,6 +17,7 @@ Grants: `ai`, `config`, `log`, and for the order count `http` to the shop with t
 Build: `./build.sh` (componentize-py); test: `python3 -m pytest`.
 """
 
+import math
 from typing import Any, Optional
 
 from plugboard_sdk import (
@@ -103,8 +104,10 @@ def orders_placed(order: dict[str, Any]) -> Optional[int]:
         raise response.error("the customer's order count")
     # `UnsignedInt64` is a string in GraphQL's JSON.
     count = field(response.json(), "data", "customer", "numberOfOrders")
-    if isinstance(count, str) and count.isascii() and count.isdigit() and int(count) < 2**64:
-        return int(count)
+    # As Rust's u64 parser reads it: digits, an optional `+`.
+    digits = count.removeprefix("+") if isinstance(count, str) else ""
+    if digits.isascii() and digits.isdigit() and int(digits) < 2**64:
+        return int(digits)
     return None
 
 
@@ -136,6 +139,7 @@ def assessment(answer: ai.ChatResponse) -> dict[str, Any]:
         and isinstance(value.get("risk"), str)
         and isinstance(value.get("risk_score"), (int, float))
         and not isinstance(value.get("risk_score"), bool)
+        and math.isfinite(value["risk_score"])
         and isinstance(value.get("sentiment"), str)
         and isinstance(value.get("reasons"), list)
         and all(isinstance(r, str) for r in value["reasons"])

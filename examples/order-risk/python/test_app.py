@@ -101,3 +101,11 @@ def test_describe_tolerates_missing_fields():
         "Order ? for ?  by unknown email (customer's order history unknown).\n"
         "Billing address: ?,  \nShipping address: ?,  \nCustomer note: (none)"
     )
+
+
+def test_a_score_that_is_not_a_finite_number_is_not_an_assessment():
+    h = host()
+    h.ai.reply('{"risk": "high", "risk_score": 1e400, "sentiment": "neutral", "reasons": []}')
+    with h, pytest.raises(Upstream, match="not an assessment"):
+        OrderRisk().handle(event("orders/create", ORDER))
+    assert [f"{x:.2f}" for x in (0.125, 0.375, -0.0)] == ["0.12", "0.38", "-0.00"]

@@ -97,7 +97,8 @@ function ordersPlaced(order: Json): number | undefined {
   }
   // `UnsignedInt64` is a string in GraphQL's JSON.
   const count = field(response.json(), 'data', 'customer', 'numberOfOrders');
-  return typeof count === 'string' && /^[0-9]+$/.test(count) && count.length < 20 ? Number(count) : undefined;
+  // As Rust's u64 parser reads it: digits, an optional `+`.
+  return typeof count === 'string' && /^\+?[0-9]{1,19}$/.test(count) ? Number(count) : undefined;
 }
 
 /** What the model sees: the order's facts that bear on fraud, and the customer's own words. */
@@ -111,6 +112,18 @@ export function describe(order: Json, placed: number | undefined): string {
     `Shipping address: ${address(order.shipping_address)}\n` +
     `Customer note: ${text(order.note, '(none)')}`
   );
+}
+
+/** `x` with two decimals as Rust's `{:.2}` writes it: an exact tie rounds to even (0.125 ->
+ * "0.12", where `toFixed` gives "0.13"), and -0 keeps its sign. */
+export function fixed2(x: number): string {
+  if (Object.is(x, -0)) return '-0.00';
+  const scaled = x * 100;
+  if (Number.isInteger(x * 200) && !Number.isInteger(scaled)) {
+    const down = Math.floor(scaled);
+    return ((down % 2 === 0 ? down : down + 1) / 100).toFixed(2);
+  }
+  return x.toFixed(2);
 }
 
 interface Assessment {
@@ -128,6 +141,7 @@ function assessment(answer: ai.ChatResponse): Assessment {
     v !== null &&
     typeof v.risk === 'string' &&
     typeof v.risk_score === 'number' &&
+    Number.isFinite(v.risk_score) &&
     typeof v.sentiment === 'string' &&
     Array.isArray(v.reasons) &&
     v.reasons.every((r: unknown) => typeof r === 'string');
@@ -171,7 +185,7 @@ export class OrderRisk extends Connector {
     const parsed = configured !== undefined && /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(configured) ? Number(configured) : NaN;
     const minScore = Number.isNaN(parsed) ? 0.7 : parsed;
     const risky = risk === 'high' || score >= minScore;
-    log.info(`order ${id} assessed: risk ${risk} (${score.toFixed(2)}), sentiment ${sentiment}`, { event: event.id, model: answer.model });
+    log.info(`order ${id} assessed: risk ${risk} (${fixed2(score)}), sentiment ${sentiment}`, { event: event.id, model: answer.model });
     const name = text(order.name, '?');
     const out = [
       NewEvent.json('orders/assessed', { order_id: id, name, risk, risk_score: score, sentiment, reasons, risky, model: answer.model }).withAttribute(
@@ -185,7 +199,7 @@ export class OrderRisk extends Connector {
       const why = reasons.length ? reasons.join(', ') : 'no reason given';
       const message =
         `:rotating_light: Order ${name} (${text(order.total_price, '?')} ${text(order.currency, '')}) looks risky: ` +
-        `${risk} risk, score ${score.toFixed(2)}; customer sentiment ${sentiment}. Reasons: ${why}.`;
+        `${risk} risk, score ${fixed2(score)}; customer sentiment ${sentiment}. Reasons: ${why}.`;
       out.push(NewEvent.json('alerts/slack', { channel, text: message }));
       out.push(NewEvent.json('alerts/shopify-tag', { id, tags: [tag] }));
     }

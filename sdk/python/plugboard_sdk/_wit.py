@@ -45,10 +45,35 @@ def _call(f: Callable[..., T], *args: Any) -> T:
         raise errors.from_wit(e.value) from None
 
 
+def fields(value: Any, what: str) -> list[tuple[str, str]]:
+    """`value` as the contract's list of (name, value) text pairs."""
+    try:
+        pairs = [(k, v) for k, v in value]
+    except (TypeError, ValueError):
+        raise errors.Internal(f"{what} must be (name, value) pairs") from None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs):
+        raise errors.Internal(f"{what} must be pairs of strings")
+    return pairs
+
+
+def payload(value: Any, what: str) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise errors.Internal(f"{what} must be bytes, not {type(value).__name__}")
+    return bytes(value)
+
+
 def new_event_to_wit(e: NewEvent) -> Any:
+    """The contract's record for `e`, checked: a wrong type is a typed `internal` error here,
+    not a trap when componentize-py lowers it."""
     if not isinstance(e, NewEvent):
         raise errors.Internal(f"expected a NewEvent, got {type(e).__name__}")
-    return types.NewEvent(e.kind, e.occurred_at_ms, e.content_type, bytes(e.payload), list(e.attributes))
+    if not isinstance(e.kind, str) or not isinstance(e.content_type, str):
+        raise errors.Internal("an event's kind and content type must be strings")
+    at = e.occurred_at_ms
+    if at is not None and (isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= errors.U64_MAX):
+        raise errors.Internal(f"occurred_at_ms must be a whole number of ms, not {at!r}")
+    attributes = fields(e.attributes, f"the attributes of {e.kind}")
+    return types.NewEvent(e.kind, at, e.content_type, payload(e.payload, f"the payload of {e.kind}"), attributes)
 
 
 def _messages(messages: list[ai.Message]) -> list[Any]:

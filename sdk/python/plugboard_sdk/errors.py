@@ -79,7 +79,7 @@ class Upstream(PluginError):
     retryable = True
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}" if status else message)
+        super().__init__(message)
         self.status = status
         self.upstream_message = message
 
@@ -118,13 +118,33 @@ def from_wit(value: Any) -> PluginError:
     return cls(str(value.value))
 
 
+U64_MAX = 2**64 - 1
+
+
+def clamp_u64(value: Any) -> Optional[int]:
+    """`value` as the contract's u64: whole, at least 0, at most 2^64-1 (None stays None)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0
+    if number != number:  # NaN
+        return 0
+    if number >= U64_MAX:
+        return U64_MAX
+    return max(0, int(value) if isinstance(value, int) else int(number))
+
+
 def to_wit(error: PluginError, types: Any) -> Any:
-    """The WIT `error` value for `error`, built from the generated `types` module."""
+    """The WIT `error` value for `error`, built from the generated `types` module. Values the
+    contract cannot carry are brought into range (a wait past u64, a status past u16)."""
     if isinstance(error, RateLimited):
-        return types.Error_RateLimited(error.retry_after_ms)
+        return types.Error_RateLimited(clamp_u64(error.retry_after_ms))
     if isinstance(error, Upstream):
-        return types.Error_Upstream(types.UpstreamFailure(error.status, error.upstream_message))
+        status = error.status if isinstance(error.status, int) and 0 <= error.status <= 65535 else 0
+        return types.Error_Upstream(types.UpstreamFailure(status, str(error.upstream_message)))
     for wit_name, cls in _BY_WIT_CLASS.items():
         if isinstance(error, cls):
-            return getattr(types, wit_name)(error.message)
-    return types.Error_Internal(error.message)
+            return getattr(types, wit_name)(str(error.message))
+    return types.Error_Internal(str(error.message))

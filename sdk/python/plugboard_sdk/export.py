@@ -27,13 +27,15 @@ def export(connector: type[Connector]) -> tuple[Optional[type], Optional[type]]:
         raise TypeError("export() takes a subclass of plugboard_sdk.Connector")
     try:
         from componentize_py_types import Err
-        from wit_world import exports
-        from wit_world.exports import action_hints as raw_hints
-        from wit_world.imports import types
     except ImportError:
+        # Not in a component (pytest, a plain `python`): nothing to export.
         return None, None
+    # In a component: these must exist, and a failure here (a build for another world) must say so.
+    from wit_world import exports
+    from wit_world.exports import action_hints as raw_hints
+    from wit_world.imports import types
 
-    from ._wit import new_event_to_wit
+    from ._wit import fields, new_event_to_wit, payload
 
     def guarded(f: Callable[[], T]) -> T:
         """Runs a handler: a `PluginError` becomes its case of the WIT error, any other exception
@@ -57,7 +59,7 @@ def export(connector: type[Connector]) -> tuple[Optional[type], Optional[type]]:
             m.version,
             m.description,
             list(m.produced),
-            [types.Action(a.name, a.description, json.dumps(a.input_schema)) for a in m.actions],
+            [types.Action(a.name, a.description, json.dumps(a.input_schema, allow_nan=False)) for a in m.actions],
             [getattr(types.Capability, c.name) for c in m.capabilities],
             None if m.verification is None else getattr(types.VerificationScheme, m.verification.name),
         )
@@ -68,7 +70,11 @@ def export(connector: type[Connector]) -> tuple[Optional[type], Optional[type]]:
         if not isinstance(reply, WebhookReply):
             raise Internal(f"on_webhook must return a WebhookReply, not {type(reply).__name__}")
         events = events_to_wit(reply.events, "on_webhook's reply")
-        return types.WebhookReply(reply.status, list(reply.headers), bytes(reply.body), events)
+        status = reply.status
+        if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 65535:
+            raise Internal(f"on_webhook's reply status must be a number, not {status!r}")
+        headers = fields(reply.headers, "on_webhook's reply headers")
+        return types.WebhookReply(status, headers, payload(reply.body, "on_webhook's reply body"), events)
 
     def handle(event: Any) -> list[Any]:
         e = Event(
@@ -89,7 +95,7 @@ def export(connector: type[Connector]) -> tuple[Optional[type], Optional[type]]:
             raise InvalidInput(f"action input is not JSON: {e}") from None
         output = connector().invoke(action, value)
         try:
-            return json.dumps(output)
+            return json.dumps(output, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise Internal(f"action `{action}` returned what is not JSON: {e}") from None
 

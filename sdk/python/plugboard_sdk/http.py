@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ._host import backend
-from .errors import Internal, InvalidInput, NotFound, PluginError, RateLimited, Unauthorized, Upstream
+from .errors import U64_MAX, Internal, InvalidInput, NotFound, PluginError, RateLimited, Unauthorized, Upstream, clamp_u64
 
 
 def secret(name: str) -> str:
@@ -70,7 +70,7 @@ class Request:
     def json(self, value: Any) -> Request:
         """Sets a JSON body and its content type."""
         try:
-            self.body_bytes = _json.dumps(value, separators=(",", ":")).encode()
+            self.body_bytes = _json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as e:
             raise Internal(f"request body is not JSON: {e}") from None
         return self.header("content-type", "application/json")
@@ -126,14 +126,19 @@ class Response:
             raise Upstream(self.status, f"response body is not JSON: {e}") from None
 
     def retry_after_ms(self) -> Optional[int]:
-        """How long the server asked to wait: `retry-after-ms`, or `Retry-After` in seconds."""
-        for name, scale in (("retry-after-ms", 1), ("retry-after", 1000)):
-            value = self.header(name)
-            if value is not None:
-                try:
-                    return max(0, int(float(value.strip()) * scale))
-                except ValueError:
-                    continue
+        """How long the server asked to wait: `retry-after-ms`, or `Retry-After` in whole seconds
+        (an HTTP date is not read)."""
+        ms = self.header("retry-after-ms")
+        if ms is not None:
+            try:
+                return clamp_u64(float(ms.strip()))
+            except ValueError:
+                pass
+        seconds = self.header("retry-after")
+        if seconds is not None:
+            text = seconds.strip().removeprefix("+")
+            if text.isascii() and text.isdigit():
+                return min(int(text) * 1000, U64_MAX)
         return None
 
     def error(self, message: str) -> PluginError:
@@ -149,4 +154,4 @@ class Response:
             return Unauthorized(text)
         if self.status == 429:
             return RateLimited(self.retry_after_ms())
-        return Upstream(self.status, message)
+        return Upstream(self.status, text)

@@ -28,7 +28,7 @@ def get(key: str) -> Any:
 def set(key: str, value: Any, ttl_seconds: Optional[float] = None) -> None:  # noqa: A001 - the contract's name
     """Stores `value` as JSON under `key`, expiring after `ttl_seconds` when given."""
     try:
-        raw = json.dumps(value, separators=(",", ":")).encode()
+        raw = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as e:
         raise Internal(f"kv value of `{key}` is not JSON: {e}") from None
     set_bytes(key, raw, ttl_seconds)

@@ -188,6 +188,8 @@ class FakeHost:
         self.http = FakeHttp()
         self.ai = FakeAi()
         self.now_ms: Optional[int] = None
+        # What the connector being called requests (`connector(...)` sets it for its calls).
+        self._requested: Optional[set[str]] = None
 
     def __enter__(self) -> FakeHost:
         _host.push(self)
@@ -210,6 +212,9 @@ class FakeHost:
     def _check(self, capability: str) -> None:
         if self.grants is not None and capability not in self.grants:
             raise Denied(f"capability `{capability}` is not granted")
+        if self._requested is not None and capability not in self._requested:
+            # As the host does: a capability counts only where it is requested and granted.
+            raise Denied(f"capability `{capability}` is not requested in the plugin's metadata")
 
     def _now(self) -> int:
         return self.now_ms if self.now_ms is not None else int(time.time() * 1000)
@@ -318,11 +323,19 @@ class ConnectorRunner:
     def __init__(self, host: FakeHost, cls: type[Connector], component: Optional[str]) -> None:
         self.host, self.cls, self.component = host, cls, component
 
+    def _in_process(self, call: Any) -> Any:
+        requested = {c.value for c in self.cls().metadata().capabilities}
+        self.host._requested = requested
+        try:
+            with self.host:
+                return call(self.cls())
+        finally:
+            self.host._requested = None
+
     def handle(self, event: Event) -> list[NewEvent]:
         """Delivers `event`; the events it returned."""
         if not self.component:
-            with self.host:
-                return self.cls().handle(event)
+            return self._in_process(lambda c: c.handle(event))
         args = ["handle", "--kind", event.kind, "--content-type", event.content_type]
         args += ["--payload-base64", base64.b64encode(event.payload).decode(), "--id", event.id]
         args += ["--source", event.source]
@@ -333,15 +346,13 @@ class ConnectorRunner:
     def invoke(self, action: str, input: Any) -> Any:  # noqa: A002 - the contract's name
         """Runs `action` with `input`; its output."""
         if not self.component:
-            with self.host:
-                return self.cls().invoke(action, input)
+            return self._in_process(lambda c: c.invoke(action, input))
         return self._call(["invoke", action, "--input", _json.dumps(input)])["output"]
 
     def on_webhook(self, request: WebhookRequest) -> WebhookReply:
         """Hands over a verified webhook; the reply."""
         if not self.component:
-            with self.host:
-                return self.cls().on_webhook(request)
+            return self._in_process(lambda c: c.on_webhook(request))
         args = ["webhook", "--method", request.method, "--path", request.path, "--query", request.query]
         args += ["--body-base64", base64.b64encode(request.body).decode()]
         for k, v in request.headers:

@@ -14,7 +14,7 @@ Fields = list[tuple[str, str]]
 
 def _to_json(value: Any, what: str) -> bytes:
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as e:
         raise Internal(f"{what} is not JSON: {e}") from None
 

@@ -221,3 +221,45 @@ def test_errors_map_to_the_contract_and_back():
 
     assert type(errors.to_wit(Custom("sub"), wit)).__name__ == "Error_NotFound"
     assert type(errors.to_wit(errors.PluginError("base"), wit)).__name__ == "Error_Internal"
+
+
+def test_waits_and_statuses_are_read_as_the_rust_sdk_reads_them():
+    wait = lambda name, value: http.Response(429, [(name, value)]).retry_after_ms()  # noqa: E731
+    assert wait("Retry-After", "3") == 3000
+    assert wait("Retry-After", "+3") == 3000
+    assert wait("Retry-After", "1.5") is None  # whole seconds only
+    assert wait("Retry-After", "Wed, 21 Oct 2026 07:28:00 GMT") is None
+    assert wait("retry-after-ms", "250.7") == 250
+    assert wait("retry-after-ms", "-5") == 0
+    assert wait("retry-after-ms", "nan") == 0
+    assert wait("retry-after-ms", "1e400") == errors.U64_MAX
+    assert str(http.Response(503).error("listing orders")) == "HTTP 503: listing orders"
+    assert http.Response(503).error("x").upstream_message == "HTTP 503: x"
+
+
+def test_values_the_contract_cannot_carry_are_refused_or_brought_into_range():
+    with pytest.raises(Internal, match="not JSON"):
+        NewEvent.json("x/y", float("nan"))
+    with FakeHost(), pytest.raises(Internal, match="not JSON"):
+        kv.set("k", float("inf"))
+    assert errors.clamp_u64(1e30) == errors.U64_MAX
+    assert errors.clamp_u64(-1) == 0
+    assert errors.clamp_u64(2.9) == 2
+    assert errors.clamp_u64(None) is None
+
+
+def test_through_connector_a_capability_the_plugin_did_not_request_is_denied_as_the_host_does():
+    class Forgetful(Connector):
+        def metadata(self):
+            return Metadata("forgetful", "0.1.0", "d").requests(Capability.LOG)
+
+        def handle(self, event):
+            kv.increment("seen")
+            return []
+
+    host = FakeHost()
+    with pytest.raises(Denied, match="not requested"):
+        host.connector(Forgetful).handle(event("a/b", {}))
+    # Called directly, the fake host cannot know what it requested.
+    with host:
+        assert Forgetful().handle(event("a/b", {})) == []

@@ -48,13 +48,36 @@ export function newEventToWit(e: unknown): WitNewEvent {
   if (!(e instanceof NewEvent)) {
     throw new Internal(`expected a NewEvent, got ${describe(e)}`);
   }
+  if (typeof e.kind !== 'string' || typeof e.contentType !== 'string') {
+    throw new Internal("an event's kind and content type must be strings");
+  }
+  const at = e.occurredAtMs;
+  if (at !== undefined && !(Number.isSafeInteger(at) && at >= 0)) {
+    throw new Internal(`occurredAtMs must be a whole number of ms, not ${String(at)}`);
+  }
   return {
     kind: e.kind,
-    occurredAtMs: e.occurredAtMs === undefined ? undefined : BigInt(Math.max(0, Math.trunc(e.occurredAtMs))),
+    occurredAtMs: at === undefined ? undefined : BigInt(at),
     contentType: e.contentType,
-    payload: e.payload,
-    attributes: e.attributes.map(([k, v]) => [k, v]),
+    payload: bytes(e.payload, `the payload of ${e.kind}`),
+    attributes: fields(e.attributes, `the attributes of ${e.kind}`),
   };
+}
+
+/** `value` as the contract's list of (name, value) text pairs; a typed error rather than a trap
+ * when componentize-js lowers something else. */
+function fields(value: unknown, what: string): [string, string][] {
+  if (!Array.isArray(value) || !value.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string')) {
+    throw new Internal(`${what} must be [name, value] pairs of strings`);
+  }
+  return value.map(([k, v]) => [k, v]);
+}
+
+function bytes(value: unknown, what: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new Internal(`${what} must be a Uint8Array, not ${describe(value)}`);
+  }
+  return value;
 }
 
 function describe(value: unknown): string {
@@ -104,7 +127,15 @@ export function exportConnector(connector: new () => Connector) {
         if (!(reply instanceof WebhookReply)) {
           throw new Internal(`onWebhook must return a WebhookReply, not ${describe(reply)}`);
         }
-        return { status: reply.status, headers: reply.headers, body: reply.body, events: eventsToWit(reply.events, "onWebhook's reply") };
+        if (!(Number.isInteger(reply.status) && reply.status >= 0 && reply.status <= 65535)) {
+          throw new Internal(`onWebhook's reply status must be a number, not ${String(reply.status)}`);
+        }
+        return {
+          status: reply.status,
+          headers: fields(reply.headers, "onWebhook's reply headers"),
+          body: bytes(reply.body, "onWebhook's reply body"),
+          events: eventsToWit(reply.events, "onWebhook's reply"),
+        };
       });
     },
     handle(event: WitEvent) {

@@ -75,7 +75,7 @@ export class Upstream extends PluginError {
     readonly status: number,
     readonly upstreamMessage: string,
   ) {
-    super(status ? `HTTP ${status}: ${upstreamMessage}` : upstreamMessage);
+    super(upstreamMessage);
   }
   override get retryable(): boolean {
     return true;
@@ -90,6 +90,16 @@ export class Internal extends PluginError {
 /** A budget the operator set is spent (AI tokens per day). Not retried. */
 export class QuotaExceeded extends PluginError {
   override readonly case = 'quota-exceeded';
+}
+
+export const U64_MAX = 2n ** 64n - 1n;
+
+/** `n` as the contract's u64: whole, at least 0, at most 2^64-1 (NaN is 0, Infinity the most). */
+export function u64(n: number): bigint {
+  if (Number.isNaN(n) || n <= 0) return 0n;
+  if (!Number.isFinite(n)) return U64_MAX;
+  const whole = BigInt(Math.trunc(n));
+  return whole > U64_MAX ? U64_MAX : whole;
 }
 
 /** A WIT `error` value as componentize-js passes it: `{ tag, val }`. */
@@ -125,10 +135,11 @@ export function fromWit(e: WitError): PluginError {
  * `internal` with its name and message (rather than a trap, which says nothing). */
 export function toWit(e: unknown): WitError {
   if (e instanceof RateLimited) {
-    return { tag: 'rate-limited', val: e.retryAfterMs === undefined ? undefined : BigInt(Math.max(0, Math.trunc(e.retryAfterMs))) };
+    return { tag: 'rate-limited', val: e.retryAfterMs === undefined ? undefined : u64(e.retryAfterMs) };
   }
   if (e instanceof Upstream) {
-    return { tag: 'upstream', val: { status: e.status, message: e.upstreamMessage } };
+    const status = Number.isInteger(e.status) && e.status >= 0 && e.status <= 65535 ? e.status : 0;
+    return { tag: 'upstream', val: { status, message: String(e.upstreamMessage) } };
   }
   if (e instanceof PluginError) {
     return { tag: e.case, val: e.message };

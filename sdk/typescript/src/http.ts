@@ -130,17 +130,16 @@ export class Response {
     }
   }
 
-  /** How long the server asked to wait: `retry-after-ms`, or `Retry-After` in seconds. */
+  /** How long the server asked to wait: `retry-after-ms`, or `Retry-After` in whole seconds (an
+   * HTTP date is not read). */
   retryAfterMs(): number | undefined {
-    for (const [name, scale] of [
-      ['retry-after-ms', 1],
-      ['retry-after', 1000],
-    ] as const) {
-      const value = this.header(name);
-      const n = value === undefined ? NaN : Number(value.trim());
-      if (value !== undefined && value.trim() !== '' && Number.isFinite(n)) {
-        return Math.max(0, Math.trunc(n * scale));
-      }
+    const ms = this.header('retry-after-ms')?.trim();
+    if (ms !== undefined && ms !== '' && !Number.isNaN(Number(ms))) {
+      return Math.max(0, Math.trunc(Number(ms)));
+    }
+    const seconds = this.header('retry-after')?.trim().replace(/^\+/, '');
+    if (seconds !== undefined && /^[0-9]+$/.test(seconds)) {
+      return Number(seconds) * 1000;
     }
     return undefined;
   }
@@ -154,6 +153,6 @@ export class Response {
     if (this.status === 404) return new NotFound(text);
     if (this.status === 401 || this.status === 403) return new Unauthorized(text);
     if (this.status === 429) return new RateLimited(this.retryAfterMs());
-    return new Upstream(this.status, message);
+    return new Upstream(this.status, text);
   }
 }

@@ -192,9 +192,16 @@ export class FakeHost implements Backend {
     return raw === undefined ? undefined : JSON.parse(decoder.decode(raw));
   }
 
+  /** What the connector being called requests (`connector(...)` sets it for its calls). */
+  requested?: Set<string>;
+
   private check(capability: Capability): void {
     if (this.grants && !this.grants.has(capability)) {
       throw new Denied(`capability \`${capability}\` is not granted`);
+    }
+    if (this.requested && !this.requested.has(capability)) {
+      // As the host does: a capability counts only where it is requested and granted.
+      throw new Denied(`capability \`${capability}\` is not requested in the plugin's metadata`);
     }
   }
 
@@ -307,9 +314,18 @@ export class ConnectorRunner {
     readonly component?: string,
   ) {}
 
+  private inProcess<T>(call: (c: Connector) => T): T {
+    this.host.requested = new Set(new this.connector().metadata().capabilities);
+    try {
+      return this.host.run(() => call(new this.connector()));
+    } finally {
+      this.host.requested = undefined;
+    }
+  }
+
   /** Delivers `event`; the events it returned. */
   handle(event: Event): NewEvent[] {
-    if (!this.component) return this.host.run(() => new this.connector().handle(event));
+    if (!this.component) return this.inProcess((c) => c.handle(event));
     const args = ['handle', '--kind', event.kind, '--content-type', event.contentType, '--payload-base64', base64(event.payload)];
     args.push('--id', event.id, '--source', event.source);
     for (const [k, v] of event.attributes) args.push('--attribute', `${k}=${v}`);
@@ -318,13 +334,13 @@ export class ConnectorRunner {
 
   /** Runs `action` with `input`; its output. */
   invoke(action: string, input: unknown): unknown {
-    if (!this.component) return this.host.run(() => new this.connector().invoke(action, input));
+    if (!this.component) return this.inProcess((c) => c.invoke(action, input));
     return this.call(['invoke', action, '--input', JSON.stringify(input)]).output;
   }
 
   /** Hands over a verified webhook; the reply. */
   onWebhook(request: WebhookRequest): WebhookReply {
-    if (!this.component) return this.host.run(() => new this.connector().onWebhook(request));
+    if (!this.component) return this.inProcess((c) => c.onWebhook(request));
     const args = ['webhook', '--method', request.method, '--path', request.path, '--query', request.query];
     args.push('--body-base64', base64(request.body));
     for (const [k, v] of request.headers) args.push('--header', `${k}=${v}`);

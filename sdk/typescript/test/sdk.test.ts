@@ -246,3 +246,54 @@ test('the export speaks the contract', () => {
     { action: 'boom', title: 'Throw', readOnly: false, destructive: true, idempotent: false, openWorld: true, outputSchema: '{"type":"object"}' },
   ]);
 });
+
+test('waits and statuses are read as the Rust SDK reads them', () => {
+  const wait = (name: string, value: string) => new http.Response(429, [[name, value]]).retryAfterMs();
+  assert.equal(wait('Retry-After', '3'), 3000);
+  assert.equal(wait('Retry-After', '+3'), 3000);
+  assert.equal(wait('Retry-After', '1.5'), undefined);
+  assert.equal(wait('Retry-After', 'Wed, 21 Oct 2026 07:28:00 GMT'), undefined);
+  assert.equal(wait('retry-after-ms', '250.7'), 250);
+  assert.equal(wait('retry-after-ms', '-5'), 0);
+  assert.equal(new http.Response(503).error('listing orders').message, 'HTTP 503: listing orders');
+  assert.deepEqual(toWit(new http.Response(503).error('x')), { tag: 'upstream', val: { status: 503, message: 'HTTP 503: x' } });
+});
+
+test('values the contract cannot carry are refused or brought into range, never a trap', () => {
+  assert.deepEqual(toWit(new RateLimited(Infinity)), { tag: 'rate-limited', val: 2n ** 64n - 1n });
+  assert.deepEqual(toWit(new RateLimited(NaN)), { tag: 'rate-limited', val: 0n });
+  assert.deepEqual(toWit(new RateLimited(1e306 * 1000)), { tag: 'rate-limited', val: 2n ** 64n - 1n });
+  assert.deepEqual(toWit(new Upstream(70000, 'x')), { tag: 'upstream', val: { status: 0, message: 'x' } });
+  class Odd extends Connector {
+    metadata() {
+      return new Metadata('odd', '0.1.0', 'd');
+    }
+    handle() {
+      return [new NewEvent('a/b', new Uint8Array(), 'text/plain', NaN)];
+    }
+    onWebhook() {
+      return new WebhookReply(70000);
+    }
+  }
+  const { plugin } = exportConnector(Odd);
+  const witEvent = { id: 'e', source: 's', kind: 'k', occurredAtMs: 1n, contentType: 'x', payload: new Uint8Array(), attributes: [] };
+  assert.throws(() => plugin.handle(witEvent), (e: any) => e.payload.tag === 'internal' && /occurredAtMs/.test(e.payload.val));
+  const request = { method: 'POST', path: '/', query: '', headers: [], body: new Uint8Array() };
+  assert.throws(() => plugin.onWebhook(request), (e: any) => e.payload.tag === 'internal' && /status/.test(e.payload.val));
+});
+
+test('through connector(), a capability the plugin did not request is denied, as the host does', () => {
+  class Forgetful extends Connector {
+    metadata() {
+      return new Metadata('forgetful', '0.1.0', 'd').requests('log');
+    }
+    handle() {
+      kv.increment('seen');
+      return [];
+    }
+  }
+  const host = new FakeHost();
+  assert.throws(() => host.connector(Forgetful).handle(event('a/b', {})), (e) => e instanceof Denied && /not requested/.test(e.message));
+  // Called directly, the fake host cannot know what it requested.
+  assert.deepEqual(host.run(() => new Forgetful().handle()), []);
+});

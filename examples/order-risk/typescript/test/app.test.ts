@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { InvalidInput, RateLimited, Upstream } from '@plugboard/sdk';
 import { event, FakeHost } from '@plugboard/sdk/testing';
 
-import { describe, OrderRisk } from '../app.ts';
+import { describe, fixed2, OrderRisk } from '../app.ts';
 
 const GRAPHQL = 'https://shop.example/admin/api/2025-07/graphql.json';
 const ORDER = {
@@ -98,4 +98,14 @@ test('describe tolerates missing fields', () => {
     describe({}, undefined),
     "Order ? for ?  by unknown email (customer's order history unknown).\nBilling address: ?,  \nShipping address: ?,  \nCustomer note: (none)",
   );
+});
+
+test('two decimals as the Rust step writes them', () => {
+  assert.deepEqual([0.125, 0.375, 0.91, 0.08, 1, -0, -0.125].map(fixed2), ['0.12', '0.38', '0.91', '0.08', '1.00', '-0.00', '-0.12']);
+});
+
+test('a score that is not a finite number is not an assessment', () => {
+  const h = host();
+  h.ai.reply('{"risk": "high", "risk_score": 1e400, "sentiment": "neutral", "reasons": []}');
+  assert.throws(() => h.run(() => new OrderRisk().handle(event('orders/create', ORDER))), Upstream);
 });
