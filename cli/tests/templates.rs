@@ -1,8 +1,9 @@
-//! `plugboard new plugin --lang python|typescript` as a new author uses it, following the
-//! commands the project's README gives: its own tests pass against the SDK's fake host, its one
-//! build command makes a component, the same tests pass against that component in the real host, `plugboard plugin inspect` and `plugin call` load it, and
-//! `plugboard up` with the configuration the README gives turns a signed webhook into events
-//! that the plugin then handles.
+//! `plugboard new plugin --lang rust|python|typescript` as a new author uses it, following the
+//! commands the project's README gives: its own tests pass (in Python and TypeScript against the
+//! SDK's fake host, then against the built component in the real host), its one build command
+//! makes a component, `plugboard plugin inspect` and `plugin call` load it, and `plugboard up`
+//! with the configuration the README gives turns a signed webhook into events that the plugin
+//! then handles.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -40,6 +41,53 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn cargo(dir: &std::path::Path, target: &str) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if (key.starts_with("CARGO") && key != "CARGO_HOME") || key.starts_with("RUSTC") || key == "RUSTFLAGS"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    cmd.env("CARGO_TARGET_DIR", root.join(target));
+    cmd
+}
+
+/// `plugboard new plugin` (Rust): its test passes natively, it builds into a component with the
+/// same toolchain as the guests (tests/build.rs), and plugboard loads, calls and serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_rust_plugin_tests_builds_loads_and_handles_a_webhook_under_plugboard_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = new_plugin(dir.path(), "rust", "cargo test");
+    for bad in ["Bad Name", "type", "test"] {
+        let (code, _, err) = plugboard(&["new", "plugin", bad, "--dir", dir.path().to_str().unwrap()]);
+        assert!(code != 0 && err.contains("not a plugin name"), "{bad}: {err}");
+    }
+    let test = cargo(&project, "sdk-compile-checks").args(["test", "--offline", "--quiet"]).output().unwrap();
+    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stderr));
+    assert!(String::from_utf8_lossy(&test.stdout).contains("1 passed"));
+
+    let mut build = cargo(&project, "wasm-guests");
+    build.args(["build", "--offline", "--release", "--target", "wasm32-wasip2"]);
+    if Path::new("/usr/lib/wasm32-wasi").exists() && Path::new("/usr/bin/rustc").exists() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        build
+            .env("PATH", format!("/usr/lib/llvm-19/bin:{path}"))
+            .env("RUSTC", "/usr/bin/rustc")
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("RUSTFLAGS", "-L /usr/lib/wasm32-wasi")
+            .arg("-Zbuild-std=std,panic_abort");
+    }
+    let built = build.output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm-guests/wasm32-wasip2/release/order_notes.wasm");
+    loads_and_handles_a_webhook(&project, &wasm, "path/to/order_notes.wasm").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_python_plugin_tests_builds_loads_and_handles_a_webhook_under_plugboard_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,7 +99,8 @@ async fn a_new_python_plugin_tests_builds_loads_and_handles_a_webhook_under_plug
     run_in(&project, "./build.sh", &[]);
     let tests = against_the_component(&project, "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
     assert!(tests.contains("5 passed"), "{tests}");
-    loads_and_handles_a_webhook(&project).await;
+    loads_and_handles_a_webhook(&project, &project.join("order-notes.wasm"), "path/to/order-notes.wasm")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +116,8 @@ async fn a_new_typescript_plugin_tests_builds_loads_and_handles_a_webhook_under_
     run_in(&project, "npm", &["run", "build"]);
     let tests = against_the_component(&project, "npm", &["test"]);
     assert!(tests.contains("# pass 5") && tests.contains("# fail 0"), "{tests}");
-    loads_and_handles_a_webhook(&project).await;
+    loads_and_handles_a_webhook(&project, &project.join("order-notes.wasm"), "path/to/order-notes.wasm")
+        .await;
 }
 
 /// Runs the project's tests with `PLUGBOARD_COMPONENT` set: each call goes to the built
@@ -97,9 +147,9 @@ fn new_plugin(dir: &Path, lang: &str, next: &str) -> std::path::PathBuf {
     dir.join("order-notes")
 }
 
-/// The built `order-notes.wasm` of `project`, as plugboard loads, calls and serves it.
-async fn loads_and_handles_a_webhook(project: &Path) {
-    let wasm = project.join("order-notes.wasm");
+/// The built component `wasm` of `project`, as plugboard loads, calls and serves it with the
+/// configuration of the project's README (where the component is `readme_wasm`).
+async fn loads_and_handles_a_webhook(project: &Path, wasm: &Path, readme_wasm: &str) {
     let wasm_path = wasm.to_str().unwrap();
     let (code, out, err) = plugboard(&["plugin", "inspect", wasm_path]);
     assert_eq!(code, 0, "{err}");
@@ -115,8 +165,7 @@ async fn loads_and_handles_a_webhook(project: &Path) {
     // `plugboard up` with the README's configuration, and a route that hands the received event
     // to a second instance of the plugin (an instance's events never go back to itself).
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
-    let plugin = readme_config(&readme, "Then add it to `plugboard.toml`")
-        .replace("path/to/order-notes.wasm", wasm_path);
+    let plugin = readme_config(&readme, "Then add it to `plugboard.toml`").replace(readme_wasm, wasm_path);
     let port = free_port();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\npath = \"events.db\"\n{plugin}\n\
