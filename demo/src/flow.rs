@@ -154,6 +154,20 @@ impl Flow {
         Ok((response.status().as_u16(), response.text().await?))
     }
 
+    /// POSTs Shopify's `orders/create` webhook for `sample_order(id, note, total)`, signed with
+    /// the demo's secret, to the `shopify` instance; returns the status.
+    pub async fn send_order(
+        &self,
+        id: u64,
+        note: &str,
+        total: &str,
+        webhook_id: &str,
+    ) -> anyhow::Result<u16> {
+        let body = serde_json::to_vec(&crate::sample_order(id, note, total))?;
+        let headers = crate::shopify_headers(SHOPIFY_WEBHOOK_SECRET, "orders/create", webhook_id, &body);
+        Ok(self.webhook("shopify", headers, body).await?.0)
+    }
+
     /// The newest event of `kind` whose attribute `key` is `value`.
     pub async fn find_event(&self, kind: &str, key: &str, value: &str) -> anyhow::Result<Option<Value>> {
         let events = self.admin(&format!("/v1/events?kind={kind}&limit=100")).await?;

@@ -32,14 +32,7 @@ async fn run(order_risk: Option<&std::path::Path>) -> (Vec<Produced>, Vec<String
     }
     let mut produced = Vec::new();
     for (id, note, total) in ORDERS {
-        let body = serde_json::to_vec(&plugboard_demo::sample_order(id, note, total)).unwrap();
-        let headers = plugboard_demo::shopify_headers(
-            plugboard_demo::SHOPIFY_WEBHOOK_SECRET,
-            "orders/create",
-            &format!("w-{id}"),
-            &body,
-        );
-        assert_eq!(flow.webhook("shopify", headers, body).await.unwrap().0, 200);
+        assert_eq!(flow.send_order(id, note, total, &format!("w-{id}")).await.unwrap(), 200);
         // One at a time, so that each order's events are its own.
         flow.settled().await.unwrap();
         let created = flow.find_event("orders/create", "order_id", &id.to_string()).await.unwrap().unwrap();

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json as _json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from ._host import backend
 from .errors import Upstream
@@ -70,35 +70,44 @@ class ChatResponse:
             raise Upstream(200, f"model {self.model} answered with invalid JSON: {e}") from None
 
 
-class Chat:
-    """A chat request under construction."""
+Built = TypeVar("Built", bound="_Conversation")
 
-    def __init__(self) -> None:
-        self.request = ChatRequest()
 
-    def model(self, model: str) -> Chat:
+class _Conversation:
+    """What a chat and an agent conversation are built with alike."""
+
+    request: Any
+
+    def model(self: Built, model: str) -> Built:
         """Names the model (the provider instance's default otherwise)."""
         self.request.model = model
         return self
 
-    def system(self, content: str) -> Chat:
-        """Adds a system message."""
+    def system(self: Built, content: str) -> Built:
+        """Adds a system message: instructions."""
         self.request.messages.append(Message("system", content))
         return self
 
-    def user(self, content: str) -> Chat:
+    def user(self: Built, content: str) -> Built:
         """Adds a user message."""
         self.request.messages.append(Message("user", content))
         return self
 
+    def temperature(self: Built, t: float) -> Built:
+        """Sets the sampling temperature (0 is deterministic, and cacheable by the host)."""
+        self.request.temperature = float(t)
+        return self
+
+
+class Chat(_Conversation):
+    """A chat request under construction."""
+
+    def __init__(self) -> None:
+        self.request: ChatRequest = ChatRequest()
+
     def assistant(self, content: str) -> Chat:
         """Adds an earlier answer of the model."""
         self.request.messages.append(Message("assistant", content))
-        return self
-
-    def temperature(self, t: float) -> Chat:
-        """Sets the sampling temperature (0 is deterministic, and cacheable by the host)."""
-        self.request.temperature = float(t)
         return self
 
     def max_tokens(self, n: int) -> Chat:
@@ -166,27 +175,12 @@ class AgentResponse:
     usage: Usage = field(default_factory=Usage)
 
 
-class Agent:
+class Agent(_Conversation):
     """A conversation in which the model may call connector actions as tools. Each action must be
     in this instance's `grants.ai_tools`; the host runs the calls until the model answers."""
 
     def __init__(self) -> None:
-        self.request = AgentRequest()
-
-    def model(self, model: str) -> Agent:
-        """Names the model."""
-        self.request.model = model
-        return self
-
-    def system(self, content: str) -> Agent:
-        """Adds instructions."""
-        self.request.messages.append(Message("system", content))
-        return self
-
-    def user(self, content: str) -> Agent:
-        """Adds the user's words."""
-        self.request.messages.append(Message("user", content))
-        return self
+        self.request: AgentRequest = AgentRequest()
 
     def tool(self, action: str) -> Agent:
         """Lets the model call a connector action, as `instance.action`."""
@@ -196,11 +190,6 @@ class Agent:
     def max_rounds(self, n: int) -> Agent:
         """The most model turns that may ask for calls (at most 8)."""
         self.request.max_rounds = int(n)
-        return self
-
-    def temperature(self, t: float) -> Agent:
-        """Sets the sampling temperature."""
-        self.request.temperature = float(t)
         return self
 
     def send(self) -> AgentResponse:

@@ -58,9 +58,9 @@ export class ChatResponse {
   }
 }
 
-/** A chat request under construction. */
-export class Chat {
-  readonly request: ChatRequest = { messages: [], responseFormat: 'text', stop: [] };
+/** What a chat and an agent conversation are built with alike. */
+abstract class Conversation<R extends { model?: string; messages: Message[]; temperature?: number }> {
+  abstract readonly request: R;
 
   /** Names the model (the provider instance's default otherwise). */
   model(model: string): this {
@@ -68,7 +68,7 @@ export class Chat {
     return this;
   }
 
-  /** Adds a system message. */
+  /** Adds a system message: instructions. */
   system(content: string): this {
     this.request.messages.push({ role: 'system', content });
     return this;
@@ -80,15 +80,20 @@ export class Chat {
     return this;
   }
 
-  /** Adds an earlier answer of the model. */
-  assistant(content: string): this {
-    this.request.messages.push({ role: 'assistant', content });
-    return this;
-  }
-
   /** Sets the sampling temperature (0 is deterministic, and cacheable by the host). */
   temperature(t: number): this {
     this.request.temperature = t;
+    return this;
+  }
+}
+
+/** A chat request under construction. */
+export class Chat extends Conversation<ChatRequest> {
+  readonly request: ChatRequest = { messages: [], responseFormat: 'text', stop: [] };
+
+  /** Adds an earlier answer of the model. */
+  assistant(content: string): this {
+    this.request.messages.push({ role: 'assistant', content });
     return this;
   }
 
@@ -158,26 +163,8 @@ export interface AgentResponse {
 
 /** A conversation in which the model may call connector actions as tools. Each action must be
  * in this instance's `grants.ai_tools`; the host runs the calls until the model answers. */
-export class Agent {
+export class Agent extends Conversation<AgentRequest> {
   readonly request: AgentRequest = { messages: [], tools: [] };
-
-  /** Names the model. */
-  model(model: string): this {
-    this.request.model = model;
-    return this;
-  }
-
-  /** Adds instructions. */
-  system(content: string): this {
-    this.request.messages.push({ role: 'system', content });
-    return this;
-  }
-
-  /** Adds the user's words. */
-  user(content: string): this {
-    this.request.messages.push({ role: 'user', content });
-    return this;
-  }
 
   /** Lets the model call a connector action, as `instance.action`. */
   tool(action: string): this {
@@ -188,12 +175,6 @@ export class Agent {
   /** The most model turns that may ask for calls (at most 8). */
   maxRounds(n: number): this {
     this.request.maxRounds = n;
-    return this;
-  }
-
-  /** Sets the sampling temperature. */
-  temperature(t: number): this {
-    this.request.temperature = t;
     return this;
   }
 

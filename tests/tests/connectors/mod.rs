@@ -505,14 +505,7 @@ pub async fn order_risk() {
     for (id, note) in
         [(1001u64, "ship to a different address, card mismatch"), (1002, "Thanks, love your shop!")]
     {
-        let body = serde_json::to_vec(&plugboard_demo::sample_order(id, note, "100.00")).unwrap();
-        let headers = plugboard_demo::shopify_headers(
-            plugboard_demo::SHOPIFY_WEBHOOK_SECRET,
-            "orders/create",
-            &format!("t-{id}"),
-            &body,
-        );
-        assert_eq!(flow.webhook("shopify", headers, body).await.unwrap().0, 200);
+        assert_eq!(flow.send_order(id, note, "100.00", &format!("t-{id}")).await.unwrap(), 200);
     }
     // A forged webhook is refused and stores nothing.
     let body = serde_json::to_vec(&plugboard_demo::sample_order(1003, "", "1.00")).unwrap();
