@@ -30,6 +30,41 @@ fn the_python_sdk_passes_its_tests() {
     assert!(out.contains(" passed") && !out.contains("failed"), "{out}");
 }
 
+/// mypy (which `./dev setup` installs) on the Python SDK, its tests and the Python order-risk
+/// step, against the bindings componentize-py generates from the contract: the type hints hold.
+#[test]
+fn the_python_sdk_and_order_risk_type_check() {
+    let bindings = tempfile::tempdir().unwrap();
+    let generated = Command::new("componentize-py")
+        .arg("-d")
+        .arg(repo("sdk/wit"))
+        .args(["-w", "plugboard:connector/connector-with-hints", "bindings"])
+        .arg(bindings.path())
+        .output()
+        .expect("componentize-py runs");
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let sdk = repo("sdk/python");
+    for (project, paths, files) in [
+        ("sdk/python", vec![bindings.path().to_owned()], vec!["plugboard_sdk", "tests"]),
+        (
+            "examples/order-risk/python",
+            vec![bindings.path().to_owned(), sdk.clone()],
+            vec!["app.py", "test_app.py"],
+        ),
+    ] {
+        let search = std::env::join_paths(paths).unwrap();
+        let out = Command::new("python3")
+            .args(["-m", "mypy", "--cache-dir", "/dev/null"])
+            .args(files)
+            .current_dir(repo(project))
+            .env("MYPYPATH", search)
+            .output()
+            .expect("python3 runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("Success"), "mypy in {project}:\n{text}");
+    }
+}
+
 #[test]
 fn order_risk_in_python_passes_its_tests() {
     let out = pytest("examples/order-risk/python");

@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, overload
 
 from ._host import backend
 from .errors import InvalidInput
 
 
+@overload
+def get(key: str) -> Optional[str]: ...
+@overload
+def get(key: str, default: str) -> str: ...
 def get(key: str, default: Optional[str] = None) -> Optional[str]:
     """The value of `key`, or `default` when it is not set."""
     value = backend().config_get(key)
