@@ -262,6 +262,13 @@ fn a_precompiled_component_loads_only_where_pinned_for_its_component_and_engine(
         "{err}"
     );
 
+    // It loads where the configuration meters fuel: `plugin list` builds the engine as
+    // `plugboard up` does for that configuration.
+    let (code, _, err) =
+        list(&config("fueled-pinned.toml", ECHO, &fuel_pin, "limits = { fuel = 100000000 }"));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("from compiled code"), "{err}");
+
     // A pin that is not a digest is refused before anything loads.
     let (code, _, err) = plugboard(&[
         "check",

@@ -97,8 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         builder = builder.compile_cache_dir(dir);
     }
     match cli.command {
-        Command::Plugin(plugin::PluginCommand::Compile(args)) => plugin::compile(builder, args).await,
-        Command::Plugin(cmd) => plugin::run(&builder.build()?, cmd).await,
+        Command::Plugin(cmd) => plugin::run(builder, cmd).await,
         Command::Demo(args) => demo::run(&builder.build()?, args).await,
         Command::Up(args) => server::up(builder, args).await,
         Command::Check(args) => server::check(builder, args).await,

@@ -210,9 +210,19 @@ enum Call {
     },
 }
 
-pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
+/// Runs a `plugboard plugin` command. It takes the host's builder: `compile` and `list` build
+/// the engine as `plugboard up` would for their configuration (fuel metering is one of its
+/// settings, and compiled code is only loaded by the engine it was compiled for).
+pub async fn run(builder: plugboard::HostBuilder, cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
+        PluginCommand::Compile(args) => compile(builder, args).await,
+        PluginCommand::List { config, json } => {
+            let resolved = plugboard::config::Resolved::load(config.path())?;
+            let host = builder.fuel_metering(resolved.uses_fuel()).build()?;
+            list(&host, resolved, json).await
+        }
         PluginCommand::Inspect { file, json } => {
+            let host = builder.build()?;
             let info = host.inspect(&file).await?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&info)?);
@@ -221,49 +231,48 @@ pub async fn run(host: &Host, cmd: PluginCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PluginCommand::Call(args) => call(host, *args).await,
-        // Needs the builder, to match the engine settings of a configuration: see `compile`.
-        PluginCommand::Compile(args) => compile(plugboard::Host::builder(), args).await,
-        PluginCommand::List { config, json } => {
-            let resolved = plugboard::config::Resolved::load(config.path())?;
-            plugboard::run::configure(host, &resolved);
-            let mut infos = Vec::new();
-            for spec in resolved.specs {
-                let started = std::time::Instant::now();
-                if !json {
-                    eprint!("loading {} ... ", spec.id);
-                }
-                let info = host.load(spec).await?;
-                if !json {
-                    let how = if info.compiled_from_cache {
-                        "from compiled code (the compile cache or its precompiled artifact)"
-                    } else {
-                        "compiled"
-                    };
-                    eprintln!("{how} in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
-                }
-                infos.push(info);
-            }
-            if json {
-                say!("{}", serde_json::to_string_pretty(&infos)?);
-                return Ok(());
-            }
-            for i in infos {
-                let caps: Vec<&str> = i.effective.iter().map(|c| c.name()).collect();
-                say!(
-                    "{:<16} {} ({}), may use: {}; {} MiB, {} ms; from {}",
-                    i.id,
-                    i.build,
-                    i.kind.name(),
-                    if caps.is_empty() { "nothing".into() } else { caps.join(", ") },
-                    i.limits.memory_mib,
-                    i.limits.timeout_ms,
-                    plugboard::printable(&i.source)
-                );
-            }
-            Ok(())
-        }
+        PluginCommand::Call(args) => call(&builder.build()?, *args).await,
     }
+}
+
+/// `plugboard plugin list`: the configuration's instances, loaded as `plugboard up` loads them.
+async fn list(host: &Host, resolved: plugboard::config::Resolved, json: bool) -> anyhow::Result<()> {
+    plugboard::run::configure(host, &resolved);
+    let mut infos = Vec::new();
+    for spec in resolved.specs {
+        let started = std::time::Instant::now();
+        if !json {
+            eprint!("loading {} ... ", spec.id);
+        }
+        let info = host.load(spec).await?;
+        if !json {
+            let how = if info.compiled_from_cache {
+                "from compiled code (the compile cache or its precompiled artifact)"
+            } else {
+                "compiled"
+            };
+            eprintln!("{how} in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+        }
+        infos.push(info);
+    }
+    if json {
+        say!("{}", serde_json::to_string_pretty(&infos)?);
+        return Ok(());
+    }
+    for i in infos {
+        let caps: Vec<&str> = i.effective.iter().map(|c| c.name()).collect();
+        say!(
+            "{:<16} {} ({}), may use: {}; {} MiB, {} ms; from {}",
+            i.id,
+            i.build,
+            i.kind.name(),
+            if caps.is_empty() { "nothing".into() } else { caps.join(", ") },
+            i.limits.memory_mib,
+            i.limits.timeout_ms,
+            plugboard::printable(&i.source)
+        );
+    }
+    Ok(())
 }
 
 fn parse_config(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
