@@ -37,10 +37,6 @@ fn readme_config(readme: &str, marker: &str) -> String {
         .join("\n")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn cargo(dir: &std::path::Path, target: &str) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(dir);
@@ -166,7 +162,7 @@ async fn loads_and_handles_a_webhook(project: &Path, wasm: &Path, readme_wasm: &
     // to a second instance of the plugin (an instance's events never go back to itself).
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
     let plugin = readme_config(&readme, "Then add it to `plugboard.toml`").replace(readme_wasm, wasm_path);
-    let port = free_port();
+    let port = plugboard_tests::nats::free_port();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\npath = \"events.db\"\n{plugin}\n\
          [[plugin]]\nid = \"summarizer\"\nwasm = {wasm_path:?}\ngrants = {{ capabilities = [\"log\"] }}\n\
@@ -205,7 +201,7 @@ async fn loads_and_handles_a_webhook(project: &Path, wasm: &Path, readme_wasm: &
     let body = br#"{"id": 42, "note": "leave at the door"}"#;
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
     mac.update(body);
-    let signature = format!("sha256={}", hex(&mac.finalize().into_bytes()));
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     let forged =
         client.post(format!("{base}/hooks/order-notes")).header("x-signature", "sha256=00").body(&body[..]);
     assert_eq!(forged.send().await.unwrap().status(), 401);
@@ -230,8 +226,4 @@ async fn loads_and_handles_a_webhook(project: &Path, wasm: &Path, readme_wasm: &
     let payload: serde_json::Value = serde_json::from_slice(&summarized.payload).unwrap();
     assert_eq!(payload, serde_json::json!({"fields": 2, "has_id": true}));
     assert!(log.contains("summarizing order-notes/received"), "{log}");
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -46,16 +46,8 @@ async fn run(order_risk: Option<&std::path::Path>) -> (Vec<Produced>, Vec<String
         let mut events: Produced = Vec::new();
         for p in step["produced"].as_array().unwrap() {
             let e = &p["event"];
-            let payload = flow
-                .client
-                .get(format!("{}/v1/events/{}/payload", flow.origin, e["id"].as_str().unwrap()))
-                .bearer_auth(plugboard_demo::flow::ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap();
+            let payload =
+                flow.admin(&format!("/v1/events/{}/payload", e["id"].as_str().unwrap())).await.unwrap();
             // The plugin's own attributes; the host's lineage ones differ from run to run.
             let attributes: Vec<Value> = e["attributes"]
                 .as_array()
