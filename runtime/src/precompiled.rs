@@ -45,6 +45,21 @@ struct Header {
     plugboard: String,
 }
 
+impl Header {
+    /// Whether its fields are what [`compile`] writes: lower-case hex digests and a short
+    /// version. Anything else is not one of ours, and its text never reaches a message or a log.
+    fn is_well_formed(&self) -> bool {
+        let hex = |s: &str, len: usize| {
+            s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        hex(&self.component_sha256, 64)
+            && hex(&self.engine, 16)
+            && !self.plugboard.is_empty()
+            && self.plugboard.len() <= 32
+            && self.plugboard.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+".contains(&b))
+    }
+}
+
 /// Why an artifact was not loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PrecompiledError {
@@ -172,6 +187,9 @@ fn check<'a>(
     let rest = bytes.strip_prefix(MAGIC).ok_or_else(not_ours)?;
     let end = rest.iter().take(MAX_HEADER).position(|&b| b == b'\n').ok_or_else(not_ours)?;
     let header: Header = serde_json::from_slice(&rest[..end]).map_err(|_| not_ours())?;
+    if !header.is_well_formed() {
+        return Err(not_ours());
+    }
     if header.component_sha256 != component_sha256 {
         return Err(PrecompiledError::OtherComponent {
             path,
@@ -208,6 +226,14 @@ mod tests {
 
     fn pin_for(bytes: &[u8]) -> Precompiled {
         Precompiled { path: "x.cwasm".into(), sha256: hex::encode(Sha256::digest(bytes)) }
+    }
+
+    fn good_copy(h: &Header) -> Header {
+        Header {
+            component_sha256: h.component_sha256.clone(),
+            engine: h.engine.clone(),
+            plugboard: h.plugboard.clone(),
+        }
     }
 
     fn artifact(header: &Header) -> Vec<u8> {
@@ -255,10 +281,22 @@ mod tests {
         let e = check(&engine, &pin_for(&bytes), &"d".repeat(64), &bytes).unwrap_err();
         assert!(matches!(e, PrecompiledError::OtherComponent { .. }), "{e}");
         // For another engine: the message says what to do.
-        let other = Header { engine: "0123456789abcdef".into(), ..good };
+        let other = Header { engine: "0123456789abcdef".into(), ..good_copy(&good) };
         let bytes = artifact(&other);
         let e = check(&engine, &pin_for(&bytes), &"c".repeat(64), &bytes).unwrap_err();
         assert!(e.to_string().contains("compile it again with this plugboard"), "{e}");
+        // A header whose fields are not what plugboard writes: they would end up in error messages
+        // and logs (a terminal escape, a line break), so the file is not one of ours.
+        let odd = [
+            Header { plugboard: "0.1.0\u{1b}[2J".into(), ..good_copy(&good) },
+            Header { component_sha256: "c\n".repeat(32), ..good_copy(&good) },
+            Header { engine: "not hex".into(), ..good_copy(&good) },
+        ];
+        for header in odd {
+            let bytes = artifact(&header);
+            let e = check(&engine, &pin_for(&bytes), &"c".repeat(64), &bytes).unwrap_err();
+            assert!(matches!(e, PrecompiledError::NotAnArtifact { .. }), "{e}");
+        }
         // Not an artifact at all, even when pinned.
         for junk in [
             &b"\0asm\x0d\0\x01\0"[..],
