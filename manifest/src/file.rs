@@ -11,6 +11,7 @@ use crate::ai::AiSettings;
 use crate::grants::{Grants, HttpGrant};
 use crate::limits::Limits;
 use crate::pipeline::{RetryPolicy, Route, Schedule};
+use crate::record::{Record, RecordingsConfig};
 use crate::webhook::WebhookConfig;
 
 /// The whole file.
@@ -41,6 +42,9 @@ pub struct Config {
     /// The outbound call log.
     #[serde(default)]
     pub calls: CallsConfig,
+    /// Recorded invocations, for `plugboard replay`.
+    #[serde(default)]
+    pub recordings: RecordingsConfig,
     /// The async jobs API.
     #[serde(default)]
     pub jobs: Option<JobsConfig>,
@@ -293,6 +297,9 @@ pub struct InstanceConfig {
     /// Compiled code for `wasm` made by `plugboard plugin compile`, loaded instead of compiling.
     #[serde(default)]
     pub precompiled: Option<Precompiled>,
+    /// Which invocations are recorded for `plugboard replay`; none when absent.
+    #[serde(default)]
+    pub record: Option<Record>,
 }
 
 /// A precompiled artifact of an instance's component (`plugboard plugin compile`), so that its

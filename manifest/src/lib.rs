@@ -33,6 +33,7 @@ pub mod limits;
 pub mod mcp;
 pub mod pattern;
 pub mod pipeline;
+pub mod record;
 mod validate;
 pub mod webhook;
 
@@ -45,6 +46,7 @@ pub use grants::{Capability, DestinationLimit, Grants, HttpGrant, LimitScope};
 pub use limits::Limits;
 pub use mcp::{McpClientConfig, McpConfig, ToolPattern};
 pub use pipeline::{Filter, Missed, RetryPolicy, Route, Schedule};
+pub use record::{Record, RecordingsConfig};
 pub use webhook::{Acknowledge, Encoding, HmacScheme, RateLimit, Scheme, WebhookConfig};
 
 impl Config {

@@ -12,6 +12,8 @@ mod connector_world {
         world: "plugboard:connector/connector",
         imports: { default: async },
         exports: { default: async },
+        // Recordings keep every value that crosses the contract (`crate::recording`).
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 

@@ -34,6 +34,7 @@ use crate::engine::{EngineSettings, EpochTicker};
 use crate::error::InvokeError;
 use crate::instance::{InstanceState, Plugin};
 use crate::metrics::Metrics;
+use crate::recording::{MemoryRecordingLog, RecordingLog};
 use crate::shared::Shared;
 use crate::spec::PluginInfo;
 
@@ -55,6 +56,8 @@ pub struct HostBuilder {
     compile_cache_dir: Option<PathBuf>,
     kv: Option<Arc<dyn KvStore>>,
     calls: Option<Arc<dyn CallLog>>,
+    recordings: Option<Arc<dyn RecordingLog>>,
+    max_recording_bytes: usize,
     pinned: Vec<(String, Vec<IpAddr>)>,
     default_ai_provider: Option<String>,
     interceptor: Option<Arc<dyn OutboundInterceptor>>,
@@ -79,6 +82,8 @@ impl Default for HostBuilder {
             compile_cache_dir: None,
             kv: None,
             calls: None,
+            recordings: None,
+            max_recording_bytes: 1 << 20,
             pinned: Vec::new(),
             default_ai_provider: None,
             interceptor: None,
@@ -128,6 +133,20 @@ impl HostBuilder {
     /// Where outbound calls are recorded (default: the last 10,000, in memory).
     pub fn call_log(mut self, calls: Arc<dyn CallLog>) -> Self {
         self.calls = Some(calls);
+        self
+    }
+
+    /// Where recorded invocations go (default: the last 100, in memory). Only instances whose
+    /// spec asks for it ([`PluginSpec::with_record`](crate::PluginSpec::with_record)) record.
+    pub fn recording_log(mut self, recordings: Arc<dyn RecordingLog>) -> Self {
+        self.recordings = Some(recordings);
+        self
+    }
+
+    /// The largest recording kept, in bytes of JSON (default 1 MiB); a larger one is dropped
+    /// and counted in `plugboard_recordings_dropped_total`.
+    pub fn max_recording_bytes(mut self, bytes: usize) -> Self {
+        self.max_recording_bytes = bytes;
         self
     }
 
@@ -243,6 +262,8 @@ impl HostBuilder {
                     metrics,
                     default_ai_provider: RwLock::new(self.default_ai_provider),
                     providers: Arc::new(HostProviders(host.clone())),
+                    recordings: self.recordings.unwrap_or_else(|| Arc::new(MemoryRecordingLog::new(100))),
+                    max_recording_bytes: self.max_recording_bytes,
                 }),
                 _ticker: ticker,
             }),
@@ -426,6 +447,11 @@ impl Host {
     /// The outbound call log.
     pub fn calls(&self) -> &Arc<dyn CallLog> {
         self.inner.shared.egress.calls()
+    }
+
+    /// Where recorded invocations go.
+    pub fn recordings(&self) -> &Arc<dyn RecordingLog> {
+        &self.inner.shared.recordings
     }
 
     /// Sends `request` as instance `id` would through its `http` capability: same grant,

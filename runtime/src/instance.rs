@@ -26,6 +26,7 @@ use crate::egress::ai::CacheKey;
 use crate::grants::{Capability, Grants};
 use crate::limits::Limits;
 use crate::limits::StoreLimiter;
+use crate::recording::tape::{Tape, TapedMonotonicClock, TapedRandom, TapedWallClock};
 use crate::shared::Shared;
 use crate::spec::{PluginInfo, PluginKind};
 
@@ -49,6 +50,8 @@ pub(crate) struct Plugin {
     pub(crate) info: PluginInfo,
     /// The sandbox that reads a component's metadata while it loads: nothing is granted yet.
     pub(crate) loading: bool,
+    /// Which invocations are recorded for replay.
+    pub(crate) record: Option<crate::spec::Record>,
 }
 
 impl Plugin {
@@ -89,6 +92,8 @@ pub struct InstanceState {
     pub(crate) http_requests: u32,
     /// Cacheable AI answers this invocation received, cached once it ends without an error.
     pub(crate) ai_answers: Vec<(CacheKey, ChatResponse)>,
+    /// The tape this invocation records to or replays from, if any.
+    pub(crate) tape: Option<Tape>,
 }
 
 impl InstanceState {
@@ -114,8 +119,17 @@ impl InstanceState {
         event_id: Option<String>,
         deadline: tokio::time::Instant,
         stderr_capture: usize,
+        tape: Option<Tape>,
     ) -> Self {
         let mut wasi = WasiCtxBuilder::new();
+        if let Some(tape) = &tape {
+            // Clocks and random are answers too: a replay must see the same ones.
+            wasi.wall_clock(TapedWallClock(tape.clone()))
+                .monotonic_clock(TapedMonotonicClock(tape.clone(), std::time::Instant::now()))
+                .secure_random(TapedRandom::new(tape.clone(), "random.secure"))
+                .insecure_random(TapedRandom::new(tape.clone(), "random.insecure"))
+                .insecure_random_seed(tape.insecure_seed);
+        }
         // No files, sockets, environment or arguments: a plugin reaches the world only through
         // the capabilities above. Stdio only when the operator asked for it.
         wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
@@ -141,6 +155,7 @@ impl InstanceState {
             output_bytes: 0,
             http_requests: 0,
             ai_answers: Vec::new(),
+            tape,
         }
     }
 }
@@ -160,8 +175,14 @@ impl WasiView for InstanceState {
 
 /// The caller's side of every view: borrowed field by field, so that a view can also borrow the
 /// state's other fields mutably.
-fn scope<'a>(plugin: &'a Plugin, event_id: &'a Option<String>, deadline: tokio::time::Instant) -> Scope<'a> {
+fn scope<'a>(
+    plugin: &'a Plugin,
+    event_id: &'a Option<String>,
+    deadline: tokio::time::Instant,
+    tape: &'a Option<Tape>,
+) -> Scope<'a> {
     Scope {
+        tape: tape.as_ref(),
         instance: &plugin.id,
         effective: &plugin.effective,
         grants: &plugin.grants,
@@ -177,24 +198,24 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Res
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     capabilities::add_types_to_linker(linker)?;
     capabilities::config::add_to_linker(linker, |s| {
-        ConfigView::new(scope(&s.plugin, &s.event_id, s.deadline), &s.plugin.config)
+        ConfigView::new(scope(&s.plugin, &s.event_id, s.deadline, &s.tape), &s.plugin.config)
     })?;
     capabilities::kv::add_to_linker(linker, |s| {
-        KvView::new(scope(&s.plugin, &s.event_id, s.deadline), s.shared.kv.as_ref())
+        KvView::new(scope(&s.plugin, &s.event_id, s.deadline, &s.tape), s.shared.kv.as_ref())
     })?;
     capabilities::log::add_to_linker(linker, |s| {
         LogView::new(
-            scope(&s.plugin, &s.event_id, s.deadline),
+            scope(&s.plugin, &s.event_id, s.deadline, &s.tape),
             &mut s.log,
             &mut s.output_bytes,
             &s.shared.egress,
         )
     })?;
     capabilities::emit::add_to_linker(linker, |s| {
-        EmitView::new(scope(&s.plugin, &s.event_id, s.deadline), &mut s.emitted, &mut s.output_bytes)
+        EmitView::new(scope(&s.plugin, &s.event_id, s.deadline, &s.tape), &mut s.emitted, &mut s.output_bytes)
     })?;
     capabilities::http::add_to_linker(linker, |s| HttpView {
-        scope: scope(&s.plugin, &s.event_id, s.deadline),
+        scope: scope(&s.plugin, &s.event_id, s.deadline, &s.tape),
         egress: &s.shared.egress,
         instance: &s.plugin.egress,
         sent: &mut s.http_requests,
@@ -206,7 +227,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Res
 
 fn ai_view(s: &mut InstanceState) -> AiView<'_> {
     AiView {
-        scope: scope(&s.plugin, &s.event_id, s.deadline),
+        scope: scope(&s.plugin, &s.event_id, s.deadline, &s.tape),
         caller_is_provider: s.plugin.kind == PluginKind::AiProvider,
         default_provider: s.shared.default_ai_provider(),
         providers: s.shared.providers.as_ref(),

@@ -18,6 +18,8 @@ use crate::egress::ai::CacheKey;
 use crate::error::InvokeError;
 use crate::instance::{Described, PluginPre};
 use crate::limits::MemoryLimitExceeded;
+use crate::recording::tape::Tape;
+use crate::recording::{Answer, Input, Recorder};
 use crate::{Host, InstanceState, Plugin, PluginKind};
 
 /// What one invocation produced, besides its result.
@@ -94,6 +96,7 @@ fn new_store(
     plugin: &Arc<Plugin>,
     event_id: Option<String>,
     deadline: tokio::time::Instant,
+    tape: Option<Tape>,
 ) -> Store<InstanceState> {
     let state = InstanceState::new(
         plugin.clone(),
@@ -101,6 +104,7 @@ fn new_store(
         event_id,
         deadline,
         STDERR_CAPTURE_BYTES,
+        tape,
     );
     let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
@@ -181,11 +185,12 @@ async fn run<T: Send>(
     host: &Host,
     plugin: Arc<Plugin>,
     event_id: Option<String>,
+    tape: Option<Tape>,
     f: impl for<'a> FnOnce(&'a mut Store<InstanceState>, &'a PluginPre) -> CallFuture<'a, T>,
 ) -> Result<Invocation<T>, InvokeError> {
     let started = Instant::now();
     let id = plugin.id.clone();
-    let result = run_limited(host, plugin, event_id, f).await;
+    let result = run_limited(host, plugin, event_id, tape, f).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.kind(),
@@ -200,12 +205,13 @@ async fn run_limited<T: Send>(
     host: &Host,
     plugin: Arc<Plugin>,
     event_id: Option<String>,
+    tape: Option<Tape>,
     f: impl for<'a> FnOnce(&'a mut Store<InstanceState>, &'a PluginPre) -> CallFuture<'a, T>,
 ) -> Result<Invocation<T>, InvokeError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
     let _permit = acquire(&plugin, deadline).await?;
-    let mut store = new_store(host, &plugin, event_id, deadline);
+    let mut store = new_store(host, &plugin, event_id, deadline, tape);
     let result = tokio::time::timeout_at(deadline, f(&mut store, &plugin.pre)).await;
     report_dropped_logs(host, &plugin, store.data());
     let output = match result {
@@ -266,6 +272,7 @@ pub(crate) async fn describe(host: &Host, plugin: Arc<Plugin>) -> Result<Invocat
     run(
         host,
         plugin,
+        None,
         None,
         call(|store, pre| {
             Box::pin(async move {
@@ -391,11 +398,25 @@ impl Host {
     /// Delivers `event` to connector `id`'s `handle` and returns the events it produced.
     pub async fn handle(&self, id: &str, event: Event) -> Result<Invocation<Vec<Event>>, InvokeError> {
         let plugin = self.get_kind(id, PluginKind::Connector)?;
+        let recorder =
+            Recorder::start(&self.inner.shared, &plugin, || Input::Handle { event: event.clone() });
+        let result = self.run_handle(&plugin, event, recorder.as_ref().map(Recorder::tape)).await;
+        Recorder::finish(recorder, &self.inner.shared, &plugin, &result);
+        result
+    }
+
+    pub(crate) async fn run_handle(
+        &self,
+        plugin: &Arc<Plugin>,
+        event: Event,
+        tape: Option<Tape>,
+    ) -> Result<Invocation<Vec<Event>>, InvokeError> {
         let event_id = Some(event.id.clone());
         let done = run(
             self,
             plugin.clone(),
             event_id,
+            tape.clone(),
             call(move |store, pre| {
                 Box::pin(async move {
                     let c = instantiate_connector(store, pre).await?;
@@ -405,8 +426,11 @@ impl Host {
         )
         .await?;
         let (returned, mut done) = done.split();
+        if let (Some(tape), Ok(events)) = (&tape, &returned) {
+            tape.answered(Answer::Events(events.clone()));
+        }
         let returned = plugin_result(returned)?;
-        let events = accept_all(&plugin, &mut done, returned)?;
+        let events = accept_all(plugin, &mut done, returned)?;
         Ok(done.with_output(self, events))
     }
 
@@ -417,10 +441,24 @@ impl Host {
         request: WebhookRequest,
     ) -> Result<Invocation<WebhookOutcome>, InvokeError> {
         let plugin = self.get_kind(id, PluginKind::Connector)?;
+        let recorder =
+            Recorder::start(&self.inner.shared, &plugin, || Input::OnWebhook { request: request.clone() });
+        let result = self.run_webhook(&plugin, request, recorder.as_ref().map(Recorder::tape)).await;
+        Recorder::finish(recorder, &self.inner.shared, &plugin, &result);
+        result
+    }
+
+    pub(crate) async fn run_webhook(
+        &self,
+        plugin: &Arc<Plugin>,
+        request: WebhookRequest,
+        tape: Option<Tape>,
+    ) -> Result<Invocation<WebhookOutcome>, InvokeError> {
         let done = run(
             self,
             plugin.clone(),
             None,
+            tape.clone(),
             call(move |store, pre| {
                 Box::pin(async move {
                     let c = instantiate_connector(store, pre).await?;
@@ -430,11 +468,14 @@ impl Host {
         )
         .await?;
         let (reply, mut done) = done.split();
+        if let (Some(tape), Ok(reply)) = (&tape, &reply) {
+            tape.answered(Answer::Reply(reply.clone()));
+        }
         let reply = plugin_result(reply)?;
-        let events = accept_all(&plugin, &mut done, reply.events)?;
+        let events = accept_all(plugin, &mut done, reply.events)?;
         let checked = super::reply::check(reply.status, reply.headers, reply.body)
             .map_err(|e| InvokeError::InvalidOutput(format!("webhook reply: {e}")))?;
-        done.hold(&plugin, checked.size())?;
+        done.hold(plugin, checked.size())?;
         let outcome =
             WebhookOutcome { status: checked.status, headers: checked.headers, body: checked.body, events };
         Ok(done.with_output(self, outcome))
@@ -460,12 +501,32 @@ impl Host {
         event_id: Option<&str>,
     ) -> Result<Invocation<serde_json::Value>, InvokeError> {
         let plugin = self.get_kind(id, PluginKind::Connector)?;
-        let action = action.to_owned();
         let input = input.to_string();
+        let recorder = Recorder::start(&self.inner.shared, &plugin, || Input::Invoke {
+            action: action.to_owned(),
+            input: input.clone(),
+            event_id: event_id.map(str::to_owned),
+        });
+        let tape = recorder.as_ref().map(Recorder::tape);
+        let result = self.run_invoke(&plugin, action, input, event_id, tape).await;
+        Recorder::finish(recorder, &self.inner.shared, &plugin, &result);
+        result
+    }
+
+    pub(crate) async fn run_invoke(
+        &self,
+        plugin: &Arc<Plugin>,
+        action: &str,
+        input: String,
+        event_id: Option<&str>,
+        tape: Option<Tape>,
+    ) -> Result<Invocation<serde_json::Value>, InvokeError> {
+        let action = action.to_owned();
         let done = run(
             self,
             plugin.clone(),
             event_id.map(str::to_owned),
+            tape.clone(),
             call(move |store, pre| {
                 Box::pin(async move {
                     let c = instantiate_connector(store, pre).await?;
@@ -475,6 +536,9 @@ impl Host {
         )
         .await?;
         let (text, mut done) = done.split();
+        if let (Some(tape), Ok(text)) = (&tape, &text) {
+            tape.answered(Answer::Output(text.clone()));
+        }
         let text = plugin_result(text)?;
         crate::limits::hold_output(&mut done.output_bytes, text.len(), &plugin.limits)
             .map_err(|e| InvokeError::InvalidOutput(format!("action output of {} bytes: {e}", text.len())))?;
@@ -504,6 +568,7 @@ impl Host {
             self,
             plugin.clone(),
             event_id,
+            None,
             call(move |store, pre| {
                 Box::pin(async move {
                     let PluginPre::AiProvider(pre) = pre else {
@@ -544,6 +609,7 @@ impl Host {
             self,
             plugin.clone(),
             event_id,
+            None,
             call(move |store, pre| {
                 Box::pin(async move {
                     let PluginPre::AiProvider(pre) = pre else {
@@ -578,7 +644,7 @@ impl Host {
         };
         let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
         let permit = acquire(&plugin, deadline).await?;
-        let mut store = new_store(self, &plugin, None, deadline);
+        let mut store = new_store(self, &plugin, None, deadline, None);
         let bindings = match pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => return Err(classify(e, &store, &plugin)),

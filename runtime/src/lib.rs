@@ -66,6 +66,7 @@ pub mod precompiled;
 #[cfg(test)]
 mod proptests;
 pub mod rate_limit;
+pub mod recording;
 pub mod reply;
 mod shared;
 mod spec;

@@ -301,6 +301,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         egress: Arc::new(InstanceEgress::new(&id, &Grants::none(), &spec.limits)),
         info: placeholder_info(&id, kind),
         loading: true,
+        record: None,
     });
     let described = crate::invoke::describe(host, probe.clone())
         .await
@@ -368,6 +369,7 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         effective,
         info,
         loading: false,
+        record: spec.record,
     })
 }
 
@@ -443,6 +445,7 @@ impl Host {
             config: current.config.clone(),
             // The pinned artifact was compiled from the configured file, not from these bytes.
             precompiled: None,
+            record: current.record,
         };
         self.replace(&current, spec, bytes).await
     }
@@ -453,7 +456,11 @@ impl Host {
         let Ok(current) = self.get(&spec.id) else { return self.load(spec).await };
         let bytes = read_component(&spec.wasm).await?;
         let unchanged = hex::encode(sha2::Sha256::digest(&bytes)) == current.info().sha256;
-        if unchanged && spec.grants == current.grants && spec.limits == current.limits {
+        if unchanged
+            && spec.grants == current.grants
+            && spec.limits == current.limits
+            && spec.record == current.record
+        {
             return Ok(current.info());
         }
         self.replace(&current, spec, &bytes).await

@@ -44,6 +44,12 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("plugboard_http_call_seconds", "histogram", "Outbound HTTP attempt latency by host."),
     ("plugboard_http_denied_total", "counter", "Outbound requests refused by policy, by instance."),
+    ("plugboard_recordings_total", "counter", "Invocations recorded for replay, by instance."),
+    (
+        "plugboard_recordings_dropped_total",
+        "counter",
+        "Recordings not kept, by instance and reason (too_large: over the size limit).",
+    ),
     (
         "plugboard_http_retries_total",
         "counter",

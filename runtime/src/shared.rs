@@ -10,6 +10,7 @@ use crate::egress::Egress;
 use crate::egress::ai::AiRouter;
 use crate::keyvalue::KvStore;
 use crate::metrics::Metrics;
+use crate::recording::RecordingLog;
 
 pub(crate) struct Shared {
     pub(crate) kv: Arc<dyn KvStore>,
@@ -20,6 +21,9 @@ pub(crate) struct Shared {
     pub(crate) default_ai_provider: RwLock<Option<String>>,
     /// Runs provider instances for the `ai` capability: the host, held weakly.
     pub(crate) providers: Arc<dyn AiProviders>,
+    /// Where recorded invocations go, and the largest one kept.
+    pub(crate) recordings: Arc<dyn RecordingLog>,
+    pub(crate) max_recording_bytes: usize,
 }
 
 impl Shared {

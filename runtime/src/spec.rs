@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::{Capability, Grants};
 use crate::limits::Limits;
-pub use plugboard_manifest::Precompiled;
+pub use plugboard_manifest::{Precompiled, Record};
 
 /// How an operator declares one plugin instance. Unknown keys are refused.
 ///
@@ -41,6 +41,9 @@ pub struct PluginSpec {
     /// Compiled code for `wasm` (`plugboard plugin compile`), loaded instead of compiling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precompiled: Option<Precompiled>,
+    /// Which invocations are recorded for replay; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Record>,
 }
 
 impl PluginSpec {
@@ -53,6 +56,7 @@ impl PluginSpec {
             limits: Limits::default(),
             config: BTreeMap::new(),
             precompiled: None,
+            record: None,
         }
     }
 
@@ -65,6 +69,12 @@ impl PluginSpec {
     /// Loads the pinned precompiled artifact instead of compiling the component.
     pub fn with_precompiled(mut self, precompiled: Precompiled) -> Self {
         self.precompiled = Some(precompiled);
+        self
+    }
+
+    /// Records the invocations `record` selects, for replay.
+    pub fn with_record(mut self, record: Record) -> Self {
+        self.record = Some(record);
         self
     }
 

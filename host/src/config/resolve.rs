@@ -132,6 +132,7 @@ impl Resolved {
                     path: base.join(&a.path),
                     sha256: a.sha256.clone(),
                 }),
+                record: p.record,
             });
         }
         for (i, sch) in config.schedules.iter().enumerate() {

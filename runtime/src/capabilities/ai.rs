@@ -15,6 +15,7 @@ use crate::clock::now_ms;
 use crate::egress::ai::{AiRouter, CacheKey, answer_bytes};
 use crate::keyvalue::KvStore;
 use crate::limits::hold_output;
+use crate::recording::tape::{on_tape, play};
 
 /// A completion on its way, from whoever runs the provider instances.
 pub type Completion = Pin<Box<dyn Future<Output = Result<ChatResponse, Error>> + Send>>;
@@ -120,39 +121,45 @@ pub(crate) fn provider_for(
 
 impl Host for AiView<'_> {
     async fn complete(&mut self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        let provider =
-            provider_for(&self.scope, "ai", self.caller_is_provider, self.default_provider.as_ref())?;
-        let plugin = self.scope.instance;
-        let router = self.router;
-        let key = router.cache_key(&provider, &request);
-        // The same question again in this invocation: the answer it already holds (not yet in
-        // the shared cache, which takes it once the invocation succeeds).
-        if let Some(key) = &key
-            && let Some((_, answer)) = self.answers.iter().find(|(k, _)| k == key)
-        {
-            return Ok(answer.clone());
-        }
-        let limits = self.scope.limits;
-        if let Some(key) = &key
-            && let Some(answer) = router.cached(self.kv, plugin, &provider, key).await
-        {
+        let taped = on_tape(self.scope.tape, &(&request,));
+        play(taped, "ai.complete", async {
+            let provider =
+                provider_for(&self.scope, "ai", self.caller_is_provider, self.default_provider.as_ref())?;
+            let plugin = self.scope.instance;
+            let router = self.router;
+            let key = router.cache_key(&provider, &request);
+            // The same question again in this invocation: the answer it already holds (not yet in
+            // the shared cache, which takes it once the invocation succeeds).
+            if let Some(key) = &key
+                && let Some((_, answer)) = self.answers.iter().find(|(k, _)| k == key)
+            {
+                return Ok(answer.clone());
+            }
+            let limits = self.scope.limits;
+            if let Some(key) = &key
+                && let Some(answer) = router.cached(self.kv, plugin, &provider, key).await
+            {
+                hold_output(self.held, answer_bytes(&answer), limits).map_err(Error::QuotaExceeded)?;
+                return Ok(answer);
+            }
+            router.check_budget(self.kv, plugin, self.scope.grants.ai_daily_tokens, now_ms()).await?;
+            let remaining = self.scope.deadline.saturating_duration_since(tokio::time::Instant::now());
+            let running = self.providers.complete(&provider, request, self.scope.event_id.map(str::to_owned));
+            let answer = match tokio::time::timeout(remaining, running).await {
+                Ok(answer) => answer?,
+                Err(_) => {
+                    return Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time")));
+                }
+            };
+            router.charge(self.kv, plugin, &provider, &answer.usage, now_ms()).await;
+            // What the plugin is handed, the host holds for this invocation: bounded like any output.
             hold_output(self.held, answer_bytes(&answer), limits).map_err(Error::QuotaExceeded)?;
-            return Ok(answer);
-        }
-        router.check_budget(self.kv, plugin, self.scope.grants.ai_daily_tokens, now_ms()).await?;
-        let remaining = self.scope.deadline.saturating_duration_since(tokio::time::Instant::now());
-        let running = self.providers.complete(&provider, request, self.scope.event_id.map(str::to_owned));
-        let answer = match tokio::time::timeout(remaining, running).await {
-            Ok(answer) => answer?,
-            Err(_) => return Err(Error::Timeout(format!("AI provider `{provider}` did not answer in time"))),
-        };
-        router.charge(self.kv, plugin, &provider, &answer.usage, now_ms()).await;
-        // What the plugin is handed, the host holds for this invocation: bounded like any output.
-        hold_output(self.held, answer_bytes(&answer), limits).map_err(Error::QuotaExceeded)?;
-        if let Some(key) = key {
-            // Cached once the invocation ends without an error (the plugin could use it).
-            self.answers.push((key, answer.clone()));
-        }
-        Ok(answer)
+            if let Some(key) = key {
+                // Cached once the invocation ends without an error (the plugin could use it).
+                self.answers.push((key, answer.clone()));
+            }
+            Ok(answer)
+        })
+        .await
     }
 }

@@ -15,6 +15,7 @@ use crate::bindings::ai_tools::{self as wit, AgentRequest, AgentResponse, Host, 
 use crate::bindings::types::{Error, Tool, ToolCalls, ToolResult, ToolsRequest, ToolsResponse, Turn, Usage};
 use crate::clock::now_ms;
 use crate::limits::hold_output;
+use crate::recording::tape::{on_tape, play};
 use crate::text::clip;
 
 /// Model turns that may ask for calls when the request names no limit.
@@ -204,67 +205,76 @@ impl AiView<'_> {
 
 impl Host for AiView<'_> {
     async fn complete_turn(&mut self, request: ToolsRequest) -> Result<ToolsResponse, Error> {
-        let provider = self.provider()?;
-        if request.tools.len() > MAX_TOOLS {
-            return Err(Error::InvalidInput(format!("at most {MAX_TOOLS} tools")));
-        }
-        self.turn(&provider, request).await
+        let taped = on_tape(self.scope.tape, &(&request,));
+        play(taped, "ai-tools.complete-turn", async {
+            let provider = self.provider()?;
+            if request.tools.len() > MAX_TOOLS {
+                return Err(Error::InvalidInput(format!("at most {MAX_TOOLS} tools")));
+            }
+            self.turn(&provider, request).await
+        })
+        .await
     }
 
     async fn run(&mut self, request: AgentRequest) -> Result<AgentResponse, Error> {
-        let provider = self.provider()?;
-        let rounds_allowed = request.max_rounds.unwrap_or(DEFAULT_ROUNDS);
-        if rounds_allowed == 0 || rounds_allowed > MAX_ROUNDS {
-            return Err(Error::InvalidInput(format!("max-rounds must be 1 to {MAX_ROUNDS}")));
-        }
-        let (tools, by_name) = self.tools(&request.tools)?;
-        let mut turns: Vec<Turn> = request.messages.into_iter().map(Turn::Message).collect();
-        let mut rounds: Vec<ToolRound> = Vec::new();
-        let mut usage = Usage { prompt_tokens: 0, completion_tokens: 0 };
-        let mut asked = 0;
-        loop {
-            let turn = ToolsRequest {
-                model: request.model.clone(),
-                turns: turns.clone(),
-                tools: tools.clone(),
-                temperature: request.temperature,
-                max_tokens: request.max_tokens,
-            };
-            // Held and charged in `turn`: the answer's text and every call it asks for, before
-            // any call runs.
-            let answer = self.turn(&provider, turn).await?;
-            usage.prompt_tokens = usage.prompt_tokens.saturating_add(answer.usage.prompt_tokens);
-            usage.completion_tokens = usage.completion_tokens.saturating_add(answer.usage.completion_tokens);
-            if answer.calls.is_empty() {
-                return Ok(AgentResponse { content: answer.content, rounds, usage, model: answer.model });
+        let taped = on_tape(self.scope.tape, &(&request,));
+        play(taped, "ai-tools.run", async {
+            let provider = self.provider()?;
+            let rounds_allowed = request.max_rounds.unwrap_or(DEFAULT_ROUNDS);
+            if rounds_allowed == 0 || rounds_allowed > MAX_ROUNDS {
+                return Err(Error::InvalidInput(format!("max-rounds must be 1 to {MAX_ROUNDS}")));
             }
-            if asked == rounds_allowed {
-                return Err(Error::QuotaExceeded(format!(
-                    "the model still asked for tools after {rounds_allowed} rounds"
-                )));
+            let (tools, by_name) = self.tools(&request.tools)?;
+            let mut turns: Vec<Turn> = request.messages.into_iter().map(Turn::Message).collect();
+            let mut rounds: Vec<ToolRound> = Vec::new();
+            let mut usage = Usage { prompt_tokens: 0, completion_tokens: 0 };
+            let mut asked = 0;
+            loop {
+                let turn = ToolsRequest {
+                    model: request.model.clone(),
+                    turns: turns.clone(),
+                    tools: tools.clone(),
+                    temperature: request.temperature,
+                    max_tokens: request.max_tokens,
+                };
+                // Held and charged in `turn`: the answer's text and every call it asks for, before
+                // any call runs.
+                let answer = self.turn(&provider, turn).await?;
+                usage.prompt_tokens = usage.prompt_tokens.saturating_add(answer.usage.prompt_tokens);
+                usage.completion_tokens =
+                    usage.completion_tokens.saturating_add(answer.usage.completion_tokens);
+                if answer.calls.is_empty() {
+                    return Ok(AgentResponse { content: answer.content, rounds, usage, model: answer.model });
+                }
+                if asked == rounds_allowed {
+                    return Err(Error::QuotaExceeded(format!(
+                        "the model still asked for tools after {rounds_allowed} rounds"
+                    )));
+                }
+                // Bounds the model passes are not retried: a retry would run the tools again.
+                if answer.calls.len() > MAX_CALLS_PER_TURN {
+                    return Err(Error::QuotaExceeded(format!(
+                        "the model asked for {} calls at once; at most {MAX_CALLS_PER_TURN}",
+                        answer.calls.len()
+                    )));
+                }
+                if rounds.len() + answer.calls.len() > MAX_CALLS {
+                    return Err(Error::QuotaExceeded(format!(
+                        "the model asked for more than {MAX_CALLS} calls in all"
+                    )));
+                }
+                asked += 1;
+                let mut results = Vec::new();
+                for call in &answer.calls {
+                    let (content, is_error) = self.run_call(&by_name, &call.name, &call.arguments).await;
+                    hold_output(self.held, content.len(), self.scope.limits).map_err(Error::QuotaExceeded)?;
+                    rounds.push(ToolRound { call: call.clone(), output: content.clone(), is_error });
+                    results.push(ToolResult { call_id: call.id.clone(), content, is_error });
+                }
+                turns.push(Turn::Calls(ToolCalls { content: answer.content, calls: answer.calls }));
+                turns.push(Turn::Results(results));
             }
-            // Bounds the model passes are not retried: a retry would run the tools again.
-            if answer.calls.len() > MAX_CALLS_PER_TURN {
-                return Err(Error::QuotaExceeded(format!(
-                    "the model asked for {} calls at once; at most {MAX_CALLS_PER_TURN}",
-                    answer.calls.len()
-                )));
-            }
-            if rounds.len() + answer.calls.len() > MAX_CALLS {
-                return Err(Error::QuotaExceeded(format!(
-                    "the model asked for more than {MAX_CALLS} calls in all"
-                )));
-            }
-            asked += 1;
-            let mut results = Vec::new();
-            for call in &answer.calls {
-                let (content, is_error) = self.run_call(&by_name, &call.name, &call.arguments).await;
-                hold_output(self.held, content.len(), self.scope.limits).map_err(Error::QuotaExceeded)?;
-                rounds.push(ToolRound { call: call.clone(), output: content.clone(), is_error });
-                results.push(ToolResult { call_id: call.id.clone(), content, is_error });
-            }
-            turns.push(Turn::Calls(ToolCalls { content: answer.content, calls: answer.calls }));
-            turns.push(Turn::Results(results));
-        }
+        })
+        .await
     }
 }

@@ -7,6 +7,7 @@ use wasmtime::component::{HasData, Linker};
 use crate::bindings::config::{self as wit, Host};
 use crate::bindings::types::Error;
 use crate::capabilities::{Capability, Scope};
+use crate::recording::tape::{on_tape, play};
 
 /// What a `config` call sees: the caller and its instance's values.
 pub struct ConfigView<'a> {
@@ -37,12 +38,20 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl Host for ConfigView<'_> {
     async fn get(&mut self, key: String) -> Result<Option<String>, Error> {
-        self.scope.require(Capability::Config)?;
-        Ok(self.values.get(&key).cloned())
+        let taped = on_tape(self.scope.tape, &(&key,));
+        play(taped, "config.get", async {
+            self.scope.require(Capability::Config)?;
+            Ok(self.values.get(&key).cloned())
+        })
+        .await
     }
 
     async fn get_all(&mut self) -> Result<Vec<(String, String)>, Error> {
-        self.scope.require(Capability::Config)?;
-        Ok(self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        let taped = on_tape(self.scope.tape, &());
+        play(taped, "config.get-all", async {
+            self.scope.require(Capability::Config)?;
+            Ok(self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        })
+        .await
     }
 }

@@ -8,6 +8,7 @@ use crate::bindings::types::{Error, Event, NewEvent};
 use crate::capabilities::{Capability, Scope};
 use crate::clock::now_ms;
 use crate::limits::hold_output;
+use crate::recording::tape::play_publish;
 
 /// The longest event kind accepted.
 const MAX_KIND_LEN: usize = 128;
@@ -133,6 +134,19 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl Host for EmitView<'_> {
     async fn publish(&mut self, event: NewEvent) -> Result<String, Error> {
+        let Some(tape) = self.scope.tape else { return self.publish_live(event) };
+        let published = event.clone();
+        let answer = play_publish(tape, &published, || self.publish_live(event));
+        // Replaying, the id is the recorded one: the event must carry the id the plugin saw.
+        if let (Ok(id), Some(last)) = (&answer, self.emitted.last_mut()) {
+            last.id.clone_from(id);
+        }
+        answer
+    }
+}
+
+impl EmitView<'_> {
+    fn publish_live(&mut self, event: NewEvent) -> Result<String, Error> {
         self.scope.require(Capability::Emit)?;
         let limits = self.scope.limits;
         if self.emitted.len() >= limits.max_events as usize {

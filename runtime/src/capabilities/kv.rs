@@ -12,6 +12,7 @@ use crate::bindings::kv::{self as wit, Host};
 use crate::bindings::types::Error;
 use crate::capabilities::{Capability, Scope};
 pub use crate::keyvalue::{KvError, KvQuota, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
+use crate::recording::tape::{on_tape, play};
 
 /// What a `kv` call sees: the caller and the store its namespace lives in.
 pub struct KvView<'a> {
@@ -63,32 +64,48 @@ impl From<KvError> for Error {
 
 impl Host for KvView<'_> {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        self.scope.require(Capability::Kv)?;
-        check_key(&key)?;
-        Ok(self.store.get(self.scope.instance, &key).await?)
+        let taped = on_tape(self.scope.tape, &(&key,));
+        play(taped, "kv.get", async {
+            self.scope.require(Capability::Kv)?;
+            check_key(&key)?;
+            Ok(self.store.get(self.scope.instance, &key).await?)
+        })
+        .await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), Error> {
-        self.scope.require(Capability::Kv)?;
-        check_key(&key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(Error::InvalidInput(format!("a value may be at most {MAX_VALUE_BYTES} bytes")));
-        }
-        Ok(self
-            .store
-            .set(self.scope.instance, &key, value, ttl_ms.map(Duration::from_millis), self.quota())
-            .await?)
+        let taped = on_tape(self.scope.tape, &(&key, &value, ttl_ms));
+        play(taped, "kv.set", async {
+            self.scope.require(Capability::Kv)?;
+            check_key(&key)?;
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(Error::InvalidInput(format!("a value may be at most {MAX_VALUE_BYTES} bytes")));
+            }
+            Ok(self
+                .store
+                .set(self.scope.instance, &key, value, ttl_ms.map(Duration::from_millis), self.quota())
+                .await?)
+        })
+        .await
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
-        self.scope.require(Capability::Kv)?;
-        check_key(&key)?;
-        Ok(self.store.delete(self.scope.instance, &key).await?)
+        let taped = on_tape(self.scope.tape, &(&key,));
+        play(taped, "kv.delete", async {
+            self.scope.require(Capability::Kv)?;
+            check_key(&key)?;
+            Ok(self.store.delete(self.scope.instance, &key).await?)
+        })
+        .await
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, Error> {
-        self.scope.require(Capability::Kv)?;
-        check_key(&key)?;
-        Ok(self.store.increment(self.scope.instance, &key, delta, self.quota()).await?)
+        let taped = on_tape(self.scope.tape, &(&key, delta));
+        play(taped, "kv.increment", async {
+            self.scope.require(Capability::Kv)?;
+            check_key(&key)?;
+            Ok(self.store.increment(self.scope.instance, &key, delta, self.quota()).await?)
+        })
+        .await
     }
 }

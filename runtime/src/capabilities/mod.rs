@@ -42,6 +42,8 @@ pub struct Scope<'a> {
     pub event_id: Option<&'a str>,
     /// When the invocation must be over; host calls shorten their own timeouts to fit.
     pub deadline: tokio::time::Instant,
+    /// The tape the invocation records to or replays from: every call goes through it.
+    pub tape: Option<&'a crate::recording::Tape>,
 }
 
 impl Scope<'_> {

@@ -1,0 +1,322 @@
+//! Recording and replay. Every effect a plugin has goes through the host (http, kv, ai, config,
+//! emit, clocks, random), so the host can write down what it answered each call of an invocation
+//! ([`tape`]) and later run the invocation again with exactly those answers, with no network and
+//! no side effects ([`replay`]). An instance records when its spec says so ([`Record`]);
+//! recordings go to the [`RecordingLog`] port, in memory unless the embedder supplies one (the
+//! server keeps them in its SQLite file).
+//!
+//! What a recording holds is what the plugin saw: its outbound requests as it wrote them (secret
+//! placeholders, not secrets: the host fills those in after the call is recorded) and the answers
+//! as it received them (with any secret an upstream echoed back already redacted by the host).
+
+pub(crate) mod replay;
+pub(crate) mod tape;
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::bindings::types::{Event, NewEvent, WebhookReply, WebhookRequest};
+use crate::clock::now_ms;
+use crate::error::InvokeError;
+use crate::instance::Plugin;
+use crate::shared::Shared;
+pub use crate::spec::Record;
+pub use replay::Replayed;
+pub use tape::Tape;
+
+/// One answer the host gave: the call (`kv.get`, `http.send`, `clock.wall`, `random.secure`,
+/// ...), its arguments and the answer, both as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TapeEntry {
+    /// The interface and function.
+    pub call: String,
+    /// The arguments, as the plugin passed them.
+    pub args: Box<RawValue>,
+    /// What the host answered.
+    pub answer: Box<RawValue>,
+}
+
+/// What the invocation was asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Input {
+    /// `handle(event)`.
+    Handle {
+        /// The event delivered.
+        event: Event,
+    },
+    /// `on-webhook(request)`, after verification.
+    OnWebhook {
+        /// The verified request.
+        request: WebhookRequest,
+    },
+    /// `invoke(action, input)`.
+    Invoke {
+        /// The action.
+        action: String,
+        /// Its input, as JSON text.
+        input: String,
+        /// The event on whose behalf it ran, if any.
+        event_id: Option<String>,
+    },
+}
+
+/// What the plugin answered, before the host checked and stamped it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Answer {
+    /// The events `handle` returned.
+    Events(Vec<NewEvent>),
+    /// The reply `on-webhook` returned.
+    Reply(WebhookReply),
+    /// The output `invoke` returned, as JSON text.
+    Output(String),
+}
+
+/// How an invocation ended, as a replay compares it: what the plugin published and answered, or
+/// why it failed. Host-assigned ids and times are left out: they differ on every run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Events published through `emit`, as the plugin wrote them.
+    pub emitted: Vec<NewEvent>,
+    /// Its answer, when it returned one.
+    pub answer: Option<Answer>,
+    /// Why the invocation failed (the plugin's error, a trap, a limit), if it did.
+    pub error: Option<String>,
+}
+
+/// Two outcomes are the same when they are the same data, compared field by field as recorded.
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
+}
+
+/// Where a replay left the recording: the first call the run made that was not the recorded
+/// one. That call, and every later one, was answered with an `internal` error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// Its position among the recorded calls, from 0.
+    pub index: usize,
+    /// The call the run made.
+    pub call: String,
+    /// Its arguments (JSON, cut to 1 KiB, printable).
+    pub args: String,
+    /// The call recorded at that position, with its arguments; none past the recording's end.
+    pub recorded: Option<(String, String)>,
+}
+
+/// One recorded invocation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recording {
+    /// Its id (a UUIDv7: ids sort by time).
+    pub id: String,
+    /// The instance that ran.
+    pub instance: String,
+    /// The build that ran: `name@version sha256:<12 hex>`.
+    pub build: String,
+    /// The SHA-256 of that build's component.
+    pub sha256: String,
+    /// The event handled, or on whose behalf an action ran; none for a webhook.
+    pub event_id: Option<String>,
+    /// When it started, ms since the Unix epoch.
+    pub recorded_at_ms: u64,
+    /// What it was asked.
+    pub input: Input,
+    /// What `wasi:random/insecure-seed` answered (hex).
+    pub insecure_seed: String,
+    /// Every answer the host gave, in order.
+    pub calls: Vec<TapeEntry>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+impl Recording {
+    /// Whether the invocation failed.
+    pub fn failed(&self) -> bool {
+        self.outcome.error.is_some()
+    }
+
+    /// The one-line summary listings show.
+    pub fn summary(&self) -> RecordingSummary {
+        RecordingSummary {
+            id: self.id.clone(),
+            instance: self.instance.clone(),
+            build: self.build.clone(),
+            event_id: self.event_id.clone(),
+            recorded_at_ms: self.recorded_at_ms,
+            call: match &self.input {
+                Input::Handle { .. } => "handle".into(),
+                Input::OnWebhook { .. } => "on-webhook".into(),
+                Input::Invoke { action, .. } => format!("invoke {action}"),
+            },
+            host_calls: self.calls.len(),
+            error: self.outcome.error.clone(),
+        }
+    }
+}
+
+/// A recording in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingSummary {
+    /// The recording's id.
+    pub id: String,
+    /// The instance.
+    pub instance: String,
+    /// The build that ran.
+    pub build: String,
+    /// The event, if any.
+    pub event_id: Option<String>,
+    /// When it started.
+    pub recorded_at_ms: u64,
+    /// `handle`, `on-webhook` or `invoke ACTION`.
+    pub call: String,
+    /// How many answers it holds.
+    pub host_calls: usize,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Where recordings go. Keeping one must not block: it runs as an invocation ends.
+pub trait RecordingLog: Send + Sync + 'static {
+    /// Keeps one recording.
+    fn keep(&self, recording: Recording);
+    /// The recording `id`, or the newest one of the event `id`.
+    fn get(&self, id: &str) -> Option<Recording>;
+    /// The newest `limit` recordings, of `instance` when given, newest first.
+    fn recent(&self, instance: Option<&str>, limit: usize) -> Vec<Recording>;
+    /// Waits, at most `timeout`, until every recording handed to [`RecordingLog::keep`] so far
+    /// is kept. For shutdown and tests.
+    fn flush(&self, _timeout: std::time::Duration) {}
+}
+
+/// The newest recordings, in memory (the default when no store is attached).
+pub struct MemoryRecordingLog {
+    capacity: usize,
+    recordings: Mutex<VecDeque<Recording>>,
+}
+
+impl MemoryRecordingLog {
+    /// Keeps the last `capacity` recordings.
+    pub fn new(capacity: usize) -> Self {
+        MemoryRecordingLog { capacity, recordings: Mutex::new(VecDeque::new()) }
+    }
+}
+
+impl RecordingLog for MemoryRecordingLog {
+    fn keep(&self, recording: Recording) {
+        let mut kept = self.recordings.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= self.capacity {
+            kept.pop_front();
+        }
+        if self.capacity > 0 {
+            kept.push_back(recording);
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Recording> {
+        let kept = self.recordings.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().rev().find(|r| r.id == id || r.event_id.as_deref() == Some(id)).cloned()
+    }
+
+    fn recent(&self, instance: Option<&str>, limit: usize) -> Vec<Recording> {
+        let kept = self.recordings.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().rev().filter(|r| instance.is_none_or(|i| r.instance == i)).take(limit).cloned().collect()
+    }
+}
+
+/// One invocation being recorded: started when the instance's [`Record`] policy selects it,
+/// finished (kept or dropped) when it ends.
+pub(crate) struct Recorder {
+    tape: Tape,
+    input: Input,
+    started_ms: u64,
+    /// `record = "failures"`: kept only if the invocation fails.
+    only_failures: bool,
+}
+
+impl Recorder {
+    /// A recorder for this invocation of `plugin`, if its policy selects it.
+    pub(crate) fn start(shared: &Shared, plugin: &Plugin, input: impl FnOnce() -> Input) -> Option<Recorder> {
+        let only_failures = match plugin.record? {
+            Record::All => false,
+            Record::Failures => true,
+            Record::Sampled(rate) => {
+                if fastrand::f64() >= rate {
+                    return None;
+                }
+                false
+            }
+        };
+        Some(Recorder {
+            tape: Tape::recording(shared.max_recording_bytes),
+            input: input(),
+            started_ms: now_ms(),
+            only_failures,
+        })
+    }
+
+    /// The tape the invocation records to.
+    pub(crate) fn tape(&self) -> Tape {
+        self.tape.clone()
+    }
+
+    /// Hands the recording to the log, unless the policy or the size limit says otherwise.
+    pub(crate) fn finish<T>(
+        recorder: Option<Recorder>,
+        shared: &Shared,
+        plugin: &Plugin,
+        result: &Result<T, InvokeError>,
+    ) {
+        let Some(Recorder { tape, input, started_ms, only_failures }) = recorder else { return };
+        let error = result.as_ref().err();
+        if only_failures && error.is_none() {
+            return;
+        }
+        let played = tape.finish();
+        let input_bytes = serde_json::to_string(&input).map(|s| s.len()).unwrap_or(usize::MAX);
+        let dropped = |reason: &str| {
+            shared.metrics.add(
+                "plugboard_recordings_dropped_total",
+                &[("instance", &plugin.id), ("reason", reason)],
+                1,
+            );
+        };
+        if played.overflowed || input_bytes > shared.max_recording_bytes {
+            tracing::warn!(
+                instance = %plugin.id,
+                limit = shared.max_recording_bytes,
+                "an invocation was not recorded: its recording is over the limit of {} bytes",
+                shared.max_recording_bytes
+            );
+            dropped("too_large");
+            return;
+        }
+        let event_id = match &input {
+            Input::Handle { event } => Some(event.id.clone()),
+            Input::Invoke { event_id, .. } => event_id.clone(),
+            Input::OnWebhook { .. } => None,
+        };
+        let recording = Recording {
+            id: uuid::Uuid::now_v7().to_string(),
+            instance: plugin.id.clone(),
+            build: plugin.handler(),
+            sha256: plugin.info.sha256.clone(),
+            event_id,
+            recorded_at_ms: started_ms,
+            input,
+            insecure_seed: format!("{:032x}", tape.insecure_seed),
+            calls: played.entries,
+            outcome: Outcome {
+                emitted: played.emitted,
+                answer: played.answer,
+                error: error.map(|e| e.to_string()),
+            },
+        };
+        shared.metrics.add("plugboard_recordings_total", &[("instance", &plugin.id)], 1);
+        shared.recordings.keep(recording);
+    }
+}
