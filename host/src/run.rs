@@ -8,7 +8,7 @@ use crate::api::{AppState, serve};
 use crate::config::Resolved;
 use crate::config::StoreBackend;
 use crate::pipeline::{Callbacks, Dispatcher, Routes, Scheduler};
-use crate::store::{EventStore, SqliteCallLog, SqliteKv, SqliteStore, Sweep};
+use crate::store::{EventStore, SqliteCallLog, SqliteKv, SqliteRecordingLog, SqliteStore, Sweep};
 use crate::{Host, HostBuilder};
 
 /// Why a configuration could not be started.
@@ -83,7 +83,15 @@ fn host_with(
     let path = &resolved.store_path;
     let failed = |reason: String| RunError::Store { path: path.display().to_string(), reason };
     let calls = SqliteCallLog::open(path, resolved.config.calls.retain).map_err(|e| failed(e.to_string()))?;
-    let host = builder.fuel_metering(resolved.uses_fuel()).kv_store(kv).call_log(Arc::new(calls)).build()?;
+    let recordings = &resolved.config.recordings;
+    let kept = SqliteRecordingLog::open(path, recordings.retain).map_err(|e| failed(e.to_string()))?;
+    let host = builder
+        .fuel_metering(resolved.uses_fuel())
+        .kv_store(kv)
+        .call_log(Arc::new(calls))
+        .recording_log(Arc::new(kept))
+        .max_recording_bytes(usize::try_from(recordings.max_bytes).unwrap_or(usize::MAX))
+        .build()?;
     configure(&host, resolved);
     Ok(host)
 }

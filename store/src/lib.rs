@@ -37,7 +37,7 @@ pub use read::{
     MinuteStats, PAYLOAD_PREVIEW_BYTES, PayloadPreview, ReadModel, TracedDelivery,
 };
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteCallLog, SqliteKv, SqliteStore};
+pub use sqlite::{SqliteCallLog, SqliteKv, SqliteRecordingLog, SqliteStore};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -86,6 +86,28 @@ async fn a_changed_build_replayed_shows_where_it_parts_and_what_changed() {
     assert!(error.contains("internal") && error.contains("replay"), "{error}");
     assert!(replayed.outcome.emitted.is_empty());
     assert_eq!(replayed.unasked, 1, "the recorded publish was never asked");
+
+    // Shadowing: the next build, loaded as a candidate of `dice` (not installed), replayed over
+    // the instance's recent recordings.
+    host.invoke("dice", "roll", &json!({})).await.unwrap();
+    host.invoke("dice", "fail", &json!({})).await.unwrap_err();
+    let recent = log.recent(Some("dice"), 10);
+    let same = host.candidate("dice", &std::fs::read(DICE).unwrap()).await.unwrap();
+    let report = host.shadow(&same, &recent).await;
+    assert!(report.clean(), "{report:#?}");
+    assert_eq!((report.replayed, report.identical), (3, 3));
+    let next = host.candidate("dice", &std::fs::read(DICE_NEXT).unwrap()).await.unwrap();
+    let report = host.shadow(&next, &recent).await;
+    assert!(!report.clean());
+    // The rolls that succeeded now fail (the divergent kv.get answers an error); the recorded
+    // failure still fails, with another error: different.
+    assert_eq!(
+        (report.replayed, report.identical, report.failed, report.different),
+        (3, 0, 2, 1),
+        "{report:#?}"
+    );
+    assert_eq!(report.examples.len(), 3);
+    assert_eq!(host.plugin("dice").unwrap().build, recording.build, "the candidate was never installed");
 }
 
 #[tokio::test]

@@ -75,9 +75,7 @@ pub async fn up(builder: HostBuilder, args: ConfigArgs) -> anyhow::Result<()> {
         ran = plugboard::run::run(&host, resolved, listener, shutdown) => ran?,
         () = grace_over => tracing::warn!("the grace period ended with requests still in flight; they will be redelivered"),
     }
-    // The outbound call log writes in the background: keep what it was handed.
-    let calls = host.calls().clone();
-    tokio::task::spawn_blocking(move || calls.flush(Duration::from_secs(5))).await.ok();
+    flush_logs(&host).await;
     tracing::info!("plugboard stopped");
     Ok(())
 }
@@ -97,9 +95,19 @@ pub async fn mcp(builder: HostBuilder, args: McpArgs) -> anyhow::Result<()> {
     let resolved = Resolved::load(&args.config.config)?;
     let host = plugboard::run::host_for_store(builder, &resolved).await?;
     plugboard::run::serve_mcp_stdio(&host, resolved, &args.client).await?;
-    let calls = host.calls().clone();
-    tokio::task::spawn_blocking(move || calls.flush(Duration::from_secs(5))).await.ok();
+    flush_logs(&host).await;
     Ok(())
+}
+
+/// The outbound call log and the recordings write in the background: keep what they were handed.
+async fn flush_logs(host: &plugboard::Host) {
+    let (calls, recordings) = (host.calls().clone(), host.recordings().clone());
+    tokio::task::spawn_blocking(move || {
+        calls.flush(Duration::from_secs(5));
+        recordings.flush(Duration::from_secs(5));
+    })
+    .await
+    .ok();
 }
 
 /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.

@@ -24,7 +24,7 @@ use crate::error::InvokeError;
 use crate::instance::Plugin;
 use crate::shared::Shared;
 pub use crate::spec::Record;
-pub use replay::Replayed;
+pub use replay::{Candidate, Replayed, ShadowExample, ShadowReport};
 pub use tape::Tape;
 
 /// One answer the host gave: the call (`kv.get`, `http.send`, `clock.wall`, `random.secure`,

@@ -4,13 +4,13 @@
 //! plugin's requests. The newest `retain` records are kept.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use rusqlite::{Connection, params};
 
 use plugboard_runtime::egress::calls::{CallFilter, CallLog, CallRecord};
+
+use super::background::Background;
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -36,9 +36,8 @@ const SCHEMA: &str = "
 
 /// A [`CallLog`] in SQLite.
 pub struct SqliteCallLog {
-    tx: mpsc::SyncSender<ToWriter>,
+    writer: Background<CallRecord>,
     reader: Mutex<Connection>,
-    dropped: Arc<AtomicU64>,
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -52,47 +51,21 @@ fn host_of(destination: &str) -> &str {
     destination.split("://").nth(1).and_then(|h| h.rsplit_once(':')).map(|(h, _)| h).unwrap_or("")
 }
 
-/// What the writer thread is handed: a record to write, or a flush to answer once written.
-enum ToWriter {
-    Record(CallRecord),
-    Flush(mpsc::SyncSender<()>),
-}
-
 impl SqliteCallLog {
     /// Opens (or creates) the call log in the database at `path`, keeping the newest `retain`.
     pub fn open(path: &Path, retain: u64) -> rusqlite::Result<Self> {
-        let mut writer = open(path)?;
+        let mut conn = open(path)?;
         let reader = open(path)?;
-        let (tx, rx) = mpsc::sync_channel::<ToWriter>(65_536);
-        let spawned = std::thread::Builder::new().name("plugboard-calls".into()).spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut batch = Vec::new();
-                let mut flushed = Vec::new();
-                for message in std::iter::once(first).chain(rx.try_iter().take(4_096)) {
-                    match message {
-                        ToWriter::Record(call) => batch.push(call),
-                        ToWriter::Flush(done) => flushed.push(done),
-                    }
-                }
-                if !batch.is_empty()
-                    && let Err(e) = write(&mut writer, &batch, retain)
-                {
-                    tracing::warn!(error = %e, lost = batch.len(), "could not write outbound call records");
-                }
-                for done in flushed {
-                    let _ = done.send(());
-                }
-            }
-        });
-        if spawned.is_err() {
-            return Err(rusqlite::Error::InvalidQuery);
-        }
-        Ok(SqliteCallLog { tx, reader: Mutex::new(reader), dropped: Arc::new(AtomicU64::new(0)) })
+        let writer = Background::spawn("plugboard-calls", 65_536, "outbound call records", move |batch| {
+            write(&mut conn, batch, retain)
+        })
+        .map_err(|_| rusqlite::Error::InvalidQuery)?;
+        Ok(SqliteCallLog { writer, reader: Mutex::new(reader) })
     }
 
     /// Records dropped because the writer fell behind.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.writer.dropped()
     }
 }
 
@@ -132,27 +105,11 @@ fn write(conn: &mut Connection, batch: &[CallRecord], retain: u64) -> rusqlite::
 
 impl CallLog for SqliteCallLog {
     fn record(&self, call: CallRecord) {
-        if self.tx.try_send(ToWriter::Record(call)).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.writer.send(call);
     }
 
     fn flush(&self, timeout: std::time::Duration) {
-        let (done, written) = mpsc::sync_channel(1);
-        let deadline = std::time::Instant::now() + timeout;
-        // The channel may be full: wait for room, within the timeout.
-        let mut message = ToWriter::Flush(done);
-        loop {
-            match self.tx.try_send(message) {
-                Ok(()) => break,
-                Err(mpsc::TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
-                    message = back;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(_) => return,
-            }
-        }
-        let _ = written.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+        self.writer.flush(timeout);
     }
 
     fn query(&self, filter: &CallFilter) -> Vec<CallRecord> {

@@ -8,16 +8,19 @@
 //! - [`kv`] and [`calls`]: plugins' key-value data and the outbound call log, in the same file;
 //! - [`claims`]: the journal of running attempts.
 
+mod background;
 mod calls;
 pub(crate) mod claims;
 mod kv;
 mod queries;
+mod recordings;
 mod schema;
 mod trace;
 mod writer;
 
 pub use calls::SqliteCallLog;
 pub use kv::SqliteKv;
+pub use recordings::SqliteRecordingLog;
 pub use schema::SCHEMA_VERSION;
 pub(crate) use schema::connect;
 

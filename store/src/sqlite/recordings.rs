@@ -1,0 +1,136 @@
+//! Recorded invocations (for `plugboard replay`) in the embedded store: written by a background
+//! thread in batches, as the call log is, so that recording never makes an invocation wait for
+//! the disk; the newest `retain` are kept. Each row is the recording as JSON, with the columns
+//! it is looked up by.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use plugboard_runtime::recording::{Recording, RecordingLog};
+
+use super::background::Background;
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE IF NOT EXISTS recordings (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        instance TEXT NOT NULL,
+        event_id TEXT,
+        recorded_at_ms INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS recordings_instance ON recordings (instance, seq);
+    CREATE INDEX IF NOT EXISTS recordings_event ON recordings (event_id);
+";
+
+/// A [`RecordingLog`] in SQLite.
+pub struct SqliteRecordingLog {
+    writer: Background<Recording>,
+    reader: Mutex<Connection>,
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = super::connect(path)?;
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+impl SqliteRecordingLog {
+    /// Opens (or creates) the recordings in the database at `path`, keeping the newest `retain`.
+    pub fn open(path: &Path, retain: u64) -> rusqlite::Result<Self> {
+        let mut conn = open(path)?;
+        let reader = open(path)?;
+        let writer = Background::spawn("plugboard-recordings", 1_024, "recordings", move |batch| {
+            write(&mut conn, batch, retain)
+        })
+        .map_err(|_| rusqlite::Error::InvalidQuery)?;
+        Ok(SqliteRecordingLog { writer, reader: Mutex::new(reader) })
+    }
+
+    /// Recordings dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.writer.dropped()
+    }
+
+    fn read(&self, sql: &str, params: impl rusqlite::Params) -> Vec<Recording> {
+        let Ok(conn) = self.reader.lock() else { return Vec::new() };
+        let bodies = conn.prepare_cached(sql).and_then(|mut stmt| {
+            stmt.query_map(params, |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()
+        });
+        let bodies = bodies.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read recordings");
+            Vec::new()
+        });
+        bodies
+            .iter()
+            .filter_map(|body| {
+                serde_json::from_str(body)
+                    .map_err(|e| tracing::warn!(error = %e, "a stored recording does not read"))
+                    .ok()
+            })
+            .collect()
+    }
+}
+
+fn write(conn: &mut Connection, batch: &[Recording], retain: u64) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO recordings (id, instance, event_id, recorded_at_ms, failed, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for r in batch {
+            let Ok(body) = serde_json::to_string(r) else { continue };
+            insert.execute(params![
+                r.id,
+                r.instance,
+                r.event_id,
+                i64::try_from(r.recorded_at_ms).unwrap_or(i64::MAX),
+                r.failed(),
+                body
+            ])?;
+        }
+    }
+    tx.execute(
+        "DELETE FROM recordings WHERE seq <= (SELECT MAX(seq) FROM recordings) - ?1",
+        [i64::try_from(retain).unwrap_or(i64::MAX)],
+    )?;
+    tx.commit()
+}
+
+impl RecordingLog for SqliteRecordingLog {
+    fn keep(&self, recording: Recording) {
+        self.writer.send(recording);
+    }
+
+    fn get(&self, id: &str) -> Option<Recording> {
+        let Ok(conn) = self.reader.lock() else { return None };
+        let body: Option<String> = conn
+            .prepare_cached(
+                "SELECT body FROM recordings WHERE id = ?1 OR event_id = ?1 ORDER BY seq DESC LIMIT 1",
+            )
+            .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read recordings");
+                None
+            });
+        drop(conn);
+        serde_json::from_str(&body?).ok()
+    }
+
+    fn recent(&self, instance: Option<&str>, limit: usize) -> Vec<Recording> {
+        self.read(
+            "SELECT body FROM recordings WHERE (?1 IS NULL OR instance = ?1) ORDER BY seq DESC LIMIT ?2",
+            params![instance, i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    fn flush(&self, timeout: std::time::Duration) {
+        self.writer.flush(timeout);
+    }
+}
