@@ -67,6 +67,13 @@ pub fn python_order_risk() -> Result<PathBuf, String> {
     componentize_py(&root, &source, &[sdk], "connector-with-hints", &out)
 }
 
+/// Builds `source/app.py` with the Python SDK into a connector component at `out`: for tests
+/// that build a changed copy of an example.
+pub fn python_connector(source: &Path, out: &Path) -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no workspace root")?.to_owned();
+    componentize_py(&root, source, &[root.join("sdk/python")], "connector-with-hints", out)
+}
+
 /// Builds the module `app` in `source` (with `paths` also importable) into a component of the
 /// contract's `world`, unless `out` is newer than its sources.
 fn componentize_py(

@@ -51,7 +51,7 @@ pub enum JobsCommand {
     },
 }
 
-fn when(ms: u64) -> String {
+pub(super) fn when(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
         .unwrap_or_default()

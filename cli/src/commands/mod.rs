@@ -23,6 +23,7 @@ pub(crate) mod json_log;
 mod new;
 mod plugin;
 mod render;
+mod replay;
 mod server;
 
 use std::path::PathBuf;
@@ -80,6 +81,12 @@ enum Command {
     Dlq(server::DlqCommand),
     /// The outbound call log: what plugins called, and how it went.
     Calls(server::CallsArgs),
+    /// Run a recorded invocation again, every host call answered from its recording (no
+    /// network, no side effects), on the recorded build or `--with` another; exits 1 when the
+    /// outcome differs.
+    Replay(replay::ReplayArgs),
+    /// Recorded invocations, newest first (instances record with `record = ...`).
+    Recordings(replay::RecordingsArgs),
     /// Stored events and each one's path through the pipeline.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -104,6 +111,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mcp(args) => server::mcp(builder, args).await,
         Command::Dlq(cmd) => server::dlq(cmd).await,
         Command::Calls(args) => server::calls(args).await,
+        Command::Replay(args) => replay::replay(builder, args).await,
+        Command::Recordings(args) => replay::list(args).await,
         Command::Events(cmd) => events::events(cmd).await,
         Command::Jobs(cmd) => events::jobs(cmd).await,
         Command::New(cmd) => new::run(cmd),

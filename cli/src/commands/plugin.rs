@@ -25,6 +25,9 @@ pub enum PluginCommand {
     /// Compile a component ahead of time for this plugboard's engine, so that its first load
     /// does not compile it; an instance loads the artifact with `precompiled = { path, sha256 }`.
     Compile(CompileArgs),
+    /// Replay an instance's newest recordings on a candidate build, before it serves: identical,
+    /// different or failed, with examples; exits 1 unless every replay is identical.
+    Shadow(super::replay::ShadowArgs),
     /// The instances a configuration declares, loaded as `plugboard up` would load them.
     List {
         #[command(flatten)]
@@ -232,6 +235,7 @@ pub async fn run(builder: plugboard::HostBuilder, cmd: PluginCommand) -> anyhow:
             Ok(())
         }
         PluginCommand::Call(args) => call(&builder.build()?, *args).await,
+        PluginCommand::Shadow(args) => super::replay::shadow(builder, args).await,
     }
 }
 

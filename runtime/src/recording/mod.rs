@@ -25,7 +25,7 @@ use crate::instance::Plugin;
 use crate::shared::Shared;
 pub use crate::spec::Record;
 pub use replay::{Candidate, Replayed, ShadowExample, ShadowReport};
-pub use tape::Tape;
+pub use tape::{Tape, off_sequence};
 
 /// One answer the host gave: the call (`kv.get`, `http.send`, `clock.wall`, `random.secure`,
 /// ...), its arguments and the answer, both as JSON.

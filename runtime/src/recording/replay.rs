@@ -21,12 +21,16 @@ pub struct Replayed {
     pub outcome: Outcome,
     /// The first call it made that was not the recorded one, if any.
     pub divergence: Option<Divergence>,
-    /// Recorded calls it never made.
+    /// Recorded host calls it never made.
     pub unasked: usize,
+    /// Clock and random readings past what the recording holds, and config values it does not
+    /// hold, answered live: a build that reads more of them than the recorded one did (the
+    /// recorded build never does).
+    pub live_readings: usize,
 }
 
 impl Replayed {
-    /// Whether the run asked exactly the recorded calls and ended exactly as recorded.
+    /// Whether the run asked exactly the recorded host calls and ended exactly as recorded.
     pub fn identical_to(&self, recording: &Recording) -> bool {
         self.divergence.is_none() && self.unasked == 0 && self.outcome == recording.outcome
     }
@@ -188,6 +192,7 @@ impl Host {
             },
             divergence: played.divergence,
             unasked: played.unasked,
+            live_readings: played.live,
         })
     }
 }

@@ -49,8 +49,15 @@ enum Mode {
     },
     Replaying {
         entries: Vec<TapeEntry>,
+        /// Where the next host call is looked for (ambient readings in between are skipped).
         next: usize,
+        /// Host calls answered so far.
+        asked: usize,
         divergence: Option<Divergence>,
+        /// Per ambient call (a clock, a generator): where its next recorded value is looked for.
+        ambient: Vec<(&'static str, usize)>,
+        /// Ambient readings the recording had no value for, answered live.
+        live: usize,
     },
 }
 
@@ -61,8 +68,11 @@ pub(crate) struct Played {
     pub(crate) overflowed: bool,
     /// Replaying: the first call that was not the recorded one.
     pub(crate) divergence: Option<Divergence>,
-    /// Replaying: recorded calls the run never asked for.
+    /// Replaying: recorded host calls the run never asked for.
     pub(crate) unasked: usize,
+    /// Replaying: clock and random readings past what the recording holds, and config values
+    /// it does not hold, answered live.
+    pub(crate) live: usize,
     /// Events the plugin published, as it wrote them.
     pub(crate) emitted: Vec<NewEvent>,
     /// What the plugin answered, if it did.
@@ -80,13 +90,28 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
         .unwrap_or_else(|e| serde_json::json!({ "unserializable": e.to_string() }).to_string())
 }
 
-fn shown(args: &str) -> String {
-    let mut end = args.len().min(SHOWN_ARGS_BYTES);
-    while !args.is_char_boundary(end) {
+/// How much of the common start a divergence shows before the arguments part.
+const PARTING_CONTEXT: usize = 60;
+
+/// The byte offset where `a` and `b` first differ.
+fn parting(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+/// `args` from about byte `from` (with `…` when it starts later), cut to 1 KiB, printable.
+fn shown(args: &str, from: usize) -> String {
+    let mut start = from.min(args.len());
+    while !args.is_char_boundary(start) {
+        start -= 1;
+    }
+    let rest = &args[start..];
+    let mut end = rest.len().min(SHOWN_ARGS_BYTES);
+    while !rest.is_char_boundary(end) {
         end -= 1;
     }
-    let cut = if end < args.len() { format!("{}…", &args[..end]) } else { args.to_owned() };
-    crate::printable(&cut)
+    let lead = if start > 0 { "…" } else { "" };
+    let tail = if end < rest.len() { "…" } else { "" };
+    crate::printable(&format!("{lead}{}{tail}", &rest[..end]))
 }
 
 impl Tape {
@@ -106,7 +131,14 @@ impl Tape {
     pub(crate) fn replaying(entries: Vec<TapeEntry>, insecure_seed: u128) -> Tape {
         Tape {
             state: Arc::new(Mutex::new(State {
-                mode: Mode::Replaying { entries, next: 0, divergence: None },
+                mode: Mode::Replaying {
+                    entries,
+                    next: 0,
+                    asked: 0,
+                    divergence: None,
+                    ambient: Vec::new(),
+                    live: 0,
+                },
                 emitted: Vec::new(),
                 answer: None,
             })),
@@ -127,6 +159,7 @@ impl Tape {
         let answer = state.answer.take();
         match &mut state.mode {
             Mode::Recording { entries, overflowed, .. } => Played {
+                live: 0,
                 entries: std::mem::take(entries),
                 overflowed: *overflowed,
                 divergence: None,
@@ -134,8 +167,12 @@ impl Tape {
                 emitted,
                 answer,
             },
-            Mode::Replaying { entries, next, divergence } => Played {
-                unasked: entries.len().saturating_sub(*next),
+            Mode::Replaying { entries, next, divergence, live, .. } => Played {
+                unasked: entries[(*next).min(entries.len())..]
+                    .iter()
+                    .filter(|e| !off_sequence(&e.call))
+                    .count(),
+                live: *live,
                 entries: Vec::new(),
                 overflowed: false,
                 divergence: divergence.take(),
@@ -171,21 +208,41 @@ impl Tape {
     /// outcome, not in the conversation).
     fn answer(&self, call: &str, args: &str, loose: bool) -> Option<Result<String, String>> {
         let mut state = self.lock();
-        let Mode::Replaying { entries, next, divergence } = &mut state.mode else { return None };
+        let Mode::Replaying { entries, next, asked, divergence, live, .. } = &mut state.mode else {
+            return None;
+        };
+        if is_lookup(call) {
+            // The operator's values, read in any order: the recorded value where there is one,
+            // else the instance's own (the caller runs the call; it has no side effect).
+            let found = entries.iter().find(|e| e.call == call && e.args.get() == args);
+            if found.is_none() {
+                *live += 1;
+            }
+            return found.map(|e| Ok(e.answer.get().to_owned()));
+        }
         if let Some(d) = divergence {
             return Some(Err(format!("the replay already left the recording at call {}", d.index + 1)));
+        }
+        while entries.get(*next).is_some_and(|e| off_sequence(&e.call)) {
+            *next += 1;
         }
         let recorded = entries.get(*next);
         let matches = recorded.is_some_and(|e| e.call == call && (loose || e.args.get() == args));
         if let (true, Some(entry)) = (matches, recorded) {
             *next += 1;
+            *asked += 1;
             return Some(Ok(entry.answer.get().to_owned()));
         }
+        // Where both have the same call, show both arguments from a little before they part.
+        let from = match recorded {
+            Some(e) if e.call == call => parting(args, e.args.get()).saturating_sub(PARTING_CONTEXT),
+            _ => 0,
+        };
         let d = Divergence {
-            index: *next,
+            index: *asked,
             call: call.to_owned(),
-            args: shown(args),
-            recorded: recorded.map(|e| (e.call.clone(), shown(e.args.get()))),
+            args: shown(args, from),
+            recorded: recorded.map(|e| (e.call.clone(), shown(e.args.get(), from))),
         };
         let message = match &d.recorded {
             Some((c, _)) => format!(
@@ -203,10 +260,41 @@ impl Tape {
         self.lock().emitted.push(event.clone());
     }
 
+    /// While replaying: the next recorded value of ambient call `call` whose arguments are
+    /// `args`, in the order recorded (`Some(None)` when the recording has no more: the caller
+    /// answers live). `None` while recording.
+    ///
+    /// Clocks and generators are read by language runtimes as much as by the plugin's own code,
+    /// so another build (another language, another runtime version) reads them at other points:
+    /// they are answered in their own order, apart from the host calls, and never make a replay
+    /// leave the recording. The same build reads them exactly as recorded.
+    fn ambient(&self, call: &'static str, args: &str) -> Option<Option<String>> {
+        let mut state = self.lock();
+        let Mode::Replaying { entries, ambient, live, .. } = &mut state.mode else { return None };
+        let cursor = match ambient.iter_mut().find(|(c, _)| *c == call) {
+            Some((_, cursor)) => cursor,
+            None => {
+                ambient.push((call, 0));
+                &mut ambient.last_mut()?.1
+            }
+        };
+        let found = entries[(*cursor).min(entries.len())..].iter().position(|e| e.call == call);
+        match found.map(|i| *cursor + i) {
+            Some(i) if entries[i].args.get() == args => {
+                *cursor = i + 1;
+                Some(Some(entries[i].answer.get().to_owned()))
+            }
+            _ => {
+                *live += 1;
+                Some(None)
+            }
+        }
+    }
+
     /// A clock reading: the recorded one while replaying, else `live()` (recorded).
     fn reading(&self, call: &'static str, live: impl FnOnce() -> u64) -> u64 {
-        if let Some(answer) = self.answer(call, "null", false) {
-            return answer.ok().and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_else(live);
+        if let Some(answer) = self.ambient(call, "null") {
+            return answer.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_else(live);
         }
         let value = live();
         self.push(call, "null".into(), value.to_string());
@@ -216,9 +304,8 @@ impl Tape {
     /// Random bytes: the recorded ones while replaying, else `live` fills them (recorded).
     fn random(&self, call: &'static str, buf: &mut [u8], live: impl FnOnce(&mut [u8])) {
         let args = buf.len().to_string();
-        if let Some(answer) = self.answer(call, &args, false) {
+        if let Some(answer) = self.ambient(call, &args) {
             let recorded = answer
-                .ok()
                 .and_then(|a| serde_json::from_str::<String>(&a).ok())
                 .and_then(|h| hex::decode(h).ok());
             match recorded {
@@ -230,6 +317,17 @@ impl Tape {
         live(buf);
         self.push(call, args, to_json(&hex::encode(&*buf)));
     }
+}
+
+/// Calls answered apart from the sequence of host calls, so that reading them at other points
+/// does not make a replay leave the recording: clock and random readings, in their own order
+/// ([`Tape::ambient`]), and the operator's config values, by key.
+pub fn off_sequence(call: &str) -> bool {
+    call.starts_with("clock.") || call.starts_with("random.") || is_lookup(call)
+}
+
+fn is_lookup(call: &str) -> bool {
+    call.starts_with("config.")
 }
 
 /// The tape, if any, with the call's arguments as JSON: taken before the call runs, since the

@@ -16,7 +16,7 @@ from wit_world.imports import kv as raw_kv
 from wit_world.imports import log as raw_log
 
 from . import ai, errors, http
-from .types import NewEvent
+from .types import NewEvent, _to_json
 
 T = TypeVar("T")
 
@@ -86,12 +86,11 @@ def _messages(messages: list[ai.Message]) -> list[Any]:
 
 
 def _format(request: ai.ChatRequest) -> Any:
-    import json
-
     if request.response_format == "json_object":
         return ai_types.ResponseFormat_JsonObject()
     if request.response_format == "json_schema":
-        return ai_types.ResponseFormat_JsonSchema(json.dumps(request.schema or {}))
+        # As serde_json writes it: an AI cache key and a replay compare requests byte for byte.
+        return ai_types.ResponseFormat_JsonSchema(_to_json(request.schema or {}, "the JSON schema").decode())
     return ai_types.ResponseFormat_Text()
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from .connector import Connector
 from .errors import Internal, InvalidInput, PluginError, to_wit
-from .types import Hints, Event, NewEvent, WebhookReply, WebhookRequest
+from .types import Event, Hints, NewEvent, WebhookReply, WebhookRequest, _to_json
 
 T = TypeVar("T")
 
@@ -94,10 +94,7 @@ def export(connector: type[Connector]) -> tuple[Optional[type], Optional[type]]:
         except ValueError as e:
             raise InvalidInput(f"action input is not JSON: {e}") from None
         output = connector().invoke(action, value)
-        try:
-            return json.dumps(output, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise Internal(f"action `{action}` returned what is not JSON: {e}") from None
+        return _to_json(output, f"the output of action `{action}`").decode()
 
     def hints_to_wit(h: Hints) -> Any:
         schema = None if h.output_schema is None else json.dumps(h.output_schema)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ._host import backend
-from .errors import U64_MAX, Internal, InvalidInput, NotFound, PluginError, RateLimited, Unauthorized, Upstream, clamp_u64
+from .types import _to_json
+from .errors import U64_MAX, InvalidInput, NotFound, PluginError, RateLimited, Unauthorized, Upstream, clamp_u64
 
 
 def secret(name: str) -> str:
@@ -69,10 +70,7 @@ class Request:
 
     def json(self, value: Any) -> Request:
         """Sets a JSON body and its content type."""
-        try:
-            self.body_bytes = _json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError) as e:
-            raise Internal(f"request body is not JSON: {e}") from None
+        self.body_bytes = _to_json(value, "request body")
         return self.header("content-type", "application/json")
 
     def send(self) -> Response:

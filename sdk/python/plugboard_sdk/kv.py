@@ -11,7 +11,8 @@ import json
 from typing import Any, Optional
 
 from ._host import backend
-from .errors import Internal, InvalidInput
+from .errors import InvalidInput
+from .types import _to_json
 
 
 def get(key: str) -> Any:
@@ -27,10 +28,7 @@ def get(key: str) -> Any:
 
 def set(key: str, value: Any, ttl_seconds: Optional[float] = None) -> None:  # noqa: A001 - the contract's name
     """Stores `value` as JSON under `key`, expiring after `ttl_seconds` when given."""
-    try:
-        raw = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as e:
-        raise Internal(f"kv value of `{key}` is not JSON: {e}") from None
+    raw = _to_json(value, f"kv value of `{key}`")
     set_bytes(key, raw, ttl_seconds)
 
 

@@ -13,8 +13,10 @@ Fields = list[tuple[str, str]]
 
 
 def _to_json(value: Any, what: str) -> bytes:
+    """`value` as serde_json writes it (compact, keys sorted, UTF-8): the same value is the same
+    bytes from every SDK, so that a Python rewrite replays byte for byte against a Rust build."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as e:
         raise Internal(f"{what} is not JSON: {e}") from None
 

@@ -10,7 +10,7 @@ import type {
   WebhookRequest as WitWebhookRequest,
 } from 'plugboard:connector/types@0.1.0';
 import { Internal, InvalidInput, NotFound, toWit } from './errors.ts';
-import { Event, type Hints, type Metadata, NewEvent, WebhookReply, WebhookRequest } from './types.ts';
+import { Event, type Hints, jsonText, type Metadata, NewEvent, WebhookReply, WebhookRequest } from './types.ts';
 
 /** A connector: turns webhooks into events, handles routed events and offers actions.
  *
@@ -153,11 +153,7 @@ export function exportConnector(connector: new () => Connector) {
           throw new InvalidInput(`action input is not JSON: ${(e as Error).message}`);
         }
         const output = new connector().invoke(action, input);
-        const text = JSON.stringify(output);
-        if (text === undefined) {
-          throw new Internal(`action \`${action}\` returned what is not JSON`);
-        }
-        return text;
+        return jsonText(output, `the output of action \`${action}\``);
       });
     },
   };

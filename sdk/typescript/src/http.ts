@@ -10,7 +10,7 @@
 
 import { Internal, InvalidInput, NotFound, type PluginError, RateLimited, Unauthorized, Upstream } from './errors.ts';
 import { backend } from './host.ts';
-import type { Fields } from './types.ts';
+import { type Fields, jsonText } from './types.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -70,15 +70,7 @@ export class Request {
 
   /** Sets a JSON body and its content type. */
   json(value: unknown): this {
-    let text: string | undefined;
-    try {
-      text = JSON.stringify(value);
-    } catch (e) {
-      throw new Internal(`request body is not JSON: ${(e as Error).message}`);
-    }
-    if (text === undefined) {
-      throw new Internal('request body is not JSON');
-    }
+    const text = jsonText(value, 'request body');
     this.body = encoder.encode(text);
     return this.header('content-type', 'application/json');
   }

@@ -6,6 +6,7 @@
 
 import { Internal, InvalidInput } from './errors.ts';
 import { backend } from './host.ts';
+import { jsonText } from './types.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -25,15 +26,7 @@ export function get<T = any>(key: string): T | undefined {
 
 /** Stores `value` as JSON under `key`, expiring after `ttlSeconds` when given. */
 export function set(key: string, value: unknown, options: { ttlSeconds?: number } = {}): void {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch (e) {
-    throw new Internal(`kv value of \`${key}\` is not JSON: ${(e as Error).message}`);
-  }
-  if (text === undefined) {
-    throw new Internal(`kv value of \`${key}\` is not JSON`);
-  }
+  const text = jsonText(value, `kv value of \`${key}\``);
   setBytes(key, encoder.encode(text), options);
 }
 

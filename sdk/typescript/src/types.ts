@@ -17,17 +17,35 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-function toJson(value: unknown, what: string): Uint8Array {
+/** Objects with their keys sorted, as serde_json writes them. */
+function sortedKeys(_key: string, value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return value;
+  }
+  const object = value as Record<string, unknown>;
+  return Object.fromEntries(Object.keys(object).sort().map((k) => [k, object[k]]));
+}
+
+/**
+ * `value` as JSON text the way serde_json writes it (compact, keys sorted), so that the same
+ * value is the same bytes from every SDK: a rewrite replays byte for byte against a Rust build.
+ * Throws `Internal` naming `what` when `value` is not JSON.
+ */
+export function jsonText(value: unknown, what: string): string {
   let text: string | undefined;
   try {
-    text = JSON.stringify(value);
+    text = JSON.stringify(value, sortedKeys);
   } catch (e) {
     throw new Internal(`${what} is not JSON: ${(e as Error).message}`);
   }
   if (text === undefined) {
     throw new Internal(`${what} is not JSON`);
   }
-  return encoder.encode(text);
+  return text;
+}
+
+function toJson(value: unknown, what: string): Uint8Array {
+  return encoder.encode(jsonText(value, what));
 }
 
 function parse(bytes: Uint8Array, what: string): any {

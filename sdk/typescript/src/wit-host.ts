@@ -13,6 +13,7 @@ import { ChatResponse } from './ai.ts';
 import { newEventToWit } from './connector.ts';
 import { fromWit, type WitError } from './errors.ts';
 import { installComponentHost } from './host.ts';
+import { jsonText } from './types.ts';
 import { type Request, Response } from './http.ts';
 
 /** Calls an import; the contract error it throws (a ComponentError with `payload`) becomes the
@@ -31,7 +32,7 @@ function call<T>(f: () => T): T {
 
 function format(request: ChatRequest) {
   if (request.responseFormat === 'json-schema') {
-    return { tag: 'json-schema' as const, val: JSON.stringify(request.schema ?? {}) };
+    return { tag: 'json-schema' as const, val: jsonText(request.schema ?? {}, 'the JSON schema') };
   }
   return { tag: request.responseFormat };
 }

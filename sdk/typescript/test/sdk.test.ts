@@ -240,7 +240,7 @@ test('the export speaks the contract', () => {
   assert.deepEqual(thrown(() => plugin.invoke('boom', '{}')), { tag: 'internal', val: 'TypeError: kaboom' });
   assert.deepEqual(thrown(() => plugin.invoke('nope', '{}')), { tag: 'not-found', val: 'unknown action `nope`' });
   assert.equal((thrown(() => plugin.invoke('boom', '{not json')) as { tag: string }).tag, 'invalid-input');
-  assert.deepEqual(thrown(() => plugin.invoke('nothing', '{}')), { tag: 'internal', val: 'action `nothing` returned what is not JSON' });
+  assert.deepEqual(thrown(() => plugin.invoke('nothing', '{}')), { tag: 'internal', val: 'the output of action `nothing` is not JSON' });
   assert.deepEqual(thrown(() => plugin.handle({ ...witEvent, kind: 'bad/return' })), { tag: 'internal', val: 'expected a NewEvent, got Object' });
   assert.deepEqual(actionHints.actionHints(), [
     { action: 'boom', title: 'Throw', readOnly: false, destructive: true, idempotent: false, openWorld: true, outputSchema: '{"type":"object"}' },

@@ -1,0 +1,350 @@
+//! `plugboard replay`, `plugboard recordings` and `plugboard plugin shadow`: recorded
+//! invocations, read from the store a server uses, run again in this process with every host
+//! call answered from the recording (no network, no store writes), on the recorded build or
+//! another one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use plugboard::config::Resolved;
+use plugboard::printable;
+use plugboard::runtime::recording::{
+    Answer, Outcome, Recording, RecordingLog, Replayed, ShadowExample, ShadowReport, off_sequence,
+};
+use plugboard::store::SqliteRecordingLog;
+use plugboard::types::NewEvent;
+use plugboard::{Host, HostBuilder};
+
+use super::server::ConfigArgs;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The recording's id, or an event's id (its newest recording).
+    id: String,
+    /// Replay on this build instead of the instance's configured one.
+    #[arg(long, value_name = "WASM")]
+    with: Option<PathBuf>,
+    /// Print the recording and the replay as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordingsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only this instance's.
+    #[arg(long)]
+    instance: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShadowArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The instance whose recordings are replayed.
+    instance: String,
+    /// The candidate build.
+    wasm: PathBuf,
+    /// How many of the instance's newest recordings to replay.
+    #[arg(long, default_value_t = 20)]
+    last: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The recordings in the store of the configuration at `path`.
+fn open_recordings(path: &Path) -> anyhow::Result<(Resolved, SqliteRecordingLog)> {
+    let resolved = Resolved::load(path)?;
+    let log = SqliteRecordingLog::open(&resolved.store_path, resolved.config.recordings.retain)
+        .with_context(|| format!("opening the recordings in {}", resolved.store_path.display()))?;
+    Ok((resolved, log))
+}
+
+/// A host with instance `id` loaded as the configuration declares it, from `with` if given.
+/// It has no store and no secrets: a replay needs neither.
+async fn host_with_instance(
+    builder: HostBuilder,
+    resolved: &Resolved,
+    id: &str,
+    with: Option<&Path>,
+) -> anyhow::Result<Host> {
+    let Some(spec) = resolved.specs.iter().find(|s| s.id == id) else {
+        anyhow::bail!("the configuration has no instance `{}`", printable(id));
+    };
+    let mut spec = spec.clone();
+    spec.record = None;
+    if let Some(with) = with {
+        spec.wasm = with.to_owned();
+        spec.precompiled = None;
+    }
+    let host = builder.fuel_metering(resolved.uses_fuel()).build()?;
+    host.load(spec).await?;
+    Ok(host)
+}
+
+/// `plugboard replay ID`.
+pub async fn replay(builder: HostBuilder, args: ReplayArgs) -> anyhow::Result<()> {
+    let (resolved, log) = open_recordings(args.config.path())?;
+    let recording = tokio::task::spawn_blocking({
+        let id = args.id.clone();
+        move || log.get(&id)
+    })
+    .await?
+    .with_context(|| format!("no recording or recorded event `{}`", printable(&args.id)))?;
+    let host = host_with_instance(builder, &resolved, &recording.instance, args.with.as_deref()).await?;
+    let replayed = host.replay(&recording.instance, &recording).await?;
+    let identical = replayed.identical_to(&recording);
+    if args.json {
+        let both =
+            serde_json::json!({ "identical": identical, "recording": recording, "replayed": replayed });
+        say!("{}", serde_json::to_string_pretty(&both)?);
+    } else {
+        say!("recording   {}", describe_recording(&recording));
+        say!("recorded    {}  {}", printable(&recording.build), ending(&recording.outcome));
+        say!("replayed    {}  {}", printable(&replayed.build), ending(&replayed.outcome));
+        let answered = recording
+            .calls
+            .iter()
+            .filter(|c| !off_sequence(&c.call))
+            .count()
+            .saturating_sub(replayed.unasked);
+        let recorded = recording.calls.iter().filter(|c| !off_sequence(&c.call)).count();
+        let ambient = recording.calls.len() - recorded;
+        say!("host calls  {recorded} recorded, {answered} answered from the recording");
+        say!(
+            "readings    {ambient} clock, random and config values recorded, {} more read live",
+            replayed.live_readings
+        );
+        say!("");
+        if identical {
+            say!("identical: the same host calls, the same events, the same answer");
+        } else {
+            say!("different:");
+            for line in differences(&recording.outcome, &replayed) {
+                say!("  {line}");
+            }
+        }
+    }
+    if !identical {
+        anyhow::bail!("the replay differs from the recording");
+    }
+    Ok(())
+}
+
+/// `plugboard recordings`.
+pub async fn list(args: RecordingsArgs) -> anyhow::Result<()> {
+    let (_, log) = open_recordings(args.config.path())?;
+    let (instance, limit) = (args.instance.clone(), args.limit);
+    let recordings = tokio::task::spawn_blocking(move || log.recent(instance.as_deref(), limit)).await?;
+    let summaries: Vec<_> = recordings.iter().map(Recording::summary).collect();
+    if args.json {
+        say!("{}", serde_json::to_string_pretty(&summaries)?);
+        return Ok(());
+    }
+    if summaries.is_empty() {
+        say!("no recordings (an instance records with `record = \"all\"`, `\"failures\"` or a rate)");
+    }
+    for s in summaries {
+        let outcome = match &s.error {
+            None => "ok".to_owned(),
+            Some(e) => format!("failed: {}", cut(e, 120)),
+        };
+        say!(
+            "{}  {}  {:<12} {:<16} {:>3} calls  {}  {}",
+            s.id,
+            super::events::when(s.recorded_at_ms),
+            printable(&s.instance),
+            printable(&s.call),
+            s.host_calls,
+            printable(&s.build),
+            printable(&outcome)
+        );
+    }
+    Ok(())
+}
+
+/// `plugboard plugin shadow INSTANCE WASM`.
+pub async fn shadow(builder: HostBuilder, args: ShadowArgs) -> anyhow::Result<()> {
+    let (resolved, log) = open_recordings(args.config.path())?;
+    let (instance, last) = (args.instance.clone(), args.last);
+    let recordings = tokio::task::spawn_blocking(move || log.recent(Some(&instance), last)).await?;
+    if recordings.is_empty() {
+        anyhow::bail!("instance `{}` has no recordings to replay", printable(&args.instance));
+    }
+    let host = host_with_instance(builder, &resolved, &args.instance, None).await?;
+    let component =
+        tokio::fs::read(&args.wasm).await.with_context(|| format!("reading {}", args.wasm.display()))?;
+    let candidate = host.candidate(&args.instance, &component).await?;
+    let report = host.shadow(&candidate, &recordings).await;
+    if args.json {
+        say!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&args.instance, &report)?;
+    }
+    if !report.clean() {
+        anyhow::bail!(
+            "the candidate differs on {} and fails on {} of {} recordings",
+            report.different,
+            report.failed,
+            report.replayed
+        );
+    }
+    Ok(())
+}
+
+fn print_report(instance: &str, report: &ShadowReport) -> anyhow::Result<()> {
+    say!(
+        "shadow {}: candidate {} over the last {} recordings",
+        printable(instance),
+        printable(&report.build),
+        report.replayed
+    );
+    say!("  identical  {}", report.identical);
+    say!("  different  {}", report.different);
+    say!("  failed     {}", report.failed);
+    for ShadowExample { verdict, recording, event_id, recorded_build, recorded, replayed, error } in
+        &report.examples
+    {
+        let event = event_id.as_deref().map(|e| format!(", event {e}")).unwrap_or_default();
+        say!("");
+        say!(
+            "{verdict}: recording {recording}{} (recorded on {})",
+            printable(&event),
+            printable(recorded_build)
+        );
+        match (replayed, error) {
+            (Some(replayed), _) => {
+                for line in differences(recorded, replayed) {
+                    say!("  {line}");
+                }
+            }
+            (None, Some(error)) => say!("  could not replay: {}", printable(error)),
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `ID (instance, call, event, when)`.
+fn describe_recording(r: &Recording) -> String {
+    let s = r.summary();
+    let event = s.event_id.as_deref().map(|e| format!(", event {e}")).unwrap_or_default();
+    printable(&format!(
+        "{} ({}, {}{event}, {})",
+        s.id,
+        s.instance,
+        s.call,
+        super::events::when(s.recorded_at_ms)
+    ))
+}
+
+/// `ok, 2 events published` or `failed: ...`.
+fn ending(outcome: &Outcome) -> String {
+    let published = match outcome.emitted.len() {
+        1 => "1 event published".to_owned(),
+        n => format!("{n} events published"),
+    };
+    match &outcome.error {
+        None => format!("ok, {published}"),
+        Some(e) => format!("failed ({published}): {}", cut(e, 200)),
+    }
+}
+
+/// What differs between the recorded outcome and the replay, one line each.
+fn differences(recorded: &Outcome, replayed: &Replayed) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(d) = &replayed.divergence {
+        let asked = format!("`{}` {}", d.call, cut(&d.args, 200));
+        let there = match &d.recorded {
+            Some((call, args)) => format!("the recording has `{call}` {} there", cut(args, 200)),
+            None => "the recording has no more calls".to_owned(),
+        };
+        lines.push(format!(
+            "left the recording at call {}: the build asked {asked}; {there}. It was answered with an error.",
+            d.index + 1
+        ));
+    }
+    if replayed.unasked > 0 && replayed.divergence.is_none() {
+        lines.push(format!("{} recorded calls were never asked", replayed.unasked));
+    }
+    let now = &replayed.outcome;
+    if recorded.error != now.error {
+        lines.push(format!(
+            "error: recorded {}; replayed {}",
+            recorded.error.as_deref().map(|e| cut(e, 300)).unwrap_or_else(|| "none".into()),
+            now.error.as_deref().map(|e| cut(e, 300)).unwrap_or_else(|| "none".into())
+        ));
+    }
+    let count = recorded.emitted.len().max(now.emitted.len());
+    for i in 0..count {
+        let (before, after) = (recorded.emitted.get(i), now.emitted.get(i));
+        if before.map(event_json) != after.map(event_json) {
+            lines.push(format!("published event {}:", i + 1));
+            lines.push(format!("  recorded  {}", before.map(show_event).unwrap_or_else(|| "(none)".into())));
+            lines.push(format!("  replayed  {}", after.map(show_event).unwrap_or_else(|| "(none)".into())));
+        }
+    }
+    let (before, after) = (recorded.answer.as_ref().map(show_answer), now.answer.as_ref().map(show_answer));
+    if before != after {
+        lines.push("answer:".into());
+        lines.push(format!("  recorded  {}", before.unwrap_or_else(|| "(none)".into())));
+        lines.push(format!("  replayed  {}", after.unwrap_or_else(|| "(none)".into())));
+    }
+    if lines.is_empty() {
+        lines.push("the outcomes differ".into());
+    }
+    lines
+}
+
+fn event_json(event: &NewEvent) -> Option<serde_json::Value> {
+    serde_json::to_value(event).ok()
+}
+
+/// `kind payload` with the payload as text when it is UTF-8, cut and made printable.
+fn show_event(event: &NewEvent) -> String {
+    let attributes: Vec<String> = event.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let attributes =
+        if attributes.is_empty() { String::new() } else { format!(" [{}]", attributes.join(", ")) };
+    format!("{} {}{}", printable(&event.kind), payload(&event.payload), printable(&cut(&attributes, 200)))
+}
+
+fn show_answer(answer: &Answer) -> String {
+    match answer {
+        Answer::Events(events) => {
+            let shown: Vec<String> = events.iter().map(show_event).collect();
+            format!("{} events returned: {}", events.len(), shown.join("; "))
+        }
+        Answer::Reply(reply) => format!("reply {} {}", reply.status, payload(&reply.body)),
+        Answer::Output(text) => format!("output {}", printable(&cut(text, 300))),
+    }
+}
+
+fn payload(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => printable(&cut(text, 300)),
+        Err(_) => format!("({} bytes, not UTF-8)", bytes.len()),
+    }
+}
+
+/// `text` cut to about `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
