@@ -172,3 +172,74 @@ async fn a_recording_holds_neither_the_secret_nor_its_echo_and_replays_without_t
     assert!(again.identical_to(&recording), "{again:#?}");
     assert_eq!(replayed.calls().query(&Default::default()).len(), 0, "no outbound call was made");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_lists_replays_and_shadows_and_a_reload_can_require_a_clean_shadow_run() {
+    use plugboard_demo::flow::{ADMIN_TOKEN, Flow};
+    let record = ("id = \"order-risk\"\n", "id = \"order-risk\"\nrecord = \"all\"\n");
+    let flow = Flow::start_with("order-risk", &[record]).await.unwrap();
+    flow.fakes.state.add_order(plugboard_demo::sample_order(1001, "", "1249.00"));
+    assert_eq!(flow.send_order(1001, "card mismatch, ship elsewhere", "1249.00", "w-1").await.unwrap(), 200);
+    flow.settled().await.unwrap();
+    let log = flow.host.recordings().clone();
+    tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(30))).await.unwrap();
+
+    let listed = flow.admin("/v1/recordings?instance=order-risk").await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["call"], "handle");
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    let whole = flow.admin(&format!("/v1/recordings/{id}")).await.unwrap();
+    assert_eq!(whole["instance"], "order-risk");
+    assert!(whole["calls"].as_array().unwrap().iter().any(|c| c["call"] == "ai.complete"), "{whole}");
+
+    let admin = |method: reqwest::Method, path: &str| {
+        flow.client.request(method, format!("{}{path}", flow.origin)).bearer_auth(ADMIN_TOKEN)
+    };
+    let received = flow.fakes.state.received().len();
+    let replayed: Value = admin(reqwest::Method::POST, &format!("/v1/recordings/{id}/replay"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["identical"], true, "{replayed}");
+
+    // Shadow: the loaded build is identical on its own recordings; another component is not.
+    let same = std::fs::read(plugboard_demo::flow::guest_dir().join("order_risk.wasm")).unwrap();
+    let report: Value = admin(reqwest::Method::POST, "/v1/plugins/order-risk/shadow?last=5")
+        .body(same.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((report["replayed"].as_u64(), report["identical"].as_u64()), (Some(1), Some(1)), "{report}");
+    let before = flow.host.plugin("order-risk").unwrap().build;
+    let other = std::fs::read(DICE).unwrap();
+    let refused = admin(reqwest::Method::PUT, "/v1/plugins/order-risk/wasm?require_shadow=5")
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    let refused: Value = refused.json().await.unwrap();
+    assert!(refused["error"].as_str().unwrap().contains("not reloaded"), "{refused}");
+    assert_eq!(refused["report"]["failed"].as_u64(), Some(1), "{refused}");
+    assert_eq!(flow.host.plugin("order-risk").unwrap().build, before, "the refused build was not installed");
+    let accepted = admin(reqwest::Method::PUT, "/v1/plugins/order-risk/wasm?require_shadow=5")
+        .body(same)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(flow.fakes.state.received().len(), received, "replays and shadow runs sent nothing");
+    // An instance without recordings cannot pass a required shadow run.
+    let none = admin(reqwest::Method::PUT, "/v1/plugins/slack/wasm?require_shadow=5")
+        .body(vec![0u8; 8])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 400);
+}

@@ -25,7 +25,7 @@ pub(super) struct DlqQuery {
 const MAX_PAGE: usize = 1_000;
 
 /// A listing's page size: `limit`, or 100, within 1 to [`MAX_PAGE`].
-fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+pub(super) fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
     let limit = limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -211,16 +211,33 @@ pub(super) async fn plugin_show(
     Ok(axum::Json(info).into_response())
 }
 
+/// Query of `PUT /v1/plugins/{id}/wasm`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReloadQuery {
+    /// Replay the instance's newest N recordings on the new build first, and reload only if
+    /// every one is identical.
+    require_shadow: Option<usize>,
+}
+
 /// `PUT /v1/plugins/{id}/wasm` with a component as the body: hot reload, same grants, limits
-/// and config. Running invocations finish on the old build.
+/// and config. Running invocations finish on the old build. With `?require_shadow=N`, only
+/// after a clean shadow run over the newest N recordings (else 409 with the report).
 pub(super) async fn plugin_reload(
     _: Admin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ReloadQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if state.host.plugin(&id).is_none() {
         return Err(ApiError::NotFound(format!("instance {id}")));
+    }
+    if let Some(last) = query.require_shadow {
+        let report = super::recordings::shadow_run(&state, &id, &body, page_size(Some(last))?).await?;
+        if !report.clean() {
+            return Err(ApiError::ShadowFailed(Box::new(report)));
+        }
     }
     let info = state.host.reload_bytes(&id, &body).await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
     tracing::info!(instance = %id, version = %info.version, sha256 = %info.sha256, "plugin reloaded");

@@ -13,6 +13,13 @@ pub(crate) enum ApiError {
     Store(#[from] StoreError),
     #[error("the call log is unavailable")]
     CallLog(#[source] tokio::task::JoinError),
+    #[error("the recordings are unavailable")]
+    Recordings(#[source] tokio::task::JoinError),
+    #[error(
+        "the new build is not identical on {} of {} recordings ({} different, {} failed): not reloaded",
+        .0.replayed - .0.identical, .0.replayed, .0.different, .0.failed
+    )]
+    ShadowFailed(Box<crate::runtime::recording::ShadowReport>),
     #[error("this API needs `Authorization: Bearer <token>`")]
     Unauthorized,
     #[error("{0}")]
@@ -34,7 +41,8 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Store(e) => store_answer(e).0,
-            ApiError::CallLog(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::CallLog(_) | ApiError::Recordings(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShadowFailed(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -44,6 +52,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::ShadowFailed(report) = &self {
+            // The report says which recordings differ and how: the operator's next step.
+            let body = serde_json::json!({ "error": self.to_string(), "report": report });
+            return (self.status(), axum::Json(body)).into_response();
+        }
         crate::ingress::webhook::error_response("API request failed", self.status(), &self)
     }
 }

@@ -8,6 +8,7 @@ mod dashboard;
 mod error;
 mod health;
 mod jobs;
+mod recordings;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -187,6 +188,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/plugins/{id}", get(admin::plugin_show))
         // Components are larger than webhooks: up to 256 MiB here.
         .route("/v1/plugins/{id}/wasm", put(admin::plugin_reload).layer(DefaultBodyLimit::max(256 << 20)))
+        .route("/v1/plugins/{id}/shadow", post(recordings::shadow).layer(DefaultBodyLimit::max(256 << 20)))
+        .route("/v1/recordings", get(recordings::list))
+        .route("/v1/recordings/{id}", get(recordings::show))
+        .route("/v1/recordings/{id}/replay", post(recordings::replay))
         .route("/v1/events", get(admin::events_list))
         .route("/v1/events/stream", get(stream::events_stream))
         .route("/v1/events/{id}", get(admin::event_trace))

@@ -131,27 +131,34 @@ impl Host for LogView<'_> {
                 fields.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
             serde_json::Value::Object(object).to_string()
         };
+        // A replay's lines are kept with its outcome, not written to the operator's log: the
+        // invocation already ran once, and a log that shows it twice misleads.
+        let replaying = self.scope.tape.is_some_and(|t| t.is_replaying());
+        if !replaying {
+            match level {
+                Level::Trace => {
+                    tracing::trace!(target: "plugin", instance, event, fields = %rendered, "{message}")
+                }
+                Level::Debug => {
+                    tracing::debug!(target: "plugin", instance, event, fields = %rendered, "{message}")
+                }
+                Level::Info => {
+                    tracing::info!(target: "plugin", instance, event, fields = %rendered, "{message}")
+                }
+                Level::Warn => {
+                    tracing::warn!(target: "plugin", instance, event, fields = %rendered, "{message}")
+                }
+                Level::Error => {
+                    tracing::error!(target: "plugin", instance, event, fields = %rendered, "{message}")
+                }
+            }
+        }
         let level = match level {
-            Level::Trace => {
-                tracing::trace!(target: "plugin", instance, event, fields = %rendered, "{message}");
-                "trace"
-            }
-            Level::Debug => {
-                tracing::debug!(target: "plugin", instance, event, fields = %rendered, "{message}");
-                "debug"
-            }
-            Level::Info => {
-                tracing::info!(target: "plugin", instance, event, fields = %rendered, "{message}");
-                "info"
-            }
-            Level::Warn => {
-                tracing::warn!(target: "plugin", instance, event, fields = %rendered, "{message}");
-                "warn"
-            }
-            Level::Error => {
-                tracing::error!(target: "plugin", instance, event, fields = %rendered, "{message}");
-                "error"
-            }
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
         };
         self.state.lines.push(LogRecord { level, message, fields });
         Ok(())

@@ -152,6 +152,11 @@ impl Tape {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether this tape answers calls instead of letting them run.
+    pub(crate) fn is_replaying(&self) -> bool {
+        matches!(self.lock().mode, Mode::Replaying { .. })
+    }
+
     /// What the tape holds once the invocation is over.
     pub(crate) fn finish(&self) -> Played {
         let mut state = self.lock();
