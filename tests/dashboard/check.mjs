@@ -3,7 +3,10 @@
 // replays a dead letter, and keeps a screenshot. Prints what it saw as JSON (the last line) for
 // tests/tests/admin_api.rs to assert.
 //
-//   node check.mjs <base-url> <admin-token> <screenshot.png> <event-id-to-open>
+//   node check.mjs <base-url> <admin-token> <screenshot.png> <event-id-to-open> <candidate.wasm>
+//
+// It also replays a recording from the recordings table, and shadows <candidate.wasm> on the
+// instance whose recordings are listed.
 //
 // Once the page follows the event stream it prints `connected` and reads, from standard input,
 // the id of an event the test stores then; the page must show it without being reloaded.
@@ -17,7 +20,7 @@ async function nextLine() {
   return (value || "").trim();
 }
 
-const [base, token, screenshot, eventId] = process.argv.slice(2);
+const [base, token, screenshot, eventId, candidate] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -61,6 +64,17 @@ try {
   await page.click("#dlq button.replay");
   await page.waitForFunction(() => document.querySelectorAll("#dlq tbody tr[data-delivery]").length === 0, null, { timeout: 20000 });
   seen.deadAfter = 0;
+
+  // A recording replayed from its row: identical, on the loaded build.
+  await page.waitForSelector("#recordings button.replay-recording");
+  await page.click("#recordings button.replay-recording");
+  await page.waitForSelector("#replay-result .verdict");
+  seen.replay = await page.textContent("#replay-result");
+  // A candidate build shadowed on the instance's recordings.
+  await page.setInputFiles("#shadow-wasm", candidate);
+  await page.click("#shadow-run");
+  await page.waitForFunction(() => document.querySelector("#replay-result .verdict")?.textContent.includes("shadow"));
+  seen.shadow = await page.textContent("#replay-result");
 
   await page.waitForSelector("#calls tbody tr td");
   seen.calls = await page.$$eval("#calls tbody tr", (rows) => rows.map((r) => r.textContent));

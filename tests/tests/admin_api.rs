@@ -245,7 +245,8 @@ async fn a_reloaded_instance_keeps_its_concurrency_limit() {
 
 #[tokio::test]
 async fn the_dashboard_in_headless_chromium() {
-    let flow = Flow::start("order-risk").await.unwrap();
+    let record = ("id = \"order-risk\"\n", "id = \"order-risk\"\nrecord = \"all\"\n");
+    let flow = Flow::start_with("order-risk", &[record]).await.unwrap();
     // The first Slack post fails for good: a dead letter to replay from the page.
     flow.fakes.state.script("slack", Script::SlackError("channel_not_found"));
     let event = risky_order(&flow, 3001).await;
@@ -259,7 +260,14 @@ async fn the_dashboard_in_headless_chromium() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("dashboard.png");
     let script = repo().join("tests/dashboard/check.mjs");
-    let args = [flow.origin.clone(), ADMIN_TOKEN.to_owned(), screenshot.display().to_string(), event.clone()];
+    // The candidate for the shadow run: the DICE test guest, which is not order-risk at all.
+    let args = [
+        flow.origin.clone(),
+        ADMIN_TOKEN.to_owned(),
+        screenshot.display().to_string(),
+        event.clone(),
+        plugboard_tests::DICE.to_owned(),
+    ];
     let mut node = std::process::Command::new("node")
         .arg(&script)
         .args(&args)
@@ -329,6 +337,10 @@ async fn the_dashboard_in_headless_chromium() {
         seen["chartPoints"].as_u64().unwrap() >= 1 && seen["throughput"].as_str().unwrap() != "0",
         "{seen}"
     );
+    let replay = seen["replay"].as_str().unwrap();
+    assert!(replay.contains("identical: recording") && replay.contains("order-risk@0.1.0"), "{seen}");
+    let shadow = seen["shadow"].as_str().unwrap();
+    assert!(shadow.contains("0 identical") && shadow.contains("left the recording at call 1"), "{seen}");
     assert_eq!(seen["errors"], serde_json::json!([]), "no script errors on the page");
     // The replay button really redelivered: Slack got the alert.
     let state = flow.fakes.state.clone();
