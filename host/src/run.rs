@@ -84,7 +84,8 @@ fn host_with(
     let failed = |reason: String| RunError::Store { path: path.display().to_string(), reason };
     let calls = SqliteCallLog::open(path, resolved.config.calls.retain).map_err(|e| failed(e.to_string()))?;
     let recordings = &resolved.config.recordings;
-    let kept = SqliteRecordingLog::open(path, recordings.retain).map_err(|e| failed(e.to_string()))?;
+    let kept = SqliteRecordingLog::open(&SqliteRecordingLog::path_beside(path), recordings.retain)
+        .map_err(|e| failed(e.to_string()))?;
     let host = builder
         .fuel_metering(resolved.uses_fuel())
         .kv_store(kv)

@@ -48,7 +48,8 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "plugboard_recordings_dropped_total",
         "counter",
-        "Recordings not kept, by instance and reason (too_large: over the size limit).",
+        "Recordings not kept, by instance and reason (too_large: over the size limit; backlog: the \
+         writer could not keep up).",
     ),
     (
         "plugboard_http_retries_total",

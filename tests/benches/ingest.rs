@@ -6,7 +6,8 @@
 //!
 //! Steps: verifying the Shopify signature; a fresh instance of the echo connector running
 //! `on-webhook`; appending one event durably (SQLite, synchronous=FULL, group commit); and the
-//! whole request through the router, after processing and on receipt.
+//! whole request through the router, after processing and on receipt; and the whole path again
+//! with the instance recording every invocation (`record = "all"`), for recording's cost.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use plugboard::api::{AppState, router};
 use plugboard::ingress::Endpoint;
 use plugboard::ingress::verify::{Scheme, Verifier};
 use plugboard::manifest::webhook::Acknowledge;
-use plugboard::store::{Append, EventStore, SqliteStore};
+use plugboard::runtime::recording::Record;
+use plugboard::store::{Append, EventStore, SqliteRecordingLog, SqliteStore};
 use plugboard::types::WebhookRequest;
 use plugboard::{Event, Host, PluginSpec};
 use plugboard_tests::ECHO;
@@ -183,6 +185,41 @@ fn main() {
             whole.push((mode, us));
         }
 
+        // Recording: the whole path (after processing) on two fresh hosts, one whose instance
+        // records every invocation (into a file of its own, as the server keeps them), their
+        // rounds interleaved so that the machine's drift falls on both alike.
+        let mut pair = Vec::new();
+        for recorded in [false, true] {
+            let sub = dir.path().join(if recorded { "recorded" } else { "unrecorded" });
+            std::fs::create_dir_all(&sub).unwrap();
+            let log = Arc::new(SqliteRecordingLog::open(&sub.join("events.recordings.db"), 100_000).unwrap());
+            let fresh = Host::builder().recording_log(log).build().unwrap();
+            let spec = PluginSpec::new("shop", ECHO);
+            fresh.load(if recorded { spec.with_record(Record::All) } else { spec }).await.unwrap();
+            pair.push(app(&fresh, Acknowledge::AfterProcessing, &sub).await);
+        }
+        let (mut unrecorded_runs, mut recorded_runs) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            for (app, runs) in [(&pair[0], &mut unrecorded_runs), (&pair[1], &mut recorded_runs)] {
+                let app = app.clone();
+                runs.push(
+                    per_op(n, move || {
+                        let app = app.clone();
+                        async move {
+                            let response = app.oneshot(webhook_request()).await.unwrap();
+                            assert_eq!(response.status(), 200);
+                            axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                        }
+                    })
+                    .await,
+                );
+            }
+        }
+        for runs in [&mut unrecorded_runs, &mut recorded_runs] {
+            runs.sort_by(f64::total_cmp);
+        }
+        let (unrecorded_us, recorded_us) = (unrecorded_runs[ROUNDS / 2], recorded_runs[ROUNDS / 2]);
+
         println!("ingest breakdown, µs per request with {IN_FLIGHT} in flight (median of {ROUNDS} runs of {n}):");
         println!("  bare axum handler, in process (the baseline)     {bare_us:>8.2}");
         println!("  verify the Shopify signature                      {verify_us:>8.2}");
@@ -200,5 +237,14 @@ fn main() {
                 1e6 / us
             );
         }
+        println!(
+            "  the same on a fresh host, not recording           {unrecorded_us:>8.2}  ({:.0}/s)",
+            1e6 / unrecorded_us
+        );
+        println!(
+            "  the same on a fresh host, recording every call    {recorded_us:>8.2}  ({:.0}/s; recording costs {:.1}%)",
+            1e6 / recorded_us,
+            100.0 * (recorded_us / unrecorded_us - 1.0)
+        );
     });
 }

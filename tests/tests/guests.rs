@@ -798,3 +798,47 @@ async fn crm_lookup() {
     let err = Host::builder().build().unwrap().load(spec).await.unwrap_err();
     assert!(err.to_string().contains("acme:crm/lookup"), "{err}");
 }
+
+/// The replay tests' guest: the time, a random id and a count, published and answered.
+#[tokio::test]
+async fn dice() {
+    let host = host();
+    load(&host, "dice", DICE, Grants::none().with(Capability::Kv).with(Capability::Emit), Limits::default())
+        .await;
+    let first = host.invoke("dice", "roll", &json!({})).await.unwrap();
+    let second = host.invoke("dice", "roll", &json!({})).await.unwrap();
+    assert_eq!((first.output["count"].as_i64(), second.output["count"].as_i64()), (Some(1), Some(2)));
+    assert_eq!(first.output["id"].as_str().unwrap().len(), 16);
+    assert_ne!(first.output["id"], second.output["id"]);
+    assert!(first.output["at_ms"].as_u64().unwrap() > 1_700_000_000_000, "the wall clock: {}", first.output);
+    assert_eq!(first.emitted[0].kind, "dice/rolled");
+    assert_eq!(first.output["tag"], "v1");
+    let answered = host.handle("dice", Event::json("table/ready", "x", &json!({})).unwrap()).await.unwrap();
+    assert_eq!(answered.output[0].kind, "dice/answered");
+    match host.invoke("dice", "fail", &json!({})).await {
+        Err(InvokeError::Plugin(WitError::Upstream(failure))) => assert_eq!(failure.status, 503),
+        other => panic!("expected an upstream error, got {other:?}"),
+    }
+}
+
+/// The dice guest's next build: another tag, and a `kv.get` before it publishes.
+#[tokio::test]
+async fn dice_next() {
+    let host = host();
+    load(
+        &host,
+        "dice",
+        DICE_NEXT,
+        Grants::none().with(Capability::Kv).with(Capability::Emit),
+        Limits::default(),
+    )
+    .await;
+    let rolled = host.invoke("dice", "roll", &json!({})).await.unwrap();
+    assert_eq!((rolled.output["tag"].as_str(), rolled.output["count"].as_i64()), (Some("v2"), Some(1)));
+    // Without kv, its extra read is refused like the count.
+    load(&host, "dice", DICE_NEXT, Grants::none().with(Capability::Emit), Limits::default()).await;
+    assert!(matches!(
+        host.invoke("dice", "roll", &json!({})).await,
+        Err(InvokeError::Plugin(WitError::Denied(_)))
+    ));
+}

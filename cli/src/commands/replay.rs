@@ -66,8 +66,9 @@ pub struct ShadowArgs {
 /// The recordings in the store of the configuration at `path`.
 fn open_recordings(path: &Path) -> anyhow::Result<(Resolved, SqliteRecordingLog)> {
     let resolved = Resolved::load(path)?;
-    let log = SqliteRecordingLog::open(&resolved.store_path, resolved.config.recordings.retain)
-        .with_context(|| format!("opening the recordings in {}", resolved.store_path.display()))?;
+    let path = SqliteRecordingLog::path_beside(&resolved.store_path);
+    let log = SqliteRecordingLog::open(&path, resolved.config.recordings.retain)
+        .with_context(|| format!("opening the recordings in {}", path.display()))?;
     Ok((resolved, log))
 }
 

@@ -140,6 +140,21 @@ impl Recording {
         self.outcome.error.is_some()
     }
 
+    /// About how many bytes it holds (its answers, arguments and payloads), without writing it
+    /// out: what a queue of recordings weighs.
+    pub fn approximate_bytes(&self) -> usize {
+        let calls: usize =
+            self.calls.iter().map(|c| c.call.len() + c.args.get().len() + c.answer.get().len()).sum();
+        let input = match &self.input {
+            Input::Handle { event } => event.payload.len(),
+            Input::OnWebhook { request } => request.body.len(),
+            Input::Invoke { input, .. } => input.len(),
+        };
+        let emitted: usize = self.outcome.emitted.iter().map(|e| e.payload.len()).sum();
+        // Bytes become JSON arrays of numbers: up to four characters each.
+        calls + 4 * (input + emitted) + 1024
+    }
+
     /// The one-line summary listings show.
     pub fn summary(&self) -> RecordingSummary {
         RecordingSummary {
@@ -182,8 +197,9 @@ pub struct RecordingSummary {
 
 /// Where recordings go. Keeping one must not block: it runs as an invocation ends.
 pub trait RecordingLog: Send + Sync + 'static {
-    /// Keeps one recording.
-    fn keep(&self, recording: Recording);
+    /// Keeps one recording (or queues it to be written); false when it had to be dropped (a
+    /// writer that cannot keep up).
+    fn keep(&self, recording: Recording) -> bool;
     /// The recording `id`, or the newest one of the event `id`.
     fn get(&self, id: &str) -> Option<Recording>;
     /// The newest `limit` recordings, of `instance` when given, newest first.
@@ -207,7 +223,7 @@ impl MemoryRecordingLog {
 }
 
 impl RecordingLog for MemoryRecordingLog {
-    fn keep(&self, recording: Recording) {
+    fn keep(&self, recording: Recording) -> bool {
         let mut kept = self.recordings.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() >= self.capacity {
             kept.pop_front();
@@ -215,6 +231,7 @@ impl RecordingLog for MemoryRecordingLog {
         if self.capacity > 0 {
             kept.push_back(recording);
         }
+        true
     }
 
     fn get(&self, id: &str) -> Option<Recording> {
@@ -277,7 +294,6 @@ impl Recorder {
             return;
         }
         let played = tape.finish();
-        let input_bytes = serde_json::to_string(&input).map(|s| s.len()).unwrap_or(usize::MAX);
         let dropped = |reason: &str| {
             shared.metrics.add(
                 "plugboard_recordings_dropped_total",
@@ -285,7 +301,9 @@ impl Recorder {
                 1,
             );
         };
-        if played.overflowed || input_bytes > shared.max_recording_bytes {
+        // The limit bounds what the plugin's calls add; the input is bounded already (the
+        // webhook body limit, the event limits).
+        if played.overflowed {
             tracing::warn!(
                 instance = %plugin.id,
                 limit = shared.max_recording_bytes,
@@ -301,7 +319,10 @@ impl Recorder {
             Input::OnWebhook { .. } => None,
         };
         let recording = Recording {
-            id: uuid::Uuid::now_v7().to_string(),
+            // Time-ordered, from the thread's generator: no system call per recording.
+            id: uuid::Builder::from_unix_timestamp_millis(started_ms, &rand::random())
+                .into_uuid()
+                .to_string(),
             instance: plugin.id.clone(),
             build: plugin.handler(),
             sha256: plugin.info.sha256.clone(),
@@ -316,7 +337,10 @@ impl Recorder {
                 error: error.map(|e| e.to_string()),
             },
         };
-        shared.metrics.add("plugboard_recordings_total", &[("instance", &plugin.id)], 1);
-        shared.recordings.keep(recording);
+        if shared.recordings.keep(recording) {
+            shared.metrics.add("plugboard_recordings_total", &[("instance", &plugin.id)], 1);
+        } else {
+            dropped("backlog");
+        }
     }
 }

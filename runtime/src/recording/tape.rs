@@ -79,15 +79,10 @@ pub(crate) struct Played {
     pub(crate) answer: Option<Answer>,
 }
 
-fn raw(text: String) -> Box<RawValue> {
-    // `text` is serde_json's own output, so it is valid JSON.
-    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
-}
-
-fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+/// `value` as JSON, kept as written (serde_json's own output needs no second parse).
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Box<RawValue> {
     // Serializing the contract's types cannot fail: no maps with non-string keys, no I/O.
-    serde_json::to_string(value)
-        .unwrap_or_else(|e| serde_json::json!({ "unserializable": e.to_string() }).to_string())
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// How much of the common start a divergence shows before the arguments part.
@@ -192,18 +187,18 @@ impl Tape {
         self.lock().answer = Some(answer);
     }
 
-    fn push(&self, call: &str, args: String, answer: String) {
+    fn push(&self, call: &str, args: Box<RawValue>, answer: Box<RawValue>) {
         if let Mode::Recording { entries, bytes, limit, overflowed } = &mut self.lock().mode {
             if *overflowed {
                 return;
             }
-            *bytes += call.len() + args.len() + answer.len();
+            *bytes += call.len() + args.get().len() + answer.get().len();
             if *bytes > *limit {
                 *overflowed = true;
                 entries.clear();
                 return;
             }
-            entries.push(TapeEntry { call: call.to_owned(), args: raw(args), answer: raw(answer) });
+            entries.push(TapeEntry { call: call.to_owned(), args, answer });
         }
     }
 
@@ -302,14 +297,14 @@ impl Tape {
             return answer.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_else(live);
         }
         let value = live();
-        self.push(call, "null".into(), value.to_string());
+        self.push(call, RawValue::NULL.to_owned(), to_json(&value));
         value
     }
 
     /// Random bytes: the recorded ones while replaying, else `live` fills them (recorded).
     fn random(&self, call: &'static str, buf: &mut [u8], live: impl FnOnce(&mut [u8])) {
-        let args = buf.len().to_string();
-        if let Some(answer) = self.ambient(call, &args) {
+        let args = to_json(&buf.len());
+        if let Some(answer) = self.ambient(call, args.get()) {
             let recorded = answer
                 .and_then(|a| serde_json::from_str::<String>(&a).ok())
                 .and_then(|h| hex::decode(h).ok());
@@ -340,7 +335,7 @@ fn is_lookup(call: &str) -> bool {
 pub(crate) fn on_tape<'t, A: Serialize + ?Sized>(
     tape: Option<&'t Tape>,
     args: &A,
-) -> Option<(&'t Tape, String)> {
+) -> Option<(&'t Tape, Box<RawValue>)> {
     tape.map(|t| (t, to_json(args)))
 }
 
@@ -348,7 +343,7 @@ pub(crate) fn on_tape<'t, A: Serialize + ?Sized>(
 /// answer is recorded; replaying, `live` never runs (no socket, no store, no side effect) and the
 /// recorded answer is returned, or a typed error once the run has left the recording.
 pub(crate) async fn play<T>(
-    taped: Option<(&Tape, String)>,
+    taped: Option<(&Tape, Box<RawValue>)>,
     call: &'static str,
     live: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error>
@@ -356,7 +351,7 @@ where
     T: Serialize + DeserializeOwned,
 {
     let Some((tape, args)) = taped else { return live.await };
-    if let Some(answer) = tape.answer(call, &args, false) {
+    if let Some(answer) = tape.answer(call, args.get(), false) {
         return answer
             .and_then(|a| {
                 serde_json::from_str(&a)
@@ -378,7 +373,7 @@ pub(crate) fn play_publish(
     live: impl FnOnce() -> Result<String, Error>,
 ) -> Result<String, Error> {
     let args = to_json(event);
-    let replayed = tape.answer("emit.publish", &args, true);
+    let replayed = tape.answer("emit.publish", args.get(), true);
     let answer = live();
     if answer.is_ok() {
         tape.emitted(event);

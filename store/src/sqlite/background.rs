@@ -3,7 +3,7 @@
 //! batches; when the channel is full (the disk cannot keep up) items are dropped and counted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,30 +15,48 @@ enum ToWriter<T> {
 
 /// The producer's side of a writer thread.
 pub(crate) struct Background<T> {
-    tx: mpsc::SyncSender<ToWriter<T>>,
+    tx: mpsc::SyncSender<ToWriter<(T, usize)>>,
     dropped: Arc<AtomicU64>,
+    /// Bytes queued and not yet written, against `max_queued_bytes`.
+    queued: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
 }
 
 /// The most items one batch commits.
 const BATCH: usize = 4_096;
 
 impl<T: Send + 'static> Background<T> {
-    /// Starts thread `name`, which hands each batch of up to 4,096 items to `write`; `what`
-    /// names the items in the warning a failed batch logs.
+    /// Starts thread `name`, which hands each batch of up to 4,096 items to `write`, waiting
+    /// `linger` after the first of a batch; at most `capacity` items and `max_queued_bytes` bytes
+    /// (as [`Background::send_weighing`] counts them) wait. `what` names the items in the
+    /// warning a failed batch logs.
     pub(crate) fn spawn(
         name: &str,
         capacity: usize,
+        max_queued_bytes: usize,
+        linger: Duration,
         what: &'static str,
         mut write: impl FnMut(&[T]) -> rusqlite::Result<()> + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel::<ToWriter<T>>(capacity);
+        let (tx, rx) = mpsc::sync_channel::<ToWriter<(T, usize)>>(capacity);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let written = queued.clone();
         std::thread::Builder::new().name(name.into()).spawn(move || {
             while let Ok(first) = rx.recv() {
+                // Waiting a little after the first item makes one transaction of many: fewer
+                // locks and WAL frames per item, and less CPU taken from the event store.
+                if !linger.is_zero() && !matches!(first, ToWriter::Flush(_)) {
+                    std::thread::sleep(linger);
+                }
                 let mut batch = Vec::new();
+                let mut bytes = 0;
                 let mut flushed = Vec::new();
                 for message in std::iter::once(first).chain(rx.try_iter().take(BATCH)) {
                     match message {
-                        ToWriter::Item(item) => batch.push(item),
+                        ToWriter::Item((item, weight)) => {
+                            batch.push(item);
+                            bytes += weight;
+                        }
                         ToWriter::Flush(done) => flushed.push(done),
                     }
                 }
@@ -47,19 +65,32 @@ impl<T: Send + 'static> Background<T> {
                 {
                     tracing::warn!(error = %e, lost = batch.len(), "could not write {what}");
                 }
+                written.fetch_sub(bytes, Ordering::Relaxed);
                 for done in flushed {
                     let _ = done.send(());
                 }
             }
         })?;
-        Ok(Background { tx, dropped: Arc::new(AtomicU64::new(0)) })
+        Ok(Background { tx, dropped: Arc::new(AtomicU64::new(0)), queued, max_queued_bytes })
     }
 
     /// Queues `item` without waiting; drops (and counts) it when the queue is full.
     pub(crate) fn send(&self, item: T) {
-        if self.tx.try_send(ToWriter::Item(item)).is_err() {
+        self.send_weighing(item, 0);
+    }
+
+    /// Queues `item`, which makes the queue hold about `bytes`, without waiting; drops (and
+    /// counts) it when the queue is full, in items or in bytes. Answers whether it was queued.
+    pub(crate) fn send_weighing(&self, item: T, bytes: usize) -> bool {
+        let before = self.queued.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.max_queued_bytes
+            || self.tx.try_send(ToWriter::Item((item, bytes))).is_err()
+        {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
+        true
     }
 
     /// Items dropped because the writer fell behind.

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
@@ -56,9 +57,14 @@ impl SqliteCallLog {
     pub fn open(path: &Path, retain: u64) -> rusqlite::Result<Self> {
         let mut conn = open(path)?;
         let reader = open(path)?;
-        let writer = Background::spawn("plugboard-calls", 65_536, "outbound call records", move |batch| {
-            write(&mut conn, batch, retain)
-        })
+        let writer = Background::spawn(
+            "plugboard-calls",
+            65_536,
+            usize::MAX,
+            Duration::ZERO,
+            "outbound call records",
+            move |batch| write(&mut conn, batch, retain),
+        )
         .map_err(|_| rusqlite::Error::InvalidQuery)?;
         Ok(SqliteCallLog { writer, reader: Mutex::new(reader) })
     }

@@ -2,6 +2,13 @@
 //! thread in batches, as the call log is, so that recording never makes an invocation wait for
 //! the disk; the newest `retain` are kept. Each row is the recording as JSON, with the columns
 //! it is looked up by.
+//!
+//! One index (by instance), since every index is written with every recording: a lookup by
+//! recording or event id reads the table, which `retain` bounds.
+//!
+//! They live in their own file next to the event store's ([`SqliteRecordingLog::path_beside`]):
+//! SQLite has one writer per file, and recordings written into the event store's file would make
+//! every webhook's commit wait for them.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -15,8 +22,8 @@ use super::background::Background;
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     CREATE TABLE IF NOT EXISTS recordings (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
         instance TEXT NOT NULL,
         event_id TEXT,
         recorded_at_ms INTEGER NOT NULL,
@@ -24,7 +31,6 @@ const SCHEMA: &str = "
         body TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS recordings_instance ON recordings (instance, seq);
-    CREATE INDEX IF NOT EXISTS recordings_event ON recordings (event_id);
 ";
 
 /// A [`RecordingLog`] in SQLite.
@@ -40,16 +46,34 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// The most recordings waiting for the writer, and the most bytes they may hold: past either,
+/// recordings are dropped (and counted) rather than held.
+const QUEUED: usize = 4_096;
+const QUEUED_BYTES: usize = 64 << 20;
+/// How long the writer gathers recordings before a transaction.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl SqliteRecordingLog {
     /// Opens (or creates) the recordings in the database at `path`, keeping the newest `retain`.
     pub fn open(path: &Path, retain: u64) -> rusqlite::Result<Self> {
         let mut conn = open(path)?;
         let reader = open(path)?;
-        let writer = Background::spawn("plugboard-recordings", 1_024, "recordings", move |batch| {
-            write(&mut conn, batch, retain)
-        })
+        let writer = Background::spawn(
+            "plugboard-recordings",
+            QUEUED,
+            QUEUED_BYTES,
+            LINGER,
+            "recordings",
+            move |batch| write(&mut conn, batch, retain),
+        )
         .map_err(|_| rusqlite::Error::InvalidQuery)?;
         Ok(SqliteRecordingLog { writer, reader: Mutex::new(reader) })
+    }
+
+    /// Where the recordings of the event store at `store` are kept: `events.db` ->
+    /// `events.recordings.db`.
+    pub fn path_beside(store: &Path) -> std::path::PathBuf {
+        store.with_extension("recordings.db")
     }
 
     /// Recordings dropped because the writer fell behind.
@@ -81,7 +105,7 @@ fn write(conn: &mut Connection, batch: &[Recording], retain: u64) -> rusqlite::R
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO recordings (id, instance, event_id, recorded_at_ms, failed, body)
+            "INSERT INTO recordings (id, instance, event_id, recorded_at_ms, failed, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for r in batch {
@@ -96,16 +120,15 @@ fn write(conn: &mut Connection, batch: &[Recording], retain: u64) -> rusqlite::R
             ])?;
         }
     }
-    tx.execute(
-        "DELETE FROM recordings WHERE seq <= (SELECT MAX(seq) FROM recordings) - ?1",
-        [i64::try_from(retain).unwrap_or(i64::MAX)],
-    )?;
+    tx.prepare_cached("DELETE FROM recordings WHERE seq <= (SELECT MAX(seq) FROM recordings) - ?1")?
+        .execute([i64::try_from(retain).unwrap_or(i64::MAX)])?;
     tx.commit()
 }
 
 impl RecordingLog for SqliteRecordingLog {
-    fn keep(&self, recording: Recording) {
-        self.writer.send(recording);
+    fn keep(&self, recording: Recording) -> bool {
+        let bytes = recording.approximate_bytes();
+        self.writer.send_weighing(recording, bytes)
     }
 
     fn get(&self, id: &str) -> Option<Recording> {
