@@ -115,6 +115,52 @@ async fn flow_one_replays_bit_for_bit_without_the_network_and_a_changed_prompt_i
         text(&out)
     );
 
+    // Exported as a fixture, the recording replays from the file on a build, with no
+    // configuration: from the CLI, and from the Python and TypeScript SDKs' test harnesses.
+    let fixtures = tempfile::tempdir().unwrap();
+    let out = plugboard(&["replay", &assessment.id, "--export", fixtures.path().to_str().unwrap()], &config);
+    assert!(out.status.success(), "{}", text(&out));
+    let fixture = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(fixture.ends_with(".json") && Path::new(&fixture).exists(), "{}", text(&out));
+    let rust_build = plugboard_demo::flow::guest_dir().join("order_risk.wasm");
+    let out = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        .args(["replay", "--from", &fixture, "--with", rust_build.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success() && text(&out).contains("identical"), "{}", text(&out));
+    let python = plugboard_tests::python_order_risk().unwrap();
+    let check = format!(
+        "from plugboard_sdk.testing import replay_fixture\n\
+         r = replay_fixture({fixture:?}, {python:?})\n\
+         assert r.identical and r.divergence() is None, r.report\n\
+         print('identical')"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &check])
+        .env("PYTHONPATH", repo().join("sdk/python"))
+        .env("PLUGBOARD_BIN", env!("CARGO_BIN_EXE_plugboard"))
+        .env("PLUGBOARD_CACHE_DIR", repo().join("target/plugboard-cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success() && text(&out).contains("identical"), "{}", text(&out));
+    let sdk = repo().join("sdk/typescript");
+    plugboard_tests::npm_ci(&sdk).unwrap();
+    let typescript = plugboard_tests::typescript_order_risk().unwrap();
+    let check = format!(
+        "import {{ replayFixture }} from './src/testing.ts';\n\
+         const r = replayFixture({fixture:?}, {typescript:?});\n\
+         if (!r.identical) throw new Error(JSON.stringify(r.report));\n\
+         console.log('identical');"
+    );
+    let out = Command::new("node")
+        .args(["--import", "tsx", "--input-type=module", "-e", &check])
+        .current_dir(&sdk)
+        .env("PLUGBOARD_BIN", env!("CARGO_BIN_EXE_plugboard"))
+        .env("PLUGBOARD_CACHE_DIR", repo().join("target/plugboard-cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success() && text(&out).contains("identical"), "{}", text(&out));
+
     // The Python and TypeScript rewrites of the step, tried on the recorded orders before they
     // serve: the same host calls, the same events, byte for byte.
     for rewrite in
@@ -140,4 +186,19 @@ async fn flow_one_replays_bit_for_bit_without_the_network_and_a_changed_prompt_i
     assert!(shown.contains("over the last 2 recordings") && shown.contains("identical  0"), "{shown}");
     assert!(shown.contains("`ai.complete`") && shown.contains("Be thorough."), "{shown}");
     assert_eq!(flow.fakes.state.received().len(), received, "a shadow run sent a request");
+}
+
+#[test]
+fn a_file_that_is_not_a_recording_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.json");
+    std::fs::write(&file, "{\"id\": \"\\u001b[31mred\"}").unwrap();
+    let wasm = plugboard_tests::ECHO;
+    let out = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        .args(["replay", "--from", file.to_str().unwrap(), "--with", wasm])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a recording") && !stderr.contains('\u{1b}'), "{stderr}");
 }

@@ -23,14 +23,27 @@ pub struct ReplayArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// The recording's id, or an event's id (its newest recording).
-    id: String,
-    /// Replay on this build instead of the instance's configured one.
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    id: Option<String>,
+    /// Replay a recording exported to a file (`--export`) instead of one from the store.
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// Replay on this build instead of the instance's configured one. Without a configuration
+    /// the instance is granted what it requests: every answer but `emit` and `log` comes from
+    /// the recording anyway.
     #[arg(long, value_name = "WASM")]
     with: Option<PathBuf>,
+    /// Write the recording to DIR/<id>.json, a fixture for the plugin's own tests, instead of
+    /// replaying it.
+    #[arg(long, value_name = "DIR", conflicts_with = "from")]
+    export: Option<PathBuf>,
     /// Print the recording and the replay as JSON.
     #[arg(long)]
     json: bool,
 }
+
+/// The largest recording file `--from` reads.
+const MAX_FIXTURE_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Args)]
 pub struct RecordingsArgs {
@@ -94,16 +107,45 @@ async fn host_with_instance(
     Ok(host)
 }
 
-/// `plugboard replay ID`.
+/// `plugboard replay ID`, `--from FILE`, `--export DIR`.
 pub async fn replay(builder: HostBuilder, args: ReplayArgs) -> anyhow::Result<()> {
-    let (resolved, log) = open_recordings(args.config.path())?;
-    let recording = tokio::task::spawn_blocking({
-        let id = args.id.clone();
-        move || log.get(&id)
-    })
-    .await?
-    .with_context(|| format!("no recording or recorded event `{}`", printable(&args.id)))?;
-    let host = host_with_instance(builder, &resolved, &recording.instance, args.with.as_deref()).await?;
+    let (recording, resolved) = match (&args.from, &args.id) {
+        (Some(file), _) => (read_fixture(file)?, None),
+        (None, Some(id)) => {
+            let (resolved, log) = open_recordings(args.config.path())?;
+            let found = tokio::task::spawn_blocking({
+                let id = id.clone();
+                move || log.get(&id)
+            })
+            .await?;
+            let recording =
+                found.with_context(|| format!("no recording or recorded event `{}`", printable(id)))?;
+            (recording, Some(resolved))
+        }
+        (None, None) => anyhow::bail!("name a recording, or a file with --from"),
+    };
+    if let Some(dir) = &args.export {
+        return export(&recording, dir);
+    }
+    let host = match (resolved, &args.with) {
+        (Some(resolved), with) => {
+            host_with_instance(builder, &resolved, &recording.instance, with.as_deref()).await?
+        }
+        // A fixture on a given build: no configuration needed.
+        (None, Some(wasm)) => {
+            let host = builder.build()?;
+            let spec =
+                plugboard::PluginSpec::new(&recording.instance, wasm).with_grants(plugboard::Grants::all());
+            host.load(spec).await?;
+            host
+        }
+        (None, None) => {
+            let resolved = Resolved::load(args.config.path()).context(
+                "a recording from a file replays on the configuration's instance, or on --with WASM",
+            )?;
+            host_with_instance(builder, &resolved, &recording.instance, None).await?
+        }
+    };
     let replayed = host.replay(&recording.instance, &recording).await?;
     let identical = replayed.identical_to(&recording);
     if args.json {
@@ -140,6 +182,39 @@ pub async fn replay(builder: HostBuilder, args: ReplayArgs) -> anyhow::Result<()
     if !identical {
         anyhow::bail!("the replay differs from the recording");
     }
+    Ok(())
+}
+
+/// A recording exported by `--export`: read whole, at most [`MAX_FIXTURE_BYTES`].
+fn read_fixture(file: &Path) -> anyhow::Result<Recording> {
+    use std::io::Read as _;
+    let opened = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut text = String::new();
+    opened
+        .take(MAX_FIXTURE_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {}", file.display()))?;
+    if text.len() as u64 > MAX_FIXTURE_BYTES {
+        anyhow::bail!("{} is over {} MiB: not a recording", file.display(), MAX_FIXTURE_BYTES >> 20);
+    }
+    serde_json::from_str(&text).with_context(|| format!("{} is not a recording", file.display()))
+}
+
+/// Writes `recording` to `dir/<id>.json` and says how to run it.
+fn export(recording: &Recording, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The id is the host's (a UUID), but the file name must not leave `dir` whatever it holds.
+    let name: String =
+        recording.id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(recording)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    say!("{}", path.display());
+    eprintln!(
+        "replay it on a build with: plugboard replay --from {} --with your-build.wasm \
+         (or from the Python and TypeScript SDKs' tests: replay_fixture / replayFixture)",
+        path.display()
+    );
     Ok(())
 }
 

@@ -402,3 +402,37 @@ class ConnectorRunner:
         if answer.get("error"):
             raise _error(answer["error"])
         return answer
+
+
+@dataclass
+class Replayed:
+    """What `replay_fixture` found: whether the build replayed the recording exactly, and the
+    report `plugboard replay --json` printed (the recording, the replay, the first divergence)."""
+
+    identical: bool
+    report: dict[str, Any]
+
+    def divergence(self) -> Optional[dict[str, Any]]:
+        """The first host call the build made that was not the recorded one, if any."""
+        found = self.report.get("replayed", {}).get("divergence")
+        return found if isinstance(found, dict) else None
+
+
+def replay_fixture(path: Union[str, os.PathLike[str]], component: Optional[str] = None) -> Replayed:
+    """Replays a recording exported with `plugboard replay ID --export DIR` on a built
+    component (`component`, else `PLUGBOARD_COMPONENT`) in the real host: the recorded input,
+    every host call answered from the recording, clocks and random included. A production
+    failure becomes a test: `assert replay_fixture("fixtures/x.json").identical`."""
+    wasm = component or os.environ.get("PLUGBOARD_COMPONENT")
+    if not wasm:
+        raise ComponentModeError("replaying a fixture needs the built component: pass it or set PLUGBOARD_COMPONENT")
+    binary = os.environ.get("PLUGBOARD_BIN") or shutil.which("plugboard")
+    if not binary:
+        raise ComponentModeError("replaying a fixture needs the plugboard binary: set PLUGBOARD_BIN")
+    command = [binary, "replay", "--from", os.fspath(path), "--with", str(wasm), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        report = _json.loads(done.stdout)
+    except ValueError:
+        raise ComponentModeError(f"plugboard replay failed: {done.stderr.strip()}") from None
+    return Replayed(bool(report.get("identical")), report)

@@ -387,3 +387,35 @@ export class ConnectorRunner {
     return answer;
   }
 }
+
+/** What `replayFixture` found: whether the build replayed the recording exactly, and the report
+ * `plugboard replay --json` printed (the recording, the replay, the first divergence). */
+export interface Replayed {
+  identical: boolean;
+  report: Record<string, any>;
+}
+
+/**
+ * Replays a recording exported with `plugboard replay ID --export DIR` on a built component
+ * (`component`, else `PLUGBOARD_COMPONENT`) in the real host: the recorded input, every host call
+ * answered from the recording, clocks and random included. A production failure becomes a test:
+ * `assert.ok(replayFixture('fixtures/x.json').identical)`.
+ */
+export function replayFixture(path: string, component?: string): Replayed {
+  const wasm = component ?? process.env.PLUGBOARD_COMPONENT;
+  if (!wasm) {
+    throw new ComponentModeError('replaying a fixture needs the built component: pass it or set PLUGBOARD_COMPONENT');
+  }
+  const binary = process.env.PLUGBOARD_BIN || 'plugboard';
+  const done = spawnSync(binary, ['replay', '--from', path, '--with', wasm, '--json'], {
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  let report: Record<string, any>;
+  try {
+    report = JSON.parse(done.stdout);
+  } catch {
+    throw new ComponentModeError(`${binary} replay failed: ${done.error?.message ?? done.stderr.trim()}`);
+  }
+  return { identical: report.identical === true, report };
+}
