@@ -26,7 +26,7 @@ use crate::egress::ai::CacheKey;
 use crate::grants::{Capability, Grants};
 use crate::limits::Limits;
 use crate::limits::StoreLimiter;
-use crate::recording::tape::{Tape, TapedMonotonicClock, TapedRandom, TapedWallClock};
+use crate::recording::tape::{SeededRandom, Tape, TapedMonotonicClock, TapedWallClock};
 use crate::shared::Shared;
 use crate::spec::{PluginInfo, PluginKind};
 
@@ -123,11 +123,11 @@ impl InstanceState {
     ) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         if let Some(tape) = &tape {
-            // Clocks and random are answers too: a replay must see the same ones.
+            // Clocks and random numbers are answers too: a replay must see the same ones.
             wasi.wall_clock(TapedWallClock(tape.clone()))
-                .monotonic_clock(TapedMonotonicClock(tape.clone(), std::time::Instant::now()))
-                .secure_random(TapedRandom::new(tape.clone(), "random.secure"))
-                .insecure_random(TapedRandom::new(tape.clone(), "random.insecure"))
+                .monotonic_clock(TapedMonotonicClock::new(tape.clone()))
+                .secure_random(SeededRandom::new(tape.random_seed, "random.secure"))
+                .insecure_random(SeededRandom::new(tape.random_seed, "random.insecure"))
                 .insecure_random_seed(tape.insecure_seed);
         }
         // No files, sockets, environment or arguments: a plugin reaches the world only through

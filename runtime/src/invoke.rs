@@ -213,7 +213,9 @@ async fn run_limited<T: Send>(
     let _permit = acquire(&plugin, deadline).await?;
     let mut store = new_store(host, &plugin, event_id, deadline, tape);
     let result = tokio::time::timeout_at(deadline, f(&mut store, &plugin.pre)).await;
-    report_dropped_logs(host, &plugin, store.data());
+    if !store.data().tape.as_ref().is_some_and(Tape::is_replaying) {
+        report_dropped_logs(host, &plugin, store.data());
+    }
     let output = match result {
         Err(_) => return Err(InvokeError::Timeout(plugin.limits.timeout())),
         Ok(Err(e)) => return Err(classify(e, &store, &plugin)),

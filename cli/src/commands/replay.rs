@@ -166,7 +166,7 @@ pub async fn replay(builder: HostBuilder, args: ReplayArgs) -> anyhow::Result<()
         let ambient = recording.calls.len() - recorded;
         say!("host calls  {recorded} recorded, {answered} answered from the recording");
         say!(
-            "readings    {ambient} clock, random and config values recorded, {} more read live",
+            "readings    {ambient} clock and config values recorded, {} more read live",
             replayed.live_readings
         );
         say!("");
@@ -222,8 +222,7 @@ fn export(recording: &Recording, dir: &Path) -> anyhow::Result<()> {
 pub async fn list(args: RecordingsArgs) -> anyhow::Result<()> {
     let (_, log) = open_recordings(args.config.path())?;
     let (instance, limit) = (args.instance.clone(), args.limit);
-    let recordings = tokio::task::spawn_blocking(move || log.recent(instance.as_deref(), limit)).await?;
-    let summaries: Vec<_> = recordings.iter().map(Recording::summary).collect();
+    let summaries = tokio::task::spawn_blocking(move || log.summaries(instance.as_deref(), limit)).await?;
     if args.json {
         say!("{}", serde_json::to_string_pretty(&summaries)?);
         return Ok(());
@@ -238,7 +237,7 @@ pub async fn list(args: RecordingsArgs) -> anyhow::Result<()> {
         };
         say!(
             "{}  {}  {:<12} {:<16} {:>3} calls  {}  {}",
-            s.id,
+            printable(&s.id),
             super::events::when(s.recorded_at_ms),
             printable(&s.instance),
             printable(&s.call),
@@ -295,7 +294,8 @@ fn print_report(instance: &str, report: &ShadowReport) -> anyhow::Result<()> {
         let event = event_id.as_deref().map(|e| format!(", event {e}")).unwrap_or_default();
         say!("");
         say!(
-            "{verdict}: recording {recording}{} (recorded on {})",
+            "{verdict}: recording {}{} (recorded on {})",
+            printable(recording),
             printable(&event),
             printable(recorded_build)
         );
@@ -333,7 +333,7 @@ fn ending(outcome: &Outcome) -> String {
     };
     match &outcome.error {
         None => format!("ok, {published}"),
-        Some(e) => format!("failed ({published}): {}", cut(e, 200)),
+        Some(e) => format!("failed ({published}): {}", printable(&cut(e, 200))),
     }
 }
 
@@ -341,9 +341,9 @@ fn ending(outcome: &Outcome) -> String {
 fn differences(recorded: &Outcome, replayed: &Replayed) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(d) = &replayed.divergence {
-        let asked = format!("`{}` {}", d.call, cut(&d.args, 200));
+        let asked = format!("`{}` {}", printable(&d.call), cut(&d.args, 200));
         let there = match &d.recorded {
-            Some((call, args)) => format!("the recording has `{call}` {} there", cut(args, 200)),
+            Some((call, args)) => format!("the recording has `{}` {} there", printable(call), cut(args, 200)),
             None => "the recording has no more calls".to_owned(),
         };
         lines.push(format!(
@@ -358,8 +358,8 @@ fn differences(recorded: &Outcome, replayed: &Replayed) -> Vec<String> {
     if recorded.error != now.error {
         lines.push(format!(
             "error: recorded {}; replayed {}",
-            recorded.error.as_deref().map(|e| cut(e, 300)).unwrap_or_else(|| "none".into()),
-            now.error.as_deref().map(|e| cut(e, 300)).unwrap_or_else(|| "none".into())
+            recorded.error.as_deref().map(|e| printable(&cut(e, 300))).unwrap_or_else(|| "none".into()),
+            now.error.as_deref().map(|e| printable(&cut(e, 300))).unwrap_or_else(|| "none".into())
         ));
     }
     let count = recorded.emitted.len().max(now.emitted.len());

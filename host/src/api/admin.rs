@@ -234,7 +234,9 @@ pub(super) async fn plugin_reload(
         return Err(ApiError::NotFound(format!("instance {id}")));
     }
     if let Some(last) = query.require_shadow {
-        let report = super::recordings::shadow_run(&state, &id, &body, page_size(Some(last))?).await?;
+        let report =
+            super::recordings::shadow_run(&state, &id, &body, super::recordings::shadow_size(Some(last))?)
+                .await?;
         if !report.clean() {
             return Err(ApiError::ShadowFailed(Box::new(report)));
         }

@@ -30,8 +30,10 @@ pub(super) struct ShadowQuery {
     last: Option<usize>,
 }
 
-/// How many recordings a shadow run replays unless told.
+/// How many recordings a shadow run replays unless told, and at most: one request runs them one
+/// after the other.
 const DEFAULT_SHADOW: usize = 20;
+const MAX_SHADOW: usize = 200;
 
 async fn recent(
     state: &AppState,
@@ -62,8 +64,11 @@ pub(super) async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = page_size(query.limit)?;
-    let recordings = recent(&state, query.instance, limit).await?;
-    let summaries: Vec<_> = recordings.iter().map(Recording::summary).collect();
+    let host = state.host.clone();
+    let summaries =
+        tokio::task::spawn_blocking(move || host.recordings().summaries(query.instance.as_deref(), limit))
+            .await
+            .map_err(ApiError::Recordings)?;
     Ok(axum::Json(summaries).into_response())
 }
 
@@ -93,6 +98,15 @@ pub(super) async fn replay(
     let answer =
         serde_json::json!({ "identical": identical, "recorded": recording.outcome, "replayed": replayed });
     Ok(axum::Json(answer).into_response())
+}
+
+/// How many recordings a shadow run replays: `last`, or 20, within 1 to 200.
+pub(super) fn shadow_size(last: Option<usize>) -> Result<usize, ApiError> {
+    let last = last.unwrap_or(DEFAULT_SHADOW);
+    if !(1..=MAX_SHADOW).contains(&last) {
+        return Err(ApiError::BadRequest(format!("a shadow run replays 1 to {MAX_SHADOW} recordings")));
+    }
+    Ok(last)
 }
 
 /// Replays instance `id`'s newest `last` recordings on `component`; refuses when it has none.
@@ -125,7 +139,7 @@ pub(super) async fn shadow(
     Query(query): Query<ShadowQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let last = page_size(Some(query.last.unwrap_or(DEFAULT_SHADOW)))?;
+    let last = shadow_size(query.last)?;
     let report = shadow_run(&state, &id, &body, last).await?;
     Ok(axum::Json(report).into_response())
 }

@@ -121,7 +121,7 @@ pub(crate) fn provider_for(
 
 impl Host for AiView<'_> {
     async fn complete(&mut self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        let taped = on_tape(self.scope.tape, &(&request,));
+        let taped = on_tape(self.scope.tape, &(&request,), 0);
         play(taped, "ai.complete", async {
             let provider =
                 provider_for(&self.scope, "ai", self.caller_is_provider, self.default_provider.as_ref())?;

@@ -205,7 +205,7 @@ impl AiView<'_> {
 
 impl Host for AiView<'_> {
     async fn complete_turn(&mut self, request: ToolsRequest) -> Result<ToolsResponse, Error> {
-        let taped = on_tape(self.scope.tape, &(&request,));
+        let taped = on_tape(self.scope.tape, &(&request,), 0);
         play(taped, "ai-tools.complete-turn", async {
             let provider = self.provider()?;
             if request.tools.len() > MAX_TOOLS {
@@ -217,7 +217,7 @@ impl Host for AiView<'_> {
     }
 
     async fn run(&mut self, request: AgentRequest) -> Result<AgentResponse, Error> {
-        let taped = on_tape(self.scope.tape, &(&request,));
+        let taped = on_tape(self.scope.tape, &(&request,), 0);
         play(taped, "ai-tools.run", async {
             let provider = self.provider()?;
             let rounds_allowed = request.max_rounds.unwrap_or(DEFAULT_ROUNDS);

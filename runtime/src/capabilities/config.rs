@@ -38,7 +38,7 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl Host for ConfigView<'_> {
     async fn get(&mut self, key: String) -> Result<Option<String>, Error> {
-        let taped = on_tape(self.scope.tape, &(&key,));
+        let taped = on_tape(self.scope.tape, &(&key,), 0);
         play(taped, "config.get", async {
             self.scope.require(Capability::Config)?;
             Ok(self.values.get(&key).cloned())
@@ -47,7 +47,7 @@ impl Host for ConfigView<'_> {
     }
 
     async fn get_all(&mut self) -> Result<Vec<(String, String)>, Error> {
-        let taped = on_tape(self.scope.tape, &());
+        let taped = on_tape(self.scope.tape, &(), 0);
         play(taped, "config.get-all", async {
             self.scope.require(Capability::Config)?;
             Ok(self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())

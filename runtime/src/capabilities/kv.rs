@@ -12,7 +12,7 @@ use crate::bindings::kv::{self as wit, Host};
 use crate::bindings::types::Error;
 use crate::capabilities::{Capability, Scope};
 pub use crate::keyvalue::{KvError, KvQuota, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
-use crate::recording::tape::{on_tape, play};
+use crate::recording::tape::{on_tape, play, play_weighed};
 
 /// What a `kv` call sees: the caller and the store its namespace lives in.
 pub struct KvView<'a> {
@@ -64,17 +64,18 @@ impl From<KvError> for Error {
 
 impl Host for KvView<'_> {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        let taped = on_tape(self.scope.tape, &(&key,));
-        play(taped, "kv.get", async {
+        let taped = on_tape(self.scope.tape, &(&key,), 0);
+        let live = async {
             self.scope.require(Capability::Kv)?;
             check_key(&key)?;
             Ok(self.store.get(self.scope.instance, &key).await?)
-        })
-        .await
+        };
+        play_weighed(taped, "kv.get", live, |value: &Option<Vec<u8>>| value.as_ref().map_or(0, Vec::len))
+            .await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), Error> {
-        let taped = on_tape(self.scope.tape, &(&key, &value, ttl_ms));
+        let taped = on_tape(self.scope.tape, &(&key, &value, ttl_ms), value.len());
         play(taped, "kv.set", async {
             self.scope.require(Capability::Kv)?;
             check_key(&key)?;
@@ -90,7 +91,7 @@ impl Host for KvView<'_> {
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
-        let taped = on_tape(self.scope.tape, &(&key,));
+        let taped = on_tape(self.scope.tape, &(&key,), 0);
         play(taped, "kv.delete", async {
             self.scope.require(Capability::Kv)?;
             check_key(&key)?;
@@ -100,7 +101,7 @@ impl Host for KvView<'_> {
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, Error> {
-        let taped = on_tape(self.scope.tape, &(&key, delta));
+        let taped = on_tape(self.scope.tape, &(&key, delta), 0);
         play(taped, "kv.increment", async {
             self.scope.require(Capability::Kv)?;
             check_key(&key)?;

@@ -27,8 +27,8 @@ pub use crate::spec::Record;
 pub use replay::{Candidate, Replayed, ShadowExample, ShadowReport};
 pub use tape::{Tape, off_sequence};
 
-/// One answer the host gave: the call (`kv.get`, `http.send`, `clock.wall`, `random.secure`,
-/// ...), its arguments and the answer, both as JSON.
+/// One answer the host gave: the call (`kv.get`, `http.send`, `clock.wall`, ...), its arguments
+/// and the answer, both as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TapeEntry {
     /// The interface and function.
@@ -128,6 +128,8 @@ pub struct Recording {
     pub input: Input,
     /// What `wasi:random/insecure-seed` answered (hex).
     pub insecure_seed: String,
+    /// The seed of its random numbers (hex): a replay draws the same ones.
+    pub random_seed: String,
     /// Every answer the host gave, in order.
     pub calls: Vec<TapeEntry>,
     /// How it ended.
@@ -151,8 +153,16 @@ impl Recording {
             Input::Invoke { input, .. } => input.len(),
         };
         let emitted: usize = self.outcome.emitted.iter().map(|e| e.payload.len()).sum();
+        let answer = match &self.outcome.answer {
+            Some(Answer::Events(events)) => events.iter().map(|e| e.payload.len()).sum(),
+            Some(Answer::Reply(reply)) => {
+                reply.body.len() + reply.events.iter().map(|e| e.payload.len()).sum::<usize>()
+            }
+            Some(Answer::Output(text)) => text.len(),
+            None => 0,
+        };
         // Bytes become JSON arrays of numbers: up to four characters each.
-        calls + 4 * (input + emitted) + 1024
+        calls.saturating_add(4 * (input + emitted + answer)).saturating_add(1024)
     }
 
     /// The one-line summary listings show.
@@ -204,6 +214,10 @@ pub trait RecordingLog: Send + Sync + 'static {
     fn get(&self, id: &str) -> Option<Recording>;
     /// The newest `limit` recordings, of `instance` when given, newest first.
     fn recent(&self, instance: Option<&str>, limit: usize) -> Vec<Recording>;
+    /// Their summaries, without reading whole recordings where the log can avoid it.
+    fn summaries(&self, instance: Option<&str>, limit: usize) -> Vec<RecordingSummary> {
+        self.recent(instance, limit).iter().map(Recording::summary).collect()
+    }
     /// Waits, at most `timeout`, until every recording handed to [`RecordingLog::keep`] so far
     /// is kept. For shutdown and tests.
     fn flush(&self, _timeout: std::time::Duration) {}
@@ -268,12 +282,19 @@ impl Recorder {
                 false
             }
         };
-        Some(Recorder {
-            tape: Tape::recording(shared.max_recording_bytes),
-            input: input(),
-            started_ms: now_ms(),
-            only_failures,
-        })
+        let tape = Tape::recording(shared.max_recording_bytes);
+        let input = input();
+        // The input counts too: an event or a request larger than the limit is not recorded.
+        tape.count(match &input {
+            Input::Handle { event } => 4 * event.payload.len() + event.attributes.len() * 64 + 256,
+            Input::OnWebhook { request } => {
+                4 * request.body.len()
+                    + request.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+                    + 256
+            }
+            Input::Invoke { input, .. } => input.len() + 256,
+        });
+        Some(Recorder { tape, input, started_ms: now_ms(), only_failures })
     }
 
     /// The tape the invocation records to.
@@ -301,8 +322,6 @@ impl Recorder {
                 1,
             );
         };
-        // The limit bounds what the plugin's calls add; the input is bounded already (the
-        // webhook body limit, the event limits).
         if played.overflowed {
             tracing::warn!(
                 instance = %plugin.id,
@@ -330,6 +349,7 @@ impl Recorder {
             recorded_at_ms: started_ms,
             input,
             insecure_seed: format!("{:032x}", tape.insecure_seed),
+            random_seed: hex::encode(tape.random_seed),
             calls: played.entries,
             outcome: Outcome {
                 emitted: played.emitted,

@@ -173,7 +173,9 @@ impl Host {
         let seed = u128::from_str_radix(&recording.insecure_seed, 16).map_err(|_| {
             InvokeError::Internal("the recording's insecure seed is not 32 hex digits".into())
         })?;
-        let tape = Tape::replaying(recording.calls.clone(), seed);
+        let random_seed = <[u8; 32]>::try_from(hex::decode(&recording.random_seed).unwrap_or_default())
+            .map_err(|_| InvokeError::Internal("the recording's random seed is not 64 hex digits".into()))?;
+        let tape = Tape::replaying(recording.calls.clone(), seed, random_seed);
         let taped = Some(tape.clone());
         let result = match &recording.input {
             Input::Handle { event } => self.run_handle(plugin, event.clone(), taped).await.map(drop),

@@ -1,20 +1,28 @@
-//! The tape of one invocation: every answer the host gave the plugin, in order (host calls, WASI
-//! clock readings, random bytes). While recording, each answer is appended as it is given; while
+//! The tape of one invocation: every answer the host gave the plugin, in order (host calls and
+//! WASI clock readings), and the seed of its random numbers. While recording, each answer is appended as it is given; while
 //! replaying, each call is answered from the tape instead of being run, and the first call that
 //! is not the recorded one (another call, other arguments, or one past the end) is kept as the
 //! divergence and answered with a typed error.
 //!
-//! The tape is shared between the store's state (host calls) and the WASI context (clocks,
-//! random), which owns its clock and generator objects: hence one mutex, taken once per call.
+//! The tape is shared between the store's state (host calls) and the WASI context (clocks),
+//! which owns its clock objects: hence one mutex, taken once per call. Random numbers are not on
+//! it one by one: a recorded invocation draws them from a generator seeded for it
+//! ([`SeededRandom`]), and its replay from the same seed.
+//!
+//! What a plugin can make a tape hold is bounded: every entry, the plugin's answer and the
+//! events it published count against the recording's limit (arguments and answers by their size
+//! before they are written out, so that an oversized call is never serialized), and a tape over
+//! its limit stops taking anything.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng, TryRng};
+use rand::TryRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use super::{Answer, Divergence, TapeEntry};
 use crate::bindings::types::{Error, NewEvent};
@@ -28,6 +36,8 @@ pub struct Tape {
     state: Arc<Mutex<State>>,
     /// What `wasi:random/insecure-seed` answers: a constant of the context, kept with the tape.
     pub(crate) insecure_seed: u128,
+    /// The seed of the invocation's random numbers (`wasi:random/random` and `insecure`).
+    pub(crate) random_seed: [u8; 32],
 }
 
 struct State {
@@ -119,11 +129,12 @@ impl Tape {
                 answer: None,
             })),
             insecure_seed: rand::random(),
+            random_seed: rand::random(),
         }
     }
 
     /// A tape that answers from `entries`.
-    pub(crate) fn replaying(entries: Vec<TapeEntry>, insecure_seed: u128) -> Tape {
+    pub(crate) fn replaying(entries: Vec<TapeEntry>, insecure_seed: u128, random_seed: [u8; 32]) -> Tape {
         Tape {
             state: Arc::new(Mutex::new(State {
                 mode: Mode::Replaying {
@@ -138,6 +149,7 @@ impl Tape {
                 answer: None,
             })),
             insecure_seed,
+            random_seed,
         }
     }
 
@@ -182,23 +194,69 @@ impl Tape {
         }
     }
 
-    /// Keeps what the plugin answered (for the outcome).
+    /// Keeps what the plugin answered (for the outcome), counted against the limit.
     pub(crate) fn answered(&self, answer: Answer) {
-        self.lock().answer = Some(answer);
+        let weight = match &answer {
+            Answer::Events(events) => events.iter().map(event_weight).sum(),
+            Answer::Reply(reply) => {
+                reply.events.iter().map(event_weight).sum::<usize>()
+                    + bytes_weight(reply.body.len())
+                    + reply.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+            }
+            Answer::Output(text) => text.len() + 2,
+        };
+        if self.count(weight) {
+            self.lock().answer = Some(answer);
+        }
+    }
+
+    /// Adds `bytes` to what a recording holds; false (and the recording is given up) when that
+    /// is past its limit. Always true while replaying.
+    pub(crate) fn count(&self, bytes: usize) -> bool {
+        let mut state = self.lock();
+        let Mode::Recording { entries, bytes: held, limit, overflowed } = &mut state.mode else {
+            return true;
+        };
+        if *overflowed {
+            return false;
+        }
+        *held = held.saturating_add(bytes);
+        if *held > *limit {
+            *overflowed = true;
+            *entries = Vec::new();
+            state.emitted = Vec::new();
+            state.answer = None;
+            return false;
+        }
+        true
     }
 
     fn push(&self, call: &str, args: Box<RawValue>, answer: Box<RawValue>) {
-        if let Mode::Recording { entries, bytes, limit, overflowed } = &mut self.lock().mode {
-            if *overflowed {
-                return;
-            }
-            *bytes += call.len() + args.get().len() + answer.get().len();
-            if *bytes > *limit {
-                *overflowed = true;
-                entries.clear();
-                return;
-            }
+        // Arguments and answers were counted by their estimate before they were written out;
+        // what they came to is counted now.
+        if !self.count(call.len() + args.get().len() + answer.get().len()) {
+            return;
+        }
+        if let Mode::Recording { entries, .. } = &mut self.lock().mode {
             entries.push(TapeEntry { call: call.to_owned(), args, answer });
+        }
+    }
+
+    /// Whether a call whose arguments or answer weigh about `estimate` bytes can still be
+    /// recorded: false once the recording is over its limit or would be with them (it is then
+    /// given up, and nothing more is written out). Always true while replaying.
+    fn has_room(&self, estimate: usize) -> bool {
+        let state = self.lock();
+        match &state.mode {
+            Mode::Recording { bytes, limit, overflowed, .. } => {
+                let room = !*overflowed && bytes.saturating_add(estimate) <= *limit;
+                drop(state);
+                room || {
+                    self.count(usize::MAX);
+                    false
+                }
+            }
+            Mode::Replaying { .. } => true,
         }
     }
 
@@ -255,9 +313,11 @@ impl Tape {
         Some(Err(message))
     }
 
-    /// Records an event the plugin published (for the outcome).
+    /// Records an event the plugin published (for the outcome), counted against the limit.
     fn emitted(&self, event: &NewEvent) {
-        self.lock().emitted.push(event.clone());
+        if self.count(event_weight(event)) {
+            self.lock().emitted.push(event.clone());
+        }
     }
 
     /// While replaying: the next recorded value of ambient call `call` whose arguments are
@@ -300,30 +360,27 @@ impl Tape {
         self.push(call, RawValue::NULL.to_owned(), to_json(&value));
         value
     }
-
-    /// Random bytes: the recorded ones while replaying, else `live` fills them (recorded).
-    fn random(&self, call: &'static str, buf: &mut [u8], live: impl FnOnce(&mut [u8])) {
-        let args = to_json(&buf.len());
-        if let Some(answer) = self.ambient(call, args.get()) {
-            let recorded = answer
-                .and_then(|a| serde_json::from_str::<String>(&a).ok())
-                .and_then(|h| hex::decode(h).ok());
-            match recorded {
-                Some(bytes) if bytes.len() == buf.len() => buf.copy_from_slice(&bytes),
-                _ => live(buf),
-            }
-            return;
-        }
-        live(buf);
-        self.push(call, args, to_json(&hex::encode(&*buf)));
-    }
 }
 
 /// Calls answered apart from the sequence of host calls, so that reading them at other points
-/// does not make a replay leave the recording: clock and random readings, in their own order
+/// does not make a replay leave the recording: clock readings, in their own order
 /// ([`Tape::ambient`]), and the operator's config values, by key.
 pub fn off_sequence(call: &str) -> bool {
-    call.starts_with("clock.") || call.starts_with("random.") || is_lookup(call)
+    call.starts_with("clock.") || is_lookup(call)
+}
+
+/// What `bytes` bytes come to in a recording: JSON writes each as a number and a comma.
+fn bytes_weight(bytes: usize) -> usize {
+    bytes.saturating_mul(4)
+}
+
+/// What a published or returned event comes to in a recording, about.
+fn event_weight(event: &NewEvent) -> usize {
+    bytes_weight(event.payload.len())
+        + event.kind.len()
+        + event.content_type.len()
+        + event.attributes.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+        + 96
 }
 
 fn is_lookup(call: &str) -> bool {
@@ -332,11 +389,20 @@ fn is_lookup(call: &str) -> bool {
 
 /// The tape, if any, with the call's arguments as JSON: taken before the call runs, since the
 /// call may consume them.
+///
+/// `bytes` is how many bytes of byte strings the arguments carry (a body, a value): a call whose
+/// arguments would take the recording past its limit gives the recording up instead of being
+/// written out, and runs untaped.
 pub(crate) fn on_tape<'t, A: Serialize + ?Sized>(
     tape: Option<&'t Tape>,
     args: &A,
+    bytes: usize,
 ) -> Option<(&'t Tape, Box<RawValue>)> {
-    tape.map(|t| (t, to_json(args)))
+    let tape = tape?;
+    if !tape.has_room(bytes_weight(bytes)) {
+        return None;
+    }
+    Some((tape, to_json(args)))
 }
 
 /// Runs one host call through its tape: without one, `live` runs; recording, `live` runs and its
@@ -346,6 +412,20 @@ pub(crate) async fn play<T>(
     taped: Option<(&Tape, Box<RawValue>)>,
     call: &'static str,
     live: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error>
+where
+    T: Serialize + DeserializeOwned,
+{
+    play_weighed(taped, call, live, |_| 0).await
+}
+
+/// [`play`] for a call whose answer may carry many bytes: `bytes` says how many, so that an
+/// answer that would take the recording past its limit is never written out.
+pub(crate) async fn play_weighed<T>(
+    taped: Option<(&Tape, Box<RawValue>)>,
+    call: &'static str,
+    live: impl Future<Output = Result<T, Error>>,
+    bytes: impl FnOnce(&T) -> usize,
 ) -> Result<T, Error>
 where
     T: Serialize + DeserializeOwned,
@@ -360,7 +440,10 @@ where
             .unwrap_or_else(|message| Err(Error::Internal(message)));
     }
     let answer = live.await;
-    tape.push(call, args, to_json(&answer));
+    let weight = answer.as_ref().map(bytes).unwrap_or(0);
+    if tape.has_room(bytes_weight(weight)) {
+        tape.push(call, args, to_json(&answer));
+    }
     answer
 }
 
@@ -372,7 +455,7 @@ pub(crate) fn play_publish(
     event: &NewEvent,
     live: impl FnOnce() -> Result<String, Error>,
 ) -> Result<String, Error> {
-    let args = to_json(event);
+    let Some((tape, args)) = on_tape(Some(tape), event, event.payload.len()) else { return live() };
     let replayed = tape.answer("emit.publish", args.get(), true);
     let answer = live();
     if answer.is_ok() {
@@ -409,7 +492,18 @@ impl wasmtime_wasi::HostWallClock for TapedWallClock {
 }
 
 /// `wasi:clocks/monotonic-clock` through a tape: nanoseconds since the tape's clock started.
-pub(crate) struct TapedMonotonicClock(pub(crate) Tape, pub(crate) std::time::Instant);
+/// Never backwards, also when a replay runs past the recorded readings into live ones.
+pub(crate) struct TapedMonotonicClock {
+    tape: Tape,
+    started: std::time::Instant,
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl TapedMonotonicClock {
+    pub(crate) fn new(tape: Tape) -> Self {
+        TapedMonotonicClock { tape, started: std::time::Instant::now(), last: Default::default() }
+    }
+}
 
 impl wasmtime_wasi::HostMonotonicClock for TapedMonotonicClock {
     fn resolution(&self) -> u64 {
@@ -417,25 +511,36 @@ impl wasmtime_wasi::HostMonotonicClock for TapedMonotonicClock {
     }
 
     fn now(&self) -> u64 {
-        let started = self.1;
-        self.0.reading("clock.monotonic", || u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        let started = self.started;
+        let reading = self
+            .tape
+            .reading("clock.monotonic", || u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let last = self.last.fetch_max(reading, std::sync::atomic::Ordering::Relaxed);
+        last.max(reading)
     }
 }
 
-/// `wasi:random` (secure or insecure) through a tape, drawing live bytes from a fresh generator.
-pub(crate) struct TapedRandom {
-    tape: Tape,
-    call: &'static str,
-    live: rand::rngs::StdRng,
+/// `wasi:random` (secure or insecure) for a recorded or replayed invocation: SHA-256 of the
+/// tape's seed, the stream's label and a counter, block after block. A recording keeps the seed,
+/// not the numbers, and its replay draws the same numbers in the same order, whichever build
+/// asks for them (and for how many). The seed comes from the operating system's generator, so
+/// the numbers are as unpredictable as the host's own until the recording is read: a recording
+/// holds every secret a plugin made from them, and is kept like one.
+pub(crate) struct SeededRandom {
+    seed: [u8; 32],
+    label: &'static str,
+    counter: u64,
+    block: [u8; 32],
+    used: usize,
 }
 
-impl TapedRandom {
-    pub(crate) fn new(tape: Tape, call: &'static str) -> Self {
-        TapedRandom { tape, call, live: rand::rngs::StdRng::from_rng(&mut rand::rng()) }
+impl SeededRandom {
+    pub(crate) fn new(seed: [u8; 32], label: &'static str) -> Self {
+        SeededRandom { seed, label, counter: 0, block: [0; 32], used: 32 }
     }
 }
 
-impl TryRng for TapedRandom {
+impl TryRng for SeededRandom {
     type Error = Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
@@ -451,8 +556,69 @@ impl TryRng for TapedRandom {
     }
 
     fn try_fill_bytes(&mut self, buf: &mut [u8]) -> Result<(), Infallible> {
-        let live = &mut self.live;
-        self.tape.random(self.call, buf, |b| live.fill_bytes(b));
+        for out in buf.iter_mut() {
+            if self.used == self.block.len() {
+                let mut hash = Sha256::new();
+                hash.update(self.label.as_bytes());
+                hash.update(self.seed);
+                hash.update(self.counter.to_le_bytes());
+                self.block = hash.finalize().into();
+                self.counter = self.counter.wrapping_add(1);
+                self.used = 0;
+            }
+            *out = self.block[self.used];
+            self.used += 1;
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_numbers_whatever_the_sizes_asked_and_another_seed_others() {
+        let mut whole = [0u8; 100];
+        SeededRandom::new([7; 32], "random.secure").try_fill_bytes(&mut whole).unwrap();
+        let mut pieces = SeededRandom::new([7; 32], "random.secure");
+        let mut again = Vec::new();
+        for n in [1, 3, 32, 64] {
+            let mut b = vec![0; n];
+            pieces.try_fill_bytes(&mut b).unwrap();
+            again.extend(b);
+        }
+        assert_eq!(&whole[..], &again[..100]);
+        let mut other = [0u8; 100];
+        SeededRandom::new([8; 32], "random.secure").try_fill_bytes(&mut other).unwrap();
+        assert_ne!(whole, other);
+        SeededRandom::new([7; 32], "random.insecure").try_fill_bytes(&mut other).unwrap();
+        assert_ne!(whole, other, "the two streams differ");
+    }
+
+    #[test]
+    fn a_tape_over_its_limit_gives_the_recording_up_and_takes_nothing_more() {
+        let tape = Tape::recording(1_000);
+        assert!(on_tape(Some(&tape), &"small", 10).is_some());
+        assert!(on_tape(Some(&tape), &"a big body", 10_000).is_none(), "never written out");
+        assert!(on_tape(Some(&tape), &"small", 0).is_none(), "nothing after");
+        assert!(tape.finish().overflowed);
+
+        // The plugin's answer and what it published count too, and are dropped past the limit.
+        let tape = Tape::recording(1_000);
+        tape.answered(Answer::Output("x".repeat(2_000)));
+        let played = tape.finish();
+        assert!(played.overflowed && played.answer.is_none());
+        let tape = Tape::recording(1_000);
+        let big = NewEvent {
+            kind: "k".into(),
+            occurred_at_ms: None,
+            content_type: "application/octet-stream".into(),
+            payload: vec![0; 1_000],
+            attributes: vec![],
+        };
+        assert!(play_publish(&tape, &big, || Ok("id".into())).is_ok(), "the event is still published");
+        let played = tape.finish();
+        assert!(played.overflowed && played.emitted.is_empty() && played.entries.is_empty());
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use plugboard_runtime::recording::{Recording, RecordingLog};
+use plugboard_runtime::recording::{Recording, RecordingLog, RecordingSummary};
 
 use super::background::Background;
 
@@ -27,7 +27,10 @@ const SCHEMA: &str = "
         instance TEXT NOT NULL,
         event_id TEXT,
         recorded_at_ms INTEGER NOT NULL,
-        failed INTEGER NOT NULL,
+        build TEXT NOT NULL,
+        call TEXT NOT NULL,
+        host_calls INTEGER NOT NULL,
+        error TEXT,
         body TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS recordings_instance ON recordings (instance, seq);
@@ -39,8 +42,17 @@ pub struct SqliteRecordingLog {
     reader: Mutex<Connection>,
 }
 
+/// The layout of this file; another is dropped and made again (recordings are a bounded log of
+/// recent invocations, not records to migrate).
+const LAYOUT: i64 = 1;
+
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = super::connect(path)?;
+    let layout: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if layout != LAYOUT {
+        conn.execute_batch("DROP TABLE IF EXISTS recordings")?;
+        conn.pragma_update(None, "user_version", LAYOUT)?;
+    }
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(conn)
@@ -105,17 +117,21 @@ fn write(conn: &mut Connection, batch: &[Recording], retain: u64) -> rusqlite::R
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO recordings (id, instance, event_id, recorded_at_ms, failed, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO recordings (id, instance, event_id, recorded_at_ms, build, call, host_calls, error, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for r in batch {
             let Ok(body) = serde_json::to_string(r) else { continue };
+            let summary = r.summary();
             insert.execute(params![
                 r.id,
                 r.instance,
                 r.event_id,
                 i64::try_from(r.recorded_at_ms).unwrap_or(i64::MAX),
-                r.failed(),
+                summary.build,
+                summary.call,
+                i64::try_from(summary.host_calls).unwrap_or(i64::MAX),
+                summary.error,
                 body
             ])?;
         }
@@ -151,6 +167,34 @@ impl RecordingLog for SqliteRecordingLog {
             "SELECT body FROM recordings WHERE (?1 IS NULL OR instance = ?1) ORDER BY seq DESC LIMIT ?2",
             params![instance, i64::try_from(limit).unwrap_or(i64::MAX)],
         )
+    }
+
+    fn summaries(&self, instance: Option<&str>, limit: usize) -> Vec<RecordingSummary> {
+        let Ok(conn) = self.reader.lock() else { return Vec::new() };
+        let rows = conn
+            .prepare_cached(
+                "SELECT id, instance, build, event_id, recorded_at_ms, call, host_calls, error FROM recordings
+                 WHERE (?1 IS NULL OR instance = ?1) ORDER BY seq DESC LIMIT ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![instance, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    Ok(RecordingSummary {
+                        id: r.get(0)?,
+                        instance: r.get(1)?,
+                        build: r.get(2)?,
+                        event_id: r.get(3)?,
+                        recorded_at_ms: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                        call: r.get(5)?,
+                        host_calls: usize::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                        error: r.get(7)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            });
+        rows.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read recordings");
+            Vec::new()
+        })
     }
 
     fn flush(&self, timeout: std::time::Duration) {
