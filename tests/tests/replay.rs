@@ -196,25 +196,17 @@ async fn the_admin_api_lists_replays_and_shadows_and_a_reload_can_require_a_clea
         flow.client.request(method, format!("{}{path}", flow.origin)).bearer_auth(ADMIN_TOKEN)
     };
     let received = flow.fakes.state.received().len();
-    let replayed: Value = admin(reqwest::Method::POST, &format!("/v1/recordings/{id}/replay"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json_of = async |request: reqwest::RequestBuilder| -> Value {
+        request.send().await.unwrap().json().await.unwrap()
+    };
+    let replayed = json_of(admin(reqwest::Method::POST, &format!("/v1/recordings/{id}/replay"))).await;
     assert_eq!(replayed["identical"], true, "{replayed}");
 
     // Shadow: the loaded build is identical on its own recordings; another component is not.
     let same = std::fs::read(plugboard_demo::flow::guest_dir().join("order_risk.wasm")).unwrap();
-    let report: Value = admin(reqwest::Method::POST, "/v1/plugins/order-risk/shadow?last=5")
-        .body(same.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report =
+        json_of(admin(reqwest::Method::POST, "/v1/plugins/order-risk/shadow?last=5").body(same.clone()))
+            .await;
     assert_eq!((report["replayed"].as_u64(), report["identical"].as_u64()), (Some(1), Some(1)), "{report}");
     let before = flow.host.plugin("order-risk").unwrap().build;
     let other = std::fs::read(DICE).unwrap();

@@ -12,6 +12,7 @@ use plugboard::printable;
 use plugboard::runtime::recording::{
     Answer, Outcome, Recording, RecordingLog, Replayed, ShadowExample, ShadowReport, off_sequence,
 };
+use plugboard::runtime::text::clip;
 use plugboard::store::SqliteRecordingLog;
 use plugboard::types::NewEvent;
 use plugboard::{Host, HostBuilder};
@@ -233,7 +234,7 @@ pub async fn list(args: RecordingsArgs) -> anyhow::Result<()> {
     for s in summaries {
         let outcome = match &s.error {
             None => "ok".to_owned(),
-            Some(e) => format!("failed: {}", cut(e, 120)),
+            Some(e) => format!("failed: {}", clip(e, 120)),
         };
         say!(
             "{}  {}  {:<12} {:<16} {:>3} calls  {}  {}",
@@ -333,7 +334,7 @@ fn ending(outcome: &Outcome) -> String {
     };
     match &outcome.error {
         None => format!("ok, {published}"),
-        Some(e) => format!("failed ({published}): {}", printable(&cut(e, 200))),
+        Some(e) => format!("failed ({published}): {}", printable(&clip(e, 200))),
     }
 }
 
@@ -341,9 +342,11 @@ fn ending(outcome: &Outcome) -> String {
 fn differences(recorded: &Outcome, replayed: &Replayed) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(d) = &replayed.divergence {
-        let asked = format!("`{}` {}", printable(&d.call), cut(&d.args, 200));
+        let asked = format!("`{}` {}", printable(&d.call), clip(&d.args, 200));
         let there = match &d.recorded {
-            Some((call, args)) => format!("the recording has `{}` {} there", printable(call), cut(args, 200)),
+            Some((call, args)) => {
+                format!("the recording has `{}` {} there", printable(call), clip(args, 200))
+            }
             None => "the recording has no more calls".to_owned(),
         };
         lines.push(format!(
@@ -358,8 +361,8 @@ fn differences(recorded: &Outcome, replayed: &Replayed) -> Vec<String> {
     if recorded.error != now.error {
         lines.push(format!(
             "error: recorded {}; replayed {}",
-            recorded.error.as_deref().map(|e| printable(&cut(e, 300))).unwrap_or_else(|| "none".into()),
-            now.error.as_deref().map(|e| printable(&cut(e, 300))).unwrap_or_else(|| "none".into())
+            recorded.error.as_deref().map(|e| printable(&clip(e, 300))).unwrap_or_else(|| "none".into()),
+            now.error.as_deref().map(|e| printable(&clip(e, 300))).unwrap_or_else(|| "none".into())
         ));
     }
     let count = recorded.emitted.len().max(now.emitted.len());
@@ -392,7 +395,7 @@ fn show_event(event: &NewEvent) -> String {
     let attributes: Vec<String> = event.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let attributes =
         if attributes.is_empty() { String::new() } else { format!(" [{}]", attributes.join(", ")) };
-    format!("{} {}{}", printable(&event.kind), payload(&event.payload), printable(&cut(&attributes, 200)))
+    format!("{} {}{}", printable(&event.kind), payload(&event.payload), printable(&clip(&attributes, 200)))
 }
 
 fn show_answer(answer: &Answer) -> String {
@@ -402,25 +405,13 @@ fn show_answer(answer: &Answer) -> String {
             format!("{} events returned: {}", events.len(), shown.join("; "))
         }
         Answer::Reply(reply) => format!("reply {} {}", reply.status, payload(&reply.body)),
-        Answer::Output(text) => format!("output {}", printable(&cut(text, 300))),
+        Answer::Output(text) => format!("output {}", printable(&clip(text, 300))),
     }
 }
 
 fn payload(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(text) => printable(&cut(text, 300)),
+        Ok(text) => printable(&clip(text, 300)),
         Err(_) => format!("({} bytes, not UTF-8)", bytes.len()),
     }
-}
-
-/// `text` cut to about `max` bytes at a character boundary.
-fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
