@@ -23,9 +23,9 @@ pub struct Replayed {
     pub divergence: Option<Divergence>,
     /// Recorded host calls it never made.
     pub unasked: usize,
-    /// Clock and random readings past what the recording holds, and config values it does not
-    /// hold, answered live: a build that reads more of them than the recorded one did (the
-    /// recorded build never does).
+    /// Clock readings past what the recording holds, and config values it does not hold,
+    /// answered live: a build that reads more of them than the recorded one did (the recorded
+    /// build never does).
     pub live_readings: usize,
 }
 

@@ -1,8 +1,8 @@
 //! The tape of one invocation: every answer the host gave the plugin, in order (host calls and
-//! WASI clock readings), and the seed of its random numbers. While recording, each answer is appended as it is given; while
-//! replaying, each call is answered from the tape instead of being run, and the first call that
-//! is not the recorded one (another call, other arguments, or one past the end) is kept as the
-//! divergence and answered with a typed error.
+//! WASI clock readings), and the seed of its random numbers. While recording, each answer is
+//! appended as it is given; while replaying, each call is answered from the tape instead of
+//! being run, and the first call that is not the recorded one (another call, other arguments, or
+//! one past the end) is kept as the divergence and answered with a typed error.
 //!
 //! The tape is shared between the store's state (host calls) and the WASI context (clocks),
 //! which owns its clock objects: hence one mutex, taken once per call. Random numbers are not on
@@ -64,9 +64,9 @@ enum Mode {
         /// Host calls answered so far.
         asked: usize,
         divergence: Option<Divergence>,
-        /// Per ambient call (a clock, a generator): where its next recorded value is looked for.
+        /// Per clock: where its next recorded reading is looked for.
         ambient: Vec<(&'static str, usize)>,
-        /// Ambient readings the recording had no value for, answered live.
+        /// Readings and config values the recording had none for, answered live.
         live: usize,
     },
 }
@@ -80,8 +80,8 @@ pub(crate) struct Played {
     pub(crate) divergence: Option<Divergence>,
     /// Replaying: recorded host calls the run never asked for.
     pub(crate) unasked: usize,
-    /// Replaying: clock and random readings past what the recording holds, and config values
-    /// it does not hold, answered live.
+    /// Replaying: clock readings past what the recording holds, and config values it does not
+    /// hold, answered live.
     pub(crate) live: usize,
     /// Events the plugin published, as it wrote them.
     pub(crate) emitted: Vec<NewEvent>,
@@ -324,10 +324,10 @@ impl Tape {
     /// `args`, in the order recorded (`Some(None)` when the recording has no more: the caller
     /// answers live). `None` while recording.
     ///
-    /// Clocks and generators are read by language runtimes as much as by the plugin's own code,
-    /// so another build (another language, another runtime version) reads them at other points:
-    /// they are answered in their own order, apart from the host calls, and never make a replay
-    /// leave the recording. The same build reads them exactly as recorded.
+    /// Clocks are read by language runtimes as much as by the plugin's own code, so another
+    /// build (another language, another runtime version) reads them at other points: they are
+    /// answered in their own order, apart from the host calls, and never make a replay leave
+    /// the recording. The same build reads them exactly as recorded.
     fn ambient(&self, call: &'static str, args: &str) -> Option<Option<String>> {
         let mut state = self.lock();
         let Mode::Replaying { entries, ambient, live, .. } = &mut state.mode else { return None };
@@ -345,6 +345,8 @@ impl Tape {
                 Some(Some(entries[i].answer.get().to_owned()))
             }
             _ => {
+                // No more: later readings go live without looking again.
+                *cursor = entries.len();
                 *live += 1;
                 Some(None)
             }
