@@ -287,6 +287,14 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         PluginPre::Connector(_) => PluginKind::Connector,
         PluginPre::AiProvider(_) => PluginKind::AiProvider,
     };
+    if kind == PluginKind::AiProvider && spec.record.is_some() {
+        return Err(LoadError::Spec {
+            id,
+            reason: "`record` is for connectors: an AI provider's answers are recorded with the \
+                     connector that asks it (its `ai.complete`)"
+                .into(),
+        });
+    }
 
     // Read the metadata in a sandbox with no grants: describing itself needs no capability.
     let probe = Arc::new(Plugin {

@@ -130,6 +130,13 @@ async fn failures_mode_keeps_only_failed_invocations_and_their_error() {
 }
 
 #[tokio::test]
+async fn an_ai_provider_is_recorded_with_the_connector_that_asks_it_not_alone() {
+    let host = Host::builder().build().unwrap();
+    let refused = host.load(PluginSpec::new("ai", CANNED_AI).with_record(Record::All)).await.unwrap_err();
+    assert!(refused.to_string().contains("`record` is for connectors"), "{refused}");
+}
+
+#[tokio::test]
 async fn sampling_zero_records_nothing_and_an_oversized_recording_is_dropped_and_counted() {
     let log = Arc::new(MemoryRecordingLog::new(100));
     let host = Host::builder().recording_log(log.clone()).max_recording_bytes(64).build().unwrap();
