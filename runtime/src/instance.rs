@@ -26,9 +26,9 @@ use crate::egress::ai::CacheKey;
 use crate::grants::{Capability, Grants};
 use crate::limits::Limits;
 use crate::limits::StoreLimiter;
-use crate::recording::tape::{SeededRandom, Tape, TapedMonotonicClock, TapedWallClock};
 use crate::shared::Shared;
 use crate::spec::{PluginInfo, PluginKind};
+use crate::tape::{SeededRandom, Tape, TapedMonotonicClock, TapedWallClock};
 
 pub(crate) enum PluginPre {
     Connector(ConnectorPre<InstanceState>),

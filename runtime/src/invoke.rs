@@ -18,8 +18,10 @@ use crate::egress::ai::CacheKey;
 use crate::error::InvokeError;
 use crate::instance::{Described, PluginPre};
 use crate::limits::MemoryLimitExceeded;
-use crate::recording::tape::Tape;
-use crate::recording::{Answer, Input, Recorder};
+use crate::recorder::Recorder;
+use crate::recording::Input;
+use crate::tape::Answer;
+use crate::tape::Tape;
 use crate::{Host, InstanceState, Plugin, PluginKind};
 
 /// What one invocation produced, besides its result.

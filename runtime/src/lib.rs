@@ -66,10 +66,13 @@ pub mod precompiled;
 #[cfg(test)]
 mod proptests;
 pub mod rate_limit;
+mod recorder;
 pub mod recording;
+pub mod replay;
 pub mod reply;
 mod shared;
 mod spec;
+mod tape;
 pub mod text;
 
 pub use bindings::types;

@@ -9,9 +9,8 @@ use anyhow::Context as _;
 use clap::Args;
 use plugboard::config::Resolved;
 use plugboard::printable;
-use plugboard::runtime::recording::{
-    Answer, Outcome, Recording, RecordingLog, Replayed, ShadowExample, ShadowReport, off_sequence,
-};
+use plugboard::runtime::recording::{Answer, Outcome, Recording, RecordingLog, off_sequence};
+use plugboard::runtime::replay::{Replayed, ShadowExample, ShadowReport};
 use plugboard::runtime::text::clip;
 use plugboard::store::SqliteRecordingLog;
 use plugboard::types::NewEvent;

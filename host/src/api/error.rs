@@ -19,7 +19,7 @@ pub(crate) enum ApiError {
         "the new build is not identical on {} of {} recordings ({} different, {} failed): not reloaded",
         .0.replayed - .0.identical, .0.replayed, .0.different, .0.failed
     )]
-    ShadowFailed(Box<crate::runtime::recording::ShadowReport>),
+    ShadowFailed(Box<crate::runtime::replay::ShadowReport>),
     #[error("this API needs `Authorization: Bearer <token>`")]
     Unauthorized,
     #[error("{0}")]

@@ -8,6 +8,7 @@ mod dashboard;
 mod error;
 mod health;
 mod jobs;
+mod paging;
 mod recordings;
 mod stream;
 

@@ -10,10 +10,11 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::admin::page_size;
 use super::auth::Admin;
 use super::error::ApiError;
-use crate::runtime::recording::{Recording, ShadowReport};
+use super::paging::page_size;
+use crate::runtime::recording::Recording;
+use crate::runtime::replay::ShadowReport;
 
 /// Query of `GET /v1/recordings`.
 #[derive(Debug, serde::Deserialize)]

@@ -15,7 +15,7 @@ use crate::clock::now_ms;
 use crate::egress::ai::{AiRouter, CacheKey, answer_bytes};
 use crate::keyvalue::KvStore;
 use crate::limits::hold_output;
-use crate::recording::tape::{on_tape, play};
+use crate::tape::{on_tape, play};
 
 /// A completion on its way, from whoever runs the provider instances.
 pub type Completion = Pin<Box<dyn Future<Output = Result<ChatResponse, Error>> + Send>>;

@@ -15,7 +15,7 @@ use crate::bindings::ai_tools::{self as wit, AgentRequest, AgentResponse, Host, 
 use crate::bindings::types::{Error, Tool, ToolCalls, ToolResult, ToolsRequest, ToolsResponse, Turn, Usage};
 use crate::clock::now_ms;
 use crate::limits::hold_output;
-use crate::recording::tape::{on_tape, play};
+use crate::tape::{on_tape, play};
 use crate::text::clip;
 
 /// Model turns that may ask for calls when the request names no limit.

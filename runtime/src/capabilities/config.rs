@@ -7,7 +7,7 @@ use wasmtime::component::{HasData, Linker};
 use crate::bindings::config::{self as wit, Host};
 use crate::bindings::types::Error;
 use crate::capabilities::{Capability, Scope};
-use crate::recording::tape::{on_tape, play};
+use crate::tape::{on_tape, play};
 
 /// What a `config` call sees: the caller and its instance's values.
 pub struct ConfigView<'a> {

@@ -8,7 +8,7 @@ use crate::bindings::types::{Error, Event, NewEvent};
 use crate::capabilities::{Capability, Scope};
 use crate::clock::now_ms;
 use crate::limits::hold_output;
-use crate::recording::tape::play_publish;
+use crate::tape::play_publish;
 
 /// The longest event kind accepted.
 const MAX_KIND_LEN: usize = 128;

@@ -8,7 +8,7 @@ use crate::bindings::http::{self as wit, Host};
 use crate::bindings::types::{Error, HttpRequest, HttpResponse};
 use crate::capabilities::{Capability, Scope};
 use crate::egress::{Caller, Egress, InstanceEgress};
-use crate::recording::tape::{on_tape, play_weighed};
+use crate::tape::{on_tape, play_weighed};
 
 /// What an `http` call sees: the caller, the host's egress and the instance's share of it (its
 /// concurrency slots and rate-limit buckets), and the requests the invocation sent so far.

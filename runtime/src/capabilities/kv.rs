@@ -12,7 +12,7 @@ use crate::bindings::kv::{self as wit, Host};
 use crate::bindings::types::Error;
 use crate::capabilities::{Capability, Scope};
 pub use crate::keyvalue::{KvError, KvQuota, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
-use crate::recording::tape::{on_tape, play, play_weighed};
+use crate::tape::{on_tape, play, play_weighed};
 
 /// What a `kv` call sees: the caller and the store its namespace lives in.
 pub struct KvView<'a> {

@@ -43,7 +43,7 @@ pub struct Scope<'a> {
     /// When the invocation must be over; host calls shorten their own timeouts to fit.
     pub deadline: tokio::time::Instant,
     /// The tape the invocation records to or replays from: every call goes through it.
-    pub tape: Option<&'a crate::recording::Tape>,
+    pub tape: Option<&'a crate::tape::Tape>,
 }
 
 impl Scope<'_> {

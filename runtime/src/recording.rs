@@ -1,43 +1,24 @@
-//! Recording and replay. Every effect a plugin has goes through the host (http, kv, ai, config,
-//! emit, clocks, random), so the host can write down what it answered each call of an invocation
-//! ([`tape`]) and later run the invocation again with exactly those answers, with no network and
-//! no side effects ([`replay`]). An instance records when its spec says so ([`Record`]);
-//! recordings go to the [`RecordingLog`] port, in memory unless the embedder supplies one (the
-//! server keeps them in its SQLite file).
+//! Recordings: what one invocation was asked, every answer the host gave it, and how it ended.
+//! Every effect a plugin has goes through the host (http, kv, ai, config, emit, clocks, random),
+//! so the host can write down what it answered each call of an invocation ([`crate::tape`]) and
+//! later run the invocation again with exactly those answers, with no network and no side
+//! effects ([`crate::replay`]). An instance records when its spec says so ([`Record`]; the
+//! recorder that starts and keeps a recording is `crate::recorder`); recordings go to the
+//! [`RecordingLog`] port, in memory unless the embedder supplies one (the server keeps them in a
+//! SQLite file beside its event store).
 //!
 //! What a recording holds is what the plugin saw: its outbound requests as it wrote them (secret
 //! placeholders, not secrets: the host fills those in after the call is recorded) and the answers
 //! as it received them (with any secret an upstream echoed back already redacted by the host).
 
-pub(crate) mod replay;
-pub(crate) mod tape;
-
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
-use crate::bindings::types::{Event, NewEvent, WebhookReply, WebhookRequest};
-use crate::clock::now_ms;
-use crate::error::InvokeError;
-use crate::instance::Plugin;
-use crate::shared::Shared;
+use crate::bindings::types::{Event, NewEvent, WebhookRequest};
 pub use crate::spec::Record;
-pub use replay::{Candidate, Replayed, ShadowExample, ShadowReport};
-pub use tape::{Tape, off_sequence};
-
-/// One answer the host gave: the call (`kv.get`, `http.send`, `clock.wall`, ...), its arguments
-/// and the answer, both as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TapeEntry {
-    /// The interface and function.
-    pub call: String,
-    /// The arguments, as the plugin passed them.
-    pub args: Box<RawValue>,
-    /// What the host answered.
-    pub answer: Box<RawValue>,
-}
+pub use crate::tape::{Answer, Divergence, Tape, TapeEntry, off_sequence};
 
 /// What the invocation was asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,18 +45,6 @@ pub enum Input {
     },
 }
 
-/// What the plugin answered, before the host checked and stamped it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Answer {
-    /// The events `handle` returned.
-    Events(Vec<NewEvent>),
-    /// The reply `on-webhook` returned.
-    Reply(WebhookReply),
-    /// The output `invoke` returned, as JSON text.
-    Output(String),
-}
-
 /// How an invocation ended, as a replay compares it: what the plugin published and answered, or
 /// why it failed. Host-assigned ids and times are left out: they differ on every run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,20 +62,6 @@ impl PartialEq for Outcome {
     fn eq(&self, other: &Self) -> bool {
         serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
     }
-}
-
-/// Where a replay left the recording: the first call the run made that was not the recorded
-/// one. That call, and every later one, was answered with an `internal` error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Divergence {
-    /// Its position among the recorded calls, from 0.
-    pub index: usize,
-    /// The call the run made.
-    pub call: String,
-    /// Its arguments (JSON, cut to 1 KiB, printable).
-    pub args: String,
-    /// The call recorded at that position, with its arguments; none past the recording's end.
-    pub recorded: Option<(String, String)>,
 }
 
 /// One recorded invocation.
@@ -256,111 +211,5 @@ impl RecordingLog for MemoryRecordingLog {
     fn recent(&self, instance: Option<&str>, limit: usize) -> Vec<Recording> {
         let kept = self.recordings.lock().unwrap_or_else(|e| e.into_inner());
         kept.iter().rev().filter(|r| instance.is_none_or(|i| r.instance == i)).take(limit).cloned().collect()
-    }
-}
-
-/// One invocation being recorded: started when the instance's [`Record`] policy selects it,
-/// finished (kept or dropped) when it ends.
-pub(crate) struct Recorder {
-    tape: Tape,
-    input: Input,
-    started_ms: u64,
-    /// `record = "failures"`: kept only if the invocation fails.
-    only_failures: bool,
-}
-
-impl Recorder {
-    /// A recorder for this invocation of `plugin`, if its policy selects it.
-    pub(crate) fn start(shared: &Shared, plugin: &Plugin, input: impl FnOnce() -> Input) -> Option<Recorder> {
-        let only_failures = match plugin.record? {
-            Record::All => false,
-            Record::Failures => true,
-            Record::Sampled(rate) => {
-                if fastrand::f64() >= rate {
-                    return None;
-                }
-                false
-            }
-        };
-        let tape = Tape::recording(shared.max_recording_bytes);
-        let input = input();
-        // The input counts too: an event or a request larger than the limit is not recorded.
-        tape.count(match &input {
-            Input::Handle { event } => 4 * event.payload.len() + event.attributes.len() * 64 + 256,
-            Input::OnWebhook { request } => {
-                4 * request.body.len()
-                    + request.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
-                    + 256
-            }
-            Input::Invoke { input, .. } => input.len() + 256,
-        });
-        Some(Recorder { tape, input, started_ms: now_ms(), only_failures })
-    }
-
-    /// The tape the invocation records to.
-    pub(crate) fn tape(&self) -> Tape {
-        self.tape.clone()
-    }
-
-    /// Hands the recording to the log, unless the policy or the size limit says otherwise.
-    pub(crate) fn finish<T>(
-        recorder: Option<Recorder>,
-        shared: &Shared,
-        plugin: &Plugin,
-        result: &Result<T, InvokeError>,
-    ) {
-        let Some(Recorder { tape, input, started_ms, only_failures }) = recorder else { return };
-        let error = result.as_ref().err();
-        if only_failures && error.is_none() {
-            return;
-        }
-        let played = tape.finish();
-        let dropped = |reason: &str| {
-            shared.metrics.add(
-                "plugboard_recordings_dropped_total",
-                &[("instance", &plugin.id), ("reason", reason)],
-                1,
-            );
-        };
-        if played.overflowed {
-            tracing::warn!(
-                instance = %plugin.id,
-                limit = shared.max_recording_bytes,
-                "an invocation was not recorded: its recording is over the limit of {} bytes",
-                shared.max_recording_bytes
-            );
-            dropped("too_large");
-            return;
-        }
-        let event_id = match &input {
-            Input::Handle { event } => Some(event.id.clone()),
-            Input::Invoke { event_id, .. } => event_id.clone(),
-            Input::OnWebhook { .. } => None,
-        };
-        let recording = Recording {
-            // Time-ordered, from the thread's generator: no system call per recording.
-            id: uuid::Builder::from_unix_timestamp_millis(started_ms, &rand::random())
-                .into_uuid()
-                .to_string(),
-            instance: plugin.id.clone(),
-            build: plugin.handler(),
-            sha256: plugin.info.sha256.clone(),
-            event_id,
-            recorded_at_ms: started_ms,
-            input,
-            insecure_seed: format!("{:032x}", tape.insecure_seed),
-            random_seed: hex::encode(tape.random_seed),
-            calls: played.entries,
-            outcome: Outcome {
-                emitted: played.emitted,
-                answer: played.answer,
-                error: error.map(|e| e.to_string()),
-            },
-        };
-        if shared.recordings.keep(recording) {
-            shared.metrics.add("plugboard_recordings_total", &[("instance", &plugin.id)], 1);
-        } else {
-            dropped("backlog");
-        }
     }
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::tape::Tape;
-use super::{Divergence, Input, Outcome, Recording};
 use crate::error::{InvokeError, LoadError};
 use crate::instance::Plugin;
+use crate::recording::{Input, Outcome, Recording};
+use crate::tape::{Divergence, Tape};
 use crate::{Host, PluginKind, PluginSpec};
 
 /// What a replay did, to set next to what was recorded.

@@ -1,4 +1,4 @@
-//! The tape of one invocation: every answer the host gave the plugin, in order (host calls and
+//! The tape of one invocation (what `crate::recording` keeps and `crate::replay` answers from): every answer the host gave the plugin, in order (host calls and
 //! WASI clock readings), and the seed of its random numbers. While recording, each answer is
 //! appended as it is given; while replaying, each call is answered from the tape instead of
 //! being run, and the first call that is not the recorded one (another call, other arguments, or
@@ -19,16 +19,53 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::TryRng;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::{Answer, Divergence, TapeEntry};
-use crate::bindings::types::{Error, NewEvent};
+use crate::bindings::types::{Error, NewEvent, WebhookReply};
 
 /// The longest rendering of a call's arguments kept in a [`Divergence`].
 const SHOWN_ARGS_BYTES: usize = 1 << 10;
+
+/// One answer the host gave: the call (`kv.get`, `http.send`, `clock.wall`, ...), its arguments
+/// and the answer, both as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TapeEntry {
+    /// The interface and function.
+    pub call: String,
+    /// The arguments, as the plugin passed them.
+    pub args: Box<RawValue>,
+    /// What the host answered.
+    pub answer: Box<RawValue>,
+}
+
+/// What the plugin answered, before the host checked and stamped it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Answer {
+    /// The events `handle` returned.
+    Events(Vec<NewEvent>),
+    /// The reply `on-webhook` returned.
+    Reply(WebhookReply),
+    /// The output `invoke` returned, as JSON text.
+    Output(String),
+}
+
+/// Where a replay left the recording: the first call the run made that was not the recorded
+/// one. That call, and every later one, was answered with an `internal` error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// Its position among the recorded calls, from 0.
+    pub index: usize,
+    /// The call the run made.
+    pub call: String,
+    /// Its arguments (JSON, cut to 1 KiB, printable).
+    pub args: String,
+    /// The call recorded at that position, with its arguments; none past the recording's end.
+    pub recorded: Option<(String, String)>,
+}
 
 /// One invocation's tape; cheap to clone (the clones share it).
 #[derive(Clone)]
