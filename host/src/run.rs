@@ -84,15 +84,18 @@ fn host_with(
     let failed = |reason: String| RunError::Store { path: path.display().to_string(), reason };
     let calls = SqliteCallLog::open(path, resolved.config.calls.retain).map_err(|e| failed(e.to_string()))?;
     let recordings = &resolved.config.recordings;
-    let kept = SqliteRecordingLog::open(&SqliteRecordingLog::path_beside(path), recordings.retain)
-        .map_err(|e| failed(e.to_string()))?;
-    let host = builder
+    let mut builder = builder
         .fuel_metering(resolved.uses_fuel())
         .kv_store(kv)
         .call_log(Arc::new(calls))
-        .recording_log(Arc::new(kept))
-        .max_recording_bytes(usize::try_from(recordings.max_bytes).unwrap_or(usize::MAX))
-        .build()?;
+        .max_recording_bytes(usize::try_from(recordings.max_bytes).unwrap_or(usize::MAX));
+    // The recordings' file and writer thread only where an instance records.
+    if resolved.specs.iter().any(|spec| spec.record.is_some()) {
+        let kept = SqliteRecordingLog::open(&SqliteRecordingLog::path_beside(path), recordings.retain)
+            .map_err(|e| failed(e.to_string()))?;
+        builder = builder.recording_log(Arc::new(kept));
+    }
+    let host = builder.build()?;
     configure(&host, resolved);
     Ok(host)
 }

@@ -59,6 +59,21 @@ impl Plugin {
         self.info.clone()
     }
 
+    /// The spec of another build of this instance, uploaded rather than read from a file: the
+    /// same id, grants, limits, config and recording policy. No precompiled artifact: the
+    /// pinned one was compiled from the configured file, not from the upload.
+    pub(crate) fn uploaded_spec(&self) -> crate::spec::PluginSpec {
+        crate::spec::PluginSpec {
+            id: self.id.clone(),
+            wasm: std::path::PathBuf::from(crate::spec::UPLOADED),
+            grants: self.grants.clone(),
+            limits: self.limits.clone(),
+            config: self.config.clone(),
+            precompiled: None,
+            record: self.record,
+        }
+    }
+
     /// `name@version sha256:<12 hex>`: which build this is.
     pub(crate) fn handler(&self) -> String {
         self.info.build.clone()

@@ -260,7 +260,7 @@ fn report_dropped_logs(host: &Host, plugin: &Plugin, state: &InstanceState) {
     );
 }
 
-fn wrong_kind(plugin: &Plugin, expected: PluginKind) -> InvokeError {
+pub(crate) fn wrong_kind(plugin: &Plugin, expected: PluginKind) -> InvokeError {
     InvokeError::WrongKind { id: plugin.id.clone(), expected: expected.name(), actual: plugin.kind.name() }
 }
 
@@ -391,7 +391,7 @@ async fn instantiate_connector(
 
 impl Host {
     /// The loaded instance `id`, if it implements `kind`.
-    fn get_kind(&self, id: &str, kind: PluginKind) -> Result<Arc<Plugin>, InvokeError> {
+    pub(crate) fn get_kind(&self, id: &str, kind: PluginKind) -> Result<Arc<Plugin>, InvokeError> {
         let plugin = self.get(id)?;
         if plugin.kind != kind {
             return Err(wrong_kind(&plugin, kind));

@@ -2,7 +2,7 @@
 //! with no grants, check it, and work out its effective capabilities.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -18,7 +18,7 @@ use crate::error::LoadError;
 use crate::host::Host;
 use crate::instance::{Described, Plugin, PluginPre};
 use crate::limits::Limits;
-use crate::spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
+use crate::spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec};
 use crate::text::printable;
 
 fn scheme_name(s: VerificationScheme) -> &'static str {
@@ -445,17 +445,7 @@ impl Host {
     pub async fn reload_bytes(&self, id: &str, bytes: &[u8]) -> Result<PluginInfo, LoadError> {
         let current =
             self.get(id).map_err(|e| LoadError::Spec { id: id.to_owned(), reason: e.to_string() })?;
-        let spec = PluginSpec {
-            id: current.id.clone(),
-            wasm: PathBuf::from(UPLOADED),
-            grants: current.grants.clone(),
-            limits: current.limits.clone(),
-            config: current.config.clone(),
-            // The pinned artifact was compiled from the configured file, not from these bytes.
-            precompiled: None,
-            record: current.record,
-        };
-        self.replace(&current, spec, bytes).await
+        self.replace(&current, current.uploaded_spec(), bytes).await
     }
 
     /// Reloads instance `spec.id` from its file, which changed on disk; as [`Host::reload_bytes`],

@@ -35,15 +35,7 @@ impl Recorder {
         let tape = Tape::recording(shared.max_recording_bytes);
         let input = input();
         // The input counts too: an event or a request larger than the limit is not recorded.
-        tape.count(match &input {
-            Input::Handle { event } => 4 * event.payload.len() + event.attributes.len() * 64 + 256,
-            Input::OnWebhook { request } => {
-                4 * request.body.len()
-                    + request.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
-                    + 256
-            }
-            Input::Invoke { input, .. } => input.len() + 256,
-        });
+        tape.count(input.weight());
         Some(Recorder { tape, input, started_ms: now_ms(), only_failures })
     }
 

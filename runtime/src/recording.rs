@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::bindings::types::{Event, NewEvent, WebhookRequest};
 pub use crate::spec::Record;
 pub use crate::tape::{Answer, Divergence, Tape, TapeEntry, off_sequence};
+use crate::tape::{bytes_weight, event_weight, pairs_weight};
 
 /// What the invocation was asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +44,21 @@ pub enum Input {
         /// The event on whose behalf it ran, if any.
         event_id: Option<String>,
     },
+}
+
+impl Input {
+    /// What it comes to in a recording, about.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Input::Handle { event } => {
+                bytes_weight(event.payload.len()) + pairs_weight(&event.attributes) + 256
+            }
+            Input::OnWebhook { request } => {
+                bytes_weight(request.body.len()) + pairs_weight(&request.headers) + 256
+            }
+            Input::Invoke { input, .. } => input.len() + 256,
+        }
+    }
 }
 
 /// How an invocation ended, as a replay compares it: what the plugin published and answered, or
@@ -102,22 +118,9 @@ impl Recording {
     pub fn approximate_bytes(&self) -> usize {
         let calls: usize =
             self.calls.iter().map(|c| c.call.len() + c.args.get().len() + c.answer.get().len()).sum();
-        let input = match &self.input {
-            Input::Handle { event } => event.payload.len(),
-            Input::OnWebhook { request } => request.body.len(),
-            Input::Invoke { input, .. } => input.len(),
-        };
-        let emitted: usize = self.outcome.emitted.iter().map(|e| e.payload.len()).sum();
-        let answer = match &self.outcome.answer {
-            Some(Answer::Events(events)) => events.iter().map(|e| e.payload.len()).sum(),
-            Some(Answer::Reply(reply)) => {
-                reply.body.len() + reply.events.iter().map(|e| e.payload.len()).sum::<usize>()
-            }
-            Some(Answer::Output(text)) => text.len(),
-            None => 0,
-        };
-        // Bytes become JSON arrays of numbers: up to four characters each.
-        calls.saturating_add(4 * (input + emitted + answer)).saturating_add(1024)
+        let emitted: usize = self.outcome.emitted.iter().map(event_weight).sum();
+        let answer = self.outcome.answer.as_ref().map_or(0, Answer::weight);
+        calls + self.input.weight() + emitted + answer + 1024
     }
 
     /// The one-line summary listings show.

@@ -1,7 +1,6 @@
 //! Running a recorded invocation again: the same input, in a fresh instance of the loaded build
 //! (the recorded one, or another), with every host call answered from the recording.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -101,7 +100,7 @@ impl Host {
     /// build to try it), answering every host call from the recording: nothing reaches the
     /// network, the key-value store, the AI providers or the event log.
     pub async fn replay(&self, id: &str, recording: &Recording) -> Result<Replayed, InvokeError> {
-        let plugin = self.get(id)?;
+        let plugin = self.get_kind(id, PluginKind::Connector)?;
         self.replay_on(&plugin, recording).await
     }
 
@@ -110,15 +109,8 @@ impl Host {
     pub async fn candidate(&self, id: &str, component: &[u8]) -> Result<Candidate, LoadError> {
         let current =
             self.get(id).map_err(|e| LoadError::Spec { id: id.to_owned(), reason: e.to_string() })?;
-        let spec = PluginSpec {
-            id: current.id.clone(),
-            wasm: PathBuf::from(crate::UPLOADED),
-            grants: current.grants.clone(),
-            limits: current.limits.clone(),
-            config: current.config.clone(),
-            precompiled: None,
-            record: None,
-        };
+        // A candidate is only replayed: it records nothing.
+        let spec = PluginSpec { record: None, ..current.uploaded_spec() };
         Ok(Candidate { plugin: Arc::new(crate::load::load(self, spec, component).await?) })
     }
 
@@ -164,11 +156,7 @@ impl Host {
 
     async fn replay_on(&self, plugin: &Arc<Plugin>, recording: &Recording) -> Result<Replayed, InvokeError> {
         if plugin.kind != PluginKind::Connector {
-            return Err(InvokeError::WrongKind {
-                id: plugin.id.clone(),
-                expected: PluginKind::Connector.name(),
-                actual: plugin.kind.name(),
-            });
+            return Err(crate::invoke::wrong_kind(plugin, PluginKind::Connector));
         }
         let seed = u128::from_str_radix(&recording.insecure_seed, 16).map_err(|_| {
             InvokeError::Internal("the recording's insecure seed is not 32 hex digits".into())

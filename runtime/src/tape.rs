@@ -233,16 +233,7 @@ impl Tape {
 
     /// Keeps what the plugin answered (for the outcome), counted against the limit.
     pub(crate) fn answered(&self, answer: Answer) {
-        let weight = match &answer {
-            Answer::Events(events) => events.iter().map(event_weight).sum(),
-            Answer::Reply(reply) => {
-                reply.events.iter().map(event_weight).sum::<usize>()
-                    + bytes_weight(reply.body.len())
-                    + reply.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
-            }
-            Answer::Output(text) => text.len() + 2,
-        };
-        if self.count(weight) {
+        if self.count(answer.weight()) {
             self.lock().answer = Some(answer);
         }
     }
@@ -251,7 +242,7 @@ impl Tape {
     /// is past its limit. Always true while replaying.
     pub(crate) fn count(&self, bytes: usize) -> bool {
         let mut state = self.lock();
-        let Mode::Recording { entries, bytes: held, limit, overflowed } = &mut state.mode else {
+        let Mode::Recording { bytes: held, limit, overflowed, .. } = &mut state.mode else {
             return true;
         };
         if *overflowed {
@@ -259,13 +250,22 @@ impl Tape {
         }
         *held = held.saturating_add(bytes);
         if *held > *limit {
+            drop(state);
+            self.give_up();
+            return false;
+        }
+        true
+    }
+
+    /// Gives the recording up: it is over its limit, and keeps nothing more.
+    fn give_up(&self) {
+        let mut state = self.lock();
+        if let Mode::Recording { entries, overflowed, .. } = &mut state.mode {
             *overflowed = true;
             *entries = Vec::new();
             state.emitted = Vec::new();
             state.answer = None;
-            return false;
         }
-        true
     }
 
     fn push(&self, call: &str, args: Box<RawValue>, answer: Box<RawValue>) {
@@ -288,10 +288,10 @@ impl Tape {
             Mode::Recording { bytes, limit, overflowed, .. } => {
                 let room = !*overflowed && bytes.saturating_add(estimate) <= *limit;
                 drop(state);
-                room || {
-                    self.count(usize::MAX);
-                    false
+                if !room {
+                    self.give_up();
                 }
+                room
             }
             Mode::Replaying { .. } => true,
         }
@@ -409,17 +409,37 @@ pub fn off_sequence(call: &str) -> bool {
 }
 
 /// What `bytes` bytes come to in a recording: JSON writes each as a number and a comma.
-fn bytes_weight(bytes: usize) -> usize {
+pub(crate) fn bytes_weight(bytes: usize) -> usize {
     bytes.saturating_mul(4)
 }
 
+/// What name-value pairs (headers, attributes) come to in a recording, about.
+pub(crate) fn pairs_weight(pairs: &[(String, String)]) -> usize {
+    pairs.iter().map(|(k, v)| k.len() + v.len() + 8).sum()
+}
+
 /// What a published or returned event comes to in a recording, about.
-fn event_weight(event: &NewEvent) -> usize {
+pub(crate) fn event_weight(event: &NewEvent) -> usize {
     bytes_weight(event.payload.len())
         + event.kind.len()
         + event.content_type.len()
-        + event.attributes.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+        + pairs_weight(&event.attributes)
         + 96
+}
+
+impl Answer {
+    /// What it comes to in a recording, about.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Answer::Events(events) => events.iter().map(event_weight).sum(),
+            Answer::Reply(reply) => {
+                reply.events.iter().map(event_weight).sum::<usize>()
+                    + bytes_weight(reply.body.len())
+                    + pairs_weight(&reply.headers)
+            }
+            Answer::Output(text) => text.len() + 2,
+        }
+    }
 }
 
 fn is_lookup(call: &str) -> bool {

@@ -156,13 +156,8 @@ pub async fn replay(builder: HostBuilder, args: ReplayArgs) -> anyhow::Result<()
         say!("recording   {}", describe_recording(&recording));
         say!("recorded    {}  {}", printable(&recording.build), ending(&recording.outcome));
         say!("replayed    {}  {}", printable(&replayed.build), ending(&replayed.outcome));
-        let answered = recording
-            .calls
-            .iter()
-            .filter(|c| !off_sequence(&c.call))
-            .count()
-            .saturating_sub(replayed.unasked);
         let recorded = recording.calls.iter().filter(|c| !off_sequence(&c.call)).count();
+        let answered = recorded.saturating_sub(replayed.unasked);
         let ambient = recording.calls.len() - recorded;
         say!("host calls  {recorded} recorded, {answered} answered from the recording");
         say!(

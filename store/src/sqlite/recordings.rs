@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use plugboard_runtime::recording::{Recording, RecordingLog, RecordingSummary};
 
@@ -148,18 +148,11 @@ impl RecordingLog for SqliteRecordingLog {
     }
 
     fn get(&self, id: &str) -> Option<Recording> {
-        let Ok(conn) = self.reader.lock() else { return None };
-        let body: Option<String> = conn
-            .prepare_cached(
-                "SELECT body FROM recordings WHERE id = ?1 OR event_id = ?1 ORDER BY seq DESC LIMIT 1",
-            )
-            .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "could not read recordings");
-                None
-            });
-        drop(conn);
-        serde_json::from_str(&body?).ok()
+        self.read(
+            "SELECT body FROM recordings WHERE id = ?1 OR event_id = ?1 ORDER BY seq DESC LIMIT 1",
+            [id],
+        )
+        .pop()
     }
 
     fn recent(&self, instance: Option<&str>, limit: usize) -> Vec<Recording> {
