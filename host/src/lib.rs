@@ -36,7 +36,7 @@ pub use plugboard_manifest as manifest;
 pub use plugboard_runtime as runtime;
 pub use plugboard_runtime::{
     Capability, Error, Grants, Host, HostBuilder, HttpGrant, InstanceState, Invocation, InvokeError, Limits,
-    LoadError, PluginInfo, PluginKind, PluginSpec, Session, UPLOADED, WebhookOutcome, printable,
+    LoadError, PluginInfo, PluginKind, PluginSpec, Reuse, Session, UPLOADED, WebhookOutcome, printable,
 };
 pub use plugboard_runtime::{Event, NewEvent, capabilities, egress, limits, metrics, rate_limit, types};
 pub use plugboard_store as store;

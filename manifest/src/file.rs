@@ -12,6 +12,7 @@ use crate::grants::{Grants, HttpGrant};
 use crate::limits::Limits;
 use crate::pipeline::{RetryPolicy, Route, Schedule};
 use crate::record::{Record, RecordingsConfig};
+use crate::reuse::Reuse;
 use crate::webhook::WebhookConfig;
 
 /// The whole file.
@@ -300,6 +301,10 @@ pub struct InstanceConfig {
     /// Which invocations are recorded for `plugboard replay`; none when absent.
     #[serde(default)]
     pub record: Option<Record>,
+    /// Whether its instances serve more than one invocation (see [`Reuse`]); a fresh instance
+    /// per invocation when absent.
+    #[serde(default)]
+    pub reuse: Option<Reuse>,
 }
 
 /// A precompiled artifact of an instance's component (`plugboard plugin compile`), so that its

@@ -34,6 +34,7 @@ pub mod mcp;
 pub mod pattern;
 pub mod pipeline;
 pub mod record;
+pub mod reuse;
 mod validate;
 pub mod webhook;
 
@@ -47,6 +48,7 @@ pub use limits::Limits;
 pub use mcp::{McpClientConfig, McpConfig, ToolPattern};
 pub use pipeline::{Filter, Missed, RetryPolicy, Route, Schedule};
 pub use record::{Record, RecordingsConfig};
+pub use reuse::Reuse;
 pub use webhook::{Acknowledge, Encoding, HmacScheme, RateLimit, Scheme, WebhookConfig};
 
 impl Config {

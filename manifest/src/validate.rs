@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::address::Cidr;
 use crate::pipeline::{CALLBACK_ROUTE, JOB_ROUTE, JOBS_SOURCE, MCP_SOURCE, SCHEDULE_SOURCE, WEBHOOK_ROUTE};
 use crate::webhook::Scheme;
-use crate::{Config, ConfigError, InstanceConfig, NatsConfig, StoreBackend};
+use crate::{Config, ConfigError, InstanceConfig, NatsConfig, Reuse, StoreBackend};
 
 impl Config {
     /// Checks everything that needs no runtime, no files and no secrets; the error names the
@@ -64,6 +64,9 @@ impl Config {
                 format!("{key}.precompiled.sha256"),
                 "must be the artifact's SHA-256 in lower-case hex (64 characters), as `plugboard plugin compile` prints it",
             ));
+        }
+        if let Some(problem) = p.reuse.as_ref().and_then(Reuse::problem) {
+            return Err(ConfigError::invalid(format!("{key}.reuse"), problem));
         }
         let http = &p.grants.http;
         http.validate().map_err(|reason| ConfigError::invalid(format!("{key}.grants.http"), reason))?;

@@ -34,6 +34,7 @@ use crate::engine::{EngineSettings, EpochTicker};
 use crate::error::InvokeError;
 use crate::instance::{InstanceState, Plugin};
 use crate::metrics::Metrics;
+use crate::pool::KeptBudget;
 use crate::recording::{MemoryRecordingLog, RecordingLog};
 use crate::shared::Shared;
 use crate::spec::PluginInfo;
@@ -247,6 +248,7 @@ impl HostBuilder {
         }
         let ticker = EpochTicker::start(engine.clone(), self.settings.epoch_tick)
             .map_err(|e| crate::Error::Io { what: "epoch thread".into(), source: e })?;
+        let kept = KeptBudget::new(self.settings.max_live_instances as usize / 2);
         Ok(Host {
             inner: Arc::new_cyclic(|host| HostInner {
                 engine,
@@ -265,6 +267,7 @@ impl HostBuilder {
                     recordings: self.recordings.unwrap_or_else(|| Arc::new(MemoryRecordingLog::new(100))),
                     max_recording_bytes: self.max_recording_bytes,
                 }),
+                kept,
                 _ticker: ticker,
             }),
         })
@@ -313,6 +316,8 @@ pub(crate) struct HostInner {
     /// (or a re-load) shares the compiled code instead of compiling it again.
     pub(crate) compiled: std::sync::Mutex<HashMap<String, wasmtime::component::Component>>,
     pub(crate) shared: Arc<Shared>,
+    /// Instances kept for reuse across every plugin: at most half the engine's instance slots.
+    pub(crate) kept: Arc<KeptBudget>,
     _ticker: EpochTicker,
 }
 

@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::types::{ChatResponse, ConnectorMetadata, Event};
-use crate::bindings::{AiProviderPre, ConnectorPre, ProviderMetadata};
+use crate::bindings::{AiProviderPre, Connector, ConnectorPre, ProviderMetadata};
 use crate::capabilities::ai::AiView;
 use crate::capabilities::config::ConfigView;
 use crate::capabilities::emit::EmitView;
@@ -26,6 +26,7 @@ use crate::egress::ai::CacheKey;
 use crate::grants::{Capability, Grants};
 use crate::limits::Limits;
 use crate::limits::StoreLimiter;
+use crate::pool::IdlePool;
 use crate::shared::Shared;
 use crate::spec::{PluginInfo, PluginKind};
 use crate::tape::{SeededRandom, Tape, TapedMonotonicClock, TapedWallClock};
@@ -52,6 +53,16 @@ pub(crate) struct Plugin {
     pub(crate) loading: bool,
     /// Which invocations are recorded for replay.
     pub(crate) record: Option<crate::spec::Record>,
+    /// Whether its instances serve more than one invocation, as the operator chose.
+    pub(crate) reuse: Option<crate::spec::Reuse>,
+    /// The instances kept between invocations (with `reuse` only).
+    pub(crate) idle: Option<Arc<IdlePool<KeptInstance>>>,
+}
+
+/// A connector instance kept between invocations, with the store that holds its memory.
+pub(crate) struct KeptInstance {
+    pub(crate) store: wasmtime::Store<InstanceState>,
+    pub(crate) bindings: Connector,
 }
 
 impl Plugin {
@@ -71,6 +82,7 @@ impl Plugin {
             config: self.config.clone(),
             precompiled: None,
             record: self.record,
+            reuse: self.reuse,
         }
     }
 
@@ -93,6 +105,9 @@ pub struct InstanceState {
     wasi: WasiCtx,
     table: ResourceTable,
     stderr: MemoryOutputPipe,
+    /// Where this invocation's part of `stderr` starts (a kept instance's earlier invocations
+    /// wrote the part before).
+    stderr_from: usize,
     pub(crate) limiter: StoreLimiter,
     pub(crate) plugin: Arc<Plugin>,
     pub(crate) shared: Arc<Shared>,
@@ -159,6 +174,7 @@ impl InstanceState {
         InstanceState {
             wasi: wasi.build(),
             stderr,
+            stderr_from: 0,
             table: ResourceTable::new(),
             limiter: StoreLimiter::new(&plugin.limits),
             plugin,
@@ -176,9 +192,25 @@ impl InstanceState {
 }
 
 impl InstanceState {
-    /// What the plugin wrote to stderr so far (when stdio is not granted), lossily decoded.
+    /// What the plugin wrote to stderr in this invocation so far (when stdio is not granted),
+    /// lossily decoded.
     pub(crate) fn captured_stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+        let written = self.stderr.contents();
+        String::from_utf8_lossy(written.get(self.stderr_from..).unwrap_or_default()).into_owned()
+    }
+
+    /// Readies a kept instance's state for its next invocation: everything the host keeps per
+    /// invocation starts over (event, deadline, emitted events, log lines, output and request
+    /// budgets, AI answers); the plugin's own memory does not, which is what reuse means.
+    pub(crate) fn start_again(&mut self, event_id: Option<String>, deadline: tokio::time::Instant) {
+        self.event_id = event_id;
+        self.deadline = deadline;
+        self.emitted.clear();
+        self.log = LogState::default();
+        self.output_bytes = 0;
+        self.http_requests = 0;
+        self.ai_answers.clear();
+        self.stderr_from = self.stderr.contents().len();
     }
 }
 

@@ -16,7 +16,7 @@ use crate::capabilities::emit;
 use crate::capabilities::log::LogRecord;
 use crate::egress::ai::CacheKey;
 use crate::error::InvokeError;
-use crate::instance::{Described, PluginPre};
+use crate::instance::{Described, KeptInstance, PluginPre};
 use crate::limits::MemoryLimitExceeded;
 use crate::recorder::Recorder;
 use crate::recording::Input;
@@ -70,6 +70,17 @@ where
     F: for<'a> FnOnce(&'a mut Store<InstanceState>, &'a PluginPre) -> CallFuture<'a, T>,
 {
     f
+}
+
+type ConnectorCall<T> =
+    Box<dyn for<'a> FnOnce(&'a mut Store<InstanceState>, &'a Connector) -> CallFuture<'a, T> + Send>;
+
+/// Pins down the signature of a call on a connector instance, fresh or kept.
+fn on_connector<T, F>(f: F) -> ConnectorCall<T>
+where
+    F: for<'a> FnOnce(&'a mut Store<InstanceState>, &'a Connector) -> CallFuture<'a, T> + Send + 'static,
+{
+    Box::new(f)
 }
 
 /// Marks a failure to instantiate (as opposed to a failure inside the plugin's code).
@@ -193,13 +204,39 @@ async fn run<T: Send>(
     let started = Instant::now();
     let id = plugin.id.clone();
     let result = run_limited(host, plugin, event_id, tape, f).await;
+    counted(host, &id, started, result)
+}
+
+/// Runs `f` on a connector instance of `plugin` within its limits: a kept one when the operator
+/// chose reuse and one is idle (never for a recorded invocation), else a fresh one; and counts
+/// the outcome.
+async fn run_connector<T: Send>(
+    host: &Host,
+    plugin: Arc<Plugin>,
+    event_id: Option<String>,
+    tape: Option<Tape>,
+    f: ConnectorCall<T>,
+) -> Result<Invocation<T>, InvokeError> {
+    let started = Instant::now();
+    let id = plugin.id.clone();
+    let result = run_connector_limited(host, plugin, event_id, tape, f).await;
+    counted(host, &id, started, result)
+}
+
+/// Counts an invocation's outcome and duration.
+fn counted<T>(
+    host: &Host,
+    id: &str,
+    started: Instant,
+    result: Result<Invocation<T>, InvokeError>,
+) -> Result<Invocation<T>, InvokeError> {
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.kind(),
     };
     let metrics = &host.inner.shared.metrics;
-    metrics.add("plugboard_invocations_total", &[("instance", &id), ("outcome", outcome)], 1);
-    metrics.observe("plugboard_invocation_seconds", &[("instance", &id)], started.elapsed().as_secs_f64());
+    metrics.add("plugboard_invocations_total", &[("instance", id), ("outcome", outcome)], 1);
+    metrics.observe("plugboard_invocation_seconds", &[("instance", id)], started.elapsed().as_secs_f64());
     result
 }
 
@@ -223,18 +260,71 @@ async fn run_limited<T: Send>(
         Ok(Err(e)) => return Err(classify(e, &store, &plugin)),
         Ok(Ok(output)) => output,
     };
-    let state = store.into_data();
-    Ok(Invocation {
+    Ok(finished(&plugin, store.data_mut(), started, output))
+}
+
+/// [`run_limited`] for a connector's calls, on a kept instance when there is one.
+async fn run_connector_limited<T: Send>(
+    host: &Host,
+    plugin: Arc<Plugin>,
+    event_id: Option<String>,
+    tape: Option<Tape>,
+    f: ConnectorCall<T>,
+) -> Result<Invocation<T>, InvokeError> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
+    let _permit = acquire(&plugin, deadline).await?;
+    // A recorded or replayed invocation starts fresh: its tape must hold all it depended on.
+    let idle = plugin.idle.as_ref().filter(|_| tape.is_none());
+    let (mut store, bindings, served) = match idle.and_then(|pool| pool.take()) {
+        Some((KeptInstance { mut store, bindings }, served)) => {
+            store.data_mut().start_again(event_id, deadline);
+            arm(host, &plugin, &mut store);
+            (store, bindings, served)
+        }
+        None => {
+            let mut store = new_store(host, &plugin, event_id, deadline, tape);
+            match tokio::time::timeout_at(deadline, instantiate_connector(&mut store, &plugin.pre)).await {
+                Err(_) => return Err(InvokeError::Timeout(plugin.limits.timeout())),
+                Ok(Err(e)) => return Err(classify(e, &store, &plugin)),
+                Ok(Ok(bindings)) => (store, bindings, 0),
+            }
+        }
+    };
+    let result = tokio::time::timeout_at(deadline, f(&mut store, &bindings)).await;
+    if !store.data().tape.as_ref().is_some_and(Tape::is_replaying) {
+        report_dropped_logs(host, &plugin, store.data());
+    }
+    // After a trap, a timeout (the call abandoned half-way) or any limit, the instance is
+    // dropped with its store: only one that answered is kept.
+    let output = match result {
+        Err(_) => return Err(InvokeError::Timeout(plugin.limits.timeout())),
+        Ok(Err(e)) => return Err(classify(e, &store, &plugin)),
+        Ok(Ok(output)) => output,
+    };
+    let done = finished(&plugin, store.data_mut(), started, output);
+    if let Some(pool) = idle
+        && !store.data().limiter.memory_exhausted
+    {
+        pool.give_back(KeptInstance { store, bindings }, served.saturating_add(1));
+    }
+    Ok(done)
+}
+
+/// The invocation's result with what it produced, taken out of its store's state.
+fn finished<T>(plugin: &Plugin, state: &mut InstanceState, started: Instant, output: T) -> Invocation<T> {
+    let log = std::mem::take(&mut state.log);
+    Invocation {
         instance: plugin.id.clone(),
         handler: plugin.handler(),
         output,
-        emitted: state.emitted,
-        logs: state.log.lines,
-        logs_dropped: state.log.dropped,
+        emitted: std::mem::take(&mut state.emitted),
+        logs: log.lines,
+        logs_dropped: log.dropped,
         output_bytes: state.output_bytes,
         elapsed: started.elapsed(),
-        ai_answers: state.ai_answers,
-    })
+        ai_answers: std::mem::take(&mut state.ai_answers),
+    }
 }
 
 /// One line, and a counter, for the log lines an invocation had dropped.
@@ -416,16 +506,13 @@ impl Host {
         tape: Option<Tape>,
     ) -> Result<Invocation<Vec<Event>>, InvokeError> {
         let event_id = Some(event.id.clone());
-        let done = run(
+        let done = run_connector(
             self,
             plugin.clone(),
             event_id,
             tape.clone(),
-            call(move |store, pre| {
-                Box::pin(async move {
-                    let c = instantiate_connector(store, pre).await?;
-                    c.plugboard_connector_plugin().call_handle(&mut *store, &event).await
-                })
+            on_connector(move |store, c| {
+                Box::pin(async move { c.plugboard_connector_plugin().call_handle(&mut *store, &event).await })
             }),
         )
         .await?;
@@ -458,14 +545,13 @@ impl Host {
         request: WebhookRequest,
         tape: Option<Tape>,
     ) -> Result<Invocation<WebhookOutcome>, InvokeError> {
-        let done = run(
+        let done = run_connector(
             self,
             plugin.clone(),
             None,
             tape.clone(),
-            call(move |store, pre| {
+            on_connector(move |store, c| {
                 Box::pin(async move {
-                    let c = instantiate_connector(store, pre).await?;
                     c.plugboard_connector_plugin().call_on_webhook(&mut *store, &request).await
                 })
             }),
@@ -526,14 +612,13 @@ impl Host {
         tape: Option<Tape>,
     ) -> Result<Invocation<serde_json::Value>, InvokeError> {
         let action = action.to_owned();
-        let done = run(
+        let done = run_connector(
             self,
             plugin.clone(),
             event_id.map(str::to_owned),
             tape.clone(),
-            call(move |store, pre| {
+            on_connector(move |store, c| {
                 Box::pin(async move {
-                    let c = instantiate_connector(store, pre).await?;
                     c.plugboard_connector_plugin().call_invoke(&mut *store, &action, &input).await
                 })
             }),

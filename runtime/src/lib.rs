@@ -62,6 +62,7 @@ pub mod keyvalue;
 pub mod limits;
 mod load;
 pub mod metrics;
+mod pool;
 pub mod precompiled;
 #[cfg(test)]
 mod proptests;
@@ -86,7 +87,7 @@ pub use limits::Limits;
 /// The configuration types ([`Grants`], [`Limits`], ...) come from the manifest crate.
 pub use plugboard_manifest as manifest;
 pub use reply::{HOST_OWNED_HEADERS, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS};
-pub use spec::{ActionHints, ActionInfo, PluginInfo, PluginKind, PluginSpec, UPLOADED};
+pub use spec::{ActionHints, ActionInfo, PluginInfo, PluginKind, PluginSpec, Reuse, UPLOADED};
 pub use text::printable;
 pub use types::{Event, NewEvent};
 /// The wasmtime this runtime is built on, for embedders' own imports ([`HostBuilder::link_instance`]).

@@ -18,6 +18,7 @@ use crate::error::LoadError;
 use crate::host::Host;
 use crate::instance::{Described, Plugin, PluginPre};
 use crate::limits::Limits;
+use crate::pool::IdlePool;
 use crate::spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec};
 use crate::text::printable;
 
@@ -287,6 +288,15 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         PluginPre::Connector(_) => PluginKind::Connector,
         PluginPre::AiProvider(_) => PluginKind::AiProvider,
     };
+    if let Some(problem) = spec.reuse.as_ref().and_then(crate::spec::Reuse::problem) {
+        return Err(LoadError::Spec { id, reason: format!("reuse: {problem}") });
+    }
+    if kind == PluginKind::AiProvider && spec.reuse.is_some() {
+        return Err(LoadError::Spec {
+            id,
+            reason: "`reuse` is for connectors: an AI provider runs in a fresh instance per call".into(),
+        });
+    }
     if kind == PluginKind::AiProvider && spec.record.is_some() {
         return Err(LoadError::Spec {
             id,
@@ -310,6 +320,8 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         info: placeholder_info(&id, kind),
         loading: true,
         record: None,
+        reuse: None,
+        idle: None,
     });
     let described = crate::invoke::describe(host, probe.clone())
         .await
@@ -364,7 +376,11 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     info.size_bytes = bytes.len();
     info.compiled_from_cache = outcome != CacheOutcome::Miss;
     info.limits = spec.limits.clone();
+    info.reuse = spec.reuse;
 
+    let idle = spec
+        .reuse
+        .map(|reuse| IdlePool::start(reuse, spec.limits.max_concurrency as usize, host.inner.kept.clone()));
     Ok(Plugin {
         id,
         kind,
@@ -378,6 +394,8 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         info,
         loading: false,
         record: spec.record,
+        reuse: spec.reuse,
+        idle,
     })
 }
 
@@ -400,6 +418,7 @@ fn placeholder_info(id: &str, kind: PluginKind) -> PluginInfo {
         build: String::new(),
         compiled_from_cache: false,
         limits: Limits::default(),
+        reuse: None,
     }
 }
 
@@ -458,6 +477,7 @@ impl Host {
             && spec.grants == current.grants
             && spec.limits == current.limits
             && spec.record == current.record
+            && spec.reuse == current.reuse
         {
             return Ok(current.info());
         }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::{Capability, Grants};
 use crate::limits::Limits;
-pub use plugboard_manifest::{Precompiled, Record};
+pub use plugboard_manifest::{Precompiled, Record, Reuse};
 
 /// How an operator declares one plugin instance. Unknown keys are refused.
 ///
@@ -44,6 +44,10 @@ pub struct PluginSpec {
     /// Which invocations are recorded for replay; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<Record>,
+    /// Whether a connector's instances serve more than one invocation ([`Reuse`]); a fresh
+    /// instance per invocation when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<Reuse>,
 }
 
 impl PluginSpec {
@@ -57,6 +61,7 @@ impl PluginSpec {
             config: BTreeMap::new(),
             precompiled: None,
             record: None,
+            reuse: None,
         }
     }
 
@@ -75,6 +80,13 @@ impl PluginSpec {
     /// Records the invocations `record` selects, for replay.
     pub fn with_record(mut self, record: Record) -> Self {
         self.record = Some(record);
+        self
+    }
+
+    /// Keeps the connector's instances for more than one invocation, as `reuse` says; what one
+    /// invocation leaves in the plugin's memory is then seen by the next.
+    pub fn with_reuse(mut self, reuse: Reuse) -> Self {
+        self.reuse = Some(reuse);
         self
     }
 
@@ -200,6 +212,10 @@ pub struct PluginInfo {
     pub compiled_from_cache: bool,
     /// The limits it runs under.
     pub limits: Limits,
+    /// Whether its instances serve more than one invocation (state in its memory is shared
+    /// between them); absent for a fresh instance per invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<Reuse>,
 }
 
 /// [`PluginInfo::source`] of a build uploaded through the admin API: it lives in memory only,

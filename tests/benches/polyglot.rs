@@ -57,6 +57,35 @@ async fn per_handle(host: &Host, id: &str, n: usize) -> Duration {
     median(runs)
 }
 
+/// One component's figures: a trivial action back to back, the same after 5 ms idle, and
+/// `handle` (none for the Rust echo plugin, whose `handle` is measured by the pipeline bench).
+struct Row {
+    back_to_back: Duration,
+    after_idle: Duration,
+    handle: Option<Duration>,
+}
+
+async fn row(host: &Host, id: &str, action: &str, input: &serde_json::Value, n: usize, handle: bool) -> Row {
+    let back_to_back = per_call(host, id, action, input, n).await;
+    let handle = if handle { Some(per_handle(host, id, n / 4).await) } else { None };
+    let after_idle = per_call_after_idle(host, id, action, input, (n / 20).max(100)).await;
+    Row { back_to_back, after_idle, handle }
+}
+
+fn print(name: &str, fresh: &Row, kept: &Row) {
+    let us = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
+    let handle = |r: &Row| r.handle.map(us).unwrap_or_else(|| "-".into());
+    println!(
+        "  {name:<38} {:>9} {:>9} {:>9}   {:>9} {:>9} {:>9}",
+        us(fresh.back_to_back),
+        us(fresh.after_idle),
+        handle(fresh),
+        us(kept.back_to_back),
+        us(kept.after_idle),
+        handle(kept)
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -64,37 +93,38 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let host = Host::builder().build().unwrap();
-        host.load(PluginSpec::new("rust", ECHO)).await.unwrap();
         let python = plugboard_tests::python_component()
             .expect("the Python component (./dev setup installs componentize-py)");
+        let js = plugboard_tests::js_component().expect("the JavaScript component (needs node and npm)");
         let grants =
             plugboard::Grants::none().with(plugboard::Capability::Kv).with(plugboard::Capability::Log);
-        host.load(PluginSpec::new("python", &python).with_grants(grants.clone())).await.unwrap();
-        let rust = per_call(&host, "rust", "ping", &json!({}), 2_000).await;
-        let py = per_call(&host, "python", "shout", &json!({ "text": "hi" }), 2_000).await;
-        let js = plugboard_tests::js_component().expect("the JavaScript component (needs node and npm)");
-        host.load(PluginSpec::new("js", &js).with_grants(grants.clone())).await.unwrap();
-        let js_shout = per_call(&host, "js", "shout", &json!({ "text": "hi" }), 2_000).await;
-        let py_handle = per_handle(&host, "python", 500).await;
-        let js_handle = per_handle(&host, "js", 500).await;
+        // Each component twice: a fresh instance per call (the default), and instances reused
+        // for up to 1,000 calls (`reuse = { calls = 1000 }`).
+        let reuse = plugboard::Reuse { calls: 1000, idle_secs: 60 };
+        for (id, wasm) in [("rust", std::path::PathBuf::from(ECHO)), ("python", python), ("js", js)] {
+            let spec = PluginSpec::new(id, &wasm).with_grants(grants.clone());
+            host.load(spec.clone()).await.unwrap();
+            let kept = PluginSpec { id: format!("{id}-kept"), ..spec }.with_reuse(reuse);
+            host.load(kept).await.unwrap();
+        }
         let text = json!({ "text": "hi" });
-        let rust_idle = per_call_after_idle(&host, "rust", "ping", &json!({}), 200).await;
-        let py_idle = per_call_after_idle(&host, "python", "shout", &text, 100).await;
-        let js_idle = per_call_after_idle(&host, "js", "shout", &text, 100).await;
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        println!("fresh instance per call, median µs (same run): back to back, and after 5 ms idle");
-        println!("  Rust echo `ping`                       {:>9.1}   idle {:.1}", us(rust), us(rust_idle));
+        let mut rows = Vec::new();
+        for (name, id, action, input, handle) in [
+            ("Rust echo `ping`", "rust", "ping", json!({}), false),
+            ("Python (componentize-py) `shout`", "python", "shout", text.clone(), true),
+            ("JavaScript (componentize-js) `shout`", "js", "shout", text.clone(), true),
+        ] {
+            let fresh = row(&host, id, action, &input, 2_000, handle).await;
+            let kept = row(&host, &format!("{id}-kept"), action, &input, 2_000, handle).await;
+            rows.push((name, fresh, kept));
+        }
+        println!("median µs per call (same run): a fresh instance per call | instances reused (reuse = {{ calls = 1000 }})");
         println!(
-            "  Python (componentize-py) `shout`       {:>9.1}   idle {:.1}   `handle` {:.1}",
-            us(py),
-            us(py_idle),
-            us(py_handle)
+            "  {:<38} {:>9} {:>9} {:>9}   {:>9} {:>9} {:>9}",
+            "", "fresh", "idle 5ms", "handle", "reused", "idle 5ms", "handle"
         );
-        println!(
-            "  JavaScript (componentize-js) `shout`   {:>9.1}   idle {:.1}   `handle` {:.1}",
-            us(js_shout),
-            us(js_idle),
-            us(js_handle)
-        );
+        for (name, fresh, kept) in &rows {
+            print(name, fresh, kept);
+        }
     });
 }

@@ -842,3 +842,19 @@ async fn dice_next() {
         Err(InvokeError::Plugin(WitError::Denied(_)))
     ));
 }
+
+/// The reuse tests' guest: a fresh instance per invocation remembers only what it was just told.
+#[tokio::test]
+async fn keeper() {
+    let host = host();
+    load(&host, "keeper", KEEPER, Grants::none().with(Capability::Log), Limits::default()).await;
+    for value in ["a", "b"] {
+        let done = host.invoke("keeper", "remember", &json!({ "value": value })).await.unwrap();
+        assert_eq!(done.output["remembered"], json!([value]));
+        assert_eq!(done.logs.len(), 1);
+    }
+    let grown = host.invoke("keeper", "grow", &json!({ "mib": 2 })).await.unwrap();
+    assert_eq!(grown.output["held_mib"], 2);
+    let crashed = host.invoke("keeper", "crash", &json!({})).await.unwrap_err();
+    assert!(matches!(crashed, InvokeError::Trap { .. }), "{crashed}");
+}

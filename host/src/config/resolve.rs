@@ -133,6 +133,7 @@ impl Resolved {
                     sha256: a.sha256.clone(),
                 }),
                 record: p.record,
+                reuse: p.reuse,
             });
         }
         for (i, sch) in config.schedules.iter().enumerate() {

@@ -1,0 +1,189 @@
+//! The instances an instance keeps between invocations when its operator chose reuse
+//! ([`Reuse`]): at most as many as may run at once, each dropped after its number of calls or
+//! its idle time. Generic over what is kept, so that it knows nothing of stores.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::spec::Reuse;
+
+/// How many instances all pools of a host keep together, and the most they may: kept instances
+/// hold the engine's instance slots, which fresh instances of every other plugin need too.
+pub(crate) struct KeptBudget {
+    kept: AtomicUsize,
+    max: usize,
+}
+
+impl KeptBudget {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(KeptBudget { kept: AtomicUsize::new(0), max })
+    }
+
+    /// Counts one more kept instance, if there is room for it.
+    fn reserve(&self) -> bool {
+        self.kept
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.kept.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// How many instances are kept across the host.
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> usize {
+        self.kept.load(Ordering::Acquire)
+    }
+}
+
+/// Idle instances of one plugin instance, the most recently used last.
+pub(crate) struct IdlePool<T> {
+    policy: Reuse,
+    /// The most kept at once: more could never be used at once.
+    max_idle: usize,
+    idle: Mutex<Vec<Kept<T>>>,
+    budget: Arc<KeptBudget>,
+}
+
+struct Kept<T> {
+    value: T,
+    /// Invocations it has served.
+    served: u32,
+    /// When it went idle.
+    since: Instant,
+}
+
+impl<T: Send + 'static> IdlePool<T> {
+    /// A pool for `policy`, keeping at most `max_idle`; when a tokio runtime runs, a task drops
+    /// instances idle for longer than the policy allows, even when no invocation comes to notice.
+    pub(crate) fn start(policy: Reuse, max_idle: usize, budget: Arc<KeptBudget>) -> Arc<Self> {
+        let pool = Arc::new(IdlePool { policy, max_idle, idle: Mutex::new(Vec::new()), budget });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    fn idle_for(&self) -> Duration {
+        Duration::from_secs(self.policy.idle_secs)
+    }
+
+    /// The warmest instance that may serve again, and how many invocations it has served.
+    pub(crate) fn take(&self) -> Option<(T, u32)> {
+        let (kept, expired) = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let expired = self.expire(&mut idle);
+            let kept = idle.pop();
+            self.budget.release(usize::from(kept.is_some()));
+            (kept, expired)
+        };
+        // Dropping an instance hands its memory back: not under the lock.
+        drop(expired);
+        kept.map(|k| (k.value, k.served))
+    }
+
+    /// Keeps `value`, which has served `served` invocations, unless that is its last, the pool
+    /// is full, or the host keeps as many as it may.
+    pub(crate) fn give_back(&self, value: T, served: u32) {
+        if served >= self.policy.calls {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle && self.budget.reserve() {
+            idle.push(Kept { value, served, since: Instant::now() });
+        }
+    }
+
+    /// How many instances are kept now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Takes out the instances idle for too long (the oldest are first).
+    fn expire(&self, idle: &mut Vec<Kept<T>>) -> Vec<Kept<T>> {
+        let limit = self.idle_for();
+        let stale = idle.iter().take_while(|k| k.since.elapsed() >= limit).count();
+        self.budget.release(stale);
+        idle.drain(..stale).collect()
+    }
+
+    fn sweep_now(&self) {
+        let expired = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            self.expire(&mut idle)
+        };
+        drop(expired);
+    }
+}
+
+impl<T> Drop for IdlePool<T> {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.budget.release(idle.len());
+    }
+}
+
+/// Drops idle instances as they expire, until the pool itself is dropped (its instance unloaded
+/// or replaced).
+async fn sweep<T: Send + 'static>(pool: Weak<IdlePool<T>>) {
+    let Some(every) = pool.upgrade().map(|p| (p.idle_for() / 2).max(Duration::from_millis(500))) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        match pool.upgrade() {
+            Some(pool) => pool.sweep_now(),
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_serves_its_calls_then_goes_and_the_pool_keeps_no_more_than_can_run() {
+        let budget = KeptBudget::new(3);
+        let pool = IdlePool::start(Reuse { calls: 2, idle_secs: 60 }, 2, budget.clone());
+        assert!(pool.take().is_none());
+        pool.give_back("a", 1);
+        let (a, served) = pool.take().unwrap();
+        assert_eq!((a, served), ("a", 1));
+        pool.give_back(a, 2);
+        assert!(pool.take().is_none(), "an instance that served `calls` invocations is dropped");
+        pool.give_back("b", 1);
+        pool.give_back("c", 1);
+        pool.give_back("d", 1);
+        assert_eq!(pool.len(), 2, "no more kept than may run at once");
+        assert_eq!(pool.take().map(|(v, _)| v), Some("c"), "the warmest first");
+
+        // The host-wide budget: another instance's pool gets only what is left of it.
+        let other = IdlePool::start(Reuse { calls: 2, idle_secs: 60 }, 8, budget.clone());
+        for v in ["e", "f", "g"] {
+            other.give_back(v, 1);
+        }
+        assert_eq!((pool.len(), other.len(), budget.kept()), (1, 2, 3));
+        drop(other);
+        assert_eq!(budget.kept(), 1, "a dropped pool gives its share back");
+        pool.take();
+        assert_eq!(budget.kept(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_instances_are_dropped_after_their_idle_time_without_any_call() {
+        let budget = KeptBudget::new(4);
+        let pool = IdlePool::start(Reuse { calls: 100, idle_secs: 2 }, 4, budget.clone());
+        pool.give_back(String::from("kept"), 1);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(pool.len(), 1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!((pool.len(), budget.kept()), (0, 0));
+        assert!(pool.take().is_none());
+    }
+}

@@ -1,0 +1,46 @@
+//! Keeps what each invocation tells it in a global, as a careless plugin would (a cache, a
+//! buffer, a customer's data): `invoke("remember", {"value": ...})` answers everything its
+//! instance was told so far. In a fresh instance per invocation that is only the value just
+//! given; in a reused one it is also what earlier invocations, for any caller, left behind.
+//! `invoke("crash")` panics after remembering, `invoke("grow", {"mib": n})` keeps n MiB more.
+
+use std::sync::Mutex;
+
+use plugboard_sdk::{Capability, Connector, Error, Metadata, log};
+use serde_json::{Value, json};
+
+static REMEMBERED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static HOARD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+struct Keeper;
+
+impl Connector for Keeper {
+    fn metadata() -> Metadata {
+        Metadata::new("keeper", "0.1.0", "Remembers what it is told, in memory")
+            .action("remember", "Remembers a value; answers all it remembers", json!({}))
+            .action("crash", "Remembers a value, then panics", json!({}))
+            .action("grow", "Keeps more memory", json!({}))
+            .requests(Capability::Log)
+    }
+
+    fn invoke(action: &str, input: Value) -> Result<Value, Error> {
+        let mut remembered = REMEMBERED.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+        if let Some(value) = input["value"].as_str() {
+            remembered.push(value.to_owned());
+            // One line per invocation: a reused instance's lines must not pile up.
+            let _ = log::write(log::Level::Info, "remembered", &[("value", value)]);
+        }
+        match action {
+            "crash" => panic!("keeper crashed after remembering {}", remembered.len()),
+            "grow" => {
+                let mib = input["mib"].as_u64().unwrap_or(1) as usize;
+                let mut hoard = HOARD.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+                hoard.push(vec![0x5A; mib << 20]);
+                Ok(json!({ "held_mib": hoard.iter().map(Vec::len).sum::<usize>() >> 20 }))
+            }
+            _ => Ok(json!({ "remembered": *remembered })),
+        }
+    }
+}
+
+plugboard_sdk::export_connector!(Keeper);

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Polyglot connectors under `plugboard up`, as issue 13 measures them: each webhook (unverified,
+# on loopback) makes one event, routed to the `handle` of five instances, delivered one at a
+# time: the Rust echo plugin, the Python connector (componentize-py, tests/python-guest) and the
+# JavaScript one (componentize-js, tests/js-guest), the last two each on a fresh instance per
+# event (the default) and with `reuse = { calls = 1000 }`. Webhooks arrive one by one, 20 ms
+# apart; each attempt's duration is what the server recorded (claim to outcome excluded).
+# Usage: tests/load/polyglot.sh [webhooks]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+n=${1:-50}
+cargo build --quiet --release -p plugboard-cli
+cargo build --quiet -p plugboard-tests   # builds the echo plugin
+mapfile -t components < <(cargo run --quiet --release -p plugboard-tests --example polyglot_components)
+python=${components[0]}
+js=${components[1]}
+dir=$(mktemp -d)
+trap 'kill $server 2>/dev/null || true; wait 2>/dev/null; rm -rf "$dir"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo_wasm=$PWD/target/wasm-guests/wasm32-wasip2/guest/echo.wasm
+grants='grants = { capabilities = ["kv", "log"] }'
+{
+  cat <<TOML
+delivery_concurrency = 1
+[server]
+listen = "127.0.0.1:$port"
+[store]
+path = "events.db"
+[[plugin]]
+id = "shop"
+wasm = "$echo_wasm"
+webhook = { verify = { scheme = "none" } }
+[[plugin]]
+id = "rust"
+wasm = "$echo_wasm"
+grants = { capabilities = ["kv", "log", "config", "emit"] }
+TOML
+  for lang in python js; do
+    wasm=$([ $lang = python ] && echo "$python" || echo "$js")
+    printf '[[plugin]]\nid = "%s"\nwasm = "%s"\n%s\n' "$lang" "$wasm" "$grants"
+    printf '[[plugin]]\nid = "%s-reused"\nwasm = "%s"\n%s\nreuse = { calls = 1000 }\n' "$lang" "$wasm" "$grants"
+  done
+  for target in rust python python-reused js js-reused; do
+    printf '[[route]]\nname = "to-%s"\nfrom = "shop"\nkind = "echo/*"\nto = "%s"\n' "$target" "$target"
+  done
+} > "$dir/plugboard.toml"
+(cd "$dir" && exec "$OLDPWD/target/release/plugboard" up --config plugboard.toml 2>"$dir/log") &
+server=$!
+for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+for i in $(seq "$n"); do
+  curl -sf -o /dev/null -H 'content-type: application/json' -d "{\"order\": $i}" "http://127.0.0.1:$port/hooks/shop"
+  # Wait for the five deliveries, so that each runs on its own, as when events arrive one by one.
+  for _ in $(seq 500); do
+    depth=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^plugboard_queue_depth /{print $2}')
+    [ "${depth:-1}" = 0 ] && break
+    sleep 0.01
+  done
+  sleep 0.02
+done
+kill $server; wait $server 2>/dev/null || true
+python3 - "$dir/events.db" "$n" <<'PY'
+import sqlite3, statistics, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute(
+    "select q.target, a.duration_us from attempts a join delivery_queue q on q.id = a.delivery "
+    "where a.outcome = 'delivered'"
+).fetchall()
+by = {}
+for target, us in rows:
+    by.setdefault(target, []).append(us)
+print(f"`handle` under plugboard up, {sys.argv[2]} events one by one: median ms per attempt (p90)")
+for target in ["rust", "python", "python-reused", "js", "js-reused"]:
+    runs = sorted(by.get(target, []))
+    if not runs:
+        print(f"   {target:<14} no attempts delivered")
+        continue
+    p90 = runs[int(len(runs) * 0.9) - 1] if len(runs) >= 10 else runs[-1]
+    print(f"   {target:<14} {statistics.median(runs) / 1000:6.2f} ms  (p90 {p90 / 1000:.2f} ms, {len(runs)} attempts)")
+PY
