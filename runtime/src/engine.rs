@@ -20,6 +20,17 @@ pub(crate) struct EngineSettings {
     pub epoch_tick: Duration,
 }
 
+/// What one instance under `limits` may hold of the engine's pools, in units of what the pools
+/// hold per live instance (two memories, eight core instances, eight tables: see
+/// [`build_engine`]). Kept instances ([`crate::spec::Reuse`]) are counted by it, so that all
+/// of them together hold at most half of every pool.
+pub(crate) fn instance_weight(limits: &crate::limits::Limits) -> usize {
+    [1, limits.max_memories.div_ceil(2), limits.max_instances.div_ceil(8), limits.max_tables.div_ceil(8)]
+        .into_iter()
+        .max()
+        .unwrap_or(1) as usize
+}
+
 pub(crate) fn build_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     let n = settings.max_live_instances;

@@ -321,6 +321,16 @@ pub(crate) struct HostInner {
     _ticker: EpochTicker,
 }
 
+impl Drop for HostInner {
+    /// Kept instances refer to their plugins: retired here, or they would outlive the host.
+    fn drop(&mut self) {
+        let plugins = self.plugins.get_mut().map(std::mem::take).unwrap_or_default();
+        for plugin in plugins.values() {
+            plugin.retire();
+        }
+    }
+}
+
 /// The host runs provider instances for the `ai` capability. It holds the host weakly: the
 /// host owns what instances share, and a provider call after the host is gone fails cleanly.
 struct HostProviders(Weak<HostInner>);
@@ -405,7 +415,8 @@ impl Host {
 
     /// Removes an instance; invocations already running finish on it.
     pub fn unload(&self, id: &str) -> bool {
-        self.inner.plugins.write().map(|mut p| p.remove(id).is_some()).unwrap_or(false)
+        let removed = self.inner.plugins.write().ok().and_then(|mut p| p.remove(id));
+        removed.inspect(|plugin| plugin.retire()).is_some()
     }
 
     /// Every loaded instance, sorted by id.

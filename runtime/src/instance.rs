@@ -86,6 +86,14 @@ impl Plugin {
         }
     }
 
+    /// Drops the instances it keeps and keeps no more: it was unloaded or replaced (its kept
+    /// stores refer to it, so they would keep it alive).
+    pub(crate) fn retire(&self) {
+        if let Some(idle) = &self.idle {
+            idle.retire();
+        }
+    }
+
     /// `name@version sha256:<12 hex>`: which build this is.
     pub(crate) fn handler(&self) -> String {
         self.info.build.clone()
@@ -98,6 +106,9 @@ pub(crate) enum Described {
     Connector(ConnectorMetadata, Vec<crate::bindings::action_hints::Hints>),
     AiProvider(ProviderMetadata),
 }
+
+/// The most WASI handles (streams, pollables) a kept instance may hold between invocations.
+pub(crate) const MAX_KEPT_HANDLES: usize = 64;
 
 /// What one invocation's store holds. Its contents are the runtime's; an embedder's own imports
 /// ([`HostBuilder::link_instance`](crate::HostBuilder::link_instance)) see which instance and event they serve.
@@ -197,6 +208,16 @@ impl InstanceState {
     pub(crate) fn captured_stderr(&self) -> String {
         let written = self.stderr.contents();
         String::from_utf8_lossy(written.get(self.stderr_from..).unwrap_or_default()).into_owned()
+    }
+
+    /// Whether this instance may serve another invocation once this one answered: not after
+    /// its memory limit was hit, nor once half its stderr capture is used (the capture is not
+    /// emptied, and a later crash report needs room), nor while it holds more than
+    /// [`MAX_KEPT_HANDLES`] WASI handles it never closed (host memory outside `memory_mib`).
+    pub(crate) fn can_serve_again(&mut self, stderr_capture: usize) -> bool {
+        !self.limiter.memory_exhausted
+            && self.stderr.contents().len() < stderr_capture / 2
+            && self.table.iter_mut().take(MAX_KEPT_HANDLES + 1).count() <= MAX_KEPT_HANDLES
     }
 
     /// Readies a kept instance's state for its next invocation: everything the host keeps per

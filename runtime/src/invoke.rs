@@ -304,7 +304,7 @@ async fn run_connector_limited<T: Send>(
     };
     let done = finished(&plugin, store.data_mut(), started, output);
     if let Some(pool) = idle
-        && !store.data().limiter.memory_exhausted
+        && store.data_mut().can_serve_again(STDERR_CAPTURE_BYTES)
     {
         pool.give_back(KeptInstance { store, bindings }, served.saturating_add(1));
     }
@@ -826,6 +826,33 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grants::{Capability, Grants};
+    use crate::spec::{PluginSpec, Reuse};
+
+    /// Kept instances refer to their plugin: unloading or replacing it must free it, and give
+    /// its share of the host's budget back, however long its instances could still idle.
+    #[tokio::test]
+    async fn an_unloaded_or_replaced_instance_with_kept_instances_is_freed() {
+        let host = Host::builder().build().unwrap();
+        let spec = PluginSpec::new("kept", plugboard_tests::KEEPER)
+            .with_grants(Grants::none().with(Capability::Log))
+            .with_reuse(Reuse { calls: 100, idle_secs: 3600 });
+        let remember = serde_json::json!({ "value": "a" });
+        for replace in [false, true] {
+            host.load(spec.clone()).await.unwrap();
+            host.invoke("kept", "remember", &remember).await.unwrap();
+            let plugin = Arc::downgrade(&host.get("kept").unwrap());
+            assert!(host.inner.kept.kept() > 0);
+            if replace {
+                let bytes = std::fs::read(plugboard_tests::KEEPER).unwrap();
+                host.reload_bytes("kept", &bytes).await.unwrap();
+            } else {
+                assert!(host.unload("kept"));
+            }
+            assert!(plugin.upgrade().is_none(), "the old plugin was freed (replaced: {replace})");
+            assert_eq!(host.inner.kept.kept(), 0);
+        }
+    }
 
     /// A deadline, fuel budget or memory limit reached while instantiating (a start function,
     /// a guest language's runtime set-up) is that limit, for `classify`: not a host error.

@@ -19,7 +19,7 @@ use crate::host::Host;
 use crate::instance::{Described, Plugin, PluginPre};
 use crate::limits::Limits;
 use crate::pool::IdlePool;
-use crate::spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec};
+use crate::spec::{ActionInfo, PluginInfo, PluginKind, PluginSpec, Record};
 use crate::text::printable;
 
 fn scheme_name(s: VerificationScheme) -> &'static str {
@@ -378,9 +378,16 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     info.limits = spec.limits.clone();
     info.reuse = spec.reuse;
 
-    let idle = spec
-        .reuse
-        .map(|reuse| IdlePool::start(reuse, spec.limits.max_concurrency as usize, host.inner.kept.clone()));
+    let idle = spec.reuse.map(|reuse| {
+        let weight = crate::engine::instance_weight(&spec.limits);
+        IdlePool::start(reuse, spec.limits.max_concurrency as usize, host.inner.kept.clone(), weight)
+    });
+    if spec.reuse.is_some() && matches!(spec.record, Some(Record::All | Record::Failures)) {
+        tracing::warn!(
+            instance = %id,
+            "`reuse` has no effect with `record = \"all\"` or `\"failures\"`: a recorded invocation runs in a fresh instance"
+        );
+    }
     Ok(Plugin {
         id,
         kind,
@@ -453,7 +460,11 @@ impl Host {
             id: info.id.clone(),
             reason: "plugin table lock poisoned".into(),
         })?;
-        plugins.insert(info.id.clone(), plugin);
+        let replaced = plugins.insert(info.id.clone(), plugin);
+        drop(plugins);
+        if let Some(old) = replaced {
+            old.retire();
+        }
         Ok(info)
     }
 

@@ -13,6 +13,7 @@ use crate::spec::Reuse;
 /// How many instances all pools of a host keep together, and the most they may: kept instances
 /// hold the engine's instance slots, which fresh instances of every other plugin need too.
 pub(crate) struct KeptBudget {
+    /// The weight of the instances kept now.
     kept: AtomicUsize,
     max: usize,
 }
@@ -22,10 +23,12 @@ impl KeptBudget {
         Arc::new(KeptBudget { kept: AtomicUsize::new(0), max })
     }
 
-    /// Counts one more kept instance, if there is room for it.
-    fn reserve(&self) -> bool {
+    /// Counts one more kept instance of `weight`, if there is room for it.
+    fn reserve(&self, weight: usize) -> bool {
         self.kept
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n.saturating_add(weight) <= self.max).then_some(n + weight)
+            })
             .is_ok()
     }
 
@@ -33,7 +36,7 @@ impl KeptBudget {
         self.kept.fetch_sub(n, Ordering::AcqRel);
     }
 
-    /// How many instances are kept across the host.
+    /// How much is kept across the host, in weight.
     #[cfg(test)]
     pub(crate) fn kept(&self) -> usize {
         self.kept.load(Ordering::Acquire)
@@ -46,7 +49,11 @@ pub(crate) struct IdlePool<T> {
     /// The most kept at once: more could never be used at once.
     max_idle: usize,
     idle: Mutex<Vec<Kept<T>>>,
+    /// Retired (its instance unloaded or replaced): nothing more is kept.
+    retired: std::sync::atomic::AtomicBool,
     budget: Arc<KeptBudget>,
+    /// What one kept instance counts against the budget.
+    weight: usize,
 }
 
 struct Kept<T> {
@@ -58,10 +65,18 @@ struct Kept<T> {
 }
 
 impl<T: Send + 'static> IdlePool<T> {
-    /// A pool for `policy`, keeping at most `max_idle`; when a tokio runtime runs, a task drops
-    /// instances idle for longer than the policy allows, even when no invocation comes to notice.
-    pub(crate) fn start(policy: Reuse, max_idle: usize, budget: Arc<KeptBudget>) -> Arc<Self> {
-        let pool = Arc::new(IdlePool { policy, max_idle, idle: Mutex::new(Vec::new()), budget });
+    /// A pool for `policy`, keeping at most `max_idle`, each counting `weight` against the
+    /// host's `budget`; when a tokio runtime runs, a task drops instances idle for longer than
+    /// the policy allows, even when no invocation comes to notice.
+    pub(crate) fn start(policy: Reuse, max_idle: usize, budget: Arc<KeptBudget>, weight: usize) -> Arc<Self> {
+        let pool = Arc::new(IdlePool {
+            policy,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+            retired: Default::default(),
+            budget,
+            weight: weight.max(1),
+        });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweep(Arc::downgrade(&pool)));
         }
@@ -78,7 +93,7 @@ impl<T: Send + 'static> IdlePool<T> {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let expired = self.expire(&mut idle);
             let kept = idle.pop();
-            self.budget.release(usize::from(kept.is_some()));
+            self.budget.release(usize::from(kept.is_some()) * self.weight);
             (kept, expired)
         };
         // Dropping an instance hands its memory back: not under the lock.
@@ -89,13 +104,33 @@ impl<T: Send + 'static> IdlePool<T> {
     /// Keeps `value`, which has served `served` invocations, unless that is its last, the pool
     /// is full, or the host keeps as many as it may.
     pub(crate) fn give_back(&self, value: T, served: u32) {
-        if served >= self.policy.calls {
+        if served >= self.policy.calls || self.retired.load(Ordering::Acquire) {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < self.max_idle && self.budget.reserve() {
+        // Checked again under the lock: `retire` empties the pool under it.
+        if !self.retired.load(Ordering::Acquire)
+            && idle.len() < self.max_idle
+            && self.budget.reserve(self.weight)
+        {
             idle.push(Kept { value, served, since: Instant::now() });
+            return;
         }
+        // A refused instance is dropped (its memory handed back) after the lock.
+        drop(idle);
+        drop(value);
+    }
+
+    /// Keeps nothing more and drops what is kept: the instance was unloaded or replaced. Kept
+    /// instances refer to their plugin, so without this they would keep it alive.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let dropped = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            self.budget.release(idle.len() * self.weight);
+            std::mem::take(&mut *idle)
+        };
+        drop(dropped);
     }
 
     /// How many instances are kept now.
@@ -108,7 +143,7 @@ impl<T: Send + 'static> IdlePool<T> {
     fn expire(&self, idle: &mut Vec<Kept<T>>) -> Vec<Kept<T>> {
         let limit = self.idle_for();
         let stale = idle.iter().take_while(|k| k.since.elapsed() >= limit).count();
-        self.budget.release(stale);
+        self.budget.release(stale * self.weight);
         idle.drain(..stale).collect()
     }
 
@@ -124,14 +159,15 @@ impl<T: Send + 'static> IdlePool<T> {
 impl<T> Drop for IdlePool<T> {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().unwrap_or_else(PoisonError::into_inner);
-        self.budget.release(idle.len());
+        self.budget.release(idle.len() * self.weight);
     }
 }
 
 /// Drops idle instances as they expire, until the pool itself is dropped (its instance unloaded
 /// or replaced).
 async fn sweep<T: Send + 'static>(pool: Weak<IdlePool<T>>) {
-    let Some(every) = pool.upgrade().map(|p| (p.idle_for() / 2).max(Duration::from_millis(500))) else {
+    // An instance goes at most a quarter of its idle time late.
+    let Some(every) = pool.upgrade().map(|p| (p.idle_for() / 4).max(Duration::from_millis(250))) else {
         return;
     };
     loop {
@@ -150,7 +186,7 @@ mod tests {
     #[test]
     fn an_instance_serves_its_calls_then_goes_and_the_pool_keeps_no_more_than_can_run() {
         let budget = KeptBudget::new(3);
-        let pool = IdlePool::start(Reuse { calls: 2, idle_secs: 60 }, 2, budget.clone());
+        let pool = IdlePool::start(Reuse { calls: 2, idle_secs: 60 }, 2, budget.clone(), 1);
         assert!(pool.take().is_none());
         pool.give_back("a", 1);
         let (a, served) = pool.take().unwrap();
@@ -164,7 +200,7 @@ mod tests {
         assert_eq!(pool.take().map(|(v, _)| v), Some("c"), "the warmest first");
 
         // The host-wide budget: another instance's pool gets only what is left of it.
-        let other = IdlePool::start(Reuse { calls: 2, idle_secs: 60 }, 8, budget.clone());
+        let other = IdlePool::start(Reuse { calls: 2, idle_secs: 60 }, 8, budget.clone(), 1);
         for v in ["e", "f", "g"] {
             other.give_back(v, 1);
         }
@@ -173,16 +209,26 @@ mod tests {
         assert_eq!(budget.kept(), 1, "a dropped pool gives its share back");
         pool.take();
         assert_eq!(budget.kept(), 0);
+
+        // Heavier instances count for more of the budget.
+        let heavy = IdlePool::start(Reuse { calls: 9, idle_secs: 60 }, 8, budget.clone(), 2);
+        heavy.give_back("h1", 1);
+        heavy.give_back("h2", 1);
+        assert_eq!((heavy.len(), budget.kept()), (1, 2));
+        // Retired: what was kept goes, and nothing more is kept.
+        heavy.retire();
+        heavy.give_back("h3", 1);
+        assert_eq!((heavy.len(), budget.kept()), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]
     async fn idle_instances_are_dropped_after_their_idle_time_without_any_call() {
         let budget = KeptBudget::new(4);
-        let pool = IdlePool::start(Reuse { calls: 100, idle_secs: 2 }, 4, budget.clone());
+        let pool = IdlePool::start(Reuse { calls: 100, idle_secs: 2 }, 4, budget.clone(), 1);
         pool.give_back(String::from("kept"), 1);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(1900)).await;
         assert_eq!(pool.len(), 1);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!((pool.len(), budget.kept()), (0, 0));
         assert!(pool.take().is_none());
     }

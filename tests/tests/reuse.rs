@@ -68,6 +68,18 @@ async fn a_trap_or_a_limit_drops_the_reused_instance() {
     let over = host.invoke("kept", "grow", &json!({ "mib": 8 })).await.unwrap_err();
     assert!(matches!(over, InvokeError::OutOfMemory { limit_mib: 16 }), "{over}");
     assert_eq!(tell(&host, "kept", "d").await, ["d"], "the instance that hit its limit was not kept");
+
+    // Its stderr capture (for crash reports) is not emptied between invocations: an instance that
+    // used half of it is not kept, so that the next crash report has room.
+    host.invoke("kept", "stderr", &json!({ "bytes": 100 })).await.unwrap();
+    assert_eq!(tell(&host, "kept", "e").await, ["d", "e"]);
+    host.invoke("kept", "stderr", &json!({ "bytes": 3000 })).await.unwrap();
+    assert_eq!(tell(&host, "kept", "f").await, ["f"]);
+    let crashed = host.invoke("kept", "crash", &json!({})).await.unwrap_err();
+    assert!(
+        matches!(&crashed, InvokeError::Trap { message, .. } if message.contains("keeper crashed")),
+        "{crashed}"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The `ai-tools` capability: a chat completion in which the model may call connector actions
 //! as tools. The host runs the loop: it sends the conversation and the tools to the plugin's AI
-//! provider, runs each call the model asks for as that action (in a fresh instance of its
-//! connector, with that instance's grants and limits, never the caller's), hands the results
+//! provider, runs each call the model asks for as that action (in an instance of its connector,
+//! fresh unless that connector reuses them, with that instance's grants and limits, never the
+//! caller's), hands the results
 //! back, and repeats until the model answers. Bounded in rounds, calls per round, result size,
 //! the caller's deadline, output bytes and daily token budget.
 

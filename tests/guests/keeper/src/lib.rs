@@ -2,7 +2,8 @@
 //! buffer, a customer's data): `invoke("remember", {"value": ...})` answers everything its
 //! instance was told so far. In a fresh instance per invocation that is only the value just
 //! given; in a reused one it is also what earlier invocations, for any caller, left behind.
-//! `invoke("crash")` panics after remembering, `invoke("grow", {"mib": n})` keeps n MiB more.
+//! `invoke("crash")` panics after remembering, `invoke("grow", {"mib": n})` keeps n MiB more,
+//! `invoke("stderr", {"bytes": n})` writes n bytes to stderr.
 
 use std::sync::Mutex;
 
@@ -20,6 +21,7 @@ impl Connector for Keeper {
             .action("remember", "Remembers a value; answers all it remembers", json!({}))
             .action("crash", "Remembers a value, then panics", json!({}))
             .action("grow", "Keeps more memory", json!({}))
+            .action("stderr", "Writes to stderr", json!({}))
             .requests(Capability::Log)
     }
 
@@ -32,6 +34,11 @@ impl Connector for Keeper {
         }
         match action {
             "crash" => panic!("keeper crashed after remembering {}", remembered.len()),
+            "stderr" => {
+                let bytes = input["bytes"].as_u64().unwrap_or(0) as usize;
+                eprint!("{}", "e".repeat(bytes));
+                Ok(json!({ "remembered": *remembered }))
+            }
             "grow" => {
                 let mib = input["mib"].as_u64().unwrap_or(1) as usize;
                 let mut hoard = HOARD.lock().map_err(|_| Error::Internal("poisoned".into()))?;
