@@ -1,6 +1,7 @@
 //! The `plugboard` command.
 
 mod commands;
+mod log_output;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -12,10 +13,18 @@ fn main() -> ExitCode {
     // `RUST_LOG` picks what is logged; plugin lines carry `instance` and `event` fields.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.default_log_filter()));
+    // The server's lines (one per webhook under load) are written out in batches; a tool's
+    // few lines at once, in order with what it prints.
+    let (writer, flush) = if args.is_server() {
+        let (buffered, flush) = log_output::BufferedStderr::start();
+        (tracing_subscriber::fmt::writer::BoxMakeWriter::new(buffered), Some(flush))
+    } else {
+        (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr), None)
+    };
     // Colours only for a person at a terminal: not in files, pipes or journald.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     match args.log_format {
         commands::LogFormat::Json => logs.event_format(commands::json_log::JsonLines).init(),
@@ -28,7 +37,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(args)) {
+    let result = runtime.block_on(commands::run(args));
+    // The log's last lines go out before the error that ends it.
+    drop(flush);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`| head`): nothing more to say.
         Err(e)

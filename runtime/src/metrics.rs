@@ -3,8 +3,9 @@
 //! A small registry of our own: every series is a name plus label values, and each family's
 //! help text lives in [`FAMILIES`], so what `/metrics` shows is listed in one place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 /// The metric families, with their type and help text.
@@ -84,29 +85,78 @@ struct Histogram {
     sum: f64,
 }
 
+/// Series of one kind, found by a hash of name and label values, so that updating one that
+/// exists allocates nothing (it is done several times per webhook, under the lock).
+struct Series<V> {
+    buckets: HashMap<u64, Vec<(Key, V)>>,
+}
+
+impl<V> Default for Series<V> {
+    fn default() -> Self {
+        Series { buckets: HashMap::new() }
+    }
+}
+
+fn hash_of(name: &str, labels: &[(&str, &str)]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    for (k, v) in labels {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn same(key: &Key, name: &str, labels: &[(&str, &str)]) -> bool {
+    key.0 == name
+        && key.1.len() == labels.len()
+        && key.1.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+}
+
+impl<V: Default + Clone> Series<V> {
+    fn entry(&mut self, name: &'static str, labels: &[(&'static str, &str)]) -> &mut V {
+        let bucket = self.buckets.entry(hash_of(name, labels)).or_default();
+        let at = match bucket.iter().position(|(k, _)| same(k, name, labels)) {
+            Some(at) => at,
+            None => {
+                let key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
+                bucket.push((key, V::default()));
+                bucket.len() - 1
+            }
+        };
+        &mut bucket[at].1
+    }
+
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<&V> {
+        let bucket = self.buckets.get(&hash_of(name, labels))?;
+        bucket.iter().find(|(k, _)| same(k, name, labels)).map(|(_, v)| v)
+    }
+
+    /// Every series, in the order `/metrics` shows them.
+    fn sorted(&self) -> BTreeMap<Key, V> {
+        self.buckets.values().flatten().cloned().collect()
+    }
+}
+
 /// The host's metrics.
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<Key, u64>>,
-    histograms: Mutex<BTreeMap<Key, Histogram>>,
-}
-
-fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
-    (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect())
+    counters: Mutex<Series<u64>>,
+    histograms: Mutex<Series<Histogram>>,
 }
 
 impl Metrics {
     /// Adds `by` to a counter.
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], by: u64) {
         if let Ok(mut c) = self.counters.lock() {
-            *c.entry(key(name, labels)).or_default() += by;
+            *c.entry(name, labels) += by;
         }
     }
 
     /// Records one observation, in seconds.
     pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], seconds: f64) {
         if let Ok(mut h) = self.histograms.lock() {
-            let h = h.entry(key(name, labels)).or_default();
+            let h = h.entry(name, labels);
             for (i, le) in BUCKETS.iter().enumerate() {
                 if seconds <= *le {
                     h.counts[i] += 1;
@@ -120,20 +170,13 @@ impl Metrics {
     /// A counter's current value (0 when never touched).
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         let Ok(c) = self.counters.lock() else { return 0 };
-        c.iter()
-            .filter(|((n, l), _)| {
-                *n == name
-                    && l.len() == labels.len()
-                    && l.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
-            })
-            .map(|(_, v)| *v)
-            .sum()
+        c.get(name, labels).copied().unwrap_or(0)
     }
 
     /// Everything, in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
-        let histograms = self.histograms.lock().map(|h| h.clone()).unwrap_or_default();
+        let counters = self.counters.lock().map(|c| c.sorted()).unwrap_or_default();
+        let histograms = self.histograms.lock().map(|h| h.sorted()).unwrap_or_default();
         let mut out = String::new();
         for (family, kind, help) in FAMILIES {
             let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");

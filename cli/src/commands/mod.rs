@@ -54,6 +54,11 @@ pub enum LogFormat {
 }
 
 impl Cli {
+    /// Whether this runs the server (which logs a line per webhook).
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Up(_))
+    }
+
     /// What is logged without `RUST_LOG`: the server says what it does; tools only warn.
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
