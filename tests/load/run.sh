@@ -5,6 +5,7 @@
 #      (tests/examples/bare_handler.rs; verifies, runs and stores nothing);
 #   2. plugboard, acknowledged after processing (the default): verified -> echo connector ->
 #      events stored durably (SQLite, WAL, synchronous=FULL, group commit) -> 200;
+#      and the same with the echo connector's instances reused (`reuse = { calls = 10000 }`);
 #   3. plugboard, acknowledged on receipt (`acknowledge = "on-receipt"`): verified -> the request
 #      stored durably -> 200; the connector runs afterwards as a delivery (how long that backlog
 #      takes to drain is printed too), with 64 deliveries at once and with one (a burst taken in
@@ -56,7 +57,7 @@ wait_for "$port" /
 load "bare axum handler: POST -> 200" "$port"
 kill $bare; wait $bare 2>/dev/null || true
 
-plugboard() { # name, acknowledge mode, deliveries at once, directory
+plugboard() { # name, acknowledge mode, deliveries at once, directory[, more lines for the plugin table]
   local port run=$dir/$4
   port=$(free_port)
   mkdir -p "$run"
@@ -69,6 +70,7 @@ path = "events.db"
 [[plugin]]
 id = "shop"
 wasm = "$PWD/target/wasm-guests/wasm32-wasip2/guest/echo.wasm"
+${5:-}
 [plugin.webhook]
 verify = { scheme = "shopify" }
 secrets = ["file:$dir/secret"]
@@ -99,6 +101,8 @@ print(f"   stored: {events} events; {queued} deliveries, {done} done (the backlo
 PY
 }
 plugboard "plugboard, acknowledged after processing: verified -> connector -> stored -> 200" after-processing 64 after
+# The same with the connector's instances reused (`reuse`: its memory shared between webhooks).
+plugboard "plugboard, acknowledged after processing, instances reused (reuse = { calls = 10000 })" after-processing 64 reused "reuse = { calls = 10000 }"
 plugboard "plugboard, acknowledged on receipt: verified -> request stored -> 200 (connector runs as deliveries, 64 at once)" on-receipt 64 receipt
 # The same with deliveries one at a time: how fast a burst is taken in when processing waits.
 plugboard "plugboard, acknowledged on receipt, deliveries one at a time (a burst taken in, processed after)" on-receipt 1 burst
