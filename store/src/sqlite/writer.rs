@@ -144,14 +144,36 @@ enum Answer {
     Sweep(Swept),
 }
 
-/// How long the writer waits for more jobs before writing a batch, while jobs arrive together:
-/// a commit (its pages written to the log, its fsync) costs about as much for one webhook as for
-/// fifty, and on a busy machine that time is better spent by the threads that make the jobs. A
-/// job that arrives alone is written at once.
-const GATHER_FOR: std::time::Duration = std::time::Duration::from_micros(500);
+/// While jobs arrive together, the writer waits for more in steps of this long, for as long as
+/// each step brings more (up to [`GATHER_STEPS`]): a commit (its pages written to the log, its
+/// fsync) costs about as much for one webhook as for fifty, and on a busy machine that time is
+/// better spent by the threads that make the jobs. It stops at the first step that brings
+/// nothing (every job in flight is then likely in the batch already, waiting for its commit);
+/// a job that arrives alone is written at once.
+const GATHER_STEP: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// The most steps the writer waits for one batch.
+const GATHER_STEPS: usize = 5;
 
 /// A batch this large is written without waiting.
 const GATHER_UP_TO: usize = 64;
+
+/// Adds to `batch` the jobs that arrive while waiting (see [`GATHER_STEP`]).
+fn gather(rx: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    for _ in 0..GATHER_STEPS {
+        if batch.len() >= GATHER_UP_TO {
+            return;
+        }
+        std::thread::sleep(GATHER_STEP);
+        let before = batch.len();
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        if batch.len() == before {
+            return;
+        }
+    }
+}
 
 /// Takes every job waiting, writes them in one transaction, then answers each.
 pub(super) fn writer_loop(
@@ -167,11 +189,8 @@ pub(super) fn writer_loop(
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        if busy && batch.len() < GATHER_UP_TO {
-            std::thread::sleep(GATHER_FOR);
-            while let Ok(more) = rx.try_recv() {
-                batch.push(more);
-            }
+        if busy {
+            gather(&rx, &mut batch);
         }
         busy = batch.len() > 1;
         let result = write_patiently(&mut conn, &batch);
