@@ -219,7 +219,7 @@ async fn run_connector<T: Send>(
 ) -> Result<Invocation<T>, InvokeError> {
     let started = Instant::now();
     let id = plugin.id.clone();
-    let result = run_connector_limited(host, plugin, event_id, tape, f).await;
+    let result = on_kept_or_fresh(host, plugin, event_id, tape, f, started).await;
     counted(host, &id, started, result)
 }
 
@@ -252,26 +252,37 @@ async fn run_limited<T: Send>(
     let _permit = acquire(&plugin, deadline).await?;
     let mut store = new_store(host, &plugin, event_id, deadline, tape);
     let result = tokio::time::timeout_at(deadline, f(&mut store, &plugin.pre)).await;
-    if !store.data().tape.as_ref().is_some_and(Tape::is_replaying) {
-        report_dropped_logs(host, &plugin, store.data());
-    }
-    let output = match result {
-        Err(_) => return Err(InvokeError::Timeout(plugin.limits.timeout())),
-        Ok(Err(e)) => return Err(classify(e, &store, &plugin)),
-        Ok(Ok(output)) => output,
-    };
+    let output = outcome_of(host, &plugin, &store, result)?;
     Ok(finished(&plugin, store.data_mut(), started, output))
 }
 
+/// A call's output, or the error an operator can act on; the log lines it had dropped are
+/// reported either way (not in a replay).
+fn outcome_of<T>(
+    host: &Host,
+    plugin: &Plugin,
+    store: &Store<InstanceState>,
+    result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+) -> Result<T, InvokeError> {
+    if !store.data().tape.as_ref().is_some_and(Tape::is_replaying) {
+        report_dropped_logs(host, plugin, store.data());
+    }
+    match result {
+        Err(_) => Err(InvokeError::Timeout(plugin.limits.timeout())),
+        Ok(Err(e)) => Err(classify(e, store, plugin)),
+        Ok(Ok(output)) => Ok(output),
+    }
+}
+
 /// [`run_limited`] for a connector's calls, on a kept instance when there is one.
-async fn run_connector_limited<T: Send>(
+async fn on_kept_or_fresh<T: Send>(
     host: &Host,
     plugin: Arc<Plugin>,
     event_id: Option<String>,
     tape: Option<Tape>,
     f: ConnectorCall<T>,
+    started: Instant,
 ) -> Result<Invocation<T>, InvokeError> {
-    let started = Instant::now();
     let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
     let _permit = acquire(&plugin, deadline).await?;
     // A recorded or replayed invocation starts fresh: its tape must hold all it depended on.
@@ -292,16 +303,9 @@ async fn run_connector_limited<T: Send>(
         }
     };
     let result = tokio::time::timeout_at(deadline, f(&mut store, &bindings)).await;
-    if !store.data().tape.as_ref().is_some_and(Tape::is_replaying) {
-        report_dropped_logs(host, &plugin, store.data());
-    }
     // After a trap, a timeout (the call abandoned half-way) or any limit, the instance is
     // dropped with its store: only one that answered is kept.
-    let output = match result {
-        Err(_) => return Err(InvokeError::Timeout(plugin.limits.timeout())),
-        Ok(Err(e)) => return Err(classify(e, &store, &plugin)),
-        Ok(Ok(output)) => output,
-    };
+    let output = outcome_of(host, &plugin, &store, result)?;
     let done = finished(&plugin, store.data_mut(), started, output);
     if let Some(pool) = idle
         && store.data_mut().can_serve_again(STDERR_CAPTURE_BYTES)
