@@ -122,9 +122,13 @@ impl Write for LineWriter<'_> {
         let mut pending = self.0.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let (lines, stopped) = &mut *pending;
         if *stopped {
-            // Past the end of `main`, or no writer thread: at once.
+            // Past the end of `main`, or no writer thread: at once, after anything still held.
             drop(pending);
             let _writing = self.0.output.lock().unwrap_or_else(PoisonError::into_inner);
+            let held = std::mem::take(&mut self.0.pending.lock().unwrap_or_else(PoisonError::into_inner).0);
+            if !held.is_empty() {
+                (self.0.sink)(&held);
+            }
             (self.0.sink)(line);
             return Ok(line.len());
         }
