@@ -83,6 +83,18 @@ async fn a_trap_or_a_limit_drops_the_reused_instance() {
 }
 
 #[tokio::test]
+async fn an_instance_that_ran_out_of_time_is_not_kept() {
+    let host = host();
+    let limits = Limits { timeout_ms: 300, max_concurrency: 1, ..Limits::default() };
+    let spec = keeper("kept", Some(Reuse { calls: 100, idle_secs: 60 })).with_limits(limits);
+    host.load(spec).await.unwrap();
+    assert_eq!(tell(&host, "kept", "a").await, ["a"]);
+    let spun = host.invoke("kept", "spin", &json!({ "value": "b" })).await.unwrap_err();
+    assert!(matches!(spun, InvokeError::Timeout(_)), "{spun}");
+    assert_eq!(tell(&host, "kept", "c").await, ["c"], "the instance stopped half-way was dropped");
+}
+
+#[tokio::test]
 async fn a_recorded_invocation_runs_in_a_fresh_instance() {
     let host = host();
     let spec = keeper("kept", Some(Reuse { calls: 100, idle_secs: 60 })).with_record(Record::All);

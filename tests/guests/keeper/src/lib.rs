@@ -3,7 +3,7 @@
 //! instance was told so far. In a fresh instance per invocation that is only the value just
 //! given; in a reused one it is also what earlier invocations, for any caller, left behind.
 //! `invoke("crash")` panics after remembering, `invoke("grow", {"mib": n})` keeps n MiB more,
-//! `invoke("stderr", {"bytes": n})` writes n bytes to stderr.
+//! `invoke("stderr", {"bytes": n})` writes n bytes to stderr, `invoke("spin")` never answers.
 
 use std::sync::Mutex;
 
@@ -22,6 +22,7 @@ impl Connector for Keeper {
             .action("crash", "Remembers a value, then panics", json!({}))
             .action("grow", "Keeps more memory", json!({}))
             .action("stderr", "Writes to stderr", json!({}))
+            .action("spin", "Remembers a value, then never answers", json!({}))
             .requests(Capability::Log)
     }
 
@@ -34,6 +35,9 @@ impl Connector for Keeper {
         }
         match action {
             "crash" => panic!("keeper crashed after remembering {}", remembered.len()),
+            "spin" => loop {
+                std::hint::black_box(&remembered);
+            },
             "stderr" => {
                 let bytes = input["bytes"].as_u64().unwrap_or(0) as usize;
                 eprint!("{}", "e".repeat(bytes));
