@@ -148,8 +148,9 @@ enum Answer {
 /// each step brings more (up to [`GATHER_STEPS`]): a commit (its pages written to the log, its
 /// fsync) costs about as much for one webhook as for fifty, and on a busy machine that time is
 /// better spent by the threads that make the jobs. It stops at the first step that brings
-/// nothing (every job in flight is then likely in the batch already, waiting for its commit);
-/// a job that arrives alone is written at once.
+/// nothing (every job in flight is then likely in the batch already, waiting for its commit).
+/// After a batch that did not have company, a job is written at once; otherwise a job that
+/// turns out to be alone waits one step.
 const GATHER_STEP: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// The most steps the writer waits for one batch.
