@@ -1,7 +1,9 @@
 //! Where the server's log lines go: stderr, through a buffer that a thread of its own writes out
 //! a few milliseconds after the first line of a batch. A busy server logs a line per webhook, and
 //! a write system call per line cost it about 5% of its CPU. Lines are never dropped and never
-//! reordered: past [`MAX_BUFFERED`] the logging thread writes the buffer out itself.
+//! reordered: past [`MAX_BUFFERED`] the logging thread writes the buffer out itself. Warnings
+//! and errors go out at once (with what is held before them): a crash right after one cannot
+//! lose it, while info lines of the last few milliseconds can be lost to a `kill -9`.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -115,21 +117,34 @@ impl Drop for Flush {
 }
 
 /// One log line's writer.
-pub struct LineWriter<'a>(&'a Shared);
+pub struct LineWriter<'a> {
+    shared: &'a Shared,
+    /// A warning or an error: written at once, so that a crash (`kill -9`) right after it
+    /// cannot lose it. Info lines of the last few milliseconds can be lost so.
+    urgent: bool,
+}
+
+impl Shared {
+    /// Writes what is held, then `line`, at once.
+    fn write_now(&self, line: &[u8]) {
+        let _writing = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = std::mem::take(&mut self.pending.lock().unwrap_or_else(PoisonError::into_inner).0);
+        if !held.is_empty() {
+            (self.sink)(&held);
+        }
+        (self.sink)(line);
+    }
+}
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let mut pending = self.0.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let shared = self.shared;
+        let mut pending = shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let (lines, stopped) = &mut *pending;
-        if *stopped {
-            // Past the end of `main`, or no writer thread: at once, after anything still held.
+        if *stopped || self.urgent {
+            // Urgent, past the end of `main`, or no writer thread: at once, after what is held.
             drop(pending);
-            let _writing = self.0.output.lock().unwrap_or_else(PoisonError::into_inner);
-            let held = std::mem::take(&mut self.0.pending.lock().unwrap_or_else(PoisonError::into_inner).0);
-            if !held.is_empty() {
-                (self.0.sink)(&held);
-            }
-            (self.0.sink)(line);
+            shared.write_now(line);
             return Ok(line.len());
         }
         let first = lines.is_empty();
@@ -137,9 +152,9 @@ impl Write for LineWriter<'_> {
         let full = lines.len() > MAX_BUFFERED;
         drop(pending);
         if full {
-            self.0.flush();
+            shared.flush();
         } else if first {
-            self.0.wake.notify_one();
+            shared.wake.notify_one();
         }
         Ok(line.len())
     }
@@ -153,13 +168,26 @@ impl<'a> MakeWriter<'a> for BufferedStderr {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter(&self.0)
+        LineWriter { shared: &self.0, urgent: false }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        LineWriter { shared: &self.0, urgent: *meta.level() <= tracing::Level::WARN }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Callsite;
+    static CALLSITE: Callsite = Callsite;
+    impl tracing::callsite::Callsite for Callsite {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            unreachable!("not registered")
+        }
+    }
 
     #[test]
     fn lines_are_written_in_order_none_lost_and_the_buffer_stays_bounded() {
@@ -185,6 +213,19 @@ mod tests {
             thread.join().unwrap();
         }
         writer.make_writer().write_all(b"last\n").unwrap();
+        // A warning goes out at once, after what was held.
+        let warning = tracing::Metadata::new(
+            "warning",
+            "test",
+            tracing::Level::WARN,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+            tracing::metadata::Kind::EVENT,
+        );
+        writer.make_writer_for(&warning).write_all(b"warning\n").unwrap();
+        assert!(written.lock().unwrap().ends_with(b"last\nwarning\n"));
         drop(flush);
         writer.make_writer().write_all(b"after the end\n").unwrap();
         let written = String::from_utf8(written.lock().unwrap().clone()).unwrap();
@@ -196,6 +237,6 @@ mod tests {
                 .collect();
             assert_eq!(mine, (0..20_000).collect::<Vec<_>>(), "each thread's lines, all, in order");
         }
-        assert_eq!(written.lines().rev().take(2).collect::<Vec<_>>(), ["after the end", "last"]);
+        assert_eq!(written.lines().rev().take(3).collect::<Vec<_>>(), ["after the end", "warning", "last"]);
     }
 }

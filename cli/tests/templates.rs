@@ -218,7 +218,10 @@ async fn loads_and_handles_a_webhook(project: &Path, wasm: &Path, readme_wasm: &
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    server.kill().unwrap();
+    // Stopped as an operator stops it, so that its log is whole: the server writes info lines
+    // in batches, and a `kill -9` may lose those of the last few milliseconds.
+    let stopped = Command::new("sh").args(["-c", &format!("kill -TERM {}", server.id())]).status().unwrap();
+    assert!(stopped.success());
     let output = server.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     let summarized =
