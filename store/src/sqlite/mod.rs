@@ -775,6 +775,45 @@ mod tests {
         assert!(store.stats(now + 120_000).unwrap().is_empty());
     }
 
+    /// A backlog is written in transactions of bounded size: appends queued while another
+    /// connection holds SQLite's write lock are all stored once it lets go, in several commits
+    /// rather than one that would hold every row and keep every answer waiting for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backlog_is_committed_in_bounded_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let commits = EventLog::commits(store.as_ref());
+        let before = *commits.borrow();
+        let blocker = super::connect(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let appends: Vec<_> = (0..1_000)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let append = Append {
+                        instance: "shop".into(),
+                        delivery_id: None,
+                        dedup_window_ms: 0,
+                        deliveries: vec![],
+                        events: vec![event("a/b")],
+                    };
+                    store.append(append).await
+                })
+            })
+            .collect();
+        // Long enough for the appends to queue behind the lock; if some come later, they only
+        // make more, smaller batches.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        blocker.execute_batch("COMMIT").unwrap();
+        for append in appends {
+            assert_eq!(append.await.unwrap().unwrap(), Appended::Stored);
+        }
+        assert_eq!(store.recent(2_000).unwrap().len(), 1_000);
+        let batches = *commits.borrow() - before;
+        assert!(batches >= 4, "1,000 appends in {batches} commits: at most 256 jobs a transaction");
+    }
+
     fn event(kind: &str) -> Event {
         Event {
             id: plugboard_runtime::capabilities::emit::new_event_id(),

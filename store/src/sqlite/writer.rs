@@ -162,6 +162,21 @@ const GATHER_STEPS: usize = 5;
 /// in on receipt, come back that fast).
 const GATHER_UP_TO: usize = 16;
 
+/// The most jobs one transaction takes. A backlog (a burst taken in on receipt, a replay, a
+/// writer that waited for SQLite's lock) is written in transactions of at most this many, so
+/// the first answers come after one commit of bounded size, and the rows a transaction holds
+/// until its commit stay bounded too. Larger batches hardly share the commit better.
+const MAX_BATCH: usize = 256;
+
+/// Moves the jobs waiting in `rx` into `batch`, up to [`MAX_BATCH`] in all.
+fn take_waiting(rx: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < MAX_BATCH
+        && let Ok(more) = rx.try_recv()
+    {
+        batch.push(more);
+    }
+}
+
 /// Adds to `batch` the jobs that arrive while waiting (see [`GATHER_STEP`]).
 fn gather(rx: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
     for _ in 0..GATHER_STEPS {
@@ -170,16 +185,15 @@ fn gather(rx: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
         }
         std::thread::sleep(GATHER_STEP);
         let before = batch.len();
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
+        take_waiting(rx, batch);
         if batch.len() == before {
             return;
         }
     }
 }
 
-/// Takes every job waiting, writes them in one transaction, then answers each.
+/// Takes the jobs waiting (up to [`MAX_BATCH`]), writes them in one transaction, then answers
+/// each.
 pub(super) fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Job>,
@@ -190,9 +204,7 @@ pub(super) fn writer_loop(
     let mut busy = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
+        take_waiting(&rx, &mut batch);
         let waiting = batch.len();
         if busy {
             gather(&rx, &mut batch);
