@@ -82,6 +82,20 @@ async fn a_trap_or_a_limit_drops_the_reused_instance() {
     );
 }
 
+/// WASI handles a plugin opens and never closes live in the host's memory, outside
+/// `memory_mib`: an instance holding more than the bound is not kept, so they cannot pile up
+/// call after call.
+#[tokio::test]
+async fn an_instance_holding_many_open_handles_is_not_kept() {
+    let host = host();
+    host.load(keeper("kept", Some(Reuse { calls: 100, idle_secs: 60 }))).await.unwrap();
+    assert_eq!(tell(&host, "kept", "a").await, ["a"]);
+    host.invoke("kept", "handles", &json!({ "count": 8 })).await.unwrap();
+    assert_eq!(tell(&host, "kept", "b").await, ["a", "b"], "a few open handles: still kept");
+    host.invoke("kept", "handles", &json!({ "count": 100 })).await.unwrap();
+    assert_eq!(tell(&host, "kept", "c").await, ["c"], "past the bound: dropped");
+}
+
 #[tokio::test]
 async fn an_instance_that_ran_out_of_time_is_not_kept() {
     let host = host();

@@ -3,7 +3,8 @@
 //! instance was told so far. In a fresh instance per invocation that is only the value just
 //! given; in a reused one it is also what earlier invocations, for any caller, left behind.
 //! `invoke("crash")` panics after remembering, `invoke("grow", {"mib": n})` keeps n MiB more,
-//! `invoke("stderr", {"bytes": n})` writes n bytes to stderr, `invoke("spin")` never answers.
+//! `invoke("stderr", {"bytes": n})` writes n bytes to stderr, `invoke("spin")` never answers,
+//! `invoke("handles", {"count": n})` opens n WASI handles (stdout streams) and never closes them.
 
 use std::sync::Mutex;
 
@@ -23,6 +24,7 @@ impl Connector for Keeper {
             .action("grow", "Keeps more memory", json!({}))
             .action("stderr", "Writes to stderr", json!({}))
             .action("spin", "Remembers a value, then never answers", json!({}))
+            .action("handles", "Opens WASI handles and never closes them", json!({}))
             .requests(Capability::Log)
     }
 
@@ -41,6 +43,13 @@ impl Connector for Keeper {
             "stderr" => {
                 let bytes = input["bytes"].as_u64().unwrap_or(0) as usize;
                 eprint!("{}", "e".repeat(bytes));
+                Ok(json!({ "remembered": *remembered }))
+            }
+            "handles" => {
+                for _ in 0..input["count"].as_u64().unwrap_or(0) {
+                    // Each is an entry in the host's table until closed; forgetting never closes it.
+                    std::mem::forget(wasip2::cli::stdout::get_stdout());
+                }
                 Ok(json!({ "remembered": *remembered }))
             }
             "grow" => {
