@@ -435,6 +435,12 @@ impl Host {
         self.get(id).ok().map(|p| p.info())
     }
 
+    /// Which build instance `id` runs now (`name@version sha256:<12 hex>`, as attempts record
+    /// it): [`PluginInfo::handler`] without copying the rest of the info (once per delivery).
+    pub fn build_of(&self, id: &str) -> Option<String> {
+        self.get(id).ok().map(|p| p.handler())
+    }
+
     /// Holds secret `name` for plugins granted it; replaces any secret of that name.
     pub fn set_secret(&self, name: &str, secret: Secret) {
         self.inner.shared.egress.set_secret(name, secret);

@@ -552,7 +552,7 @@ async fn deliver(
     let attempt = d.attempt;
     let started = Instant::now();
     // The build that ran: from the invocation when it finished, else the one loaded now.
-    let mut handler = host.plugin(&d.target).map(|p| p.handler());
+    let mut handler = host.build_of(&d.target);
     let result: Result<(Vec<Event>, Option<String>), DeliveryError> = if d.route == CALLBACK_ROUTE {
         let url = d.action.clone().unwrap_or_default();
         handler = None;
