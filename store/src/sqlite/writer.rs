@@ -202,8 +202,10 @@ pub(super) fn writer_loop(
     // Whether the last batch had company: then webhooks are arriving together, and waiting a
     // moment for more costs less than another commit.
     let mut busy = false;
+    // Kept from batch to batch: a new one grown job by job was reallocated several times a batch.
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+        batch.push(first);
         take_waiting(&rx, &mut batch);
         let waiting = batch.len();
         if busy {
@@ -221,7 +223,7 @@ pub(super) fn writer_loop(
                 tracing::warn!(error = %e, "incremental vacuum failed");
             }
         }
-        for (i, job) in batch.into_iter().enumerate() {
+        for (i, job) in batch.drain(..).enumerate() {
             let failed = || match &result {
                 Err(e) => super::store_error(e),
                 Ok(_) => StoreError::Failed("the batch answered fewer jobs than it was given".into()),
