@@ -43,8 +43,9 @@ printf %s "$secret" > "$dir/secret"
 export BODY='{"id":820982911946154508,"email":"jon@example.com","total_price":"199.00","currency":"EUR"}'
 export SIGNATURE=$(python3 -c 'import base64,hashlib,hmac,os,sys; print(base64.b64encode(hmac.new(sys.argv[1].encode(), os.environ["BODY"].encode(), hashlib.sha256).digest()).decode())' "$secret")
 
-# CPU time a process has used so far, in clock ticks (user + system, /proc/PID/stat).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time a process has used so far, in clock ticks (user + system, /proc/PID/stat; counted
+# after the name in parentheses, which may hold spaces), or nothing if it is gone.
+cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || true; }
 load() { # name, port, server pid: runs wrk, prints its figures, records "name req/s p99 cpu" in $dir/results
   echo "== $1"
   local before after
@@ -52,12 +53,14 @@ load() { # name, port, server pid: runs wrk, prints its figures, records "name r
   wrk -t2 -c64 -d"${secs}s" --latency -s tests/load/webhook.lua "http://127.0.0.1:$2/hooks/shop" > "$dir/wrk.txt"
   after=$(cpu_ticks "$3")
   grep -E "Requests/sec|99%|Latency |Non-2xx|Socket errors" "$dir/wrk.txt" | sed 's/^/   /'
-  # The server's CPU time per request during the load: steadier than req/s on a shared machine
-  # (wrk takes its share of the same cores).
-  awk -v name="$1" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+  # The server's CPU time per request during the load (work it left queued, such as deliveries
+  # still due when wrk stops, is not counted): steadier than req/s on a shared machine, where wrk
+  # takes its share of the same cores. -1 when it could not be measured.
+  awk -v name="$1" -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" \
     '/requests in/ {n = $1} /Requests\/sec/ {r = $2} /^ +99%/ {p = $2}
-     END {us = ticks * 1e6 / hz / n; printf "   server CPU: %.1f us per request\n", us > "/dev/stderr";
-          printf "%s\t%s\t%s\t%.1f\n", name, r, p, us}' "$dir/wrk.txt" >> "$dir/results"
+     END {us = (n > 0 && before != "" && after != "") ? (after - before) * 1e6 / hz / n : -1;
+          if (us >= 0) printf "   server CPU during the load: %.1f us per request\n", us > "/dev/stderr";
+          printf "%s\t%s\t%s\t%.1f\n", name, (r == "" ? 0 : r), (p == "" ? "-" : p), us}' "$dir/wrk.txt" >> "$dir/results"
 }
 
 port=$(free_port)
@@ -129,15 +132,16 @@ if [ "$node_red" != 0 ]; then
   load "Node-RED 4: http in -> HMAC function -> response (stores nothing)" "$port" $red
 fi
 
-echo "== summary (req/s, p99, ratio to the bare handler, ratio to Node-RED, server CPU per request)"
+echo "== summary (req/s, p99, ratio to the bare handler, ratio to Node-RED, server CPU per request during the load)"
 python3 - "$dir/results" <<'PY'
 import sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
-rate = {name: float(r) for name, r, _, _ in rows}
+rate = {name: float(r) or float("nan") for name, r, _, _ in rows}
 bare = rows[0][0]
 red = next((name for name, _, _, _ in rows if name.startswith("Node-RED")), None)
 for name, r, p99, cpu in rows:
     vs_red = f"{float(r) / rate[red]:.2f}x Node-RED" if red else ""
+    cpu = f"{float(cpu):6.1f} us CPU" if float(cpu) >= 0 else "   n/a CPU"
     print(f"   {float(r):>10,.0f} req/s  p99 {p99:>8}  {float(r) / rate[bare]:.2f}x bare  {vs_red}  "
-          f"{float(cpu):6.1f} us CPU  {name.split(':')[0]}")
+          f"{cpu}  {name.split(':')[0]}")
 PY

@@ -1,6 +1,6 @@
-//! The embedded backend: SQLite in WAL mode, with one writer thread that commits every append
-//! waiting at that moment in one transaction (group commit), so concurrent webhooks share one
-//! fsync. An append returns only after its transaction is durable.
+//! The embedded backend: SQLite in WAL mode, with one writer thread that commits the appends
+//! waiting at that moment (up to 256) in one transaction (group commit), so concurrent webhooks
+//! share one fsync. An append returns only after its transaction is durable.
 //!
 //! - [`schema`]: the migrations, and opening a file;
 //! - [`writer`]: the writer thread and what one batch writes;

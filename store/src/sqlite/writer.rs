@@ -1,5 +1,5 @@
-//! The writer thread: every job waiting is written in one transaction (group commit), then each
-//! is answered; and what one batch writes (events, deliveries, attempts, per-minute activity,
+//! The writer thread: the jobs waiting (up to 256) are written in one transaction (group
+//! commit), then each is answered; and what one batch writes (events, deliveries, attempts, per-minute activity,
 //! retention).
 
 use std::sync::mpsc;
@@ -162,10 +162,11 @@ const GATHER_STEPS: usize = 5;
 /// in on receipt, come back that fast).
 const GATHER_UP_TO: usize = 16;
 
-/// The most jobs one transaction takes. A backlog (a burst taken in on receipt, a replay, a
-/// writer that waited for SQLite's lock) is written in transactions of at most this many, so
-/// the first answers come after one commit of bounded size, and the rows a transaction holds
-/// until its commit stay bounded too. Larger batches hardly share the commit better.
+/// The most jobs one transaction takes. A backlog of jobs (a burst taken in on receipt, a
+/// writer that waited for SQLite's lock) is written in transactions of at most this many, so the
+/// first answers wait for one commit of bounded size, not for the whole backlog. It bounds jobs,
+/// not rows: one job can hold many (an append's events, a replay of every dead letter), each
+/// bounded where it is made. Larger batches hardly share the commit better.
 const MAX_BATCH: usize = 256;
 
 /// Moves the jobs waiting in `rx` into `batch`, up to [`MAX_BATCH`] in all.
