@@ -168,8 +168,7 @@ async fn sigterm_shuts_the_server_down_gracefully() {
         .unwrap();
     assert_eq!(sent.status(), 200);
 
-    let signalled = Command::new("sh").args(["-c", &format!("kill -TERM {}", server.id())]).status().unwrap();
-    assert!(signalled.success());
+    plugboard_tests::terminate(&server);
     let mut exited = None;
     for _ in 0..800 {
         if let Some(status) = server.try_wait().unwrap() {

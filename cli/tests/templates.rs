@@ -220,8 +220,7 @@ async fn loads_and_handles_a_webhook(project: &Path, wasm: &Path, readme_wasm: &
     }
     // Stopped as an operator stops it, so that its log is whole: the server writes info lines
     // in batches, and a `kill -9` may lose those of the last few milliseconds.
-    let stopped = Command::new("sh").args(["-c", &format!("kill -TERM {}", server.id())]).status().unwrap();
-    assert!(stopped.success());
+    plugboard_tests::terminate(&server);
     let output = server.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     let summarized =

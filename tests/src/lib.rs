@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+/// Sends SIGTERM to `child`, as an operator (systemd, a container runtime) stops a server: it
+/// finishes what is in flight and writes out its log before it exits.
+pub fn terminate(child: &std::process::Child) {
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(sent.as_ref().is_ok_and(|s| s.success()), "SIGTERM to {}: {sent:?}", child.id());
+}
+
 /// The newest modification time of the sources under `dir` (installed packages, caches and
 /// built components left out).
 fn newest_mtime(dir: &Path) -> SystemTime {

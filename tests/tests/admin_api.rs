@@ -466,11 +466,7 @@ async fn the_binary_logs_json_lines_with_event_and_instance_and_no_secrets() {
         json_of(client.get(format!("{origin}/v1/events?kind=orders/create")).bearer_auth(ADMIN_TOKEN)).await;
     // Stopped as an operator stops it, so that its log is whole: info lines go out in batches,
     // and a `kill -9` may lose those of the last few milliseconds.
-    let stopped = std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    plugboard_tests::terminate(&child);
     child.wait().unwrap();
     reader.join().unwrap();
     let lines = lines.lock().unwrap().clone();

@@ -1,6 +1,6 @@
 //! The writer thread: the jobs waiting (up to 256) are written in one transaction (group
-//! commit), then each is answered; and what one batch writes (events, deliveries, attempts, per-minute activity,
-//! retention).
+//! commit), then each is answered; and what one batch writes (events, deliveries, attempts,
+//! per-minute activity, retention).
 
 use std::sync::mpsc;
 
