@@ -8,6 +8,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: under webhook load the server spent about a tenth of its
+/// CPU in glibc's allocator, much of it on arena locks (a batch allocated on a runtime thread is
+/// freed on the store's thread). Measured against glibc, builds alternated: 9-16% less CPU per
+/// webhook. Built without transparent huge pages (`no_thp`), which otherwise doubled the idle
+/// server's resident memory (133 MB against glibc's 59 MB; 67 MB with `no_thp`).
+/// Embedders of the `plugboard` crate pick their own allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = commands::Cli::parse();
     // `RUST_LOG` picks what is logged; plugin lines carry `instance` and `event` fields.
