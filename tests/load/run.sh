@@ -12,8 +12,10 @@
 #      while processing waits);
 #   4. Node-RED 4: http in -> a function node that checks the HMAC -> http response (stores
 #      nothing; installed from npm into tests/load/node-red on first use; PLUGBOARD_LOAD_NODE_RED=0
-#      skips it).
-# Then each one's ratio to the bare handler and to Node-RED, and each server's CPU time per
+#      skips it);
+#   5. the bare handler and plugboard with reused instances again, each on one runtime thread
+#      (TOKIO_WORKER_THREADS=1).
+# Then each one's ratio to the bare handler on the same runtime setting and to Node-RED, and each server's CPU time per
 # request during its load (steadier than req/s on a shared machine).
 # Usage: tests/load/run.sh [seconds]   (needs wrk: apt-get install wrk)
 # PLUGBOARD_BIN=path runs another build of plugboard (to compare two builds in one session).
@@ -63,13 +65,17 @@ load() { # name, port, server pid: runs wrk, prints its figures, records "name r
           printf "%s\t%s\t%s\t%.1f\n", name, (r == "" ? 0 : r), (p == "" ? "-" : p), us}' "$dir/wrk.txt" >> "$dir/results"
 }
 
-port=$(free_port)
-target/release/examples/bare_handler "127.0.0.1:$port" &
-bare=$!
-pids+=($bare)
-wait_for "$port" /
-load "bare axum handler: POST -> 200" "$port" $bare
-kill $bare; wait $bare 2>/dev/null || true
+bare() { # name
+  local port server
+  port=$(free_port)
+  target/release/examples/bare_handler "127.0.0.1:$port" &
+  server=$!
+  pids+=($server)
+  wait_for "$port" /
+  load "$1" "$port" $server
+  kill $server; wait $server 2>/dev/null || true
+}
+bare "bare axum handler: POST -> 200"
 
 plugboard() { # name, acknowledge mode, deliveries at once, directory[, more lines for the plugin table]
   local port run=$dir/$4
@@ -130,16 +136,27 @@ if [ "$node_red" != 0 ]; then
   pids+=($red)
   wait_for "$port" /hooks/shop
   load "Node-RED 4: http in -> HMAC function -> response (stores nothing)" "$port" $red
+  kill $red; wait $red 2>/dev/null || true
 fi
+
+# Both again on one runtime thread (TOKIO_WORKER_THREADS=1, which `plugboard up` reads as every
+# tokio program does): here wrk shares the two cores, and fewer hand-offs between threads make
+# the bare handler and plugboard with reused instances cheaper per request; a fresh instance per
+# webhook needs the second thread. Each is compared with the bare handler on the same setting.
+TOKIO_WORKER_THREADS=1 bare "bare axum handler, one runtime thread (TOKIO_WORKER_THREADS=1)"
+TOKIO_WORKER_THREADS=1 plugboard "plugboard, instances reused, one runtime thread (TOKIO_WORKER_THREADS=1)" after-processing 64 reused-1 "reuse = { calls = 10000 }"
 
 echo "== summary (req/s, p99, ratio to the bare handler, ratio to Node-RED, server CPU per request during the load)"
 python3 - "$dir/results" <<'PY'
 import sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
 rate = {name: float(r) or float("nan") for name, r, _, _ in rows}
-bare = rows[0][0]
 red = next((name for name, _, _, _ in rows if name.startswith("Node-RED")), None)
 for name, r, p99, cpu in rows:
+    # Each row's ratio is to the bare handler measured last before it (run on the same
+    # runtime settings).
+    if name.startswith("bare"):
+        bare = name
     vs_red = f"{float(r) / rate[red]:.2f}x Node-RED" if red else ""
     cpu = f"{float(cpu):6.1f} us CPU" if float(cpu) >= 0 else "   n/a CPU"
     print(f"   {float(r):>10,.0f} req/s  p99 {p99:>8}  {float(r) / rate[bare]:.2f}x bare  {vs_red}  "
