@@ -10,9 +10,11 @@ use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: under webhook load the server spent about a tenth of its
 /// CPU in glibc's allocator, much of it on arena locks (a batch allocated on a runtime thread is
-/// freed on the store's thread). Measured against glibc, builds alternated: 9-16% less CPU per
-/// webhook. Built without transparent huge pages (`no_thp`), which otherwise doubled the idle
-/// server's resident memory (133 MB against glibc's 59 MB; 67 MB with `no_thp`).
+/// freed on the store's thread). Measured against glibc, builds alternated: about 9-16% less CPU
+/// per webhook (README, Performance). Built with `no_thp`, so that mimalloc does not ask for
+/// transparent huge pages: with them the idle server held 133 MB resident against glibc's 59 MB
+/// (67 MB without). On a host whose THP setting is `always` the kernel uses them anyway;
+/// `MIMALLOC_ALLOW_THP=0` in the environment turns them off for the process.
 /// Embedders of the `plugboard` crate pick their own allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

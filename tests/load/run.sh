@@ -15,8 +15,8 @@
 #      skips it);
 #   5. the bare handler and plugboard with reused instances again, each on one runtime thread
 #      (TOKIO_WORKER_THREADS=1).
-# Then each one's ratio to the bare handler on the same runtime setting and to Node-RED, and each server's CPU time per
-# request during its load (steadier than req/s on a shared machine).
+# Then each one's ratio to the bare handler on the same runtime setting and to Node-RED, and
+# each server's CPU time per request during its load (steadier than req/s on a shared machine).
 # Usage: tests/load/run.sh [seconds]   (needs wrk: apt-get install wrk)
 # PLUGBOARD_BIN=path runs another build of plugboard (to compare two builds in one session).
 set -euo pipefail
@@ -36,6 +36,15 @@ dir=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$dir"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Stops a server this script started, and forgets it (the exit trap then kills only those
+# still running, never a process that was given a finished one's pid).
+stop() { # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local kept=() p
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
+  pids=("${kept[@]}")
+}
 wait_for() { # port, path
   for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$1$2" && return 0; sleep 0.1; done
   echo "nothing answered on port $1" >&2; exit 1
@@ -73,7 +82,7 @@ bare() { # name
   pids+=($server)
   wait_for "$port" /
   load "$1" "$port" $server
-  kill $server; wait $server 2>/dev/null || true
+  stop $server
 }
 bare "bare axum handler: POST -> 200"
 
@@ -109,7 +118,7 @@ TOML
   done
   local drained
   drained=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$start" "$(date +%s.%N)")
-  kill $server; wait $server 2>/dev/null || true
+  stop $server
   python3 - "$run/events.db" "$drained" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -136,7 +145,7 @@ if [ "$node_red" != 0 ]; then
   pids+=($red)
   wait_for "$port" /hooks/shop
   load "Node-RED 4: http in -> HMAC function -> response (stores nothing)" "$port" $red
-  kill $red; wait $red 2>/dev/null || true
+  stop $red
 fi
 
 # Both again on one runtime thread (TOKIO_WORKER_THREADS=1, which `plugboard up` reads as every
