@@ -99,11 +99,39 @@ async fn after_race(tries: usize) {
     tokio::time::sleep(Duration::from_millis(tries.min(20) as u64)).await;
 }
 
+/// How long connecting waits for JetStream to answer: a cluster that has just started, or
+/// whose server came back, elects its leaders first and meanwhile lets requests time out.
+const READY_PATIENCE: Duration = Duration::from_secs(30);
+
 /// A client of the servers `settings` names, checked to run JetStream. Each failure says which:
-/// no server reachable, no JetStream, unreadable credentials.
+/// no server reachable, no JetStream, unreadable credentials. While JetStream does not answer,
+/// it connects again (perhaps to another of the servers) until `READY_PATIENCE` has passed.
 async fn connect_jetstream(
     settings: &NatsSettings,
 ) -> Result<(async_nats::Client, jetstream::Context), StoreError> {
+    let deadline = tokio::time::Instant::now() + READY_PATIENCE;
+    loop {
+        let client = connect_client(settings).await?;
+        let js = jetstream::new(client.clone());
+        match js.query_account().await {
+            Ok(_) => return Ok((client, js)),
+            Err(e) if e.kind() == jetstream::context::AccountErrorKind::JetStreamUnavailable => {
+                return Err(StoreError::Unavailable(
+                    "the NATS server does not run JetStream (start it with -js, or `jetstream {}` in its config)"
+                        .into(),
+                ));
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "JetStream does not answer yet; connecting again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(unavailable("JetStream is not ready", e)),
+        }
+    }
+}
+
+/// A client of the servers `settings` names, with its credentials and TLS.
+async fn connect_client(settings: &NatsSettings) -> Result<async_nats::Client, StoreError> {
     let mut options =
         async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5)).name("plugboard");
     if let Some(credentials) = &settings.credentials {
@@ -114,19 +142,10 @@ async fn connect_jetstream(
     if let Some(ca) = &settings.tls_ca {
         options = options.add_root_certificates(ca.clone()).require_tls(true);
     }
-    let client = options
+    options
         .connect(settings.servers.clone())
         .await
-        .map_err(|e| unavailable(&format!("cannot reach NATS at {}", settings.servers.join(", ")), e))?;
-    let js = jetstream::new(client.clone());
-    js.query_account().await.map_err(|e| match e.kind() {
-        jetstream::context::AccountErrorKind::JetStreamUnavailable => StoreError::Unavailable(
-            "the NATS server does not run JetStream (start it with -js, or `jetstream {}` in its config)"
-                .into(),
-        ),
-        _ => unavailable("JetStream is not ready", e),
-    })?;
-    Ok((client, js))
+        .map_err(|e| unavailable(&format!("cannot reach NATS at {}", settings.servers.join(", ")), e))
 }
 
 /// The key-value bucket `config` asks for, created unless it exists.

@@ -178,6 +178,29 @@ async fn connecting_says_what_is_missing() {
     );
 }
 
+/// A cluster with one server of three up cannot elect its leaders, and JetStream's requests
+/// time out meanwhile (as after a restart, while a returning server catches up). Connecting
+/// waits for it instead of failing, and connects once a second server is back.
+#[tokio::test]
+async fn connecting_waits_while_the_cluster_elects_its_leaders() {
+    let mut servers = Servers::start(3, true);
+    servers.kill(1);
+    servers.kill(2);
+    let port: u16 = servers.urls[0].rsplit(':').next().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "n0 never listened:\n{}", servers.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settings = servers.settings(0, 1);
+    let connecting = tokio::spawn(async move { NatsLog::connect(&settings).await.map(|_| ()) });
+    // Longer than one JetStream request may take (5 s): the first answer is a timeout.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    servers.restart(1);
+    let connected = connecting.await.unwrap();
+    assert!(connected.is_ok(), "{:?}\n{}", connected.err(), servers.logs());
+}
+
 /// Three servers, each message on all three: the same webhook sent to two plugboard nodes at
 /// once (each connected to another server) is stored once; with the stream's leader killed (-9)
 /// appends go on once another is elected, and a node connected through the restarted server
