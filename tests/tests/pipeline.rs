@@ -649,3 +649,60 @@ async fn schedules_make_up_for_missed_ticks_as_configured(backend: Backend) {
         );
     }
 }
+
+/// A tick that falls while the store refuses writes for a moment (on NATS, its stream full, as
+/// while a cluster fails over) is stored once writes are taken again, before the next tick is
+/// due: the scheduler tries again instead of missing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_the_store_refuses_for_a_moment_is_stored_when_it_takes_writes_again() {
+    use async_nats::jetstream::stream::DiscardPolicy;
+    let every_five = Schedule {
+        name: "five".into(),
+        cron: "*/5 * * * * *".into(),
+        to: "reviews".into(),
+        action: "ping".into(),
+        ..Default::default()
+    };
+    let opened = Backend::Nats.open(&[], std::slice::from_ref(&every_five)).await;
+    let store = opened.store.clone();
+    let _scheduler =
+        plugboard::pipeline::Scheduler::spawn(store.clone(), vec![every_five], Arc::default()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(first) = fired_ticks(store.as_ref(), "five").await.first() {
+            break *first;
+        }
+        assert!(Instant::now() < deadline, "the schedule never fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // The stream takes no more messages until its limit is lifted.
+    let url = opened._nats.as_ref().unwrap().urls[0].clone();
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let mut stream = js.get_stream("PLUGBOARD").await.unwrap();
+    let open = stream.info().await.unwrap().config.clone();
+    let held = stream.info().await.unwrap().state.messages;
+    let full = async_nats::jetstream::stream::Config {
+        max_messages: held as i64,
+        discard: DiscardPolicy::New,
+        ..open.clone()
+    };
+    js.update_stream(full).await.unwrap();
+    // A second past the next tick: its firing has been refused.
+    let next = first + 5_000;
+    let now_ms =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis((next + 1_000).saturating_sub(now_ms()))).await;
+    assert!(!fired_ticks(store.as_ref(), "five").await.contains(&next), "the full stream took a firing");
+    js.update_stream(open).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fired_ticks(store.as_ref(), "five").await.contains(&next) {
+        assert!(
+            Instant::now() < deadline,
+            "the tick at {next} was never stored: {:?}",
+            fired_ticks(store.as_ref(), "five").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

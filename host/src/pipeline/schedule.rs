@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::Event;
-use crate::store::{Append, EventFilter, EventStore, QueuedDelivery};
+use crate::store::{Append, EventFilter, EventStore, QueuedDelivery, StoreError};
 
 /// The attribute that says which tick a firing is for.
 pub const SCHEDULED_FOR: &str = "plugboard.scheduled_for";
@@ -58,12 +58,11 @@ impl Scheduler {
             tasks.push(tokio::spawn(async move {
                 catch_up(store.as_ref(), &s, &cron, Utc::now()).await;
                 wake.notify_one();
-                for next in cron.upcoming(Utc) {
+                let mut upcoming = cron.upcoming(Utc).peekable();
+                while let Some(next) = upcoming.next() {
                     let wait = (next - Utc::now()).to_std().unwrap_or_default();
                     tokio::time::sleep(wait).await;
-                    if let Err(e) = fire(store.as_ref(), &s, next).await {
-                        tracing::error!(schedule = %s.name, "could not store a schedule firing: {e}");
-                    }
+                    fire_until(store.as_ref(), &s, next, upcoming.peek().copied()).await;
                     wake.notify_one();
                 }
             }));
@@ -144,8 +143,42 @@ fn kind(s: &Schedule) -> String {
     format!("schedule/{}", s.name)
 }
 
-async fn fire(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>) -> Result<(), String> {
-    let mut event = Event::json(&kind(s), SCHEDULE_SOURCE, &s.input).map_err(|e| e.to_string())?;
+/// The longest pause between two tries to store a firing.
+const MAX_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Stores the firing of `s` for `tick`. While the store is unavailable (a NATS cluster electing
+/// a leader, a busy disk) it tries again, until `give_up_at`, when the schedule's next tick is
+/// due: only a tick that could not be stored for a whole period is missed. Every node of a
+/// cluster tries, and the log keeps one firing per tick however many succeed.
+async fn fire_until(
+    store: &dyn EventStore,
+    s: &Schedule,
+    tick: DateTime<Utc>,
+    give_up_at: Option<DateTime<Utc>>,
+) {
+    let mut pause = std::time::Duration::from_millis(100);
+    for tries in 1u64.. {
+        let e = match fire(store, s, tick).await {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        let again = Utc::now() + pause;
+        if !matches!(e, StoreError::Unavailable(_)) || give_up_at.is_none_or(|g| again >= g) {
+            tracing::error!(schedule = %s.name, %tick, "could not store a schedule firing; this tick is missed: {e}");
+            return;
+        }
+        // Once: a yearly schedule may try for a long time.
+        if tries == 1 {
+            tracing::warn!(schedule = %s.name, %tick, "could not store a schedule firing yet, trying again: {e}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_RETRY_PAUSE);
+    }
+}
+
+async fn fire(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>) -> Result<(), StoreError> {
+    let mut event = Event::json(&kind(s), SCHEDULE_SOURCE, &s.input)
+        .map_err(|e| StoreError::Failed(format!("the schedule's input: {e}")))?;
     event.attributes.push((SCHEDULED_FOR.into(), tick.timestamp_millis().to_string()));
     let delivery = QueuedDelivery {
         event_id: event.id.clone(),
@@ -165,5 +198,4 @@ async fn fire(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>) -> Resu
         })
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
 }
