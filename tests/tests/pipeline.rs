@@ -656,21 +656,21 @@ async fn schedules_make_up_for_missed_ticks_as_configured(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_the_store_refuses_for_a_moment_is_stored_when_it_takes_writes_again() {
     use async_nats::jetstream::stream::DiscardPolicy;
-    let every_five = Schedule {
-        name: "five".into(),
-        cron: "*/5 * * * * *".into(),
+    let every_ten = Schedule {
+        name: "ten".into(),
+        cron: "*/10 * * * * *".into(),
         to: "reviews".into(),
         action: "ping".into(),
         ..Default::default()
     };
-    let opened = Backend::Nats.open(&[], std::slice::from_ref(&every_five)).await;
+    let opened = Backend::Nats.open(&[], std::slice::from_ref(&every_ten)).await;
     let store = opened.store.clone();
     let _scheduler =
-        plugboard::pipeline::Scheduler::spawn(store.clone(), vec![every_five], Arc::default()).unwrap();
+        plugboard::pipeline::Scheduler::spawn(store.clone(), vec![every_ten], Arc::default()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let first = loop {
-        if let Some(first) = fired_ticks(store.as_ref(), "five").await.first() {
-            break *first;
+    let fired = loop {
+        if let Some(last) = fired_ticks(store.as_ref(), "ten").await.last() {
+            break *last;
         }
         assert!(Instant::now() < deadline, "the schedule never fired");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -689,19 +689,19 @@ async fn a_tick_the_store_refuses_for_a_moment_is_stored_when_it_takes_writes_ag
     };
     js.update_stream(full).await.unwrap();
     // A second past the next tick: its firing has been refused.
-    let next = first + 5_000;
+    let next = fired + 10_000;
     let now_ms =
         || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     tokio::time::sleep(Duration::from_millis((next + 1_000).saturating_sub(now_ms()))).await;
-    assert!(!fired_ticks(store.as_ref(), "five").await.contains(&next), "the full stream took a firing");
+    assert!(!fired_ticks(store.as_ref(), "ten").await.contains(&next), "the full stream took a firing");
     js.update_stream(open).await.unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !fired_ticks(store.as_ref(), "five").await.contains(&next) {
+    while !fired_ticks(store.as_ref(), "ten").await.contains(&next) {
         assert!(
             Instant::now() < deadline,
             "the tick at {next} was never stored: {:?}",
-            fired_ticks(store.as_ref(), "five").await
+            fired_ticks(store.as_ref(), "ten").await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

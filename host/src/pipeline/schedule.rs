@@ -146,16 +146,16 @@ fn kind(s: &Schedule) -> String {
 /// The longest pause between two tries to store a firing.
 const MAX_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The latest a firing is stored after its tick: a yearly schedule's is not stored months late.
+const MAX_LATENESS: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
 /// Stores the firing of `s` for `tick`. While the store is unavailable (a NATS cluster electing
-/// a leader, a busy disk) it tries again, until `give_up_at`, when the schedule's next tick is
-/// due: only a tick that could not be stored for a whole period is missed. Every node of a
-/// cluster tries, and the log keeps one firing per tick however many succeed.
-async fn fire_until(
-    store: &dyn EventStore,
-    s: &Schedule,
-    tick: DateTime<Utc>,
-    give_up_at: Option<DateTime<Utc>>,
-) {
+/// a leader, a busy disk) it tries again, until the schedule's next tick (`next`) is due or an
+/// hour has passed: only then is the tick missed. Every node of a cluster tries, and the log
+/// keeps one firing per tick however many succeed.
+async fn fire_until(store: &dyn EventStore, s: &Schedule, tick: DateTime<Utc>, next: Option<DateTime<Utc>>) {
+    let latest = tick + MAX_LATENESS;
+    let give_up_at = next.map_or(latest, |next| next.min(latest));
     let mut pause = std::time::Duration::from_millis(100);
     for tries in 1u64.. {
         let e = match fire(store, s, tick).await {
@@ -163,7 +163,7 @@ async fn fire_until(
             Err(e) => e,
         };
         let again = Utc::now() + pause;
-        if !matches!(e, StoreError::Unavailable(_)) || give_up_at.is_none_or(|g| again >= g) {
+        if !matches!(e, StoreError::Unavailable(_)) || again >= give_up_at {
             tracing::error!(schedule = %s.name, %tick, "could not store a schedule firing; this tick is missed: {e}");
             return;
         }

@@ -104,29 +104,77 @@ async fn after_race(tries: usize) {
 const READY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A client of the servers `settings` names, checked to run JetStream. Each failure says which:
-/// no server reachable, no JetStream, unreadable credentials. While JetStream does not answer,
-/// it connects again (perhaps to another of the servers) until `READY_PATIENCE` has passed.
+/// no server reachable, no JetStream, unreadable credentials. While JetStream does not answer
+/// yet, it connects again (perhaps to another of the servers), for `READY_PATIENCE` in all.
 async fn connect_jetstream(
     settings: &NatsSettings,
 ) -> Result<(async_nats::Client, jetstream::Context), StoreError> {
     let deadline = tokio::time::Instant::now() + READY_PATIENCE;
+    let out_of_time =
+        || StoreError::Unavailable(format!("JetStream is not ready: no answer within {READY_PATIENCE:?}"));
+    // Why the last try failed once a server was reached: the error given at the deadline.
+    let mut not_ready: Option<StoreError> = None;
     loop {
-        let client = connect_client(settings).await?;
-        let js = jetstream::new(client.clone());
-        match js.query_account().await {
-            Ok(_) => return Ok((client, js)),
-            Err(e) if e.kind() == jetstream::context::AccountErrorKind::JetStreamUnavailable => {
-                return Err(StoreError::Unavailable(
-                    "the NATS server does not run JetStream (start it with -js, or `jetstream {}` in its config)"
-                        .into(),
-                ));
+        match tokio::time::timeout_at(deadline, try_connect_jetstream(settings)).await {
+            Ok(Ok(ready)) => return Ok(ready),
+            Ok(Err(Attempt::Failed(e))) => return Err(e),
+            Ok(Err(Attempt::NotReady(e))) => {
+                if not_ready.is_none() {
+                    tracing::warn!("{e}; connecting again for up to {READY_PATIENCE:?}");
+                }
+                not_ready = Some(e);
             }
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, "JetStream does not answer yet; connecting again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(unavailable("JetStream is not ready", e)),
+            // A server answered before: it may be restarting while the cluster elects.
+            Ok(Err(Attempt::Unreachable(e))) if not_ready.is_some() => not_ready = Some(e),
+            Ok(Err(Attempt::Unreachable(e))) => return Err(e),
+            Err(_) => return Err(not_ready.unwrap_or_else(out_of_time)),
         }
+        let pause = Duration::from_millis(500);
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(not_ready.unwrap_or_else(out_of_time));
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// How one try to connect to JetStream failed.
+enum Attempt {
+    /// No server could be reached.
+    Unreachable(StoreError),
+    /// A server answered, JetStream did not yet (no leader elected).
+    NotReady(StoreError),
+    /// Trying again would not help: no JetStream, refused credentials.
+    Failed(StoreError),
+}
+
+async fn try_connect_jetstream(
+    settings: &NatsSettings,
+) -> Result<(async_nats::Client, jetstream::Context), Attempt> {
+    use jetstream::context::AccountErrorKind;
+    let client = connect_client(settings).await.map_err(|e| match e {
+        StoreError::Unavailable(_) => Attempt::Unreachable(e),
+        e => Attempt::Failed(e),
+    })?;
+    let js = jetstream::new(client.clone());
+    match js.query_account().await {
+        Ok(_) => Ok((client, js)),
+        Err(e) => Err(match e.kind() {
+            AccountErrorKind::TimedOut | AccountErrorKind::Other => {
+                Attempt::NotReady(unavailable("JetStream is not ready", e))
+            }
+            AccountErrorKind::JetStream(je)
+                if je.error_code() == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE =>
+            {
+                Attempt::NotReady(unavailable("JetStream is not ready", e))
+            }
+            AccountErrorKind::JetStreamUnavailable => Attempt::Failed(StoreError::Unavailable(
+                "the NATS server does not run JetStream (start it with -js, or `jetstream {}` in its config)"
+                    .into(),
+            )),
+            AccountErrorKind::JetStream(_) => {
+                Attempt::Failed(unavailable("JetStream refused this account", e))
+            }
+        }),
     }
 }
 
