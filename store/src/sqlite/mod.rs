@@ -615,6 +615,33 @@ mod tests {
         assert!(refused.contains("upgrade plugboard"), "{refused}");
     }
 
+    /// The index of causes holds only events a delivery produced: a webhook's events add no
+    /// entry to it (no page of it written per commit), and a trace still finds an event's
+    /// effects through it.
+    #[test]
+    fn only_events_with_a_cause_are_in_the_index_of_causes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let partial: bool = conn
+            .query_row(
+                "SELECT partial FROM pragma_index_list('events') WHERE name = 'events_caused_by'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(partial, "the index of causes holds events without one");
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id, source FROM events WHERE caused_by = ?1 ORDER BY seq",
+                ["x"],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("USING INDEX events_caused_by"), "{plan}");
+    }
+
     /// A claim's query is planned once, not again for every new limit or position it is run
     /// with: SQLite re-plans a statement whose bound values could change its plan (a `LIMIT ?`
     /// among them) unless the plan is held stable, and planning cost more than the read itself

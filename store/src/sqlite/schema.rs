@@ -10,7 +10,7 @@ use crate::StoreError;
 /// in SQLite's `user_version`; opening applies the missing migrations in order, each in its own
 /// transaction, so an upgrade opens a file an older plugboard wrote. Version 1 is written with
 /// `IF NOT EXISTS` because files from before versioning (version 0) already hold its tables.
-pub(super) const MIGRATIONS: [&str; 4] = [
+pub(super) const MIGRATIONS: [&str; 5] = [
     // 1: the event log, deduplication keys, the delivery queue and its attempts.
     "CREATE TABLE IF NOT EXISTS events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,6 +83,10 @@ pub(super) const MIGRATIONS: [&str; 4] = [
         FROM attempts WHERE at_ms >= (unixepoch() - 86400) * 1000 GROUP BY 1
         ON CONFLICT (minute) DO UPDATE SET attempts = excluded.attempts, failures = excluded.failures,
             duration_us_sum = excluded.duration_us_sum, duration_us_max = excluded.duration_us_max;",
+    // 5: only events a delivery produced have a cause; a webhook's events (most of them) no
+    // longer add an entry to the index of causes, which every commit wrote pages of.
+    "DROP INDEX IF EXISTS events_caused_by;
+    CREATE INDEX events_caused_by ON events (caused_by) WHERE caused_by IS NOT NULL;",
 ];
 
 /// The schema version this build writes.
