@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 count=${1:-100}
 bin=${PLUGBOARD_BIN:-target/release/plugboard}
 [ -n "${PLUGBOARD_BIN:-}" ] || cargo build --quiet --release -p plugboard-cli
+bin=$(realpath "$bin")
 cargo build --quiet -p plugboard-tests   # builds the echo plugin
 echo_wasm=$PWD/target/wasm-guests/wasm32-wasip2/guest/echo.wasm
 dir=$(mktemp -d)
@@ -35,14 +36,15 @@ config() { # plugins
 # Resident memory (MiB): all of it, then its file-backed part (mostly the compiled plugins mapped
 # from the compile cache: page cache the kernel can reclaim and processes share), then the rest.
 rss_mib() { awk '/^(VmRSS|RssFile|RssAnon):/ {v[$1] = $2 / 1024} END {printf "%.1f %.1f %.1f", v["VmRSS:"], v["RssFile:"], v["RssAnon:"]}' "/proc/$1/status"; }
-up() { # name, plugins: starts the server, prints its memory, stops it
+up() { # name, plugins: starts the server, reads its memory into $memory, stops it
   local port run=$dir/$1
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   mkdir -p "$run"
   config "$port" "$2" > "$run/plugboard.toml"
-  (cd "$run" && exec "$OLDPWD/$bin" --cache-dir "$dir/cache" up --config plugboard.toml 2>"$run/log") &
+  (cd "$run" && exec "$bin" --cache-dir "$dir/cache" up --config plugboard.toml 2>"$run/log") &
   server=$!
   for _ in $(seq 1200); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+  curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" || { echo "the server ($1) never answered:" >&2; cat "$run/log" >&2; exit 1; }
   local ready answered
   ready=$(rss_mib $server)
   curl -sf -o /dev/null -H 'content-type: application/json' -d '{"order": 1}' "http://127.0.0.1:$port/hooks/shop"
@@ -51,11 +53,13 @@ up() { # name, plugins: starts the server, prints its memory, stops it
   kill $server
   wait $server 2>/dev/null || true
   server=
-  echo "$ready $answered"
+  memory="$ready $answered"
 }
-up "compile" "$count" > /dev/null   # fills the compile cache
-none=$(up "none" 0)
-many=$(up "plugins" "$count")
+up "compile" "$count"   # fills the compile cache
+up "none" 0
+none=$memory
+up "plugins" "$count"
+many=$memory
 python3 - "$count" "$none" "$many" <<'PY'
 import sys
 count = sys.argv[1]

@@ -1,7 +1,7 @@
 //! The outbound call log in the embedded store. Recording never waits for the disk: records go
-//! through a bounded channel to a writer thread that commits them in batches; when the channel
-//! is full (the disk cannot keep up) records are dropped and counted rather than slowing every
-//! plugin's requests. The newest `retain` records are kept.
+//! through a queue of bounded length to a writer thread that commits them in batches; when the
+//! queue is full (the disk cannot keep up) records are dropped and counted rather than slowing
+//! every plugin's requests. The newest `retain` records are kept.
 
 use std::path::Path;
 use std::sync::Mutex;
