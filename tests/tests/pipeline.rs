@@ -680,8 +680,8 @@ async fn a_tick_the_store_refuses_for_a_moment_is_stored_when_it_takes_writes_ag
     let url = opened._nats.as_ref().unwrap().urls[0].clone();
     let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
     let mut stream = js.get_stream("PLUGBOARD").await.unwrap();
-    let open = stream.info().await.unwrap().config.clone();
-    let held = stream.info().await.unwrap().state.messages;
+    let info = stream.info().await.unwrap();
+    let (open, held) = (info.config.clone(), info.state.messages);
     let full = async_nats::jetstream::stream::Config {
         max_messages: held as i64,
         discard: DiscardPolicy::New,
@@ -690,9 +690,8 @@ async fn a_tick_the_store_refuses_for_a_moment_is_stored_when_it_takes_writes_ag
     js.update_stream(full).await.unwrap();
     // A second past the next tick: its firing has been refused.
     let next = fired + 10_000;
-    let now_ms =
-        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    tokio::time::sleep(Duration::from_millis((next + 1_000).saturating_sub(now_ms()))).await;
+    let wait = (next + 1_000).saturating_sub(plugboard::runtime::clock::now_ms());
+    tokio::time::sleep(Duration::from_millis(wait)).await;
     assert!(!fired_ticks(store.as_ref(), "ten").await.contains(&next), "the full stream took a firing");
     js.update_stream(open).await.unwrap();
 
