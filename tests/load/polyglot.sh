@@ -7,6 +7,8 @@
 # apart; each attempt's duration is what the server recorded (claim to outcome excluded).
 # Usage: tests/load/polyglot.sh [webhooks]
 set -euo pipefail
+# Any other failing step (a request refused, the server gone) says where, instead of ending silently.
+trap 'echo "polyglot.sh: the command on line $LINENO failed" >&2' ERR
 cd "$(dirname "$0")/../.."
 n=${1:-50}
 cargo build --quiet --release -p plugboard-cli
@@ -46,7 +48,10 @@ TOML
 } > "$dir/plugboard.toml"
 (cd "$dir" && exec "$OLDPWD/target/release/plugboard" up --config plugboard.toml 2>"$dir/log") &
 server=$!
-for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+# A first start compiles the Python and JavaScript components (seconds each on this machine).
+ready=0
+for _ in $(seq 1800); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && { ready=1; break; }; sleep 0.1; done
+[ "$ready" = 1 ] || { echo "plugboard did not answer within 180 s; its log:" >&2; cat "$dir/log" >&2; exit 1; }
 for i in $(seq "$n"); do
   curl -sf -o /dev/null -H 'content-type: application/json' -d "{\"order\": $i}" "http://127.0.0.1:$port/hooks/shop"
   # Wait for the five deliveries, so that each runs on its own, as when events arrive one by one.
