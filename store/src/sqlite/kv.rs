@@ -44,29 +44,25 @@ fn live(expires: Option<i64>, now: i64) -> bool {
 
 /// `(value, expires_at_ms)` of the entry under `key`, expired or not.
 fn entry(tx: &Transaction<'_>, ns: &str, key: &str) -> rusqlite::Result<Option<(Vec<u8>, Option<i64>)>> {
-    tx.query_row(
-        "SELECT value, expires_at_ms FROM kv WHERE namespace = ?1 AND key = ?2",
-        params![ns, key],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
+    tx.prepare_cached("SELECT value, expires_at_ms FROM kv WHERE namespace = ?1 AND key = ?2")?
+        .query_row(params![ns, key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
 }
 
 fn usage(tx: &Transaction<'_>, ns: &str) -> rusqlite::Result<(u64, u64)> {
     Ok(tx
-        .query_row("SELECT keys, bytes FROM kv_usage WHERE namespace = ?1", [ns], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT keys, bytes FROM kv_usage WHERE namespace = ?1")?
+        .query_row([ns], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, 0)))
 }
 
 fn add_usage(tx: &Transaction<'_>, ns: &str, keys: i64, bytes: i64) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO kv_usage (namespace, keys, bytes) VALUES (?1, ?2, ?3)
          ON CONFLICT (namespace) DO UPDATE SET keys = keys + ?2, bytes = bytes + ?3",
-        params![ns, keys, bytes],
-    )?;
+    )?
+    .execute(params![ns, keys, bytes])?;
     Ok(())
 }
 
@@ -94,24 +90,24 @@ fn put(
     };
     if fits(tx).map_err(backend)?.is_err() {
         let (count, bytes): (i64, i64) = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv
                  WHERE namespace = ?1 AND expires_at_ms <= ?2",
-                params![ns, now],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .and_then(|mut count| count.query_row(params![ns, now], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(backend)?;
-        tx.execute("DELETE FROM kv WHERE namespace = ?1 AND expires_at_ms <= ?2", params![ns, now])
+        tx.prepare_cached("DELETE FROM kv WHERE namespace = ?1 AND expires_at_ms <= ?2")
+            .and_then(|mut purge| purge.execute(params![ns, now]))
             .map_err(backend)?;
         add_usage(tx, ns, -count, -bytes).map_err(backend)?;
     }
     fits(tx).map_err(backend)??;
     let old = entry(tx, ns, key).map_err(backend)?.map(|(v, _)| size(key, &v));
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO kv (namespace, key, value, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (namespace, key) DO UPDATE SET value = ?3, expires_at_ms = ?4",
-        params![ns, key, value, expires],
     )
+    .and_then(|mut insert| insert.execute(params![ns, key, value, expires]))
     .map_err(backend)?;
     add_usage(tx, ns, i64::from(old.is_none()), size(key, value) - old.unwrap_or(0)).map_err(backend)
 }
@@ -175,7 +171,8 @@ impl AnsweredAtOnce for SqliteKv {
             let Some((value, expires)) = entry(tx, namespace, key).map_err(backend)? else {
                 return Ok(false);
             };
-            tx.execute("DELETE FROM kv WHERE namespace = ?1 AND key = ?2", params![namespace, key])
+            tx.prepare_cached("DELETE FROM kv WHERE namespace = ?1 AND key = ?2")
+                .and_then(|mut delete| delete.execute(params![namespace, key]))
                 .map_err(backend)?;
             add_usage(tx, namespace, -1, -size(key, &value)).map_err(backend)?;
             Ok(live(expires, now))
