@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use plugboard::Event;
 use plugboard::store::{Append, Attempt, EventFilter, Outcome, QueuedDelivery, SqliteStore};
+use plugboard_tests::median;
 use serde_json::json;
 
 const BATCH: usize = 1_000;
@@ -79,11 +80,6 @@ async fn build(path: &std::path::Path, events: usize) -> Arc<SqliteStore> {
         }
     }
     store
-}
-
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
 }
 
 fn time<T>(mut query: impl FnMut() -> T) -> Duration {

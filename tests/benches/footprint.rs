@@ -8,10 +8,10 @@
 //!
 //! Prints one line per figure; `./dev bench` runs it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use plugboard::{Host, PluginSpec};
-use plugboard_tests::ECHO;
+use plugboard_tests::{ECHO, median};
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -35,11 +35,6 @@ fn distinct(bytes: &[u8], n: usize) -> Vec<u8> {
     out.push(section.len() as u8);
     out.extend_from_slice(&section);
     out
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// In a child process (so that nothing from compiling inflates it): resident memory before and

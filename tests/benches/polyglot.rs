@@ -7,13 +7,8 @@
 use std::time::{Duration, Instant};
 
 use plugboard::{Host, PluginSpec};
-use plugboard_tests::ECHO;
+use plugboard_tests::{ECHO, median};
 use serde_json::json;
-
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
 
 async fn per_call(host: &Host, id: &str, action: &str, input: &serde_json::Value, n: usize) -> Duration {
     // One call first: the first instance pays for faulting in the image.

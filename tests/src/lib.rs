@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+/// The median of a benchmark's runs (the upper one of an even count).
+pub fn median<T: PartialOrd>(mut runs: Vec<T>) -> T {
+    runs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    runs.swap_remove(runs.len() / 2)
+}
+
 /// Sends SIGTERM to `child`, as an operator (systemd, a container runtime) stops a server: it
 /// finishes what is in flight and writes out its log before it exits.
 pub fn terminate(child: &std::process::Child) {
