@@ -79,6 +79,7 @@ impl Default for HostBuilder {
                 max_live_instances: 512,
                 fuel_metering: false,
                 epoch_tick: Duration::from_millis(5),
+                reset_dirty_pages_only: true,
             },
             compile_cache_dir: None,
             kv: None,
@@ -216,7 +217,16 @@ impl HostBuilder {
     }
 
     /// Creates the engine, the linker and the epoch thread.
-    pub fn build(self) -> Result<Host, crate::Error> {
+    pub fn build(mut self) -> Result<Host, crate::Error> {
+        if crate::engine::swap_may_take_pages() {
+            self.settings.reset_dirty_pages_only = false;
+            tracing::warn!(
+                "swap is on for this process: each fresh plugin instance resets its whole memory, \
+                 which is slower than resetting only the pages the last instance dirtied (that \
+                 could miss pages in swap, in this wasmtime); turn swap off for plugboard's \
+                 cgroup (systemd: MemorySwapMax=0) for the faster reset"
+            );
+        }
         let engine =
             crate::engine::build_engine(&self.settings).map_err(|e| crate::Error::Engine(e.to_string()))?;
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
