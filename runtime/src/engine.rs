@@ -72,10 +72,11 @@ pub(crate) fn build_engine(settings: &EngineSettings) -> wasmtime::Result<Engine
 /// Whether the kernel may swap out this process's memory: a swap device is on and the process's
 /// cgroup (v2), or one above it, does not set `memory.swap.max` to 0. Where it may, a fresh
 /// instance must not rely on the kernel's page map to find what the last instance in its slot
-/// dirtied: wasmtime 48.0.10 (as 48.0.8) counts only pages present in memory as dirty, so a page swapped out
-/// while an instance ran would keep that instance's data, and the next instance of the same
-/// component in that slot would read it (fixed in wasmtime 48.0.11 and 50, which this project's
-/// toolchain and registry cannot build yet). Unreadable files count as "it may": the safe side.
+/// dirtied: wasmtime 48.0.10 (as 48.0.8) counts only pages present in memory as dirty, so a
+/// page swapped out while an instance ran would keep that instance's data, and the next
+/// instance of the same component in that slot would read it (fixed in wasmtime 48.0.11 and 50,
+/// which this project's toolchain and registry cannot build yet). Unreadable files count as "it
+/// may": the safe side. A cgroup v1 swap limit is not read, so it counts as "it may" too.
 pub(crate) fn swap_may_take_pages() -> bool {
     swap_may_take_pages_from(|path| std::fs::read_to_string(path).ok())
 }
