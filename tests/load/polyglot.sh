@@ -57,16 +57,6 @@ server=$!
 # A first start compiles the Python and JavaScript components (seconds each on this machine).
 for _ in $(seq 1800); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" || { echo "plugboard never answered:" >&2; cat "$dir/log" >&2; exit 1; }
-for i in $(seq "$n"); do
-  curl -sf -o /dev/null -H 'content-type: application/json' -d "{\"order\": $i}" "http://127.0.0.1:$port/hooks/shop"
-  # Wait for the five deliveries, so that each runs on its own, as when events arrive one by one.
-  for _ in $(seq 500); do
-    depth=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^plugboard_queue_depth /{print $2}')
-    [ "${depth:-1}" = 0 ] && break
-    sleep 0.01
-  done
-  sleep 0.02
-done
 drained() { # waits until every delivery is done
   for _ in $(seq 3000); do
     depth=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^plugboard_queue_depth /{print $2}')
@@ -74,6 +64,12 @@ drained() { # waits until every delivery is done
     sleep 0.01
   done
 }
+for i in $(seq "$n"); do
+  curl -sf -o /dev/null -H 'content-type: application/json' -d "{\"order\": $i}" "http://127.0.0.1:$port/hooks/shop"
+  # Wait for the five deliveries, so that each runs on its own, as when events arrive one by one.
+  drained
+  sleep 0.02
+done
 for target in rust python python-reused js js-reused; do
   python3 - "$port" "$target" "$n" <<'PY'
 import http.client, sys
