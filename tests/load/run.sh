@@ -2,7 +2,10 @@
 # Load test of the webhook path on loopback, every system in the same run on the same cores, each
 # sent the same signed Shopify `orders/create` webhook by wrk (2 threads, 64 connections):
 #   1. the ceiling: a bare axum handler that reads the POST body and answers 200
-#      (tests/examples/bare_handler.rs; verifies, runs and stores nothing);
+#      (tests/examples/bare_handler.rs; verifies, runs and stores nothing); and the same handler
+#      answering only after the body is appended to a file and fdatasynced, bodies waiting
+#      together in one write (`--durable`: the least an answer after a durable write costs on
+#      this machine, with none of a store's work);
 #   2. plugboard, acknowledged after processing (the default): verified -> echo connector ->
 #      events stored durably (SQLite, WAL, synchronous=FULL, group commit) -> 200;
 #      and the same with the echo connector's instances reused (`reuse = { calls = 10000 }`);
@@ -15,8 +18,9 @@
 #      skips it);
 #   5. the bare handler and plugboard with reused instances again, each on one runtime thread
 #      (TOKIO_WORKER_THREADS=1).
-# Then each one's ratio to the bare handler on the same runtime setting and to Node-RED, and
-# each server's CPU time per request during its load (steadier than req/s on a shared machine).
+# Then each one's ratio to the bare handler on the same runtime setting, to the durable bare
+# handler and to Node-RED, and each server's CPU time per request during its load (steadier than
+# req/s on a shared machine).
 # Usage: tests/load/run.sh [seconds]   (needs wrk: apt-get install wrk)
 # PLUGBOARD_BIN=path runs another build of plugboard (to compare two builds in one session).
 set -euo pipefail
@@ -74,17 +78,20 @@ load() { # name, port, server pid: runs wrk, prints its figures, records "name r
           printf "%s\t%s\t%s\t%.1f\n", name, (r == "" ? 0 : r), (p == "" ? "-" : p), us}' "$dir/wrk.txt" >> "$dir/results"
 }
 
-bare() { # name
-  local port server
+bare() { # name[, more arguments for the handler]
+  local port server name=$1
+  shift
   port=$(free_port)
-  target/release/examples/bare_handler "127.0.0.1:$port" &
+  target/release/examples/bare_handler "127.0.0.1:$port" "$@" &
   server=$!
   pids+=($server)
   wait_for "$port" /
-  load "$1" "$port" $server
+  load "$name" "$port" $server
   stop $server
 }
 bare "bare axum handler: POST -> 200"
+bare "durable bare handler: POST -> body appended to a file, fdatasync -> 200" --durable "$dir/durable.log"
+rm -f "$dir/durable.log"
 
 plugboard() { # name, acknowledge mode, deliveries at once, directory[, more lines for the plugin table]
   local port run=$dir/$4
@@ -155,19 +162,23 @@ fi
 TOKIO_WORKER_THREADS=1 bare "bare axum handler, one runtime thread (TOKIO_WORKER_THREADS=1)"
 TOKIO_WORKER_THREADS=1 plugboard "plugboard, instances reused, one runtime thread (TOKIO_WORKER_THREADS=1)" after-processing 64 reused-1 "reuse = { calls = 10000 }"
 
-echo "== summary (req/s, p99, ratio to the bare handler, ratio to Node-RED, server CPU per request during the load)"
+echo "== summary (req/s, p99, ratio to the bare handler, to the durable bare handler and to Node-RED, server CPU per request during the load)"
 python3 - "$dir/results" <<'PY'
 import sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
 rate = {name: float(r) or float("nan") for name, r, _, _ in rows}
 red = next((name for name, _, _, _ in rows if name.startswith("Node-RED")), None)
+durable = None
 for name, r, p99, cpu in rows:
-    # Each row's ratio is to the bare handler measured last before it (run on the same
-    # runtime settings).
+    # Each row's ratios are to the bare handler (and the durable one) measured last before it,
+    # on the same runtime settings.
     if name.startswith("bare"):
-        bare = name
+        bare, durable = name, None
+    elif name.startswith("durable"):
+        durable = name
+    vs_durable = f"{float(r) / rate[durable]:.2f}x durable" if durable else " " * 12
     vs_red = f"{float(r) / rate[red]:.2f}x Node-RED" if red else ""
     cpu = f"{float(cpu):6.1f} us CPU" if float(cpu) >= 0 else "   n/a CPU"
-    print(f"   {float(r):>10,.0f} req/s  p99 {p99:>8}  {float(r) / rate[bare]:.2f}x bare  {vs_red}  "
-          f"{cpu}  {name.split(':')[0]}")
+    print(f"   {float(r):>10,.0f} req/s  p99 {p99:>8}  {float(r) / rate[bare]:.2f}x bare  {vs_durable}  "
+          f"{vs_red}  {cpu}  {name.split(':')[0]}")
 PY
