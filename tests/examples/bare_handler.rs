@@ -33,7 +33,7 @@ async fn main() -> std::io::Result<()> {
         (Some("--durable"), Some(path)) => {
             let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
             let (jobs, rx) = mpsc::channel::<Job>();
-            std::thread::spawn(move || append_loop(file, rx));
+            std::thread::Builder::new().name("durable-writer".into()).spawn(move || append_loop(file, rx))?;
             Router::new().route(
                 "/hooks/{instance}",
                 post(move |body: Bytes| async move {
