@@ -841,6 +841,33 @@ mod tests {
         assert!(batches >= 4, "1,000 appends in {batches} commits: at most 256 jobs a transaction");
     }
 
+    /// A delivery id is a duplicate for its instance while its window lasts, and only then;
+    /// asked again and again (the statement kept prepared between webhooks), the answers stay
+    /// right as ids are stored in between.
+    #[tokio::test]
+    async fn a_delivery_id_is_a_duplicate_for_its_instance_within_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("events.db")).unwrap();
+        let append = |delivery_id: &str, dedup_window_ms| Append {
+            instance: "shop".into(),
+            delivery_id: Some(delivery_id.into()),
+            dedup_window_ms,
+            deliveries: vec![],
+            events: vec![event("orders/create")],
+        };
+        for round in 0..3 {
+            let id = format!("d-{round}");
+            assert!(!store.is_duplicate("shop", &id).unwrap(), "{id} before it is stored");
+            assert_eq!(store.append(append(&id, 60_000)).await.unwrap(), Appended::Stored);
+            assert!(store.is_duplicate("shop", &id).unwrap(), "{id} once stored");
+            assert!(!store.is_duplicate("other-shop", &id).unwrap(), "{id} is the shop's only");
+            assert_eq!(store.append(append(&id, 60_000)).await.unwrap(), Appended::Duplicate);
+        }
+        // A window already over remembers nothing.
+        assert_eq!(store.append(append("brief", 0)).await.unwrap(), Appended::Stored);
+        assert!(!store.is_duplicate("shop", "brief").unwrap());
+    }
+
     fn event(kind: &str) -> Event {
         Event {
             id: plugboard_runtime::capabilities::emit::new_event_id(),
