@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Load test of the webhook path on loopback, every system in the same run on the same cores, each
-# sent the same signed Shopify `orders/create` webhook by wrk (2 threads, 64 connections):
+# sent the same signed Shopify `orders/create` webhook by wrk (2 threads, 64 connections), each
+# request with a delivery id of its own (a random UUID in `X-Shopify-Webhook-Id`, as Shopify
+# sends; PLUGBOARD_LOAD_DELIVERY_IDS=0 sends none, as the script did before):
 #   1. the ceiling: a bare axum handler that reads the POST body and answers 200
 #      (tests/examples/bare_handler.rs; verifies, runs and stores nothing); and the same handler
 #      answering only after the body is appended to a file and fdatasynced, bodies waiting
@@ -133,7 +135,8 @@ count = lambda sql: db.execute(sql).fetchone()[0]
 events = count("select count(*) from events")
 queued = count("select count(*) from delivery_queue")
 done = count("select count(*) from delivery_queue where status = 'delivered'")
-print(f"   stored: {events} events; {queued} deliveries, {done} done (the backlog drained {sys.argv[2]} s after the load)")
+ids = count("select count(*) from webhook_deliveries")
+print(f"   stored: {events} events, {ids} delivery ids; {queued} deliveries, {done} done (the backlog drained {sys.argv[2]} s after the load)")
 PY
 }
 plugboard "plugboard, acknowledged after processing: verified -> connector -> stored -> 200" after-processing 64 after
