@@ -4,8 +4,9 @@
 # webhook also queued for a delivery to a second echo instance (its `ping` action); then how
 # long the deliveries queued during the load take to drain. Four setups: one node on SQLite; one
 # node on one nats-server (R1); three nodes on that server; three nodes on a three-server
-# cluster (R3). Everything shares this machine's cores, so the figures compare costs, not how
-# several machines would scale (see the README).
+# cluster (R3). Each webhook carries a random delivery id, as run.sh's do
+# (PLUGBOARD_LOAD_DELIVERY_IDS=0 sends none). Everything shares this machine's cores, so the
+# figures compare costs, not how several machines would scale (see the README).
 # Usage: tests/load/nats.sh [seconds]   (needs wrk, and nats-server: ./dev setup installs it)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

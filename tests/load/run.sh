@@ -91,6 +91,11 @@ bare() { # name[, more arguments for the handler]
   load "$name" "$port" $server
   stop $server
 }
+if [ "${PLUGBOARD_LOAD_DELIVERY_IDS:-1}" = 0 ]; then
+  echo "== every webhook without a delivery id (PLUGBOARD_LOAD_DELIVERY_IDS=0)"
+else
+  echo "== every webhook with a random delivery id of its own (PLUGBOARD_LOAD_DELIVERY_IDS=0 sends none)"
+fi
 bare "bare axum handler: POST -> 200"
 bare "durable bare handler: POST -> body appended to a file, fdatasync -> 200" --durable "$dir/durable.log"
 rm -f "$dir/durable.log"

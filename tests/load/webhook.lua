@@ -3,7 +3,8 @@
 -- carries a delivery id of its own, a random UUID in `X-Shopify-Webhook-Id` as Shopify sends:
 -- plugboard looks every one up among the ids it stored before running the connector, and
 -- stores it with the events. PLUGBOARD_LOAD_DELIVERY_IDS=0 sends none (the load of earlier
--- sessions' figures).
+-- sessions' figures). Written for wrk's LuaJIT: math.random's bounds are doubles there (in
+-- Lua 5.1 they are C ints, and 0xffffffff would not fit).
 wrk.method = "POST"
 wrk.body = os.getenv("BODY")
 wrk.headers["Content-Type"] = "application/json"
