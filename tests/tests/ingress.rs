@@ -292,6 +292,15 @@ async fn a_configured_delivery_id_header_deduplicates() {
     }
     assert_eq!(post_signed(&base, b"{\"a\":1}", Some("req-8")).await.status(), 200);
     assert_eq!(store.count().unwrap(), 2);
+
+    // Providers' ids are short (a UUID, `evt_...`); a sender that signs its body but makes up
+    // the id (it is not signed) cannot have the host keep kilobytes per webhook for the window.
+    let longest = "i".repeat(256);
+    assert_eq!(post_signed(&base, b"{\"a\":2}", Some(&longest)).await.status(), 200);
+    let too_long = post_signed(&base, b"{\"a\":3}", Some(&format!("{longest}i"))).await;
+    assert_eq!(too_long.status(), 400);
+    assert!(too_long.text().await.unwrap().contains("longer than 256 bytes"));
+    assert_eq!(store.count().unwrap(), 3, "the refused webhook was not stored");
 }
 
 const LIAR_ENDPOINT: &str = "[[plugin]]\nid = \"liar\"\nwasm = \"LIAR\"\ngrants = { capabilities = [\"emit\"] }\n\

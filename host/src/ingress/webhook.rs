@@ -87,9 +87,16 @@ pub(crate) enum WebhookError {
     Body(String, StatusCode),
     #[error("{0}")]
     Plugin(String, StatusCode),
+    #[error("the delivery id is longer than {MAX_DELIVERY_ID_BYTES} bytes")]
+    DeliveryIdTooLong,
     #[error("the event store is unavailable")]
     Store(#[source] StoreError),
 }
+
+/// The longest delivery id accepted. Providers' are short (a UUID, Stripe's `evt_...`), and
+/// Shopify's and GitHub's signatures do not cover theirs: a sender holding one signed body could
+/// otherwise have each webhook's id kept, kilobytes long, for the whole deduplication window.
+const MAX_DELIVERY_ID_BYTES: usize = 256;
 
 impl From<StoreError> for WebhookError {
     fn from(e: StoreError) -> Self {
@@ -109,6 +116,7 @@ impl WebhookError {
             WebhookError::Body(_, StatusCode::PAYLOAD_TOO_LARGE) => "too-large",
             WebhookError::Body(..) => "unreadable-body",
             WebhookError::Plugin(..) => "plugin-failed",
+            WebhookError::DeliveryIdTooLong => "bad-delivery-id",
             WebhookError::Store(_) => "store-unavailable",
         }
     }
@@ -124,6 +132,7 @@ impl WebhookError {
             WebhookError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             WebhookError::Body(_, status) => *status,
             WebhookError::Plugin(_, status) => *status,
+            WebhookError::DeliveryIdTooLong => StatusCode::BAD_REQUEST,
             WebhookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -260,6 +269,9 @@ async fn handle_hook(
     };
     if let Some(name) = &endpoint.delivery_id_header {
         delivery_id = headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned).or(delivery_id);
+    }
+    if delivery_id.as_ref().is_some_and(|id| id.len() > MAX_DELIVERY_ID_BYTES) {
+        return Err(WebhookError::DeliveryIdTooLong);
     }
     if let Some(id) = &delivery_id
         && webhooks.store.is_duplicate(&instance, id).await?
