@@ -843,7 +843,8 @@ mod tests {
 
     /// A delivery id is a duplicate for its instance while its window lasts, and only then;
     /// asked again and again (the statement kept prepared between webhooks), the answers stay
-    /// right as ids are stored in between.
+    /// right as ids are stored in between. `both_backends_keep_the_ports_semantics` (`lib.rs`)
+    /// checks one id once on every backend; this checks SQLite's cached lookup over time.
     #[tokio::test]
     async fn a_delivery_id_is_a_duplicate_for_its_instance_within_its_window() {
         let dir = tempfile::tempdir().unwrap();
