@@ -6,7 +6,8 @@
 //! - [`writer`]: the writer thread and what one batch writes;
 //! - [`queries`]: reads for the dispatcher and operators; [`trace`]: an event's path;
 //! - [`kv`] and [`calls`]: plugins' key-value data and the outbound call log, in the same file;
-//! - [`claims`]: the journal of running attempts.
+//! - [`claims`]: the journal of running attempts;
+//! - [`seen_ids`]: the delivery ids stored, in memory, asked before the table is.
 
 mod background;
 mod calls;
@@ -15,6 +16,7 @@ mod kv;
 mod queries;
 mod recordings;
 mod schema;
+mod seen_ids;
 mod trace;
 mod writer;
 
@@ -212,6 +214,8 @@ pub struct SqliteStore {
     claiming: Mutex<()>,
     /// The last lease given.
     serials: std::sync::atomic::AtomicU64,
+    /// The webhook delivery ids stored (`None` when opened read-only: SQLite answers).
+    seen_ids: Option<Arc<seen_ids::SeenIds>>,
 }
 
 /// Clears the writer's liveness flag however the writer thread ends, panics included.
@@ -242,16 +246,17 @@ impl SqliteStore {
             );
         }
         journal.clear()?;
-        Self::start(writer_conn, reader, Some(journal))
+        Self::start(path, writer_conn, reader, Some(journal))
     }
 
     /// Opens the store at `path` to write to it, not to run its deliveries (`plugboard dlq
     /// replay` next to a running server): the claim journal stays with whoever holds it.
     pub fn open_without_deliveries(path: &Path) -> Result<Self, StoreError> {
-        Self::start(open(path)?, open(path)?, None)
+        Self::start(path, open(path)?, open(path)?, None)
     }
 
     fn start(
+        path: &Path,
         writer_conn: Connection,
         reader: Connection,
         claims: Option<claims::ClaimJournal>,
@@ -262,11 +267,13 @@ impl SqliteStore {
         let committed = commits.clone();
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = WriterAlive(writer_alive.clone());
+        let seen_ids = seen_ids::SeenIds::new(path.to_owned());
+        let seen_by_writer = seen_ids.clone();
         std::thread::Builder::new()
             .name("plugboard-store".into())
             .spawn(move || {
                 let _alive = alive;
-                writer_loop(writer_conn, rx, &committed)
+                writer_loop(writer_conn, rx, &committed, &seen_by_writer)
             })
             .map_err(|_| StoreError::Closed)?;
         Ok(SqliteStore {
@@ -278,6 +285,7 @@ impl SqliteStore {
             leases: Mutex::default(),
             claiming: Mutex::default(),
             serials: Default::default(),
+            seen_ids: Some(seen_ids),
         })
     }
 
@@ -308,6 +316,7 @@ impl SqliteStore {
             leases: Mutex::default(),
             claiming: Mutex::default(),
             serials: Default::default(),
+            seen_ids: None,
         })
     }
 
@@ -867,6 +876,50 @@ mod tests {
         // A window already over remembers nothing.
         assert_eq!(store.append(append("brief", 0)).await.unwrap(), Appended::Stored);
         assert!(!store.is_duplicate("shop", "brief").unwrap());
+    }
+
+    /// After a restart the ids stored before are still duplicates (the filter of stored ids is
+    /// read from the table), and a new id is answered from memory, without asking SQLite.
+    #[tokio::test]
+    async fn stored_ids_survive_a_restart_and_new_ones_are_answered_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let append = |delivery_id: String| Append {
+            instance: "shop".into(),
+            delivery_id: Some(delivery_id),
+            dedup_window_ms: 60_000,
+            deliveries: vec![],
+            events: vec![event("orders/create")],
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            for i in 0..50 {
+                assert_eq!(store.append(append(format!("d-{i}"))).await.unwrap(), Appended::Stored);
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let seen = store.seen_ids.clone().unwrap();
+        // Before the filter is read, SQLite answers (and the first lookup starts the read).
+        assert!(store.is_duplicate("shop", "d-0").unwrap());
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while !seen.ready() {
+            assert!(std::time::Instant::now() < until, "the stored ids were never read");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!((0..50).all(|i| store.is_duplicate("shop", &format!("d-{i}")).unwrap()));
+        let before = seen.spared();
+        assert!((0..50).all(|i| !store.is_duplicate("shop", &format!("new-{i}")).unwrap()));
+        assert!(
+            seen.spared() - before >= 45,
+            "{} of 50 new ids answered from memory",
+            seen.spared() - before
+        );
+        assert_eq!(store.append(append("new-0".into())).await.unwrap(), Appended::Stored);
+        assert!(
+            store.is_duplicate("shop", "new-0").unwrap(),
+            "an id is a duplicate once its append is answered"
+        );
+        assert!(!store.is_duplicate("other-shop", "new-0").unwrap());
     }
 
     fn event(kind: &str) -> Event {

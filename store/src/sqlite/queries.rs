@@ -156,6 +156,9 @@ impl SqliteStore {
 
     /// Whether `delivery_id` of `instance` is already stored and not expired.
     pub fn is_duplicate(&self, instance: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        if self.seen_ids.as_ref().is_some_and(|seen| !seen.may_hold(instance, delivery_id)) {
+            return Ok(false);
+        }
         let conn = self.reader.lock().map_err(|_| StoreError::Closed)?;
         let now = plugboard_runtime::clock::now_ms() as i64;
         // Prepared once: every webhook that carries a delivery id (as every Shopify, GitHub,

@@ -199,6 +199,7 @@ pub(super) fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Job>,
     commits: &tokio::sync::watch::Sender<u64>,
+    seen_ids: &std::sync::Arc<super::seen_ids::SeenIds>,
 ) {
     // Whether the last batch had company: then webhooks are arriving together, and waiting a
     // moment for more costs less than another commit.
@@ -214,8 +215,16 @@ pub(super) fn writer_loop(
         }
         busy = waiting > 1;
         let result = write_patiently(&mut conn, &batch);
-        if result.is_ok() {
+        if let Ok(answers) = &result {
             commits.send_modify(|n| *n = n.wrapping_add(1));
+            // Before any webhook is answered: a sender who sends one again is then looked up.
+            for (job, answer) in batch.iter().zip(answers) {
+                if let (Work::Append(a, _), Answer::Append(_)) = (&job.work, answer)
+                    && let Some(id) = &a.delivery_id
+                {
+                    seen_ids.add(&a.instance, id);
+                }
+            }
         }
         if batch.iter().any(|j| matches!(j.work, Work::Sweep { .. })) {
             // Hand the pages retention freed back to the file system (a no-op for files made

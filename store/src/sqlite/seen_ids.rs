@@ -1,0 +1,378 @@
+//! A Bloom filter of the webhook delivery ids the store holds, asked before SQLite is.
+//!
+//! Nearly every webhook carries an id never seen before, and asking SQLite whether it is stored
+//! read the id index's pages again each time: every commit changes the write-ahead log, and a
+//! reader that finds the log changed drops its page cache. Under load that lookup cost about
+//! 16 µs of CPU per webhook. The filter answers "not stored" for almost every new id from
+//! memory; the rest (about 1% of new ids, and the real duplicates) are asked of SQLite as before.
+//!
+//! It never says "not stored" for an id the store holds:
+//! - the writer adds each id after the commit that stored it and before it answers the webhook,
+//!   so a sender who got an answer and sends again is looked up in SQLite;
+//! - a rebuild (from the table: to drop expired ids and to grow) takes in every id added while
+//!   it reads, so an id committed during the read is not lost when the new filter replaces the
+//!   old one;
+//! - until the first build is done, every lookup goes to SQLite.
+//!
+//! The filter only spares lookups: the writer's insert stays what refuses a duplicate (an id
+//! another process stored is refused there, after its connector ran).
+//!
+//! Memory: 10 bits per id, from 65,536 ids (80 KiB) up to 8,388,608 ids (10 MiB). Past that,
+//! false positives grow and more new ids are asked of SQLite, as every one was before; nothing
+//! is refused that should not be. The hashes are keyed per process, so a sender cannot choose
+//! ids that all collide.
+
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, params};
+
+/// Bits per id: with [`HASHES`] bits set per id, about 1% false positives at capacity.
+const BITS_PER_ID: usize = 10;
+/// Bits set per id.
+const HASHES: u32 = 7;
+/// The fewest ids a filter is made for (80 KiB).
+const MIN_CAPACITY: usize = 1 << 16;
+/// The most ids a filter is made for (10 MiB).
+const MAX_CAPACITY: usize = 1 << 23;
+/// Rows read from the table per read transaction while rebuilding: short transactions let
+/// the log be checkpointed while a large table is read.
+const SCAN_CHUNK: i64 = 10_000;
+/// After a rebuild failed, the next one waits this long (lookups go to SQLite meanwhile).
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The ids of one build: bits, and how many ids they were made for and hold.
+struct Bits {
+    words: Box<[AtomicU64]>,
+    len: u64,
+    capacity: usize,
+    /// Ids the build read from the table.
+    built: usize,
+    /// Ids added since.
+    added: AtomicUsize,
+}
+
+impl Bits {
+    fn for_ids(capacity: usize, built: usize) -> Self {
+        let words = (capacity * BITS_PER_ID).div_ceil(64);
+        Bits {
+            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            len: words as u64 * 64,
+            capacity,
+            built,
+            added: AtomicUsize::new(0),
+        }
+    }
+
+    /// The bit positions of `hash` (double hashing, each reduced to the length by a multiply).
+    fn positions(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
+        let (first, step) = (hash as u32, (hash >> 32) as u32 | 1);
+        (0..HASHES).map(move |i| (u64::from(first.wrapping_add(i.wrapping_mul(step))) * self.len) >> 32)
+    }
+
+    fn set(&self, hash: u64) {
+        for bit in self.positions(hash) {
+            // Release: a lookup that later learns of the commit (through SQLite or the answer)
+            // sees the bits set before it.
+            self.words[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Release);
+        }
+    }
+
+    fn may_hold(&self, hash: u64) -> bool {
+        self.positions(hash)
+            .all(|bit| self.words[(bit / 64) as usize].load(Ordering::Acquire) & (1 << (bit % 64)) != 0)
+    }
+
+    /// Whether enough ids were added since the build that it is time for another: once it holds
+    /// as many as it was made for, and at least half that many new ones (at the largest size, a
+    /// table that holds more than that is not read again after every few ids).
+    fn full(&self) -> bool {
+        let added = self.added.load(Ordering::Relaxed);
+        added >= self.capacity.saturating_sub(self.built).max(self.capacity / 2)
+    }
+}
+
+/// Where a rebuild stands.
+#[derive(Default)]
+struct Rebuild {
+    /// While one reads the table: the hashes added meanwhile.
+    added_meanwhile: Option<Vec<u64>>,
+    /// After one failed: not before then.
+    not_before: Option<Instant>,
+}
+
+/// The filter of one store's delivery ids (see the module's comment).
+pub(super) struct SeenIds {
+    keys: std::collections::hash_map::RandomState,
+    /// The store's file, which a rebuild reads on a connection of its own.
+    path: PathBuf,
+    current: RwLock<Option<Arc<Bits>>>,
+    rebuild: Mutex<Rebuild>,
+    /// The fewest ids a build is made for ([`MIN_CAPACITY`] but in tests).
+    min_capacity: usize,
+    /// Lookups answered from memory, for tests.
+    spared: AtomicU64,
+}
+
+impl SeenIds {
+    /// A filter of the ids in the store at `path`. It reads the table the first time it is
+    /// used (a process that takes no webhooks never reads it).
+    pub(super) fn new(path: PathBuf) -> Arc<Self> {
+        Self::with_min_capacity(path, MIN_CAPACITY)
+    }
+
+    fn with_min_capacity(path: PathBuf, min_capacity: usize) -> Arc<Self> {
+        Arc::new(SeenIds {
+            keys: Default::default(),
+            path,
+            current: RwLock::default(),
+            rebuild: Mutex::default(),
+            min_capacity,
+            spared: AtomicU64::new(0),
+        })
+    }
+
+    fn hash(&self, instance: &str, delivery_id: &str) -> u64 {
+        self.keys.hash_one((instance, delivery_id))
+    }
+
+    fn current(&self) -> Option<Arc<Bits>> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// False when `delivery_id` of `instance` is certainly not stored; true when it may be
+    /// (SQLite then answers), and while no build is ready.
+    pub(super) fn may_hold(self: &Arc<Self>, instance: &str, delivery_id: &str) -> bool {
+        match self.current() {
+            Some(bits) if !bits.may_hold(self.hash(instance, delivery_id)) => {
+                self.spared.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Some(_) => true,
+            None => {
+                self.start_rebuild_if_due(&mut self.rebuild_state(), None);
+                true
+            }
+        }
+    }
+
+    /// Adds an id the writer has committed. Called before its webhook is answered.
+    pub(super) fn add(self: &Arc<Self>, instance: &str, delivery_id: &str) {
+        let hash = self.hash(instance, delivery_id);
+        // Under the rebuild's lock, which a rebuild also holds to put its filter in place: the
+        // id is either in the list the rebuild takes in, or set in the filter it put in place.
+        let mut rebuild = self.rebuild_state();
+        let bits = self.current();
+        if let Some(bits) = &bits {
+            bits.set(hash);
+            bits.added.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(meanwhile) = rebuild.added_meanwhile.as_mut() {
+            meanwhile.push(hash);
+        }
+        self.start_rebuild_if_due(&mut rebuild, bits.as_deref());
+    }
+
+    fn rebuild_state(&self) -> std::sync::MutexGuard<'_, Rebuild> {
+        self.rebuild.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts reading the table on a thread of its own when there is no filter yet or
+    /// `bits` is full, unless a rebuild runs or failed a moment ago.
+    fn start_rebuild_if_due(self: &Arc<Self>, rebuild: &mut Rebuild, bits: Option<&Bits>) {
+        if rebuild.added_meanwhile.is_some()
+            || rebuild.not_before.is_some_and(|t| Instant::now() < t)
+            || bits.is_some_and(|b| !b.full())
+        {
+            return;
+        }
+        rebuild.added_meanwhile = Some(Vec::new());
+        let filter = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("plugboard-seen-ids".into())
+            .spawn(move || filter.rebuild_from_table());
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start reading the stored delivery ids; they are looked up in SQLite");
+            rebuild.added_meanwhile = None;
+            rebuild.not_before = Some(Instant::now() + RETRY_AFTER);
+        }
+    }
+
+    /// Reads every unexpired id from the table, makes a filter for twice as many, and puts it
+    /// in place with the ids added meanwhile.
+    fn rebuild_from_table(&self) {
+        let started = Instant::now();
+        if let Some(held) = self.install(self.read_table()) {
+            tracing::debug!(
+                ids = held,
+                ms = started.elapsed().as_millis() as u64,
+                "read the stored delivery ids"
+            );
+        }
+    }
+
+    /// Puts in place a filter of the ids `read` from the table and of those added meanwhile;
+    /// returns how many were read.
+    fn install(&self, read: rusqlite::Result<Vec<u64>>) -> Option<usize> {
+        let mut rebuild = self.rebuild_state();
+        let hashes = match read {
+            Ok(hashes) => hashes,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the stored delivery ids; they are looked up in SQLite");
+                rebuild.added_meanwhile = None;
+                rebuild.not_before = Some(Instant::now() + RETRY_AFTER);
+                return None;
+            }
+        };
+        // Taken now and again at the end: the list keeps growing while the bits are set.
+        let meanwhile = rebuild.added_meanwhile.as_mut().map(std::mem::take).unwrap_or_default();
+        drop(rebuild);
+        let held = hashes.len();
+        let bits = Bits::for_ids((held * 2).clamp(self.min_capacity, MAX_CAPACITY), held);
+        for hash in hashes {
+            bits.set(hash);
+        }
+        // The ids added while the table was read, and while the bits were set.
+        let mut rebuild = self.rebuild_state();
+        for hash in meanwhile.into_iter().chain(rebuild.added_meanwhile.take().unwrap_or_default()) {
+            bits.set(hash);
+            bits.added.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(bits));
+        Some(held)
+    }
+
+    fn read_table(&self) -> rusqlite::Result<Vec<u64>> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let now = super::writer::sql_ms(plugboard_runtime::clock::now_ms());
+        let mut select = conn.prepare(
+            "SELECT rowid, instance, delivery_id FROM webhook_deliveries \
+             WHERE rowid > ?1 AND expires_at_ms > ?2 ORDER BY rowid LIMIT ?3",
+        )?;
+        let mut hashes = Vec::new();
+        let mut after = i64::MIN;
+        loop {
+            let before = hashes.len();
+            let mut rows = select.query(params![after, now, SCAN_CHUNK])?;
+            while let Some(row) = rows.next()? {
+                after = row.get(0)?;
+                let (instance, id) = (row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?);
+                hashes.push(self.hash(instance, id));
+            }
+            if hashes.len() - before < SCAN_CHUNK as usize {
+                return Ok(hashes);
+            }
+        }
+    }
+
+    /// Lookups answered from memory so far.
+    #[cfg(test)]
+    pub(super) fn spared(&self) -> u64 {
+        self.spared.load(Ordering::Relaxed)
+    }
+
+    /// Whether a build is in place.
+    #[cfg(test)]
+    pub(super) fn ready(&self) -> bool {
+        self.current().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distinct, well-spread hashes (splitmix64 of `i`), the same on every run.
+    fn hash(i: u64) -> u64 {
+        let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Every id added is held, far past the capacity too; at capacity, about 1% of ids never
+    /// added are false positives (each one a lookup in SQLite, as before the filter).
+    #[test]
+    fn an_added_id_is_always_held_and_few_others_seem_to_be() {
+        let bits = Bits::for_ids(MIN_CAPACITY, 0);
+        for i in 0..MIN_CAPACITY as u64 {
+            bits.set(hash(i));
+        }
+        assert!((0..MIN_CAPACITY as u64).all(|i| bits.may_hold(hash(i))));
+        let probes = 100_000;
+        let false_positives = (0..probes).filter(|i| bits.may_hold(hash(1 << 40 | i))).count();
+        assert!(false_positives < probes as usize / 50, "{false_positives} of {probes}");
+        for i in MIN_CAPACITY as u64..4 * MIN_CAPACITY as u64 {
+            bits.set(hash(i));
+        }
+        assert!((0..4 * MIN_CAPACITY as u64).all(|i| bits.may_hold(hash(i))));
+    }
+
+    fn table(dir: &std::path::Path) -> (PathBuf, Connection) {
+        let path = dir.join("events.db");
+        let conn = crate::sqlite::schema::open(&path).unwrap();
+        (path, conn)
+    }
+
+    fn store_id(conn: &Connection, id: &str) {
+        conn.execute(
+            "INSERT INTO webhook_deliveries (instance, delivery_id, expires_at_ms) VALUES ('shop', ?1, ?2)",
+            params![id, i64::MAX],
+        )
+        .unwrap();
+    }
+
+    /// An id committed while a rebuild reads the table (so not among what it read) is held by
+    /// the filter the rebuild puts in place.
+    #[test]
+    fn an_id_added_while_the_table_is_read_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = table(dir.path());
+        store_id(&conn, "before");
+        let seen = SeenIds::new(path);
+        // A rebuild has started (as the first lookup starts one) and read "before" only.
+        seen.rebuild_state().added_meanwhile = Some(Vec::new());
+        let read = seen.read_table();
+        store_id(&conn, "during");
+        seen.add("shop", "during");
+        assert_eq!(seen.install(read), Some(1));
+        assert!(seen.may_hold("shop", "before"));
+        assert!(seen.may_hold("shop", "during"));
+        // Not a filter that holds everything.
+        assert!((0..100).any(|i| !seen.may_hold("shop", &format!("never-{i}"))));
+    }
+
+    /// While ids are stored one after another and the filter (made small here) is rebuilt
+    /// again and again on its own threads, every id stored is held as soon as it was added.
+    #[test]
+    fn ids_stay_held_through_repeated_rebuilds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = table(dir.path());
+        let seen = SeenIds::with_min_capacity(path, 64);
+        assert!(seen.may_hold("shop", "anything"), "nothing is known before the first build");
+        let until = Instant::now() + Duration::from_secs(30);
+        while !seen.ready() {
+            assert!(Instant::now() < until, "the first build never came");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut builds = std::collections::HashSet::new();
+        for i in 0..3_000 {
+            let id = format!("d-{i}");
+            store_id(&conn, &id);
+            seen.add("shop", &id);
+            builds.insert(seen.current().map(|b| b.built));
+            assert!(seen.may_hold("shop", &id), "{id}");
+            if i % 100 == 0 {
+                assert!((0..=i).all(|j| seen.may_hold("shop", &format!("d-{j}"))), "after d-{i}");
+            }
+        }
+        assert!(builds.len() > 5, "the filter was rebuilt {} times", builds.len());
+    }
+}
