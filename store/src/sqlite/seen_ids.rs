@@ -17,10 +17,10 @@
 //! The filter only spares lookups: the writer's insert stays what refuses a duplicate (an id
 //! another process stored is refused there, after its connector ran).
 //!
-//! Memory: 10 bits per id, from 65,536 ids (80 KiB) up to 8,388,608 ids (10 MiB). Past that,
-//! false positives grow and more new ids are asked of SQLite, as every one was before; nothing
-//! is refused that should not be. The hashes are keyed per process, so a sender cannot choose
-//! ids that all collide.
+//! Memory: 10 bits per id, from 65,536 ids (80 KiB) up to 8,388,608 ids (10 MiB), twice that
+//! while a rebuild makes the next filter. Past that many ids, false positives grow and more new
+//! ids are asked of SQLite, as every one was before; nothing is refused that should not be. The
+//! hashes are keyed per process, so a sender cannot choose ids that all collide.
 
 use std::hash::BuildHasher;
 use std::path::PathBuf;
@@ -41,6 +41,10 @@ const MAX_CAPACITY: usize = 1 << 23;
 /// Rows read from the table per read transaction while rebuilding: short transactions let
 /// the log be checkpointed while a large table is read.
 const SCAN_CHUNK: i64 = 10_000;
+/// A chunk of the table's unexpired ids, in row order: the `+` keeps the expiry index out of
+/// SQLite's choice (through it, each chunk would sort every unexpired row first).
+const READ_CHUNK: &str = "SELECT rowid, instance, delivery_id FROM webhook_deliveries \
+     WHERE rowid > ?1 AND +expires_at_ms > ?2 ORDER BY rowid LIMIT ?3";
 /// After a rebuild failed, the next one waits this long (lookups go to SQLite meanwhile).
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -49,20 +53,20 @@ struct Bits {
     words: Box<[AtomicU64]>,
     len: u64,
     capacity: usize,
-    /// Ids the build read from the table.
+    /// Ids read from the table.
     built: usize,
     /// Ids added since.
     added: AtomicUsize,
 }
 
 impl Bits {
-    fn for_ids(capacity: usize, built: usize) -> Self {
+    fn for_ids(capacity: usize) -> Self {
         let words = (capacity * BITS_PER_ID).div_ceil(64);
         Bits {
             words: (0..words).map(|_| AtomicU64::new(0)).collect(),
             len: words as u64 * 64,
             capacity,
-            built,
+            built: 0,
             added: AtomicUsize::new(0),
         }
     }
@@ -87,11 +91,12 @@ impl Bits {
     }
 
     /// Whether enough ids were added since the build that it is time for another: once it holds
-    /// as many as it was made for, and at least half that many new ones (at the largest size, a
-    /// table that holds more than that is not read again after every few ids).
+    /// as many as it was made for, and at least as many new ones as it read (at the largest
+    /// size, a table that holds more is read again only after as many new ids as it holds: one
+    /// row read per id stored).
     fn full(&self) -> bool {
         let added = self.added.load(Ordering::Relaxed);
-        added >= self.capacity.saturating_sub(self.built).max(self.capacity / 2)
+        added >= self.capacity.saturating_sub(self.built).max(self.built).max(1)
     }
 }
 
@@ -214,60 +219,59 @@ impl SeenIds {
         }
     }
 
-    /// Puts in place a filter of the ids `read` from the table and of those added meanwhile;
-    /// returns how many were read.
-    fn install(&self, read: rusqlite::Result<Vec<u64>>) -> Option<usize> {
+    /// Puts in place the filter `read` from the table, with the ids added meanwhile; returns
+    /// how many it read.
+    fn install(&self, read: rusqlite::Result<Bits>) -> Option<usize> {
         let mut rebuild = self.rebuild_state();
-        let hashes = match read {
-            Ok(hashes) => hashes,
+        let meanwhile = rebuild.added_meanwhile.take().unwrap_or_default();
+        let bits = match read {
+            Ok(bits) => bits,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the stored delivery ids; they are looked up in SQLite");
-                rebuild.added_meanwhile = None;
                 rebuild.not_before = Some(Instant::now() + RETRY_AFTER);
                 return None;
             }
         };
-        // Taken now and again at the end: the list keeps growing while the bits are set.
-        let meanwhile = rebuild.added_meanwhile.as_mut().map(std::mem::take).unwrap_or_default();
-        drop(rebuild);
-        let held = hashes.len();
-        let bits = Bits::for_ids((held * 2).clamp(self.min_capacity, MAX_CAPACITY), held);
-        for hash in hashes {
-            bits.set(hash);
-        }
-        // The ids added while the table was read, and while the bits were set.
-        let mut rebuild = self.rebuild_state();
-        for hash in meanwhile.into_iter().chain(rebuild.added_meanwhile.take().unwrap_or_default()) {
+        for hash in meanwhile {
             bits.set(hash);
             bits.added.fetch_add(1, Ordering::Relaxed);
         }
+        let built = bits.built;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(bits));
-        Some(held)
+        Some(built)
     }
 
-    fn read_table(&self) -> rusqlite::Result<Vec<u64>> {
+    /// A filter of every unexpired id in the table, made for twice as many. The rows are
+    /// counted first and their hashes set as they are read: nothing of the size of the table is
+    /// held besides the bits.
+    fn read_table(&self) -> rusqlite::Result<Bits> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
         let now = super::writer::sql_ms(plugboard_runtime::clock::now_ms());
-        let mut select = conn.prepare(
-            "SELECT rowid, instance, delivery_id FROM webhook_deliveries \
-             WHERE rowid > ?1 AND expires_at_ms > ?2 ORDER BY rowid LIMIT ?3",
-        )?;
-        let mut hashes = Vec::new();
+        let held: i64 =
+            conn.query_row("SELECT COUNT(*) FROM webhook_deliveries WHERE expires_at_ms > ?1", [now], |r| {
+                r.get(0)
+            })?;
+        let held = usize::try_from(held).unwrap_or(0);
+        let mut bits = Bits::for_ids(held.saturating_mul(2).clamp(self.min_capacity, MAX_CAPACITY));
+        // A chunk per read transaction.
+        let mut select = conn.prepare(READ_CHUNK)?;
         let mut after = i64::MIN;
         loop {
-            let before = hashes.len();
+            let mut read = 0;
             let mut rows = select.query(params![after, now, SCAN_CHUNK])?;
             while let Some(row) = rows.next()? {
                 after = row.get(0)?;
                 let (instance, id) = (row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?);
-                hashes.push(self.hash(instance, id));
+                bits.set(self.hash(instance, id));
+                read += 1;
             }
-            if hashes.len() - before < SCAN_CHUNK as usize {
-                return Ok(hashes);
+            bits.built += read;
+            if read < SCAN_CHUNK as usize {
+                return Ok(bits);
             }
         }
     }
@@ -301,7 +305,7 @@ mod tests {
     /// added are false positives (each one a lookup in SQLite, as before the filter).
     #[test]
     fn an_added_id_is_always_held_and_few_others_seem_to_be() {
-        let bits = Bits::for_ids(MIN_CAPACITY, 0);
+        let bits = Bits::for_ids(MIN_CAPACITY);
         for i in 0..MIN_CAPACITY as u64 {
             bits.set(hash(i));
         }
@@ -347,6 +351,29 @@ mod tests {
         assert!(seen.may_hold("shop", "during"));
         // Not a filter that holds everything.
         assert!((0..100).any(|i| !seen.may_hold("shop", &format!("never-{i}"))));
+    }
+
+    /// A table larger than one read's chunk is read whole, in row order (not through the
+    /// expiry index, which would sort every row first), expired ids left out.
+    #[test]
+    fn a_large_table_is_read_whole_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut conn) = table(dir.path());
+        let tx = conn.transaction().unwrap();
+        for i in 0..25_000 {
+            store_id(&tx, &format!("d-{i}"));
+        }
+        tx.execute("INSERT INTO webhook_deliveries VALUES ('shop', 'expired', 1)", []).unwrap();
+        tx.commit().unwrap();
+        let seen = SeenIds::new(path);
+        seen.rebuild_state().added_meanwhile = Some(Vec::new());
+        let read = seen.read_table();
+        assert_eq!(seen.install(read), Some(25_000));
+        assert!((0..25_000).all(|i| seen.may_hold("shop", &format!("d-{i}"))));
+        let plan: String = conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {READ_CHUNK}"), params![1, 2, 3], |r| r.get(3))
+            .unwrap();
+        assert!(plan.contains("USING INTEGER PRIMARY KEY"), "{plan}");
     }
 
     /// While ids are stored one after another and the filter (made small here) is rebuilt
