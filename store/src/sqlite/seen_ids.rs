@@ -9,16 +9,20 @@
 //! It never says "not stored" for an id the store holds:
 //! - the writer adds each id after the commit that stored it and before it answers the webhook,
 //!   so a sender who got an answer and sends again is looked up in SQLite;
-//! - a rebuild (from the table: to drop expired ids and to grow) takes in every id added while
-//!   it reads, so an id committed during the read is not lost when the new filter replaces the
-//!   old one;
+//! - a rebuild (from the table: to drop the ids swept away and to grow) takes in every id added
+//!   while it reads, so an id committed during the read is not lost when the new filter replaces
+//!   the old one; it reads every row, expired or not (whether an id has expired is SQLite's to
+//!   say, by a clock that may be stepped back);
+//! - a rebuild that cannot finish (its list of ids added meanwhile too long, its thread gone) is
+//!   given up and its result never put in place: the filter in place already holds those ids;
 //! - until the first build is done, every lookup goes to SQLite.
 //!
 //! The filter only spares lookups: the writer's insert stays what refuses a duplicate (an id
 //! another process stored is refused there, after its connector ran).
 //!
 //! Memory: 10 bits per id, from 65,536 ids (80 KiB) up to 8,388,608 ids (10 MiB), twice that
-//! while a rebuild makes the next filter. Past that many ids, false positives grow and more new
+//! while a rebuild makes the next filter, and 8 bytes for each id added meanwhile (at most
+//! 1,048,576 of them, 8 MiB). Past that many ids, false positives grow and more new
 //! ids are asked of SQLite, as every one was before; nothing is refused that should not be. The
 //! hashes are keyed per process, so a sender cannot choose ids that all collide.
 
@@ -38,13 +42,18 @@ const HASHES: u32 = 7;
 const MIN_CAPACITY: usize = 1 << 16;
 /// The most ids a filter is made for (10 MiB).
 const MAX_CAPACITY: usize = 1 << 23;
+/// The most ids added while a rebuild reads the table: past it, the rebuild is given up (the
+/// table is read more slowly than ids arrive, or the rebuild's thread is gone).
+const MAX_ADDED_MEANWHILE: usize = 1 << 20;
 /// Rows read from the table per read transaction while rebuilding: short transactions let
 /// the log be checkpointed while a large table is read.
 const SCAN_CHUNK: i64 = 10_000;
-/// A chunk of the table's unexpired ids, in row order: the `+` keeps the expiry index out of
-/// SQLite's choice (through it, each chunk would sort every unexpired row first).
+/// How many rows the table holds at most, from the first and last row ids: a count would read
+/// every row in one long transaction. Rows deleted between the two only make the filter larger.
+const ROWS_AT_MOST: &str = "SELECT MAX(rowid) - MIN(rowid) + 1 FROM webhook_deliveries";
+/// A chunk of the table's ids, in row order.
 const READ_CHUNK: &str = "SELECT rowid, instance, delivery_id FROM webhook_deliveries \
-     WHERE rowid > ?1 AND +expires_at_ms > ?2 ORDER BY rowid LIMIT ?3";
+     WHERE rowid > ?1 ORDER BY rowid LIMIT ?2";
 /// After a rebuild failed, the next one waits this long (lookups go to SQLite meanwhile).
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -61,6 +70,7 @@ struct Bits {
 
 impl Bits {
     fn for_ids(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         let words = (capacity * BITS_PER_ID).div_ceil(64);
         Bits {
             words: (0..words).map(|_| AtomicU64::new(0)).collect(),
@@ -103,6 +113,8 @@ impl Bits {
 /// Where a rebuild stands.
 #[derive(Default)]
 struct Rebuild {
+    /// The latest rebuild started: one given up, or started after, is never put in place.
+    generation: u64,
     /// While one reads the table: the hashes added meanwhile.
     added_meanwhile: Option<Vec<u64>>,
     /// After one failed: not before then.
@@ -118,6 +130,8 @@ pub(super) struct SeenIds {
     rebuild: Mutex<Rebuild>,
     /// The fewest ids a build is made for ([`MIN_CAPACITY`] but in tests).
     min_capacity: usize,
+    /// The most ids added during a rebuild ([`MAX_ADDED_MEANWHILE`] but in tests).
+    max_added_meanwhile: usize,
     /// Lookups answered from memory, for tests.
     spared: AtomicU64,
 }
@@ -126,16 +140,17 @@ impl SeenIds {
     /// A filter of the ids in the store at `path`. It reads the table the first time it is
     /// used (a process that takes no webhooks never reads it).
     pub(super) fn new(path: PathBuf) -> Arc<Self> {
-        Self::with_min_capacity(path, MIN_CAPACITY)
+        Self::with_limits(path, MIN_CAPACITY, MAX_ADDED_MEANWHILE)
     }
 
-    fn with_min_capacity(path: PathBuf, min_capacity: usize) -> Arc<Self> {
+    fn with_limits(path: PathBuf, min_capacity: usize, max_added_meanwhile: usize) -> Arc<Self> {
         Arc::new(SeenIds {
             keys: Default::default(),
             path,
             current: RwLock::default(),
             rebuild: Mutex::default(),
             min_capacity,
+            max_added_meanwhile,
             spared: AtomicU64::new(0),
         })
     }
@@ -177,6 +192,10 @@ impl SeenIds {
         }
         if let Some(meanwhile) = rebuild.added_meanwhile.as_mut() {
             meanwhile.push(hash);
+            if meanwhile.len() >= self.max_added_meanwhile {
+                let generation = rebuild.generation;
+                give_up(&mut rebuild, generation, "more ids arrived than it could take in");
+            }
         }
         self.start_rebuild_if_due(&mut rebuild, bits.as_deref());
     }
@@ -194,11 +213,11 @@ impl SeenIds {
         {
             return;
         }
-        rebuild.added_meanwhile = Some(Vec::new());
+        let generation = begin(rebuild);
         let filter = self.clone();
         let spawned = std::thread::Builder::new()
             .name("plugboard-seen-ids".into())
-            .spawn(move || filter.rebuild_from_table());
+            .spawn(move || filter.rebuild_from_table(generation));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "could not start reading the stored delivery ids; they are looked up in SQLite");
             rebuild.added_meanwhile = None;
@@ -206,11 +225,12 @@ impl SeenIds {
         }
     }
 
-    /// Reads every unexpired id from the table, makes a filter for twice as many, and puts it
-    /// in place with the ids added meanwhile.
-    fn rebuild_from_table(&self) {
+    /// Reads every id from the table, makes a filter for twice as many, and puts it in place
+    /// with the ids added meanwhile.
+    fn rebuild_from_table(self: Arc<Self>, generation: u64) {
         let started = Instant::now();
-        if let Some(held) = self.install(self.read_table()) {
+        let _unfinished = Unfinished { filter: &self, generation };
+        if let Some(held) = self.install(generation, self.read_table()) {
             tracing::debug!(
                 ids = held,
                 ms = started.elapsed().as_millis() as u64,
@@ -219,11 +239,14 @@ impl SeenIds {
         }
     }
 
-    /// Puts in place the filter `read` from the table, with the ids added meanwhile; returns
-    /// how many it read.
-    fn install(&self, read: rusqlite::Result<Bits>) -> Option<usize> {
+    /// Puts in place the filter `read` from the table by rebuild `generation`, with the ids
+    /// added meanwhile; returns how many it read. Nothing if that rebuild was given up.
+    fn install(&self, generation: u64, read: rusqlite::Result<Bits>) -> Option<usize> {
         let mut rebuild = self.rebuild_state();
-        let meanwhile = rebuild.added_meanwhile.take().unwrap_or_default();
+        if rebuild.generation != generation {
+            return None;
+        }
+        let meanwhile = rebuild.added_meanwhile.take()?;
         let bits = match read {
             Ok(bits) => bits,
             Err(e) => {
@@ -241,28 +264,23 @@ impl SeenIds {
         Some(built)
     }
 
-    /// A filter of every unexpired id in the table, made for twice as many. The rows are
-    /// counted first and their hashes set as they are read: nothing of the size of the table is
-    /// held besides the bits.
+    /// A filter of every id in the table, made for twice as many as it may hold. Their hashes
+    /// are set as they are read: nothing of the size of the table is held besides the bits.
     fn read_table(&self) -> rusqlite::Result<Bits> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        let now = super::writer::sql_ms(plugboard_runtime::clock::now_ms());
-        let held: i64 =
-            conn.query_row("SELECT COUNT(*) FROM webhook_deliveries WHERE expires_at_ms > ?1", [now], |r| {
-                r.get(0)
-            })?;
-        let held = usize::try_from(held).unwrap_or(0);
+        let held: Option<i64> = conn.query_row(ROWS_AT_MOST, [], |r| r.get(0))?;
+        let held = held.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
         let mut bits = Bits::for_ids(held.saturating_mul(2).clamp(self.min_capacity, MAX_CAPACITY));
         // A chunk per read transaction.
         let mut select = conn.prepare(READ_CHUNK)?;
         let mut after = i64::MIN;
         loop {
             let mut read = 0;
-            let mut rows = select.query(params![after, now, SCAN_CHUNK])?;
+            let mut rows = select.query(params![after, SCAN_CHUNK])?;
             while let Some(row) = rows.next()? {
                 after = row.get(0)?;
                 let (instance, id) = (row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?);
@@ -276,6 +294,11 @@ impl SeenIds {
         }
     }
 
+    /// Gives up rebuild `generation` if it is still the one running.
+    fn give_up(&self, generation: u64, why: &str) {
+        give_up(&mut self.rebuild_state(), generation, why);
+    }
+
     /// Lookups answered from memory so far.
     #[cfg(test)]
     pub(super) fn spared(&self) -> u64 {
@@ -286,6 +309,41 @@ impl SeenIds {
     #[cfg(test)]
     pub(super) fn ready(&self) -> bool {
         self.current().is_some()
+    }
+}
+
+/// Marks a rebuild as running; answers its generation.
+fn begin(rebuild: &mut Rebuild) -> u64 {
+    rebuild.generation += 1;
+    rebuild.added_meanwhile = Some(Vec::new());
+    rebuild.generation
+}
+
+/// Gives up rebuild `generation` if it is still the one running: its filter will not be put in
+/// place, and the next starts after [`RETRY_AFTER`]. The filter in place (if any) already holds
+/// every id added meanwhile; without one, lookups go to SQLite.
+fn give_up(rebuild: &mut Rebuild, generation: u64, why: &str) {
+    if rebuild.generation == generation && rebuild.added_meanwhile.take().is_some() {
+        tracing::warn!(
+            why,
+            "gave up reading the stored delivery ids; lookups the filter cannot answer go to SQLite"
+        );
+        rebuild.not_before = Some(Instant::now() + RETRY_AFTER);
+    }
+}
+
+/// Gives its rebuild up if the thread unwinds before putting the filter in place: else the
+/// list of ids added meanwhile would grow with every webhook and no rebuild would start again.
+struct Unfinished<'a> {
+    filter: &'a SeenIds,
+    generation: u64,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.filter.give_up(self.generation, "its thread panicked");
+        }
     }
 }
 
@@ -342,19 +400,19 @@ mod tests {
         store_id(&conn, "before");
         let seen = SeenIds::new(path);
         // A rebuild has started (as the first lookup starts one) and read "before" only.
-        seen.rebuild_state().added_meanwhile = Some(Vec::new());
+        let generation = begin(&mut seen.rebuild_state());
         let read = seen.read_table();
         store_id(&conn, "during");
         seen.add("shop", "during");
-        assert_eq!(seen.install(read), Some(1));
+        assert_eq!(seen.install(generation, read), Some(1));
         assert!(seen.may_hold("shop", "before"));
         assert!(seen.may_hold("shop", "during"));
         // Not a filter that holds everything.
         assert!((0..100).any(|i| !seen.may_hold("shop", &format!("never-{i}"))));
     }
 
-    /// A table larger than one read's chunk is read whole, in row order (not through the
-    /// expiry index, which would sort every row first), expired ids left out.
+    /// A table larger than one read's chunk is read whole, in row order, expired ids too: a
+    /// clock stepped back can make one unexpired again, and SQLite then finds it.
     #[test]
     fn a_large_table_is_read_whole_in_chunks() {
         let dir = tempfile::tempdir().unwrap();
@@ -366,13 +424,13 @@ mod tests {
         tx.execute("INSERT INTO webhook_deliveries VALUES ('shop', 'expired', 1)", []).unwrap();
         tx.commit().unwrap();
         let seen = SeenIds::new(path);
-        seen.rebuild_state().added_meanwhile = Some(Vec::new());
+        let generation = begin(&mut seen.rebuild_state());
         let read = seen.read_table();
-        assert_eq!(seen.install(read), Some(25_000));
+        assert_eq!(seen.install(generation, read), Some(25_001));
         assert!((0..25_000).all(|i| seen.may_hold("shop", &format!("d-{i}"))));
-        let plan: String = conn
-            .query_row(&format!("EXPLAIN QUERY PLAN {READ_CHUNK}"), params![1, 2, 3], |r| r.get(3))
-            .unwrap();
+        assert!(seen.may_hold("shop", "expired"));
+        let plan: String =
+            conn.query_row(&format!("EXPLAIN QUERY PLAN {READ_CHUNK}"), params![1, 2], |r| r.get(3)).unwrap();
         assert!(plan.contains("USING INTEGER PRIMARY KEY"), "{plan}");
     }
 
@@ -382,7 +440,7 @@ mod tests {
     fn ids_stay_held_through_repeated_rebuilds() {
         let dir = tempfile::tempdir().unwrap();
         let (path, conn) = table(dir.path());
-        let seen = SeenIds::with_min_capacity(path, 64);
+        let seen = SeenIds::with_limits(path, 64, MAX_ADDED_MEANWHILE);
         assert!(seen.may_hold("shop", "anything"), "nothing is known before the first build");
         let until = Instant::now() + Duration::from_secs(30);
         while !seen.ready() {
@@ -400,6 +458,49 @@ mod tests {
                 assert!((0..=i).all(|j| seen.may_hold("shop", &format!("d-{j}"))), "after d-{i}");
             }
         }
-        assert!(builds.len() > 5, "the filter was rebuilt {} times", builds.len());
+        // From 64 ids, doubling: about six builds if each comes at once, fewer on a busy machine.
+        assert!(builds.len() >= 3, "the filter was built {} times", builds.len());
+    }
+
+    /// When more ids arrive during a rebuild than it may keep a list of, the rebuild is given up:
+    /// what it read is never put in place (it lacks those ids), and the filter in place, which
+    /// holds them, stays.
+    #[test]
+    fn a_rebuild_outrun_by_new_ids_is_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = table(dir.path());
+        let seen = SeenIds::with_limits(path, 64, 10);
+        let first = begin(&mut seen.rebuild_state());
+        assert_eq!(seen.install(first, seen.read_table()), Some(0));
+        let outrun = begin(&mut seen.rebuild_state());
+        let read = seen.read_table();
+        for i in 0..10 {
+            store_id(&conn, &format!("d-{i}"));
+            seen.add("shop", &format!("d-{i}"));
+        }
+        assert!(seen.rebuild_state().added_meanwhile.is_none(), "the list stops at its limit");
+        assert!(seen.rebuild_state().not_before.is_some(), "the next rebuild waits");
+        assert_eq!(seen.install(outrun, read), None);
+        assert!((0..10).all(|i| seen.may_hold("shop", &format!("d-{i}"))));
+    }
+
+    /// A rebuild whose thread panics is given up: else its list of ids would grow with every
+    /// webhook and no rebuild would start again.
+    #[test]
+    fn a_rebuild_whose_thread_panics_is_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _conn) = table(dir.path());
+        let seen = SeenIds::new(path);
+        let generation = begin(&mut seen.rebuild_state());
+        let on_thread = seen.clone();
+        let ended = std::thread::spawn(move || {
+            let _unfinished = Unfinished { filter: &on_thread, generation };
+            panic!("a rebuild that breaks");
+        })
+        .join();
+        assert!(ended.is_err());
+        assert!(seen.rebuild_state().added_meanwhile.is_none());
+        seen.add("shop", "after");
+        assert!(seen.rebuild_state().added_meanwhile.is_none(), "no list kept for a dead rebuild");
     }
 }
