@@ -95,6 +95,12 @@ impl Bits {
         }
     }
 
+    /// Sets `hash` as an id added since the build.
+    fn add(&self, hash: u64) {
+        self.set(hash);
+        self.added.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn may_hold(&self, hash: u64) -> bool {
         self.positions(hash)
             .all(|bit| self.words[(bit / 64) as usize].load(Ordering::Acquire) & (1 << (bit % 64)) != 0)
@@ -132,7 +138,8 @@ pub(super) struct SeenIds {
     min_capacity: usize,
     /// The most ids added during a rebuild ([`MAX_ADDED_MEANWHILE`] but in tests).
     max_added_meanwhile: usize,
-    /// Lookups answered from memory, for tests.
+    /// Lookups answered from memory (counted in tests only: a shared counter on every lookup).
+    #[cfg(test)]
     spared: AtomicU64,
 }
 
@@ -151,6 +158,7 @@ impl SeenIds {
             rebuild: Mutex::default(),
             min_capacity,
             max_added_meanwhile,
+            #[cfg(test)]
             spared: AtomicU64::new(0),
         })
     }
@@ -168,6 +176,7 @@ impl SeenIds {
     pub(super) fn may_hold(self: &Arc<Self>, instance: &str, delivery_id: &str) -> bool {
         match self.current() {
             Some(bits) if !bits.may_hold(self.hash(instance, delivery_id)) => {
+                #[cfg(test)]
                 self.spared.fetch_add(1, Ordering::Relaxed);
                 false
             }
@@ -187,8 +196,7 @@ impl SeenIds {
         let mut rebuild = self.rebuild_state();
         let bits = self.current();
         if let Some(bits) = &bits {
-            bits.set(hash);
-            bits.added.fetch_add(1, Ordering::Relaxed);
+            bits.add(hash);
         }
         if let Some(meanwhile) = rebuild.added_meanwhile.as_mut() {
             meanwhile.push(hash);
@@ -219,9 +227,7 @@ impl SeenIds {
             .name("plugboard-seen-ids".into())
             .spawn(move || filter.rebuild_from_table(generation));
         if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start reading the stored delivery ids; they are looked up in SQLite");
-            rebuild.added_meanwhile = None;
-            rebuild.not_before = Some(Instant::now() + RETRY_AFTER);
+            give_up(rebuild, generation, &format!("its thread could not start: {e}"));
         }
     }
 
@@ -246,18 +252,15 @@ impl SeenIds {
         if rebuild.generation != generation {
             return None;
         }
-        let meanwhile = rebuild.added_meanwhile.take()?;
         let bits = match read {
             Ok(bits) => bits,
             Err(e) => {
-                tracing::warn!(error = %e, "could not read the stored delivery ids; they are looked up in SQLite");
-                rebuild.not_before = Some(Instant::now() + RETRY_AFTER);
+                give_up(&mut rebuild, generation, &format!("the table could not be read: {e}"));
                 return None;
             }
         };
-        for hash in meanwhile {
-            bits.set(hash);
-            bits.added.fetch_add(1, Ordering::Relaxed);
+        for hash in rebuild.added_meanwhile.take()? {
+            bits.add(hash);
         }
         let built = bits.built;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(bits));
