@@ -112,6 +112,9 @@ fn componentize_py(
         .arg("app")
         .arg("-o")
         .arg(out)
+        // Builders' messages go to stderr, here and below: stdout is the caller's (the
+        // `polyglot_components` example prints the components' paths there).
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| format!("cannot run componentize-py ({e}); `./dev setup` installs it"))?;
     if !status.success() {
@@ -135,6 +138,7 @@ pub fn js_component() -> Result<PathBuf, String> {
         .arg(source.join("app.js"))
         .arg(root.join("wit"))
         .arg(&out)
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| format!("cannot run node ({e})"))?;
     if !status.success() {
@@ -159,6 +163,7 @@ pub fn typescript_order_risk() -> Result<PathBuf, String> {
         .arg("app.ts")
         .arg(&out)
         .current_dir(&source)
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| format!("cannot run node ({e})"))?;
     if !status.success() {
@@ -178,6 +183,7 @@ pub fn npm_ci(dir: &Path) -> Result<(), String> {
     let status = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--silent"])
         .current_dir(dir)
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| format!("cannot run npm ({e})"))?;
     if !status.success() {
