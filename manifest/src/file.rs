@@ -305,6 +305,12 @@ pub struct InstanceConfig {
     /// per invocation when absent.
     #[serde(default)]
     pub reuse: Option<Reuse>,
+    /// Keep one fresh instance of a connector instantiated ahead of its next invocation, so
+    /// that an event does not wait for instantiation (see "Preparing instances ahead" in the
+    /// README). Each invocation still runs in an instance no other invocation used; off when
+    /// absent, and refused with `reuse`.
+    #[serde(default)]
+    pub prepare_ahead: bool,
 }
 
 /// A precompiled artifact of an instance's component (`plugboard plugin compile`), so that its

@@ -48,7 +48,7 @@ pub use limits::Limits;
 pub use mcp::{McpClientConfig, McpConfig, ToolPattern};
 pub use pipeline::{Filter, Missed, RetryPolicy, Route, Schedule};
 pub use record::{Record, RecordingsConfig};
-pub use reuse::Reuse;
+pub use reuse::{PREPARE_AHEAD_WITH_REUSE, PREPARED_IDLE_SECS, Reuse};
 pub use webhook::{Acknowledge, Encoding, HmacScheme, RateLimit, Scheme, WebhookConfig};
 
 impl Config {

@@ -31,6 +31,15 @@ fn default_idle_secs() -> u64 {
     60
 }
 
+/// Why `prepare_ahead` is refused beside `reuse`.
+pub const PREPARE_AHEAD_WITH_REUSE: &str = "is for a fresh instance per invocation; with `reuse`, kept \
+     instances already spare invocations their instantiation";
+
+/// How long an instance prepared ahead (`prepare_ahead`) waits for an invocation before it is
+/// dropped, in seconds (a day): the operator asked for it to be ready, and it holds one of the
+/// host's instance slots and what instantiating wrote to its memory meanwhile.
+pub const PREPARED_IDLE_SECS: u64 = MAX_IDLE_SECS;
+
 /// The most invocations one reused instance may serve.
 pub const MAX_REUSE_CALLS: u32 = 1_000_000;
 
@@ -88,5 +97,20 @@ mod tests {
             config.validate().unwrap_err().to_string(),
             "plugin[risk].reuse: calls = 0: expected 1 to 1000000"
         );
+    }
+
+    #[test]
+    fn prepare_ahead_is_read_and_refused_beside_reuse() {
+        let file = |more: &str| format!("[[plugin]]\nid = \"risk\"\nwasm = \"risk.wasm\"\n{more}\n");
+        let config = crate::Config::from_toml(&file(""), "plugboard.toml").unwrap();
+        assert!(!config.plugins[0].prepare_ahead, "off unless asked for");
+        let config = crate::Config::from_toml(&file("prepare_ahead = true"), "plugboard.toml").unwrap();
+        assert!(config.plugins[0].prepare_ahead);
+        config.validate().unwrap();
+        let both = file("prepare_ahead = true\nreuse = { calls = 10 }");
+        let config = crate::Config::from_toml(&both, "plugboard.toml").unwrap();
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.starts_with("plugin[risk].prepare_ahead: is for a fresh instance"), "{refused}");
+        assert!(crate::Config::from_toml(&file("prepare_ahead = 1"), "plugboard.toml").is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::address::Cidr;
 use crate::pipeline::{CALLBACK_ROUTE, JOB_ROUTE, JOBS_SOURCE, MCP_SOURCE, SCHEDULE_SOURCE, WEBHOOK_ROUTE};
 use crate::webhook::Scheme;
-use crate::{Config, ConfigError, InstanceConfig, NatsConfig, Reuse, StoreBackend};
+use crate::{Config, ConfigError, InstanceConfig, NatsConfig, PREPARE_AHEAD_WITH_REUSE, Reuse, StoreBackend};
 
 impl Config {
     /// Checks everything that needs no runtime, no files and no secrets; the error names the
@@ -67,6 +67,9 @@ impl Config {
         }
         if let Some(problem) = p.reuse.as_ref().and_then(Reuse::problem) {
             return Err(ConfigError::invalid(format!("{key}.reuse"), problem));
+        }
+        if p.prepare_ahead && p.reuse.is_some() {
+            return Err(ConfigError::invalid(format!("{key}.prepare_ahead"), PREPARE_AHEAD_WITH_REUSE));
         }
         let http = &p.grants.http;
         http.validate().map_err(|reason| ConfigError::invalid(format!("{key}.grants.http"), reason))?;

@@ -512,6 +512,13 @@ impl Host {
         }
     }
 
+    /// Whether instance `id` has a fresh instance prepared ahead of its next invocation now
+    /// (`prepare_ahead`): false while one is being made, after one served, and for instances
+    /// without it.
+    pub fn has_prepared_instance(&self, id: &str) -> bool {
+        self.get(id).is_ok_and(|plugin| plugin.prepared.as_ref().is_some_and(|pool| !pool.is_empty()))
+    }
+
     pub(crate) fn get(&self, id: &str) -> Result<Arc<Plugin>, InvokeError> {
         self.inner
             .plugins

@@ -57,6 +57,10 @@ pub(crate) struct Plugin {
     pub(crate) reuse: Option<crate::spec::Reuse>,
     /// The instances kept between invocations (with `reuse` only).
     pub(crate) idle: Option<Arc<IdlePool<KeptInstance>>>,
+    /// The fresh instance made ahead of the next invocation (with `prepare_ahead` only).
+    pub(crate) prepared: Option<Arc<IdlePool<KeptInstance>>>,
+    /// An instance is being prepared ahead: at most one at a time.
+    pub(crate) preparing: std::sync::atomic::AtomicBool,
 }
 
 /// A connector instance kept between invocations, with the store that holds its memory.
@@ -83,14 +87,15 @@ impl Plugin {
             precompiled: None,
             record: self.record,
             reuse: self.reuse,
+            prepare_ahead: self.prepared.is_some(),
         }
     }
 
-    /// Drops the instances it keeps and keeps no more: it was unloaded or replaced (its kept
-    /// stores refer to it, so they would keep it alive).
+    /// Drops the instances it keeps or prepared and keeps no more: it was unloaded or replaced
+    /// (those stores refer to it, so they would keep it alive).
     pub(crate) fn retire(&self) {
-        if let Some(idle) = &self.idle {
-            idle.retire();
+        for pool in [&self.idle, &self.prepared].into_iter().flatten() {
+            pool.retire();
         }
     }
 

@@ -274,7 +274,8 @@ fn outcome_of<T>(
     }
 }
 
-/// [`run_limited`] for a connector's calls, on a kept instance when there is one.
+/// [`run_limited`] for a connector's calls, on a kept instance or one prepared ahead when there
+/// is one.
 async fn on_kept_or_fresh<T: Send>(
     host: &Host,
     plugin: Arc<Plugin>,
@@ -287,7 +288,21 @@ async fn on_kept_or_fresh<T: Send>(
     let _permit = acquire(&plugin, deadline).await?;
     // A recorded or replayed invocation starts fresh: its tape must hold all it depended on.
     let idle = plugin.idle.as_ref().filter(|_| tape.is_none());
-    let (mut store, bindings, served) = match idle.and_then(|pool| pool.take()) {
+    // An instance prepared ahead served no invocation: it is fresh, as one made now would be.
+    let prepared = plugin.prepared.as_ref().filter(|_| tape.is_none());
+    let ready = match (idle, prepared) {
+        (Some(pool), _) => pool.take(),
+        (None, Some(pool)) => {
+            let ready = pool.take();
+            let found = if ready.is_some() { "yes" } else { "no" };
+            let labels = [("instance", plugin.id.as_str()), ("ready", found)];
+            host.inner.shared.metrics.add("plugboard_prepared_instances_total", &labels, 1);
+            prepare_next(host, &plugin);
+            ready
+        }
+        (None, None) => None,
+    };
+    let (mut store, bindings, served) = match ready {
         Some((KeptInstance { mut store, bindings }, served)) => {
             store.data_mut().start_again(event_id, deadline);
             arm(host, &plugin, &mut store);
@@ -313,6 +328,28 @@ async fn on_kept_or_fresh<T: Send>(
         pool.give_back(KeptInstance { store, bindings }, served.saturating_add(1));
     }
     Ok(done)
+}
+
+/// Starts instantiating the next instance of `plugin` ahead of its invocation
+/// (`prepare_ahead`), unless one is ready or on its way. A failure is left for that invocation:
+/// it instantiates for itself, and reports what fails with its event.
+pub(crate) fn prepare_next(host: &Host, plugin: &Arc<Plugin>) {
+    let Some(pool) = &plugin.prepared else { return };
+    // Outside a runtime (an embedder loading from a blocking thread) the invocation instantiates.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    if !pool.is_empty() || plugin.preparing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let (host, plugin) = (host.clone(), plugin.clone());
+    runtime.spawn(async move {
+        let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
+        let mut store = new_store(&host, &plugin, None, deadline, None);
+        let made = tokio::time::timeout_at(deadline, instantiate_connector(&mut store, &plugin.pre)).await;
+        if let (Ok(Ok(bindings)), Some(pool)) = (made, &plugin.prepared) {
+            pool.give_back(KeptInstance { store, bindings }, 0);
+        }
+        plugin.preparing.store(false, std::sync::atomic::Ordering::Release);
+    });
 }
 
 /// The invocation's result with what it produced, taken out of its store's state.

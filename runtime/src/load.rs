@@ -297,6 +297,17 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
             reason: "`reuse` is for connectors: an AI provider runs in a fresh instance per call".into(),
         });
     }
+    if spec.prepare_ahead && spec.reuse.is_some() {
+        let reason = format!("prepare_ahead {}", crate::spec::PREPARE_AHEAD_WITH_REUSE);
+        return Err(LoadError::Spec { id, reason });
+    }
+    if kind == PluginKind::AiProvider && spec.prepare_ahead {
+        return Err(LoadError::Spec {
+            id,
+            reason: "`prepare_ahead` is for connectors: an AI provider's instance is made for each call"
+                .into(),
+        });
+    }
     if kind == PluginKind::AiProvider && spec.record.is_some() {
         return Err(LoadError::Spec {
             id,
@@ -322,6 +333,8 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         record: None,
         reuse: None,
         idle: None,
+        prepared: None,
+        preparing: Default::default(),
     });
     let described = crate::invoke::describe(host, probe.clone())
         .await
@@ -377,10 +390,17 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     info.compiled_from_cache = outcome != CacheOutcome::Miss;
     info.limits = spec.limits.clone();
     info.reuse = spec.reuse;
+    info.prepare_ahead = spec.prepare_ahead;
 
+    let weight = crate::engine::instance_weight(&spec.limits);
     let idle = spec.reuse.map(|reuse| {
-        let weight = crate::engine::instance_weight(&spec.limits);
         IdlePool::start(reuse, spec.limits.max_concurrency as usize, host.inner.kept.clone(), weight)
+    });
+    // One instance prepared ahead, counted against the same budget as kept ones: an instance
+    // that served no invocation yet, dropped after serving one.
+    let prepared = spec.prepare_ahead.then(|| {
+        let policy = crate::spec::Reuse { calls: 1, idle_secs: crate::spec::PREPARED_IDLE_SECS };
+        IdlePool::start(policy, 1, host.inner.kept.clone(), weight)
     });
     if spec.reuse.is_some() && matches!(spec.record, Some(Record::All | Record::Failures)) {
         tracing::warn!(
@@ -403,6 +423,8 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         record: spec.record,
         reuse: spec.reuse,
         idle,
+        prepared,
+        preparing: Default::default(),
     })
 }
 
@@ -426,6 +448,7 @@ fn placeholder_info(id: &str, kind: PluginKind) -> PluginInfo {
         compiled_from_cache: false,
         limits: Limits::default(),
         reuse: None,
+        prepare_ahead: false,
     }
 }
 
@@ -460,8 +483,10 @@ impl Host {
             id: info.id.clone(),
             reason: "plugin table lock poisoned".into(),
         })?;
-        let replaced = plugins.insert(info.id.clone(), plugin);
+        let replaced = plugins.insert(info.id.clone(), plugin.clone());
         drop(plugins);
+        // Ready for its first invocation too.
+        crate::invoke::prepare_next(self, &plugin);
         if let Some(old) = replaced {
             old.retire();
         }
@@ -489,6 +514,7 @@ impl Host {
             && spec.limits == current.limits
             && spec.record == current.record
             && spec.reuse == current.reuse
+            && spec.prepare_ahead == current.prepared.is_some()
         {
             return Ok(current.info());
         }

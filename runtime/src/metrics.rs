@@ -29,6 +29,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("plugboard_invocation_seconds", "histogram", "Plugin invocation duration by instance."),
     (
+        "plugboard_prepared_instances_total",
+        "counter",
+        "Invocations of instances with prepare_ahead, by instance and whether one prepared ahead was ready (yes, no).",
+    ),
+    (
         "plugboard_store_errors_total",
         "counter",
         "Writes to the event store that failed, by operation (claim, record).",

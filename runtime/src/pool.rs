@@ -133,6 +133,11 @@ impl<T: Send + 'static> IdlePool<T> {
         drop(dropped);
     }
 
+    /// Whether no instance is kept now.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
     /// How many instances are kept now.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::{Capability, Grants};
 use crate::limits::Limits;
-pub use plugboard_manifest::{Precompiled, Record, Reuse};
+pub use plugboard_manifest::{PREPARE_AHEAD_WITH_REUSE, PREPARED_IDLE_SECS, Precompiled, Record, Reuse};
 
 /// How an operator declares one plugin instance. Unknown keys are refused.
 ///
@@ -48,6 +48,10 @@ pub struct PluginSpec {
     /// instance per invocation when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse: Option<Reuse>,
+    /// Whether a connector keeps one fresh instance instantiated ahead of its next invocation
+    /// (see [`PluginSpec::with_prepare_ahead`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepare_ahead: bool,
 }
 
 impl PluginSpec {
@@ -62,6 +66,7 @@ impl PluginSpec {
             precompiled: None,
             record: None,
             reuse: None,
+            prepare_ahead: false,
         }
     }
 
@@ -87,6 +92,17 @@ impl PluginSpec {
     /// invocation leaves in the plugin's memory is then seen by the next.
     pub fn with_reuse(mut self, reuse: Reuse) -> Self {
         self.reuse = Some(reuse);
+        self
+    }
+
+    /// Keeps one fresh instance of the connector instantiated ahead of its next invocation, so
+    /// that the invocation does not wait for instantiation: worth it where instantiating takes
+    /// long (a Python component). Each invocation still runs in an instance no other invocation
+    /// used; the prepared one holds an instance slot until it serves or has waited
+    /// [`crate::spec::PREPARED_IDLE_SECS`]. Not with [`PluginSpec::with_reuse`], nor for
+    /// recorded invocations, which instantiate their own.
+    pub fn with_prepare_ahead(mut self) -> Self {
+        self.prepare_ahead = true;
         self
     }
 
@@ -216,6 +232,10 @@ pub struct PluginInfo {
     /// between them); absent for a fresh instance per invocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse: Option<Reuse>,
+    /// Whether a fresh instance is kept instantiated ahead of its next invocation
+    /// (`prepare_ahead`); absent when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepare_ahead: bool,
 }
 
 /// [`PluginInfo::source`] of a build uploaded through the admin API: it lives in memory only,

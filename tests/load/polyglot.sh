@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Polyglot connectors under `plugboard up`, as issue 13 measures them: each webhook (unverified,
-# on loopback) makes one event, routed to the `handle` of five instances, delivered one at a
+# on loopback) makes one event, routed to the `handle` of seven instances, delivered one at a
 # time: the Rust echo plugin, the Python connector (componentize-py, tests/python-guest) and the
 # JavaScript one (componentize-js, tests/js-guest), the last two each on a fresh instance per
-# event (the default) and with `reuse = { calls = 1000 }`. Webhooks arrive one by one, 20 ms
+# event (the default), with `reuse = { calls = 1000 }`, and with `prepare_ahead = true` (a fresh
+# instance per event, instantiated before the event comes). Webhooks arrive one by one, 20 ms
 # apart; each attempt's duration is what the server recorded (claim to outcome excluded). Then
-# each of the five gets a burst of its own: as many webhooks again, sent back to back to a
+# each of the seven gets a burst of its own: as many webhooks again, sent back to back to a
 # webhook routed to it alone, delivered one at a time while the burst comes in (a steady stream
 # of events, where the instance's code and memory stay in the CPU's caches).
 # Usage: tests/load/polyglot.sh [webhooks]
@@ -24,6 +25,7 @@ trap 'kill $server 2>/dev/null || true; wait 2>/dev/null; rm -rf "$dir"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo_wasm=$PWD/target/wasm-guests/wasm32-wasip2/guest/echo.wasm
 grants='grants = { capabilities = ["kv", "log"] }'
+targets="rust python python-reused python-prepared js js-reused js-prepared"
 {
   cat <<TOML
 delivery_concurrency = 1
@@ -44,8 +46,9 @@ TOML
     wasm=$([ $lang = python ] && echo "$python" || echo "$js")
     printf '[[plugin]]\nid = "%s"\nwasm = "%s"\n%s\n' "$lang" "$wasm" "$grants"
     printf '[[plugin]]\nid = "%s-reused"\nwasm = "%s"\n%s\nreuse = { calls = 1000 }\n' "$lang" "$wasm" "$grants"
+    printf '[[plugin]]\nid = "%s-prepared"\nwasm = "%s"\n%s\nprepare_ahead = true\n' "$lang" "$wasm" "$grants"
   done
-  for target in rust python python-reused js js-reused; do
+  for target in $targets; do
     printf '[[route]]\nname = "to-%s"\nfrom = "shop"\nkind = "echo/*"\nto = "%s"\n' "$target" "$target"
     # The burst's own webhook, routed to this target alone.
     printf '[[plugin]]\nid = "burst-%s"\nwasm = "%s"\nwebhook = { verify = { scheme = "none" } }\n' "$target" "$echo_wasm"
@@ -66,11 +69,11 @@ drained() { # waits until every delivery is done
 }
 for i in $(seq "$n"); do
   curl -sf -o /dev/null -H 'content-type: application/json' -d "{\"order\": $i}" "http://127.0.0.1:$port/hooks/shop"
-  # Wait for the five deliveries, so that each runs on its own, as when events arrive one by one.
+  # Wait for the seven deliveries, so that each runs on its own, as when events arrive one by one.
   drained
   sleep 0.02
 done
-for target in rust python python-reused js js-reused; do
+for target in $targets; do
   python3 - "$port" "$target" "$n" <<'PY'
 import http.client, sys
 port, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -86,7 +89,7 @@ PY
   drained
 done
 kill $server; wait $server 2>/dev/null || true
-python3 - "$dir/events.db" "$n" <<'PY'
+python3 - "$dir/events.db" "$n" "$targets" <<'PY'
 import sqlite3, statistics, sys
 db = sqlite3.connect(sys.argv[1])
 rows = db.execute(
@@ -98,11 +101,11 @@ for route, target, us in rows:
     by.setdefault((route.startswith("burst-"), target), []).append(us)
 for burst, title in [(False, "events one by one"), (True, "events back to back, one plugin at a time")]:
     print(f"`handle` under plugboard up, {sys.argv[2]} {title}: median ms per attempt (p90)")
-    for target in ["rust", "python", "python-reused", "js", "js-reused"]:
+    for target in sys.argv[3].split():
         runs = sorted(by.get((burst, target), []))
         if not runs:
-            print(f"   {target:<14} no attempts delivered")
+            print(f"   {target:<16} no attempts delivered")
             continue
         p90 = runs[int(len(runs) * 0.9) - 1] if len(runs) >= 10 else runs[-1]
-        print(f"   {target:<14} {statistics.median(runs) / 1000:6.2f} ms  (p90 {p90 / 1000:.2f} ms, {len(runs)} attempts)")
+        print(f"   {target:<16} {statistics.median(runs) / 1000:6.2f} ms  (p90 {p90 / 1000:.2f} ms, {len(runs)} attempts)")
 PY

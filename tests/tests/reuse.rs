@@ -146,3 +146,84 @@ async fn reuse_is_refused_on_an_ai_provider_and_out_of_range() {
     let refused = host.load(keeper("kept", Some(Reuse { calls: 0, idle_secs: 60 }))).await.unwrap_err();
     assert!(refused.to_string().contains("reuse: calls = 0"), "{refused}");
 }
+
+/// Waits until instance `id` has an instance prepared ahead (instantiating one takes well under
+/// a second; the bound only turns a host that never prepares one into a failure).
+async fn until_prepared(host: &Host, id: &str) {
+    for _ in 0..6000 {
+        if host.has_prepared_instance(id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no instance of `{id}` was prepared ahead in 30 s");
+}
+
+fn prepared_count(host: &Host, id: &str, ready: &str) -> u64 {
+    host.metrics().counter("plugboard_prepared_instances_total", &[("instance", id), ("ready", ready)])
+}
+
+/// `prepare_ahead`: the next instance is instantiated before its invocation comes, and each one
+/// serves one invocation only, so nothing of one event reaches the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_prepared_ahead_serves_one_invocation_and_the_next_is_ready() {
+    let host = host();
+    let info = host.load(keeper("ready", None).with_prepare_ahead()).await.unwrap();
+    assert_eq!(serde_json::to_value(&info).unwrap()["prepare_ahead"], true);
+    for value in ["alice's card", "bob's card", "carol's card"] {
+        until_prepared(&host, "ready").await;
+        assert_eq!(tell(&host, "ready", value).await, [value], "nothing of an earlier invocation");
+    }
+    assert_eq!(prepared_count(&host, "ready", "yes"), 3, "each invocation found one ready");
+    assert_eq!(prepared_count(&host, "ready", "no"), 0);
+    // Back to back, some find none ready and instantiate their own; none gets a used one.
+    for i in 0..50 {
+        let value = format!("event {i}");
+        assert_eq!(tell(&host, "ready", &value).await, [value]);
+    }
+    assert_eq!(prepared_count(&host, "ready", "yes") + prepared_count(&host, "ready", "no"), 53);
+
+    // One that trapped or ran out of memory is not kept either: the next one is fresh.
+    until_prepared(&host, "ready").await;
+    let grown = host.invoke("ready", "grow", &json!({ "mib": 4 })).await.unwrap();
+    assert_eq!(grown.output["held_mib"], 4);
+    until_prepared(&host, "ready").await;
+    let grown = host.invoke("ready", "grow", &json!({ "mib": 4 })).await.unwrap();
+    assert_eq!(grown.output["held_mib"], 4, "a fresh instance, not the one that grew");
+    until_prepared(&host, "ready").await;
+    host.invoke("ready", "crash", &json!({ "value": "x" })).await.unwrap_err();
+    until_prepared(&host, "ready").await;
+    assert_eq!(tell(&host, "ready", "dave's card").await, ["dave's card"]);
+
+    // Unloaded: the prepared instance goes with it.
+    assert!(host.unload("ready"));
+    assert!(!host.has_prepared_instance("ready"));
+
+    // Without `prepare_ahead`, none is ever prepared.
+    host.load(keeper("fresh", None)).await.unwrap();
+    assert_eq!(tell(&host, "fresh", "a").await, ["a"]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!host.has_prepared_instance("fresh"));
+    assert_eq!(prepared_count(&host, "fresh", "no"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_invocation_does_not_take_the_instance_prepared_ahead() {
+    let host = host();
+    host.load(keeper("ready", None).with_prepare_ahead().with_record(Record::All)).await.unwrap();
+    until_prepared(&host, "ready").await;
+    assert_eq!(tell(&host, "ready", "a").await, ["a"]);
+    assert_eq!(prepared_count(&host, "ready", "yes") + prepared_count(&host, "ready", "no"), 0);
+    assert!(host.has_prepared_instance("ready"), "still there, unused");
+}
+
+#[tokio::test]
+async fn prepare_ahead_is_refused_with_reuse_and_on_an_ai_provider() {
+    let host = host();
+    let both = keeper("kept", Some(Reuse { calls: 10, idle_secs: 60 })).with_prepare_ahead();
+    let refused = host.load(both).await.unwrap_err().to_string();
+    assert!(refused.contains("prepare_ahead is for a fresh instance per invocation"), "{refused}");
+    let provider = PluginSpec::new("ai", CANNED_AI).with_prepare_ahead();
+    let refused = host.load(provider).await.unwrap_err().to_string();
+    assert!(refused.contains("`prepare_ahead` is for connectors"), "{refused}");
+}

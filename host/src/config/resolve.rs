@@ -134,6 +134,7 @@ impl Resolved {
                 }),
                 record: p.record,
                 reuse: p.reuse,
+                prepare_ahead: p.prepare_ahead,
             });
         }
         for (i, sch) in config.schedules.iter().enumerate() {
