@@ -331,25 +331,62 @@ async fn on_kept_or_fresh<T: Send>(
 }
 
 /// Starts instantiating the next instance of `plugin` ahead of its invocation
-/// (`prepare_ahead`), unless one is ready or on its way. A failure is left for that invocation:
-/// it instantiates for itself, and reports what fails with its event.
+/// (`prepare_ahead`), unless one is ready or on its way, or could not be kept (the plugin was
+/// retired, or the host keeps as many instances as it may: one made now would be thrown away).
+/// A failure is left for that invocation: it instantiates for itself, and reports what fails
+/// with its event.
 pub(crate) fn prepare_next(host: &Host, plugin: &Arc<Plugin>) {
-    let Some(pool) = &plugin.prepared else { return };
-    // Outside a runtime (an embedder loading from a blocking thread) the invocation instantiates.
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-    if !pool.is_empty() || plugin.preparing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+    let Some(pool) = plugin.prepared.clone() else { return };
+    // Every invocation of these is recorded, and a recorded one instantiates its own.
+    if matches!(plugin.record, Some(crate::spec::Record::All | crate::spec::Record::Failures)) {
         return;
     }
-    let (host, plugin) = (host.clone(), plugin.clone());
+    // Outside a runtime (an embedder loading from a blocking thread) the invocation instantiates.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    if !pool.can_keep_another() || plugin.preparing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let preparing = Preparing(plugin.clone());
+    let host = host.clone();
     runtime.spawn(async move {
+        let plugin = preparing.0.clone();
+        // Instantiating counts against the plugin's concurrency, as an invocation does: no more
+        // of its instances run at once than `max_concurrency` allows.
+        let Ok(permit) = plugin.slots.clone().acquire_owned().await else { return };
+        if !pool.can_keep_another() {
+            return;
+        }
         let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
         let mut store = new_store(&host, &plugin, None, deadline, None);
         let made = tokio::time::timeout_at(deadline, instantiate_connector(&mut store, &plugin.pre)).await;
-        if let (Ok(Ok(bindings)), Some(pool)) = (made, &plugin.prepared) {
-            pool.give_back(KeptInstance { store, bindings }, 0);
+        drop(permit);
+        // Cleared before the instance is offered: an invocation that takes it at once starts
+        // preparing the next one.
+        drop(preparing);
+        match made {
+            // Start code could have left what a kept instance may not hold (open handles).
+            Ok(Ok(bindings)) if store.data_mut().can_serve_again(STDERR_CAPTURE_BYTES) => {
+                pool.give_back(KeptInstance { store, bindings }, 0);
+            }
+            Ok(Ok(_)) => {
+                tracing::debug!(instance = %plugin.id, "an instance prepared ahead holds too much to keep")
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(instance = %plugin.id, "could not prepare an instance ahead: {e:#}")
+            }
+            Err(_) => tracing::debug!(instance = %plugin.id, "preparing an instance ahead ran out of time"),
         }
-        plugin.preparing.store(false, std::sync::atomic::Ordering::Release);
     });
+}
+
+/// A preparation under way for its plugin; dropped (at its end, or if its task panics or is
+/// cancelled) it lets the next one start.
+struct Preparing(Arc<Plugin>);
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        self.0.preparing.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// The invocation's result with what it produced, taken out of its store's state.
@@ -893,6 +930,46 @@ mod tests {
             assert!(plugin.upgrade().is_none(), "the old plugin was freed (replaced: {replace})");
             assert_eq!(host.inner.kept.kept(), 0);
         }
+    }
+
+    /// An instance prepared ahead refers to its plugin too: unloading or replacing the plugin
+    /// frees it, and the budget it held comes back.
+    #[tokio::test]
+    async fn an_unloaded_or_replaced_instance_with_one_prepared_ahead_is_freed() {
+        let host = Host::builder().build().unwrap();
+        let spec = PluginSpec::new("ready", plugboard_tests::KEEPER)
+            .with_grants(Grants::none().with(Capability::Log))
+            .with_prepare_ahead();
+        let until = |wanted: bool| {
+            let host = host.clone();
+            async move {
+                for _ in 0..6000 {
+                    if host.has_prepared_instance("ready") == wanted
+                        && (wanted || host.inner.kept.kept() == 0)
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                panic!("still not {wanted} after 30 s");
+            }
+        };
+        for replace in [false, true] {
+            host.load(spec.clone()).await.unwrap();
+            until(true).await;
+            let plugin = Arc::downgrade(&host.get("ready").unwrap());
+            assert!(host.inner.kept.kept() > 0);
+            if replace {
+                let bytes = std::fs::read(plugboard_tests::KEEPER).unwrap();
+                host.reload_bytes("ready", &bytes).await.unwrap();
+            } else {
+                assert!(host.unload("ready"));
+            }
+            assert!(plugin.upgrade().is_none(), "the old plugin was freed (replaced: {replace})");
+        }
+        assert!(host.unload("ready"));
+        // The replacement's own preparation may still be finishing: what it made is dropped.
+        until(false).await;
     }
 
     /// A deadline, fuel budget or memory limit reached while instantiating (a start function,

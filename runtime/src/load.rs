@@ -402,6 +402,12 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
         let policy = crate::spec::Reuse { calls: 1, idle_secs: crate::spec::PREPARED_IDLE_SECS };
         IdlePool::start(policy, 1, host.inner.kept.clone(), weight)
     });
+    if spec.prepare_ahead && matches!(spec.record, Some(Record::All | Record::Failures)) {
+        tracing::warn!(
+            instance = %id,
+            "`prepare_ahead` has no effect with `record = \"all\"` or `\"failures\"`: a recorded invocation instantiates its own"
+        );
+    }
     if spec.reuse.is_some() && matches!(spec.record, Some(Record::All | Record::Failures)) {
         tracing::warn!(
             instance = %id,

@@ -32,6 +32,11 @@ impl KeptBudget {
             .is_ok()
     }
 
+    /// Whether one more kept instance of `weight` would fit now.
+    fn has_room(&self, weight: usize) -> bool {
+        self.kept.load(Ordering::Acquire).saturating_add(weight) <= self.max
+    }
+
     fn release(&self, n: usize) {
         self.kept.fetch_sub(n, Ordering::AcqRel);
     }
@@ -136,6 +141,15 @@ impl<T: Send + 'static> IdlePool<T> {
     /// Whether no instance is kept now.
     pub(crate) fn is_empty(&self) -> bool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
+    /// Whether one more instance given back now would be kept: the pool is not retired nor
+    /// full, and the host keeps fewer than it may.
+    pub(crate) fn can_keep_another(&self) -> bool {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        !self.retired.load(Ordering::Acquire)
+            && idle.len() < self.max_idle
+            && self.budget.has_room(self.weight)
     }
 
     /// How many instances are kept now.

@@ -195,9 +195,14 @@ async fn an_instance_prepared_ahead_serves_one_invocation_and_the_next_is_ready(
     until_prepared(&host, "ready").await;
     assert_eq!(tell(&host, "ready", "dave's card").await, ["dave's card"]);
 
-    // Unloaded: the prepared instance goes with it.
-    assert!(host.unload("ready"));
-    assert!(!host.has_prepared_instance("ready"));
+    // A prepared instance that waited longer than the plugin's timeout still gets the
+    // invocation's whole deadline (not the one it was prepared under).
+    let limits = Limits { timeout_ms: 300, memory_mib: 16, ..Limits::default() };
+    host.load(keeper("quick", None).with_prepare_ahead().with_limits(limits)).await.unwrap();
+    until_prepared(&host, "quick").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(tell(&host, "quick", "late").await, ["late"]);
+    assert_eq!(prepared_count(&host, "quick", "yes"), 1);
 
     // Without `prepare_ahead`, none is ever prepared.
     host.load(keeper("fresh", None)).await.unwrap();
@@ -208,13 +213,15 @@ async fn an_instance_prepared_ahead_serves_one_invocation_and_the_next_is_ready(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorded_invocation_does_not_take_the_instance_prepared_ahead() {
+async fn a_recorded_invocation_instantiates_its_own_instance() {
     let host = host();
     host.load(keeper("ready", None).with_prepare_ahead().with_record(Record::All)).await.unwrap();
-    until_prepared(&host, "ready").await;
     assert_eq!(tell(&host, "ready", "a").await, ["a"]);
+    assert_eq!(tell(&host, "ready", "b").await, ["b"]);
     assert_eq!(prepared_count(&host, "ready", "yes") + prepared_count(&host, "ready", "no"), 0);
-    assert!(host.has_prepared_instance("ready"), "still there, unused");
+    // Every invocation is recorded, so none is prepared to sit unused.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!host.has_prepared_instance("ready"));
 }
 
 #[tokio::test]
