@@ -907,6 +907,16 @@ mod tests {
     use crate::grants::{Capability, Grants};
     use crate::spec::{PluginSpec, Reuse};
 
+    /// Replaces instance `id` (a keeper plugin) with the same build, or unloads it.
+    async fn unload_or_replace(host: &Host, id: &str, replace: bool) {
+        if replace {
+            let bytes = std::fs::read(plugboard_tests::KEEPER).unwrap();
+            host.reload_bytes(id, &bytes).await.unwrap();
+        } else {
+            assert!(host.unload(id));
+        }
+    }
+
     /// Kept instances refer to their plugin: unloading or replacing it must free it, and give
     /// its share of the host's budget back, however long its instances could still idle.
     #[tokio::test]
@@ -921,12 +931,7 @@ mod tests {
             host.invoke("kept", "remember", &remember).await.unwrap();
             let plugin = Arc::downgrade(&host.get("kept").unwrap());
             assert!(host.inner.kept.kept() > 0);
-            if replace {
-                let bytes = std::fs::read(plugboard_tests::KEEPER).unwrap();
-                host.reload_bytes("kept", &bytes).await.unwrap();
-            } else {
-                assert!(host.unload("kept"));
-            }
+            unload_or_replace(&host, "kept", replace).await;
             assert!(plugin.upgrade().is_none(), "the old plugin was freed (replaced: {replace})");
             assert_eq!(host.inner.kept.kept(), 0);
         }
@@ -959,12 +964,7 @@ mod tests {
             until(true).await;
             let plugin = Arc::downgrade(&host.get("ready").unwrap());
             assert!(host.inner.kept.kept() > 0);
-            if replace {
-                let bytes = std::fs::read(plugboard_tests::KEEPER).unwrap();
-                host.reload_bytes("ready", &bytes).await.unwrap();
-            } else {
-                assert!(host.unload("ready"));
-            }
+            unload_or_replace(&host, "ready", replace).await;
             assert!(plugin.upgrade().is_none(), "the old plugin was freed (replaced: {replace})");
         }
         assert!(host.unload("ready"));
