@@ -359,7 +359,6 @@ pub(crate) fn prepare_next(host: &Host, plugin: &Arc<Plugin>) {
         let deadline = tokio::time::Instant::now() + plugin.limits.timeout();
         let mut store = new_store(&host, &plugin, None, deadline, None);
         let made = tokio::time::timeout_at(deadline, instantiate_connector(&mut store, &plugin.pre)).await;
-        drop(permit);
         // Cleared before the instance is offered: an invocation that takes it at once starts
         // preparing the next one.
         drop(preparing);
@@ -376,6 +375,9 @@ pub(crate) fn prepare_next(host: &Host, plugin: &Arc<Plugin>) {
             }
             Err(_) => tracing::debug!(instance = %plugin.id, "preparing an instance ahead ran out of time"),
         }
+        // Released only once the instance is offered: an invocation that waited for this slot
+        // finds it ready instead of instantiating its own.
+        drop(permit);
     });
 }
 
