@@ -224,6 +224,51 @@ async fn a_recorded_invocation_instantiates_its_own_instance() {
     assert!(!host.has_prepared_instance("ready"));
 }
 
+/// Prepared instances share the budget kept instances have (half of the engine's pools): past
+/// it, none is prepared and invocations instantiate their own; a plugin that leaves frees its
+/// share for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_prepared_only_within_the_hosts_budget() {
+    // 16 live instances: a budget of 8, two instances with the default limits (each counts 4).
+    let host = Host::builder().max_live_instances(16).build().unwrap();
+    let ids = ["a", "b", "c"];
+    for id in ids {
+        let spec = PluginSpec::new(id, KEEPER).with_grants(Grants::none().with(Capability::Log));
+        host.load(spec.with_prepare_ahead()).await.unwrap();
+    }
+    let prepared = || ids.into_iter().filter(|id| host.has_prepared_instance(id)).collect::<Vec<_>>();
+    for _ in 0..6000 {
+        if prepared().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ready = prepared();
+    assert_eq!(ready.len(), 2, "two fit in the budget: {ready:?}");
+    let left = ids.into_iter().find(|id| !ready.contains(id)).unwrap();
+    assert_eq!(tell(&host, left, "its own").await, ["its own"], "it instantiates its own");
+    assert_eq!(prepared_count(&host, left, "no"), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!host.has_prepared_instance(left), "still no room");
+
+    assert!(host.unload(ready[0]));
+    assert_eq!(tell(&host, left, "x").await, ["x"]);
+    until_prepared(&host, left).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_prepare_ahead_on_or_off_reloads_the_instance() {
+    let host = host();
+    host.load(keeper("k", None)).await.unwrap();
+    let info = host.reload_file(keeper("k", None).with_prepare_ahead()).await.unwrap();
+    assert_eq!(serde_json::to_value(&info).unwrap()["prepare_ahead"], true);
+    until_prepared(&host, "k").await;
+    let info = host.reload_file(keeper("k", None)).await.unwrap();
+    assert_eq!(serde_json::to_value(&info).unwrap().get("prepare_ahead"), None);
+    assert!(!host.has_prepared_instance("k"), "the new build prepares nothing");
+}
+
 #[tokio::test]
 async fn prepare_ahead_is_refused_with_reuse_and_on_an_ai_provider() {
     let host = host();
