@@ -57,7 +57,8 @@ pub(crate) struct Plugin {
     pub(crate) reuse: Option<crate::spec::Reuse>,
     /// The instances kept between invocations (with `reuse` only).
     pub(crate) idle: Option<Arc<IdlePool<KeptInstance>>>,
-    /// The fresh instance made ahead of the next invocation (with `prepare_ahead` only).
+    /// The fresh instance made ahead of the next invocation (with `prepare_ahead` only, and not
+    /// when every invocation is recorded).
     pub(crate) prepared: Option<Arc<IdlePool<KeptInstance>>>,
     /// An instance is being prepared ahead: at most one at a time.
     pub(crate) preparing: std::sync::atomic::AtomicBool,
@@ -87,7 +88,7 @@ impl Plugin {
             precompiled: None,
             record: self.record,
             reuse: self.reuse,
-            prepare_ahead: self.prepared.is_some(),
+            prepare_ahead: self.info.prepare_ahead,
         }
     }
 

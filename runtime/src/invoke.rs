@@ -337,10 +337,6 @@ async fn on_kept_or_fresh<T: Send>(
 /// with its event.
 pub(crate) fn prepare_next(host: &Host, plugin: &Arc<Plugin>) {
     let Some(pool) = plugin.prepared.clone() else { return };
-    // Every invocation of these is recorded, and a recorded one instantiates its own.
-    if matches!(plugin.record, Some(crate::spec::Record::All | crate::spec::Record::Failures)) {
-        return;
-    }
     // Outside a runtime (an embedder loading from a blocking thread) the invocation instantiates.
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     if !pool.can_keep_another() || plugin.preparing.swap(true, std::sync::atomic::Ordering::AcqRel) {

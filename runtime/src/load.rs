@@ -396,24 +396,25 @@ pub(crate) async fn load(host: &Host, spec: PluginSpec, bytes: &[u8]) -> Result<
     let idle = spec.reuse.map(|reuse| {
         IdlePool::start(reuse, spec.limits.max_concurrency as usize, host.inner.kept.clone(), weight)
     });
+    // Every invocation recorded: each one instantiates its own, so nothing is kept or prepared.
+    let records_every_invocation = matches!(spec.record, Some(Record::All | Record::Failures));
+    for (chosen, key, instead) in [
+        (spec.reuse.is_some(), "reuse", "runs in a fresh instance"),
+        (spec.prepare_ahead, "prepare_ahead", "instantiates its own"),
+    ] {
+        if chosen && records_every_invocation {
+            tracing::warn!(
+                instance = %id,
+                "`{key}` has no effect with `record = \"all\"` or `\"failures\"`: a recorded invocation {instead}"
+            );
+        }
+    }
     // One instance prepared ahead, counted against the same budget as kept ones: an instance
     // that served no invocation yet, dropped after serving one.
-    let prepared = spec.prepare_ahead.then(|| {
+    let prepared = (spec.prepare_ahead && !records_every_invocation).then(|| {
         let policy = crate::spec::Reuse { calls: 1, idle_secs: crate::spec::PREPARED_IDLE_SECS };
         IdlePool::start(policy, 1, host.inner.kept.clone(), weight)
     });
-    if spec.prepare_ahead && matches!(spec.record, Some(Record::All | Record::Failures)) {
-        tracing::warn!(
-            instance = %id,
-            "`prepare_ahead` has no effect with `record = \"all\"` or `\"failures\"`: a recorded invocation instantiates its own"
-        );
-    }
-    if spec.reuse.is_some() && matches!(spec.record, Some(Record::All | Record::Failures)) {
-        tracing::warn!(
-            instance = %id,
-            "`reuse` has no effect with `record = \"all\"` or `\"failures\"`: a recorded invocation runs in a fresh instance"
-        );
-    }
     Ok(Plugin {
         id,
         kind,
@@ -520,7 +521,7 @@ impl Host {
             && spec.limits == current.limits
             && spec.record == current.record
             && spec.reuse == current.reuse
-            && spec.prepare_ahead == current.prepared.is_some()
+            && spec.prepare_ahead == current.info.prepare_ahead
         {
             return Ok(current.info());
         }
